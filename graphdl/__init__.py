@@ -1,0 +1,43 @@
+"""graphdl: declare a model as a static graph of primitive ops, differentiate it symbolically,
+draw and explain it, and compile it to NumPy source.
+
+    import graphdl as gd
+    a = gd.input("a", shape=(), dtype="float64")
+    y = gd.reciprocal(1 + gd.exp(-(a * 2.0 + 1)))
+    fn = gd.compile([y, *gd.grad(y, [a])])
+    fn(a=0.5)
+"""
+
+from graphdl import frontend  # noqa: F401  (installs the operators on Node)
+from graphdl.autodiff import grad
+from graphdl.errors import GraphError, InputError
+from graphdl.extend import CustomOp, custom_op, elementwise_op
+from graphdl.interpret import evaluate
+from graphdl.ir import Node, to_networkx, topological_order
+from graphdl.opdef import REGISTRY, OpDef
+from graphdl.ops.composite import (
+    hinge_loss, l2, log_softmax, logsumexp, mse, one_hot, sigmoid, softmax,
+    softmax_cross_entropy, tanh,
+)
+from graphdl.ops.elementwise import (
+    cast, equal, exp, greater, greater_equal, less, less_equal, log, maximum, minimum,
+    not_equal, reciprocal, relu, sqrt, stop_gradient, where,
+)
+from graphdl.ops.leaf import constant, input, zeros_like
+from graphdl.ops.matmul import matmul
+from graphdl.ops.movement import (
+    broadcast_to, concatenate, expand_dims, reshape, squeeze, sum_to, take, transpose,
+)
+from graphdl.ops.reduce import max, mean, min, sum
+from graphdl.check import check_grad, check_op
+
+
+
+def compile(outputs, backend="numpy", **options):  # noqa: A001 - the public API's name
+    """Compile `outputs` (a node or a list) to a callable; see `codegen.compile`."""
+    import codegen
+
+    return codegen.compile(outputs, backend=backend, **options)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,75 @@
+"""Checking the arrays a caller feeds to a graph against the inputs it declared."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphdl.errors import GraphError, InputError
+from graphdl.ir import format_shape
+
+
+def merge(feeds, kwargs):
+    """`f({"a": 1})` and `f(a=1)` are the same call."""
+    if feeds is None:
+        return dict(kwargs)
+    if not isinstance(feeds, dict):
+        raise InputError(f"inputs must be given by name (a dict or keywords), got {type(feeds).__name__}")
+    return {**feeds, **kwargs}
+
+
+def unique_inputs(inputs):
+    """Map input name -> node, refusing two different inputs that share a name."""
+    by_name = {}
+    for node in inputs:
+        other = by_name.setdefault(node.name, node)
+        if other is not node:
+            raise GraphError(
+                f"two different inputs are named {node.name!r}: shapes {format_shape(other.shape)} "
+                f"and {format_shape(node.shape)}, dtypes {other.dtype} and {node.dtype}"
+            )
+    return by_name
+
+
+def bind(inputs, feeds, in_place=()):
+    """Check `feeds` (name -> value) against `inputs`; return arrays in the order of `inputs`.
+
+    Floats, ints and bools convert to a float input's dtype (float64 into float32 is cast);
+    floats into an integer input are refused. Inputs named in `in_place` are updated by the
+    call, so they must already be arrays of exactly the declared dtype.
+    """
+    names = [n.name for n in inputs]
+    unknown = sorted(set(feeds) - set(names))
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r}; this graph's inputs are {names}")
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise InputError(f"missing input {missing[0]!r}; this graph's inputs are {names}")
+    return [_convert(node, feeds[node.name], node.name in in_place) for node in inputs]
+
+
+def _convert(node, value, in_place):
+    name, dtype = node.name, node.dtype
+    if in_place:
+        if not isinstance(value, np.ndarray) or value.dtype != dtype or not value.flags.writeable:
+            raise InputError(
+                f"input {name!r} is updated in place, so it must be a writeable numpy array of "
+                f"dtype {dtype}, got {type(value).__name__} {getattr(value, 'dtype', '')}"
+            )
+        array = value
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"input {name!r} expects numbers of dtype {dtype}, got {array.dtype}")
+        if dtype.kind in "iub" and array.dtype.kind == "f":
+            raise InputError(f"input {name!r} is {dtype}: refusing floating-point values ({array.dtype})")
+        if dtype.kind == "b" and array.dtype.kind != "b":
+            raise InputError(f"input {name!r} is bool, got {array.dtype}")
+        if array.dtype != dtype:
+            array = array.astype(dtype)
+    if array.ndim != len(node.shape) or any(
+        d is not None and d != a for d, a in zip(node.shape, array.shape)
+    ):
+        raise InputError(
+            f"input {name!r} expects shape {format_shape(node.shape)}, got {format_shape(array.shape)}"
+        )
+    return array

@@ -1,0 +1,62 @@
+"""The declaration API's operators: Python arithmetic on nodes builds nodes.
+
+Python numbers mix with nodes on either side and are weakly typed, as in NumPy 2
+(`x * 2.0` stays float32). `==` keeps its identity meaning (nodes are dict keys); use
+`gd.equal` / `gd.not_equal` for elementwise comparison.
+"""
+
+from __future__ import annotations
+
+from graphdl.errors import GraphError
+from graphdl.ir import Node, describe
+from graphdl.ops import elementwise as ew
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+
+
+def _pow(x, exponent):
+    if isinstance(exponent, Node) or not isinstance(exponent, (int, float)):
+        raise GraphError(
+            f"{describe(x)} ** {exponent!r}: the exponent must be a Python number; "
+            "for a tensor exponent write gd.exp(y * gd.log(x))"
+        )
+    return ew.POW(x, exponent=exponent)
+
+
+def _rtruediv(x, other):
+    """other / x: 1 / x is the lecture's reciprocal gate; anything else a division."""
+    if not isinstance(other, Node) and isinstance(other, (int, float)) and other == 1:
+        return ew.RECIPROCAL(x)
+    return ew.DIV(other, x)
+
+
+_OPERATORS = {
+    "__add__": lambda a, b: ew.ADD(a, b),
+    "__radd__": lambda a, b: ew.ADD(b, a),
+    "__sub__": lambda a, b: ew.SUB(a, b),
+    "__rsub__": lambda a, b: ew.SUB(b, a),
+    "__mul__": lambda a, b: ew.MUL(a, b),
+    "__rmul__": lambda a, b: ew.MUL(b, a),
+    "__truediv__": lambda a, b: ew.DIV(a, b),
+    "__rtruediv__": _rtruediv,
+    "__pow__": _pow,
+    "__matmul__": mm.matmul,
+    "__rmatmul__": lambda a, b: mm.matmul(b, a),
+    "__neg__": lambda a: ew.NEG(a),
+    "__pos__": lambda a: a,
+    "__lt__": lambda a, b: ew.LESS(a, b),
+    "__le__": lambda a, b: ew.LESS_EQUAL(a, b),
+    "__gt__": lambda a, b: ew.GREATER(a, b),
+    "__ge__": lambda a, b: ew.GREATER_EQUAL(a, b),
+    "__getitem__": mv.getitem,
+}
+
+for _name, _fn in _OPERATORS.items():
+    setattr(Node, _name, _fn)
+
+Node.T = property(lambda self: mv.transpose(self))
+Node.reshape = lambda self, *shape: mv.reshape(self, shape[0] if len(shape) == 1 else shape)
+Node.sum = lambda self, axis=None, keepdims=False: rd.sum(self, axis, keepdims)
+Node.mean = lambda self, axis=None, keepdims=False: rd.mean(self, axis, keepdims)
+Node.astype = lambda self, dtype: ew.cast(self, dtype)

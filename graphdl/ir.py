@@ -1,0 +1,191 @@
+"""Graph IR: frozen, hash-consed nodes and graph-level utilities.
+
+A `Node` is `(op, inputs, attrs)` plus its inferred `shape` and `dtype`. Building the same node
+twice returns the same object, so identical subexpressions are one node (common-subexpression
+elimination is free). A consequence users should know: a gradient taken with respect to such a
+node sums over every place the subexpression occurs.
+
+Every traversal here is iterative: graphs thousands of layers deep never touch Python's
+recursion limit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import numpy as np
+
+_intern: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_ids = itertools.count()
+
+
+class Node:
+    """One operation in the graph. Immutable except for `name`, a naming hint for code and views."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "__weakref__")
+
+    def __init__(self, op, inputs, attrs, shape, dtype):
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+        self.dtype = dtype
+        self.name = None
+        self.id = next(_ids)
+
+    def __setattr__(self, key, value):
+        if key != "name" and hasattr(self, "id"):
+            raise AttributeError(f"graph nodes are immutable; cannot set {key!r}")
+        object.__setattr__(self, key, value)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<{describe(self)}: {format_shape(self.shape)} {self.dtype}>"
+
+    def __bool__(self):
+        raise TypeError(
+            f"{describe(self)} is a symbolic graph node; it has no truth value. "
+            "Use gd.where for data-dependent choices."
+        )
+
+    __hash__ = object.__hash__  # identity: hash-consing makes identity structural equality
+
+
+def make_node(op, inputs=(), attrs=None):
+    """Return the unique node for `(op, inputs, attrs)`, inferring shape and dtype on creation."""
+    attrs = attrs or {}
+    inputs = tuple(inputs)
+    key = (op, inputs, tuple(sorted(attrs.items())))
+    node = _intern.get(key)
+    if node is None:
+        shape, dtype = op.infer(inputs, attrs)
+        node = Node(op, inputs, attrs, tuple(shape), np.dtype(dtype))
+        _intern[key] = node
+    return node
+
+
+class ConstValue:
+    """A constant's array, hashed by dtype, shape and bytes (`1 == 1.0 == True`, `0.0 == -0.0`
+    in Python, yet they are different constants)."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, array):
+        array = np.array(array)  # a private copy: the graph must not see later mutation
+        array.flags.writeable = False
+        self.array = array
+        self._key = (array.dtype.str, array.shape, array.tobytes())
+
+    def __eq__(self, other):
+        return isinstance(other, ConstValue) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __lt__(self, other):  # attrs are sorted by key; values never compare in practice
+        return self._key < other._key
+
+    def __repr__(self):
+        return np.array2string(self.array, precision=4, threshold=6)
+
+
+def format_shape(shape):
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def describe(node, depth=1):
+    """A short human description of a node for messages: its name, else `op(args)`."""
+    if node.name is not None:
+        return repr(node.name)
+    if node.op.name == "const":
+        return repr(node.attrs["value"])
+    if depth <= 0 or not node.inputs:
+        return f"{node.op.name}#{node.id}"
+    args = ", ".join(describe(i, depth - 1) for i in node.inputs)
+    return f"{node.op.name}({args})"
+
+
+def topological_order(outputs, known=()):
+    """Nodes reachable from `outputs`, every node after its inputs (iterative DFS).
+
+    Nodes whose id is in `known` are treated as leaves: their inputs are not visited."""
+    order, done = [], set()
+    for root in outputs:
+        if id(root) in done:
+            continue
+        stack = [(root, iter(() if id(root) in known else root.inputs))]
+        pending = {id(root)}
+        while stack:
+            node, it = stack[-1]
+            for child in it:
+                if id(child) not in done and id(child) not in pending:
+                    pending.add(id(child))
+                    stack.append((child, iter(() if id(child) in known else child.inputs)))
+                    break
+            else:
+                stack.pop()
+                pending.discard(id(node))
+                done.add(id(node))
+                order.append(node)
+    return order
+
+
+def consumers(order):
+    """Map each node id to the list of nodes in `order` that use it (once per use)."""
+    users = {id(n): [] for n in order}
+    for node in order:
+        for inp in node.inputs:
+            users[id(inp)].append(node)
+    return users
+
+
+def graph_inputs(outputs):
+    """The `input` placeholders the outputs depend on, in topological order."""
+    return [n for n in topological_order(outputs) if n.op.name == "input"]
+
+
+def substitute(outputs, mapping, rewrite=None):
+    """Rebuild the graph of `outputs` with `mapping` (old node -> new node) applied.
+
+    Each node is re-created bottom-up through `make_node`, so shapes and dtypes are inferred
+    afresh (this is how a graph with unknown dimensions is specialized to concrete shapes).
+    `rewrite(node) -> node | None`, when given, may replace each rebuilt node; it is applied
+    until it returns None. Returns the new outputs and the full old-id -> new-node map.
+    """
+    new = {id(k): v for k, v in mapping.items()}
+    for node in topological_order(outputs):
+        if id(node) in new:
+            continue
+        inputs = tuple(new[id(i)] for i in node.inputs)
+        built = node if inputs == node.inputs else make_node(node.op, inputs, node.attrs)
+        if built is not node and built.name is None:
+            built.name = node.name
+        while rewrite is not None:
+            replaced = rewrite(built)
+            if replaced is None or replaced is built:
+                break
+            if replaced.name is None:
+                replaced.name = built.name
+            built = replaced
+        new[id(node)] = built
+    return [new[id(o)] for o in outputs], new
+
+
+def to_networkx(outputs):
+    """A networkx DiGraph view of the graph of `outputs` (edges point from input to user)."""
+    import networkx as nx
+
+    outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    g = nx.DiGraph()
+    for node in topological_order(outputs):
+        g.add_node(
+            node.id, op=node.op.name, shape=node.shape, dtype=str(node.dtype), name=node.name,
+            node=node,
+        )
+        for pos, inp in enumerate(node.inputs):
+            g.add_edge(inp.id, node.id, position=pos)
+    return g

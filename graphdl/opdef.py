@@ -1,0 +1,46 @@
+"""The op contract: everything graphdl knows about one primitive, in one object.
+
+An `OpDef` holds the op's shape/dtype rule (`infer`), its gradient rule (`pullback`, which builds
+graph nodes), its NumPy reference implementation (`impl`) and, for elementwise ops, its SymPy
+scalar form (`sym`). Each op is declared in one block in `graphdl/ops/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+REGISTRY: dict[str, "OpDef"] = {}
+
+
+@dataclass(eq=False, frozen=True)
+class OpDef:
+    name: str
+    infer: Callable  # (inputs, attrs) -> (shape, dtype)
+    impl: Callable  # (*arrays, **attrs) -> array: the reference semantics
+    pullback: Callable | None = None  # (node, g) -> [grad node or None per input]
+    sym: Callable | None = None  # elementwise only: (*sympy symbols) -> sympy expression
+    kind: str = "structured"  # "elementwise" | "structured" | "leaf" | "custom"
+    broadcasts: bool = False  # inputs broadcast to the output (autodiff undoes it)
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        return f"OpDef({self.name})"
+
+    __hash__ = object.__hash__
+
+    def __call__(self, *inputs, **attrs):
+        """Build (or find) the node applying this op; Python numbers become weak constants."""
+        from graphdl.ir import make_node
+        from graphdl.ops.leaf import lift_all
+
+        return make_node(self, lift_all(inputs), attrs)
+
+
+def register(op: OpDef) -> OpDef:
+    """Add a built-in op to the registry (user ops stay unregistered, so names may repeat)."""
+    if op.name in REGISTRY:
+        raise ValueError(f"built-in op {op.name!r} is declared twice")
+    REGISTRY[op.name] = op
+    return op

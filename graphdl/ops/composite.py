@@ -1,0 +1,110 @@
+"""Composites: functions declared as decompositions into primitives, as the lecture draws them.
+
+`sigmoid(x)` is the circuit `*-1 -> exp -> +1 -> 1/x`; the `stabilize` pass later rewrites such
+patterns into stable primitives for code generation, so the graph users see stays the lecture's.
+Each composite names its output node so that drawings and generated code can refer to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphdl.errors import GraphError
+from graphdl.ir import describe, format_shape
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+
+
+def _named(node, name):
+    if node.name is None:
+        node.name = name
+    return node
+
+
+def sigmoid(x):
+    """σ(x) = 1 / (1 + e^-x)."""
+    return _named(ew.RECIPROCAL(1 + ew.EXP(-x)), "sigmoid")
+
+
+def tanh(x):
+    """tanh(x) = 2 / (1 + e^-2x) - 1, the lecture's form (2·σ(2x) - 1)."""
+    return _named(2 * sigmoid(2 * x) - 1, "tanh")
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """log Σ e^x, shifted by the (gradient-stopped) maximum so no exp overflows."""
+    m = ew.stop_gradient(rd.max(x, axis, keepdims=True))
+    out = ew.LOG(rd.sum(ew.EXP(x - m), axis, keepdims=True)) + m
+    return out if keepdims else mv.squeeze(out, axis)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x), computed from the shifted x so that it never overflows."""
+    shifted = x - ew.stop_gradient(rd.max(x, axis, keepdims=True))
+    return _named(shifted - ew.LOG(rd.sum(ew.EXP(shifted), axis, keepdims=True)), "log_softmax")
+
+
+def softmax(x, axis=-1):
+    """e^x / Σ e^x over `axis`, shifted by the maximum."""
+    e = ew.EXP(x - ew.stop_gradient(rd.max(x, axis, keepdims=True)))
+    return _named(e / rd.sum(e, axis, keepdims=True), "softmax")
+
+
+def one_hot(labels, num_classes, dtype="float32"):
+    """labels (integers) -> one-hot rows along a new last axis."""
+    if labels.dtype.kind not in "iu":
+        raise GraphError(f"one_hot: labels {describe(labels)} must be integers, got {labels.dtype}")
+    classes = leaf.constant(np.arange(num_classes, dtype=labels.dtype))
+    return ew.cast(ew.EQUAL(mv.expand_dims(labels, -1), classes), dtype)
+
+
+def _targets(scores, labels, what):
+    """Integer class labels or one-hot rows -> one-hot rows matching `scores`."""
+    (labels,) = leaf.lift_all([labels])
+    if scores.ndim < 1 or scores.shape[-1] is None:
+        raise GraphError(f"{what}: {describe(scores)} needs a known class axis (the last)")
+    if labels.dtype.kind in "iu":
+        if labels.ndim != scores.ndim - 1:
+            raise GraphError(
+                f"{what}: integer labels {describe(labels)} of shape {format_shape(labels.shape)} "
+                f"must have the shape of {describe(scores)} {format_shape(scores.shape)} "
+                f"without its class axis"
+            )
+        return one_hot(labels, scores.shape[-1], scores.dtype)
+    ew.broadcast_shapes([scores, labels], what)
+    if labels.ndim != scores.ndim:
+        raise GraphError(f"{what}: one-hot labels {describe(labels)} must match {describe(scores)}")
+    return labels
+
+
+def softmax_cross_entropy(logits, labels):
+    """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
+    target = _targets(logits, labels, "softmax_cross_entropy")
+    per_example = -rd.sum(target * log_softmax(logits), -1)
+    return _named(rd.mean(per_example), "cross_entropy")
+
+
+def hinge_loss(scores, labels):
+    """The lecture's multiclass SVM loss: mean over the batch of Σ_{j≠y} max(0, s_j - s_y + 1)."""
+    target = _targets(scores, labels, "hinge_loss")
+    correct = rd.sum(scores * target, -1, keepdims=True)
+    margins = ew.MAXIMUM(scores - correct + 1, 0) * (1 - target)
+    return _named(rd.mean(rd.sum(margins, -1)), "hinge_loss")
+
+
+def mse(prediction, target):
+    """Mean squared error, the mean over all elements (PyTorch's default reduction)."""
+    diff = prediction - target
+    return _named(rd.mean(diff * diff), "mse")
+
+
+def l2(*params, lam=1.0):
+    """R(W) = lam · Σ W² over all given parameters, for L = mean(L_i) + R(W)."""
+    if not params:
+        raise GraphError("l2 needs at least one parameter")
+    total = rd.sum(params[0] * params[0])
+    for p in params[1:]:
+        total = total + rd.sum(p * p)
+    return _named(total * lam, "l2")

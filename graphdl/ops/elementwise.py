@@ -1,0 +1,199 @@
+"""Elementwise primitives. Each op is one block: scalar form, NumPy reference, pullback.
+
+Inputs broadcast with NumPy's rules; the pullback returns gradients with the output's shape and
+autodiff sums them back to each input's shape. Pullbacks may reuse the op's own output
+(`d exp = g * out`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from graphdl.errors import GraphError
+from graphdl.ir import describe, format_shape
+from graphdl.opdef import OpDef, register
+from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
+
+
+def broadcast_dims(shapes):
+    """NumPy broadcasting over shapes that may hold None (unknown until call time).
+
+    Returns the result shape, or (axis, sizes) for the first axis that cannot broadcast."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for axis in range(-ndim, 0):
+        dims = [s[axis] for s in shapes if len(s) >= -axis]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            return axis, sorted(known)
+        out.append(known.pop() if known else (None if None in dims else 1))
+    return tuple(out)
+
+
+def broadcast_shapes(inputs, opname):
+    result = broadcast_dims([i.shape for i in inputs])
+    if len(result) == 2 and isinstance(result[1], list):
+        operands = " and ".join(f"{describe(i)} (shape {format_shape(i.shape)})" for i in inputs)
+        raise GraphError(
+            f"{opname}: cannot broadcast {operands}: sizes {result[1]} differ at axis {result[0]}"
+        )
+    return result
+
+
+def promote(inputs, attrs):
+    return np.result_type(*(i.dtype for i in inputs))
+
+
+def floating(opname):
+    def rule(inputs, attrs):
+        dtype = promote(inputs, attrs)
+        if dtype.kind != "f":
+            bad = next(i for i in inputs if i.dtype.kind != "f")
+            raise GraphError(
+                f"{opname} expects floating-point input, got {describe(bad)} of dtype {bad.dtype}; "
+                f"convert it first with gd.cast(x, 'float32')"
+            )
+        return dtype
+    return rule
+
+
+def boolean(inputs, attrs):
+    return np.dtype(bool)
+
+
+def elementwise(name, sym, impl, pullback, dtype_rule=promote, doc=""):
+    """Declare and register an elementwise primitive."""
+    def infer(inputs, attrs):
+        return broadcast_shapes(inputs, name), dtype_rule(inputs, attrs)
+
+    return register(OpDef(
+        name, infer=infer, impl=impl, pullback=pullback, sym=sym, kind="elementwise",
+        broadcasts=True, doc=doc,
+    ))
+
+
+# add: a + b; both inputs get g.
+ADD = elementwise("add", lambda a, b: a + b, np.add, lambda n, g: [g, g])
+
+# sub: a - b; the subtrahend gets -g.
+SUB = elementwise("sub", lambda a, b: a - b, np.subtract, lambda n, g: [g, -g])
+
+# mul: a * b; each input gets g times the other.
+MUL = elementwise("mul", lambda a, b: a * b, np.multiply,
+                  lambda n, g: [g * n.inputs[1], g * n.inputs[0]])
+
+# div: a / b; d/db = -a/b² = -out/b.
+DIV = elementwise("div", lambda a, b: a / b, np.true_divide,
+                  lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])])
+
+# neg: -a.
+NEG = elementwise("neg", lambda a: -a, np.negative, lambda n, g: [-g])
+
+# reciprocal: 1/a; d/da = -1/a² = -out², written -(g * (out*out)) so `stabilize` can spot it.
+RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: 1 / a,
+                         lambda n, g: [-(g * (n * n))], floating("reciprocal"))
+
+# exp: e^a; d/da = e^a, the output itself.
+EXP = elementwise("exp", sympy.exp, np.exp, lambda n, g: [g * n], floating("exp"))
+
+# log: natural log; d/da = 1/a.
+LOG = elementwise("log", sympy.log, np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
+
+# sqrt: √a; d/da = 1/(2√a) = 0.5/out.
+SQRT = elementwise("sqrt", sympy.sqrt, np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
+
+def _pow_dtype(inputs, attrs):
+    exponent = attrs["exponent"]
+    if float(exponent).is_integer() and not (exponent < 0 and inputs[0].dtype.kind != "f"):
+        return promote(inputs, attrs)
+    return floating("pow")(inputs, attrs)
+
+
+# pow: a ** exponent (a Python number); d/da = exponent · a^(exponent-1).
+POW = elementwise(
+    "pow", lambda a, exponent: a ** sympy.nsimplify(exponent), lambda a, exponent: a ** exponent,
+    lambda n, g: [g * (n.inputs[0] ** (n.attrs["exponent"] - 1)) * n.attrs["exponent"]],
+    _pow_dtype,
+)
+
+# tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
+TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
+
+# sigmoid: σ(a) = 1/(1+e^-a), computed as 0.5·tanh(a/2) + 0.5 so that no exp overflows;
+# d/da = σ(1-σ). `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
+SIGMOID = elementwise("sigmoid", Sigmoid, lambda a: 0.5 * np.tanh(0.5 * a) + 0.5,
+                      lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
+
+# softplus: log(1 + e^a), computed as logaddexp(0, a); d/da = σ(a).
+SOFTPLUS = elementwise("softplus", Softplus, lambda a: np.logaddexp(0, a),
+                       lambda n, g: [g * SIGMOID(n.inputs[0])], floating("softplus"))
+
+# relu: max(a, 0); relu'(0) = 0 as in PyTorch (the lecture's table says 1 for x ≥ 0).
+RELU = elementwise("relu", Relu, lambda a: np.maximum(a, 0),
+                   lambda n, g: [WHERE(GREATER(n.inputs[0], 0), g, 0)])
+
+
+def _extremum_pullback(winner):
+    """Pullback of maximum/minimum: the winning input gets g; ties split it evenly (PyTorch)."""
+    def pullback(n, g):
+        a, b = n.inputs
+        half = g * 0.5
+        return [WHERE(winner(a, b), g, WHERE(EQUAL(a, b), half, 0)),
+                WHERE(winner(b, a), g, WHERE(EQUAL(a, b), half, 0))]
+    return pullback
+
+
+# maximum / minimum: NaN-propagating, as NumPy's.
+MAXIMUM = elementwise("maximum", sympy.Max, np.maximum,
+                      _extremum_pullback(lambda a, b: GREATER(a, b)))
+MINIMUM = elementwise("minimum", sympy.Min, np.minimum,
+                      _extremum_pullback(lambda a, b: LESS(a, b)))
+
+
+def _where_dtype(inputs, attrs):
+    cond = inputs[0]
+    if cond.dtype != np.bool_:
+        raise GraphError(f"where: the condition {describe(cond)} must be bool, got {cond.dtype}")
+    return promote(inputs[1:], attrs)
+
+
+# where: c ? a : b; the chosen branch gets g, the other zero, the condition nothing.
+WHERE = elementwise("where", Where, np.where,
+                    lambda n, g: [None, WHERE(n.inputs[0], g, 0), WHERE(n.inputs[0], 0, g)],
+                    _where_dtype)
+
+
+def _comparison(name, sym, impl):
+    return elementwise(name, sym, impl, lambda n, g: [None, None], boolean)
+
+
+# Comparisons give bool and have no gradient.
+GREATER = _comparison("greater", sympy.StrictGreaterThan, np.greater)
+GREATER_EQUAL = _comparison("greater_equal", sympy.GreaterThan, np.greater_equal)
+LESS = _comparison("less", sympy.StrictLessThan, np.less)
+LESS_EQUAL = _comparison("less_equal", sympy.LessThan, np.less_equal)
+EQUAL = _comparison("equal", sympy.Eq, np.equal)
+NOT_EQUAL = _comparison("not_equal", sympy.Ne, np.not_equal)
+
+# cast: convert to attrs["dtype"]; the gradient is cast back (none flows into integers).
+CAST = elementwise(
+    "cast", lambda a, dtype: Cast(a, sympy.Symbol(dtype)),
+    lambda a, dtype: np.asarray(a, dtype=dtype),
+    lambda n, g: [CAST(g, dtype=n.inputs[0].dtype.name) if n.inputs[0].dtype.kind == "f"
+                  else None],
+    lambda inputs, attrs: np.dtype(attrs["dtype"]),
+)
+
+# stop_gradient: the identity forward, no gradient backward (as in JAX).
+STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda n, g: [None])
+
+
+def cast(x, dtype):
+    return CAST(x, dtype=np.dtype(dtype).name)
+
+
+exp, log, sqrt, reciprocal, relu = EXP, LOG, SQRT, RECIPROCAL, RELU
+maximum, minimum, where, stop_gradient = MAXIMUM, MINIMUM, WHERE, STOP_GRADIENT
+greater, greater_equal, less, less_equal = GREATER, GREATER_EQUAL, LESS, LESS_EQUAL
+equal, not_equal = EQUAL, NOT_EQUAL

@@ -1,0 +1,121 @@
+"""Leaves of the graph: placeholders, constants, and values that depend only on a shape."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from graphdl.errors import GraphError
+from graphdl.ir import ConstValue, Node, make_node
+from graphdl.opdef import OpDef, register
+
+DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
+
+
+def _check_dtype(dtype, what):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise GraphError(f"{what}: unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if dt.name not in DTYPES:
+        raise GraphError(f"{what}: unsupported dtype {dt.name!r}; expected one of {', '.join(DTYPES)}")
+    return dt
+
+
+# input: a placeholder fed at call time; None dimensions are bound then (e.g. the batch).
+INPUT = register(OpDef(
+    "input", kind="leaf",
+    infer=lambda inputs, a: (a["shape"], a["dtype"]),
+    impl=None,
+))
+
+
+def input(name, shape=(), dtype="float32"):  # noqa: A001 - the public API's name
+    """Declare a placeholder called `name`, fed by that name when the graph is run."""
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"input name must be a non-empty string, got {name!r}")
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise GraphError(f"input {name!r}: shape must be a tuple of ints or None, got {shape!r}")
+    for d in shape:
+        if d is not None and (not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 0):
+            raise GraphError(
+                f"input {name!r}: shape must hold non-negative ints or None, got {shape!r}"
+            )
+    shape = tuple(None if d is None else int(d) for d in shape)
+    dt = _check_dtype(dtype, f"input {name!r}")
+    node = make_node(INPUT, (), {"name": name, "shape": shape, "dtype": dt.name})
+    node.name = name
+    return node
+
+
+# const: a literal array, keyed by dtype and bytes so that 0.0 and -0.0 stay distinct.
+CONST = register(OpDef(
+    "const", kind="leaf",
+    infer=lambda inputs, a: (a["value"].array.shape, a["value"].array.dtype),
+    impl=None,
+))
+
+
+def constant(value, dtype=None):
+    """A constant node holding `value` (copied), optionally converted to `dtype`."""
+    array = np.asarray(value, dtype=None if dtype is None else np.dtype(dtype))
+    _check_dtype(array.dtype, "constant")
+    return make_node(CONST, (), {"value": ConstValue(array)})
+
+
+def weak_dtype(value, other):
+    """The dtype a Python number takes next to an array of dtype `other` (NumPy 2's rules)."""
+    if isinstance(value, bool):
+        return other
+    if isinstance(value, numbers.Integral):
+        return np.dtype("int64") if other == np.bool_ else other
+    if other.kind == "f":
+        return other
+    return np.dtype("float64")
+
+
+def lift_all(values):
+    """Turn the operands of an op into nodes: Python numbers adopt a node operand's dtype."""
+    like = next((v for v in values if isinstance(v, Node)), None)
+    out = []
+    for v in values:
+        if isinstance(v, Node):
+            out.append(v)
+        elif like is not None and isinstance(v, (bool, int, float)) and not isinstance(v, np.generic):
+            out.append(constant(v, weak_dtype(v, like.dtype)))
+        else:
+            out.append(constant(v))
+    return tuple(out)
+
+
+# zeros_like: zeros with x's shape and dtype (x's values are not read).
+ZEROS_LIKE = register(OpDef(
+    "zeros_like",
+    infer=lambda inputs, a: (inputs[0].shape, inputs[0].dtype),
+    impl=lambda x: np.zeros_like(x),
+    pullback=lambda node, g: [None],
+))
+
+
+def zeros_like(x):
+    return ZEROS_LIKE(x)
+
+
+# size: the number of elements of x along `axes`, as a scalar of x's dtype (what mean divides by).
+SIZE = register(OpDef(
+    "size",
+    infer=lambda inputs, a: ((), inputs[0].dtype),
+    impl=lambda x, axes: np.asarray(math.prod(x.shape[i] for i in axes), dtype=x.dtype),
+    pullback=lambda node, g: [None],
+))
+
+
+def size(x, axes):
+    return SIZE(x, axes=tuple(axes))
+

@@ -1,0 +1,71 @@
+"""Reductions with NumPy's `axis` / `keepdims` conventions: sum, max, min (primitives), mean."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphdl.opdef import OpDef, register
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+
+
+def _reduce_infer(inputs, attrs):
+    x = inputs[0]
+    axes, keep = attrs["axes"], attrs["keepdims"]
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+    dtype = x.dtype if x.dtype.kind == "f" else np.sum(np.zeros(1, x.dtype)).dtype
+    return shape, dtype
+
+
+def _spread(n, g):
+    """g (the reduction's output gradient) broadcast back over the reduced input."""
+    if not n.attrs["keepdims"]:
+        g = mv.EXPAND_DIMS(g, axis=n.attrs["axes"])
+    return mv.broadcast_like(g, n.inputs[0])
+
+
+# sum: every input element gets the gradient of its sum.
+SUM = register(OpDef(
+    "sum", infer=_reduce_infer, pullback=lambda n, g: [_spread(n, g)],
+    impl=lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
+))
+
+
+def _extremum(name, impl):
+    """max / min: the gradient goes to the arg-extremum, split evenly among ties (PyTorch amax)."""
+    def pullback(n, g):
+        x = n.inputs[0]
+        hits = ew.cast(ew.EQUAL(x, _spread(n, n)), x.dtype)
+        count = SUM(hits, axes=n.attrs["axes"], keepdims=True)
+        return [_spread(n, g) * hits / mv.broadcast_like(count, x)]
+
+    return register(OpDef(
+        name, infer=_reduce_infer, pullback=pullback,
+        impl=lambda x, axes, keepdims: impl(x, axis=axes, keepdims=keepdims),
+    ))
+
+
+MAX = _extremum("max", np.max)
+MIN = _extremum("min", np.min)
+
+
+def _reduction(op):
+    def reduce(x, axis=None, keepdims=False):
+        (x,) = leaf.lift_all([x])
+        axes = mv.normalize_axes(axis, x.ndim, f"{op.name} of {x!r}")
+        return op(x, axes=axes, keepdims=bool(keepdims))
+
+    reduce.__name__ = op.name
+    reduce.__doc__ = f"{op.name} over `axis` (None: all), keeping reduced axes if `keepdims`."
+    return reduce
+
+
+sum, max, min = _reduction(SUM), _reduction(MAX), _reduction(MIN)  # noqa: A001 - NumPy's names
+
+
+def mean(x, axis=None, keepdims=False):
+    """The mean over `axis`: sum / count, as NumPy computes it."""
+    (x,) = leaf.lift_all([x])
+    total = sum(x, axis, keepdims)
+    return total / leaf.size(x, mv.normalize_axes(axis, x.ndim, "mean"))

@@ -1,0 +1,54 @@
+"""SymPy scalar functions for primitives SymPy lacks or writes unstably.
+
+Each carries its mathematical definition (`rewrite(sympy.exp)`, used for `sympy.diff` checks and
+closed forms) and its derivative (`fdiff`); the code printers in `codegen.printers` give each a
+numerically stable spelling.
+"""
+
+import sympy
+
+
+class Sigmoid(sympy.Function):
+    """σ(x) = 1 / (1 + e^-x)."""
+
+    def fdiff(self, argindex=1):
+        s = Sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sympy.exp(-x))
+
+
+class Softplus(sympy.Function):
+    """softplus(x) = log(1 + e^x)."""
+
+    def fdiff(self, argindex=1):
+        return Sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sympy.log(1 + sympy.exp(x))
+
+
+class Relu(sympy.Function):
+    """max(x, 0); its derivative at 0 is taken as 0, as in PyTorch."""
+
+    def fdiff(self, argindex=1):
+        return sympy.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sympy.Max(x, 0)
+
+
+class Where(sympy.Function):
+    """where(c, a, b): a where c holds, else b."""
+
+    def fdiff(self, argindex=1):
+        c, _, _ = self.args
+        return {1: sympy.S.Zero, 2: Where(c, 1, 0), 3: Where(c, 0, 1)}[argindex]
+
+
+class Cast(sympy.Function):
+    """cast(x, dtype): x converted to the dtype named by the second (symbol) argument."""
+
+    def fdiff(self, argindex=1):
+        return sympy.S.One

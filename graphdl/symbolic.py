@@ -1,0 +1,99 @@
+"""The SymPy bridge: SymPy scalar expressions -> graph nodes (for derivatives of user ops)."""
+
+from __future__ import annotations
+
+import sympy
+
+from graphdl.errors import GraphError
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops.scalar import Relu, Sigmoid, Softplus, Where
+
+_UNARY = {
+    sympy.exp: ew.EXP, sympy.log: ew.LOG, sympy.tanh: ew.TANH,
+    Sigmoid: ew.SIGMOID, Softplus: ew.SOFTPLUS, Relu: ew.RELU,
+}
+_derived_ops = {}
+
+
+def _function(func, args):
+    if func in _UNARY:
+        return _UNARY[func](*args)
+    if func is sympy.Max or func is sympy.Min:
+        op = ew.MAXIMUM if func is sympy.Max else ew.MINIMUM
+        out = args[0]
+        for a in args[1:]:
+            out = op(out, a)
+        return out
+    if func is sympy.Heaviside:  # H(x, 0): the derivative of relu, 0 at 0
+        return ew.cast(ew.GREATER(args[0], 0), args[0].dtype)
+    if func is Where:
+        return ew.WHERE(ew.cast(args[0], "bool"), args[1], args[2])
+    if func not in _derived_ops:  # any other SymPy function becomes an op of its own
+        from graphdl.extend import elementwise_op
+
+        _derived_ops[func] = elementwise_op(func.__name__, lambda *a: func(*a))
+    return _derived_ops[func](*args)
+
+
+def _power(base, exponent):
+    if exponent == -1:
+        return ew.RECIPROCAL(base)
+    if exponent == sympy.S.Half:
+        return ew.SQRT(base)
+    if isinstance(exponent, sympy.Number):
+        e = int(exponent) if exponent.is_integer else float(exponent)
+        return ew.POW(base, exponent=e)
+    return ew.EXP(exponent * ew.LOG(base))
+
+
+def from_sympy(expr, bindings, like):
+    """Build graph nodes computing `expr`, with `bindings` mapping SymPy symbols to nodes.
+
+    Numbers become weak constants of `like`'s dtype. Iterative (post-order with a stack).
+    """
+    done = {}
+    stack = [expr]
+    while stack:
+        e = stack[-1]
+        if e in done:
+            stack.pop()
+            continue
+        pending = [a for a in e.args if a not in done and not isinstance(a, sympy.Number)]
+        if pending and not e.is_Symbol:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        done[e] = _build(e, done, bindings, like)
+    return done[expr]
+
+
+def _build(e, done, bindings, like):
+    def arg(a):
+        return leaf.constant(float(a), like.dtype) if isinstance(a, sympy.Number) else done[a]
+
+    if e.is_Symbol:
+        if e not in bindings:
+            raise GraphError(f"the expression uses {e}, which is not one of the op's arguments")
+        return bindings[e]
+    if isinstance(e, sympy.Number):
+        return leaf.constant(float(e), like.dtype)
+    if e.is_Add or e.is_Mul:
+        coeff, terms = (e.as_coeff_Add() if e.is_Add else e.as_coeff_Mul())
+        rest = [arg(t) for t in (sympy.Add.make_args(terms) if e.is_Add else sympy.Mul.make_args(terms))]
+        out = rest[0]
+        for r in rest[1:]:
+            out = ew.ADD(out, r) if e.is_Add else ew.MUL(out, r)
+        if e.is_Add:
+            return out if coeff == 0 else ew.ADD(out, float(coeff))
+        if coeff == -1:
+            return ew.NEG(out)
+        return out if coeff == 1 else ew.MUL(float(coeff), out)
+    if e.is_Pow:
+        base, exponent = e.args
+        if isinstance(exponent, sympy.Number):
+            return _power(arg(base), exponent)
+        return ew.EXP(arg(exponent) * ew.LOG(arg(base)))
+    if isinstance(e, sympy.Function):
+        return _function(e.func, [arg(a) for a in e.args])
+    raise GraphError(f"cannot turn the SymPy expression {e} into graph nodes")
