@@ -83,9 +83,14 @@ SUB = elementwise("sub", lambda a, b: a - b, np.subtract, lambda n, g: [g, -g])
 MUL = elementwise("mul", lambda a, b: a * b, np.multiply,
                   lambda n, g: [g * n.inputs[1], g * n.inputs[0]])
 
-# div: a / b; d/db = -a/b² = -out/b.
+def _div_dtype(inputs, attrs):
+    dtype = promote(inputs, attrs)
+    return dtype if dtype.kind == "f" else np.dtype("float64")  # true division, as NumPy's
+
+
+# div: a / b (true division: integers give float64); d/db = -a/b² = -out/b.
 DIV = elementwise("div", lambda a, b: a / b, np.true_divide,
-                  lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])])
+                  lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])], _div_dtype)
 
 # neg: -a.
 NEG = elementwise("neg", lambda a: -a, np.negative, lambda n, g: [-g])

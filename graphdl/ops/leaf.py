@@ -82,7 +82,8 @@ def weak_dtype(value, other):
 
 def lift_all(values):
     """Turn the operands of an op into nodes: Python numbers adopt a node operand's dtype."""
-    like = next((v for v in values if isinstance(v, Node)), None)
+    nodes = [v for v in values if isinstance(v, Node)]
+    like = next((v for v in nodes if v.dtype != np.bool_), nodes[0] if nodes else None)
     out = []
     for v in values:
         if isinstance(v, Node):

@@ -1,0 +1,62 @@
+"""Code generation: an optimized graph in, a `Compiled` callable (source text + function) out.
+
+`codegen` imports `graphdl`, never the reverse; `graphdl.compile` reaches this package lazily.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from codegen import numpy_backend
+from codegen.compiled import Compiled
+from graphdl import feeds as fd
+from graphdl.errors import GraphError
+from graphdl.ir import Node, describe, format_shape, graph_inputs
+
+BACKENDS = {"numpy": numpy_backend.generate}
+_cache = {}
+
+
+def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=None,  # noqa: A001
+            debug=False):
+    """Compile `outputs` (a node or a list of nodes) with `backend`.
+
+    updates: {input node: new value node}, written into the caller's arrays after each call
+        (an SGD step: `{W: W - lr * dW}`); those inputs must be fed as arrays of their dtype.
+    optimize: run the optimizer's passes (results are equal either way).
+    stabilize: rewrite overflow-prone patterns (sigmoid, softplus, tanh circuits) first.
+    debug: one statement per node, each checked: the first node producing NaN or Inf raises.
+    """
+    single = isinstance(outputs, Node)
+    outputs = [outputs] if single else list(outputs)
+    for i, o in enumerate(outputs):
+        if not isinstance(o, Node):
+            raise GraphError(f"compile: output {i} is {o!r}, not a graph node")
+    if backend not in BACKENDS:
+        raise GraphError(f"compile: unknown backend {backend!r}; available: {sorted(BACKENDS)}")
+    updates = _check_updates(updates or {})
+    options = {"optimize": bool(optimize), "stabilize": bool(stabilize)}
+    key = (tuple(outputs), single, tuple(updates), backend, debug, tuple(options.items()))
+    if key not in _cache:
+        roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
+        inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
+        generate = partial(BACKENDS[backend], debug=debug)
+        _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
+    return _cache[key]
+
+
+def _check_updates(updates):
+    pairs = []
+    for target, value in updates.items():
+        if not isinstance(target, Node) or target.op.name != "input":
+            raise GraphError(f"compile: update targets must be inputs, got {target!r}")
+        if not isinstance(value, Node):
+            raise GraphError(f"compile: the update of {target.name!r} must be a graph node")
+        if value.shape != target.shape or value.dtype != target.dtype:
+            raise GraphError(
+                f"compile: the update of {target.name!r} ({format_shape(target.shape)} "
+                f"{target.dtype}) has shape {format_shape(value.shape)} and dtype {value.dtype}: "
+                f"{describe(value)}"
+            )
+        pairs.append((target, value))
+    return pairs

@@ -1,0 +1,332 @@
+"""NumPy backend: a scheduled graph -> the source of one standalone Python module.
+
+Elementwise code is printed by SymPy (`codegen.printers`) once per (op, attributes) pattern and
+filled in by string substitution; structured ops have a template each in `STRUCTURED`. The
+module needs only NumPy: `run(<inputs>)` returns the outputs, in order.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import keyword
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from codegen.printers import GraphdlNumPyPrinter
+from codegen.schedule import schedule
+from graphdl.ir import describe, topological_order
+
+ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
+_BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: MUL,
+          ast.FloorDiv: MUL, ast.Mod: MUL, ast.Pow: POWER}
+
+
+@dataclass(frozen=True)
+class Expr:
+    text: str
+    prec: int
+
+    def at(self, required):
+        return self.text if self.prec >= required else f"({self.text})"
+
+
+# ---------------------------------------------------------------- elementwise templates
+@dataclass(frozen=True)
+class Template:
+    """Printed code with argument slots: pieces are text or (argument index, required prec)."""
+
+    pieces: tuple
+    prec: int
+    passthrough: bool  # the whole template is one argument (stop_gradient)
+
+    def fill(self, args):
+        if self.passthrough:
+            return args[self.pieces[0][0]]
+        return Expr("".join(p if isinstance(p, str) else args[p[0]].at(p[1])
+                            for p in self.pieces), self.prec)
+
+    def count(self, index):
+        return sum(1 for p in self.pieces if not isinstance(p, str) and p[0] == index)
+
+
+def _precedence(node):
+    if isinstance(node, ast.BinOp):
+        return _BINOP[type(node.op)]
+    if isinstance(node, ast.UnaryOp):
+        return UNARY
+    if isinstance(node, ast.Compare):
+        return CMP
+    if isinstance(node, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
+        return ATOM
+    if isinstance(node, ast.Constant):
+        return UNARY if isinstance(node.value, (int, float)) and node.value < 0 else ATOM
+    return ANY
+
+
+def _slots(tree):
+    """(column, argument index, required precedence) for every `_aN_` in the template."""
+    found, stack = [], [(tree, ANY)]
+    while stack:
+        node, required = stack.pop()
+        if isinstance(node, ast.Name) and re.fullmatch(r"_a\d+_", node.id):
+            found.append((node.col_offset, len(node.id), int(node.id[2:-1]), required))
+        elif isinstance(node, ast.BinOp):
+            p = _BINOP[type(node.op)]
+            left, right = (p + 1, UNARY) if p == POWER else (p, p + 1)
+            stack += [(node.left, left), (node.right, right)]
+        elif isinstance(node, ast.UnaryOp):
+            stack.append((node.operand, UNARY))
+        elif isinstance(node, ast.Compare):
+            stack += [(c, CMP + 1) for c in [node.left, *node.comparators]]
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            stack.append((node.value, ATOM))
+        else:
+            stack += [(c, ANY) for c in ast.iter_child_nodes(node)]
+    return sorted(found)
+
+
+def make_template(text):
+    tree = ast.parse(text, mode="eval").body
+    pieces, pos = [], 0
+    for col, length, index, required in _slots(tree):
+        pieces += [text[pos:col], (index, required)]
+        pos = col + length
+    pieces.append(text[pos:])
+    pieces = tuple(p for p in pieces if p != "")
+    return Template(pieces, _precedence(tree),
+                    len(pieces) == 1 and not isinstance(pieces[0], str))
+
+
+_printer = GraphdlNumPyPrinter()
+_templates = {}
+
+
+def elementwise_template(node):
+    """The op's SymPy form printed once per (op, attributes) and reused for every node."""
+    key = (node.op, tuple(sorted(node.attrs.items())))
+    if key not in _templates:
+        slots = [sympy.Symbol(f"_a{i}_") for i in range(len(node.inputs))]
+        _templates[key] = make_template(_printer.doprint(node.op.sym(*slots, **node.attrs)))
+    return _templates[key]
+
+
+# ---------------------------------------------------------------- structured templates
+def _call(text):
+    return Expr(text, ATOM)
+
+
+def _axes(axes):
+    return "None" if axes is None else repr(tuple(axes))
+
+
+def _index(index):
+    parts = []
+    for start, stop, step in index:
+        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+        parts.append(text + ("" if step is None else f":{step}"))
+    return ", ".join(parts)
+
+
+def _sum_to(n, a):
+    shape, target = n.inputs[0].shape, n.shape
+    lead = len(shape) - len(target)
+    inner = tuple(lead + i for i, t in enumerate(target) if t == 1 and shape[lead + i] != 1)
+    if not inner:
+        return a if lead == 0 else _call(f"numpy.sum({a.text}, axis={_axes(range(lead))})")
+    axes = tuple(range(lead)) + inner
+    return _call(f"numpy.sum({a.text}, axis={axes}, keepdims=True).reshape({n.shape})")
+
+
+STRUCTURED = {
+    "matmul": lambda n, a, b: Expr(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL),
+    "sum": lambda n, a: _call(
+        f"numpy.sum({a.text}, axis={_axes(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"),
+    "max": lambda n, a: _call(
+        f"numpy.max({a.text}, axis={_axes(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"),
+    "min": lambda n, a: _call(
+        f"numpy.min({a.text}, axis={_axes(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"),
+    "reshape": lambda n, a, *like: _call(f"{a.at(ATOM)}.reshape({n.shape})"),
+    "expand_dims": lambda n, a: _call(f"{a.at(ATOM)}.reshape({n.shape})"),
+    "squeeze": lambda n, a: _call(f"{a.at(ATOM)}.reshape({n.shape})"),
+    "transpose": lambda n, a: _call(
+        f"{a.at(ATOM)}.T" if n.attrs["axes"] == tuple(range(n.ndim))[::-1]
+        else f"{a.at(ATOM)}.transpose({n.attrs['axes']})"),
+    "broadcast_to": lambda n, a, *like: _call(f"numpy.broadcast_to({a.text}, {n.shape})"),
+    "sum_to": lambda n, a, like: _sum_to(n, a),
+    "slice": lambda n, a: _call(f"{a.at(ATOM)}[{_index(n.attrs['index'])}]"),
+    "unslice": lambda n, g, like: _call(
+        f"_unslice({g.text}, {n.shape}, numpy.{n.dtype.name}, numpy.s_[{_index(n.attrs['index'])}])"),
+    "concatenate": lambda n, *xs: _call(
+        f"numpy.concatenate(({', '.join(x.text for x in xs)},), axis={n.attrs['axis']})"),
+    "take": lambda n, a, i: _call(f"numpy.take({a.text}, {i.text}, axis={n.attrs['axis']})"),
+    "scatter_add": lambda n, g, i, like: _call(
+        f"_scatter_add({g.text}, {i.text}, {n.shape}, numpy.{n.dtype.name}, {n.attrs['axis']})"),
+    "zeros_like": lambda n, x: _call(f"numpy.zeros({n.shape}, dtype=numpy.{n.dtype.name})"),
+    "size": lambda n, x: _call(
+        f"numpy.{n.dtype.name}({int(np.prod([n.inputs[0].shape[i] for i in n.attrs['axes']]))})"),
+}
+
+HELPERS = {
+    "_unslice": '''def _unslice(g, shape, dtype, index):
+    out = numpy.zeros(shape, dtype=dtype)
+    out[index] = g
+    return out
+''',
+    "_scatter_add": '''def _scatter_add(g, indices, shape, dtype, axis):
+    out = numpy.zeros(shape, dtype=dtype)
+    numpy.add.at(out, (slice(None),) * axis + (indices,), g)
+    return out
+''',
+    "_check": '''def _check(value, where):
+    if not numpy.all(numpy.isfinite(value)):
+        raise FloatingPointError(where + " produced NaN or Inf")
+    return value
+''',
+}
+
+
+def reads_once(consumer, position):
+    if consumer.op.kind == "elementwise" and consumer.op.sym is not None:
+        return elementwise_template(consumer).count(position) == 1
+    return True
+
+
+# ---------------------------------------------------------------- constants and names
+def _scalar_text(value):
+    value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return "numpy.nan" if np.isnan(value) else ("numpy.inf" if value > 0 else "-numpy.inf")
+    return repr(value)
+
+
+def literal(const, consumer):
+    """A scalar constant as a Python literal where NumPy's weak typing gives the IR's dtype,
+    else as a typed NumPy scalar."""
+    array = const.attrs["value"].array
+    text = _scalar_text(array)
+    weak_ok = consumer is not None and any(
+        i.dtype == array.dtype and i.op.name != "const" for i in consumer.inputs)
+    if not weak_ok:
+        return _call(f"numpy.{array.dtype.name}({text})")
+    return Expr(text, UNARY if text.startswith("-") else ATOM)
+
+
+def array_literal(array):
+    if array.size <= 16:
+        return f"numpy.array({array.tolist()!r}, dtype=numpy.{array.dtype.name})"
+    data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
+    return (f"numpy.frombuffer(base64.b64decode({data!r}), dtype=numpy.{array.dtype.name})"
+            f".reshape({array.shape})")
+
+
+RESERVED = set(dir(builtins)) | {"numpy", "base64", "run", "INPUTS", "OUTPUTS"}
+
+
+class Namer:
+    """Python identifiers from user names: only [A-Za-z0-9_], never a keyword or builtin,
+    never a clash. No user string reaches the source except through this or repr()."""
+
+    def __init__(self):
+        self.taken = set(RESERVED)
+
+    def __call__(self, hint):
+        base = re.sub(r"[^0-9A-Za-z_]", "_", hint or "")[:40] or "t"
+        if base[0].isdigit() or base.startswith("_"):
+            base = "v" + base
+        if keyword.iskeyword(base):
+            base += "_"
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+
+def comment(text):
+    return "".join(c if c.isprintable() else "?" for c in text)[:90]
+
+
+# ---------------------------------------------------------------- the module
+def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
+    """Source of a module whose `run(*inputs)` returns `outputs` and applies `updates`
+    ((input node, new value node) pairs, written in place after everything is computed)."""
+    writes = [_write(target, value) for target, value in updates]
+    roots = list(outputs) + [value for _, value, _ in writes]
+    kernels, fused = schedule(roots, reads_once, fuse=not debug)
+    namer = Namer()
+    params = [namer(n.name) for n in inputs]
+    exprs = {id(n): Expr(p, ATOM) for n, p in zip(inputs, params)}
+    consts, body, helpers = [], [], set()
+
+    def arg(inp, consumer):
+        if inp.op.name == "const":
+            array = inp.attrs["value"].array
+            if array.ndim == 0:
+                return literal(inp, consumer)
+            if id(inp) not in exprs:
+                name = namer(f"const{len(consts)}")
+                consts.append(f"{name} = {array_literal(array)}")
+                exprs[id(inp)] = Expr(name, ATOM)
+        return exprs[id(inp)]
+
+    for node in topological_order(roots):
+        if node.op.kind == "leaf" and node.op.name != "const":
+            continue
+        if node.op.name == "const":
+            continue
+        args = [arg(i, node) for i in node.inputs]
+        expr = emit(node, args)
+        helpers.update(h for h in HELPERS if h + "(" in expr.text)
+        if id(node) in fused:
+            exprs[id(node)] = expr
+            continue
+        name = namer(node.name or node.op.name)
+        text = f"_check({expr.text}, {repr(describe(node, 2))})" if debug else expr.text
+        body.append(f"    {name} = {text}  # {comment(f'node {node.id}: {describe(node, 2)}')}")
+        exprs[id(node)] = Expr(name, ATOM)
+    if debug:
+        helpers.add("_check")
+
+    returns = [_output(o, exprs, arg) for o in outputs]
+    for target, value, form in writes:  # after every read of the old values
+        body.append(form.format(target=exprs[id(target)].text, value=arg(value, None).text))
+    body.append(f"    return ({''.join(r + ', ' for r in returns)})")
+    lines = [f'"""{comment(title)}: generated by graphdl. Needs only NumPy."""']
+    lines += ["import base64"] * any("base64" in c for c in consts) + ["import numpy", ""]
+    lines += consts + [""] * bool(consts)
+    lines += [HELPERS[h] for h in sorted(helpers)]
+    lines.append(f"INPUTS = {tuple(n.name for n in inputs)!r}")
+    lines.append("")
+    lines.append(f"def run({', '.join(params)}):")
+    lines += body
+    return "\n".join(lines) + "\n", kernels
+
+
+def emit(node, args):
+    if node.op.kind == "elementwise":
+        if node.op.sym is None:
+            raise NotImplementedError(f"op {node.op.name} has no SymPy form to print")
+        return elementwise_template(node).fill(args)
+    if node.op.name not in STRUCTURED:
+        raise NotImplementedError(f"the NumPy backend has no template for op {node.op.name!r}")
+    return STRUCTURED[node.op.name](node, *args)
+
+
+def _output(node, exprs, arg):
+    """An output expression; constants are copied so callers cannot corrupt later calls."""
+    if node.op.name == "const":
+        return f"numpy.array({arg(node, None).text}, dtype=numpy.{node.dtype.name})"
+    return exprs[id(node)].text
+
+
+def _write(target, value):
+    """How an update reaches the caller's array: `W -= X` in place when it has that form."""
+    if value.op.name == "sub" and value.inputs[0] is target:
+        return target, value.inputs[1], "    numpy.subtract({target}, {value}, out={target})"
+    return target, value, "    numpy.copyto({target}, {value})"

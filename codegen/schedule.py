@@ -1,0 +1,64 @@
+"""Scheduling: which nodes get a statement (a kernel) and which fuse into their consumer.
+
+A node fuses into its consumer when it is elementwise or a view, has exactly one use, and its
+consumer reads it once. Everything else (structured ops, shared values, outputs) is its own
+kernel. Fused regions are capped so that no statement grows unreadable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from graphdl.ir import topological_order
+
+FUSIBLE_STRUCTURED = {"transpose", "reshape", "expand_dims", "squeeze", "broadcast_to", "slice"}
+MAX_FUSED = 12  # nodes per fused statement
+
+
+@dataclass
+class Kernel:
+    """One statement: computes `node`, with the nodes in `fused` inlined into it."""
+
+    node: object
+    fused: list = field(default_factory=list)
+
+
+def fusible(node):
+    return node.op.kind == "elementwise" or node.op.name in FUSIBLE_STRUCTURED
+
+
+def schedule(roots, reads_once, fuse=True):
+    """Kernels for `roots` in execution order, and the set of node ids that are fused away.
+
+    `reads_once(consumer, position)` says whether the backend's code for `consumer` mentions
+    its input at `position` once (a value spelled twice must not be recomputed twice).
+    """
+    order = topological_order(roots)
+    uses = Counter(id(r) for r in roots)
+    consumer = {}
+    for node in order:
+        for pos, inp in enumerate(node.inputs):
+            uses[id(inp)] += 1
+            consumer[id(inp)] = (node, pos)
+    fused_ids, size, kernels = set(), {}, []
+    for node in order:
+        if node.op.kind == "leaf":
+            continue
+        size[id(node)] = 1 + sum(size.get(id(i), 0) for i in node.inputs if id(i) in fused_ids)
+        if (fuse and fusible(node) and uses[id(node)] == 1 and id(node) in consumer
+                and size[id(node)] < MAX_FUSED and reads_once(*consumer[id(node)])):
+            fused_ids.add(id(node))
+            continue
+        kernels.append(Kernel(node, _region(node, fused_ids)))
+    return kernels, fused_ids
+
+
+def _region(node, fused_ids):
+    """The fused nodes inlined into `node`'s statement, in evaluation order."""
+    region, stack = [], [i for i in node.inputs if id(i) in fused_ids]
+    while stack:
+        n = stack.pop()
+        region.append(n)
+        stack.extend(i for i in n.inputs if id(i) in fused_ids)
+    return region[::-1]

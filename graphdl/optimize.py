@@ -1,0 +1,166 @@
+"""The pass pipeline from a declared graph to the graph a backend lowers.
+
+    inline_custom -> specialize -> stabilize -> [fold_constants -> simplify -> eliminate_dead_code]
+
+The bracketed passes are the optimizer: `optimize=False` skips them. They are value-exact (a
+compiled function returns the same arrays either way; constants are folded in the node's own
+dtype by the op's own reference implementation). The one liberty taken: `x + 0 -> x` may turn
+a result of +0.0 into -0.0, values that compare equal. Common subexpressions need no pass:
+hash-consing makes them one node. Every pass rebuilds the graph from its outputs, so nodes no
+output needs are never carried along.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphdl import stabilize as st
+from graphdl.ir import substitute, topological_order
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+from graphdl.rewrite import Rule, rewrite
+
+FOLD_LIMIT = 4096  # larger constant results stay computed: they would bloat the source
+
+
+@dataclass
+class PassReport:
+    name: str
+    nodes: int
+    fired: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self):
+        rules = ", ".join(f"{k}×{v}" for k, v in sorted(self.fired.items()))
+        return f"{self.name:<20} {self.nodes:>7} nodes  {self.seconds * 1e3:7.1f} ms  {rules}"
+
+
+# --- inline_custom: a custom op's body replaces its node (its pullback already did its work).
+def inline_custom(outputs):
+    def expand(node):
+        if node.op.kind != "custom":
+            return None
+        params, out = node.op.extra["custom"].body(node.inputs)
+        (inlined,), _ = substitute([out], dict(zip(params, node.inputs)), expand)
+        return inlined
+
+    new, _ = substitute(outputs, {}, expand)
+    return new, {}
+
+
+# --- specialize: bind unknown (None) dimensions to the shapes of the arrays fed.
+def specialize(outputs, shapes):
+    mapping = {}
+    for node in topological_order(outputs):
+        if node.op.name == "input" and shapes[node.name] != node.shape:
+            mapping[node] = leaf.input(node.name, shapes[node.name], node.dtype.name)
+    new, _ = substitute(outputs, mapping)
+    return new, {}
+
+
+# --- fold_constants: evaluate nodes whose inputs are all constants.
+def _fold(node):
+    if node.op.kind == "leaf" or node.op is leaf.ZEROS_LIKE:
+        return None
+    if node.op is leaf.SIZE:
+        return leaf.constant(node.op.impl(np.empty(node.inputs[0].shape), **node.attrs), node.dtype)
+    if not node.inputs or any(i.op is not leaf.CONST for i in node.inputs):
+        return None
+    if int(np.prod(node.shape)) > FOLD_LIMIT:
+        return None
+    values = [i.attrs["value"].array for i in node.inputs]
+    with np.errstate(all="ignore"):
+        return leaf.constant(np.asarray(node.op.impl(*values, **node.attrs)).astype(node.dtype))
+
+
+def fold_constants(outputs):
+    return rewrite(outputs, [Rule("fold", "*", _fold)])
+
+
+# --- simplify: algebraic identities that hold for every value, inf and NaN included.
+def _same(node, x):
+    return x if x.shape == node.shape and x.dtype == node.dtype else None
+
+
+def _unit(value):
+    """x ∘ c -> x when c is the constant `value` (either side if `commutes`)."""
+    def rule(node, commutes):
+        a, b = node.inputs
+        if st.is_const(b, value):
+            return _same(node, a)
+        return _same(node, b) if commutes and st.is_const(a, value) else None
+    return rule
+
+
+def _identity(node):
+    x = node.inputs[0]
+    if node.op is mv.TRANSPOSE and node.attrs["axes"] != tuple(range(node.ndim)):
+        return None
+    return _same(node, x)
+
+
+def _transpose_transpose(node):
+    x = node.inputs[0]
+    if x.op is not mv.TRANSPOSE:
+        return None
+    inner, outer = x.attrs["axes"], node.attrs["axes"]
+    return mv.TRANSPOSE(x.inputs[0], axes=tuple(inner[a] for a in outer))
+
+
+def _reshape_reshape(node):
+    x = node.inputs[0]
+    return mv.RESHAPE(x.inputs[0], shape=node.shape) if x.op is mv.RESHAPE else None
+
+
+SIMPLIFY = [
+    Rule("mul_by_one", "mul", lambda n: _unit(1)(n, True)),
+    Rule("add_zero", "add", lambda n: _unit(0)(n, True)),
+    Rule("sub_zero", "sub", lambda n: _unit(0)(n, False)),
+    Rule("div_by_one", "div", lambda n: _unit(1)(n, False)),
+    Rule("pow_one", "pow", lambda n: _same(n, n.inputs[0]) if n.attrs["exponent"] == 1 else None),
+    Rule("double_negation", "neg",
+         lambda n: n.inputs[0].inputs[0] if n.inputs[0].op is ew.NEG else None),
+    Rule("transpose_of_transpose", "transpose", _transpose_transpose),
+    Rule("reshape_of_reshape", "reshape", _reshape_reshape),
+] + [
+    Rule(f"trivial_{op}", op, _identity)
+    for op in ("sum_to", "broadcast_to", "reshape", "transpose", "expand_dims", "squeeze",
+               "cast", "stop_gradient")
+]
+
+
+def simplify(outputs):
+    return rewrite(outputs, SIMPLIFY)
+
+
+def eliminate_dead_code(outputs):
+    """Every pass rebuilds from the outputs; this one makes the pruning explicit."""
+    new, _ = substitute(outputs, {})
+    return new, {}
+
+
+OPTIMIZER = [("fold_constants", fold_constants), ("simplify", simplify),
+             ("eliminate_dead_code", eliminate_dead_code)]
+
+
+def prepare(outputs, shapes, optimize=True, stabilize=True):
+    """Run the pipeline on `outputs` for inputs of the given concrete shapes (name -> shape).
+
+    Returns the final outputs and one PassReport per pass."""
+    passes = [("inline_custom", inline_custom),
+              ("specialize", lambda outs: specialize(outs, shapes))]
+    if stabilize:
+        passes.append(("stabilize", lambda outs: rewrite(outs, st.RULES)))
+    if optimize:
+        passes += OPTIMIZER
+    reports = []
+    for name, run in passes:
+        start = time.perf_counter()
+        outputs, fired = run(outputs)
+        reports.append(PassReport(name, len(topological_order(outputs)), dict(fired),
+                                  time.perf_counter() - start))
+    return outputs, reports

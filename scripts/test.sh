@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Project test command: unit tests, then every example in smoke mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+
+pip_install -e '.[test]'
+pip_install torch==2.13.0
+
+python -m pytest tests
+
+shopt -s nullglob
+examples=(examples/*.py)
+for f in "${examples[@]}"; do
+    echo "== smoke: $f"
+    GRAPHDL_SMOKE=1 python "$f"
+done
