@@ -197,8 +197,10 @@ def reads_once(consumer, position):
 
 
 # ---------------------------------------------------------------- constants and names
-def _scalar_text(value):
-    value = value.item()
+def _scalar_text(array):
+    if array.dtype == np.float32 and np.isfinite(array):
+        return str(array)  # the shortest text that reads back as the same float32
+    value = array.item()
     if isinstance(value, float) and not np.isfinite(value):
         return "numpy.nan" if np.isnan(value) else ("numpy.inf" if value > 0 else "-numpy.inf")
     return repr(value)
@@ -233,6 +235,7 @@ class Namer:
 
     def __init__(self):
         self.taken = set(RESERVED)
+        self.counts = {}
 
     def __call__(self, hint):
         base = re.sub(r"[^0-9A-Za-z_]", "_", hint or "")[:40] or "t"
@@ -240,10 +243,11 @@ class Namer:
             base = "v" + base
         if keyword.iskeyword(base):
             base += "_"
-        name, k = base, 1
+        name, k = base, self.counts.get(base, 1)
         while name in self.taken:
             k += 1
             name = f"{base}_{k}"
+        self.counts[base] = k
         self.taken.add(name)
         return name
 
@@ -258,7 +262,8 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     ((input node, new value node) pairs, written in place after everything is computed)."""
     writes = [_write(target, value) for target, value in updates]
     roots = list(outputs) + [value for _, value, _ in writes]
-    kernels, fused = schedule(roots, reads_once, fuse=not debug)
+    kernels, fused, uses = schedule(roots, reads_once, fuse=not debug)
+    temps = set()  # ids of statement results no output holds: reusable as `out=` buffers
     namer = Namer()
     params = [namer(n.name) for n in inputs]
     exprs = {id(n): Expr(p, ATOM) for n, p in zip(inputs, params)}
@@ -286,10 +291,20 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
         if id(node) in fused:
             exprs[id(node)] = expr
             continue
+        note = comment(f"node {node.id}: {describe(node, 2)}")
+        buffer = None if debug else _reusable(node, args, temps, uses)
+        if buffer is not None:  # the last use of a temporary of the same shape: overwrite it
+            body.append(f"    {UFUNCS[node.op.name]}({', '.join(a.text for a in args)}, "
+                        f"out={buffer.text})  # {note}")
+            exprs[id(node)] = buffer
+            temps.add(id(node))
+            continue
         name = namer(node.name or node.op.name)
         text = f"_check({expr.text}, {repr(describe(node, 2))})" if debug else expr.text
-        body.append(f"    {name} = {text}  # {comment(f'node {node.id}: {describe(node, 2)}')}")
+        body.append(f"    {name} = {text}  # {note}")
         exprs[id(node)] = Expr(name, ATOM)
+        if _fresh(node):
+            temps.add(id(node))
     if debug:
         helpers.add("_check")
 
@@ -306,6 +321,37 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     lines.append(f"def run({', '.join(params)}):")
     lines += body
     return "\n".join(lines) + "\n", kernels
+
+
+UFUNCS = {"add": "numpy.add", "sub": "numpy.subtract", "mul": "numpy.multiply",
+          "div": "numpy.true_divide", "neg": "numpy.negative", "exp": "numpy.exp",
+          "log": "numpy.log", "sqrt": "numpy.sqrt", "tanh": "numpy.tanh",
+          "maximum": "numpy.maximum", "minimum": "numpy.minimum"}
+
+
+FRESH_STRUCTURED = {"matmul", "sum", "max", "min", "concatenate", "take", "unslice",
+                    "scatter_add", "zeros_like"}
+
+
+def _fresh(node):
+    """Whether the statement for `node` makes a new array (not a view, not a NumPy scalar)."""
+    if node.shape == ():
+        return False
+    if node.op.kind == "elementwise":
+        return node.op.name not in ("cast", "stop_gradient")
+    return node.op.name in FRESH_STRUCTURED
+
+
+def _reusable(node, args, temps, uses):
+    """The argument whose array this node may overwrite (same ufunc as its printed form, so the
+    values are identical): a temporary used only here, of the result's shape and dtype."""
+    if node.op.name not in UFUNCS or node.shape == () or any(a.prec < ATOM for a in args):
+        return None
+    for inp, a in zip(node.inputs, args):
+        if (id(inp) in temps and uses[id(inp)] == 1 and inp.shape == node.shape
+                and inp.dtype == node.dtype and a.text.isidentifier()):
+            return a
+    return None
 
 
 def emit(node, args):

@@ -29,7 +29,8 @@ def fusible(node):
 
 
 def schedule(roots, reads_once, fuse=True):
-    """Kernels for `roots` in execution order, and the set of node ids that are fused away.
+    """Kernels for `roots` in execution order, the ids of the nodes fused away, and the number
+    of uses of each node id (roots count as a use).
 
     `reads_once(consumer, position)` says whether the backend's code for `consumer` mentions
     its input at `position` once (a value spelled twice must not be recomputed twice).
@@ -51,7 +52,7 @@ def schedule(roots, reads_once, fuse=True):
             fused_ids.add(id(node))
             continue
         kernels.append(Kernel(node, _region(node, fused_ids)))
-    return kernels, fused_ids
+    return kernels, fused_ids, uses
 
 
 def _region(node, fused_ids):

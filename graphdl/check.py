@@ -96,13 +96,13 @@ def check_grad(y, values, tolerance=1e-3):
     """
     order = topological_order([y])
     nodes = [n for n in order if n.op.pullback is not None and n.inputs]
-    computed = evaluate(nodes, values) if nodes else []
-    bound = {id(n): v for n, v in zip(nodes, computed)}
+    # One evaluation binds every node (inputs included: evaluating each input alone would
+    # refuse the other inputs' values as unknown).
+    valued = [n for n in order if n.op.name != "const"]
+    bound = {id(n): v for n, v in zip(valued, evaluate(valued, values))} if valued else {}
     for n in order:
         if n.op.name == "const":
             bound[id(n)] = n.attrs["value"].array
-        elif n.op.name == "input":
-            bound[id(n)] = evaluate(n, values)
     result = GradCheck(tolerance=tolerance)
     for node in nodes:
         result.checks.extend(check_op(node, bound))

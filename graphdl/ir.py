@@ -11,7 +11,9 @@ recursion limit.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import types
 import weakref
 
 import numpy as np
@@ -26,16 +28,17 @@ class Node:
     __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "__weakref__")
 
     def __init__(self, op, inputs, attrs, shape, dtype):
-        self.op = op
-        self.inputs = inputs
-        self.attrs = attrs
-        self.shape = shape
-        self.dtype = dtype
-        self.name = None
-        self.id = next(_ids)
+        init = object.__setattr__  # __setattr__ below refuses everything but `name`
+        init(self, "op", op)
+        init(self, "inputs", inputs)
+        init(self, "attrs", attrs)
+        init(self, "shape", shape)
+        init(self, "dtype", dtype)
+        init(self, "name", None)
+        init(self, "id", next(_ids))
 
     def __setattr__(self, key, value):
-        if key != "name" and hasattr(self, "id"):
+        if key != "name":
             raise AttributeError(f"graph nodes are immutable; cannot set {key!r}")
         object.__setattr__(self, key, value)
 
@@ -59,11 +62,14 @@ def make_node(op, inputs=(), attrs=None):
     """Return the unique node for `(op, inputs, attrs)`, inferring shape and dtype on creation."""
     attrs = attrs or {}
     inputs = tuple(inputs)
-    key = (op, inputs, tuple(sorted(attrs.items())))
+    # The value's type is part of the key: 2 == 2.0 == True in Python, yet `x ** 2` and
+    # `x ** 2.0` differ for integer x (int32 vs float64, as in NumPy).
+    key = (op, inputs, tuple(sorted((k, v, type(v)) for k, v in attrs.items())))
     node = _intern.get(key)
     if node is None:
         shape, dtype = op.infer(inputs, attrs)
-        node = Node(op, inputs, attrs, tuple(shape), np.dtype(dtype))
+        # A read-only view of a private copy: a node's attrs are part of its hash-consing key.
+        node = Node(op, inputs, types.MappingProxyType(dict(attrs)), tuple(shape), np.dtype(dtype))
         _intern[key] = node
     return node
 
@@ -115,20 +121,20 @@ def topological_order(outputs, known=()):
     Nodes whose id is in `known` are treated as leaves: their inputs are not visited."""
     order, done = [], set()
     for root in outputs:
-        if id(root) in done:
-            continue
-        stack = [(root, iter(() if id(root) in known else root.inputs))]
-        pending = {id(root)}
+        stack = [root]
         while stack:
-            node, it = stack[-1]
-            for child in it:
-                if id(child) not in done and id(child) not in pending:
-                    pending.add(id(child))
-                    stack.append((child, iter(() if id(child) in known else child.inputs)))
-                    break
-            else:
+            node = stack[-1]
+            if id(node) in done:
                 stack.pop()
-                pending.discard(id(node))
+                continue
+            waiting = False
+            if id(node) not in known:
+                for child in reversed(node.inputs):
+                    if id(child) not in done:
+                        stack.append(child)
+                        waiting = True
+            if not waiting:
+                stack.pop()
                 done.add(id(node))
                 order.append(node)
     return order
@@ -157,10 +163,10 @@ def substitute(outputs, mapping, rewrite=None):
     until it returns None. Returns the new outputs and the full old-id -> new-node map.
     """
     new = {id(k): v for k, v in mapping.items()}
-    for node in topological_order(outputs):
+    for node in topological_order(outputs, known=new):
         if id(node) in new:
             continue
-        inputs = tuple(new[id(i)] for i in node.inputs)
+        inputs = tuple([new[id(i)] for i in node.inputs])
         built = node if inputs == node.inputs else make_node(node.op, inputs, node.attrs)
         if built is not node and built.name is None:
             built.name = node.name

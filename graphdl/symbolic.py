@@ -59,7 +59,7 @@ def from_sympy(expr, bindings, like):
         if e in done:
             stack.pop()
             continue
-        pending = [a for a in e.args if a not in done and not isinstance(a, sympy.Number)]
+        pending = [a for a in e.args if a not in done and not a.is_number]
         if pending and not e.is_Symbol:
             stack.extend(pending)
             continue
@@ -69,14 +69,14 @@ def from_sympy(expr, bindings, like):
 
 
 def _build(e, done, bindings, like):
-    def arg(a):
-        return leaf.constant(float(a), like.dtype) if isinstance(a, sympy.Number) else done[a]
+    def arg(a):  # numbers, and numeric constants such as pi or sqrt(2), become constants
+        return leaf.constant(float(a), like.dtype) if a.is_number else done[a]
 
     if e.is_Symbol:
         if e not in bindings:
             raise GraphError(f"the expression uses {e}, which is not one of the op's arguments")
         return bindings[e]
-    if isinstance(e, sympy.Number):
+    if e.is_number:
         return leaf.constant(float(e), like.dtype)
     if e.is_Add or e.is_Mul:
         coeff, terms = (e.as_coeff_Add() if e.is_Add else e.as_coeff_Mul())

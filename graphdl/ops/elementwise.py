@@ -7,6 +7,8 @@ autodiff sums them back to each input's shape. Pullbacks may reuse the op's own 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy
 
@@ -20,6 +22,8 @@ def broadcast_dims(shapes):
     """NumPy broadcasting over shapes that may hold None (unknown until call time).
 
     Returns the result shape, or (axis, sizes) for the first axis that cannot broadcast."""
+    if all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])
     ndim = max(len(s) for s in shapes)
     out = []
     for axis in range(-ndim, 0):
@@ -42,7 +46,12 @@ def broadcast_shapes(inputs, opname):
 
 
 def promote(inputs, attrs):
-    return np.result_type(*(i.dtype for i in inputs))
+    return _result_type(tuple(i.dtype for i in inputs))
+
+
+@functools.lru_cache(maxsize=None)
+def _result_type(dtypes):
+    return np.result_type(*dtypes)
 
 
 def floating(opname):
@@ -110,6 +119,9 @@ SQRT = elementwise("sqrt", sympy.sqrt, np.sqrt, lambda n, g: [(g / n) * 0.5], fl
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
+    if inputs[0].dtype.kind in "iu" and isinstance(exponent, float) and exponent >= 0 \
+            and exponent.is_integer():
+        return np.dtype("float64")  # int32 ** 2.0 is float64 in NumPy (2 stays int32)
     if float(exponent).is_integer() and not (exponent < 0 and inputs[0].dtype.kind != "f"):
         return promote(inputs, attrs)
     return floating("pow")(inputs, attrs)

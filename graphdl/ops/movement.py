@@ -88,6 +88,9 @@ TRANSPOSE = register(OpDef(
 
 
 def transpose(x, axes=None):
+    if axes is not None and any(not -x.ndim <= int(a) < x.ndim for a in axes):
+        raise GraphError(f"transpose: axes {tuple(axes)} are out of range for {describe(x)}'s "
+                         f"{x.ndim} axes")
     axes = tuple(range(x.ndim))[::-1] if axes is None else tuple(int(a) % max(x.ndim, 1) for a in axes)
     return TRANSPOSE(x, axes=axes)
 
@@ -255,7 +258,9 @@ def _concat_infer(inputs, attrs):
                 f"{describe(first)} of shape {format_shape(first.shape)} along axis {axis}"
             )
     sizes = [x.shape[axis] for x in inputs]
-    shape = list(ew.broadcast_shapes(inputs, "concatenate")) if first.ndim else []
+    # Off the axis the sizes agree (checked above); take the known one where some are None.
+    shape = [next((x.shape[i] for x in inputs if x.shape[i] is not None), None)
+             for i in range(first.ndim)]
     shape[axis] = None if None in sizes else sum(sizes)
     return tuple(shape), ew.promote(inputs, attrs)
 

@@ -1,0 +1,46 @@
+"""Small numerical helpers shared by the test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import graphdl as gd
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central finite differences of the scalar function `f` at the float64 array `x`."""
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), out.reshape(-1)
+    for k in range(flat.size):
+        orig = flat[k]
+        flat[k] = orig + eps
+        plus = float(f(x))
+        flat[k] = orig - eps
+        minus = float(f(x))
+        flat[k] = orig
+        gflat[k] = (plus - minus) / (2 * eps)
+    return out
+
+
+def graph_numeric_grads(y, feeds, names, eps=1e-6):
+    """Finite-difference gradients of the scalar node `y` with respect to the inputs `names`,
+    each computed with the interpreter (`gd.evaluate`)."""
+    grads = []
+    for name in names:
+        def f(v, name=name):
+            return gd.evaluate(y, {**feeds, name: v})
+
+        grads.append(numeric_grad(f, feeds[name], eps))
+    return grads
+
+
+def inputs_of(nodes):
+    """The names of the `input` placeholders that `nodes` depend on."""
+    return {n.name for n in gd.topological_order(list(nodes)) if n.op.name == "input"}
+
+
+def only(feeds, nodes):
+    """`feeds` restricted to the inputs `nodes` use (the interpreter refuses unknown names)."""
+    names = inputs_of(nodes)
+    return {k: v for k, v in feeds.items() if k in names}
