@@ -171,7 +171,11 @@ STRUCTURED = {
         f"numpy.{n.dtype.name}({int(np.prod([n.inputs[0].shape[i] for i in n.attrs['axes']]))})"),
 }
 
-HELPERS = {
+HELPERS = {  # emitted into a generated module only when its code calls them
+    "_sigmoid": '''def _sigmoid(a):
+    e = numpy.exp(-numpy.abs(a))
+    return numpy.where(a >= 0, 1, e) / (1 + e)
+''',
     "_unslice": '''def _unslice(g, shape, dtype, index):
     out = numpy.zeros(shape, dtype=dtype)
     out[index] = g

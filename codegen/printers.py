@@ -24,8 +24,8 @@ class GraphdlNumPyPrinter(NumPyPrinter):
     def _print_Min(self, expr):
         return self._binary("minimum", expr)
 
-    def _print_Sigmoid(self, expr):
-        return f"0.5*numpy.tanh(0.5*{self.parenthesize(expr.args[0], 50)}) + 0.5"
+    def _print_Sigmoid(self, expr):  # a helper of the generated module (numpy_backend.HELPERS)
+        return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_Softplus(self, expr):
         return f"numpy.logaddexp(0, {self._print(expr.args[0])})"

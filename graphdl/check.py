@@ -75,10 +75,12 @@ def check_op(node, values, eps=1e-6, seed=0):
     bound[id(node)] = out.astype(node.dtype)
     bound[id(g)] = u.astype(node.dtype)
     checks = []
-    for k, (inp, gi) in enumerate(zip(node.inputs, pulled)):
+    fitted = []  # `bound` is keyed by id(): its nodes must outlive the loop, or a new node
+    for k, (inp, gi) in enumerate(zip(node.inputs, pulled)):  # may reuse a dead one's id
         if gi is None or inp.dtype.kind != "f":
             continue
         gi = autodiff._fit(gi, inp, node)
+        fitted.append(gi)
         run([gi], bound)
         v = rng.standard_normal(args64[k].shape)
         plus, minus = list(args64), list(args64)

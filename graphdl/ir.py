@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import types
 import weakref
 
@@ -96,6 +97,8 @@ class ConstValue:
         return self._key < other._key
 
     def __repr__(self):
+        if self.array.ndim == 0:
+            return str(self.array)
         return np.array2string(self.array, precision=4, threshold=6)
 
 
@@ -116,28 +119,25 @@ def describe(node, depth=1):
 
 
 def topological_order(outputs, known=()):
-    """Nodes reachable from `outputs`, every node after its inputs (iterative DFS).
+    """Nodes reachable from `outputs`, every node after its inputs.
 
-    Nodes whose id is in `known` are treated as leaves: their inputs are not visited."""
-    order, done = [], set()
-    for root in outputs:
-        stack = [root]
-        while stack:
-            node = stack[-1]
-            if id(node) in done:
-                stack.pop()
-                continue
-            waiting = False
-            if id(node) not in known:
-                for child in reversed(node.inputs):
-                    if id(child) not in done:
-                        stack.append(child)
-                        waiting = True
-            if not waiting:
-                stack.pop()
-                done.add(id(node))
-                order.append(node)
-    return order
+    A node is always created after its inputs, so creation order (`id`) is a topological
+    order: collect the reachable nodes without recursion, then sort. Nodes whose id is in
+    `known` are treated as leaves: their inputs are not visited.
+    """
+    seen = {}
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        if key not in seen:
+            seen[key] = node
+            if key not in known:
+                stack.extend(node.inputs)
+    return sorted(seen.values(), key=_creation)
+
+
+_creation = operator.attrgetter("id")
 
 
 def consumers(order):

@@ -30,13 +30,14 @@ FOLD_LIMIT = 4096  # larger constant results stay computed: they would bloat the
 @dataclass
 class PassReport:
     name: str
-    nodes: int
+    nodes: int | None  # counted where it is cheap: as declared and after the last pass
     fired: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def __str__(self):
         rules = ", ".join(f"{k}×{v}" for k, v in sorted(self.fired.items()))
-        return f"{self.name:<20} {self.nodes:>7} nodes  {self.seconds * 1e3:7.1f} ms  {rules}"
+        nodes = "" if self.nodes is None else f"{self.nodes} nodes"
+        return f"{self.name:<20} {nodes:>12} {self.seconds * 1e3:7.1f} ms  {rules}"
 
 
 # --- inline_custom: a custom op's body replaces its node (its pullback already did its work).
@@ -150,17 +151,21 @@ OPTIMIZER = [("fold_constants", fold_constants), ("simplify", simplify),
 def prepare(outputs, shapes, optimize=True, stabilize=True):
     """Run the pipeline on `outputs` for inputs of the given concrete shapes (name -> shape).
 
-    Returns the final outputs and one PassReport per pass."""
-    passes = [("inline_custom", inline_custom),
-              ("specialize", lambda outs: specialize(outs, shapes))]
+    Returns the final outputs and one PassReport per pass that had work to do."""
+    order = topological_order(outputs)
+    passes = []
+    if any(n.op.kind == "custom" for n in order):
+        passes.append(("inline_custom", inline_custom))
+    if any(n.op.name == "input" and shapes[n.name] != n.shape for n in order):
+        passes.append(("specialize", lambda outs: specialize(outs, shapes)))
     if stabilize:
         passes.append(("stabilize", lambda outs: rewrite(outs, st.RULES)))
     if optimize:
         passes += OPTIMIZER
-    reports = []
+    reports = [PassReport("declared", len(order))]
     for name, run in passes:
         start = time.perf_counter()
         outputs, fired = run(outputs)
-        reports.append(PassReport(name, len(topological_order(outputs)), dict(fired),
-                                  time.perf_counter() - start))
+        reports.append(PassReport(name, None, dict(fired), time.perf_counter() - start))
+    reports[-1].nodes = len(topological_order(outputs))
     return outputs, reports

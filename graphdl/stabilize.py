@@ -14,7 +14,7 @@ import numpy as np
 from graphdl.ops import elementwise as ew
 from graphdl.rewrite import Rule
 
-MAX_FACTORS = 32  # products longer than this are left alone (keeps the pass linear)
+DEPTH = 4  # how far into a product tree the product rules look
 
 
 def is_const(node, value):
@@ -69,32 +69,33 @@ def _tanh(node):  # 2·σ(2x) - 1 = tanh(x), the lecture's tanh
     return ew.TANH(x)
 
 
-def factors(node):
-    """node as sign · Π num / Π den, looking through mul, div and neg; None if too long."""
+def factors(node, depth=DEPTH):
+    """node as sign · Π num / Π den, looking through mul, div and neg up to `depth` levels.
+
+    The patterns sit within a few levels of the node (autodiff builds them from one gate's
+    pullback), so a bounded look keeps the pass linear on long chains of products."""
     sign, num, den = 1, [], []
-    stack = [(node, False)]
+    stack = [(node, False, 0)]
     while stack:
-        n, inverted = stack.pop()
-        if n.op is ew.MUL:
-            stack += [(n.inputs[1], inverted), (n.inputs[0], inverted)]
-        elif n.op is ew.DIV:
-            stack += [(n.inputs[1], not inverted), (n.inputs[0], inverted)]
-        elif n.op is ew.NEG:
+        n, inverted, level = stack.pop()
+        if level < depth and n.op is ew.MUL:
+            stack += [(n.inputs[1], inverted, level + 1), (n.inputs[0], inverted, level + 1)]
+        elif level < depth and n.op is ew.DIV:
+            stack += [(n.inputs[1], not inverted, level + 1), (n.inputs[0], inverted, level + 1)]
+        elif level < depth and n.op is ew.NEG:
             sign = -sign
-            stack.append((n.inputs[0], inverted))
+            stack.append((n.inputs[0], inverted, level + 1))
         else:
             (den if inverted else num).append(n)
-        if len(num) + len(den) > MAX_FACTORS:
-            return None
     return sign, num, den
 
 
 def _product(node):
-    """In a product, e^w·σ(-w) and e^w/(1 + e^w) are both σ(w): no inf·0 in gradients."""
-    parts = factors(node)
-    if parts is None:
+    """In a product, e^w·σ(-w) and e^w/(1 + e^w) are both σ(w), and σ(u)/σ(u) is 1: no inf·0
+    or 0/0 in gradients."""
+    sign, num, den = factors(node)
+    if not any(f.op is ew.EXP for f in num) and not any(d.op is ew.SIGMOID for d in den):
         return None
-    sign, num, den = parts
     changed = False
     for e in [f for f in num if f.op is ew.EXP]:
         w = e.inputs[0]
@@ -110,6 +111,11 @@ def _product(node):
         pool.remove(partner)
         num.append(ew.SIGMOID(w))
         changed = True
+    for d in [d for d in den if d.op is ew.SIGMOID and d in num]:  # σ > 0: σ/σ is exactly 1,
+        if len(num) > 1:  # while in float32 it can underflow to 0/0
+            num.remove(d)
+            den.remove(d)
+            changed = True
     if not changed:
         return None
     out = num[0]

@@ -137,9 +137,15 @@ POW = elementwise(
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
 TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
-# sigmoid: σ(a) = 1/(1+e^-a), computed as 0.5·tanh(a/2) + 0.5 so that no exp overflows;
-# d/da = σ(1-σ). `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
-SIGMOID = elementwise("sigmoid", Sigmoid, lambda a: 0.5 * np.tanh(0.5 * a) + 0.5,
+def stable_sigmoid(a):
+    """σ from e = e^-|a| ≤ 1: nothing overflows, and both tails keep full relative precision."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1, e) / (1 + e)
+
+
+# sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
+# `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
+SIGMOID = elementwise("sigmoid", Sigmoid, stable_sigmoid,
                       lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
 
 # softplus: log(1 + e^a), computed as logaddexp(0, a); d/da = σ(a).

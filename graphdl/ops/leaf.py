@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -19,9 +20,12 @@ def _check_dtype(dtype, what):
         dt = np.dtype(dtype)
     except TypeError:
         raise GraphError(f"{what}: unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
-    if dt.name not in DTYPES:
+    if dt not in _SUPPORTED:
         raise GraphError(f"{what}: unsupported dtype {dt.name!r}; expected one of {', '.join(DTYPES)}")
     return dt
+
+
+_SUPPORTED = {np.dtype(d) for d in DTYPES}
 
 
 # input: a placeholder fed at call time; None dimensions are bound then (e.g. the batch).
@@ -64,9 +68,19 @@ CONST = register(OpDef(
 
 def constant(value, dtype=None):
     """A constant node holding `value` (copied), optionally converted to `dtype`."""
+    if type(value) in (int, float, bool) and dtype is not None:
+        return _scalar_constant(type(value), value.hex() if type(value) is float else value,
+                                np.dtype(dtype))
     array = np.asarray(value, dtype=None if dtype is None else np.dtype(dtype))
     _check_dtype(array.dtype, "constant")
     return make_node(CONST, (), {"value": ConstValue(array)})
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar_constant(kind, key, dtype):
+    """Weak scalars recur constantly (every `+ 1`); keyed by type and exact bits (0.0 vs -0.0)."""
+    value = float.fromhex(key) if kind is float else key
+    return constant(np.asarray(value, dtype=dtype))
 
 
 def weak_dtype(value, other):

@@ -40,8 +40,11 @@ def _extremum(name, impl):
         count = SUM(hits, axes=n.attrs["axes"], keepdims=True)
         return [_spread(n, g) * hits / mv.broadcast_like(count, x)]
 
+    def infer(inputs, attrs):  # the extremum is one of the elements: x's dtype, as NumPy
+        return _reduce_infer(inputs, attrs)[0], inputs[0].dtype
+
     return register(OpDef(
-        name, infer=_reduce_infer, pullback=pullback,
+        name, infer=infer, pullback=pullback,
         impl=lambda x, axes, keepdims: impl(x, axis=axes, keepdims=keepdims),
     ))
 
