@@ -32,10 +32,12 @@ class OpDef:
 
     def __call__(self, *inputs, **attrs):
         """Build (or find) the node applying this op; Python numbers become weak constants."""
-        from graphdl.ir import make_node
+        from graphdl.ir import Node, make_node
         from graphdl.ops.leaf import lift_all
 
-        return make_node(self, lift_all(inputs), attrs)
+        if not all(type(i) is Node for i in inputs):
+            inputs = lift_all(inputs)
+        return make_node(self, inputs, attrs)
 
 
 def register(op: OpDef) -> OpDef:
