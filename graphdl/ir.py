@@ -65,14 +65,25 @@ def make_node(op, inputs=(), attrs=None):
     inputs = tuple(inputs)
     # The value's type is part of the key: 2 == 2.0 == True in Python, yet `x ** 2` and
     # `x ** 2.0` differ for integer x (int32 vs float64, as in NumPy).
-    key = (op, inputs, tuple(sorted((k, v, type(v)) for k, v in attrs.items())))
+    key = (op, inputs, tuple(sorted((k, v, type(v)) for k, v in attrs.items())) if attrs else ())
     node = _intern.get(key)
     if node is None:
-        shape, dtype = op.infer(inputs, attrs)
+        # Shape rules depend only on input shapes, dtypes and attrs: remember them (not for
+        # leaves, whose attrs may hold large constants).
+        signature = (op, tuple([(i.shape, i.dtype) for i in inputs]), key[2]) if inputs else None
+        inferred = _inferred.get(signature)
+        if inferred is None:
+            shape, dtype = op.infer(inputs, attrs)
+            inferred = (tuple(shape), np.dtype(dtype))
+            if inputs:
+                _inferred[signature] = inferred
         # A read-only view of a private copy: a node's attrs are part of its hash-consing key.
-        node = Node(op, inputs, types.MappingProxyType(dict(attrs)), tuple(shape), np.dtype(dtype))
+        node = Node(op, inputs, types.MappingProxyType(dict(attrs)), *inferred)
         _intern[key] = node
     return node
+
+
+_inferred = {}
 
 
 class ConstValue:
