@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-_intern: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_intern = {}  # key -> weakref to the node: nodes no graph holds any more are forgotten
 _ids = itertools.count()
 
 
@@ -66,7 +66,8 @@ def make_node(op, inputs=(), attrs=None):
     # The value's type is part of the key: 2 == 2.0 == True in Python, yet `x ** 2` and
     # `x ** 2.0` differ for integer x (int32 vs float64, as in NumPy).
     key = (op, inputs, tuple(sorted((k, v, type(v)) for k, v in attrs.items())) if attrs else ())
-    node = _intern.get(key)
+    ref = _intern.get(key)
+    node = None if ref is None else ref()
     if node is None:
         # Shape rules depend only on input shapes, dtypes and attrs: remember them (not for
         # leaves, whose attrs may hold large constants).
@@ -79,8 +80,15 @@ def make_node(op, inputs=(), attrs=None):
                 _inferred[signature] = inferred
         # A read-only view of a private copy: a node's attrs are part of its hash-consing key.
         node = Node(op, inputs, types.MappingProxyType(dict(attrs)), *inferred)
-        _intern[key] = node
+        _intern[key] = weakref.ref(node, _forget(key))
     return node
+
+
+def _forget(key):
+    def callback(ref):
+        if _intern.get(key) is ref:
+            del _intern[key]
+    return callback
 
 
 _inferred = {}
