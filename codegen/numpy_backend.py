@@ -20,6 +20,7 @@ import sympy
 from codegen.printers import GraphdlNumPyPrinter
 from codegen.schedule import schedule
 from graphdl.ir import describe, topological_order
+from graphdl.ops.elementwise import broadcast_dims
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
 _BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: MUL,
@@ -257,7 +258,9 @@ class Namer:
 
 
 def comment(text):
-    return "".join(c if c.isprintable() else "?" for c in text)[:90]
+    """Text safe inside a `#` comment: one line, printable characters only."""
+    text = text[:90]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 # ---------------------------------------------------------------- the module
@@ -274,6 +277,8 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     consts, body, helpers = [], [], set()
 
     def arg(inp, consumer):
+        while consumer is not None and _implicit_broadcast(inp, consumer, fused):
+            inp = inp.inputs[0]
         if inp.op.name == "const":
             array = inp.attrs["value"].array
             if array.ndim == 0:
@@ -356,6 +361,15 @@ def _reusable(node, args, temps, uses):
                 and inp.dtype == node.dtype and a.text.isidentifier()):
             return a
     return None
+
+
+def _implicit_broadcast(inp, consumer, fused):
+    """Whether an elementwise consumer's own broadcasting makes the fused `broadcast_to` input
+    redundant: the consumer's shape comes out the same without it."""
+    if inp.op.name != "broadcast_to" or id(inp) not in fused or consumer.op.kind != "elementwise":
+        return False
+    shapes = [i.shape for i in consumer.inputs if i is not inp] + [inp.inputs[0].shape]
+    return broadcast_dims(shapes) == consumer.shape
 
 
 def emit(node, args):

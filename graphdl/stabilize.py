@@ -12,13 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
 from graphdl.rewrite import Rule
 
 DEPTH = 4  # how far into a product tree the product rules look
 
 
 def is_const(node, value):
-    return node.op.name == "const" and bool(np.all(node.attrs["value"].array == value))
+    """Whether node is a constant whose every element equals value."""
+    if node.op.name != "const":
+        return False
+    array = node.attrs["value"].array
+    return array.item() == value if array.size == 1 else bool(np.all(array == value))
 
 
 def negate(w):
@@ -90,12 +95,8 @@ def factors(node, depth=DEPTH):
     return sign, num, den
 
 
-def _product(node):
-    """In a product, e^w·σ(-w) and e^w/(1 + e^w) are both σ(w), and σ(u)/σ(u) is 1: no inf·0
-    or 0/0 in gradients."""
-    sign, num, den = factors(node)
-    if not any(f.op is ew.EXP for f in num) and not any(d.op is ew.SIGMOID for d in den):
-        return None
+def _exp_pairs(num, den):
+    """e^w·σ(-w) = σ(w) and e^w/(1 + e^w) = σ(w): no inf·0 where e^w overflows."""
     changed = False
     for e in [f for f in num if f.op is ew.EXP]:
         w = e.inputs[0]
@@ -105,19 +106,77 @@ def _product(node):
             partner = next((d for d in den if d.op is ew.ADD and e in d.inputs
                             and exp_plus_one(d) is w), None)
             pool = den
-        if partner is None:
-            continue
-        num.remove(e)
-        pool.remove(partner)
-        num.append(ew.SIGMOID(w))
-        changed = True
-    for d in [d for d in den if d.op is ew.SIGMOID and d in num]:  # σ > 0: σ/σ is exactly 1,
-        if len(num) > 1:  # while in float32 it can underflow to 0/0
+        if partner is not None:
+            num.remove(e)
+            pool.remove(partner)
+            num.append(ew.SIGMOID(w))
+            changed = True
+    return changed
+
+
+def _sigmoid_ratios(num, den):
+    """σ(u)/σ(u) = 1 (σ > 0), where float32 can underflow to 0/0."""
+    changed = False
+    for d in [d for d in den if d.op is ew.SIGMOID and d in num]:
+        if len(num) > 1:
             num.remove(d)
             den.remove(d)
             changed = True
-    if not changed:
+    return changed
+
+
+def _doubled(u):
+    """x if u is 2·x (either order), else None."""
+    if u.op is not ew.MUL:
         return None
+    a, b = u.inputs
+    return b if is_const(a, 2) else a if is_const(b, 2) else None
+
+
+def _tanh_derivative(num, den):
+    """σ(2x)·σ(-2x) = (1 - tanh²x)/4: the lecture's tanh differentiated through its sigmoid
+    becomes the textbook rule, sharing the forward tanh."""
+    for s in [f for f in num if f.op is ew.SIGMOID]:
+        u = s.inputs[0]
+        partner = next((f for f in num if f is not s and f.op is ew.SIGMOID
+                        and is_negation(f.inputs[0], u)), None)
+        if partner is None:
+            continue
+        x = _doubled(u)
+        x = _doubled(partner.inputs[0]) if x is None else x
+        if x is not None:
+            t = ew.TANH(x)
+            num.remove(s)
+            num.remove(partner)
+            num += [1 - t * t, leaf.constant(0.25, t.dtype)]
+            return True
+    return False
+
+
+def _merge_constants(num, node):
+    """Multiply the scalar constants of a product into one (dropped when it is 1)."""
+    scalars = [f for f in num if f.op is leaf.CONST and f.ndim == 0]
+    if len(scalars) < 2:
+        return
+    value = np.prod([f.attrs["value"].array.astype(np.float64) for f in scalars])
+    for f in scalars:
+        num.remove(f)
+    if value != 1 or not num:
+        num.append(leaf.constant(value, node.dtype))
+
+
+PRODUCT_RULES = (_exp_pairs, _sigmoid_ratios, _tanh_derivative)
+
+
+def _product(node):
+    """Apply the product rules to the factors of a mul/div/neg tree; rebuild if any fired."""
+    sign, num, den = factors(node)
+    if not any(f.op is ew.SIGMOID or f.op is ew.EXP for f in num):
+        return None
+    changed = [rule(num, den) for rule in PRODUCT_RULES]
+    if not any(changed):
+        return None
+    _merge_constants(num, node)
     out = num[0]
     for f in num[1:]:
         out = ew.MUL(out, f)
