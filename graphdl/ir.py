@@ -118,7 +118,9 @@ class ConstValue:
     def __repr__(self):
         if self.array.ndim == 0:
             return str(self.array)
-        return np.array2string(self.array, precision=4, threshold=6)
+        if self.array.size <= 6:
+            return np.array2string(self.array, precision=4, separator=", ").replace("\n", "")
+        return f"<{self.array.dtype} array {format_shape(self.array.shape)}>"
 
 
 def format_shape(shape):

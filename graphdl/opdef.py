@@ -22,6 +22,7 @@ class OpDef:
     sym: Callable | None = None  # elementwise only: (*sympy symbols) -> sympy expression
     kind: str = "structured"  # "elementwise" | "structured" | "leaf" | "custom"
     broadcasts: bool = False  # inputs broadcast to the output (autodiff undoes it)
+    shape_only: tuple = ()  # positions of inputs whose shape is used, never their values
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

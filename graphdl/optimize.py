@@ -65,17 +65,20 @@ def specialize(outputs, shapes):
 
 # --- fold_constants: evaluate nodes whose inputs are all constants.
 def _fold(node):
-    if node.op.kind == "leaf" or node.op is leaf.ZEROS_LIKE:
+    """Nodes whose inputs are constants (or are read only for their shape) become constants."""
+    op = node.op
+    if op.kind == "leaf" or int(np.prod(node.shape)) > FOLD_LIMIT:
         return None
-    if node.op is leaf.SIZE:
-        return leaf.constant(node.op.impl(np.empty(node.inputs[0].shape), **node.attrs), node.dtype)
-    if not node.inputs or any(i.op is not leaf.CONST for i in node.inputs):
-        return None
-    if int(np.prod(node.shape)) > FOLD_LIMIT:
-        return None
-    values = [i.attrs["value"].array for i in node.inputs]
+    values = []
+    for k, i in enumerate(node.inputs):
+        if k in op.shape_only:
+            values.append(np.empty(i.shape, i.dtype))
+        elif i.op is leaf.CONST:
+            values.append(i.attrs["value"].array)
+        else:
+            return None
     with np.errstate(all="ignore"):
-        return leaf.constant(np.asarray(node.op.impl(*values, **node.attrs)).astype(node.dtype))
+        return leaf.constant(np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype))
 
 
 def fold_constants(outputs):

@@ -111,7 +111,7 @@ def lift_all(values):
 
 # zeros_like: zeros with x's shape and dtype (x's values are not read).
 ZEROS_LIKE = register(OpDef(
-    "zeros_like",
+    "zeros_like", shape_only=(0,),
     infer=lambda inputs, a: (inputs[0].shape, inputs[0].dtype),
     impl=lambda x: np.zeros_like(x),
     pullback=lambda node, g: [None],
@@ -124,7 +124,7 @@ def zeros_like(x):
 
 # size: the number of elements of x along `axes`, as a scalar of x's dtype (what mean divides by).
 SIZE = register(OpDef(
-    "size",
+    "size", shape_only=(0,),
     infer=lambda inputs, a: ((), inputs[0].dtype),
     impl=lambda x, axes: np.asarray(math.prod(x.shape[i] for i in axes), dtype=x.dtype),
     pullback=lambda node, g: [None],

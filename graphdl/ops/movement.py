@@ -59,7 +59,7 @@ def _reshape_infer(inputs, attrs):
 
 
 RESHAPE = register(OpDef(
-    "reshape", infer=_reshape_infer,
+    "reshape", infer=_reshape_infer, shape_only=(1,),
     impl=lambda x, like=None, shape=None: x.reshape(shape if like is None else like.shape),
     pullback=lambda n, g: [RESHAPE(g, n.inputs[0]), None][: len(n.inputs)],
 ))
@@ -162,7 +162,7 @@ def _broadcast_infer(inputs, attrs):
 
 
 BROADCAST_TO = register(OpDef(
-    "broadcast_to", infer=_broadcast_infer, broadcasts=True,
+    "broadcast_to", infer=_broadcast_infer, broadcasts=True, shape_only=(1,),
     impl=lambda x, like=None, shape=None: np.broadcast_to(x, shape if like is None else like.shape),
     pullback=lambda n, g: [g, None][: len(n.inputs)],
 ))
@@ -189,7 +189,7 @@ def _sum_to_impl(x, like):
 
 
 SUM_TO = register(OpDef(
-    "sum_to", infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_sum_to_impl,
+    "sum_to", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_sum_to_impl,
     pullback=lambda n, g: [BROADCAST_TO(g, n.inputs[0]), None],
 ))
 
@@ -221,7 +221,7 @@ SLICE = register(OpDef(
 
 # unslice: zeros shaped like `like` with g written into the slice (slice's pullback).
 UNSLICE = register(OpDef(
-    "unslice", infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_unslice_impl,
+    "unslice", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_unslice_impl,
     pullback=lambda n, g: [SLICE(g, index=n.attrs["index"]), None],
 ))
 
@@ -317,7 +317,7 @@ def _scatter_add_impl(g, idx, like, axis):
 
 # scatter_add: zeros shaped like `like`, with g's slices added at `idx` along `axis`.
 SCATTER_ADD = register(OpDef(
-    "scatter_add", infer=lambda inputs, a: (inputs[2].shape, inputs[0].dtype),
+    "scatter_add", shape_only=(2,), infer=lambda inputs, a: (inputs[2].shape, inputs[0].dtype),
     impl=_scatter_add_impl,
     pullback=lambda n, g: [TAKE(g, n.inputs[1], axis=n.attrs["axis"]), None, None],
 ))
