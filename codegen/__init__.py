@@ -17,7 +17,7 @@ BACKENDS = {"numpy": numpy_backend.generate}
 _cache = {}
 
 
-def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=None,  # noqa: A001
+def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=None,
             debug=False):
     """Compile `outputs` (a node or a list of nodes) with `backend`.
 

@@ -309,7 +309,7 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
             temps.add(id(node))
             continue
         name = namer(node.name or node.op.name)
-        text = f"_check({expr.text}, {repr(describe(node, 2))})" if debug else expr.text
+        text = f"_check({expr.text}, {describe(node, 2)!r})" if debug else expr.text
         body.append(f"    {name} = {text}  # {note}")
         exprs[id(node)] = Expr(name, ATOM)
         if _fresh(node):

@@ -10,34 +10,120 @@ draw and explain it, and compile it to NumPy source.
 
 from graphdl import frontend  # noqa: F401  (installs the operators on Node)
 from graphdl.autodiff import grad
+from graphdl.check import check_grad, check_op
 from graphdl.errors import GraphError, InputError
 from graphdl.extend import CustomOp, custom_op, elementwise_op
 from graphdl.interpret import evaluate
 from graphdl.ir import Node, to_networkx, topological_order
 from graphdl.opdef import REGISTRY, OpDef
 from graphdl.ops.composite import (
-    hinge_loss, l2, log_softmax, logsumexp, mse, one_hot, sigmoid, softmax,
-    softmax_cross_entropy, tanh,
+    hinge_loss,
+    l2,
+    log_softmax,
+    logsumexp,
+    mse,
+    one_hot,
+    sigmoid,
+    softmax,
+    softmax_cross_entropy,
+    tanh,
 )
 from graphdl.ops.elementwise import (
-    cast, equal, exp, greater, greater_equal, less, less_equal, log, maximum, minimum,
-    not_equal, reciprocal, relu, sqrt, stop_gradient, where,
+    cast,
+    equal,
+    exp,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    maximum,
+    minimum,
+    not_equal,
+    reciprocal,
+    relu,
+    sqrt,
+    stop_gradient,
+    where,
 )
 from graphdl.ops.leaf import constant, input, zeros_like
 from graphdl.ops.matmul import matmul
 from graphdl.ops.movement import (
-    broadcast_to, concatenate, expand_dims, reshape, squeeze, sum_to, take, transpose,
+    broadcast_to,
+    concatenate,
+    expand_dims,
+    reshape,
+    squeeze,
+    sum_to,
+    take,
+    transpose,
 )
 from graphdl.ops.reduce import max, mean, min, sum
-from graphdl.check import check_grad, check_op
 
 
-
-def compile(outputs, backend="numpy", **options):  # noqa: A001 - the public API's name
+def compile(outputs, backend="numpy", **options):
     """Compile `outputs` (a node or a list) to a callable; see `codegen.compile`."""
     import codegen
 
     return codegen.compile(outputs, backend=backend, **options)
 
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "REGISTRY",
+    "CustomOp",
+    "GraphError",
+    "InputError",
+    "Node",
+    "OpDef",
+    "broadcast_to",
+    "cast",
+    "check_grad",
+    "check_op",
+    "compile",
+    "concatenate",
+    "constant",
+    "custom_op",
+    "elementwise_op",
+    "equal",
+    "evaluate",
+    "exp",
+    "expand_dims",
+    "grad",
+    "greater",
+    "greater_equal",
+    "hinge_loss",
+    "input",
+    "l2",
+    "less",
+    "less_equal",
+    "log",
+    "log_softmax",
+    "logsumexp",
+    "matmul",
+    "max",
+    "maximum",
+    "mean",
+    "min",
+    "minimum",
+    "mse",
+    "not_equal",
+    "one_hot",
+    "reciprocal",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "softmax",
+    "softmax_cross_entropy",
+    "sqrt",
+    "squeeze",
+    "stop_gradient",
+    "sum",
+    "sum_to",
+    "take",
+    "tanh",
+    "to_networkx",
+    "topological_order",
+    "transpose",
+    "where",
+    "zeros_like",
+]

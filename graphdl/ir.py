@@ -11,7 +11,6 @@ recursion limit.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import operator
 import types
@@ -26,7 +25,7 @@ _ids = itertools.count()
 class Node:
     """One operation in the graph. Immutable except for `name`, a naming hint for code and views."""
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "__weakref__")
+    __slots__ = ("__weakref__", "attrs", "dtype", "id", "inputs", "name", "op", "shape")
 
     def __init__(self, op, inputs, attrs, shape, dtype):
         init = object.__setattr__  # __setattr__ below refuses everything but `name`
@@ -98,7 +97,7 @@ class ConstValue:
     """A constant's array, hashed by dtype, shape and bytes (`1 == 1.0 == True`, `0.0 == -0.0`
     in Python, yet they are different constants)."""
 
-    __slots__ = ("array", "_key")
+    __slots__ = ("_key", "array")
 
     def __init__(self, array):
         array = np.array(array)  # a private copy: the graph must not see later mutation

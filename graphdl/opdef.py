@@ -7,10 +7,10 @@ scalar form (`sym`). Each op is declared in one block in `graphdl/ops/`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-REGISTRY: dict[str, "OpDef"] = {}
+REGISTRY: dict[str, OpDef] = {}
 
 
 @dataclass(eq=False, frozen=True)

@@ -49,7 +49,7 @@ def promote(inputs, attrs):
     return _result_type(tuple(i.dtype for i in inputs))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _result_type(dtypes):
     return np.result_type(*dtypes)
 

@@ -36,7 +36,7 @@ INPUT = register(OpDef(
 ))
 
 
-def input(name, shape=(), dtype="float32"):  # noqa: A001 - the public API's name
+def input(name, shape=(), dtype="float32"):
     """Declare a placeholder called `name`, fed by that name when the graph is run."""
     if not isinstance(name, str) or not name:
         raise GraphError(f"input name must be a non-empty string, got {name!r}")

@@ -64,7 +64,7 @@ def _reduction(op):
     return reduce
 
 
-sum, max, min = _reduction(SUM), _reduction(MAX), _reduction(MIN)  # noqa: A001 - NumPy's names
+sum, max, min = _reduction(SUM), _reduction(MAX), _reduction(MIN)
 
 
 def mean(x, axis=None, keepdims=False):
