@@ -11,6 +11,8 @@ import pytest
 
 import graphdl as gd
 
+from .helpers import only
+
 
 def test_same_node_twice_is_the_same_object():
     x = gd.input("x", (3,), "float64")
@@ -97,7 +99,7 @@ def test_declared_shapes_match_evaluated_shapes(rng):
     outs = [w[1:, 0], w[::-1, ::2], a @ w, gd.max(a, (1, 3)), gd.transpose(a, (2, 0, 3, 1)),
             gd.concatenate([w, w * 2.0], 1), gd.squeeze(a, 1), gd.take(w, gd.constant([2, 0]))]
     values = gd.evaluate(outs, w=rng.standard_normal((3, 4)), a=rng.standard_normal((7, 1, 2, 3)))
-    for node, value in zip(outs, values):
+    for node, value in zip(outs, values, strict=True):
         assert value.shape == node.shape
         assert value.dtype == node.dtype
 
@@ -127,6 +129,19 @@ def test_weak_scalar_examples_from_the_docs():
     c = gd.input("c", (3,), "bool")
     assert gd.where(c, x, 0).dtype == np.float32
     assert gd.where(c, 0, x).dtype == np.float32
+
+
+def test_reductions_of_integers_follow_numpy():
+    i = gd.input("i", (2, 3), "int32")
+    b = gd.input("b", (3,), "bool")
+    iv = np.arange(6, dtype=np.int32).reshape(2, 3)
+    bv = np.array([True, False, True])
+    for node, expected in [(gd.sum(i), np.sum(iv)), (gd.max(i, 1), np.max(iv, 1)),
+                           (gd.min(i), np.min(iv)), (gd.sum(b), np.sum(bv)),
+                           (gd.mean(i, 0), np.mean(iv, 0))]:
+        assert node.dtype == expected.dtype, node
+        value = gd.evaluate(node, only({"i": iv, "b": bv}, [node]))
+        np.testing.assert_array_equal(value, expected)
 
 
 def test_integer_division_is_true_division():
@@ -159,13 +174,13 @@ def test_bool_of_a_node_raises():
     with pytest.raises(TypeError, match="gd.where"):
         bool(x > 0)
     with pytest.raises(TypeError):
-        if x:  # noqa: SIM108 - the point is that this raises
+        if x:
             pass
 
 
 def test_equality_keeps_identity_meaning():
     x = gd.input("x", (), "float64")
-    assert (x == x) is True
+    assert (x == x) is True  # noqa: PLR0124 - identity, not an elementwise comparison
     assert (x == x * 1.0) is False
     assert {x: 1}[x] == 1
 

@@ -1,0 +1,471 @@
+"""Every registered primitive's pullback, checked against finite differences and SymPy.
+
+`CASES` holds small example inputs for every op in `gd.REGISTRY` (leaves excepted);
+`test_every_registered_op_has_cases` fails as soon as an op is added without an entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import sympy
+
+import graphdl as gd
+from graphdl.check import check_op
+from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
+
+from .helpers import only
+
+R = gd.REGISTRY
+LEAVES = {"input", "const", "zeros_like", "size"}
+
+
+def f64(name, shape):
+    return gd.input(name, shape, "float64")
+
+
+def normal(shape):
+    return lambda rng: rng.standard_normal(shape)
+
+
+def positive(shape):
+    return lambda rng: rng.uniform(0.5, 2.0, shape)
+
+
+def away_from_zero(shape):
+    """Values of either sign with magnitude at least 0.2 (away from relu's kink)."""
+    return lambda rng: rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+
+
+def boolean(shape):
+    return lambda rng: rng.random(shape) < 0.5
+
+
+@dataclass
+class Case:
+    """One application of an op: `build(*inputs)` makes the node from the declared inputs."""
+
+    id: str
+    build: callable
+    inputs: list  # (name, shape, dtype, sampler)
+    grads: tuple | None = None  # input positions expected to get a gradient (None: float ones)
+
+    def make(self, rng):
+        nodes = [gd.input(name, shape, dtype) for name, shape, dtype, _ in self.inputs]
+        feeds = {name: sample(rng) for name, _, _, sample in self.inputs}
+        return self.build(*nodes), feeds
+
+
+def C(case_id, build, *inputs, grads=None):
+    """A case from (shape, sampler[, dtype]) per input; inputs are float64 unless given."""
+    specs = []
+    for k, spec in enumerate(inputs):
+        shape, sampler, dtype = spec if len(spec) == 3 else (*spec, "float64")
+        specs.append((f"{case_id.split('[')[0]}_in{k}", shape, dtype, sampler(shape)))
+    return Case(case_id, build, specs, grads)
+
+
+IDX = np.array([0, 2, 2, 4])  # repeated indices: their gradients must add up
+IDX2D = np.array([[1, 0], [2, 1]])
+
+CASES: dict[str, list[Case]] = {
+    "add": [
+        C("add[bcast]", lambda a, b: a + b, ((2, 3), normal), ((3,), normal)),
+        C("add[3d]", lambda a, b: a + b, ((2, 1, 3), normal), ((4, 1), normal)),
+        C("add[scalar]", lambda a, b: a + b, ((), normal), ((3,), normal)),
+    ],
+    "sub": [
+        C("sub[bcast]", lambda a, b: a - b, ((4, 1), normal), ((3,), normal)),
+        C("sub[same]", lambda a, b: a - b, ((2, 3), normal), ((2, 3), normal)),
+    ],
+    "mul": [
+        C("mul[bcast]", lambda a, b: a * b, ((2, 3), normal), ((2, 1), normal)),
+        C("mul[scalar]", lambda a, b: a * b, ((), normal), ((3,), normal)),
+        C("mul[self]", lambda a: a * a, ((3,), normal)),
+    ],
+    "div": [
+        C("div[bcast]", lambda a, b: a / b, ((2, 3), normal), ((3,), away_from_zero)),
+        C("div[scalar]", lambda a, b: a / b, ((), normal), ((2, 2), away_from_zero)),
+    ],
+    "neg": [C("neg", lambda a: -a, ((3, 2), normal))],
+    "reciprocal": [C("reciprocal", lambda a: R["reciprocal"](a), ((2, 3), away_from_zero))],
+    "exp": [C("exp", gd.exp, ((2, 3), normal))],
+    "log": [C("log", gd.log, ((2, 3), positive))],
+    "sqrt": [C("sqrt", gd.sqrt, ((2, 3), positive))],
+    "pow": [
+        C("pow[3]", lambda a: a**3, ((2, 3), normal)),
+        C("pow[2.0]", lambda a: a**2.0, ((4,), normal)),
+        C("pow[0.5]", lambda a: a**0.5, ((2, 3), positive)),
+        C("pow[-2]", lambda a: a**-2, ((2, 3), positive)),
+        C("pow[2.5]", lambda a: a**2.5, ((3,), positive)),
+    ],
+    "tanh": [C("tanh", lambda a: R["tanh"](a), ((2, 3), normal))],
+    "sigmoid": [C("sigmoid", lambda a: R["sigmoid"](a), ((2, 3), normal))],
+    "softplus": [C("softplus", lambda a: R["softplus"](a), ((2, 3), normal))],
+    "relu": [C("relu", gd.relu, ((3, 4), away_from_zero))],
+    "maximum": [
+        C("maximum[bcast]", gd.maximum, ((2, 3), normal), ((3,), normal)),
+        C("maximum[const]", lambda a: gd.maximum(a, 0.0), ((2, 3), away_from_zero)),
+    ],
+    "minimum": [
+        C("minimum[bcast]", gd.minimum, ((3, 1), normal), ((2,), normal)),
+        C("minimum[const]", lambda a: gd.minimum(a, 0.0), ((2, 3), away_from_zero)),
+    ],
+    "where": [
+        C("where[bcast]", gd.where, ((2, 3), boolean, "bool"), ((2, 3), normal), ((3,), normal),
+          grads=(1, 2)),
+        C("where[cond-bcast]", gd.where, ((3,), boolean, "bool"), ((2, 3), normal), ((), normal),
+          grads=(1, 2)),
+    ],
+    **{
+        name: [C(name, R[name], ((2, 3), normal), ((3,), normal), grads=())]
+        for name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+    },
+    "cast": [
+        C("cast[f32->f64]", lambda a: gd.cast(a, "float64"), ((2, 3), normal, "float32")),
+        C("cast[f64->f32]", lambda a: gd.cast(a, "float32"), ((2, 3), normal)),
+        C("cast[f64->f64]", lambda a: gd.cast(a, "float64"), ((3,), normal)),
+        C("cast[i32->f64]", lambda a: gd.cast(a, "float64"),
+          ((3,), lambda s: lambda rng: rng.integers(-5, 5, s), "int32"), grads=()),
+    ],
+    "stop_gradient": [C("stop_gradient", gd.stop_gradient, ((2, 3), normal), grads=())],
+    "sum": [
+        C("sum[all]", gd.sum, ((2, 3), normal)),
+        C("sum[axis1]", lambda a: gd.sum(a, 1), ((2, 3), normal)),
+        C("sum[axes-keep]", lambda a: gd.sum(a, (0, 2), keepdims=True), ((2, 3, 4), normal)),
+        C("sum[neg-axis]", lambda a: gd.sum(a, -1), ((2, 3, 4), normal)),
+    ],
+    "max": [
+        C("max[all]", gd.max, ((2, 3), normal)),
+        C("max[axis1-keep]", lambda a: gd.max(a, 1, keepdims=True), ((4, 3), normal)),
+        C("max[axes]", lambda a: gd.max(a, (0, 2)), ((2, 3, 4), normal)),
+    ],
+    "min": [
+        C("min[all]", gd.min, ((2, 3), normal)),
+        C("min[axis0]", lambda a: gd.min(a, 0), ((4, 3), normal)),
+        C("min[axes-keep]", lambda a: gd.min(a, (1, 2), keepdims=True), ((2, 3, 4), normal)),
+    ],
+    "matmul": [
+        C("matmul[2d]", lambda a, b: R["matmul"](a, b), ((3, 4), normal), ((4, 2), normal)),
+        C("matmul[batched]", lambda a, b: a @ b, ((2, 3, 4), normal), ((2, 4, 5), normal)),
+        C("matmul[bcast-batch]", lambda a, b: a @ b, ((2, 3, 4), normal), ((4, 5), normal)),
+        C("matmul[bcast-both]", lambda a, b: a @ b, ((2, 1, 3, 4), normal),
+          ((5, 4, 2), normal)),
+    ],
+    "reshape": [
+        C("reshape[2d]", lambda a: gd.reshape(a, (3, 2)), ((2, 3), normal)),
+        C("reshape[-1]", lambda a: gd.reshape(a, (-1, 4)), ((2, 3, 4), normal)),
+        C("reshape[like]", lambda a, like: R["reshape"](a, like), ((2, 3), normal),
+          ((6, 1), normal), grads=(0,)),
+    ],
+    "transpose": [
+        C("transpose[default]", gd.transpose, ((2, 3, 4), normal)),
+        C("transpose[axes]", lambda a: gd.transpose(a, (1, 2, 0)), ((2, 3, 4), normal)),
+    ],
+    "expand_dims": [
+        C("expand_dims[0]", lambda a: gd.expand_dims(a, 0), ((2, 3), normal)),
+        C("expand_dims[1,3]", lambda a: gd.expand_dims(a, (1, 3)), ((2, 3), normal)),
+    ],
+    "squeeze": [
+        C("squeeze[1]", lambda a: gd.squeeze(a, 1), ((3, 1, 2), normal)),
+        C("squeeze[all]", gd.squeeze, ((1, 3, 1), normal)),
+    ],
+    "broadcast_to": [
+        C("broadcast_to[lead]", lambda a: gd.broadcast_to(a, (2, 3)), ((3,), normal)),
+        C("broadcast_to[ones]", lambda a: gd.broadcast_to(a, (4, 2, 3)), ((2, 1), normal)),
+        C("broadcast_to[like]", lambda a, like: R["broadcast_to"](a, like), ((1, 3), normal),
+          ((2, 3), normal), grads=(0,)),
+    ],
+    "sum_to": [
+        C("sum_to[lead]", gd.sum_to, ((2, 3), normal), ((3,), normal), grads=(0,)),
+        C("sum_to[ones]", gd.sum_to, ((4, 2, 3), normal), ((1, 3), normal), grads=(0,)),
+        C("sum_to[keep]", gd.sum_to, ((2, 3), normal), ((2, 1), normal), grads=(0,)),
+    ],
+    "slice": [
+        C("slice[rows]", lambda a: a[1:3], ((4, 3), normal)),
+        C("slice[steps]", lambda a: a[::-1, ::2], ((4, 5), normal)),
+        C("slice[inner]", lambda a: a[:, 1:], ((2, 3, 2), normal)),
+    ],
+    "unslice": [
+        C("unslice[rows]", lambda g, like: R["unslice"](g, like, index=((1, 3, None),)),
+          ((2, 3), normal), ((4, 3), normal), grads=(0,)),
+        C("unslice[steps]",
+          lambda g, like: R["unslice"](g, like, index=((None, None, -1), (None, None, 2))),
+          ((4, 3), normal), ((4, 5), normal), grads=(0,)),
+    ],
+    "concatenate": [
+        C("concatenate[rows]", lambda a, b: gd.concatenate([a, b], 0), ((2, 3), normal),
+          ((4, 3), normal)),
+        C("concatenate[cols3]", lambda a, b, c: gd.concatenate([a, b, c], 1), ((2, 1), normal),
+          ((2, 3), normal), ((2, 2), normal)),
+        C("concatenate[self]", lambda a: gd.concatenate([a, a], -1), ((3, 2), normal)),
+    ],
+    "take": [
+        C("take[axis0]", lambda a: gd.take(a, gd.constant(IDX), axis=0), ((5, 3), normal)),
+        C("take[axis1-2d]", lambda a: gd.take(a, gd.constant(IDX2D), axis=1), ((2, 3), normal)),
+        C("take[negative]", lambda a: gd.take(a, gd.constant(np.array([-1, 0, -1])), axis=0),
+          ((3, 2), normal)),
+        C("take[flat]", lambda a: gd.take(gd.reshape(a, (-1,)), gd.constant(IDX), axis=0),
+          ((2, 3), normal)),
+    ],
+    "scatter_add": [
+        C("scatter_add[axis0]",
+          lambda g, like: R["scatter_add"](g, gd.constant(IDX), like, axis=0),
+          ((4, 3), normal), ((5, 3), normal), grads=(0,)),
+        C("scatter_add[axis1-2d]",
+          lambda g, like: R["scatter_add"](g, gd.constant(IDX2D), like, axis=1),
+          ((2, 2, 2), normal), ((2, 3), normal), grads=(0,)),
+    ],
+}
+
+ALL_CASES = [(name, case) for name, cases in CASES.items() for case in cases]
+
+
+def test_every_registered_op_has_cases():
+    assert set(CASES) == set(R) - LEAVES, (
+        "ops without gradient cases: "
+        f"{sorted(set(R) - LEAVES - set(CASES))}; unknown: {sorted(set(CASES) - set(R))}"
+    )
+    assert all(CASES.values())
+
+
+def _checks(node, feeds, seeds=(0, 1, 2)):
+    """check_op's edges for `node`, for several random directions."""
+    values = gd.evaluate(list(node.inputs), only(feeds, node.inputs))
+    bound = {id(i): v for i, v in zip(node.inputs, values, strict=True)}
+    return [c for seed in seeds for c in check_op(node, bound, seed=seed)]
+
+
+@pytest.mark.parametrize("name,case", ALL_CASES, ids=[c.id for _, c in ALL_CASES])
+def test_pullback_matches_finite_differences(name, case, rng):
+    node, feeds = case.make(rng)
+    assert node.op is R[name], f"case {case.id} builds {node.op.name}, not {name}"
+    expected = case.grads
+    if expected is None:
+        expected = tuple(k for k, i in enumerate(node.inputs) if i.dtype.kind == "f")
+    checks = _checks(node, feeds)
+    assert sorted({c.input_index for c in checks}) == sorted(expected)
+    f32 = node.dtype == np.float32 or any(i.dtype == np.float32 for i in node.inputs)
+    tolerance = 1e-5 if f32 else 1e-7
+    for c in checks:
+        assert c.error < tolerance, str(c)
+    # No gradient flows where none is expected.
+    pulled = node.op.pullback(node, gd.input("g", node.shape, node.dtype.name))
+    assert len(pulled) == len(node.inputs)
+    for k, gi in enumerate(pulled):
+        if k not in expected:
+            assert gi is None or node.inputs[k].dtype.kind != "f", (case.id, k)
+
+
+@pytest.mark.parametrize("name,case", ALL_CASES, ids=[c.id for _, c in ALL_CASES])
+def test_declared_shape_and_dtype_match_the_reference(name, case, rng):
+    node, feeds = case.make(rng)
+    value = gd.evaluate(node, only(feeds, [node]))
+    assert value.shape == node.shape
+    assert value.dtype == node.dtype
+
+
+def test_a_wrong_pullback_is_caught(rng):
+    """The harness above can fail: a deliberately wrong rule does not pass check_op."""
+    from graphdl.opdef import OpDef
+
+    wrong = OpDef("wrong_exp", infer=R["exp"].infer, impl=np.exp,
+                  pullback=lambda n, g: [g * n.inputs[0]], kind="elementwise", broadcasts=True)
+    x = f64("x", (3,))
+    node = wrong(x)
+    checks = _checks(node, {"x": rng.standard_normal(3)})
+    assert checks and all(c.error > 1e-3 for c in checks)
+
+
+def test_check_grad_over_a_graph_of_many_ops(rng):
+    x = f64("x", (4, 3))
+    w = f64("w", (3, 2))
+    b = f64("b", (2,))
+    h = gd.tanh(x @ w + b)
+    z = gd.concatenate([h, gd.exp(h[:, :1])], axis=1)
+    y = gd.sum(gd.softmax(z) * gd.log(gd.sigmoid(z))) + gd.max(z) * gd.mean(x ** 2)
+    feeds = {"x": rng.standard_normal((4, 3)), "w": rng.standard_normal((3, 2)),
+             "b": rng.standard_normal(2)}
+    result = gd.check_grad(y, feeds)
+    assert result.ok, str(result)
+    assert len(result.checks) > 20
+    assert max(c.error for c in result.checks) < 1e-6
+
+
+def test_check_grad_handles_a_cast_to_float32(rng):
+    """A cast to float32 must not make the float64 finite differences blame it."""
+    x = f64("x", (4,))
+    y = gd.sum(gd.cast(x, "float32") ** 2)
+    result = gd.check_grad(y, {"x": rng.standard_normal(4)})
+    assert result.ok, str(result)
+
+
+# --- ties and kinks, matching PyTorch -----------------------------------------------------
+
+
+def _grads(y, wrt, feeds):
+    return gd.evaluate(gd.grad(y, wrt), feeds)
+
+
+def test_maximum_and_minimum_split_ties_evenly():
+    a, b = f64("a", (4,)), f64("b", (4,))
+    av = np.array([1.0, 2.0, 3.0, -1.0])
+    bv = np.array([1.0, 5.0, 3.0, -2.0])
+    da, db = _grads(gd.sum(gd.maximum(a, b)), [a, b], {"a": av, "b": bv})
+    np.testing.assert_array_equal(da, [0.5, 0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(db, [0.5, 1.0, 0.5, 0.0])
+    da, db = _grads(gd.sum(gd.minimum(a, b)), [a, b], {"a": av, "b": bv})
+    np.testing.assert_array_equal(da, [0.5, 1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(db, [0.5, 0.0, 0.5, 1.0])
+    # maximum(x, x) is x: both halves come back to x.
+    np.testing.assert_array_equal(_grads(gd.sum(gd.maximum(a, a)), a, {"a": av}), np.ones(4))
+    # A tie with a broadcast constant.
+    np.testing.assert_array_equal(
+        _grads(gd.sum(gd.maximum(a, 0.0)), a, {"a": np.array([0.0, 1.0, -1.0, 0.0])}),
+        [0.5, 1.0, 0.0, 0.5])
+
+
+def test_relu_derivative_at_zero_is_zero():
+    x = f64("x", (5,))
+    d = _grads(gd.sum(gd.relu(x)), x, {"x": np.array([-1.0, -0.0, 0.0, 1e-300, 2.0])})
+    np.testing.assert_array_equal(d, [0.0, 0.0, 0.0, 1.0, 1.0])
+
+
+def test_max_and_min_reductions_split_ties_evenly():
+    x = f64("x", (2, 4))
+    xv = np.array([[1.0, 3.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
+    np.testing.assert_allclose(_grads(gd.max(x), x, {"x": xv}),
+                               [[0, 0, 0, 0], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_allclose(_grads(gd.sum(gd.max(x, 1)), x, {"x": xv}),
+                               [[0, 0.5, 0.5, 0], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_allclose(_grads(gd.sum(gd.max(x, 0, keepdims=True)), x, {"x": xv}),
+                               [[0, 0, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_allclose(_grads(gd.sum(gd.min(x, 1)), x, {"x": xv}),
+                               [[1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25]])
+
+
+def test_ties_match_torch():
+    torch = pytest.importorskip("torch")
+    av = np.array([1.0, 2.0, 3.0, 0.0])
+    bv = np.array([1.0, 5.0, 3.0, -2.0])
+    xv = np.array([[1.0, 3.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
+    a, b, x = f64("a", (4,)), f64("b", (4,)), f64("x", (2, 4))
+    ta = torch.tensor(av, requires_grad=True)
+    tb = torch.tensor(bv, requires_grad=True)
+    tx = torch.tensor(xv, requires_grad=True)
+    torch.maximum(ta, tb).sum().backward()
+    da, db = _grads(gd.sum(gd.maximum(a, b)), [a, b], {"a": av, "b": bv})
+    np.testing.assert_allclose(da, ta.grad.numpy())
+    np.testing.assert_allclose(db, tb.grad.numpy())
+    ta.grad = None
+    torch.relu(ta).sum().backward()
+    np.testing.assert_allclose(_grads(gd.sum(gd.relu(a)), a, {"a": av}), ta.grad.numpy())
+    torch.amax(tx, dim=1).sum().backward()
+    np.testing.assert_allclose(_grads(gd.sum(gd.max(x, 1)), x, {"x": xv}), tx.grad.numpy())
+    tx.grad = None
+    torch.amin(tx).backward()
+    np.testing.assert_allclose(_grads(gd.min(x), x, {"x": xv}), tx.grad.numpy())
+
+
+def test_no_gradient_through_stop_gradient_comparisons_and_integer_casts(rng):
+    x = f64("x", (3,))
+    xv = rng.standard_normal(3)
+    y = gd.sum(x * gd.stop_gradient(x))  # d/dx = stop_gradient(x), not 2x
+    np.testing.assert_allclose(_grads(y, x, {"x": xv}), xv)
+    y = gd.sum(gd.cast(x > 0, "float64") * 3.0 + gd.cast(gd.cast(x, "int32"), "float64"))
+    np.testing.assert_array_equal(_grads(y, x, {"x": xv}), np.zeros(3))
+
+
+# --- pullbacks agree with sympy.diff of each op's scalar form -----------------------------
+
+# Ops whose `sym` is only their forward semantics, not the derivative rule they follow.
+SYM_EXCLUDED = {
+    "stop_gradient": "the identity forward, but no gradient by design",
+    **{name: "bool output: no gradient" for name in
+       ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+}
+
+# name -> list of (attrs, domain per argument: "real" | "positive" | "bool")
+SYM_SPECS = {
+    "add": [({}, ("real", "real"))],
+    "sub": [({}, ("real", "real"))],
+    "mul": [({}, ("real", "real"))],
+    "div": [({}, ("real", "positive"))],
+    "neg": [({}, ("real",))],
+    "reciprocal": [({}, ("positive",))],
+    "exp": [({}, ("real",))],
+    "log": [({}, ("positive",))],
+    "sqrt": [({}, ("positive",))],
+    "pow": [({"exponent": 3}, ("real",)), ({"exponent": 0.5}, ("positive",)),
+            ({"exponent": -2}, ("positive",)), ({"exponent": 2.5}, ("positive",)),
+            ({"exponent": 1}, ("real",))],
+    "tanh": [({}, ("real",))],
+    "sigmoid": [({}, ("real",))],
+    "softplus": [({}, ("real",))],
+    "relu": [({}, ("real",))],
+    "maximum": [({}, ("real", "real"))],
+    "minimum": [({}, ("real", "real"))],
+    "where": [({}, ("bool", "real", "real"))],
+    "cast": [({"dtype": "float64"}, ("real",))],
+}
+
+SYM_CASES = [(name, attrs, domains) for name, specs in SYM_SPECS.items()
+             for attrs, domains in specs]
+
+
+def test_every_op_with_a_sym_form_is_checked_against_sympy():
+    with_sym = {name for name, op in R.items() if op.sym is not None}
+    assert with_sym == set(SYM_SPECS) | set(SYM_EXCLUDED)
+
+
+def _independent_form(expr):
+    """The scalar form in elementary functions, so that sympy.diff (not the op's own `fdiff`)
+    gives the derivative."""
+    expr = expr.replace(lambda e: isinstance(e, (Sigmoid, Softplus, Relu)),
+                        lambda e: e.rewrite(sympy.exp))
+    expr = expr.replace(Cast, lambda a, dtype: a)
+    return expr.replace(Where, lambda c, a, b: sympy.Piecewise((a, sympy.Eq(c, 1)), (b, True)))
+
+
+@pytest.mark.parametrize("name,attrs,domains", SYM_CASES,
+                         ids=[f"{n}{a or ''}" for n, a, _ in SYM_CASES])
+def test_pullback_matches_sympy_diff(name, attrs, domains, rng):
+    op = R[name]
+    shape = (16,)
+    symbols = sympy.symbols(f"s0:{len(domains)}", real=True)
+    expr = _independent_form(op.sym(*symbols, **attrs))
+    samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape)}
+    values = [samplers[d](rng) for d in domains]
+    nodes = [gd.input(f"s{k}", shape, "bool" if d == "bool" else "float64")
+             for k, d in enumerate(domains)]
+    out = op(*nodes, **attrs)
+    assert out.op is op
+    y = gd.sum(out)
+    wrt = [k for k, d in enumerate(domains) if d != "bool"]
+    feeds = {f"s{k}": v for k, v in enumerate(values)}
+    grads = gd.evaluate(gd.grad(y, [nodes[k] for k in wrt]), feeds)
+    numeric = [v.astype(np.float64) for v in values]
+    for k, got in zip(wrt, grads, strict=True):
+        derivative = sympy.diff(expr, symbols[k])
+        f = sympy.lambdify(symbols, derivative, modules="numpy")
+        expected = np.broadcast_to(np.asarray(f(*numeric), dtype=np.float64), shape)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12,
+                                   err_msg=f"d {name} / d arg{k}: sympy says {derivative}")
+
+
+def test_sympy_forms_match_the_reference_implementations(rng):
+    """The scalar forms describe what impl computes (so the derivative check above is
+    about the same function)."""
+    shape = (16,)
+    for name, attrs, domains in SYM_CASES:
+        op = R[name]
+        symbols = sympy.symbols(f"s0:{len(domains)}", real=True)
+        expr = _independent_form(op.sym(*symbols, **attrs))
+        samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape)}
+        values = [samplers[d](rng) for d in domains]
+        f = sympy.lambdify(symbols, expr, modules="numpy")
+        expected = np.broadcast_to(f(*[v.astype(np.float64) for v in values]), shape)
+        got = op.impl(*values, **attrs)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=name)

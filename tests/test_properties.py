@@ -1,0 +1,82 @@
+"""Property-based tests over random graphs (see `tests/strategies.py`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume, given, settings
+
+import graphdl as gd
+
+from .helpers import graph_numeric_grads
+from .strategies import compiled_vs_interpreter_outputs, random_graph
+
+
+def _moderate(values, bound=1e4):
+    return all(np.all(np.isfinite(v)) and np.all(np.abs(v) < bound) for v in values)
+
+
+@given(random_graph())
+def test_grad_matches_finite_differences(case):
+    y = case.output
+    assert y.shape == () and y.dtype == np.float64
+    grads = gd.grad(y, case.inputs)
+    values = gd.evaluate([y, *grads, *case.nodes], case.feeds)
+    assume(_moderate(values))
+    numeric = graph_numeric_grads(y, case.feeds, case.names)
+    for name, got, expected in zip(case.names, values[1 : 1 + len(grads)], numeric, strict=True):
+        assert got.shape == case.feeds[name].shape
+        scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=f"d/d{name} of {case!r}")
+
+
+@settings(max_examples=40)
+@given(random_graph())
+def test_declared_shapes_and_dtypes_match_evaluation(case):
+    nodes = [case.output, *case.nodes]
+    for node, value in zip(nodes, gd.evaluate(nodes, case.feeds), strict=True):
+        assert value.shape == node.shape, (node, case)
+        assert value.dtype == node.dtype, (node, case)
+
+
+@settings(max_examples=25)
+@given(random_graph())
+def test_check_grad_passes_on_correct_rules(case):
+    values = gd.evaluate([case.output, *case.nodes], case.feeds)
+    assume(_moderate(values))
+    result = gd.check_grad(case.output, case.feeds)
+    assert result.ok, f"{result}\n{case!r}"
+
+
+@settings(max_examples=25)
+@given(random_graph(dtype="float32"))
+def test_float32_graphs_stay_float32(case):
+    assert case.output.dtype == np.float32
+    grads = gd.grad(case.output, case.inputs)
+    assert [g.dtype for g in grads] == [np.dtype("float32")] * len(grads)
+    values = gd.evaluate([case.output, *grads], case.feeds)
+    assert all(v.dtype == np.float32 for v in values)
+
+
+@settings(max_examples=40)
+@given(random_graph())
+def test_compiled_numpy_matches_interpreter(case):
+    outs = compiled_vs_interpreter_outputs(case)
+    with np.errstate(all="ignore"):
+        expected = gd.evaluate(outs, case.feeds)
+        got = gd.compile(outs)(case.feeds)
+    assume(_moderate(expected))
+    for node, g, e in zip(outs, got, expected, strict=True):
+        assert g.shape == e.shape and g.dtype == e.dtype, (node, case)
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12, err_msg=f"{node!r} of {case!r}")
+
+
+@settings(max_examples=25)
+@given(random_graph())
+def test_optimizer_never_changes_compiled_results(case):
+    outs = compiled_vs_interpreter_outputs(case)
+    with np.errstate(all="ignore"):
+        optimized = gd.compile(outs, optimize=True)(case.feeds)
+        plain = gd.compile(outs, optimize=False)(case.feeds)
+    for a, b in zip(optimized, plain, strict=True):
+        assert np.array_equal(a, b, equal_nan=True), case
