@@ -44,6 +44,7 @@ class Template:
     pieces: tuple
     prec: int
     passthrough: bool  # the whole template is one argument (stop_gradient)
+    uses: tuple  # how often each argument appears in the text
 
     def fill(self, args):
         if self.passthrough:
@@ -51,8 +52,6 @@ class Template:
         return Expr("".join(p if isinstance(p, str) else args[p[0]].at(p[1])
                             for p in self.pieces), self.prec)
 
-    def count(self, index):
-        return sum(1 for p in self.pieces if not isinstance(p, str) and p[0] == index)
 
 
 def _precedence(node):
@@ -99,8 +98,10 @@ def make_template(text):
         pos = col + length
     pieces.append(text[pos:])
     pieces = tuple(p for p in pieces if p != "")
+    slots = [p[0] for p in pieces if not isinstance(p, str)]
+    uses = tuple(slots.count(i) for i in range(max(slots, default=-1) + 1))
     return Template(pieces, _precedence(tree),
-                    len(pieces) == 1 and not isinstance(pieces[0], str))
+                    len(pieces) == 1 and not isinstance(pieces[0], str), uses)
 
 
 _printer = GraphdlNumPyPrinter()
@@ -197,7 +198,8 @@ HELPERS = {  # emitted into a generated module only when its code calls them
 
 def reads_once(consumer, position):
     if consumer.op.kind == "elementwise" and consumer.op.sym is not None:
-        return elementwise_template(consumer).count(position) == 1
+        uses = elementwise_template(consumer).uses
+        return position < len(uses) and uses[position] == 1
     return True
 
 

@@ -12,6 +12,7 @@ output needs are never carried along.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -67,7 +68,7 @@ def specialize(outputs, shapes):
 def _fold(node):
     """Nodes whose inputs are constants (or are read only for their shape) become constants."""
     op = node.op
-    if op.kind == "leaf" or int(np.prod(node.shape)) > FOLD_LIMIT:
+    if op.kind == "leaf":
         return None
     values = []
     for k, i in enumerate(node.inputs):
@@ -77,6 +78,8 @@ def _fold(node):
             values.append(i.attrs["value"].array)
         else:
             return None
+    if math.prod(node.shape) > FOLD_LIMIT:
+        return None
     with np.errstate(all="ignore"):
         return leaf.constant(np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype))
 
