@@ -1,6 +1,6 @@
 """The pass pipeline from a declared graph to the graph a backend lowers.
 
-    inline_custom -> specialize -> stabilize -> [fold_constants -> simplify -> eliminate_dead_code]
+    inline_custom -> specialize -> stabilize -> [fold_constants + simplify] -> eliminate_dead_code
 
 The bracketed passes are the optimizer: `optimize=False` skips them. They are value-exact (a
 compiled function returns the same arrays either way; constants are folded in the node's own
@@ -84,8 +84,7 @@ def _fold(node):
         return leaf.constant(np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype))
 
 
-def fold_constants(outputs):
-    return rewrite(outputs, [Rule("fold", "*", _fold)])
+FOLD_CONSTANTS = [Rule("fold", "*", _fold)]
 
 
 # --- simplify: algebraic identities that hold for every value, inf and NaN included.
@@ -140,18 +139,16 @@ SIMPLIFY = [
 ]
 
 
-def simplify(outputs):
-    return rewrite(outputs, SIMPLIFY)
+# The optimizer's rule passes. Being value-exact and local, they run in one bottom-up sweep
+# (each node is folded and simplified before its users are rebuilt), which costs one rebuild
+# of the graph instead of one per pass.
+OPTIMIZER = [("fold_constants", FOLD_CONSTANTS), ("simplify", SIMPLIFY)]
 
 
 def eliminate_dead_code(outputs):
-    """Every pass rebuilds from the outputs; this one makes the pruning explicit."""
-    new, _ = substitute(outputs, {})
-    return new, {}
-
-
-OPTIMIZER = [("fold_constants", fold_constants), ("simplify", simplify),
-             ("eliminate_dead_code", eliminate_dead_code)]
+    """What the outputs reach, in order. Every rebuild starts from the outputs, so nodes no
+    output needs are already gone; this is the final trace, and the count the report shows."""
+    return topological_order(outputs)
 
 
 def prepare(outputs, shapes, optimize=True, stabilize=True):
@@ -164,14 +161,18 @@ def prepare(outputs, shapes, optimize=True, stabilize=True):
         passes.append(("inline_custom", inline_custom))
     if any(n.op.name == "input" and shapes[n.name] != n.shape for n in order):
         passes.append(("specialize", lambda outs: specialize(outs, shapes)))
-    if stabilize:
+    if stabilize:  # first, and alone: what it matches must not depend on `optimize`
         passes.append(("stabilize", lambda outs: rewrite(outs, st.RULES)))
     if optimize:
-        passes += OPTIMIZER
+        rules = [rule for _, group in OPTIMIZER for rule in group]
+        passes.append((" + ".join(name for name, _ in OPTIMIZER),
+                       lambda outs: rewrite(outs, rules)))
     reports = [PassReport("declared", len(order))]
     for name, run in passes:
         start = time.perf_counter()
         outputs, fired = run(outputs)
         reports.append(PassReport(name, None, dict(fired), time.perf_counter() - start))
-    reports[-1].nodes = len(topological_order(outputs))
+    start = time.perf_counter()
+    final = eliminate_dead_code(outputs)
+    reports.append(PassReport("eliminate_dead_code", len(final), {}, time.perf_counter() - start))
     return outputs, reports
