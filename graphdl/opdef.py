@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from graphdl.ir import Node, make_node
+
 REGISTRY: dict[str, OpDef] = {}
 
 
@@ -33,11 +35,12 @@ class OpDef:
 
     def __call__(self, *inputs, **attrs):
         """Build (or find) the node applying this op; Python numbers become weak constants."""
-        from graphdl.ir import Node, make_node
-        from graphdl.ops.leaf import lift_all
+        for i in inputs:
+            if type(i) is not Node:
+                from graphdl.ops.leaf import lift_all  # leaf builds on this module
 
-        if not all(type(i) is Node for i in inputs):
-            inputs = lift_all(inputs)
+                inputs = lift_all(inputs)
+                break
         return make_node(self, inputs, attrs)
 
 
