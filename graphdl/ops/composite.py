@@ -23,18 +23,32 @@ def _named(node, name):
     return node
 
 
+def _floating(x, what):
+    """x as a node, refused here (naming the user's value) unless it is floating point."""
+    (x,) = leaf.lift_all([x])
+    if x.dtype.kind != "f":
+        raise GraphError(
+            f"{what} expects floating-point input, got {describe(x)} of dtype {x.dtype}; "
+            f"convert it first with gd.cast(x, 'float32')"
+        )
+    return x
+
+
 def sigmoid(x):
     """σ(x) = 1 / (1 + e^-x)."""
+    x = _floating(x, "sigmoid")
     return _named(ew.RECIPROCAL(1 + ew.EXP(-x)), "sigmoid")
 
 
 def tanh(x):
     """tanh(x) = 2 / (1 + e^-2x) - 1, the lecture's form (2·σ(2x) - 1)."""
+    x = _floating(x, "tanh")
     return _named(2 * sigmoid(2 * x) - 1, "tanh")
 
 
 def logsumexp(x, axis=-1, keepdims=False):
     """log Σ e^x, shifted by the (gradient-stopped) maximum so no exp overflows."""
+    x = _floating(x, "logsumexp")
     m = ew.stop_gradient(rd.max(x, axis, keepdims=True))
     out = ew.LOG(rd.sum(ew.EXP(x - m), axis, keepdims=True)) + m
     return out if keepdims else mv.squeeze(out, axis)
@@ -42,12 +56,14 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x), computed from the shifted x so that it never overflows."""
+    x = _floating(x, "log_softmax")
     shifted = x - ew.stop_gradient(rd.max(x, axis, keepdims=True))
     return _named(shifted - ew.LOG(rd.sum(ew.EXP(shifted), axis, keepdims=True)), "log_softmax")
 
 
 def softmax(x, axis=-1):
     """e^x / Σ e^x over `axis`, shifted by the maximum."""
+    x = _floating(x, "softmax")
     e = ew.EXP(x - ew.stop_gradient(rd.max(x, axis, keepdims=True)))
     return _named(e / rd.sum(e, axis, keepdims=True), "softmax")
 

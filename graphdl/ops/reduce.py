@@ -59,7 +59,7 @@ def _reduction(op):
         axes = mv.normalize_axes(axis, x.ndim, f"{op.name} of {x!r}")
         return op(x, axes=axes, keepdims=bool(keepdims))
 
-    reduce.__name__ = op.name
+    reduce.__name__ = reduce.__qualname__ = op.name
     reduce.__doc__ = f"{op.name} over `axis` (None: all), keeping reduced axes if `keepdims`."
     return reduce
 
