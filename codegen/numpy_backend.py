@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
+from codegen import conv_kernels
 from codegen.printers import GraphdlNumPyPrinter
 from codegen.schedule import schedule
 from graphdl.ir import describe, topological_order
@@ -196,6 +197,60 @@ HELPERS = {  # emitted into a generated module only when its code calls them
 }
 
 
+# ---------------------------------------------------------------- convolution and pooling
+# Templates spell out each kernel's steps (windows -> columns -> one matrix product), so every
+# helper a statement needs is named in it; the helpers live in `codegen.conv_kernels`.
+def _geometry(n, kernel, dilation=None):
+    a = n.attrs
+    dilation = a["dilation"] if dilation is None else dilation
+    return f"{tuple(kernel)}, {a['stride']}, {a['padding']}, {dilation}"
+
+
+def _im2col(n, x, kernel):
+    return f"_im2col({x.text}, {_geometry(n, kernel)})"
+
+
+def _pool_windows(n, x_text, out, fill):
+    dilation = n.attrs.get("dilation", (1, 1))
+    return (f"_pool_windows({x_text}, {_geometry(n, n.attrs['kernel'], dilation)}, "
+            f"{tuple(out)}, {fill})")
+
+
+def _avg_divisor(n, shape, out):
+    a = n.attrs
+    return (f"_avg_divisor({tuple(shape[2:])}, {a['kernel']}, {a['stride']}, {a['padding']}, "
+            f"{tuple(out)}, {a['count_include_pad']})")
+
+
+STRUCTURED.update({
+    "conv2d": lambda n, x, w: _call(
+        f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
+        f"{n.shape[2:]})"),
+    "conv2d_weight_grad": lambda n, x, g, like: _call(
+        f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
+        f"{n.shape})"),
+    "conv2d_input_grad": lambda n, g, w, like: _call(
+        f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
+        f"{_geometry(n, n.inputs[1].shape[2:])})"),
+    "max_pool2d": lambda n, x: _call(
+        f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')})"),
+    "max_pool2d_grad": lambda n, g, x: _call(
+        f"_max_pool2d_grad({g.text}, _max_pool2d_route("
+        f"{_pool_windows(n, x.text, n.inputs[0].shape[2:], '-numpy.inf')}))"),
+    "max_pool2d_select": lambda n, u, x: _call(
+        f"_max_pool2d_select({u.text}, _max_pool2d_route("
+        f"{_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')}))"),
+    "avg_pool2d": lambda n, x: _call(
+        f"_avg_pool2d({_pool_windows(n, x.text, n.shape[2:], 0)}, "
+        f"{_avg_divisor(n, n.inputs[0].shape, n.shape[2:])})"),
+    "avg_pool2d_grad": lambda n, g, like: _call(
+        f"_avg_pool2d_grad({g.text}, "
+        f"{_pool_windows(n, f'numpy.zeros({n.shape}, dtype=numpy.{n.dtype.name})', n.inputs[0].shape[2:], 0)}, "
+        f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
+})
+HELPERS.update(conv_kernels.HELPERS)
+
+
 def reads_once(consumer, position):
     if consumer.op.kind == "elementwise" and consumer.op.sym is not None:
         uses = elementwise_template(consumer).uses
@@ -341,7 +396,10 @@ UFUNCS = {"add": "numpy.add", "sub": "numpy.subtract", "mul": "numpy.multiply",
 
 
 FRESH_STRUCTURED = {"matmul", "sum", "max", "min", "concatenate", "take", "unslice",
-                    "scatter_add", "zeros_like"}
+                    "scatter_add", "zeros_like",
+                    # views of arrays their helpers allocate: safe to overwrite
+                    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
+                    "max_pool2d_grad", "max_pool2d_select", "avg_pool2d", "avg_pool2d_grad"}
 
 
 def _fresh(node):

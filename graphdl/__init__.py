@@ -28,6 +28,7 @@ from graphdl.ops.composite import (
     softmax_cross_entropy,
     tanh,
 )
+from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
 from graphdl.ops.elementwise import (
     cast,
     equal,
@@ -75,6 +76,7 @@ __all__ = [
     "InputError",
     "Node",
     "OpDef",
+    "avg_pool2d",
     "broadcast_to",
     "cast",
     "check_grad",
@@ -82,6 +84,7 @@ __all__ = [
     "compile",
     "concatenate",
     "constant",
+    "conv2d",
     "custom_op",
     "elementwise_op",
     "equal",
@@ -101,6 +104,7 @@ __all__ = [
     "logsumexp",
     "matmul",
     "max",
+    "max_pool2d",
     "maximum",
     "mean",
     "min",

@@ -67,6 +67,20 @@ def C(case_id, build, *inputs, grads=None):
     return Case(case_id, build, specs, grads)
 
 
+def spread_out(shape):
+    """Distinct values far apart (max-pool windows without ties)."""
+    def sample(rng):
+        n = int(np.prod(shape))
+        return (rng.permutation(n) - n / 2 + rng.uniform(-0.1, 0.1, n)).reshape(shape) / 4
+    return sample
+
+
+CONV = {"stride": (2, 1), "padding": (1, 0, 2, 1), "dilation": (1, 2), "groups": 2}
+MAXP = {"kernel": (3, 2), "stride": (2, 1), "padding": (1, 1, 0, 1), "dilation": (1, 2),
+        "ceil_mode": True}
+AVGP = {"kernel": (3, 2), "stride": (2, 2), "padding": (1, 1, 1, 1), "ceil_mode": True,
+        "count_include_pad": False}
+
 IDX = np.array([0, 2, 2, 4])  # repeated indices: their gradients must add up
 IDX2D = np.array([[1, 0], [2, 1]])
 
@@ -209,6 +223,41 @@ CASES: dict[str, list[Case]] = {
           ((3, 2), normal)),
         C("take[flat]", lambda a: gd.take(gd.reshape(a, (-1,)), gd.constant(IDX), axis=0),
           ((2, 3), normal)),
+    ],
+    "conv2d": [
+        C("conv2d[plain]", gd.conv2d, ((2, 3, 6, 5), normal), ((4, 3, 3, 2), normal)),
+        C("conv2d[all-args]", lambda x, w: R["conv2d"](x, w, **CONV), ((2, 4, 7, 6), normal),
+          ((6, 2, 2, 3), normal)),
+        C("conv2d[same]", lambda x, w: gd.conv2d(x, w, padding="same"), ((1, 2, 5, 6), normal),
+          ((3, 2, 2, 4), normal)),
+    ],
+    "conv2d_input_grad": [
+        C("conv2d_input_grad", lambda g, w, like: R["conv2d_input_grad"](g, w, like, **CONV),
+          ((2, 6, 4, 5), normal), ((6, 2, 2, 3), normal), ((2, 4, 7, 6), normal), grads=(0, 1)),
+    ],
+    "conv2d_weight_grad": [
+        C("conv2d_weight_grad", lambda x, g, like: R["conv2d_weight_grad"](x, g, like, **CONV),
+          ((2, 4, 7, 6), normal), ((2, 6, 4, 5), normal), ((6, 2, 2, 3), normal), grads=(0, 1)),
+    ],
+    "max_pool2d": [
+        C("max_pool2d[2x2]", lambda x: gd.max_pool2d(x, 2), ((2, 3, 4, 6), spread_out)),
+        C("max_pool2d[all-args]", lambda x: R["max_pool2d"](x, **MAXP), ((2, 2, 7, 6), spread_out)),
+    ],
+    "max_pool2d_grad": [
+        C("max_pool2d_grad", lambda g, x: R["max_pool2d_grad"](g, x, **MAXP),
+          ((2, 2, 4, 5), normal), ((2, 2, 7, 6), spread_out), grads=(0,)),
+    ],
+    "max_pool2d_select": [
+        C("max_pool2d_select", lambda u, x: R["max_pool2d_select"](u, x, **MAXP),
+          ((2, 2, 7, 6), normal), ((2, 2, 7, 6), spread_out), grads=(0,)),
+    ],
+    "avg_pool2d": [
+        C("avg_pool2d[2x2]", lambda x: gd.avg_pool2d(x, 2), ((2, 3, 4, 6), normal)),
+        C("avg_pool2d[all-args]", lambda x: R["avg_pool2d"](x, **AVGP), ((2, 2, 7, 6), normal)),
+    ],
+    "avg_pool2d_grad": [
+        C("avg_pool2d_grad", lambda g, like: R["avg_pool2d_grad"](g, like, **AVGP),
+          ((2, 2, 4, 4), normal), ((2, 2, 7, 6), normal), grads=(0,)),
     ],
     "scatter_add": [
         C("scatter_add[axis0]",

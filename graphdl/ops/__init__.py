@@ -1,3 +1,3 @@
 """The primitive op set, one module per family; importing this registers every op."""
 
-from graphdl.ops import composite, elementwise, leaf, matmul, movement, reduce  # noqa: F401
+from graphdl.ops import composite, conv, elementwise, leaf, matmul, movement, reduce  # noqa: F401

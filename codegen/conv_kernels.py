@@ -1,0 +1,177 @@
+"""NumPy kernels for convolution and pooling, emitted as source into generated modules.
+
+Each function here is copied (`inspect.getsource`) into a generated module that calls it, so it
+may use only `numpy` and must not call another helper unless the generated statement names both
+(the backend emits the helpers a statement's text mentions). The NumPy backend's templates
+spell out the steps, e.g. `_conv2d(_im2col(x, ...), w, ...)`.
+
+Layout: one matrix product per convolution. `_im2col` copies the windows of x into columns
+(C·kh·kw, N·OH·OW); the product with the weights (O, C·kh·kw) gives (O, N·OH·OW), returned as
+an (N, O, OH, OW) view of that channel-major array (no copy). Elementwise ops and pooling keep
+that memory order, and the gradient kernels read it back without copies. Pooling loops over
+the kh·kw kernel positions (strided slices of the whole batch), never over pixels.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy
+
+
+def _im2col(x, kernel, stride, padding, dilation):
+    """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
+    (C*kh*kw, N*OH*OW): one copy."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
+    if pt or pb or pl or pr:
+        x = numpy.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    xt = x.transpose(1, 0, 2, 3)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xt[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                               j * dw:j * dw + (ow - 1) * sw + 1:sw]
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def _conv2d(cols, w, groups, out):
+    """w (O, C/g, kh, kw) times the columns: (N, O, OH, OW), a view of channel-major memory."""
+    o = w.shape[0]
+    k = cols.shape[0] // groups
+    if groups == 1:
+        y = w.reshape(o, k) @ cols
+    else:
+        y = numpy.matmul(w.reshape(groups, o // groups, k), cols.reshape(groups, k, -1))
+    return y.reshape(o, -1, out[0], out[1]).transpose(1, 0, 2, 3)
+
+
+def _conv2d_weight_grad(cols, g, groups, shape):
+    """The correlation of x (as columns) with the output gradient g: dW of shape (O, C/g, kh, kw)."""
+    o = g.shape[1]
+    k = cols.shape[0] // groups
+    g2 = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)  # free for channel-major g
+    dw = numpy.matmul(g2, cols.reshape(groups, k, -1).transpose(0, 2, 1))
+    return dw.reshape(shape)
+
+
+def _conv2d_cols(g, w, groups):
+    """Wᵀ g: the input gradient as columns (C*kh*kw, N*OH*OW), for `_col2im`."""
+    o = w.shape[0]
+    k = w.size // o
+    g2 = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
+    cols = numpy.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1), g2)
+    return cols.reshape(groups * k, -1)
+
+
+def _col2im(cols, shape, kernel, stride, padding, dilation):
+    """The transpose of `_im2col`: columns summed back into an (N, C, H, W) array (a view of
+    channel-major memory), one strided add per kernel position."""
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    out = numpy.zeros((c, n, h + pt + pb, w + pl + pr), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                j * dw:j * dw + (ow - 1) * sw + 1:sw] += cols[:, i, j]
+    return out[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3)
+
+
+def _pool_windows(x, kernel, stride, padding, dilation, out, fill):
+    """x padded with `fill` (and as far as ceil-mode windows reach); one strided slice of the
+    pooled shape per kernel position, in scan order; the index that crops the padding off."""
+    (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
+    (oh, ow), (h, w) = out, x.shape[2:]
+    eh = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - (h + pt + pb))
+    ew = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - (w + pl + pr))
+    if pt or pb or pl or pr or eh or ew:
+        x = numpy.pad(x, ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)), constant_values=fill)
+    slices = [(slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+               slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
+              for i in range(kh) for j in range(kw)]
+    return x, slices, (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
+
+
+def _max_pool2d(windows):
+    """Window maxima: the running maximum over the kernel positions."""
+    xp, slices, _ = windows
+    y = xp[slices[0]].copy(order="K")
+    for s in slices[1:]:
+        numpy.maximum(y, xp[s], out=y)
+    return y
+
+
+def _max_pool2d_route(windows):
+    """Per kernel position, where it holds its window's maximum first in scan order."""
+    xp, slices, crop = windows
+    y = xp[slices[0]].copy(order="K")
+    for s in slices[1:]:
+        numpy.maximum(y, xp[s], out=y)
+    free = numpy.ones(y.shape, dtype=bool)
+    hits = []
+    for s in slices:
+        hit = (xp[s] == y) & free
+        free &= ~hit
+        hits.append(hit)
+    return xp.shape, slices, crop, hits
+
+
+def _max_pool2d_grad(g, route):
+    """g routed to each window's arg-max (summed where windows overlap)."""
+    shape, slices, crop, hits = route
+    dx = numpy.zeros(shape, dtype=g.dtype)
+    for s, hit in zip(slices, hits):
+        numpy.add(dx[s], g, out=dx[s], where=hit)
+    return dx[crop]
+
+
+def _max_pool2d_select(u, route):
+    """u read at each window's arg-max."""
+    shape, slices, crop, hits = route
+    up = numpy.zeros(shape, dtype=u.dtype)
+    up[crop] = u
+    y = numpy.zeros(hits[0].shape, dtype=u.dtype)
+    for s, hit in zip(slices, hits):
+        numpy.copyto(y, up[s], where=hit)
+    return y
+
+
+def _avg_divisor(size, kernel, stride, padding, out, count_include_pad):
+    """(OH, OW) divisors as PyTorch: windows clipped to the padded input, padding counted or
+    not, at least 1."""
+    sides = []
+    for n, k, s, p0, p1, o in zip(size, kernel, stride, padding[::2], padding[1::2], out):
+        start = numpy.arange(o) * s - p0
+        end = numpy.minimum(start + k, n + p1)
+        valid = numpy.minimum(end, n) - numpy.maximum(start, 0)
+        sides.append(end - start if count_include_pad else numpy.maximum(valid, 0))
+    return numpy.maximum(numpy.outer(*sides), 1)
+
+
+def _avg_pool2d(windows, divisor):
+    """Window sums over the kernel positions (zero padding), divided by the divisors."""
+    xp, slices, _ = windows
+    y = xp[slices[0]].copy(order="K")
+    for s in slices[1:]:
+        numpy.add(y, xp[s], out=y)
+    return numpy.true_divide(y, divisor.astype(y.dtype), out=y)
+
+
+def _avg_pool2d_grad(g, windows, divisor):
+    """Each window's g / divisor added to every cell of the window (`windows` of zeros)."""
+    dx, slices, crop = windows
+    share = g / divisor.astype(g.dtype)
+    for s in slices:
+        dx[s] += share
+    return dx[crop]
+
+
+KERNELS = [_im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
+           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _avg_divisor,
+           _avg_pool2d, _avg_pool2d_grad]
+HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}
