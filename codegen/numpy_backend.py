@@ -406,8 +406,8 @@ def _fresh(node):
     """Whether the statement for `node` makes a new array (not a view, not a NumPy scalar)."""
     if node.shape == ():
         return False
-    if node.op.kind == "elementwise":
-        return node.op.name not in ("cast", "stop_gradient")
+    if node.op.kind == "elementwise":  # a cast may return its input; a passthrough does
+        return node.op.name != "cast" and not elementwise_template(node).passthrough
     return node.op.name in FRESH_STRUCTURED
 
 

@@ -329,3 +329,12 @@ def test_every_registered_op_has_a_numpy_lowering():
     ]
     assert missing == []
     assert set(codegen.BACKENDS) == {"numpy"}
+
+
+def test_identity_user_op_never_lets_a_later_statement_overwrite_the_input():
+    ident = gd.elementwise_op("ident", lambda a: a)
+    x = gd.input("x", (3,), "float64")
+    fn = gd.compile(gd.exp(ident(x)) * 2.0)
+    fed = np.array([0.0, 1.0, 2.0])
+    np.testing.assert_allclose(fn(x=fed), 2 * np.exp([0.0, 1.0, 2.0]))
+    assert np.array_equal(fed, [0.0, 1.0, 2.0])
