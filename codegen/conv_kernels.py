@@ -19,42 +19,55 @@ import inspect
 import numpy
 
 
-def _im2col(x, kernel, stride, padding, dilation):
+def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
-    (C*kh*kw, N*OH*OW): one copy."""
+    (C*kh*kw, n*OH*OW) for a slice of n images at a time: yields (first, last, columns).
+    One buffer of about `budget` bytes is refilled, so the columns stay in cache for the
+    matrix product that consumes them."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
     if pt or pb or pl or pr:
         x = numpy.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    cols = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    per = max(1, min(n, budget // (c * kh * kw * oh * ow * x.itemsize)))
+    buffer = numpy.empty(c * kh * kw * per * oh * ow, dtype=x.dtype)
     xt = x.transpose(1, 0, 2, 3)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = xt[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
-                               j * dw:j * dw + (ow - 1) * sw + 1:sw]
-    return cols.reshape(c * kh * kw, n * oh * ow)
+    for first in range(0, n, per):
+        last = min(n, first + per)
+        cols = buffer[:c * kh * kw * (last - first) * oh * ow].reshape(
+            c, kh, kw, last - first, oh, ow)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, i, j] = xt[:, first:last, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                                   j * dw:j * dw + (ow - 1) * sw + 1:sw]
+        yield first, last, cols.reshape(c * kh * kw, -1)
 
 
-def _conv2d(cols, w, groups, out):
-    """w (O, C/g, kh, kw) times the columns: (N, O, OH, OW), a view of channel-major memory."""
-    o = w.shape[0]
-    k = cols.shape[0] // groups
-    if groups == 1:
-        y = w.reshape(o, k) @ cols
-    else:
-        y = numpy.matmul(w.reshape(groups, o // groups, k), cols.reshape(groups, k, -1))
-    return y.reshape(o, -1, out[0], out[1]).transpose(1, 0, 2, 3)
+def _conv2d(columns, w, groups, shape):
+    """w (O, C/g, kh, kw) times each slice of columns: y (N, O, OH, OW), a view of
+    channel-major memory (O, N, OH, OW) that the products write into directly."""
+    n, o, oh, ow = shape
+    wg = w.reshape(groups, o // groups, -1)
+    y = None
+    for first, last, cols in columns:
+        if y is None:
+            y = numpy.empty((groups, o // groups, n, oh * ow), numpy.result_type(cols, w))
+        numpy.matmul(wg, cols.reshape(groups, wg.shape[2], -1),
+                     out=y[:, :, first:last].reshape(groups, o // groups, -1))
+    return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
-def _conv2d_weight_grad(cols, g, groups, shape):
-    """The correlation of x (as columns) with the output gradient g: dW of shape (O, C/g, kh, kw)."""
-    o = g.shape[1]
-    k = cols.shape[0] // groups
-    g2 = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)  # free for channel-major g
-    dw = numpy.matmul(g2, cols.reshape(groups, k, -1).transpose(0, 2, 1))
-    return dw.reshape(shape)
+def _conv2d_weight_grad(columns, g, groups, shape):
+    """The correlation of x (as columns) with the output gradient g: dW of shape
+    (O, C/g, kh, kw), summed over the slices of the batch."""
+    o = shape[0]
+    gt = g.transpose(1, 0, 2, 3)  # (O, N, OH, OW): a plain view for channel-major g
+    dw = 0
+    for first, last, cols in columns:
+        gs = gt[:, first:last].reshape(groups, o // groups, -1)
+        dw = dw + numpy.matmul(cols.reshape(groups, -1, cols.shape[1]), gs.transpose(0, 2, 1))
+    return dw.transpose(0, 2, 1).reshape(shape)
 
 
 def _conv2d_cols(g, w, groups):

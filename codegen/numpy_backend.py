@@ -225,7 +225,7 @@ def _avg_divisor(n, shape, out):
 STRUCTURED.update({
     "conv2d": lambda n, x, w: _call(
         f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
-        f"{n.shape[2:]})"),
+        f"{n.shape})"),
     "conv2d_weight_grad": lambda n, x, g, like: _call(
         f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
         f"{n.shape})"),
