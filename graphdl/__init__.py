@@ -60,6 +60,9 @@ from graphdl.ops.movement import (
     transpose,
 )
 from graphdl.ops.reduce import max, mean, min, sum
+from graphdl.symbolic import symbolic, symbolic_grad
+from graphdl.teach import Explanation, explain
+from graphdl.viz import DotNotFound, Drawing, draw
 
 
 def compile(outputs, backend="numpy", **options):
@@ -72,6 +75,9 @@ def compile(outputs, backend="numpy", **options):
 __all__ = [
     "REGISTRY",
     "CustomOp",
+    "DotNotFound",
+    "Drawing",
+    "Explanation",
     "GraphError",
     "InputError",
     "Node",
@@ -86,11 +92,13 @@ __all__ = [
     "constant",
     "conv2d",
     "custom_op",
+    "draw",
     "elementwise_op",
     "equal",
     "evaluate",
     "exp",
     "expand_dims",
+    "explain",
     "grad",
     "greater",
     "greater_equal",
@@ -123,6 +131,8 @@ __all__ = [
     "stop_gradient",
     "sum",
     "sum_to",
+    "symbolic",
+    "symbolic_grad",
     "take",
     "tanh",
     "to_networkx",

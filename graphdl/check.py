@@ -34,10 +34,33 @@ class GradCheck:
 
     checks: list = field(default_factory=list)
     tolerance: float = 1e-3
+    output: object = None  # the checked scalar node and the input values, for `draw`
+    values: dict = None
 
     @property
     def failures(self):
         return [c for c in self.checks if c.error > self.tolerance]
+
+    @property
+    def first(self):
+        """The first wrong edge (in topological order), or None."""
+        failures = self.failures
+        return failures[0] if failures else None
+
+    def report(self):
+        """Every checked edge, one a line, the wrong ones marked; the first wrong one named."""
+        lines = [str(self)]
+        for c in self.checks:
+            mark = "✗" if c.error > self.tolerance else "✓"
+            src = describe(c.node.inputs[c.input_index])
+            lines.append(f"  {mark} {src} -> {c}")
+        return "\n".join(lines)
+
+    def draw(self, **options):
+        """The checked graph drawn with `gd.draw`, the first wrong edge highlighted."""
+        from graphdl.viz import draw
+
+        return draw(self.output, self.values, check=self, **options)
 
     @property
     def ok(self):
@@ -105,7 +128,7 @@ def check_grad(y, values, tolerance=1e-3):
     for n in order:
         if n.op.name == "const":
             bound[id(n)] = n.attrs["value"].array
-    result = GradCheck(tolerance=tolerance)
+    result = GradCheck(tolerance=tolerance, output=y, values=dict(values))
     for node in nodes:
         result.checks.extend(check_op(node, bound))
     return result

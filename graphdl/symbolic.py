@@ -97,3 +97,94 @@ def _build(e, done, bindings, like):
     if isinstance(e, sympy.Function):
         return _function(e.func, [arg(a) for a in e.args])
     raise GraphError(f"cannot turn the SymPy expression {e} into graph nodes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph -> SymPy: closed forms of scalar graphs
+
+_IDENTITY_ON_SCALARS = {"sum", "max", "min", "reshape", "squeeze", "expand_dims", "broadcast_to",
+                        "sum_to", "transpose"}
+
+
+def _number(value):
+    """Integers and simple fractions (½) exactly, other constants as floats."""
+    from fractions import Fraction
+
+    v = float(value)
+    if v.is_integer():
+        return sympy.Integer(int(v))
+    f = Fraction(v).limit_denominator(64)
+    return sympy.Rational(f.numerator, f.denominator) if float(f) == v else sympy.Float(v)
+
+
+def to_sympy(y, sigmoid=False):
+    """The SymPy expression computed by the scalar graph `y`; inputs become symbols named after
+    them. With `sigmoid=True`, sigmoid circuits (`1/(1 + e^-x)`) become σ(x)."""
+    from graphdl.circuit import _composites, _match
+    from graphdl.ir import describe, topological_order
+
+    comp = _composites()["sigmoid"] if sigmoid else None
+    exprs = {}
+    for n in topological_order([y]):
+        op = n.op.name
+        if op == "input":
+            if n.shape != ():
+                raise GraphError(f"symbolic: input {n.name!r} has shape {n.shape}; closed forms "
+                                 "are for scalar graphs")
+            exprs[id(n)] = sympy.Symbol(n.name)
+            continue
+        if op == "const":
+            a = n.attrs["value"].array
+            if a.size != 1:
+                raise GraphError(f"symbolic: the constant {describe(n)} is not a scalar")
+            exprs[id(n)] = _number(a.reshape(()))
+            continue
+        if op == "size":
+            exprs[id(n)] = sympy.Integer(1)  # the size of a scalar
+            continue
+        if n.shape != () or any(i.shape != () for i in n.inputs if i.op.name != "const"):
+            raise GraphError(f"symbolic: {describe(n, 2)} is not scalar; closed forms are for "
+                             "scalar graphs")
+        if comp is not None and op == "reciprocal":
+            args = _match(comp, n)
+            if args is not None:
+                exprs[id(n)] = Sigmoid(exprs[id(args[0])])
+                continue
+        args = [exprs[id(i)] for i in n.inputs]
+        if op == "stop_gradient":
+            exprs[id(n)] = StopGradient(args[0])
+        elif op in _IDENTITY_ON_SCALARS:
+            exprs[id(n)] = args[0]
+        elif n.op.kind == "custom":
+            custom = n.op.extra["custom"]
+            params, out = custom.body(n.inputs)
+            inner = to_sympy(out, sigmoid)
+            exprs[id(n)] = inner.subs({sympy.Symbol(p.name or f"__p{p.attrs['index']}"): a
+                                       for p, a in zip(params, args)}, simultaneous=True)
+        elif n.op.sym is not None:
+            exprs[id(n)] = n.op.sym(*args, **dict(n.attrs))
+        else:
+            raise GraphError(f"symbolic: {op} has no scalar form")
+    return exprs[id(y)]
+
+
+class StopGradient(sympy.Function):
+    """The identity whose derivative is zero."""
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+
+def symbolic(y, sigmoid=False):
+    """The closed form of the scalar graph `y` as a SymPy expression (see `to_sympy`)."""
+    return to_sympy(y, sigmoid)
+
+
+def symbolic_grad(y, x, sigmoid=False, simplify=True):
+    """∂y/∂x in closed form. `x`: an input node or its name. Simplified cheaply (common factors
+    pulled out, no full `simplify`, which can run for minutes on small networks)."""
+    name = x if isinstance(x, str) else x.name
+    expr = sympy.diff(to_sympy(y, sigmoid), sympy.Symbol(name))
+    if simplify:
+        expr = sympy.factor_terms(expr)
+    return expr

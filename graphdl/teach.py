@@ -1,0 +1,492 @@
+"""Step-by-step narrations of backpropagation on a graph: `gd.explain`.
+
+    ex = gd.explain(f, values={"w0": 2.0, ...})
+    print(ex)              # plain text: forward table, then one backward step per gate
+    ex.markdown()          # LaTeX math in Markdown
+    ex.html("steps.html")  # an offline stepper: one frame per step over the drawing
+
+Each backward step names the gate, its local derivative rule in symbols (from the op's SymPy
+scalar form through `sympy.diff` for elementwise gates; the matrix rules for `@`; the rules of
+reductions and movement ops), the numbers plugged in, the upstream gradient and the result.
+A value that fans out gets the sum of its consumers' contributions, shown term by term.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import math
+import re
+
+import numpy as np
+import sympy
+from sympy.printing.mathml import mathml
+
+from graphdl.circuit import Circuit, _composites, fmt, shape_text, summary
+from graphdl.errors import GraphError
+from graphdl.ops.scalar import Sigmoid
+
+_SUP = {"2": "²", "3": "³"}
+
+
+# ---------------------------------------------------------------------------------------------
+# SymPy text forms
+
+
+def _text(e):
+    """A compact one-line form: x·y, -1/x², σ(x)·(1 - σ(x))."""
+    s = sympy.sstr(e, order="none")
+    s = re.sub(r"\(\((-[0-9.e+-]+)\)\)", r"(\1)", s)  # exp((-1)) -> exp(-1)
+    s = s.replace("**", "^").replace("*", "·").replace("Sigmoid", "σ").replace("Heaviside", "H")
+    for k, v in _SUP.items():
+        s = s.replace(f"^{k}", v)
+    return s
+
+
+def _latex(e):
+    return sympy.latex(e).replace(r"\operatorname{Sigmoid}", r"\sigma")
+
+
+def _mathml(e):
+    return "<math>" + mathml(e, printer="presentation") + "</math>"
+
+
+def _plug(expr, mapping):
+    """`expr` with symbols replaced, keeping the printed order of the operands."""
+    with sympy.evaluate(False):
+        return expr.xreplace(mapping)
+
+
+def _numsym(value, digits):
+    """A symbol printed as the number: plugging numbers in without SymPy evaluating them."""
+    s = fmt(value, digits, significant=True)
+    return sympy.Symbol(f"({s})" if s.startswith("-") else s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+class Term:
+    """One wire of a step: the gradient the gate sends back to one operand."""
+
+    def __init__(self, source, handle, position):
+        self.source, self.handle, self.position = source, handle, position
+        self.rule = ""  # text form of the local rule
+        self.rule_latex = ""
+        self.rule_mathml = ""
+        self.plugged = ""  # the rule with numbers in
+        self.plugged_latex = ""
+        self.local = None  # the local derivative's value (elementwise gates)
+        self.contribution = None
+        self.note = ""  # e.g. summed over broadcast axes
+
+
+class Step:
+    def __init__(self, gate, upstream, parts):
+        self.gate, self.upstream, self.parts = gate, upstream, parts  # parts: [(handle, value)]
+        self.terms = []
+        self.forward = ""  # how the gate computed its value
+
+
+class Explanation:
+    """The narration of one forward and backward pass; `str()`, `.markdown()`, `.html()`."""
+
+    def __init__(self, circuit, digits=4, closed_form=True, drawing_options=None):
+        self.circuit = c = circuit
+        self.digits = digits
+        self.drawing_options = drawing_options or {}
+        if not c.has_values:
+            raise GraphError("explain needs input values: gd.explain(f, values={...})")
+        self.out = c.handle(c.output)
+        self.forward = [(g, self._forward(g)) for g in c.gates if g.kind != "const"]
+        self.steps = self._steps() if c.has_grads else []
+        self.gradients = self._gradients() if c.has_grads else []
+        self.closed = self._closed_forms() if closed_form and c.has_grads else []
+
+    # -- numbers --------------------------------------------------------------------------------
+    def num(self, v):
+        a = np.asarray(v)
+        if a.ndim == 0:
+            return fmt(a, self.digits, significant=True) if a.dtype.kind in "fiu" else str(a)
+        if a.size <= 6:
+            return "[" + ", ".join(fmt(x, self.digits, significant=True) for x in a.ravel()) + "]" + \
+                (f" {shape_text(a.shape)}" if a.ndim > 1 else "")
+        return f"{shape_text(a.shape)} {summary(a, self.digits, significant=True)}"
+
+    def _paren(self, v):
+        s = self.num(v)
+        return f"({s})" if s.startswith("-") else s
+
+    def d(self, handle):
+        return f"∂{self.out}/∂{handle}"
+
+    # -- forward --------------------------------------------------------------------------------
+    def _forward(self, gate):
+        c = self.circuit
+        value = c.value(gate.node)
+        if gate.kind == "input":
+            return f"{gate.handle} = {self.num(value)}"
+        expr, syms = self._gate_expr(gate)
+        if expr is not None and all(np.ndim(c.value(s)) == 0 for s in syms.values()):
+            named = _plug(expr, {k: sympy.Symbol(c.handle(n)) for k, n in syms.items()})
+            plugged = _plug(expr, {k: _numsym(c.value(n), self.digits) for k, n in syms.items()})
+            text = f"{gate.handle} = {_text(named)}"
+            for more in (_text(plugged), self.num(value)):
+                if not text.endswith(" " + more):
+                    text += " = " + more
+            return text
+        args = ", ".join(c.handle(src) for _, src, _ in gate.operands)
+        label = gate.label.replace("\n", " ")
+        return f"{gate.handle} = {label}({args}) = {self.num(value)}"
+
+    def _gate_expr(self, gate):
+        """(SymPy expression of an elementwise gate, {symbol: operand node}) or (None, {})."""
+        n = gate.node
+        if gate.kind == "region":
+            comp = _composites().get(gate.region.composite)
+            if comp is None or comp.sym is None:
+                return None, {}
+            x = sympy.Symbol("x")
+            return comp.sym(x), {x: gate.region.args[0]}
+        if n.op.sym is None or n.op.kind != "elementwise" or gate.kind != "op":
+            return None, {}
+        operand_names = iter(["x", "y", "z"] if len(gate.operands) > 1 or n.op.name != "where"
+                             else ["x"])
+        if n.op.name == "where":
+            operand_names = iter(["c", "x", "y"])
+        args, syms = [], {}
+        for k, inp in enumerate(n.inputs):
+            if k in gate.consts:
+                v = np.asarray(gate.consts[k])
+                if v.ndim == 0 or v.size == 1:
+                    val = float(v.reshape(()))
+                    args.append(sympy.Integer(int(val)) if val.is_integer()
+                                else sympy.nsimplify(val, rational=False))
+                else:
+                    args.append(sympy.Symbol("C"))
+                continue
+            s = sympy.Symbol(next(operand_names))
+            args.append(s)
+            syms[s] = inp
+        try:
+            attrs = dict(n.attrs)
+            return n.op.sym(*args, **attrs), syms
+        except (TypeError, ValueError, AttributeError, sympy.SympifyError):
+            return None, {}
+
+    # -- backward -------------------------------------------------------------------------------
+    def _consumers(self):
+        """source node id -> [(consumer gate, position)] over the drawn wires."""
+        out = {}
+        for src, gate, k, shape_only in self.circuit.wires():
+            if not shape_only:
+                out.setdefault(id(src), []).append((gate, k))
+        return out
+
+    def _parts(self, node, consumers):
+        c = self.circuit
+        parts = []
+        for gate, k in consumers.get(id(node), []):
+            g = c.wire_grad(gate, k)
+            if g is not None:
+                parts.append((f"{gate.label.replace(chr(10), ' ')} gate ({gate.handle})", g))
+        return parts
+
+    def _steps(self):
+        c = self.circuit
+        consumers = self._consumers()
+        steps = []
+        for gate in reversed(c.gates):
+            if gate.kind not in ("op", "region"):
+                continue
+            up = c.grad(gate.node)
+            if up is None:
+                continue
+            terms = [(k, src) for k, src, shape_only in gate.operands
+                     if not shape_only and c.wire_grad(gate, k) is not None]
+            if not terms:
+                continue
+            step = Step(gate, up, self._parts(gate.node, consumers))
+            step.forward = self._forward(gate)
+            expr, syms = self._gate_expr(gate)
+            for k, src in terms:
+                step.terms.append(self._term(gate, k, src, expr, syms, up))
+            steps.append(step)
+        return steps
+
+    def _term(self, gate, k, src, expr, syms, upstream):
+        c = self.circuit
+        t = Term(src, c.handle(src), k)
+        t.contribution = c.wire_grad(gate, k)
+        var = next((s for s, n in syms.items() if n is src and gate.kind == "region"
+                    or n is src and gate.node.inputs[k] is src), None)
+        if expr is not None and var is not None:
+            d = sympy.diff(expr, var)
+            own = None  # the gate's own output inside its derivative: σ(1 - σ), 1 - tanh²
+            if isinstance(expr, Sigmoid):
+                d = sympy.Mul(expr, 1 - expr, evaluate=False)
+                own = expr
+            elif expr.func is sympy.tanh:
+                d = 1 - expr ** 2
+                own = expr
+            lhs = sympy.Derivative(expr, var)
+            t.rule = f"d({_text(expr)})/d{var} = {_text(d)}"
+            t.rule_latex = rf"\frac{{\partial}}{{\partial {var}}}\left({_latex(expr)}\right) = {_latex(d)}"
+            t.rule_mathml = _mathml(sympy.Eq(lhs, d, evaluate=False))
+            scalar = all(np.ndim(c.value(n)) == 0 for n in syms.values())
+            if scalar:
+                mapping = {s: _numsym(c.value(n), self.digits) for s, n in syms.items()}
+                if own is not None:
+                    mapping = {own: _numsym(c.value(gate.node), self.digits)}
+                plugged = _plug(d, mapping)
+                up = float(upstream)
+                local = float(t.contribution) / up if up != 0 else self._eval(d, syms)
+                t.local = local
+                binds = ", ".join(f"{s} = {c.handle(n)} = {self.num(c.value(n))}"
+                                  for s, n in syms.items() if s in d.free_symbols)
+                if own is not None:
+                    binds = f"{_text(own)} = {gate.handle} = {self.num(c.value(gate.node))}"
+                if not d.free_symbols:
+                    t.plugged = ""  # a constant rule: nothing to plug in
+                elif _text(plugged) == self.num(local):
+                    t.plugged = f"{binds}"
+                else:
+                    t.plugged = f"{binds}: {_text(plugged)} = {self.num(local)}"
+                if d.free_symbols:
+                    t.plugged_latex = f"{_latex(plugged)} = {self.num(local)}"
+            else:
+                t.plugged = "elementwise, at every position"
+                local = self._eval(d, syms)
+                if local is not None:
+                    t.local = local
+                    t.plugged += f": local derivative {self.num(local)}"
+        else:
+            t.rule = self._structured_rule(gate, k, src)
+            t.rule_latex = t.rule
+            t.rule_mathml = htmllib.escape(t.rule)
+        out_shape = gate.node.shape
+        if gate.kind == "op" and gate.node.op.broadcasts and src.shape != out_shape \
+                and gate.node.op.name != "matmul":
+            t.note = (f"{shape_text(out_shape)} summed over the broadcast axes to "
+                      f"{t.handle}'s shape {shape_text(src.shape)}")
+        return t
+
+    def _eval(self, d, syms):
+        c = self.circuit
+        try:
+            f = sympy.lambdify(list(syms), d.rewrite(sympy.exp), modules="numpy")
+            return np.asarray(f(*(c.value(n).astype(np.float64) for n in syms.values())),
+                              dtype=np.float64)
+        except (TypeError, ValueError, NameError, AttributeError, KeyError):
+            return None
+
+    def _structured_rule(self, gate, k, src):
+        c = self.circuit
+        n = gate.node
+        op = n.op.name
+        y, x = gate.handle, c.handle(src)
+        dy, dx = self.d(y), self.d(x)
+        if gate.kind == "region":
+            comp = _composites().get(gate.region.composite)
+            if comp is not None:
+                return f"{comp.symbol.replace(chr(10), ' ')} block: {comp.rule}"
+            return (f"{gate.label} block: the chain rule through its {gate.region.size} gates "
+                    f"(collapsed), applied to {dy}")
+        if op == "matmul":
+            a, b = (c.handle(i) for i in n.inputs)
+            if k == 0:
+                return f"{y} = {a} @ {b}: {dx} = {dy} · {b}ᵀ  {shape_text(n.shape)}·" \
+                       f"{shape_text(n.inputs[1].shape)}ᵀ → {shape_text(src.shape)}"
+            return f"{y} = {a} @ {b}: {dx} = {a}ᵀ · {dy}  {shape_text(n.inputs[0].shape)}ᵀ·" \
+                   f"{shape_text(n.shape)} → {shape_text(src.shape)}"
+        if op == "sum":
+            return (f"{y} = Σ {x} over axes {list(n.attrs['axes'])}: every element of {x} gets "
+                    f"{dy}, i.e. {dx} = broadcast({dy}) to {shape_text(src.shape)}")
+        if op in ("max", "min"):
+            return (f"{y} = {op} of {x}: {dx} = {dy} at the {op}imum (split among ties), "
+                    "0 elsewhere")
+        if op == "reshape":
+            return f"{dx} = reshape({dy}) to {x}'s shape {shape_text(src.shape)}"
+        if op == "transpose":
+            return f"{dx} = {dy} transposed back (axes {tuple(np.argsort(n.attrs['axes']))})"
+        if op in ("expand_dims", "squeeze"):
+            return f"{dx} = {dy} with {x}'s shape {shape_text(src.shape)} restored"
+        if op == "broadcast_to":
+            return f"{dx} = {dy} summed over the broadcast axes to {shape_text(src.shape)}"
+        if op == "sum_to":
+            return f"{dx} = {dy} broadcast back to {shape_text(src.shape)}"
+        if op == "slice":
+            return f"{dx} = zeros of {x}'s shape with {dy} written into the slice"
+        if op == "concatenate":
+            return f"{dx} = the part of {dy} where {x} was concatenated"
+        if op == "take":
+            return f"{dx} = {dy} scatter-added into the gathered positions of {x}"
+        if n.op.kind == "custom":
+            return f"{gate.label}: its hand-written pullback applied to {dy}"
+        return f"{gate.label}: the op's pullback applied to {dy}"
+
+    def _gradients(self):
+        c = self.circuit
+        consumers = self._consumers()
+        out = []
+        for w in c.wrt:
+            g = c.grad(w)
+            if g is None:
+                g = np.zeros(w.shape)
+            out.append((c.handle(w), self._parts(w, consumers), g))
+        return out
+
+    # -- closed forms ---------------------------------------------------------------------------
+    def _closed_forms(self):
+        from graphdl.symbolic import symbolic_grad
+
+        c = self.circuit
+        if not c.scalar_output or any(n.shape != () for n in c.order) or len(c.order) > 200:
+            return []
+        out = []
+        subs = {sympy.Symbol(n.name): float(c.value(n)) for n in c.inputs}
+        for handle, _, g in self.gradients:
+            try:
+                w = next(n for n in c.wrt if c.handle(n) == handle)
+                expr = symbolic_grad(c.output, w, sigmoid=True)
+                value = float(sympy.N(expr.subs(subs).rewrite(sympy.exp)))
+            except (GraphError, TypeError, ValueError):
+                return []
+            ok = math.isclose(value, float(g), rel_tol=1e-9, abs_tol=1e-12)
+            out.append((handle, expr, value, float(g), ok))
+        return out
+
+    # -- text -----------------------------------------------------------------------------------
+    def __str__(self):
+        lines = [f"Forward pass: {len(self.forward)} values, inputs first"]
+        lines += ["  " + f for _, f in self.forward]
+        if not self.steps:
+            lines.append("(no backward pass: the output is not a floating-point scalar)")
+            return "\n".join(lines)
+        lines.append("")
+        lines.append(f"Backward pass: {self.d('(each value)')}, from {self.out} back to the "
+                     "inputs, one gate at a time")
+        lines.append(f"  {self.d(self.out)} = 1 (the output itself)")
+        for i, step in enumerate(self.steps, 1):
+            lines += [""] + self._step_text(i, step)
+        lines += ["", "Gradients"]
+        for handle, parts, g in self.gradients:
+            lines.append("  " + self._sum_text(handle, parts, g))
+        if self.closed:
+            lines += ["", "Closed forms (gd.symbolic_grad), evaluated at the same values"]
+            for handle, expr, value, g, ok in self.closed:
+                text = _text(expr)
+                if len(text) > 160:
+                    text = f"<{sympy.count_ops(expr)} operations>"
+                lines.append(f"  {self.d(handle)} = {text}")
+                lines.append(f"      = {self.num(value)} "
+                             + ("== the step-by-step result ✓" if ok else
+                                f"!= the step-by-step {self.num(g)} ✗"))
+        return "\n".join(lines)
+
+    def _sum_text(self, handle, parts, g):
+        if len(parts) > 1:
+            terms = " + ".join(f"{self._paren(v) if k else self.num(v)} (from {who})"
+                               for k, (who, v) in enumerate(parts))
+            return f"{self.d(handle)} = {terms} = {self.num(g)}"
+        return f"{self.d(handle)} = {self.num(g)}"
+
+    def _step_text(self, i, step):
+        gate = step.gate
+        label = gate.label.replace("\n", " ")
+        lines = [f"Step {i}. gate {label}   ({step.forward})"]
+        if gate.node is self.circuit.output:
+            lines.append(f"  upstream {self.d(gate.handle)} = 1 (the output)")
+        else:
+            lines.append("  upstream " + self._sum_text(gate.handle, step.parts, step.upstream))
+        for t in step.terms:
+            lines.append(f"  → {t.handle}: local rule {t.rule}")
+            if t.plugged:
+                lines.append(f"      {t.plugged}")
+            fan = len(self._consumers().get(id(t.source), [])) > 1
+            if t.local is not None and np.ndim(t.local) == 0 and np.ndim(step.upstream) == 0:
+                lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} local × upstream = "
+                             f"{self.num(t.local)} × {self._paren(step.upstream)} = "
+                             f"{self.num(t.contribution)}")
+            else:
+                lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} "
+                             f"{self.num(t.contribution)}")
+            if t.note:
+                lines.append(f"      ({t.note})")
+        return lines
+
+    def __repr__(self):
+        return f"<Explanation: {len(self.steps)} backward steps of {self.out}>"
+
+    # -- Markdown -------------------------------------------------------------------------------
+    def markdown(self):
+        """The narration in Markdown, rules as LaTeX math ($...$)."""
+        md = [f"### Forward pass of ${self.out}$", "", "| value | computed as |", "| --- | --- |"]
+        for gate, f in self.forward:
+            cell = f.replace("|", "\\|")
+            md.append(f"| `{gate.handle}` | {cell} |")
+        if not self.steps:
+            return "\n".join(md)
+        md += ["", (f"### Backward pass: $\\partial {self.out}/\\partial\\,\\cdot$, one gate at "
+               "a time"), ""]
+        for i, step in enumerate(self.steps, 1):
+            gate = step.gate
+            md.append(f"**Step {i}. gate `{gate.label.replace(chr(10), ' ')}`** "
+                      f"({step.forward})  ")
+            up = "1 (the output)" if gate.node is self.circuit.output else \
+                self._sum_text(gate.handle, step.parts, step.upstream)
+            md.append(f"upstream: {up}  ")
+            for t in step.terms:
+                md.append(f"- to `{t.handle}`: ${t.rule_latex}$" if t.rule_latex and
+                          t.rule_latex != t.rule else f"- to `{t.handle}`: {t.rule}")
+                if t.plugged_latex:
+                    md.append(f"  - plugged in: ${t.plugged_latex}$")
+                elif t.plugged:
+                    md.append(f"  - {t.plugged}")
+                if t.local is not None and np.ndim(t.local) == 0 and np.ndim(step.upstream) == 0:
+                    md.append(f"  - local × upstream = {self.num(t.local)} × "
+                              f"{self._paren(step.upstream)} = **{self.num(t.contribution)}**")
+                else:
+                    md.append(f"  - contribution: **{self.num(t.contribution)}**")
+                if t.note:
+                    md.append(f"  - ({t.note})")
+            md.append("")
+        md += ["### Gradients", ""]
+        for handle, parts, g in self.gradients:
+            md.append(f"- {self._sum_text(handle, parts, g)}")
+        if self.closed:
+            md += ["", "### Closed forms", ""]
+            for handle, expr, value, g, ok in self.closed:
+                tex = _latex(expr) if sympy.count_ops(expr) < 80 else \
+                    f"\\text{{{sympy.count_ops(expr)} operations}}"
+                md.append(f"- $\\frac{{\\partial {self.out}}}{{\\partial {handle}}} = {tex}$ "
+                          f"= {self.num(value)} {'✓' if ok else '✗'}")
+        return "\n".join(md)
+
+    def _repr_markdown_(self):
+        return self.markdown()
+
+    # -- HTML -----------------------------------------------------------------------------------
+    def html(self, path=None):
+        """A self-contained HTML stepper (no network): one frame per step, the current gate
+        highlighted on the drawing. Writes `path` when given; returns the HTML text."""
+        from graphdl.stepper import stepper_html
+
+        text = stepper_html(self)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        return text
+
+    def _repr_html_(self):
+        return self.html()
+
+
+def explain(outputs, values, wrt=None, *, collapse=(), digits=4, closed_form=True,
+            draw_options=None):
+    """Narrate the forward and backward pass of the scalar `outputs` at `values` (input name ->
+    value). `wrt`: input names or nodes the gradient flows to (default every float input);
+    `collapse`: as for `gd.draw`; `digits`: significant digits of the numbers; `closed_form`:
+    compare with `gd.symbolic_grad` for scalar graphs."""
+    circuit = Circuit(outputs, values, collapse, wrt)
+    return Explanation(circuit, digits, closed_form, draw_options)

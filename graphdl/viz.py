@@ -1,0 +1,351 @@
+"""Drawings of graphs as the lecture draws circuits: gates, and on every wire the forward value
+(green, above) and the gradient of the output flowing back (red, below).
+
+    dot = gd.draw(f, values={"w0": 2.0, "x0": -1.0, ...})     # a graphviz.Digraph
+    dot.render("circuit", format="svg")
+
+The graph is drawn as declared (no optimization). See `graphdl.circuit` for how nodes become
+gates. Rendering needs Graphviz's `dot` program; without it `draw` still returns the DOT source
+(`dot.source`) and rendering raises `DotNotFound` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import graphviz
+import numpy as np
+
+from graphdl.circuit import Circuit, _composites, fmt, shape_text, summary
+
+GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
+INSTALL = ("Graphviz's `dot` program is not installed, so the drawing cannot be rendered "
+           "(its DOT source is in `.source`). Install it with `apt-get install -y graphviz` "
+           "(Debian/Ubuntu), `brew install graphviz` (macOS) or `conda install graphviz`.")
+
+
+class DotNotFound(RuntimeError):
+    """Rendering needs Graphviz's `dot` executable, which is not on PATH."""
+
+
+class Drawing(graphviz.Digraph):
+    """A `graphviz.Digraph` that knows its circuit, renders inline in Jupyter, and says how to
+    install Graphviz when `dot` is missing."""
+
+    circuit = None
+    node_labels = None  # node name (n<id>) -> the label's text, lines joined by spaces
+    edge_labels = None  # edge id (e<src>_<gate>_<k>) -> the label's lines (value, gradient...)
+
+    def render(self, *args, **kwargs):
+        try:
+            return super().render(*args, **kwargs)
+        except graphviz.ExecutableNotFound as e:
+            raise DotNotFound(INSTALL) from e
+
+    def pipe(self, *args, **kwargs):
+        try:
+            return super().pipe(*args, **kwargs)
+        except graphviz.ExecutableNotFound as e:
+            raise DotNotFound(INSTALL) from e
+
+    def svg(self):
+        """The drawing as SVG text."""
+        return self.pipe(format="svg", encoding="utf-8")
+
+    def _repr_svg_(self):
+        try:
+            return self.svg()
+        except DotNotFound:
+            return None
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        try:
+            return {"image/svg+xml": self.svg()}
+        except DotNotFound:
+            return {"text/plain": self.source + "\n# " + INSTALL}
+
+
+def draw(outputs, values=None, *, collapse=(), wrt=None, digits=2, color_by_grad=False,
+         check=None, group=None, edge_labels="auto", rankdir="LR", ids=False, title=None,
+         circuit=None):
+    """Draw the graph of `outputs` as a circuit of gates.
+
+    values: input name -> value; every wire then shows its forward value and, for a scalar
+        output, the gradient flowing back along it. Tensor wires show their shape and the mean
+        and norm of value and gradient.
+    collapse: composites to draw as one gate ("sigmoid", "tanh", "softmax", "log_softmax",
+        "cross_entropy", "hinge_loss", "mse"), node names or nodes (the node and the unnamed
+        nodes only it uses: a layer), or (label, out, [args]) triples.
+    digits: decimals of scalar numbers. color_by_grad: colour wires by log ‖gradient‖ (grey:
+        vanishing). check: a `gd.check_grad` result; its first wrong edge is highlighted.
+    group: cluster gates by the named node they feed (a layer); default: for graphs of more than
+        30 gates. edge_labels: "all", "none" or "auto" (big graphs label only the wires leaving
+        inputs and named nodes). ids: show each unnamed gate's handle (v1, v2...) as narrated
+        by `gd.explain`.
+    """
+    c = circuit if circuit is not None else Circuit(outputs, values, collapse, wrt)
+    return _Drawer(c, digits, color_by_grad, check, group, edge_labels, rankdir, ids, title).run()
+
+
+class _Drawer:
+    def __init__(self, c, digits, color_by_grad, check, group, edge_labels, rankdir, ids, title):
+        self.c, self.digits, self.color_by_grad, self.check = c, digits, color_by_grad, check
+        ngates = sum(g.kind != "input" for g in c.gates)
+        self.group = ngates > 30 if group is None else group
+        if edge_labels == "auto":
+            edge_labels = "sparse" if ngates > 40 else "all"
+        self.edge_labels = edge_labels
+        self.ids = ids
+        self.dot = Drawing(name="graphdl", graph_attr={
+            "rankdir": rankdir, "nodesep": "0.35", "ranksep": "0.75" if ngates > 40 else "1.0",
+            "fontname": "Helvetica", "bgcolor": "white", "newrank": "true", "ordering": "in",
+            **({"label": title, "labelloc": "t", "fontsize": "16"} if title else {}),
+        }, node_attr={"fontname": "Helvetica", "fontsize": "14"},
+            edge_attr={"fontname": "Helvetica", "fontsize": "11", "arrowsize": "0.7",
+                       "color": "#444444"})
+        self.dot.circuit = c
+        self.dot.node_labels, self.dot.edge_labels = {}, {}
+        self.bad_edges = self._check_edges()
+        self.norm_range = self._norm_range() if color_by_grad else None
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check_edges(self):
+        """(gate node id, input position) -> (rank, NodeCheck) for failing checked edges."""
+        bad = {}
+        if self.check is None:
+            return bad
+        for rank, fail in enumerate(self.check.failures):
+            node, k = fail.node, fail.input_index
+            gate = self.c.gate_of.get(id(node))
+            if gate is None:  # inside a collapsed region: blame the region's gate
+                for g in self.c.gates:
+                    if g.region is not None and id(node) in g.region.nodes:
+                        gate = g
+                        arg = node.inputs[k]
+                        k = next((p for p, a, _ in g.operands if a is arg), 0)
+                        break
+            if gate is not None:
+                bad.setdefault((id(gate.node), k), (rank, fail))
+        return bad
+
+    def _norm_range(self):
+        norms = [self._norm(g) for g in self._all_wire_grads()]
+        norms = [n for n in norms if n > 0]
+        if not norms:
+            return None
+        return math.log10(min(norms)), math.log10(max(norms))
+
+    def _all_wire_grads(self):
+        out = []
+        for src, gate, k, shape_only in self.c.wires():
+            g = None if shape_only else self.c.wire_grad(gate, k)
+            if g is not None:
+                out.append(g)
+        return out
+
+    @staticmethod
+    def _norm(g):
+        return float(np.linalg.norm(np.asarray(g, dtype=np.float64).ravel()))
+
+    # -- drawing --------------------------------------------------------------------------------
+    def run(self):
+        c = self.c
+        clusters = self._clusters() if self.group else {}
+        bodies = {}
+        for gate in c.gates:
+            name, attrs = self._node(gate)
+            self.dot.node_labels[name] = _plain(attrs["label"])
+            key = clusters.get(id(gate.node))
+            if key is None:
+                self.dot.node(name, **attrs)
+            else:
+                bodies.setdefault(key, []).append((name, attrs))
+        for k, (label, members) in enumerate(bodies.items()):
+            with self.dot.subgraph(name=f"cluster_{k}") as sub:
+                sub.attr(label=label, style="rounded,dashed", color="#9aa0a6", fontcolor="#57606a",
+                         fontsize="12")
+                for name, attrs in members:
+                    sub.node(name, **attrs)
+        for src, gate, k, shape_only in c.wires():
+            self._edge(src, gate, k, shape_only)
+        for y in c.outputs:
+            self._output(y)
+        if self.norm_range is not None:
+            lo, hi = self.norm_range
+            self.dot.node("legend", shape="note", fontsize="10", color="#bbbbbb", label=(
+                f"wire colour: ‖∂{c.handle(c.output)}/∂wire‖ from 1e{lo:.0f} (grey, vanishing)"
+                f"\nto 1e{hi:.0f} (dark red)"))
+        return self.dot
+
+    def _clusters(self):
+        """Gate node id -> cluster label: each named node and the unnamed gates feeding only it."""
+        c = self.c
+        assigned = {}
+        for gate in reversed(c.gates):
+            n = gate.node
+            if gate.kind == "input" or n.name is None or id(n) in assigned:
+                continue
+            assigned[id(n)] = n.name
+            stack = [i for _, i, _ in gate.operands]
+            while stack:
+                m = stack.pop()
+                g = c.gate_of.get(id(m))
+                if g is None or g.kind == "input" or m.name is not None or id(m) in assigned:
+                    continue
+                if all(c.gate_of.get(id(u)) is None or id(u) in assigned or u is n
+                       for u in c.users.get(id(m), [])):
+                    assigned[id(m)] = n.name
+                    stack.extend(i for _, i, _ in g.operands)
+        # singleton clusters add boxes without grouping anything
+        counts = {}
+        for label in assigned.values():
+            counts[label] = counts.get(label, 0) + 1
+        return {k: v for k, v in assigned.items() if counts[v] > 1}
+
+    def _node(self, gate):
+        c, n = self.c, gate.node
+        name = f"n{n.id}"
+        attrs = {"id": f"g{n.id}"}
+        failing = any(key[0] == id(n) for key in self.bad_edges)
+        if gate.kind == "input":
+            attrs.update(shape="plaintext", label=gate.label, fontsize="15")
+            if n.shape != ():
+                attrs["label"] = f"{gate.label}\n{shape_text(n.shape)}"
+            return name, attrs
+        if gate.kind == "const":
+            attrs.update(shape="plaintext", label=gate.label)
+            return name, attrs
+        symbol = html.escape(gate.label).replace("\n", "<br/>")
+        sub = []
+        if gate.kind == "region":
+            comp = _composites().get(gate.region.composite)
+            if comp is not None:
+                sub.append(html.escape(comp.rule.split(",")[0]))
+                local = self._local(gate)
+                if local is not None:
+                    sub.append(f"local = {local}")
+            else:
+                sub.append(f"{gate.region.size} ops")
+        is_output = any(n is y for y in c.outputs)  # the output's name labels its wire's end
+        show_name = n.name is not None and not is_output and not (
+            gate.kind == "region" and n.name == gate.region.composite)
+        if show_name or (self.ids and n.name is None):
+            sub.insert(0, f"<i>{html.escape(gate.handle)}</i>")
+        label = f"<{symbol}" + "".join(
+            f'<br/><font point-size="9" color="#57606a">{s}</font>' for s in sub) + ">"
+        attrs["label"] = label
+        if gate.kind == "region":
+            attrs.update(shape="box", style="rounded,filled", fillcolor="#ddeeff", color="#4a7ab5",
+                         margin="0.12,0.06")
+        elif len(gate.label) <= 4 and (not sub or sub == [f"<i>{html.escape(gate.handle)}</i>"]
+                                       and len(gate.handle) <= 4):
+            attrs.update(shape="circle", style="filled", fillcolor="#f6f8fa", width="0.6",
+                         fixedsize="true", color="#444444")
+        else:
+            attrs.update(shape="ellipse", style="filled", fillcolor="#f6f8fa", color="#444444",
+                         margin="0.05,0.03")
+        if failing:
+            attrs.update(color=MAGENTA, penwidth="3")
+        return name, attrs
+
+    def _local(self, gate):
+        """A collapsed scalar elementwise composite's local derivative at its input, as text."""
+        comp = _composites().get(gate.region.composite)
+        if comp is None or comp.sym is None or not self.c.has_values:
+            return None
+        x = self.c.value(gate.region.args[0])
+        if x is None or np.ndim(x) != 0:
+            return None
+        import sympy
+
+        s = sympy.Symbol("x")
+        d = sympy.diff(comp.sym(s), s)
+        try:
+            return fmt(float(d.subs(s, float(x)).rewrite(sympy.exp).evalf()), self.digits)
+        except (TypeError, ValueError):
+            return None
+
+    def _wire_label(self, value, grad, sparse_ok):
+        if self.edge_labels == "none" or (self.edge_labels == "sparse" and not sparse_ok):
+            return None
+        if value is None:
+            return None
+        d = self.digits
+        if np.ndim(value) == 0:
+            top = fmt(value, d) if np.asarray(value).dtype.kind in "fiu" else str(value)
+            bottom = None if grad is None else fmt(grad, d)
+        else:
+            a = np.asarray(value)
+            top = shape_text(a.shape) + (" " + summary(a, d) if a.dtype.kind in "fiu" and a.size
+                                         else "")
+            bottom = None if grad is None else "∇ " + summary(grad, d)
+        text = f'<font color="{GREEN}">{html.escape(top)}</font>'
+        if bottom is not None:
+            text += f'<br/><font color="{RED}">{html.escape(bottom)}</font>'
+        return text
+
+    def _edge(self, src, gate, k, shape_only):
+        c = self.c
+        tail, head = f"n{src.id}", f"n{gate.node.id}"
+        attrs = {"id": f"e{src.id}_{gate.node.id}_{k}"}
+        if shape_only:
+            attrs.update(style="dotted", color=GREY, arrowhead="none", tooltip="shape only")
+            self.dot.edge(tail, head, **attrs)
+            return
+        value = c.value(src)
+        grad = c.wire_grad(gate, k)
+        sparse_ok = src.op.name == "input" or src.name is not None
+        label = self._wire_label(value, grad, sparse_ok)
+        extra = []
+        if (id(gate.node), k) in self.bad_edges:
+            rank, fail = self.bad_edges[(id(gate.node), k)]
+            colour = MAGENTA if rank == 0 else ORANGE
+            extra.append(f'<font color="{colour}"><b>✗ {"first " if rank == 0 else ""}wrong '
+                         f'gradient rule</b></font><br/><font color="{colour}" point-size="9">'
+                         f'random probe: pullback {fmt(fail.analytic, 3)}, finite differences '
+                         f'{fmt(fail.numeric, 3)}</font>')
+            attrs.update(color=colour, penwidth="3.5" if rank == 0 else "2.5",
+                         style="bold" if rank == 0 else "dashed")
+        elif self.norm_range is not None and grad is not None:
+            attrs.update(self._grad_colour(grad))
+        if label or extra:
+            attrs["label"] = "<" + "<br/>".join(([label] if label else []) + extra) + ">"
+        self.dot.edge_labels[attrs["id"]] = _lines(attrs.get("label", ""))
+        self.dot.edge(tail, head, **attrs)
+
+    def _grad_colour(self, grad):
+        lo, hi = self.norm_range
+        n = self._norm(grad)
+        t = 0.0 if n <= 0 else (1.0 if hi == lo else (math.log10(n) - lo) / (hi - lo))
+        t = min(max(t, 0.0), 1.0)
+        grey, red = np.array([0xcc, 0xcc, 0xcc]), np.array([0x99, 0x00, 0x00])
+        rgb = (grey + t * (red - grey)).round().astype(int)
+        return {"color": "#{:02x}{:02x}{:02x}".format(*tuple(rgb)), "penwidth": f"{0.8 + 2.7 * t:.2f}"}
+
+    def _output(self, y):
+        c = self.c
+        name = f"out{y.id}"
+        self.dot.node(name, shape="plaintext", label=c.handle(y), fontsize="15",
+                      id=f"gout{y.id}")
+        value = c.value(y)
+        grad = c.grad(y) if c.scalar_output else None
+        label = self._wire_label(value, grad, True)
+        attrs = {"id": f"eout{y.id}"}
+        if label:
+            attrs["label"] = f"<{label}>"
+        self.dot.edge_labels[attrs["id"]] = _lines(attrs.get("label", ""))
+        self.dot.edge(f"n{y.id}", name, **attrs)
+
+
+def _lines(label):
+    """The text lines of an HTML-like label."""
+    if not label.startswith("<"):
+        return [label] if label else []
+    parts = re.split(r"<br/>", label[1:-1])
+    return [html.unescape(re.sub(r"<[^>]+>", "", p)) for p in parts]
+
+
+def _plain(label):
+    return " ".join(_lines(label)).strip()

@@ -1,0 +1,178 @@
+"""gd.explain, closed forms (gd.symbolic, gd.symbolic_grad), the HTML stepper and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+import graphdl as gd
+
+ROOT = Path(__file__).parents[1]
+VALUES = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
+
+
+def neuron():
+    w0, x0, w1, x1, w2 = (gd.input(n, (), "float64") for n in VALUES)
+    f = 1 / (1 + gd.exp(-(w0 * x0 + w1 * x1 + w2)))
+    f.name = "f"
+    return f, [w0, x0, w1, x1, w2]
+
+
+def test_one_step_per_gate_with_rules_numbers_and_results():
+    f, inputs = neuron()
+    ex = gd.explain(f, VALUES)
+    text = str(ex)
+    assert [s.gate.label for s in ex.steps] == ["1/x", "+1", "exp", "*−1", "+", "+", "*", "*"]
+    assert "d(1/x)/dx = -1/x²" in text and "-1/1.368² = -0.5344" in text
+    assert "d(exp(x))/dx = exp(x)" in text and "d(-x)/dx = -1" in text
+    assert "d(x·y)/dx = y" in text and "y = x0 = -1" in text
+    grads = dict(zip(VALUES, gd.evaluate(gd.grad(f, inputs), VALUES)))
+    got = {name: g for name, _, g in ex.gradients}
+    for name, expected in grads.items():
+        assert np.isclose(got[name], expected)
+        assert f"∂f/∂{name} = {ex.num(expected)}" in text
+    assert ["-0.1966", "0.3932", "-0.3932", "-0.5898", "0.1966"] == [
+        ex.num(got[name]) for name in VALUES]
+    assert "f = 1/v7 = 1/1.368 = 0.7311" in text  # the forward table
+
+
+def test_digits_and_wrt():
+    f, _ = neuron()
+    ex = gd.explain(f, VALUES, wrt=["w0"], digits=6)
+    assert [h for h, _, _ in ex.gradients] == ["w0"]
+    assert "-0.196612" in str(ex)
+    assert all("x0" != t.handle for s in ex.steps for t in s.terms)  # nothing flows to x0
+
+
+def test_fan_out_is_shown_as_a_sum():
+    x = gd.input("x", (), "float64")
+    y = x * x + gd.exp(x)
+    y.name = "y"
+    ex = gd.explain(y, {"x": 0.5})
+    line = str(ex).split("\nGradients\n")[1].splitlines()[0]
+    # three contributions: twice from *, once from exp, then their total 2x + e^x
+    assert line.count("(from") == 3 and line.endswith(ex.num(1 + np.exp(0.5)))
+
+
+def test_collapsed_sigmoid_uses_its_closed_form_local_rule():
+    f, _ = neuron()
+    ex = gd.explain(f, VALUES, collapse=["sigmoid"])
+    first = ex.steps[0]
+    assert first.gate.label == "σ" and len(ex.steps) == 5
+    assert "σ(x)·(1 - σ(x))" in first.terms[0].rule
+    assert "0.7311·(1 - 0.7311) = 0.1966" in first.terms[0].plugged
+
+
+def test_tensor_rules_matmul_reductions_broadcasting():
+    x = gd.input("x", (4, 3), "float64")
+    w = gd.input("W", (3, 2), "float64")
+    b = gd.input("b", (2,), "float64")
+    loss = gd.sum(gd.tanh(x @ w + b))
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal((4, 3)), "W": rng.standard_normal((3, 2)),
+              "b": rng.standard_normal(2)}
+    ex = gd.explain(loss, values)
+    text = str(ex)
+    assert "∂v12/∂W" not in text
+    assert re.search(r"∂\S+/∂x = ∂\S+/∂v\d+ · Wᵀ", text)
+    assert re.search(r"∂\S+/∂W = xᵀ · ∂\S+/∂v\d+", text)
+    assert "every element of" in text  # the sum's rule
+    assert "summed over the broadcast axes to b's shape (2)" in text
+    dW = gd.evaluate(gd.grad(loss, w), values)
+    (_, _, g), = [t for t in ex.gradients if t[0] == "W"]
+    assert np.allclose(g, dW)
+
+
+def test_closed_forms_match_the_numbers():
+    f, inputs = neuron()
+    expr = gd.symbolic(f)
+    s = {sympy.Symbol(k): v for k, v in VALUES.items()}
+    assert abs(float(expr.subs(s)) - gd.evaluate(f, VALUES)) < 1e-12
+    grads = gd.evaluate(gd.grad(f, inputs), VALUES)
+    for x, g in zip(inputs, grads):
+        assert abs(float(gd.symbolic_grad(f, x).subs(s)) - g) < 1e-12
+    assert gd.symbolic(f, sigmoid=True) == gd.ops.scalar.Sigmoid(
+        sympy.Symbol("w0") * sympy.Symbol("x0") + sympy.Symbol("w1") * sympy.Symbol("x1")
+        + sympy.Symbol("w2"))
+    ex = gd.explain(f, VALUES)
+    assert len(ex.closed) == 5 and all(ok for *_, ok in ex.closed)
+    assert "== the step-by-step result ✓" in str(ex)
+    with pytest.raises(gd.GraphError, match="scalar"):
+        gd.symbolic(gd.sum(gd.input("v", (3,), "float64")))
+
+
+def test_closed_form_of_the_two_layer_network_is_cheap():
+    sys.path.insert(0, str(ROOT / "examples"))
+    import lecture_two_layer as lecture
+
+    forward, grads, _ = lecture.build()
+    feeds = {k: v for k, v in lecture.FEEDS.items() if k != "eta"}
+    start = time.perf_counter()
+    s = {sympy.Symbol(k): v for k, v in feeds.items()}
+    numeric = gd.evaluate(grads, feeds)
+    for w, g in zip(lecture.WEIGHTS, numeric):
+        expr = gd.symbolic_grad(forward[-1], w, sigmoid=True)
+        assert abs(float(expr.subs(s).rewrite(sympy.exp)) - g) < 1e-12
+    assert time.perf_counter() - start < 20
+
+
+def test_markdown_and_html_stepper():
+    f, _ = neuron()
+    ex = gd.explain(f, VALUES)
+    md = ex.markdown()
+    assert md == ex._repr_markdown_()
+    assert r"\frac{1}{x^{2}}" in md and "**Step 8." in md
+    page = ex.html()
+    frames = re.findall(r'<section class="frame" data-gate="([^"]*)"', page)
+    assert len(frames) == len(ex.steps) + 2  # forward table, one per step, the gradients
+    assert frames[1] == f"g{f.id}"  # step 1 highlights the output gate, 1/x
+    assert "<math>" in page and "<script>" in page
+    assert not re.search(r"(src|href)=\"https?:", page)  # offline: nothing loaded
+    if shutil.which("dot"):
+        assert "<svg" in page and f'id="g{f.id}"' in page
+        for edges in re.findall(r'data-edges="([^"]*)"', page):
+            for e in edges.split():
+                assert f'id="{e}"' in page
+
+
+def test_explain_needs_values():
+    f, _ = neuron()
+    with pytest.raises(gd.GraphError, match="no value for input"):
+        gd.explain(f, {"w0": 1.0})
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "graphdl.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_draw_and_explain(tmp_path):
+    script = ROOT / "examples" / "sigmoid_circuit.py"
+    fmt = "svg" if shutil.which("dot") else "dot"
+    r = run_cli("draw", str(script), "-o", f"c.{fmt}", "--collapse", "sigmoid", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / f"c.{fmt}").read_text()
+    assert "0.73" in text and "σ" in text
+    for ext, marker in (("html", "<section"), ("md", "$"), ("txt", "Step 8.")):
+        r = run_cli("explain", str(script), "-o", f"s.{ext}", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert marker in (tmp_path / f"s.{ext}").read_text()
+    r = run_cli("explain", str(script), cwd=tmp_path)
+    assert "∂f/∂w0 = -0.1966" in r.stdout
+    other = tmp_path / "other.py"
+    other.write_text("import graphdl as gd\nx = gd.input('x', (), 'float64')\n"
+                     "loss = x * x\nfeeds = {'x': 3.0}\n")
+    r = run_cli("explain", str(other), "--output", "loss", "--values", "feeds", cwd=tmp_path)
+    assert r.returncode == 0 and "= 6" in r.stdout
+    r = run_cli("draw", str(other), cwd=tmp_path)
+    assert r.returncode != 0 and "--output" in r.stderr
