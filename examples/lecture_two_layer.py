@@ -10,12 +10,19 @@ reference interpreter and against central finite differences, then set beside th
 numbers. The slides get ∂E/∂w1..∂E/∂w4 wrong (even the sign of two of them); the last section
 shows where and why.
 
-Run from the repository root:  python examples/lecture_two_layer.py [--quiet]
+The network is also drawn as a circuit (every wire with its value and gradient, the sigmoids
+collapsed into σ gates) and narrated gate by gate (build/lecture_two_layer/: SVG, text,
+Markdown, an offline HTML stepper). The narration's step at h1 shows the sum the slides get
+wrong: ∂E/∂h1 collects the output errors through w5 and w6.
+
+Run from the repository root:  python examples/lecture_two_layer.py [--quiet] [--explain]
+CLI:  graphdl draw examples/lecture_two_layer.py --collapse sigmoid -o net.svg
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import data
 import numpy as np
@@ -61,6 +68,54 @@ def build():
     return [v[name] for name in FORWARD], grads, new_weights
 
 
+def output():
+    """The Error node (for `graphdl draw/explain examples/lecture_two_layer.py`)."""
+    return build()[0][-1]
+
+
+values = {k: v for k, v in FEEDS.items() if k != "eta"}  # the Error graph's inputs
+
+
+def draw_and_explain(error, out="build/lecture_two_layer", narrate=False):
+    """Write the circuit drawings and the narration; print the step the slides get wrong."""
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for stem, collapse in (("network_gates", ()), ("network", ["sigmoid"])):
+        drawing = gd.draw(error, values, collapse=collapse)
+        try:
+            drawing.render(outfile=os.path.join(out, f"{stem}.svg"), cleanup=True)
+            written.append(f"{stem}.svg")
+        except gd.DotNotFound:  # no Graphviz: keep the DOT source
+            with open(os.path.join(out, f"{stem}.dot"), "w", encoding="utf-8") as f:
+                f.write(drawing.source)
+            written.append(f"{stem}.dot")
+    ex = gd.explain(error, values, collapse=["sigmoid"])
+    for ext, text in (("txt", str(ex)), ("md", ex.markdown()), ("html", ex.html())):
+        with open(os.path.join(out, f"backprop.{ext}"), "w", encoding="utf-8") as f:
+            f.write(text)
+        written.append(f"backprop.{ext}")
+    # The narration's numbers are the graph's (gd.grad) and the closed form's.
+    grads = dict(zip(WEIGHTS, gd.evaluate(gd.grad(error, [error_input(error, w)
+                                                             for w in WEIGHTS]), values)))
+    for name, _, g in ex.gradients:
+        if name in grads:
+            assert abs(g - grads[name]) < 1e-12, (name, g, grads[name])
+    assert ex.closed and all(ok for *_, ok in ex.closed)
+    print(f"\nDrawings and narration (sigmoids as σ gates): "
+          f"{', '.join(os.path.join(out, w) for w in written)}")
+    if narrate:
+        print(ex)
+        return
+    step = next(k for k, s in enumerate(ex.steps, 1) if s.gate.handle == "h1")
+    print("The narration's step at h1, where the slides go wrong (∂E/∂h1 is a fan-out sum of\n"
+          "the errors arriving through w5 and w6, not δ5 + δ6):\n")
+    print("\n".join(ex._step_text(step, ex.steps[step - 1])))
+
+
+def error_input(error, name):
+    return next(n for n in gd.topological_order([error]) if n.name == name)
+
+
 def finite_difference(error, name, eps=1e-5):
     """Central difference (E(w + eps) - E(w - eps)) / 2eps, each E by the reference interpreter."""
     feeds = {k: v for k, v in FEEDS.items() if k != "eta"}  # unknown inputs are refused
@@ -74,6 +129,8 @@ def finite_difference(error, name, eps=1e-5):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="do not print the generated source")
+    parser.add_argument("--explain", action="store_true", help="print the whole narration")
+    parser.add_argument("--out", default="build/lecture_two_layer", help="drawings' directory")
     args = parser.parse_args()
 
     forward, grads, new_weights = build()
@@ -106,6 +163,7 @@ def main():
     print("  checks passed: compiled == gd.evaluate; every ∂E/∂w == central difference (1e-6)")
 
     explain_differences(exact)
+    draw_and_explain(forward[-1], args.out, args.explain)
 
     if not args.quiet and not data.is_smoke():
         print("\nGenerated NumPy source (fn.source):\n")

@@ -20,7 +20,12 @@ from graphdl.ir import Node
 
 
 def _load(path, output, values):
-    scope = runpy.run_path(path, run_name="__graphdl_cli__")
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # the file's own imports (examples/data.py), as `python FILE`
+    try:
+        scope = runpy.run_path(path, run_name="__graphdl_cli__")
+    finally:
+        sys.path.remove(folder)
     if output not in scope:
         raise SystemExit(f"graphdl: {path} defines no {output!r} (name the output with --output)")
     node = scope[output]

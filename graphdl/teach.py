@@ -98,6 +98,7 @@ class Explanation:
         if not c.has_values:
             raise GraphError("explain needs input values: gd.explain(f, values={...})")
         self.out = c.handle(c.output)
+        self._named = {}  # gate node id -> its expression in handles (v5 -> "h1·w5")
         self.forward = [(g, self._forward(g)) for g in c.gates if g.kind != "const"]
         self.steps = self._steps() if c.has_grads else []
         self.gradients = self._gradients() if c.has_grads else []
@@ -129,6 +130,7 @@ class Explanation:
         expr, syms = self._gate_expr(gate)
         if expr is not None and all(np.ndim(c.value(s)) == 0 for s in syms.values()):
             named = _plug(expr, {k: sympy.Symbol(c.handle(n)) for k, n in syms.items()})
+            self._named[id(gate.node)] = _text(named)
             plugged = _plug(expr, {k: _numsym(c.value(n), self.digits) for k, n in syms.items()})
             text = f"{gate.handle} = {_text(named)}"
             for more in (_text(plugged), self.num(value)):
@@ -189,7 +191,10 @@ class Explanation:
         for gate, k in consumers.get(id(node), []):
             g = c.wire_grad(gate, k)
             if g is not None:
-                parts.append((f"{gate.label.replace(chr(10), ' ')} gate ({gate.handle})", g))
+                expr = self._named.get(id(gate.node))
+                who = f"{gate.handle} = {expr}" if expr and len(expr) < 30 else \
+                    f"{gate.label.replace(chr(10), ' ')} gate {gate.handle}"
+                parts.append((who, g))
         return parts
 
     def _steps(self):
