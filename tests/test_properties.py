@@ -25,7 +25,8 @@ def _away_from_kinks(case, margin=1e-4):
     if not kinked:
         return True
     operands = [inp for n in kinked for inp in n.inputs]
-    values = gd.evaluate(operands, case.feeds)
+    used = {n.name for n in gd.topological_order(operands) if n.op.name == "input"}
+    values = gd.evaluate(operands, {k: v for k, v in case.feeds.items() if k in used})
     gaps = []
     for n in kinked:
         k = len(n.inputs)
