@@ -14,11 +14,9 @@ Smoke mode (1 short epoch on a small subset):  GRAPHDL_SMOKE=1 python examples/l
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import data
 import numpy as np
+import training
 
 import graphdl as gd
 
@@ -67,56 +65,21 @@ def build(lr, mu):
     logits = lenet(x, params)
     loss = gd.softmax_cross_entropy(logits, y)
     grads = gd.grad(loss, list(params.values()))
-    updates = {}  # heavy-ball momentum: v' = mu·v - lr·dp, p' = p + v'
-    for p, g in zip(params.values(), grads):
-        v = gd.input("v_" + p.name, p.shape)
-        updates[v] = mu * v - lr * g
-        updates[p] = p + updates[v]
+    updates = training.momentum_updates(list(params.values()), grads, lr, mu)
     return gd.compile(loss, updates=updates), gd.compile(logits)
 
 
-def accuracy(predict, params, x, y, batch=1000):
-    hits = 0
-    for i in range(0, len(x), batch):
-        hits += int(np.sum(np.argmax(predict(x=x[i:i + batch], **params), axis=1) == y[i:i + batch]))
-    return hits / len(x)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training set (default 5; 1 in smoke mode)")
-    args = parser.parse_args()
-    smoke = data.is_smoke()
-    epochs = args.epochs if args.epochs is not None else (1 if smoke else 5)
-    if epochs < 1:
-        parser.error("--epochs must be at least 1")
-
-    x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=smoke)
-    x_train, x_test = as_images(x_train), as_images(x_test)
+    epochs = training.parse_epochs(__doc__.splitlines()[0])
+    x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=data.is_smoke())
+    splits = as_images(x_train), y_train, as_images(x_test), y_test
     rng = np.random.default_rng(SEED)
     params = init_params(rng)
-    velocity = {"v_" + name: np.zeros_like(p) for name, p in params.items()}
     train_step, predict = build(LR, MOMENTUM)
     n_params = sum(p.size for p in params.values())
-    print(f"LeNet: {n_params:,} parameters; input {x_train.shape[1:]}, {len(x_train)} training "
-          f"images, batch {BATCH}, momentum SGD (lr {LR}, mu {MOMENTUM})")
-
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x_train))
-        batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
-        total = 0.0
-        for idx in data.progress(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
-            loss = train_step(x=x_train[idx], y=y_train[idx], **params, **velocity)
-            total += float(loss) * len(idx)
-        acc = accuracy(predict, params, x_test, y_test)
-        print(f"epoch {epoch}: train loss {total / len(x_train):.4f}, test accuracy {acc:.2%} "
-              f"({time.perf_counter() - start:.0f} s)")
-    elapsed = time.perf_counter() - start
-    print(f"trained {epochs} epoch(s) in {elapsed:.1f} s "
-          f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s)")
-    print(f"final test accuracy on {data.dataset_name}: {acc:.2%}")
+    print(f"LeNet: {n_params:,} parameters; input {splits[0].shape[1:]}, {len(splits[0])} "
+          f"training images, batch {BATCH}, momentum SGD (lr {LR}, mu {MOMENTUM})")
+    training.train(train_step, predict, params, splits, epochs, BATCH, rng)
 
 
 if __name__ == "__main__":

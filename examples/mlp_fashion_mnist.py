@@ -11,11 +11,9 @@ Smoke mode (1 epoch on a small subset):  GRAPHDL_SMOKE=1 python examples/mlp_fas
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import data
 import numpy as np
+import training
 
 import graphdl as gd
 
@@ -50,55 +48,19 @@ def build(n_in, lr, mu):
     logits = gd.relu(x @ W1 + b1) @ W2 + b2
     loss = gd.softmax_cross_entropy(logits, y)
     grads = gd.grad(loss, params)
-    # Momentum as plain updates: v' = mu·v - lr·dp, p' = p + v'. All new values are computed
-    # from the old ones before any array is overwritten.
-    updates = {}
-    for p, g in zip(params, grads):
-        v = gd.input("v_" + p.name, p.shape)
-        updates[v] = mu * v - lr * g
-        updates[p] = p + updates[v]
+    updates = training.momentum_updates(params, grads, lr, mu)
     train_step = gd.compile(loss, updates=updates)
     predict = gd.compile(logits)
     return train_step, predict
 
 
-def accuracy(predict, params, x, y):
-    # Logits for the whole test set at once: one more specialization, no Python loop.
-    return float(np.mean(np.argmax(predict(x=x, **params), axis=1) == y))
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training set (default 5; 1 in smoke mode)")
-    args = parser.parse_args()
-    smoke = data.is_smoke()
-    epochs = args.epochs if args.epochs is not None else (1 if smoke else 5)
-    if epochs < 1:
-        parser.error("--epochs must be at least 1")
-
-    x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=smoke)
+    epochs = training.parse_epochs(__doc__.splitlines()[0])
+    splits = data.load_fashion_mnist(smoke=data.is_smoke())
     rng = np.random.default_rng(SEED)
-    params = init_params(x_train.shape[1], rng)
-    velocity = {"v_" + name: np.zeros_like(p) for name, p in params.items()}
-    train_step, predict = build(x_train.shape[1], LR, MOMENTUM)
-
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x_train))
-        batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
-        total = 0.0
-        for idx in data.progress(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
-            # train_step writes the new values back into the arrays of `params` and `velocity`.
-            loss = train_step(x=x_train[idx], y=y_train[idx], **params, **velocity)
-            total += float(loss) * len(idx)
-        acc = accuracy(predict, params, x_test, y_test)
-        print(f"epoch {epoch}: train loss {total / len(x_train):.4f}, test accuracy {acc:.2%}")
-    elapsed = time.perf_counter() - start
-
-    print(f"trained {epochs} epoch(s) in {elapsed:.1f} s "
-          f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s)")
-    print(f"final test accuracy on {data.dataset_name}: {acc:.2%}")
+    params = init_params(splits[0].shape[1], rng)
+    train_step, predict = build(splits[0].shape[1], LR, MOMENTUM)
+    training.train(train_step, predict, params, splits, epochs, BATCH, rng)
 
 
 if __name__ == "__main__":

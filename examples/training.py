@@ -1,0 +1,66 @@
+"""What the training examples share: momentum updates, the --epochs flag, the epoch loop."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import data
+import numpy as np
+
+import graphdl as gd
+
+
+def momentum_updates(params, grads, lr, mu):
+    """Heavy-ball momentum as plain updates: v' = mu·v - lr·dp, p' = p + v'. Each parameter p
+    gets a velocity input "v_<name>"; all new values are computed from the old ones before any
+    array is overwritten."""
+    updates = {}
+    for p, g in zip(params, grads):
+        v = gd.input("v_" + p.name, p.shape)
+        updates[v] = mu * v - lr * g
+        updates[p] = p + updates[v]
+    return updates
+
+
+def parse_epochs(description):
+    """The --epochs flag: 5 by default, 1 in smoke mode."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the training set (default 5; 1 in smoke mode)")
+    epochs = parser.parse_args().epochs
+    epochs = epochs if epochs is not None else (1 if data.is_smoke() else 5)
+    if epochs < 1:
+        parser.error("--epochs must be at least 1")
+    return epochs
+
+
+def accuracy(predict, params, x, y, batch=1000):
+    """Test accuracy, the logits computed `batch` images at a time."""
+    hits = 0
+    for i in range(0, len(x), batch):
+        logits = predict(x=x[i:i + batch], **params)
+        hits += int(np.sum(np.argmax(logits, axis=1) == y[i:i + batch]))
+    return hits / len(x)
+
+
+def train(train_step, predict, params, splits, epochs, batch, rng):
+    """Minibatch epochs with a progress bar; `train_step` writes the new parameters and
+    velocities into the arrays of `params` in place. Returns the final test accuracy."""
+    x_train, y_train, x_test, y_test = splits
+    velocity = {"v_" + name: np.zeros_like(p) for name, p in params.items()}
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(x_train))
+        total = 0.0
+        batches = [order[i:i + batch] for i in range(0, len(order), batch)]
+        for idx in data.progress(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
+            loss = train_step(x=x_train[idx], y=y_train[idx], **params, **velocity)
+            total += float(loss) * len(idx)
+        acc = accuracy(predict, params, x_test, y_test)
+        print(f"epoch {epoch}: train loss {total / len(x_train):.4f}, test accuracy {acc:.2%} "
+              f"({time.perf_counter() - start:.0f} s)")
+    print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f} s "
+          f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s)")
+    print(f"final test accuracy on {data.dataset_name}: {acc:.2%}")
+    return acc
