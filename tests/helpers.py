@@ -44,3 +44,15 @@ def only(feeds, nodes):
     """`feeds` restricted to the inputs `nodes` use (the interpreter refuses unknown names)."""
     names = inputs_of(nodes)
     return {k: v for k, v in feeds.items() if k in names}
+
+
+# The lecture's sigmoid neuron f(w, x) = 1/(1 + e^-(w0·x0 + w1·x1 + w2)) and its slide values.
+NEURON_VALUES = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
+
+
+def neuron():
+    """(f, [w0, x0, w1, x1, w2]) as the lecture's circuit of primitive gates."""
+    w0, x0, w1, x1, w2 = (gd.input(n, (), "float64") for n in NEURON_VALUES)
+    f = 1 / (1 + gd.exp(-(w0 * x0 + w1 * x1 + w2)))
+    f.name = "f"
+    return f, [w0, x0, w1, x1, w2]

@@ -16,15 +16,10 @@ import sympy
 
 import graphdl as gd
 
+from .helpers import NEURON_VALUES, neuron
+
 ROOT = Path(__file__).parents[1]
-VALUES = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
-
-
-def neuron():
-    w0, x0, w1, x1, w2 = (gd.input(n, (), "float64") for n in VALUES)
-    f = 1 / (1 + gd.exp(-(w0 * x0 + w1 * x1 + w2)))
-    f.name = "f"
-    return f, [w0, x0, w1, x1, w2]
+VALUES = NEURON_VALUES
 
 
 def test_one_step_per_gate_with_rules_numbers_and_results():

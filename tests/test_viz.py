@@ -11,16 +11,11 @@ import pytest
 import graphdl as gd
 from graphdl.circuit import fmt
 
+from .helpers import NEURON_VALUES, neuron
+
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
-VALUES = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
-
-
-def neuron():
-    w0, x0, w1, x1, w2 = (gd.input(n, (), "float64") for n in VALUES)
-    f = 1 / (1 + gd.exp(-(w0 * x0 + w1 * x1 + w2)))
-    f.name = "f"
-    return f, [w0, x0, w1, x1, w2]
+VALUES = NEURON_VALUES
 
 
 def labels(dot):
