@@ -120,37 +120,67 @@ def _max_pool2d(windows):
 
 
 def _max_pool2d_route(windows):
-    """Per kernel position, where it holds its window's maximum first in scan order."""
+    """The window maxima and each window's arg-max: the kernel position (index into the scan
+    order of `slices`) of its first maximum, a NaN winning as in the reference. A dict, so
+    that a forward pass and its gradients can share one (`route["max"]`, `route["arg"]`)."""
     xp, slices, crop = windows
     y = xp[slices[0]].copy(order="K")
-    for s in slices[1:]:
-        numpy.maximum(y, xp[s], out=y)
-    free = numpy.ones(y.shape, dtype=bool)
-    hits = []
-    for s in slices:
-        hit = (xp[s] == y) & free
-        free &= ~hit
-        hits.append(hit)
-    return xp.shape, slices, crop, hits
+    arg = numpy.zeros(y.shape, dtype=numpy.uint8 if len(slices) < 256 else numpy.intp)
+    wins, k_wins = numpy.empty(y.shape, dtype=bool), numpy.empty_like(arg)
+    for k, s in enumerate(slices[1:], 1):  # a later win has a larger k: arg = max(k * win)
+        v = xp[s]
+        numpy.greater(v, y, out=wins)
+        numpy.maximum(arg, numpy.multiply(wins, arg.dtype.type(k), out=k_wins), out=arg)
+        numpy.maximum(y, v, out=y)
+    stuck = y == -numpy.inf  # only -inf cells: the first real one wins, not the padding
+    if stuck.any() and xp.shape[2:] != (crop[2].stop - crop[2].start,
+                                         crop[3].stop - crop[3].start):
+        real = numpy.zeros(xp.shape[2:], dtype=bool)
+        real[crop[2:]] = True
+        first = numpy.argmax(numpy.stack([real[s[2:]] for s in slices]), axis=0)
+        arg[stuck] = numpy.broadcast_to(first, y.shape)[stuck]
+    if numpy.isnan(y).any():  # the first NaN wins, where there is one
+        arg[numpy.isnan(y)] = numpy.argmax(numpy.isnan(numpy.stack([xp[s] for s in slices])),
+                                           axis=0)[numpy.isnan(y)]
+    return {"like": xp, "slices": slices, "crop": crop, "max": y, "arg": arg}
+
+
+def _select_bits(mask, a, out):
+    """`out[...] = numpy.where(mask, a, 0)` for float a, bit for bit (+0.0 where not mask), by
+    AND-ing a's bits with a mask of ones: no branch per element (numpy.where is an order of
+    magnitude slower on unpredictable masks)."""
+    bits = numpy.dtype(f"u{a.dtype.itemsize}")
+    ones = numpy.negative(mask, dtype=bits)  # True -> all ones, False -> 0
+    numpy.bitwise_and(a.view(bits), ones, out=out.view(bits))
+    return out
 
 
 def _max_pool2d_grad(g, route):
-    """g routed to each window's arg-max (summed where windows overlap)."""
-    shape, slices, crop, hits = route
-    dx = numpy.zeros(shape, dtype=g.dtype)
-    for s, hit in zip(slices, hits):
-        numpy.add(dx[s], g, out=dx[s], where=hit)
-    return dx[crop]
+    """g routed to each window's arg-max (summed where windows overlap), in the memory order
+    of the pooled input."""
+    dx = numpy.zeros_like(route["like"], dtype=g.dtype)
+    slices, arg = route["slices"], route["arg"]
+    if _disjoint(slices) and g.dtype.kind == "f":  # each cell in one window at most
+        for k, s in enumerate(slices):
+            _select_bits(arg == k, g, dx[s])
+        return dx[route["crop"]]
+    for k, s in enumerate(slices):
+        numpy.add(dx[s], g, out=dx[s], where=arg == k)
+    return dx[route["crop"]]
+
+
+def _disjoint(slices):
+    """Whether pooling windows never overlap: each window's extent is within one stride."""
+    return all(max(s[a].start for s in slices) < slices[0][a].step for a in (2, 3))
 
 
 def _max_pool2d_select(u, route):
     """u read at each window's arg-max."""
-    shape, slices, crop, hits = route
-    up = numpy.zeros(shape, dtype=u.dtype)
-    up[crop] = u
-    y = numpy.zeros(hits[0].shape, dtype=u.dtype)
-    for s, hit in zip(slices, hits):
-        numpy.copyto(y, up[s], where=hit)
+    up = numpy.zeros_like(route["like"], dtype=u.dtype)
+    up[route["crop"]] = u
+    y = numpy.zeros_like(route["max"], dtype=u.dtype)
+    for k, s in enumerate(route["slices"]):
+        numpy.copyto(y, up[s], where=route["arg"] == k)
     return y
 
 
@@ -185,6 +215,7 @@ def _avg_pool2d_grad(g, windows, divisor):
 
 
 KERNELS = [_im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
-           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _avg_divisor,
+           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _select_bits,
+           _disjoint, _avg_divisor,
            _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}

@@ -179,6 +179,17 @@ HELPERS = {  # emitted into a generated module only when its code calls them
     e = numpy.exp(-numpy.abs(a))
     return numpy.where(a >= 0, 1, e) / (1 + e)
 ''',
+    "_where": '''def _where(c, a, b):
+    """numpy.where(c, a, b), bit for bit. Where b is +0 and a a float array of c's shape, a is
+    selected through a mask of ones (all bits where c, none elsewhere): no branch per element,
+    where numpy.where is an order of magnitude slower on unpredictable masks such as ReLU's."""
+    if not (isinstance(c, numpy.ndarray) and c.dtype == bool and isinstance(a, numpy.ndarray)
+            and a.dtype.kind == "f" and c.shape == a.shape and isinstance(b, (int, float))
+            and b == 0 and not numpy.signbit(b)):
+        return numpy.where(c, a, b)
+    bits = numpy.dtype(f"u{a.dtype.itemsize}")
+    return numpy.bitwise_and(a.view(bits), numpy.negative(c, dtype=bits)).view(a.dtype)
+''',
     "_unslice": '''def _unslice(g, shape, dtype, index):
     out = numpy.zeros(shape, dtype=dtype)
     out[index] = g
@@ -216,6 +227,13 @@ def _pool_windows(n, x_text, out, fill):
             f"{tuple(out)}, {fill})")
 
 
+def _max_route(n, x):
+    """The call that finds the window maxima and arg-maxes of x for a max-pool family node;
+    the same text for a forward node and its gradients, so one statement can serve them all."""
+    pooled = n.shape[2:] if n.op.name != "max_pool2d_grad" else n.inputs[0].shape[2:]
+    return f"_max_pool2d_route({_pool_windows(n, x.text, pooled, '-numpy.inf')})"
+
+
 def _avg_divisor(n, shape, out):
     a = n.attrs
     return (f"_avg_divisor({tuple(shape[2:])}, {a['kernel']}, {a['stride']}, {a['padding']}, "
@@ -232,14 +250,13 @@ STRUCTURED.update({
     "conv2d_input_grad": lambda n, g, w, like: _call(
         f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
         f"{_geometry(n, n.inputs[1].shape[2:])})"),
-    "max_pool2d": lambda n, x: _call(
-        f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')})"),
-    "max_pool2d_grad": lambda n, g, x: _call(
-        f"_max_pool2d_grad({g.text}, _max_pool2d_route("
-        f"{_pool_windows(n, x.text, n.inputs[0].shape[2:], '-numpy.inf')}))"),
-    "max_pool2d_select": lambda n, u, x: _call(
-        f"_max_pool2d_select({u.text}, _max_pool2d_route("
-        f"{_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')}))"),
+    "max_pool2d": lambda n, x, route=None: _call(
+        f"{route}['max']" if route
+        else f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')})"),
+    "max_pool2d_grad": lambda n, g, x, route=None: _call(
+        f"_max_pool2d_grad({g.text}, {route or _max_route(n, x)})"),
+    "max_pool2d_select": lambda n, u, x, route=None: _call(
+        f"_max_pool2d_select({u.text}, {route or _max_route(n, x)})"),
     "avg_pool2d": lambda n, x: _call(
         f"_avg_pool2d({_pool_windows(n, x.text, n.shape[2:], 0)}, "
         f"{_avg_divisor(n, n.inputs[0].shape, n.shape[2:])})"),
@@ -249,6 +266,8 @@ STRUCTURED.update({
         f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
 })
 HELPERS.update(conv_kernels.HELPERS)
+# helpers that a helper calls itself, emitted along with it
+HELPER_NEEDS = {h: {o for o in HELPERS if o != h and o + "(" in src} for h, src in HELPERS.items()}
 
 
 def reads_once(consumer, position):
@@ -332,6 +351,7 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     params = [namer(n.name) for n in inputs]
     exprs = {id(n): Expr(p, ATOM) for n, p in zip(inputs, params)}
     consts, body, helpers = [], [], set()
+    shared, hoisted = _shared_work(kernels), {}  # node id -> text of the shared call; text -> name
 
     def arg(inp, consumer):
         while consumer is not None and _implicit_broadcast(inp, consumer, fused):
@@ -352,7 +372,16 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
         if node.op.name == "const":
             continue
         args = [arg(i, node) for i in node.inputs]
-        expr = emit(node, args)
+        if id(node) in shared:  # one statement computes what a group of nodes reads
+            ids, make = shared[id(node)]
+            text = make(node, args)
+            if text not in hoisted:
+                hoisted[text] = namer(SHARED_NAMES[node.op.name])
+                helpers.update(h for h in HELPERS if h + "(" in text)
+                body.append(f"    {hoisted[text]} = {text}  # nodes {ids}: one arg-max search")
+            expr = emit(node, args, hoisted[text])
+        else:
+            expr = emit(node, args)
         helpers.update(h for h in HELPERS if h + "(" in expr.text)
         if id(node) in fused:
             exprs[id(node)] = expr
@@ -373,6 +402,7 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
             temps.add(id(node))
     if debug:
         helpers.add("_check")
+    helpers.update(*(HELPER_NEEDS[h] for h in list(helpers)))
 
     returns = [_output(o, exprs, arg) for o in outputs]
     for target, value, form in writes:  # after every read of the old values
@@ -432,7 +462,34 @@ def _implicit_broadcast(inp, consumer, fused):
     return broadcast_dims(shapes) == consumer.shape
 
 
-def emit(node, args):
+SHARED_NAMES = {"max_pool2d": "pool_route", "max_pool2d_grad": "pool_route",
+                "max_pool2d_select": "pool_route"}
+
+
+def _shared_work(kernels):
+    """Statements that several kernels can share: node id -> a function of (node, args) giving
+    the shared call's text. A forward max-pool and its gradient (or select) nodes on the same
+    input with the same attributes share one `_max_pool2d_route`: the arg-max found while
+    pooling is not searched for again."""
+    groups = {}
+    for k in kernels:
+        n = k.node
+        if n.op.name in SHARED_NAMES:
+            x = n.inputs[0] if n.op.name == "max_pool2d" else n.inputs[1]
+            groups.setdefault((id(x), tuple(sorted(n.attrs.items()))), []).append(n)
+    shared = {}
+    for members in groups.values():
+        if len(members) > 1:
+            ids = ", ".join(str(n.id) for n in members)
+            for n in members:
+                position = 0 if n.op.name == "max_pool2d" else 1
+                shared[id(n)] = ids, lambda n, args, p=position: _max_route(n, args[p])
+    return shared
+
+
+def emit(node, args, route=None):
+    if route is not None:
+        return STRUCTURED[node.op.name](node, *args, route=route)
     if node.op.kind == "elementwise":
         if node.op.sym is None:
             raise NotImplementedError(f"op {node.op.name} has no SymPy form to print")

@@ -35,7 +35,7 @@ class GraphdlNumPyPrinter(NumPyPrinter):
 
     def _print_Where(self, expr):
         c, a, b = (self._print(x) for x in expr.args)
-        return f"numpy.where({c}, {a}, {b})"
+        return f"_where({c}, {a}, {b})"  # a helper of the generated module: numpy.where, faster
 
     def _print_Cast(self, expr):
         return f"numpy.asarray({self._print(expr.args[0])}, dtype=numpy.{expr.args[1].name})"

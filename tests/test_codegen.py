@@ -245,8 +245,9 @@ def test_generated_names_follow_user_names():
         assert name in src
     assert f"def run({', '.join(fn.input_names)}):" in src
     assert sorted(fn.input_names) == ["W1", "W2", "b1", "b2", "x", "y"]
-    body = [line for line in src.splitlines() if line.startswith("    ") and "=" in line]
-    assert all("# node" in line for line in body)
+    run = src[src.index("def run("):]  # the helpers above it are not statements of the graph
+    body = [line for line in run.splitlines() if line.startswith("    ") and "=" in line]
+    assert body and all("# node" in line for line in body)
 
 
 def test_elementwise_chains_fuse_into_one_statement():
@@ -338,3 +339,20 @@ def test_identity_user_op_never_lets_a_later_statement_overwrite_the_input():
     fed = np.array([0.0, 1.0, 2.0])
     np.testing.assert_allclose(fn(x=fed), 2 * np.exp([0.0, 1.0, 2.0]))
     assert np.array_equal(fed, [0.0, 1.0, 2.0])
+
+
+def test_where_helper_is_numpy_where_bit_for_bit(rng):
+    namespace = {"numpy": np}
+    exec(numpy_backend.HELPERS["_where"], namespace)  # noqa: S102 - the backend's own helper
+    where = namespace["_where"]
+    for dtype in (np.float16, np.float32, np.float64):
+        a = rng.standard_normal((5, 7)).astype(dtype)
+        a.flat[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+        c = rng.random((5, 7)) < 0.5
+        ints = rng.integers(-3, 3, (5, 7))
+        for args in ((c, a, 0.0), (c, a, 0), (c.T, a.T, 0.0), (c, a, -0.0), (c, a, 1.5),
+                     (c[:, :1], a, 0.0), (c, 2.0, a), (c.astype(int), a, 0.0),
+                     (c, ints, 0.0), (c, a, np.float32(0))):
+            got, want = where(*args), np.where(*args)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert got.tobytes() == want.tobytes()

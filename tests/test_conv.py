@@ -376,6 +376,27 @@ def test_compiled_max_pool_gradients_match_interpreter(cfg, rng):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("cfg", MAX_CONFIGS + ONNX_MAX)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pool_and_its_gradients_share_one_arg_max_search(cfg, dtype, rng):
+    """The forward pool keeps its arg-max for the gradient and select nodes (one
+    `_max_pool2d_route` statement); ties, NaN and infinities route as in the interpreter."""
+    x, y = build_max(cfg, gd.input("x", cfg[0], dtype))
+    (dx,) = gd.grad(gd.sum(y * y), [x])
+    (ddx,) = gd.grad(gd.sum(dx * dx * x), [x])  # max_pool2d_select on the same x
+    fn = gd.compile([y, dx, ddx])
+    run = fn.source[fn.source.index("def run("):]
+    assert run.count("_max_pool2d_route(") == 1 and "_max_pool2d(" not in run
+    assert "_max_pool2d_route(" not in gd.compile(y).source  # inference: the plain maximum
+    special = rng.integers(0, 3, x.shape).astype(dtype)
+    special.flat[rng.choice(special.size, 4, replace=False)] = [np.nan, np.inf, -np.inf, -0.0]
+    for xv in (rng.integers(0, 3, x.shape).astype(dtype), special,
+               np.full(x.shape, -np.inf, dtype), rng.standard_normal(x.shape).astype(dtype)):
+        for got, want in zip(fn(x=xv), gd.evaluate([y, dx, ddx], x=xv), strict=True):
+            assert got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+
+
 def test_compiled_cnn_with_unknown_batch_and_saved_module(tmp_path, rng):
     x = gd.input("x", (None, 1, 12, 12))
     w1, b1 = gd.input("w1", (4, 1, 3, 3)), gd.input("b1", (4,))
