@@ -19,6 +19,19 @@ import inspect
 import numpy
 
 
+def _scratch(size, dtype, done=None):
+    """A flat work buffer of `size` elements from this module's pool, or `done` given back to
+    it. Megabyte arrays allocated afresh on every call cost page faults on every call (the
+    allocator hands such blocks back to the system); a pooled one is reused. One buffer per
+    size and dtype is kept; threads that find it taken get a new one."""
+    pool = _scratch.__dict__.setdefault("pool", {})
+    if done is not None:
+        pool[done.size, done.dtype.str] = done
+        return None
+    buffer = pool.pop((size, numpy.dtype(dtype).str), None)
+    return numpy.empty(size, dtype=dtype) if buffer is None else buffer
+
+
 def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
     (C*kh*kw, n*OH*OW) for a slice of n images at a time: yields (first, last, columns).
@@ -31,7 +44,7 @@ def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
     per = max(1, min(n, budget // (c * kh * kw * oh * ow * x.itemsize)))
-    buffer = numpy.empty(c * kh * kw * per * oh * ow, dtype=x.dtype)
+    buffer = _scratch(c * kh * kw * per * oh * ow, x.dtype)
     xt = x.transpose(1, 0, 2, 3)
     for first in range(0, n, per):
         last = min(n, first + per)
@@ -42,6 +55,7 @@ def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
                 cols[:, i, j] = xt[:, first:last, i * dh:i * dh + (oh - 1) * sh + 1:sh,
                                    j * dw:j * dw + (ow - 1) * sw + 1:sw]
         yield first, last, cols.reshape(c * kh * kw, -1)
+    _scratch(0, None, done=buffer)
 
 
 def _conv2d(columns, w, groups, shape):
@@ -71,17 +85,21 @@ def _conv2d_weight_grad(columns, g, groups, shape):
 
 
 def _conv2d_cols(g, w, groups):
-    """Wᵀ g: the input gradient as columns (C*kh*kw, N*OH*OW), for `_col2im`."""
+    """Wᵀ g: the input gradient as columns (C*kh*kw, N*OH*OW), for `_col2im`, which gives
+    their scratch buffer back."""
     o = w.shape[0]
     k = w.size // o
     g2 = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
-    cols = numpy.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1), g2)
+    dtype = numpy.result_type(g, w)
+    cols = _scratch(groups * k * g2.shape[2], dtype).reshape(groups, k, -1)
+    numpy.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1), g2, out=cols)
     return cols.reshape(groups * k, -1)
 
 
 def _col2im(cols, shape, kernel, stride, padding, dilation):
     """The transpose of `_im2col`: columns summed back into an (N, C, H, W) array (a view of
-    channel-major memory), one strided add per kernel position."""
+    channel-major memory), one strided add per kernel position. The columns come from
+    `_conv2d_cols`; their buffer goes back to the scratch pool."""
     n, c, h, w = shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
@@ -92,6 +110,7 @@ def _col2im(cols, shape, kernel, stride, padding, dilation):
         for j in range(kw):
             out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
                 j * dw:j * dw + (ow - 1) * sw + 1:sw] += cols[:, i, j]
+    _scratch(0, None, done=cols.base)
     return out[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3)
 
 
@@ -214,7 +233,7 @@ def _avg_pool2d_grad(g, windows, divisor):
     return dx[crop]
 
 
-KERNELS = [_im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
+KERNELS = [_scratch, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
            _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _select_bits,
            _disjoint, _avg_divisor,
            _avg_pool2d, _avg_pool2d_grad]

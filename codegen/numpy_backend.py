@@ -187,8 +187,11 @@ HELPERS = {  # emitted into a generated module only when its code calls them
             and a.dtype.kind == "f" and c.shape == a.shape and isinstance(b, (int, float))
             and b == 0 and not numpy.signbit(b)):
         return numpy.where(c, a, b)
-    bits = numpy.dtype(f"u{a.dtype.itemsize}")
-    return numpy.bitwise_and(a.view(bits), numpy.negative(c, dtype=bits)).view(a.dtype)
+    out = numpy.empty_like(a)
+    bits = out.view(f"u{a.dtype.itemsize}")
+    numpy.negative(c, out=bits, dtype=bits.dtype)  # True -> all ones, False -> 0
+    numpy.bitwise_and(bits, a.view(bits.dtype), out=bits)
+    return out
 ''',
     "_unslice": '''def _unslice(g, shape, dtype, index):
     out = numpy.zeros(shape, dtype=dtype)
