@@ -397,6 +397,27 @@ def test_max_pool_and_its_gradients_share_one_arg_max_search(cfg, dtype, rng):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
 
 
+def test_pooled_scratch_buffers_never_leak_between_calls(rng):
+    """im2col slices (cols of 15 MB here: several slices) and input-gradient columns come
+    from a pool reused across calls: results of one call survive the next and match the
+    interpreter."""
+    x, w = f64("x", (20, 3, 40, 40)), f64("w", (4, 3, 5, 5))
+    y = gd.conv2d(x, w)
+    u = gd.constant(rng.standard_normal(y.shape))
+    dx, dw = gd.grad(gd.sum(gd.relu(y) * u), [x, w])
+    fn = gd.compile([y, dx, dw])
+    feeds = [{"x": rng.standard_normal(x.shape), "w": rng.standard_normal(w.shape)}
+             for _ in range(2)]
+    first = fn(feeds[0])
+    kept = [a.copy() for a in first]
+    second = fn(feeds[1])
+    for got, copy in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(got, copy)
+    for feed, got in zip(feeds, (first, second), strict=True):
+        for a, want in zip(got, gd.evaluate([y, dx, dw], feed), strict=True):
+            np.testing.assert_allclose(a, want, rtol=1e-10, atol=1e-10)
+
+
 def test_compiled_cnn_with_unknown_batch_and_saved_module(tmp_path, rng):
     x = gd.input("x", (None, 1, 12, 12))
     w1, b1 = gd.input("w1", (4, 1, 3, 3)), gd.input("b1", (4,))
