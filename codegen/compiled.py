@@ -58,7 +58,7 @@ class Compiled:
             updates = list(zip(final[n_out + n_upd:], final[n_out:n_out + n_upd]))
             inputs = [leaf.input(n.name, shape, n.dtype.name) for n, shape in zip(self.inputs, key)]
             source, kernels = self._generate(final[:n_out], inputs, updates)
-            program = Program(source, kernels, reports, f"<graphdl {len(self._programs)} {key}>")
+            program = Program(source, kernels, reports, f"<graphdl program {id(self)}.{len(self._programs)}>")
             self._programs[key] = program
             self.compile_seconds += time.perf_counter() - start
         self._last = program

@@ -97,13 +97,14 @@ class ConstValue:
     """A constant's array, hashed by dtype, shape and bytes (`1 == 1.0 == True`, `0.0 == -0.0`
     in Python, yet they are different constants)."""
 
-    __slots__ = ("_key", "array")
+    __slots__ = ("_key", "_text", "array")
 
     def __init__(self, array):
         array = np.array(array)  # a private copy: the graph must not see later mutation
         array.flags.writeable = False
         self.array = array
         self._key = (array.dtype.str, array.shape, array.tobytes())
+        self._text = None
 
     def __eq__(self, other):
         return isinstance(other, ConstValue) and self._key == other._key
@@ -114,7 +115,12 @@ class ConstValue:
     def __lt__(self, other):  # attrs are sorted by key; values never compare in practice
         return self._key < other._key
 
-    def __repr__(self):
+    def __repr__(self):  # formatting NumPy numbers is slow, and messages and comments repeat it
+        if self._text is None:
+            self._text = self._format()
+        return self._text
+
+    def _format(self):
         if self.array.ndim == 0:
             return str(self.array)
         if self.array.size <= 6:
