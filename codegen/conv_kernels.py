@@ -1,9 +1,14 @@
 """NumPy kernels for convolution and pooling, emitted as source into generated modules.
 
 Each function here is copied (`inspect.getsource`) into a generated module that calls it, so it
-may use only `numpy` and must not call another helper unless the generated statement names both
-(the backend emits the helpers a statement's text mentions). The NumPy backend's templates
-spell out the steps, e.g. `_conv2d(_im2col(x, ...), w, ...)`.
+may use only `numpy`. The backend emits the helpers a statement's text mentions and the helpers
+those call (`numpy_backend.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
+e.g. `_conv2d(_im2col(x, ...), w, ...)`.
+
+Max-pooling finds each window's arg-max once: where the graph also holds the pool's gradient
+(or select) on the same input, one `_max_pool2d_route` statement serves the forward node and
+its gradients. Large work buffers (im2col slices, input-gradient columns) come from a pool kept
+by `_scratch` for the module's lifetime, so they are not page-faulted in again on every call.
 
 Layout: one matrix product per convolution. `_im2col` copies the windows of x into columns
 (C·kh·kw, N·OH·OW); the product with the weights (O, C·kh·kw) gives (O, N·OH·OW), returned as
