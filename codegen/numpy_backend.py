@@ -179,18 +179,21 @@ HELPERS = {  # emitted into a generated module only when its code calls them
     e = numpy.exp(-numpy.abs(a))
     return numpy.where(a >= 0, 1, e) / (1 + e)
 ''',
-    "_where": '''def _where(c, a, b):
-    """numpy.where(c, a, b), bit for bit. Where b is +0 and a a float array of c's shape, a is
-    selected through a mask of ones (all bits where c, none elsewhere): no branch per element,
-    where numpy.where is an order of magnitude slower on unpredictable masks such as ReLU's."""
+    "_where": '''def _where(c, a, b, out=None):
+    """numpy.where(c, a, b), bit for bit, into `out` if given (which may be a). Where b is +0
+    and a a float array of c's shape, a's bits (as unsigned integers) are multiplied by c: no
+    branch per element, where numpy.where is an order of magnitude slower on unpredictable
+    masks such as ReLU's."""
     if not (isinstance(c, numpy.ndarray) and c.dtype == bool and isinstance(a, numpy.ndarray)
             and a.dtype.kind == "f" and c.shape == a.shape and isinstance(b, (int, float))
             and b == 0 and not numpy.signbit(b)):
-        return numpy.where(c, a, b)
-    out = numpy.empty_like(a)
+        if out is None:
+            return numpy.where(c, a, b)
+        numpy.copyto(out, numpy.where(c, a, b))
+        return out
+    out = numpy.empty_like(a) if out is None else out
     bits = out.view(f"u{a.dtype.itemsize}")
-    numpy.negative(c, out=bits, dtype=bits.dtype)  # True -> all ones, False -> 0
-    numpy.bitwise_and(bits, a.view(bits.dtype), out=bits)
+    numpy.multiply(a.view(bits.dtype), c, out=bits)  # a's bits times 1 or 0: exact, in place
     return out
 ''',
     "_unslice": '''def _unslice(g, shape, dtype, index):
@@ -425,7 +428,8 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
 UFUNCS = {"add": "numpy.add", "sub": "numpy.subtract", "mul": "numpy.multiply",
           "div": "numpy.true_divide", "neg": "numpy.negative", "exp": "numpy.exp",
           "log": "numpy.log", "sqrt": "numpy.sqrt", "tanh": "numpy.tanh",
-          "maximum": "numpy.maximum", "minimum": "numpy.minimum"}
+          "maximum": "numpy.maximum", "minimum": "numpy.minimum",
+          "where": "_where"}  # not a ufunc, but it takes `out=` and prints as this call
 
 
 FRESH_STRUCTURED = {"matmul", "sum", "max", "min", "concatenate", "take", "unslice",

@@ -356,3 +356,8 @@ def test_where_helper_is_numpy_where_bit_for_bit(rng):
             got, want = where(*args), np.where(*args)
             assert got.dtype == want.dtype and got.shape == want.shape
             assert got.tobytes() == want.tobytes()
+            if isinstance(args[1], np.ndarray) and args[1].shape == want.shape \
+                    and args[1].dtype == want.dtype:  # in place, as generated code reuses a
+                inplace = args[1].copy()
+                assert where(args[0], inplace, args[2], out=inplace) is inplace
+                assert inplace.tobytes() == want.tobytes()
