@@ -277,6 +277,8 @@ HELPER_NEEDS = {h: {o for o in HELPERS if o != h and o + "(" in src} for h, src 
 
 
 def reads_once(consumer, position):
+    if consumer.op.name == "relu":  # its input gets a statement, so that both can run in place
+        return False                # (`numpy.add(y, b, out=y)`, `numpy.maximum(y, 0, out=y)`)
     if consumer.op.kind == "elementwise" and consumer.op.sym is not None:
         uses = elementwise_template(consumer).uses
         return position < len(uses) and uses[position] == 1
@@ -395,8 +397,9 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
         note = comment(f"node {node.id}: {describe(node, 2)}")
         buffer = None if debug else _reusable(node, args, temps, uses)
         if buffer is not None:  # the last use of a temporary of the same shape: overwrite it
-            body.append(f"    {UFUNCS[node.op.name]}({', '.join(a.text for a in args)}, "
-                        f"out={buffer.text})  # {note}")
+            call = (expr.text[:-1] if node.op.name == "relu"  # numpy.maximum(a, 0)
+                    else f"{UFUNCS[node.op.name]}({', '.join(a.text for a in args)}")
+            body.append(f"    {call}, out={buffer.text})  # {note}")
             exprs[id(node)] = buffer
             temps.add(id(node))
             continue
@@ -429,7 +432,8 @@ UFUNCS = {"add": "numpy.add", "sub": "numpy.subtract", "mul": "numpy.multiply",
           "div": "numpy.true_divide", "neg": "numpy.negative", "exp": "numpy.exp",
           "log": "numpy.log", "sqrt": "numpy.sqrt", "tanh": "numpy.tanh",
           "maximum": "numpy.maximum", "minimum": "numpy.minimum",
-          "where": "_where"}  # not a ufunc, but it takes `out=` and prints as this call
+          "where": "_where",  # not a ufunc, but it takes `out=` and prints as this call
+          "relu": "numpy.maximum"}  # printed as numpy.maximum(a, 0)
 
 
 FRESH_STRUCTURED = {"matmul", "sum", "max", "min", "concatenate", "take", "unslice",

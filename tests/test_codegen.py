@@ -361,3 +361,20 @@ def test_where_helper_is_numpy_where_bit_for_bit(rng):
                 inplace = args[1].copy()
                 assert where(args[0], inplace, args[2], out=inplace) is inplace
                 assert inplace.tobytes() == want.tobytes()
+
+
+def test_relu_runs_in_place_and_its_mask_reads_the_output(rng):
+    """relu's pullback masks with relu(a) > 0 (the same cells as a > 0, NaN included), so the
+    pre-activation is dead after the forward pass: bias add and relu overwrite one buffer."""
+    x, w, b = gd.input("x", (4, 3)), gd.input("w", (3, 5)), gd.input("b", (5,))
+    h = gd.relu(x @ w + b)
+    loss = gd.sum(h * h)
+    grads = gd.grad(loss, [x, w, b])
+    fn = gd.compile([h, *grads])
+    assert "numpy.maximum(matmul, 0, out=matmul)" in fn.source
+    feeds = {"x": rng.standard_normal((4, 3)).astype(np.float32),
+             "w": rng.standard_normal((3, 5)).astype(np.float32),
+             "b": np.array([0.0, -0.0, np.nan, 1.0, -1.0], np.float32)}
+    feeds["x"][0] = 0.0  # pre-activations exactly b: zeros of both signs, NaN
+    for got, want in zip(fn(feeds), gd.evaluate([h, *grads], feeds), strict=True):
+        np.testing.assert_array_equal(got, want)

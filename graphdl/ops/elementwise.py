@@ -152,9 +152,11 @@ SIGMOID = elementwise("sigmoid", Sigmoid, stable_sigmoid,
 SOFTPLUS = elementwise("softplus", Softplus, lambda a: np.logaddexp(0, a),
                        lambda n, g: [g * SIGMOID(n.inputs[0])], floating("softplus"))
 
-# relu: max(a, 0); relu'(0) = 0 as in PyTorch (the lecture's table says 1 for x ≥ 0).
+# relu: max(a, 0); relu'(0) = 0 as in PyTorch (the lecture's table says 1 for x ≥ 0). The mask
+# reads the output (a > 0 exactly where relu(a) > 0, NaN included), so a itself is dead after
+# the forward pass and generated code can compute relu in place.
 RELU = elementwise("relu", Relu, lambda a: np.maximum(a, 0),
-                   lambda n, g: [WHERE(GREATER(n.inputs[0], 0), g, 0)])
+                   lambda n, g: [WHERE(GREATER(n, 0), g, 0)])
 
 
 def _extremum_pullback(winner):
