@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import ROOT, source_version
 
-ROOT = Path(__file__).resolve().parent.parent
 WIDTH, BATCH = 64, 16
 
 
@@ -46,16 +46,6 @@ def data(layers, seed=0):
           for _ in range(layers)]
     bs = [(rng.standard_normal(WIDTH) * 0.1).astype(np.float32) for _ in range(layers)]
     return x, Ws, bs
-
-
-def source_version():
-    """The graphdl working tree measured: `git describe --always --dirty`, if it is a checkout."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                             capture_output=True, text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def reference_loss(x, Ws, bs):

@@ -35,11 +35,10 @@ import platform
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
+from machine import ROOT, cpu_model, source_version
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphdl as gd
@@ -55,28 +54,6 @@ STEP_FLOPS = sum(2 * m * n * k for m, n, k in GEMMS)
 
 
 # ---------------------------------------------------------------- the machine
-def source_version():
-    """The graphdl working tree measured: `git describe --always --dirty`, if it is a checkout."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                             capture_output=True, text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def blas_info():
     """Which BLAS NumPy runs: library, version, kernel (core type) and threads."""
     env = {k: os.environ.get(k, "<unset>") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
