@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import partial
 
 from codegen import numpy_backend
@@ -14,7 +15,8 @@ from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape, graph_inputs
 
 BACKENDS = {"numpy": numpy_backend.generate}
-_cache = {}
+_cache = OrderedDict()  # the most recently used compiled functions, by graph and options
+CACHE_SIZE = 128
 
 
 def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=None,
@@ -37,11 +39,15 @@ def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=
     updates = _check_updates(updates or {})
     options = {"optimize": bool(optimize), "stabilize": bool(stabilize)}
     key = (tuple(outputs), single, tuple(updates), backend, debug, tuple(options.items()))
-    if key not in _cache:
-        roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
-        inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
-        generate = partial(BACKENDS[backend], debug=debug)
-        _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
+    inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
+    generate = partial(BACKENDS[backend], debug=debug)
+    _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
+    if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
+        _cache.popitem(last=False)
     return _cache[key]
 
 

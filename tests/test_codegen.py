@@ -378,3 +378,12 @@ def test_relu_runs_in_place_and_its_mask_reads_the_output(rng):
     feeds["x"][0] = 0.0  # pre-activations exactly b: zeros of both signs, NaN
     for got, want in zip(fn(feeds), gd.evaluate([h, *grads], feeds), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_compile_cache_is_bounded():
+    x = gd.input("x", (2,))
+    first = gd.compile(x * 1.5)
+    for k in range(codegen.CACHE_SIZE):
+        gd.compile(x + float(k))
+    assert len(codegen._cache) <= codegen.CACHE_SIZE
+    assert gd.compile(x * 1.5) is not first  # evicted, so compiled anew
