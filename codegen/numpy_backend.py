@@ -20,7 +20,7 @@ import sympy
 from codegen import conv_kernels
 from codegen.printers import GraphdlNumPyPrinter
 from codegen.schedule import schedule
-from graphdl.ir import describe, topological_order
+from graphdl.ir import describe
 from graphdl.ops.elementwise import broadcast_dims
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
@@ -353,7 +353,8 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     ((input node, new value node) pairs, written in place after everything is computed)."""
     writes = [_write(target, value) for target, value in updates]
     roots = list(outputs) + [value for _, value, _ in writes]
-    kernels, fused, uses = schedule(roots, reads_once, fuse=not debug)
+    plan = schedule(roots, reads_once, fuse=not debug)
+    kernels, fused, uses = plan.kernels, plan.fused, plan.uses
     temps = set()  # ids of statement results no output holds: reusable as `out=` buffers
     namer = Namer()
     params = [namer(n.name) for n in inputs]
@@ -374,7 +375,7 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
                 exprs[id(inp)] = Expr(name, ATOM)
         return exprs[id(inp)]
 
-    for node in topological_order(roots):
+    for node in plan.order:
         if node.op.kind == "leaf" and node.op.name != "const":
             continue
         if node.op.name == "const":

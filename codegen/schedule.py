@@ -28,9 +28,16 @@ def fusible(node):
     return node.op.kind == "elementwise" or node.op.name in FUSIBLE_STRUCTURED
 
 
+@dataclass
+class Schedule:
+    order: list  # every node the roots need, inputs first
+    kernels: list  # the statements, in execution order
+    fused: set  # ids of the nodes inlined into a consumer's statement
+    uses: Counter  # uses of each node id (roots count as a use)
+
+
 def schedule(roots, reads_once, fuse=True):
-    """Kernels for `roots` in execution order, the ids of the nodes fused away, and the number
-    of uses of each node id (roots count as a use).
+    """The `Schedule` of `roots`: which nodes get a statement and which fuse into their user.
 
     `reads_once(consumer, position)` says whether the backend's code for `consumer` mentions
     its input at `position` once (a value spelled twice must not be recomputed twice).
@@ -52,7 +59,7 @@ def schedule(roots, reads_once, fuse=True):
             fused_ids.add(id(node))
             continue
         kernels.append(Kernel(node, _region(node, fused_ids)))
-    return kernels, fused_ids, uses
+    return Schedule(order, kernels, fused_ids, uses)
 
 
 def _region(node, fused_ids):

@@ -13,6 +13,7 @@ A value that fans out gets the sum of its consumers' contributions, shown term b
 
 from __future__ import annotations
 
+import functools
 import html as htmllib
 import math
 import re
@@ -177,6 +178,7 @@ class Explanation:
             return None, {}
 
     # -- backward -------------------------------------------------------------------------------
+    @functools.cached_property
     def _consumers(self):
         """source node id -> [(consumer gate, position)] over the drawn wires."""
         out = {}
@@ -199,7 +201,7 @@ class Explanation:
 
     def _steps(self):
         c = self.circuit
-        consumers = self._consumers()
+        consumers = self._consumers
         steps = []
         for gate in reversed(c.gates):
             if gate.kind not in ("op", "region"):
@@ -332,7 +334,7 @@ class Explanation:
 
     def _gradients(self):
         c = self.circuit
-        consumers = self._consumers()
+        consumers = self._consumers
         out = []
         for w in c.wrt:
             g = c.grad(w)
@@ -408,7 +410,7 @@ class Explanation:
             lines.append(f"  → {t.handle}: local rule {t.rule}")
             if t.plugged:
                 lines.append(f"      {t.plugged}")
-            fan = len(self._consumers().get(id(t.source), [])) > 1
+            fan = len(self._consumers.get(id(t.source), [])) > 1
             if t.local is not None and np.ndim(t.local) == 0 and np.ndim(step.upstream) == 0:
                 lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} local × upstream = "
                              f"{self.num(t.local)} × {self._paren(step.upstream)} = "
