@@ -20,7 +20,6 @@ import numpy as np
 
 from graphdl import stabilize as st
 from graphdl.ir import substitute, topological_order
-from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.rewrite import Rule, rewrite
@@ -128,8 +127,7 @@ SIMPLIFY = [
     Rule("sub_zero", "sub", lambda n: _unit(0)(n, False)),
     Rule("div_by_one", "div", lambda n: _unit(1)(n, False)),
     Rule("pow_one", "pow", lambda n: _same(n, n.inputs[0]) if n.attrs["exponent"] == 1 else None),
-    Rule("double_negation", "neg",
-         lambda n: n.inputs[0].inputs[0] if n.inputs[0].op is ew.NEG else None),
+    Rule("double_negation", "neg", st.double_negation),
     Rule("transpose_of_transpose", "transpose", _transpose_transpose),
     Rule("reshape_of_reshape", "reshape", _reshape_reshape),
 ] + [

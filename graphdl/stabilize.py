@@ -26,6 +26,11 @@ def is_const(node, value):
     return array.item() == value if array.size == 1 else bool(np.all(array == value))
 
 
+def double_negation(node):
+    """x for -(-x) (exact for every value), else None."""
+    return node.inputs[0].inputs[0] if node.inputs[0].op is ew.NEG else None
+
+
 def negate(w):
     return w.inputs[0] if w.op is ew.NEG else ew.NEG(w)
 
@@ -190,8 +195,7 @@ RULES = [
     Rule("sigmoid_from_reciprocal", "reciprocal", _reciprocal),
     Rule("softplus_from_log", "log", _log),
     Rule("tanh_from_sigmoid", "sub", _tanh),
-    Rule("cancel_double_negation", "neg", lambda n: n.inputs[0].inputs[0]
-         if n.inputs[0].op is ew.NEG else None),
+    Rule("cancel_double_negation", "neg", double_negation),
     Rule("sigmoid_in_product", "mul", _product),
     Rule("sigmoid_in_quotient", "div", _product),
     Rule("sigmoid_in_negation", "neg", _product),
