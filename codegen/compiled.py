@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from graphdl import feeds as fd
+from graphdl.errors import InputError
 from graphdl.ops import leaf
 from graphdl.optimize import prepare
 
@@ -19,8 +20,9 @@ from graphdl.optimize import prepare
 class Program:
     """One specialization: generated source and the `run` function it defines."""
 
-    def __init__(self, source, kernels, reports, filename):
+    def __init__(self, source, kernels, reports, filename, declared):
         self.source, self.kernels, self.reports = source, kernels, reports
+        self.declared = declared  # (shape, dtype) of each output, as the graph declares them
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = {"__name__": "graphdl_generated"}
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
@@ -42,9 +44,26 @@ class Compiled:
 
     def __call__(self, feeds=None, **kwargs):
         arrays = fd.bind(self.inputs, fd.merge(feeds, kwargs), self._in_place)
+        self._refuse_shared_updates(arrays)
         program = self.specialize({n.name: a.shape for n, a in zip(self.inputs, arrays)})
         results = [r if isinstance(r, np.ndarray) else np.asarray(r) for r in program.run(*arrays)]
+        for k, (r, (shape, dtype)) in enumerate(zip(results, program.declared)):
+            if r.shape != shape or r.dtype != dtype:  # a code generator bug: never return it
+                raise AssertionError(
+                    f"graphdl internal error: output {k} was computed with shape {r.shape} and "
+                    f"dtype {r.dtype}, but the graph declares {shape} {dtype}")
         return results[0] if self.single else results
+
+    def _refuse_shared_updates(self, arrays):
+        """Updated inputs are written in place: two of them in one array would each see the
+        other's write."""
+        updated = [(n.name, a) for n, a in zip(self.inputs, arrays) if n.name in self._in_place]
+        for k, (name, a) in enumerate(updated):
+            for other, b in updated[:k]:
+                if np.may_share_memory(a, b):
+                    raise InputError(
+                        f"inputs {other!r} and {name!r} are both updated in place, so they must "
+                        f"be different arrays; they share memory")
 
     def specialize(self, shapes):
         """The program for inputs of these shapes (name -> shape), compiled once."""
@@ -58,7 +77,9 @@ class Compiled:
             updates = list(zip(final[n_out + n_upd:], final[n_out:n_out + n_upd]))
             inputs = [leaf.input(n.name, shape, n.dtype.name) for n, shape in zip(self.inputs, key)]
             source, kernels = self._generate(final[:n_out], inputs, updates)
-            program = Program(source, kernels, reports, f"<graphdl program {id(self)}.{len(self._programs)}>")
+            filename = f"<graphdl program {id(self)}.{len(self._programs)}>"
+            declared = [(o.shape, o.dtype) for o in final[:n_out]]
+            program = Program(source, kernels, reports, filename, declared)
             self._programs[key] = program
             self.compile_seconds += time.perf_counter() - start
         self._last = program

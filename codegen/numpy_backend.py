@@ -12,7 +12,7 @@ import base64
 import builtins
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy
@@ -32,6 +32,8 @@ _BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: 
 class Expr:
     text: str
     prec: int
+    shape: tuple = ()  # the shape the text evaluates to (fusion may leave broadcasts to NumPy)
+    weak: bool = False  # only Python literals: NumPy would not give it the IR's dtype
 
     def at(self, required):
         return self.text if self.prec >= required else f"({self.text})"
@@ -50,9 +52,11 @@ class Template:
     def fill(self, args):
         if self.passthrough:
             return args[self.pieces[0][0]]
+        read = [a for a, n in zip(args, self.uses) if n]  # `x ** 0` prints as `1`: reads none
         return Expr("".join(p if isinstance(p, str) else args[p[0]].at(p[1])
-                            for p in self.pieces), self.prec)
-
+                            for p in self.pieces), self.prec,
+                    broadcast_dims([a.shape for a in read]) if read else (),
+                    all(a.weak for a in read))
 
 
 def _precedence(node):
@@ -167,6 +171,9 @@ STRUCTURED = {
     "concatenate": lambda n, *xs: _call(
         f"numpy.concatenate(({', '.join(x.text for x in xs)},), axis={n.attrs['axis']})"),
     "take": lambda n, a, i: _call(f"numpy.take({a.text}, {i.text}, axis={n.attrs['axis']})"),
+    "check_index": lambda n, i, like: _call(
+        f"_check_index({i.text}, {n.inputs[1].shape[n.attrs['axis']]}, {n.attrs['negative']}, "
+        f"{n.attrs['what']!r})"),
     "scatter_add": lambda n, g, i, like: _call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, numpy.{n.dtype.name}, {n.attrs['axis']})"),
     "zeros_like": lambda n, x: _call(f"numpy.zeros({n.shape}, dtype=numpy.{n.dtype.name})"),
@@ -201,13 +208,23 @@ HELPERS = {  # emitted into a generated module only when its code calls them
     out[index] = g
     return out
 ''',
+    "_check_index": '''def _check_index(indices, n, negative, what):
+    low = -n if negative else 0
+    bad = numpy.extract((indices < low) | (indices >= n), indices)
+    if bad.size:
+        raise IndexError(f"{what}: index {bad[0]} is out of range [{low}, {n})")
+    return indices
+''',
     "_scatter_add": '''def _scatter_add(g, indices, shape, dtype, axis):
     out = numpy.zeros(shape, dtype=dtype)
     numpy.add.at(out, (slice(None),) * axis + (indices,), g)
     return out
 ''',
-    "_check": '''def _check(value, where):
-    if not numpy.all(numpy.isfinite(value)):
+    "_check": '''def _check(value, where, shape, dtype):
+    if numpy.shape(value) != shape or numpy.result_type(value) != dtype:
+        raise AssertionError(f"{where} computed {numpy.shape(value)} {numpy.result_type(value)}, "
+                             f"declared {shape} {numpy.dtype(dtype)}")
+    if numpy.result_type(value).kind in "fc" and not numpy.all(numpy.isfinite(value)):
         raise FloatingPointError(where + " produced NaN or Inf")
     return value
 ''',
@@ -237,7 +254,8 @@ def _max_route(n, x):
     """The call that finds the window maxima and arg-maxes of x for a max-pool family node;
     the same text for a forward node and its gradients, so one statement can serve them all."""
     pooled = n.shape[2:] if n.op.name != "max_pool2d_grad" else n.inputs[0].shape[2:]
-    return f"_max_pool2d_route({_pool_windows(n, x.text, pooled, '-numpy.inf')})"
+    fill = conv_kernels.lowest_text(n.inputs[-1].dtype)  # the pooled input is the last
+    return f"_max_pool2d_route({_pool_windows(n, x.text, pooled, fill)})"
 
 
 def _avg_divisor(n, shape, out):
@@ -258,7 +276,8 @@ STRUCTURED.update({
         f"{_geometry(n, n.inputs[1].shape[2:])})"),
     "max_pool2d": lambda n, x, route=None: _call(
         f"{route}['max']" if route
-        else f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], '-numpy.inf')})"),
+        else "_max_pool2d("
+             f"{_pool_windows(n, x.text, n.shape[2:], conv_kernels.lowest_text(n.dtype))})"),
     "max_pool2d_grad": lambda n, g, x, route=None: _call(
         f"_max_pool2d_grad({g.text}, {route or _max_route(n, x)})"),
     "max_pool2d_select": lambda n, u, x, route=None: _call(
@@ -304,7 +323,7 @@ def literal(const, consumer):
         i.dtype == array.dtype and i.op.name != "const" for i in consumer.inputs)
     if not weak_ok:
         return _call(f"numpy.{array.dtype.name}({text})")
-    return Expr(text, UNARY if text.startswith("-") else ATOM)
+    return Expr(text, UNARY if text.startswith("-") else ATOM, (), weak=True)
 
 
 def array_literal(array):
@@ -350,15 +369,16 @@ def comment(text):
 # ---------------------------------------------------------------- the module
 def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     """Source of a module whose `run(*inputs)` returns `outputs` and applies `updates`
-    ((input node, new value node) pairs, written in place after everything is computed)."""
+    ((input node, new value node) pairs): one simultaneous assignment, computed from the values
+    at call time, written into the caller's arrays after everything else."""
     writes = [_write(target, value) for target, value in updates]
     roots = list(outputs) + [value for _, value, _ in writes]
     plan = schedule(roots, reads_once, fuse=not debug)
     kernels, fused, uses = plan.kernels, plan.fused, plan.uses
-    temps = set()  # ids of statement results no output holds: reusable as `out=` buffers
+    fresh = set()  # ids of statements that made a new array (not a view, not a scalar)
     namer = Namer()
     params = [namer(n.name) for n in inputs]
-    exprs = {id(n): Expr(p, ATOM) for n, p in zip(inputs, params)}
+    exprs = {id(n): Expr(p, ATOM, n.shape) for n, p in zip(inputs, params)}
     consts, body, helpers = [], [], set()
     shared, hoisted = _shared_work(kernels), {}  # node id -> text of the shared call; text -> name
 
@@ -372,13 +392,11 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
             if id(inp) not in exprs:
                 name = namer(f"const{len(consts)}")
                 consts.append(f"{name} = {array_literal(array)}")
-                exprs[id(inp)] = Expr(name, ATOM)
+                exprs[id(inp)] = Expr(name, ATOM, array.shape)
         return exprs[id(inp)]
 
     for node in plan.order:
-        if node.op.kind == "leaf" and node.op.name != "const":
-            continue
-        if node.op.name == "const":
+        if node.op.kind == "leaf":
             continue
         args = [arg(i, node) for i in node.inputs]
         if id(node) in shared:  # one statement computes what a group of nodes reads
@@ -396,27 +414,47 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
             exprs[id(node)] = expr
             continue
         note = comment(f"node {node.id}: {describe(node, 2)}")
-        buffer = None if debug else _reusable(node, args, temps, uses)
+        buffer = None if debug else _reusable(node, args, fresh, uses)
         if buffer is not None:  # the last use of a temporary of the same shape: overwrite it
             call = (expr.text[:-1] if node.op.name == "relu"  # numpy.maximum(a, 0)
                     else f"{UFUNCS[node.op.name]}({', '.join(a.text for a in args)}")
             body.append(f"    {call}, out={buffer.text})  # {note}")
             exprs[id(node)] = buffer
-            temps.add(id(node))
+            fresh.add(id(node))
             continue
+        declared = _as_declared(node, expr)
         name = namer(node.name or node.op.name)
-        text = f"_check({expr.text}, {describe(node, 2)!r})" if debug else expr.text
+        text = (f"_check({declared.text}, {describe(node, 2)!r}, {node.shape}, "
+                f"numpy.{node.dtype.name})" if debug else declared.text)
         body.append(f"    {name} = {text}  # {note}")
-        exprs[id(node)] = Expr(name, ATOM)
-        if _fresh(node):
-            temps.add(id(node))
+        exprs[id(node)] = Expr(name, ATOM, node.shape)
+        if _fresh(node) and declared.shape == expr.shape:
+            fresh.add(id(node))
     if debug:
         helpers.add("_check")
     helpers.update(*(HELPER_NEEDS[h] for h in list(helpers)))
 
-    returns = [_output(o, exprs, arg) for o in outputs]
-    for target, value, form in writes:  # after every read of the old values
-        body.append(form.format(target=exprs[id(target)].text, value=arg(value, None).text))
+    # Outputs and what the updates read are taken before the first write, so that updates are
+    # one simultaneous assignment and outputs hold the values at call time. The caller gets
+    # arrays of its own: views, inputs, constants and repeated outputs are copied.
+    copies = {}  # node id -> its first copy (updates only read it: it may serve them too)
+
+    def copied(node):
+        name = namer(f"{node.name or node.op.name}_copy")
+        body.append(f"    {name} = numpy.array({arg(node, None).text})  # node {node.id}: a copy "
+                    f"of its own for the caller")
+        copies.setdefault(id(node), name)
+        return name
+
+    returns = []
+    for k, o in enumerate(outputs):
+        keep = id(o) in fresh and not any(o is p for p in outputs[:k])
+        returns.append(arg(o, None).text if keep else copied(o))
+    sources = [(target, arg(value, None).text if id(value) in fresh or value.op.name == "const"
+                else copies.get(id(value)) or copied(value), form)
+               for target, value, form in writes]
+    for target, source, form in sources:
+        body.append(form.format(target=exprs[id(target)].text, value=source))
     body.append(f"    return ({''.join(r + ', ' for r in returns)})")
     lines = [f'"""{comment(title)}: generated by graphdl. Needs only NumPy."""']
     lines += ["import base64"] * any("base64" in c for c in consts) + ["import numpy", ""]
@@ -446,8 +484,6 @@ FRESH_STRUCTURED = {"matmul", "sum", "max", "min", "concatenate", "take", "unsli
 
 def _fresh(node):
     """Whether the statement for `node` makes a new array (not a view, not a NumPy scalar)."""
-    if node.shape == ():
-        return False
     if node.op.kind == "elementwise":  # a cast may return its input; a passthrough does
         return node.op.name != "cast" and not elementwise_template(node).passthrough
     return node.op.name in FRESH_STRUCTURED
@@ -466,12 +502,10 @@ def _reusable(node, args, temps, uses):
 
 
 def _implicit_broadcast(inp, consumer, fused):
-    """Whether an elementwise consumer's own broadcasting makes the fused `broadcast_to` input
-    redundant: the consumer's shape comes out the same without it."""
-    if inp.op.name != "broadcast_to" or id(inp) not in fused or consumer.op.kind != "elementwise":
-        return False
-    shapes = [i.shape for i in consumer.inputs if i is not inp] + [inp.inputs[0].shape]
-    return broadcast_dims(shapes) == consumer.shape
+    """Whether a fused `broadcast_to` may be left to its elementwise consumer's own
+    broadcasting (`_as_declared` restores the statement's full shape where it must)."""
+    return (inp.op.name == "broadcast_to" and id(inp) in fused
+            and consumer.op.kind == "elementwise")
 
 
 SHARED_NAMES = {"max_pool2d": "pool_route", "max_pool2d_grad": "pool_route",
@@ -500,22 +534,26 @@ def _shared_work(kernels):
 
 
 def emit(node, args, route=None):
-    if route is not None:
-        return STRUCTURED[node.op.name](node, *args, route=route)
-    if node.op.kind == "elementwise":
+    if node.op.kind == "elementwise" and route is None:
         if node.op.sym is None:
             raise NotImplementedError(f"op {node.op.name} has no SymPy form to print")
         return elementwise_template(node).fill(args)
     if node.op.name not in STRUCTURED:
         raise NotImplementedError(f"the NumPy backend has no template for op {node.op.name!r}")
-    return STRUCTURED[node.op.name](node, *args)
+    extra = {} if route is None else {"route": route}
+    return replace(STRUCTURED[node.op.name](node, *args, **extra), shape=node.shape)
 
 
-def _output(node, exprs, arg):
-    """An output expression; constants are copied so callers cannot corrupt later calls."""
-    if node.op.name == "const":
-        return f"numpy.array({arg(node, None).text}, dtype=numpy.{node.dtype.name})"
-    return exprs[id(node)].text
+def _as_declared(node, expr):
+    """A statement's value with its node's declared shape and dtype. Fusion leaves broadcasts
+    to the elementwise ops (which commute with them), so a region may compute fewer elements
+    than its root declares; a formula may read no argument at all (`x ** 0` prints as `1`)."""
+    if expr.weak:
+        return Expr(f"numpy.full({node.shape}, {expr.text}, dtype=numpy.{node.dtype.name})",
+                    ATOM, node.shape)
+    if expr.shape != node.shape:
+        return Expr(f"numpy.broadcast_to({expr.text}, {node.shape})", ATOM, node.shape)
+    return expr
 
 
 def _write(target, value):

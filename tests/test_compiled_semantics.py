@@ -1,0 +1,127 @@
+"""What a compiled function returns and writes: declared shapes and dtypes, arrays the caller
+owns, and updates as one simultaneous assignment (regressions found by differential testing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl.errors import InputError
+
+
+def f64(name, shape):
+    return gd.input(name, shape, "float64")
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_two_broadcast_operands_keep_the_declared_shape(optimize):
+    a, b = f64("a", (3,)), f64("b", (1, 3))
+    y = gd.broadcast_to(a, (4, 3)) + gd.broadcast_to(b, (4, 3))
+    fn = gd.compile([y, gd.sum(y), gd.reshape(y, (12,))], optimize=optimize)
+    got, total, flat = fn(a=np.ones(3), b=np.ones((1, 3)))
+    assert got.shape == (4, 3) and total == 24.0 and flat.shape == (12,)
+    np.testing.assert_array_equal(got, np.full((4, 3), 2.0))
+
+
+def test_second_derivative_through_broadcast_log_softmax_compiles():
+    x = f64("x", (2, 3))
+    y = gd.broadcast_to(gd.log_softmax(x), (2, 2, 3))
+    (g,) = gd.grad(gd.sum(y * y), [x])
+    (h,) = gd.grad(gd.sum(g * g), [x])
+    v = np.array([[0.1, -0.4, 2.0], [1.5, 0.3, -1.0]])
+    want = gd.evaluate(h, x=v)
+    for optimize in (True, False):
+        np.testing.assert_allclose(gd.compile(h, optimize=optimize)(x=v), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pow_zero_has_the_input_shape_and_dtype(dtype):
+    x = gd.input("x", (3,), dtype)
+    got = gd.compile(x ** 0)(x=np.array([0.0, 2.0, np.nan]))
+    assert got.shape == (3,) and got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, np.ones(3))
+
+
+def test_debug_mode_checks_every_statement_shape_and_dtype():
+    a, b = f64("a", (3,)), f64("b", (1, 3))
+    y = gd.broadcast_to(a, (4, 3)) + gd.broadcast_to(b, (4, 3))
+    fn = gd.compile(y * 2.0, debug=True)
+    assert "_check(" in fn.source and "(4, 3), numpy.float64)" in fn.source
+    assert fn(a=np.ones(3), b=np.ones((1, 3))).shape == (4, 3)
+
+
+def test_updates_are_one_simultaneous_assignment():
+    a, b = f64("a", (3,)), f64("b", (3,))
+    fn = gd.compile([a + 0.5], updates={a: b, b: a})
+    av, bv = np.zeros(3), np.ones(3)
+    (out,) = fn(a=av, b=bv)
+    np.testing.assert_array_equal(av, np.ones(3))
+    np.testing.assert_array_equal(bv, np.zeros(3))
+    np.testing.assert_array_equal(out, np.full(3, 0.5))  # computed from a at call time
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_update_reading_another_updated_input_sees_its_old_value(optimize):
+    m, n = f64("m", (2, 2)), f64("n", (4,))
+    fn = gd.compile([m, gd.reshape(m, (4,))], optimize=optimize,
+                    updates={m: m - 1, n: gd.reshape(m, (4,))})
+    mv, nv = np.arange(4.0).reshape(2, 2), np.zeros(4)
+    out_m, out_flat = fn(m=mv, n=nv)
+    np.testing.assert_array_equal(nv, [0.0, 1.0, 2.0, 3.0])  # the old m
+    np.testing.assert_array_equal(mv, [[-1.0, 0.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(out_m, [[0.0, 1.0], [2.0, 3.0]])  # values at call time
+    np.testing.assert_array_equal(out_flat, [0.0, 1.0, 2.0, 3.0])
+    assert out_m is not mv and not np.shares_memory(out_m, mv)
+    assert not np.shares_memory(out_flat, mv)
+
+
+def test_in_place_subtract_update_reads_other_updates_before_any_write():
+    w, v = f64("w", (2,)), f64("v", (2,))
+    fn = gd.compile([], updates={w: w - v, v: v - w})
+    wv, vv = np.array([5.0, 7.0]), np.array([1.0, 2.0])
+    fn(w=wv, v=vv)
+    np.testing.assert_array_equal(wv, [4.0, 5.0])
+    np.testing.assert_array_equal(vv, [-4.0, -5.0])
+
+
+def test_one_array_fed_to_two_updated_inputs_is_refused():
+    a, b = f64("a", (3,)), f64("b", (3,))
+    fn = gd.compile([a * 2.0], updates={a: b, b: a})
+    shared = np.zeros(3)
+    with pytest.raises(InputError, match="'a' and 'b' are both updated in place"):
+        fn(a=shared, b=shared)
+    with pytest.raises(InputError, match="share memory"):
+        fn(a=shared[:3], b=shared)
+
+
+def test_gradient_outputs_are_writeable_and_own_their_memory():
+    x = f64("x", (3,))
+    (g,) = gd.grad(gd.mean(x), [x])
+    for optimize in (True, False):
+        first, second, same_input = gd.compile([g, g, x], optimize=optimize)(x=np.ones(3))
+        for out in (first, second, same_input):
+            assert out.flags.writeable and out.flags.owndata
+        first += 1.0  # a caller's in-place update touches nothing else
+        np.testing.assert_array_equal(second, np.full(3, 1 / 3))
+
+
+def test_input_returned_as_output_is_a_copy():
+    x = f64("x", (2,))
+    xv = np.array([1.0, 2.0])
+    out = gd.compile(gd.stop_gradient(x))(x=xv)
+    assert out is not xv and not np.shares_memory(out, xv)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_conv2d_on_an_empty_batch(optimize):
+    x, w = f64("x", (None, 2, 5, 5)), f64("w", (4, 1, 3, 3))
+    y = gd.max_pool2d(gd.conv2d(x, w, stride=2, padding=1, groups=2), 2, ceil_mode=True)
+    loss = gd.sum(y * y)
+    outs = [y, loss, *gd.grad(loss, [x, w])]
+    feeds = {"x": np.zeros((0, 2, 5, 5)), "w": np.ones((4, 1, 3, 3))}
+    got = gd.compile(outs, optimize=optimize)(feeds)
+    want = gd.evaluate(outs, feeds)
+    assert [g.shape for g in got] == [(0, 4, 2, 2), (), (0, 2, 5, 5), (4, 1, 3, 3)]
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
