@@ -393,6 +393,8 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
                 name = namer(f"const{len(consts)}")
                 consts.append(f"{name} = {array_literal(array)}")
                 exprs[id(inp)] = Expr(name, ATOM, array.shape)
+        if consumer is None or consumer.op.kind != "elementwise":  # a fused region ends here
+            return _as_declared(inp, exprs[id(inp)])
         return exprs[id(inp)]
 
     for node in plan.order:

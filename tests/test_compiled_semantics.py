@@ -125,3 +125,16 @@ def test_conv2d_on_an_empty_batch(optimize):
     assert [g.shape for g in got] == [(0, 4, 2, 2), (), (0, 2, 5, 5), (4, 1, 3, 3)]
     for g, e in zip(got, want):
         np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_fused_broadcast_keeps_its_shape_into_a_reduction_or_view(optimize):
+    x = f64("x", (1, 7))
+    wide = gd.broadcast_to(x, (300, 7)) * 2.0
+    outs = [gd.sum(wide, axis=0), gd.reshape(wide, (2100,)), gd.sum(x ** 0, axis=1),
+            gd.sum(gd.broadcast_to(x, (300, 7)) * gd.broadcast_to(x, (300, 7)))]
+    xv = np.arange(7.0).reshape(1, 7)
+    got = gd.compile(outs, optimize=optimize)(x=xv)
+    want = [600.0 * xv[0], np.tile(2.0 * xv[0], 300), np.array([7.0]), 300 * np.sum(xv * xv)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-13)
