@@ -25,7 +25,8 @@ def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=
 
     updates: {input node: new value node}, written into the caller's arrays after each call
         (an SGD step: `{W: W - lr * dW}`); those inputs must be fed as arrays of their dtype.
-    optimize: run the optimizer's passes (results are equal either way).
+    optimize: run the optimizer's passes (elementwise results are bit-identical either way;
+        reductions over folded constants may differ in the last bits).
     stabilize: rewrite overflow-prone patterns (sigmoid, softplus, tanh circuits) first.
     debug: one statement per node, each checked: the first node producing NaN or Inf raises.
     """

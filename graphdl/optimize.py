@@ -2,10 +2,13 @@
 
     inline_custom -> specialize -> stabilize -> [fold_constants + simplify] -> eliminate_dead_code
 
-The bracketed passes are the optimizer: `optimize=False` skips them. They are value-exact (a
-compiled function returns the same arrays either way; constants are folded in the node's own
-dtype by the op's own reference implementation). The one liberty taken: `x + 0 -> x` may turn
-a result of +0.0 into -0.0, values that compare equal. Common subexpressions need no pass:
+The bracketed passes are the optimizer: `optimize=False` skips them. They are value-exact per
+element: constants are folded in the node's own dtype by the op's own reference implementation
+and the rules are identities for every value, so elementwise results are bit-identical either
+way. Not bit-identical: a reduction or product (sum, matmul, conv) reading a folded constant,
+which is a fresh contiguous array where the unoptimized code reads a view; NumPy's summation
+order follows memory layout, so such results differ in the last bits. The one liberty taken:
+`x + 0 -> x` may turn a result of +0.0 into -0.0, values that compare equal. Common subexpressions need no pass:
 hash-consing makes them one node. Every pass rebuilds the graph from its outputs, so nodes no
 output needs are never carried along.
 """
@@ -67,20 +70,25 @@ def specialize(outputs, shapes):
 def _fold(node):
     """Nodes whose inputs are constants (or are read only for their shape) become constants."""
     op = node.op
-    if op.kind == "leaf":
+    if op.kind == "leaf" or math.prod(node.shape) > FOLD_LIMIT:  # shapes are bound by now
         return None
     values = []
     for k, i in enumerate(node.inputs):
         if k in op.shape_only:
-            values.append(np.empty(i.shape, i.dtype))
+            values.append(shape_stand_in(i))
         elif i.op is leaf.CONST:
             values.append(i.attrs["value"].array)
         else:
             return None
-    if math.prod(node.shape) > FOLD_LIMIT:
-        return None
     with np.errstate(all="ignore"):
         return leaf.constant(np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype))
+
+
+def shape_stand_in(node):
+    """An array with `node`'s shape and dtype that allocates nothing (every element is one zero,
+    read-only): what an op that reads an input only for its shape is given. Shape facts must
+    never allocate: a (200000, 200000) input's size is one multiplication, not 149 GiB."""
+    return np.broadcast_to(np.zeros((), node.dtype), node.shape)
 
 
 FOLD_CONSTANTS = [Rule("fold", "*", _fold)]

@@ -138,3 +138,18 @@ def test_fused_broadcast_keeps_its_shape_into_a_reduction_or_view(optimize):
     want = [600.0 * xv[0], np.tile(2.0 * xv[0], 300), np.array([7.0]), 300 * np.sum(xv * xv)]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-13)
+
+
+def test_optimizer_guarantee_for_reductions_over_folded_constants(rng):
+    """Folding makes `transpose(C) * 1.5` a contiguous constant where the unoptimized code
+    multiplies a view: products and sums over it may round differently in the last bits only."""
+    c = gd.constant(rng.standard_normal((5, 7)))
+    x = f64("x", (3, 7))
+    outs = [x @ (gd.transpose(c) * 1.5), gd.sum(gd.transpose(gd.exp(c)), axis=1),
+            gd.sum(gd.broadcast_to(gd.constant(rng.standard_normal((1, 7))), (300, 7)) * gd.sum(x))]
+    xv = rng.standard_normal((3, 7))
+    fast = gd.compile(outs, optimize=True)(x=xv)
+    plain = gd.compile(outs, optimize=False)(x=xv)
+    for f, p, w in zip(fast, plain, gd.evaluate(outs, x=xv)):
+        np.testing.assert_allclose(f, p, rtol=1e-13, atol=1e-13 * np.max(np.abs(w)))
+        np.testing.assert_allclose(f, w, rtol=1e-13, atol=1e-13 * np.max(np.abs(w)))
