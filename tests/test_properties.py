@@ -100,3 +100,20 @@ def test_optimizer_never_changes_compiled_results(case):
         plain = gd.compile(outs, optimize=False)(case.feeds)
     for a, b in zip(optimized, plain, strict=True):
         assert np.array_equal(a, b, equal_nan=True), case
+
+
+@settings(max_examples=25)
+@given(random_graph())
+def test_debug_mode_statements_have_declared_shapes_and_dtypes(case):
+    """In debug mode every node is a statement whose shape and dtype are checked against the
+    graph's (a fused region must never compute fewer elements, or another dtype, than it
+    declares); the fused program's outputs are checked the same way on every call."""
+    outs = compiled_vs_interpreter_outputs(case)
+    with np.errstate(all="ignore"):
+        expected = gd.evaluate(outs, case.feeds)
+    assume(_moderate(expected))
+    with np.errstate(all="ignore"):
+        got = gd.compile(outs, debug=True)(case.feeds)
+    for node, g, e in zip(outs, got, expected, strict=True):
+        assert g.shape == node.shape and g.dtype == node.dtype, (node, case)
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12, err_msg=f"{node!r} of {case!r}")
