@@ -1,0 +1,216 @@
+"""Run a program in graphdl's three modes and compare with PyTorch float64; shrink failures.
+
+Compared, in this order (the first difference is reported, so it names the earliest op that
+went wrong): the value of every intermediate slot, the scalar, its gradient wrt every input,
+and (for a subset of programs) the gradient of sum_i <grad_i, W_i> (W_i fixed random weights)
+wrt every input, against `torch.autograd` double backward.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import graphdl as gd
+
+from . import programs, torch_ref
+
+MODES = ("optimized", "unoptimized", "evaluate")
+RTOL = 1e-7
+
+# Ops whose gradient at a NaN operand is graphdl's documented convention (see __init__).
+NAN_KINKS = ("relu", "maximum", "minimum")
+
+
+@dataclass(frozen=True)
+class Failure:
+    seed: int
+    mode: str
+    kind: str  # "mismatch" or "crash"
+    where: str  # "value", "grad" or "second"
+    op: str  # the op of the first differing slot ("value"), or the exception's gist
+    detail: str
+
+    @property
+    def key(self):
+        return (self.mode, self.kind, self.where, self.op)
+
+
+def differs(got, expected):
+    """Why `got` is not `expected` within RTOL (scaled by the array's magnitude), or None.
+    NaN must sit exactly where the reference has NaN; infinities must match exactly."""
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        return f"shape {got.shape}, expected {expected.shape}"
+    if got.dtype != expected.dtype:
+        return f"dtype {got.dtype}, expected {expected.dtype}"
+    nan_g, nan_e = np.isnan(got), np.isnan(expected)
+    if np.any(nan_g != nan_e):
+        return f"NaN at {np.argwhere(nan_g != nan_e)[0].tolist()}: got {got[nan_g != nan_e][0]}, " \
+               f"expected {expected[nan_g != nan_e][0]}"
+    finite = np.isfinite(expected)
+    if np.any(got[~finite & ~nan_e] != expected[~finite & ~nan_e]):
+        return f"infinities differ: got {got[~finite & ~nan_e]}, expected {expected[~finite & ~nan_e]}"
+    scale = max(1.0, float(np.max(np.abs(expected[finite]), initial=0.0)))
+    error = np.abs(got[finite] - expected[finite])
+    bad = error > RTOL * (np.abs(expected[finite]) + scale)
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        return f"got {got[finite][k]!r}, expected {expected[finite][k]!r} " \
+               f"(max abs error {error.max():.3g}, scale {scale:.3g})"
+    return None
+
+
+def _second_weights(program):
+    rng = np.random.default_rng(program.seed + 1)
+    return [np.asarray(np.round(rng.standard_normal(program.steps[k].params["value"].shape), 3))
+            for k in program.inputs]
+
+
+def _nan_at_kink(steps, values):
+    return any(np.any(np.isnan(values[a])) for s in steps if s.op in NAN_KINKS for a in s.args)
+
+
+class Case:
+    """A program's graphdl nodes, the nodes each mode computes, and PyTorch's answers."""
+
+    def __init__(self, program, second, outputs_seed):
+        self.program = program
+        weights = _second_weights(program) if second else None
+        self.ref_values, self.ref_grads, self.ref_second = torch_ref.evaluate(program.steps,
+                                                                              weights)
+        nodes = programs.build(program)
+        inputs = [nodes[k] for k in program.inputs]
+        self.intermediates = [k for k, s in enumerate(program.steps)
+                              if s.op not in ("input", "wsum", "add")]
+        self.grads = gd.grad(nodes[-1], inputs)
+        self.second = []
+        if second:
+            terms = [gd.sum(g * gd.constant(w)) for g, w in zip(self.grads, weights)]
+            self.second = gd.grad(functools.reduce(operator.add, terms), inputs)
+        # Compiled modes compute the scalar and the derivatives, and half of the time a random
+        # subset of intermediates too (asking for an intermediate changes what fuses).
+        rng = np.random.default_rng(outputs_seed)
+        self.shown = [k for k in self.intermediates if rng.random() < 0.5] \
+            if rng.random() < 0.5 else []
+        self.nodes = nodes
+        self.skip_grads = _nan_at_kink(program.steps, self.ref_values)
+
+    def expected(self, mode):
+        shown = self.intermediates if mode == "evaluate" else self.shown
+        expected = [("value", k, self.ref_values[k]) for k in shown]
+        expected.append(("value", len(self.nodes) - 1, self.ref_values[-1]))
+        if not self.skip_grads:
+            expected += [("grad", k, g) for k, g in zip(self.program.inputs, self.ref_grads)]
+            expected += [("second", k, g) for k, g in
+                         zip(self.program.inputs, self.ref_second or [])]
+        return expected, [self.nodes[k] for k in shown] + [self.nodes[-1]] + (
+            [] if self.skip_grads else list(self.grads) + list(self.second))
+
+    def run(self, mode):
+        expected, outputs = self.expected(mode)
+        feeds = self.program.feeds()
+        with np.errstate(all="ignore"):
+            if mode == "evaluate":
+                got = gd.evaluate(outputs, feeds)
+            else:
+                got = gd.compile(outputs, optimize=mode == "optimized")(feeds)
+        return expected, got
+
+
+def _gist(exc):
+    """An exception's type and message with numbers and names blurred, to group crashes."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    message = re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'…'", message))[:90]
+    return f"{type(exc).__name__}: {message}"
+
+
+def check(program, second=False):
+    """The first failure of each mode (an empty list when all three agree with PyTorch)."""
+    try:
+        case = Case(program, second, program.seed + 2)
+    except Exception as exc:  # noqa: BLE001 - building the graph or differentiating crashed
+        return [Failure(program.seed, "build", "crash", "build", _gist(exc), repr(exc))]
+    failures = []
+    for mode in MODES:
+        try:
+            expected, got = case.run(mode)
+        except Exception as exc:  # noqa: BLE001 - a crash is a finding, never a fuzzer error
+            failures.append(Failure(program.seed, mode, "crash", "run", _gist(exc), repr(exc)))
+            continue
+        for (where, slot, ref), value in zip(expected, got):
+            why = differs(value, ref)
+            if why is not None:
+                step = program.steps[slot]
+                label = step.op if where == "value" else f"d/d{step.params['name']}"
+                failures.append(Failure(program.seed, mode, "mismatch", where,
+                                        step.op if where == "value" else where,
+                                        f"{label} (v{slot}): {why}"))
+                break
+    return failures
+
+
+# ---------------------------------------------------------------- shrinking
+def _cone(steps, sinks):
+    """The steps `sinks` depend on, renumbered, then a weighted sum of the sinks."""
+    keep, stack = set(), list(sinks)
+    while stack:
+        k = stack.pop()
+        if k not in keep:
+            keep.add(k)
+            stack.extend(steps[k].args)
+    order = sorted(keep)
+    new = {old: i for i, old in enumerate(order)}
+    out = [programs.Step(steps[k].op, tuple(new[a] for a in steps[k].args), steps[k].params)
+           for k in order]
+    values = torch_ref.forward(out)
+    rng = np.random.default_rng(0)
+    total = None
+    for k in sorted(new[s] for s in sinks):
+        weights = np.asarray(np.round(rng.standard_normal(values[k].shape), 3) + 0.0)
+        out.append(programs.Step("wsum", (k,), {"weights": weights}))
+        if total is not None:
+            out.append(programs.Step("add", (total, len(out) - 1)))
+        total = len(out) - 1
+    return out
+
+
+def _sinks(steps):
+    body = [k for k, s in enumerate(steps) if s.op not in ("wsum", "add")]
+    used = {a for k in body for a in steps[k].args}
+    return [k for k in body if k not in used]
+
+
+def shrink(program, failure, second, budget=20.0):
+    """A smaller program failing the same way: greedily drop final ops and extra sinks."""
+    deadline = time.monotonic() + budget
+
+    def fails(steps):
+        candidate = programs.Program(program.seed, steps)
+        try:
+            return any(f.key == failure.key for f in check(candidate, second))
+        except Exception:  # noqa: BLE001 - a candidate the reference cannot run is no use
+            return False
+
+    steps = program.steps
+    changed = True
+    while changed and time.monotonic() < deadline:
+        changed = False
+        sinks = _sinks(steps)
+        for k in sorted(sinks, reverse=True):
+            dropped = [s for s in sinks if s != k]
+            lifted = sorted(set(dropped) | set(steps[k].args))
+            for candidate in (dropped, lifted):
+                if candidate and time.monotonic() < deadline:
+                    smaller = _cone(steps, candidate)
+                    if len(smaller) < len(steps) and fails(smaller):
+                        steps, changed = smaller, True
+                        break
+            if changed:
+                break
+    return programs.Program(program.seed, steps)

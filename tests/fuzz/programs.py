@@ -1,0 +1,516 @@
+"""Random programs over graphdl's whole public op set, and their graphdl form.
+
+A `Program` is a list of `Step`s; step k produces slot k, and a step's `args` are earlier slots.
+Inputs are steps too (`input`), so a program can grow a fresh operand of exactly the shape an op
+needs (a matmul's right side, a convolution's weights). The last step is a float64 scalar: the
+sum of every unused slot weighted by fixed random constants.
+
+The generator evaluates each step in PyTorch as it goes (`torch_ref.run_step`) to learn shapes
+and values: the values let it keep log/sqrt/1/x in their domain and plant ties on purpose.
+Ties and kinks are frequent by design: a third of the inputs are drawn from {-1, -0.5, 0, 0.5, 1}
+(equal maxima in reductions and pooling windows, relu and maximum at exactly 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import graphdl as gd
+
+from . import torch_ref
+
+GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    args: tuple = ()
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    seed: int
+    steps: list
+
+    @property
+    def inputs(self):
+        return [k for k, s in enumerate(self.steps) if s.op == "input"]
+
+    def feeds(self):
+        return {self.steps[k].params["name"]: self.steps[k].params["value"] for k in self.inputs}
+
+    def ops(self):
+        return sorted({s.op for s in self.steps} - {"input", "wsum", "add"})
+
+    def code(self):
+        """The program as graphdl source: a reproducer to paste."""
+        lines = ["import numpy as np", "import graphdl as gd", "from numpy import array, nan, inf",
+                 ""]
+        for k, step in enumerate(self.steps):
+            lines.append(f"v{k} = {_code(step)}")
+        feeds = ", ".join(f"{self.steps[k].params['name']!r}: v{k}_value" for k in self.inputs)
+        values = [f"v{k}_value = {_literal(self.steps[k].params['value'])}" for k in self.inputs]
+        return "\n".join(lines[:4] + values + lines[4:] + [f"feeds = {{{feeds}}}"])
+
+
+# ---------------------------------------------------------------- graphdl side
+def _where(a, b, cmp):
+    return gd.where(getattr(gd, cmp)(a, b), a, b)
+
+
+def _getitem(a, key):
+    return a[key]
+
+
+GD = {
+    "input": lambda name, value: gd.input(name, value.shape, "float64"),
+    "neg": lambda a: -a,
+    "posify": lambda a: a * a + 0.5,
+    "affine": lambda a, scale, shift: a * scale + shift,
+    "pow": lambda a, exponent: a ** exponent,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "where": _where,
+    "getitem": _getitem,
+    "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
+    "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
+    "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
+}
+
+
+def build(program, steps=None):
+    """The graphdl nodes of every slot of `program` (or of `steps`, a shrunk version of it)."""
+    nodes = []
+    for step in steps or program.steps:
+        fn = GD.get(step.op) or getattr(gd, step.op)
+        nodes.append(fn(*(nodes[a] for a in step.args), **step.params))
+    return nodes
+
+
+_CODE = {
+    "input": "gd.input({name!r}, {shape}, 'float64')",
+    "neg": "-{0}", "posify": "{0} * {0} + 0.5", "affine": "{0} * {scale!r} + {shift!r}",
+    "pow": "{0} ** {exponent!r}", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}",
+    "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
+    "wsum": "gd.sum({0} * gd.constant({weights}))",
+    "concatenate": "gd.concatenate([{args}], axis={axis})",
+}
+
+
+def _code(step):
+    args = [f"v{a}" for a in step.args]
+    if step.op in _CODE:
+        p = dict(step.params)
+        if step.op == "input":
+            p["shape"] = p.pop("value").shape
+        if "weights" in p:
+            p["weights"] = _literal(p["weights"])
+        return _CODE[step.op].format(*args, args=", ".join(args), **p)
+    kwargs = [f"{k}={_literal(v)}" for k, v in step.params.items()]
+    return f"gd.{step.op}({', '.join(args + kwargs)})"
+
+
+def _literal(value):
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return f"np.zeros({value.shape}, dtype='{value.dtype}')"
+        return f"np.array({value.tolist()!r}, dtype='{value.dtype}')"
+    return repr(value)
+
+
+# ---------------------------------------------------------------- the generator
+class NoSlot(Exception):
+    """No value of the program fits the op drawn: draw another."""
+
+
+class Generator:
+    """Draws one program from `seed`: `Generator(seed).program(n_ops)`."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.steps, self.values = [], []
+
+    def program(self, n_ops):
+        for _ in range(int(self.rng.integers(1, 3))):
+            self.fresh(self.shape())
+        while len(self.steps) < n_ops:
+            op = str(self.rng.choice(list(PROPOSERS)))
+            mark = len(self.steps)
+            try:
+                self.add(op, *PROPOSERS[op](self))
+            except (NoSlot, RuntimeError, IndexError):  # or PyTorch refuses it (max of empty)
+                del self.steps[mark:], self.values[mark:]
+        self.finish()
+        return Program(self.seed, self.steps)
+
+    # -- helpers the proposers use
+    def add(self, op, args, params=None):
+        step = Step(op, tuple(args), params or {})
+        value = torch_ref.run_step(step, [self.values[a] for a in step.args])
+        self.steps.append(step)
+        self.values.append(value)
+        return len(self.steps) - 1
+
+    def fresh(self, shape, positive=False):
+        """A new float64 input of `shape`; a third of them hold tie-prone grid values."""
+        if self.rng.random() < 0.35:
+            value = self.rng.choice(GRID, size=shape)
+        else:
+            value = self.rng.uniform(-2, 2, size=shape)
+        if positive:
+            value = np.abs(value) + 0.25
+        name = f"x{len(self.steps)}"
+        return self.add("input", (), {"name": name, "value": np.asarray(value, dtype=np.float64)})
+
+    def shape(self, ndim=None):
+        ndim = int(self.rng.choice(5, p=[0.1, 0.25, 0.3, 0.2, 0.15])) if ndim is None else ndim
+        return tuple(int(d) for d in self.rng.integers(1, 5, ndim))
+
+    def shape_of(self, slot):
+        return tuple(self.values[slot].shape)
+
+    def pick(self, ok=lambda shape: True):
+        """A random slot whose shape satisfies `ok`; NoSlot if there is none."""
+        slots = [k for k, v in enumerate(self.values) if ok(tuple(v.shape))]
+        if not slots:
+            raise NoSlot
+        return int(self.rng.choice(slots))
+
+    def pick_or_none(self, ok):
+        try:
+            return self.pick(ok)
+        except NoSlot:
+            return None
+
+    def positive(self, slot):
+        """`slot` itself if its values are comfortably positive, else posify(slot)."""
+        if np.all(self.values[slot].detach().numpy() > 0.1):
+            return slot
+        return self.add("posify", (slot,))
+
+    def axis(self, ndim, allow_none=True):
+        if ndim == 0 or (allow_none and self.rng.random() < 0.25):
+            return None
+        if self.rng.random() < 0.2 and ndim > 1:
+            k = int(self.rng.integers(1, ndim + 1))
+            return tuple(int(a) for a in self.rng.choice(ndim, k, replace=False))
+        a = int(self.rng.integers(ndim))
+        return a - ndim if self.rng.random() < 0.3 else a
+
+    def finish(self):
+        used = {a for s in self.steps for a in s.args}
+        sinks = [k for k in range(len(self.steps)) if k not in used]
+        total = None
+        for k in sinks:
+            weights = np.asarray(np.round(self.rng.standard_normal(self.shape_of(k)), 3))
+            term = self.add("wsum", (k,), {"weights": weights})
+            total = term if total is None else self.add("add", (total, term))
+
+
+def _unary(op, positive=False, params=None):
+    def propose(g):
+        slot = g.pick()
+        return ([g.positive(slot) if positive else slot], params(g) if params else {})
+    return propose
+
+
+def _pow(g):
+    exponent = EXPONENTS[int(g.rng.integers(len(EXPONENTS)))]
+    slot = g.pick()
+    if not float(exponent).is_integer() or exponent < 0:
+        slot = g.positive(slot)
+    return [slot], {"exponent": exponent}
+
+
+def _broadcast_partner(g, shape):
+    """A shape broadcasting with `shape`: a suffix of it with some dims set to 1."""
+    keep = len(shape) if g.rng.random() < 0.5 else int(g.rng.integers(0, len(shape) + 1))
+    return tuple(1 if g.rng.random() < 0.3 else d for d in shape[len(shape) - keep:])
+
+
+def _binary(positive_b=False, extra=None):
+    def propose(g):
+        a = g.pick()
+        sa = g.shape_of(a)
+        b = g.pick_or_none(lambda s: _broadcasts(s, sa))
+        if b is None or g.rng.random() < 0.5:
+            partner = _broadcast_partner(g, sa)
+            b = g.fresh(partner if g.rng.random() < 0.7 else sa)
+        if g.rng.random() < 0.5:
+            a, b = b, a
+        if positive_b:
+            b = g.positive(b)
+        return [a, b], extra(g) if extra else {}
+    return propose
+
+
+def _broadcasts(s, t):
+    try:
+        np.broadcast_shapes(s, t)
+        return True
+    except ValueError:
+        return False
+
+
+def _reduce(g):
+    x = g.pick()
+    return [x], {"axis": g.axis(len(g.shape_of(x))), "keepdims": bool(g.rng.integers(2))}
+
+
+def _reshape(g):
+    x = g.pick()
+    size = math.prod(g.shape_of(x))
+    dims = []
+    rest = size
+    for _ in range(int(g.rng.integers(0, 4))):
+        divisors = [d for d in range(1, rest + 1) if rest % d == 0]
+        d = int(g.rng.choice(divisors))
+        dims.append(d)
+        rest //= d
+    dims.append(rest)
+    g.rng.shuffle(dims)
+    if g.rng.random() < 0.3:
+        dims[int(g.rng.integers(len(dims)))] = -1
+    return [x], {"shape": tuple(int(d) for d in dims)}
+
+
+def _transpose(g):
+    x = g.pick(lambda s: len(s) >= 2)
+    ndim = len(g.shape_of(x))
+    axes = None if g.rng.random() < 0.3 else tuple(int(a) for a in g.rng.permutation(ndim))
+    return [x], {"axes": axes}
+
+
+def _broadcast_to(g):
+    x = g.pick(lambda s: len(s) <= 3)
+    shape = tuple(d if d != 1 else int(g.rng.integers(1, 4)) for d in g.shape_of(x))
+    lead = tuple(int(d) for d in g.rng.integers(1, 4, int(g.rng.integers(0, 2))))
+    return [x], {"shape": lead + shape}
+
+
+def _expand_dims(g):
+    x = g.pick(lambda s: len(s) <= 3)
+    return [x], {"axis": int(g.rng.integers(-len(g.shape_of(x)) - 1, len(g.shape_of(x)) + 1))}
+
+
+def _squeeze(g):
+    x = g.pick(lambda s: 1 in s)
+    ones = [i for i, d in enumerate(g.shape_of(x)) if d == 1]
+    return [x], {"axis": None if g.rng.random() < 0.4 else int(g.rng.choice(ones))}
+
+
+def _concatenate(g):
+    x = g.pick(lambda s: len(s) >= 1)
+    shape = g.shape_of(x)
+    axis = int(g.rng.integers(len(shape)))
+    parts = [x]
+    for _ in range(int(g.rng.integers(1, 3))):
+        other = list(shape)
+        other[axis] = int(g.rng.integers(1, 4))
+        same = g.pick_or_none(lambda s: len(s) == len(shape) and all(
+            i == axis or a == b for i, (a, b) in enumerate(zip(s, shape))))
+        parts.append(same if same is not None and g.rng.random() < 0.5 else g.fresh(tuple(other)))
+    return parts, {"axis": axis - len(shape) if g.rng.random() < 0.3 else axis}
+
+
+def _getitem(g):
+    x = g.pick(lambda s: len(s) >= 1)
+    key = []
+    for d in g.shape_of(x)[: int(g.rng.integers(1, len(g.shape_of(x)) + 1))]:
+        r = g.rng.random()
+        if d == 0:
+            key.append(slice(None))
+        elif r < 0.25:
+            key.append(int(g.rng.integers(-d, d)))
+        elif r < 0.4:
+            key.append(slice(None))
+        else:
+            start = int(g.rng.integers(-d, d))
+            stop = int(g.rng.integers(-d - 1, d + 1))
+            step = int(g.rng.choice([1, 1, 2, -1, -2]))
+            key.append(slice(start, stop, step))
+    return [x], {"key": tuple(key)}
+
+
+def _take(g):
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
+    shape = g.shape_of(x)
+    axis = None if g.rng.random() < 0.25 else int(g.rng.integers(len(shape)))
+    n = math.prod(shape) if axis is None else shape[axis]
+    idx_shape = tuple(int(d) for d in g.rng.integers(1, 4, int(g.rng.integers(0, 3))))
+    indices = g.rng.integers(-n, n, idx_shape)  # repeats on purpose; negatives as NumPy's
+    return [x], {"indices": np.asarray(indices, dtype=np.int64), "axis": axis}
+
+
+def _matmul(g):
+    """a @ fresh or fresh @ a, with 1-D operands and broadcast batch dimensions."""
+    a = g.pick(lambda s: 1 <= len(s) <= 4)
+    sa = g.shape_of(a)
+    batch = _broadcast_partner(g, sa[:-2]) if len(sa) > 2 else ()
+    n = int(g.rng.integers(1, 4))
+    if len(sa) >= 2 and g.rng.random() < 0.3:
+        left = (sa[-2],) if g.rng.random() < 0.3 else batch + (n, sa[-2])
+        return [g.fresh(left), a], {}
+    right = (sa[-1],) if g.rng.random() < 0.2 else batch + (sa[-1], n)
+    return [a, g.fresh(right)], {}
+
+
+def _image(g, channels=None):
+    x = g.pick_or_none(lambda s: len(s) == 4 and min(s[1:]) >= 1 and min(s[2:]) >= 2
+               and s[1] % (channels or 1) == 0)
+    if x is None or g.rng.random() < 0.3:
+        c = int(g.rng.integers(1, 3)) * (channels or 1)
+        x = g.fresh((int(g.rng.choice([0, 1, 1, 2, 2, 2])), c, int(g.rng.integers(3, 8)),
+                     int(g.rng.integers(3, 8))))
+    return x
+
+
+def _conv2d(g):
+    groups = int(g.rng.choice([1, 1, 2]))
+    x = _image(g, groups)
+    _, c, h, w = g.shape_of(x)
+    o = groups * int(g.rng.integers(1, 3))
+    kh, kw = int(g.rng.integers(1, min(h, 3) + 1)), int(g.rng.integers(1, min(w, 3) + 1))
+    dilation = 1 if g.rng.random() < 0.6 else (int(g.rng.integers(1, 3)), 1)
+    stride = 1 if g.rng.random() < 0.5 else (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3)))
+    r = g.rng.random()
+    if r < 0.3 and stride == 1:
+        padding = "same"
+    elif r < 0.5:
+        padding = tuple(int(p) for p in g.rng.integers(0, 3, 4))
+    else:
+        padding = int(g.rng.integers(0, 2))
+    dh = dilation if isinstance(dilation, int) else dilation[0]
+    if padding != "same" and h + (padding if isinstance(padding, int) else sum(padding[:2])) \
+            < dh * (kh - 1) + 1:
+        dilation = 1
+    weight = g.fresh((o, c // groups, kh, kw))
+    args = [x, weight] + ([g.fresh((o,))] if g.rng.random() < 0.5 else [])
+    return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
+def _pool_params(g, x, max_pool):
+    h, w = g.shape_of(x)[2:]
+    k = (int(g.rng.integers(1, min(h, 3) + 1)), int(g.rng.integers(1, min(w, 3) + 1)))
+    stride = None if g.rng.random() < 0.3 else (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3)))
+    padding = (int(g.rng.integers(0, k[0] // 2 + 1)), int(g.rng.integers(0, k[1] // 2 + 1)))
+    params = {"kernel_size": k, "stride": stride, "padding": padding,
+              "ceil_mode": bool(g.rng.integers(2))}
+    if max_pool:
+        d = int(g.rng.integers(1, 3))
+        if padding[0] <= k[0] // 2 and h + 2 * padding[0] >= d * (k[0] - 1) + 1 \
+                and w + 2 * padding[1] >= d * (k[1] - 1) + 1:
+            params["dilation"] = d
+    else:
+        params["count_include_pad"] = bool(g.rng.integers(2))
+    return params
+
+
+def _pool(max_pool):
+    def propose(g):
+        x = _image(g)
+        return [x], _pool_params(g, x, max_pool)
+    return propose
+
+
+def _softmax_like(op):
+    def propose(g):
+        x = g.pick(lambda s: len(s) >= 1)
+        ndim = len(g.shape_of(x))
+        params = {"axis": int(g.rng.integers(-ndim, ndim))}
+        if op == "logsumexp":
+            params["keepdims"] = bool(g.rng.integers(2))
+        return [x], params
+    return propose
+
+
+def _labels(g, shape, classes):
+    return np.asarray(g.rng.integers(0, classes, shape), dtype=np.int64)
+
+
+def _cross_entropy(g):
+    x = g.pick(lambda s: 1 <= len(s) <= 3)
+    shape = g.shape_of(x)
+    if g.rng.random() < 0.6:
+        return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
+    target = g.fresh(shape, positive=True)  # probabilities: a differentiable soft target
+    return [x, g.add("softmax", (target,), {"axis": -1})], {}
+
+
+def _hinge(g):
+    x = g.pick(lambda s: 1 <= len(s) <= 3)
+    shape = g.shape_of(x)
+    return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
+
+
+def _mse(g):
+    a = g.pick()
+    return [a, g.fresh(g.shape_of(a))], {}
+
+
+def _l2(g):
+    params = [g.pick() for _ in range(int(g.rng.integers(1, 3)))]
+    return params, {"lam": float(g.rng.choice([1.0, 0.5, 1e-3]))}
+
+
+# op name -> proposer(generator) -> (args, params) or None when it does not apply now.
+PROPOSERS = {
+    "neg": _unary("neg"),
+    "affine": _unary("affine", params=lambda g: {"scale": float(g.rng.choice([2.0, -0.5, 3.0])),
+                                                  "shift": float(g.rng.choice([0.0, 1.0, -0.5]))}),
+    "exp": _unary("exp"),
+    "log": _unary("log", positive=True),
+    "sqrt": _unary("sqrt", positive=True),
+    "reciprocal": _unary("reciprocal", positive=True),
+    "tanh": _unary("tanh"),
+    "sigmoid": _unary("sigmoid"),
+    "relu": _unary("relu"),
+    "stop_gradient": _unary("stop_gradient"),
+    "pow": _pow,
+    "add": _binary(),
+    "sub": _binary(),
+    "mul": _binary(),
+    "div": _binary(positive_b=True),
+    "maximum": _binary(),
+    "minimum": _binary(),
+    "where": _binary(extra=lambda g: {"cmp": str(g.rng.choice(COMPARISONS))}),
+    "sum": _reduce,
+    "mean": _reduce,
+    "max": _reduce,
+    "min": _reduce,
+    "reshape": _reshape,
+    "transpose": _transpose,
+    "broadcast_to": _broadcast_to,
+    "expand_dims": _expand_dims,
+    "squeeze": _squeeze,
+    "concatenate": _concatenate,
+    "getitem": _getitem,
+    "take": _take,
+    "matmul": _matmul,
+    "conv2d": _conv2d,
+    "max_pool2d": _pool(True),
+    "avg_pool2d": _pool(False),
+    "softmax": _softmax_like("softmax"),
+    "log_softmax": _softmax_like("log_softmax"),
+    "logsumexp": _softmax_like("logsumexp"),
+    "softmax_cross_entropy": _cross_entropy,
+    "hinge_loss": _hinge,
+    "mse": _mse,
+    "l2": _l2,
+}
+
+
+def generate(seed, max_ops=10):
+    """The program drawn from `seed`: 2 to `max_ops` steps before the final weighted sum."""
+    rng = np.random.default_rng(seed)
+    return Generator(seed).program(int(rng.integers(2, max_ops + 1)))

@@ -1,0 +1,173 @@
+"""The same programs in PyTorch float64: the reference values, gradients and second derivatives.
+
+Each op is written the way a PyTorch user would write it, so the comparison checks graphdl
+against PyTorch's conventions: `amax`/`amin` split a tie's gradient evenly, `maximum`/`minimum`
+give each side half at a tie, relu'(0) = 0, max-pooling routes to the first maximum of a window,
+`cross_entropy` is PyTorch's loss and the hinge loss is `multi_margin_loss` times the number
+of classes (written out: PyTorch has no double backward for it). Negative `take` indices count from
+the end, as in NumPy, whose indexing graphdl follows; PyTorch's `index_select` is fed the
+equivalent non-negative ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
+
+
+def _reduction(fn):
+    def reduce(x, axis=None, keepdims=False):
+        axes = _axes(axis, x.ndim)
+        if not axes:  # a 0-d value: reducing over no axis is the identity
+            return fn(x.reshape(1), 0, False).reshape(())
+        return fn(x, axes, keepdims)
+    return reduce
+
+
+def _take(x, indices, axis):
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    idx = torch.from_numpy(np.asarray(indices % x.shape[axis]))
+    out = torch.index_select(x, axis, idx.reshape(-1))
+    return out.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1:])
+
+
+def _getitem(x, key):
+    """NumPy basic indexing (ints and slices, negative steps included) with index_select."""
+    drop = []
+    for axis, k in enumerate(key):
+        d = x.shape[axis]
+        rows = [k % d] if isinstance(k, int) else list(range(*k.indices(d)))
+        if isinstance(k, int):
+            drop.append(axis)
+        x = torch.index_select(x, axis, torch.tensor(rows, dtype=torch.int64))
+    return x.squeeze(tuple(drop)) if drop else x
+
+
+def _conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if isinstance(padding, tuple) and len(padding) == 4:  # graphdl's (top, bottom, left, right)
+        top, bottom, left, right = padding
+        x, padding = F.pad(x, (left, right, top, bottom)), 0
+    return F.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def _max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
+    return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _cross_entropy(logits, target=None, labels=None):
+    if labels is not None:
+        target = torch.from_numpy(labels)
+    if logits.ndim > 1:  # graphdl's classes are the last axis, PyTorch's the second
+        logits = logits.movedim(-1, 1)
+        target = target.movedim(-1, 1) if target.is_floating_point() else target
+    return F.cross_entropy(logits, target)
+
+
+def _hinge(scores, labels):
+    """F.multi_margin_loss times the number of classes, written out because PyTorch has no
+    double backward for it: max(0, z) contributes where z > 0, so a margin of exactly 0 has
+    gradient 0 (multi_margin_loss's own rule)."""
+    correct = torch.gather(scores, -1, torch.from_numpy(labels)[..., None])
+    z = scores - correct + 1
+    others = torch.ones_like(scores).scatter(-1, torch.from_numpy(labels)[..., None], 0.0)
+    return (torch.where(z > 0, z, 0.0) * others).sum(-1).mean()
+
+
+def _where(a, b, cmp):
+    return torch.where(getattr(torch, {"greater_equal": "ge", "less_equal": "le",
+                                       "not_equal": "ne", "equal": "eq", "greater": "gt",
+                                       "less": "lt"}[cmp])(a, b), a, b)
+
+
+TORCH = {
+    "neg": torch.neg,
+    "posify": lambda a: a * a + 0.5,
+    "affine": lambda a, scale, shift: a * scale + shift,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "reciprocal": torch.reciprocal,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "stop_gradient": torch.Tensor.detach,
+    "pow": lambda a, exponent: torch.pow(a, exponent),
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "where": _where,
+    "sum": _reduction(lambda x, axes, keep: torch.sum(x, axes, keepdim=keep)),
+    "mean": _reduction(lambda x, axes, keep: torch.mean(x, axes, keepdim=keep)),
+    "max": _reduction(lambda x, axes, keep: torch.amax(x, axes, keepdim=keep)),
+    "min": _reduction(lambda x, axes, keep: torch.amin(x, axes, keepdim=keep)),
+    "reshape": lambda x, shape: x.reshape(shape),
+    "transpose": lambda x, axes: x.permute(axes if axes is not None else
+                                           tuple(range(x.ndim))[::-1]),
+    "broadcast_to": lambda x, shape: torch.broadcast_to(x, shape),
+    "expand_dims": lambda x, axis: x.unsqueeze(axis),
+    "squeeze": lambda x, axis: x.squeeze() if axis is None else x.squeeze(axis),
+    "concatenate": lambda *xs, axis: torch.cat(xs, axis),
+    "getitem": _getitem,
+    "take": _take,
+    "matmul": torch.matmul,
+    "conv2d": _conv2d,
+    "max_pool2d": _max_pool2d,
+    "avg_pool2d": F.avg_pool2d,
+    "softmax": lambda x, axis: torch.softmax(x, axis),
+    "log_softmax": lambda x, axis: torch.log_softmax(x, axis),
+    "logsumexp": lambda x, axis, keepdims: torch.logsumexp(x, axis, keepdim=keepdims),
+    "softmax_cross_entropy": _cross_entropy,
+    "hinge_loss": _hinge,
+    "mse": lambda a, b: F.mse_loss(a, b),
+    "l2": lambda *ps, lam: sum(torch.sum(p * p) for p in ps) * lam,
+    "wsum": lambda a, weights: torch.sum(a * torch.from_numpy(weights)),
+}
+
+
+def run_step(step, args):
+    """The value of one step given its arguments' tensors (inputs become leaves)."""
+    if step.op == "input":
+        return torch.tensor(step.params["value"], dtype=torch.float64, requires_grad=True)
+    return TORCH[step.op](*args, **step.params)
+
+
+def forward(steps):
+    """The tensor of every slot."""
+    values = []
+    for step in steps:
+        values.append(run_step(step, [values[a] for a in step.args]))
+    return values
+
+
+def _grad(output, leaves, create_graph=False):
+    """d output / d leaves, zeros where output does not depend on a leaf."""
+    if not output.requires_grad:
+        return [torch.zeros_like(x) for x in leaves]
+    grads = torch.autograd.grad(output, leaves, create_graph=create_graph, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
+
+
+def evaluate(steps, second_weights=None):
+    """Values of every slot, the gradient of the last (a scalar) wrt every input, and, given
+    `second_weights` (one array per input), the gradient of sum_i <grad_i, weights_i>.
+
+    Returns numpy float64 arrays: (values, grads, second)."""
+    values = forward(steps)
+    leaves = [values[k] for k, s in enumerate(steps) if s.op == "input"]
+    grads = _grad(values[-1], leaves, create_graph=second_weights is not None)
+    second = None
+    if second_weights is not None:
+        z = sum(torch.sum(g * torch.from_numpy(w)) for g, w in zip(grads, second_weights))
+        second = [h.detach().numpy() for h in _grad(z, leaves)]
+    return ([v.detach().numpy() for v in values], [g.detach().numpy() for g in grads], second)
