@@ -127,12 +127,23 @@ def _pow_dtype(inputs, attrs):
     return floating("pow")(inputs, attrs)
 
 
+def _pow_sym(a, exponent):
+    """a ** exponent with the exponent held exactly: an int as an Integer, a float as the same
+    double (a 53-bit Float, printed with repr: π stays π). Unevaluated, since SymPy would turn
+    a**0 into 1 (dropping a's shape and dtype) and a**nan into nan (NumPy's 1**nan is 1)."""
+    e = sympy.Integer(exponent) if isinstance(exponent, int) else sympy.Float(exponent)
+    return sympy.Pow(a, e, evaluate=False)
+
+
+def _pow_pullback(n, g):
+    e = n.attrs["exponent"]
+    if e == 0:  # d/da a**0 is 0 everywhere; 0 * 0**-1 would make it NaN at 0 (PyTorch: 0 too)
+        return [None]
+    return [g * (n.inputs[0] ** (e - 1)) * e]
+
+
 # pow: a ** exponent (a Python number); d/da = exponent · a^(exponent-1).
-POW = elementwise(
-    "pow", lambda a, exponent: a ** sympy.nsimplify(exponent), lambda a, exponent: a ** exponent,
-    lambda n, g: [g * (n.inputs[0] ** (n.attrs["exponent"] - 1)) * n.attrs["exponent"]],
-    _pow_dtype,
-)
+POW = elementwise("pow", _pow_sym, lambda a, exponent: a ** exponent, _pow_pullback, _pow_dtype)
 
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
 TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
