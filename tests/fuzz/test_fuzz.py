@@ -8,7 +8,7 @@ import pytest
 
 from . import runner
 
-SEED, PROGRAMS, BUDGET_SECONDS = 20240607, 1500, 50.0
+SEED, PROGRAMS, BUDGET_SECONDS = 20240607, 1000, 40.0
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
