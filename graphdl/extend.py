@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import numpy as np
 import sympy
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from graphdl.errors import GraphError
 from graphdl.ir import make_node
 from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-from graphdl.symbolic import from_sympy
+from graphdl.symbolic import from_sympy, kind
+
+SUPPORTED = ("arithmetic and powers, the functions NumPy has (exp, log, sqrt, sin, tanh, floor, "
+             "atan2, ...), Abs, sign, Max, Min, Heaviside, Piecewise (with comparisons, And, Or, "
+             "Not), erf")
 
 
 def elementwise_op(name, formula):
@@ -20,26 +26,113 @@ def elementwise_op(name, formula):
 
     `softplus = gd.elementwise_op("softplus", lambda x: sympy.log(1 + sympy.exp(x)))`
     Its gradient is `sympy.diff` of the formula, turned into graph nodes; its reference
-    implementation is `sympy.lambdify`; the code generators print it with SymPy's printers.
+    implementation is `sympy.lambdify` with the code generator's printer (the same text as
+    generated code). The formula and its first and second derivatives are checked here: a
+    construct graphdl cannot compute is an error now, naming it. Derivatives of step functions
+    (DiracDelta) are taken as 0, as PyTorch does for sign, abs at 0 and relu.
     """
-    arity = len(inspect.signature(formula).parameters)
+    return formula_op(name, formula, len(inspect.signature(formula).parameters))
+
+
+def formula_op(name, formula, arity):
+    """`elementwise_op` for a formula of `arity` arguments."""
     symbols = sympy.symbols(f"x0:{arity}")
     expr = formula(*symbols)
     if not isinstance(expr, sympy.Expr):
         raise GraphError(f"elementwise_op {name!r}: the formula must give a SymPy expression")
-    derivatives = [sympy.diff(expr, s) for s in symbols]
-    impl = sympy.lambdify(symbols, expr, modules="numpy")
+    # Real arguments: SymPy differentiates Abs(x) into sign(x) only for real x.
+    real = sympy.symbols(f"x0:{arity}", real=True)
+    derivatives = _derivatives(expr.xreplace(dict(zip(symbols, real))), real)
+    _check(name, expr, derivatives, real)
+    impl = _reference(symbols, expr)
 
     def pullback(node, g):
-        bindings = dict(zip(symbols, node.inputs))
+        bindings = dict(zip(real, node.inputs))
         return [g * from_sympy(d, bindings, node) if d != 0 else None for d in derivatives]
 
     return OpDef(
-        name, kind="elementwise", broadcasts=True, sym=formula, pullback=pullback,
-        impl=lambda *xs: impl(*xs),
+        name, kind="elementwise", broadcasts=True, sym=formula, pullback=pullback, impl=impl,
         infer=lambda inputs, attrs: (ew.broadcast_shapes(inputs, name), ew.floating(name)(inputs, attrs)),
         doc=f"{name}({', '.join(map(str, symbols))}) = {expr}",
     )
+
+
+def _derivatives(expr, symbols):
+    """∂expr/∂s for each symbol. The derivatives of steps (DiracDelta) and of floor and ceiling
+    (which SymPy leaves unevaluated) are taken as 0, their value almost everywhere."""
+    return [_zero_at_steps(sympy.diff(expr, s)) for s in symbols]
+
+
+def _zero_at_steps(expr):
+    expr = expr.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero)
+    return expr.replace(lambda e: isinstance(e, sympy.Derivative)
+                        and isinstance(e.expr, (sympy.floor, sympy.ceiling)),
+                        lambda e: sympy.S.Zero)
+
+
+def _check(name, expr, derivatives, symbols):
+    """Raise naming the first construct of the formula or of its first and second derivatives
+    that graphdl cannot compute."""
+    parts = [("the formula", expr)]
+    for s, d in zip(symbols, derivatives):
+        parts.append((f"its derivative in {s}", d))
+        parts += [(f"its second derivative in {s}, {t}", dd)
+                  for t, dd in zip(symbols, _derivatives(d, symbols))]
+    for where, e in parts:
+        bad = _unsupported(e)
+        if bad is None:
+            continue
+        what = (f"SymPy cannot differentiate {bad.expr}" if isinstance(bad, sympy.Derivative)
+                else f"SymPy's {type(bad).__name__} ({bad}) is not supported")
+        raise GraphError(f"elementwise_op {name!r}: {where}: {what}; supported: {SUPPORTED}")
+
+
+def _unsupported(expr):
+    """The first, innermost construct of `expr` that graphdl cannot compute, or None."""
+    if _computable(expr):
+        return None
+    return next((e for e in sympy.postorder_traversal(expr)
+                 if not isinstance(e, (sympy.Tuple, ExprCondPair)) and not _computable(e)), expr)
+
+
+def _computable(expr):
+    """Whether `from_sympy` has a rule for every part of `expr` and the printer prints it with
+    NumPy alone."""
+    if any(kind(e) is None for e in sympy.preorder_traversal(expr)
+           if not isinstance(e, (sympy.Tuple, ExprCondPair))):
+        return False
+    printers, _ = _printing()
+    try:
+        text = printers.GraphdlNumPyPrinter().doprint(expr)
+    except (NotImplementedError, TypeError, ValueError):  # what SymPy's printers raise
+        return False
+    return printers.numpy_only(text, {str(s) for s in expr.free_symbols})
+
+
+def _reference(symbols, expr):
+    """The formula evaluated with NumPy by the text generated code has, broadcast to the
+    arguments' shape (a formula need not use every argument)."""
+    printers, namespace = _printing()
+    f = sympy.lambdify(symbols, expr, modules=[namespace], printer=printers.GraphdlNumPyPrinter())
+
+    def impl(*xs):
+        out = f(*xs)
+        shape = np.broadcast_shapes(*map(np.shape, xs))
+        return out if np.shape(out) == shape else np.broadcast_to(out, shape).copy()
+    return impl
+
+
+@functools.cache
+def _printing():
+    """The printer of generated code, and the namespace its text runs in: NumPy and the
+    helpers. (`codegen.printers` needs only SymPy; graphdl reaches it lazily, as `compile` does.)
+    """
+    from codegen import printers
+
+    namespace = {"numpy": np, "_sigmoid": ew.stable_sigmoid, "_where": np.where}
+    for source in printers.PRINTER_HELPERS.values():
+        exec(source, namespace)  # noqa: S102 - the helpers' own text, as generated modules have
+    return printers, namespace
 
 
 # param: the i-th argument inside a custom op's body.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sympy
+from sympy.logic.boolalg import BooleanAtom
 
 from graphdl.errors import GraphError
 from graphdl.ops import elementwise as ew
@@ -13,10 +14,16 @@ _UNARY = {
     sympy.exp: ew.EXP, sympy.log: ew.LOG, sympy.tanh: ew.TANH,
     Sigmoid: ew.SIGMOID, Softplus: ew.SOFTPLUS, Relu: ew.RELU,
 }
+_COMPARE = {
+    sympy.StrictGreaterThan: ew.GREATER, sympy.GreaterThan: ew.GREATER_EQUAL,
+    sympy.StrictLessThan: ew.LESS, sympy.LessThan: ew.LESS_EQUAL,
+    sympy.Equality: ew.EQUAL, sympy.Unequality: ew.NOT_EQUAL,
+}
+_LOGIC = (sympy.And, sympy.Or, sympy.Not)
 _derived_ops = {}
 
 
-def _function(func, args):
+def _function(func, args, like):
     if func in _UNARY:
         return _UNARY[func](*args)
     if func is sympy.Max or func is sympy.Min:
@@ -25,15 +32,18 @@ def _function(func, args):
         for a in args[1:]:
             out = op(out, a)
         return out
-    if func is sympy.Heaviside:  # H(x, 0): the derivative of relu, 0 at 0
-        return ew.cast(ew.GREATER(args[0], 0), args[0].dtype)
+    if func is sympy.Heaviside:  # 1 above 0, H(0) at 0, else 0 (also at NaN, as relu's gradient)
+        x, at_zero = args
+        one, zero = leaf.constant(1.0, like.dtype), leaf.constant(0.0, like.dtype)
+        return ew.WHERE(ew.GREATER(x, 0), one, ew.WHERE(ew.EQUAL(x, 0), at_zero, zero))
     if func is Where:
         return ew.WHERE(ew.cast(args[0], "bool"), args[1], args[2])
-    if func not in _derived_ops:  # any other SymPy function becomes an op of its own
-        from graphdl.extend import elementwise_op
+    key = (func, len(args))
+    if key not in _derived_ops:  # any other SymPy function becomes an op of its own
+        from graphdl.extend import formula_op
 
-        _derived_ops[func] = elementwise_op(func.__name__, lambda *a: func(*a))
-    return _derived_ops[func](*args)
+        _derived_ops[key] = formula_op(func.__name__, func, len(args))
+    return _derived_ops[key](*args)
 
 
 def _power(base, exponent):
@@ -45,6 +55,47 @@ def _power(base, exponent):
         e = int(exponent) if exponent.is_integer else float(exponent)
         return ew.POW(base, exponent=e)
     return ew.EXP(exponent * ew.LOG(base))
+
+
+def _piecewise(e, arg, like):
+    """Nested where, first condition outermost; NaN where no condition holds (as SymPy)."""
+    *pairs, (value, cond) = e.args
+    out = arg(value) if cond is sympy.true else \
+        ew.WHERE(arg(cond), arg(value), leaf.constant(float("nan"), like.dtype))
+    for value, cond in reversed(pairs):
+        out = ew.WHERE(arg(cond), arg(value), out)
+    return out
+
+
+def _logic(e, args):
+    """And, Or, Not of bool nodes, as selects."""
+    if isinstance(e, sympy.Not):
+        return ew.WHERE(args[0], False, True)
+    out = args[0]
+    for a in args[1:]:
+        out = ew.WHERE(out, a, False) if isinstance(e, sympy.And) else ew.WHERE(out, True, a)
+    return out
+
+
+def kind(e):
+    """Which rule of `from_sympy` builds `e`, or None where it has none."""
+    if e.is_Symbol or e.is_number or isinstance(e, BooleanAtom):
+        return "leaf"
+    if e.is_Add or e.is_Mul or e.is_Pow:
+        return "arithmetic"
+    if isinstance(e, sympy.Piecewise):
+        return "piecewise"
+    if type(e) in _COMPARE:
+        return "compare"
+    if isinstance(e, _LOGIC):
+        return "logic"
+    return "function" if e.is_Function else None
+
+
+def _operands(e):
+    """The sub-expressions that get nodes of their own (a Piecewise's values and conditions)."""
+    args = [x for pair in e.args for x in pair] if isinstance(e, sympy.Piecewise) else e.args
+    return [a for a in args if not (a.is_number or isinstance(a, BooleanAtom))]
 
 
 def from_sympy(expr, bindings, like):
@@ -59,7 +110,7 @@ def from_sympy(expr, bindings, like):
         if e in done:
             stack.pop()
             continue
-        pending = [a for a in e.args if a not in done and not a.is_number]
+        pending = [a for a in _operands(e) if a not in done]
         if pending and not e.is_Symbol:
             stack.extend(pending)
             continue
@@ -70,14 +121,17 @@ def from_sympy(expr, bindings, like):
 
 def _build(e, done, bindings, like):
     def arg(a):  # numbers, and numeric constants such as pi or sqrt(2), become constants
+        if isinstance(a, BooleanAtom):
+            return leaf.constant(bool(a), "bool")
         return leaf.constant(float(a), like.dtype) if a.is_number else done[a]
 
+    how = kind(e)
     if e.is_Symbol:
         if e not in bindings:
             raise GraphError(f"the expression uses {e}, which is not one of the op's arguments")
         return bindings[e]
-    if e.is_number:
-        return leaf.constant(float(e), like.dtype)
+    if how == "leaf":
+        return arg(e)
     if e.is_Add or e.is_Mul:
         coeff, terms = (e.as_coeff_Add() if e.is_Add else e.as_coeff_Mul())
         rest = [arg(t) for t in (sympy.Add.make_args(terms) if e.is_Add else sympy.Mul.make_args(terms))]
@@ -94,8 +148,14 @@ def _build(e, done, bindings, like):
         if isinstance(exponent, sympy.Number):
             return _power(arg(base), exponent)
         return ew.EXP(arg(exponent) * ew.LOG(arg(base)))
-    if isinstance(e, sympy.Function):
-        return _function(e.func, [arg(a) for a in e.args])
+    if how == "piecewise":
+        return _piecewise(e, arg, like)
+    if how == "compare":
+        return _COMPARE[type(e)](arg(e.lhs), arg(e.rhs))
+    if how == "logic":
+        return _logic(e, [arg(a) for a in e.args])
+    if how == "function":
+        return _function(e.func, [arg(a) for a in e.args], like)
     raise GraphError(f"cannot turn the SymPy expression {e} into graph nodes")
 
 
