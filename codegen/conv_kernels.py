@@ -51,7 +51,7 @@ def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     per = max(1, min(n, budget // (c * kh * kw * oh * ow * x.itemsize)))
     buffer = _scratch(c * kh * kw * per * oh * ow, x.dtype)
     xt = x.transpose(1, 0, 2, 3)
-    for first in range(0, n, per):
+    for first in range(0, max(n, 1), per):  # an empty batch still yields its (empty) columns
         last = min(n, first + per)
         cols = buffer[:c * kh * kw * (last - first) * oh * ow].reshape(
             c, kh, kw, last - first, oh, ow)
@@ -85,7 +85,8 @@ def _conv2d_weight_grad(columns, g, groups, shape):
     dw = 0
     for first, last, cols in columns:
         gs = gt[:, first:last].reshape(groups, o // groups, -1)
-        dw = dw + numpy.matmul(cols.reshape(groups, -1, cols.shape[1]), gs.transpose(0, 2, 1))
+        dw = dw + numpy.matmul(cols.reshape(groups, cols.shape[0] // groups, cols.shape[1]),
+                               gs.transpose(0, 2, 1))
     return dw.transpose(0, 2, 1).reshape(shape)
 
 
@@ -134,6 +135,19 @@ def _pool_windows(x, kernel, stride, padding, dilation, out, fill):
     return x, slices, (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
 
 
+def _lowest(dtype):
+    """The smallest value of `dtype`, what max-pooling pads with (a padded cell never wins)."""
+    if dtype.kind == "f":
+        return -numpy.inf
+    return False if dtype.kind == "b" else int(numpy.iinfo(dtype).min)
+
+
+def lowest_text(dtype):
+    """`_lowest(dtype)` as source text, for the templates (used at code generation, not emitted)."""
+    value = _lowest(numpy.dtype(dtype))
+    return "-numpy.inf" if value == -numpy.inf else repr(value)
+
+
 def _max_pool2d(windows):
     """Window maxima: the running maximum over the kernel positions."""
     xp, slices, _ = windows
@@ -156,14 +170,14 @@ def _max_pool2d_route(windows):
         numpy.greater(v, y, out=wins)
         numpy.maximum(arg, numpy.multiply(wins, arg.dtype.type(k), out=k_wins), out=arg)
         numpy.maximum(y, v, out=y)
-    stuck = y == -numpy.inf  # only -inf cells: the first real one wins, not the padding
+    stuck = y == _lowest(y.dtype)  # only lowest values: the first real one wins, not the padding
     if stuck.any() and xp.shape[2:] != (crop[2].stop - crop[2].start,
                                          crop[3].stop - crop[3].start):
         real = numpy.zeros(xp.shape[2:], dtype=bool)
         real[crop[2:]] = True
         first = numpy.argmax(numpy.stack([real[s[2:]] for s in slices]), axis=0)
         arg[stuck] = numpy.broadcast_to(first, y.shape)[stuck]
-    if numpy.isnan(y).any():  # the first NaN wins, where there is one
+    if y.dtype.kind == "f" and numpy.isnan(y).any():  # the first NaN wins, where there is one
         arg[numpy.isnan(y)] = numpy.argmax(numpy.isnan(numpy.stack([xp[s] for s in slices])),
                                            axis=0)[numpy.isnan(y)]
     return {"like": xp, "slices": slices, "crop": crop, "max": y, "arg": arg}
@@ -239,7 +253,6 @@ def _avg_pool2d_grad(g, windows, divisor):
 
 
 KERNELS = [_scratch, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
-           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _select_bits,
-           _disjoint, _avg_divisor,
-           _avg_pool2d, _avg_pool2d_grad]
+           _lowest, _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select,
+           _select_bits, _disjoint, _avg_divisor, _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}

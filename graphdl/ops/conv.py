@@ -14,10 +14,12 @@ gradient, <C(x, w), g> = <x, T(g, w)> = <w, W(x, g)>, so every pullback is one o
     avg_pool2d_grad(g, like=x)         pullback [avg_pool2d(u)]
 
 Padding is four-sided in the IR, (top, bottom, left, right): `padding="same"` with an even kernel
-pads one more on the bottom/right, as PyTorch does. Pooling pads with -inf (max: a padded cell
-never wins) or zeros (average: the divisor follows `count_include_pad`), and accepts padding
-beyond half the window as ONNX does; a window lying wholly in the padding gives -inf (max, no
-gradient) or 0 (average without counting padding).
+pads one more on the bottom/right, as PyTorch does. Max-pooling takes any numeric dtype (as
+ONNX and NumPy's max; convolution and average pooling are floating-point only) and pads with the
+dtype's lowest value (-inf for floats: a padded cell never wins); average pooling pads with zeros
+(the divisor follows `count_include_pad`). Both accept padding beyond half the window as ONNX
+does; a window lying wholly in the padding gives the lowest value (max, no gradient) or 0
+(average without counting padding).
 
 The `impl`s are the reference semantics (sliding-window views and einsum, written for clarity);
 the NumPy backend lowers the same ops to im2col + one matrix product (`codegen/conv_kernels.py`).
@@ -25,6 +27,7 @@ the NumPy backend lowers the same ops to im2col + one matrix product (`codegen/c
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -64,6 +67,14 @@ def _float_dtype(inputs, what):
         raise GraphError(f"{what} expects floating-point input, got {describe(bad)} of dtype "
                          f"{bad.dtype}; convert it first with gd.cast(x, 'float32')")
     return ew.promote(inputs, {})
+
+
+def lowest(dtype):
+    """The smallest value of `dtype`, what max-pooling pads with: -inf, the integer minimum, or
+    False."""
+    if dtype.kind == "f":
+        return -np.inf
+    return False if dtype.kind == "b" else np.iinfo(dtype).min
 
 
 def _rank4(x, what, layout):
@@ -239,9 +250,10 @@ def _pool_geometry(x, attrs, what):
     return x.shape[:2] + out
 
 
-def _pool_infer(what):
+def _pool_infer(what, floating):
     def infer(inputs, attrs):
-        return _pool_geometry(inputs[0], attrs, what), _float_dtype(inputs[:1], what)
+        dtype = _float_dtype(inputs, what) if floating else inputs[0].dtype
+        return _pool_geometry(inputs[0], attrs, what), dtype
     return infer
 
 
@@ -252,10 +264,11 @@ def _pool_setup(shape, kernel, stride, padding, dilation, ceil_mode):
 
 
 def _max_windows(x, kernel, stride, padding, dilation, ceil_mode):
-    """The flattened windows (N, C, OH, OW, kh*kw) of x padded with -inf, in scan order."""
+    """The flattened windows (N, C, OH, OW, kh*kw) of x padded with its dtype's lowest value,
+    in scan order."""
     out, extra = _pool_setup(x.shape, kernel, stride, padding, dilation, ceil_mode)
-    win = _windows(_pad(x, padding, -np.inf, extra), kernel, stride, dilation, out)
-    return win.reshape(*win.shape[:4], -1), out, extra
+    win = _windows(_pad(x, padding, lowest(x.dtype), extra), kernel, stride, dilation, out)
+    return win.reshape(*win.shape[:4], math.prod(win.shape[4:])), out, extra
 
 
 def _max_pool_impl(x, kernel, stride, padding, dilation, ceil_mode):
@@ -269,8 +282,8 @@ def _argmax(x, kernel, stride, padding, dilation, ceil_mode):
     flat, out, extra = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
     real = _windows(_pad(np.ones((1, 1) + x.shape[2:], bool), padding, False, extra),
                     kernel, stride, dilation, out)
-    real = real.reshape(*real.shape[:4], -1)
-    best = np.max(np.where(real, flat, -np.inf), axis=-1, keepdims=True)
+    real = real.reshape(*real.shape[:4], math.prod(real.shape[4:]))
+    best = np.max(np.where(real, flat, lowest(x.dtype)), axis=-1, keepdims=True)
     hits = ((flat == best) | np.isnan(flat)) & real
     return np.argmax(hits, axis=-1), hits.any(axis=-1), extra
 
@@ -288,7 +301,8 @@ def _max_pool_select_impl(u, x, kernel, stride, padding, dilation, ceil_mode):
     arg, real, extra = _argmax(x, kernel, stride, padding, dilation, ceil_mode)
     out = arg.shape[2:]
     win = _windows(_pad(u, padding, 0.0, extra), kernel, stride, dilation, out)
-    picked = np.take_along_axis(win.reshape(*win.shape[:4], -1), arg[..., None], -1)[..., 0]
+    flat = win.reshape(*win.shape[:4], math.prod(win.shape[4:]))
+    picked = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
     return np.where(real, picked, 0).astype(u.dtype)
 
 
@@ -301,25 +315,27 @@ def _pool_attrs(n, names):
 
 
 MAX_POOL2D = register(OpDef(
-    "max_pool2d", infer=_pool_infer("max_pool2d"), impl=_max_pool_impl,
+    "max_pool2d", infer=_pool_infer("max_pool2d", floating=False), impl=_max_pool_impl,
     pullback=lambda n, g: [MAX_POOL2D_GRAD(g, n.inputs[0], **_pool_attrs(n, POOL_ATTRS))],
 ))
 
 
 def _grad_like_infer(what):
+    """(g, x): g spread over x's shape, in g's dtype; x (read for its shape or its arg-maxes)
+    may be of any dtype."""
     def infer(inputs, attrs):
         g, x = inputs
         out = _pool_geometry(x, attrs, what)
         if None not in out + g.shape and g.shape != out:
             raise GraphError(f"{what}: gradient {describe(g)} has shape {format_shape(g.shape)}, "
                              f"the pooled shape is {format_shape(out)}")
-        return x.shape, _float_dtype(inputs, what)
+        return x.shape, _float_dtype(inputs[:1], what)
     return infer
 
 
 def _select_infer(inputs, attrs):
-    return _pool_geometry(inputs[1], attrs, "max_pool2d_select"), _float_dtype(inputs,
-                                                                                "max_pool2d")
+    what = "max_pool2d_select"
+    return _pool_geometry(inputs[1], attrs, what), _float_dtype(inputs[:1], what)
 
 
 # max_pool2d_grad(g, x): g routed to each window's arg-max in x (summed where windows overlap).
@@ -366,7 +382,7 @@ def _avg_pool_grad_impl(g, like, kernel, stride, padding, ceil_mode, count_inclu
 
 
 AVG_POOL2D = register(OpDef(
-    "avg_pool2d", infer=_pool_infer("avg_pool2d"), impl=_avg_pool_impl,
+    "avg_pool2d", infer=_pool_infer("avg_pool2d", floating=True), impl=_avg_pool_impl,
     pullback=lambda n, g: [AVG_POOL2D_GRAD(g, n.inputs[0], **_pool_attrs(n, AVG_ATTRS))],
 ))
 

@@ -9,10 +9,11 @@ import numbers
 import numpy as np
 
 from graphdl.errors import GraphError
-from graphdl.ir import ConstValue, Node, make_node
+from graphdl.ir import ConstValue, Node, describe, make_node
 from graphdl.opdef import OpDef, register
 
-DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
+DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16",
+          "uint32", "uint64", "bool")  # NumPy's real numeric dtypes
 
 
 def _check_dtype(dtype, what):
@@ -21,7 +22,8 @@ def _check_dtype(dtype, what):
     except TypeError:
         raise GraphError(f"{what}: unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if dt not in _SUPPORTED:
-        raise GraphError(f"{what}: unsupported dtype {dt.name!r}; expected one of {', '.join(DTYPES)}")
+        raise GraphError(
+            f"{what}: unsupported dtype {dt.name!r}; expected one of {', '.join(DTYPES)}")
     return dt
 
 
@@ -102,11 +104,26 @@ def lift_all(values):
     for v in values:
         if isinstance(v, Node):
             out.append(v)
-        elif like is not None and isinstance(v, (bool, int, float)) and not isinstance(v, np.generic):
-            out.append(constant(v, weak_dtype(v, like.dtype)))
+        elif (like is not None and isinstance(v, (bool, int, float))
+              and not isinstance(v, np.generic)):
+            out.append(_weak_constant(v, like))
         else:
             out.append(constant(v))
     return tuple(out)
+
+
+def _weak_constant(value, like):
+    """A Python number next to node `like`, in the dtype NumPy 2 gives it; an int that the dtype
+    cannot hold is refused (NumPy raises OverflowError at run time, e.g. `uint8 - (-1)`)."""
+    dtype = weak_dtype(value, like.dtype)
+    if dtype.kind in "iu" and not isinstance(value, bool):
+        info = np.iinfo(dtype)
+        if not info.min <= value <= info.max:
+            raise GraphError(
+                f"the Python integer {value} does not fit the dtype {dtype} of {describe(like)} "
+                f"(range {info.min}..{info.max}); convert first, e.g. gd.cast(x, 'int64')"
+            )
+    return constant(value, dtype)
 
 
 # zeros_like: zeros with x's shape and dtype (x's values are not read).
@@ -122,15 +139,20 @@ def zeros_like(x):
     return ZEROS_LIKE(x)
 
 
-# size: the number of elements of x along `axes`, as a scalar of x's dtype (what mean divides by).
+# size: the number of elements of x along `axes` (what mean divides by), counted exactly and
+# rounded once to `dtype`, a float of 32 bits or more: a count in x's own dtype would overflow
+# (256 in uint8, 65,505 in float16). Folds to a constant once x's shape is known.
 SIZE = register(OpDef(
     "size", shape_only=(0,),
-    infer=lambda inputs, a: ((), inputs[0].dtype),
-    impl=lambda x, axes: np.asarray(math.prod(x.shape[i] for i in axes), dtype=x.dtype),
+    infer=lambda inputs, a: ((), np.dtype(a["dtype"])),
+    impl=lambda x, axes, dtype: np.asarray(math.prod(x.shape[i] for i in axes), dtype=dtype),
     pullback=lambda node, g: [None],
 ))
 
 
-def size(x, axes):
-    return SIZE(x, axes=tuple(axes))
+def size(x, axes, dtype):
+    dt = np.dtype(dtype)
+    if dt.kind != "f" or dt.itemsize < 4:
+        raise GraphError(f"size of {describe(x)}: the count needs float32 or float64, got {dt}")
+    return SIZE(x, axes=tuple(axes), dtype=dt.name)
 

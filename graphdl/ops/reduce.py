@@ -67,8 +67,21 @@ def _reduction(op):
 sum, max, min = _reduction(SUM), _reduction(MAX), _reduction(MIN)
 
 
+def _mean_dtypes(dtype):
+    """(the dtype mean sums and divides in, the dtype of its result), as `numpy.mean`: integers
+    and bools give float64; float16 accumulates in float32 and rounds the mean back to float16."""
+    if dtype.kind != "f":
+        return np.dtype("float64"), np.dtype("float64")
+    if dtype == np.float16:
+        return np.dtype("float32"), dtype
+    return dtype, dtype
+
+
 def mean(x, axis=None, keepdims=False):
-    """The mean over `axis`: sum / count, as NumPy computes it."""
+    """The mean over `axis`: sum / count, in the dtypes NumPy's mean uses."""
     (x,) = leaf.lift_all([x])
-    total = sum(x, axis, keepdims)
-    return total / leaf.size(x, mv.normalize_axes(axis, x.ndim, "mean"))
+    axes = mv.normalize_axes(axis, x.ndim, f"mean of {x!r}")
+    wide, result = _mean_dtypes(x.dtype)
+    total = SUM(x if x.dtype == wide else ew.cast(x, wide), axes=axes, keepdims=bool(keepdims))
+    average = total / leaf.size(x, axes, wide)
+    return average if result == wide else ew.cast(average, result)
