@@ -34,7 +34,7 @@ def bind(inputs, feeds, in_place=()):
     """Check `feeds` (name -> value) against `inputs`; return arrays in the order of `inputs`.
 
     Floats, ints and bools convert to a float input's dtype (float64 into float32 is cast);
-    floats into an integer input are refused. Inputs named in `in_place` are updated by the
+    floats into an integer input are refused, and so are integers outside its range. Inputs named in `in_place` are updated by the
     call, so they must already be arrays of exactly the declared dtype.
     """
     names = [n.name for n in inputs]
@@ -65,6 +65,7 @@ def _convert(node, value, in_place):
         if dtype.kind == "b" and array.dtype.kind != "b":
             raise InputError(f"input {name!r} is bool, got {array.dtype}")
         if array.dtype != dtype:
+            _check_fits(name, array, dtype)
             array = array.astype(dtype)
     if array.ndim != len(node.shape) or any(
         d is not None and d != a for d, a in zip(node.shape, array.shape)
@@ -73,3 +74,16 @@ def _convert(node, value, in_place):
             f"input {name!r} expects shape {format_shape(node.shape)}, got {format_shape(array.shape)}"
         )
     return array
+
+
+def _check_fits(name, array, dtype):
+    """Integers converted to a narrower integer input must fit: astype would wrap them around."""
+    if dtype.kind not in "iu" or array.dtype.kind not in "iu" or np.can_cast(array.dtype, dtype):
+        return
+    info = np.iinfo(dtype)
+    outside = np.extract((array < info.min) | (array > info.max), array)
+    if outside.size:
+        raise InputError(
+            f"input {name!r} is {dtype}: value {outside[0]} does not fit its range "
+            f"[{info.min}, {info.max}]"
+        )

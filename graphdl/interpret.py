@@ -1,6 +1,9 @@
 """The reference interpreter: evaluates a graph node by node with each op's NumPy reference.
 
-It is the oracle every backend is tested against, so it stays simple: no fusion, no rewrites.
+It is the oracle every backend is tested against, so it stays simple: no fusion, no optimizer.
+By default it runs the graph the compiler runs before optimizing (custom ops inlined, the
+`stabilize` rewrites applied), so that it overflows exactly where compiled code does; with
+`stabilize=False` it evaluates the graph exactly as declared.
 """
 
 from __future__ import annotations
@@ -9,17 +12,23 @@ import numpy as np
 
 from graphdl import feeds as fd
 from graphdl.ir import Node, describe, graph_inputs, topological_order
+from graphdl.optimize import prepare
 
 
-def evaluate(outputs, feeds=None, *, check_finite=False, **kwargs):
+def evaluate(outputs, feeds=None, *, stabilize=True, check_finite=False, **kwargs):
     """Values of `outputs` (a node or a list of nodes) for the given inputs, by name.
 
-    With `check_finite`, the first node whose value holds NaN or Inf raises FloatingPointError.
+    stabilize: evaluate the stable graph `gd.compile` runs (the sigmoid, softplus and tanh
+        circuits rewritten so that nothing overflows); False: the graph exactly as declared.
+    check_finite: the first node whose value holds NaN or Inf raises FloatingPointError.
     """
     single = isinstance(outputs, Node)
     outs = [outputs] if single else list(outputs)
     inputs = list(fd.unique_inputs(graph_inputs(outs)).values())
-    values = dict(zip(map(id, inputs), fd.bind(inputs, fd.merge(feeds, kwargs))))
+    arrays = {n.name: a for n, a in zip(inputs, fd.bind(inputs, fd.merge(feeds, kwargs)))}
+    if stabilize:  # on the graph specialized to the fed shapes, as compiled code
+        outs, _ = prepare(outs, {name: a.shape for name, a in arrays.items()}, optimize=False)
+    values = {id(n): arrays[n.name] for n in graph_inputs(outs)}
     run(outs, values, check_finite)
     results = [values[id(o)] for o in outs]
     return results[0] if single else results

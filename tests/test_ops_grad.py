@@ -224,6 +224,11 @@ CASES: dict[str, list[Case]] = {
         C("take[flat]", lambda a: gd.take(gd.reshape(a, (-1,)), gd.constant(IDX), axis=0),
           ((2, 3), normal)),
     ],
+    "check_index": [
+        C("check_index", lambda i, like: R["check_index"](i, like, axis=0, what="i", negative=True),
+          ((6,), lambda shape: lambda rng: rng.integers(-5, 5, shape), "int64"), ((5, 3), normal),
+          grads=()),
+    ],
     "conv2d": [
         C("conv2d[plain]", gd.conv2d, ((2, 3, 6, 5), normal), ((4, 3, 3, 2), normal)),
         C("conv2d[all-args]", lambda x, w: R["conv2d"](x, w, **CONV), ((2, 4, 7, 6), normal),

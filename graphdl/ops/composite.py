@@ -47,9 +47,13 @@ def tanh(x):
 
 
 def logsumexp(x, axis=-1, keepdims=False):
-    """log Σ e^x, shifted by the (gradient-stopped) maximum so no exp overflows."""
+    """log Σ e^x, shifted by the (gradient-stopped) maximum so no exp overflows.
+
+    The shift is clipped to the finite floats: a +inf entry or a row of -inf then gives ±inf
+    (as PyTorch) instead of meeting inf - inf. A finite maximum is not changed by the clip."""
     x = _floating(x, "logsumexp")
-    m = ew.stop_gradient(rd.max(x, axis, keepdims=True))
+    big = float(np.finfo(x.dtype).max)
+    m = ew.stop_gradient(ew.MINIMUM(ew.MAXIMUM(rd.max(x, axis, keepdims=True), -big), big))
     out = ew.LOG(rd.sum(ew.EXP(x - m), axis, keepdims=True)) + m
     return out if keepdims else mv.squeeze(out, axis)
 
@@ -73,6 +77,8 @@ def one_hot(labels, num_classes, dtype="float32"):
     if labels.dtype.kind not in "iu":
         raise GraphError(f"one_hot: labels {describe(labels)} must be integers, got {labels.dtype}")
     classes = leaf.constant(np.arange(num_classes, dtype=labels.dtype))
+    # a label outside [0, classes) would give a row of zeros (a silently finite loss): refused
+    labels = mv.check_index(labels, classes, 0, f"class labels {describe(labels)}", negative=False)
     return ew.cast(ew.EQUAL(mv.expand_dims(labels, -1), classes), dtype)
 
 
@@ -95,19 +101,28 @@ def _targets(scores, labels, what):
     return labels
 
 
+def _weighted_sum(weights, values, keepdims=False):
+    """Σ_j w_j · v_j over the class axis, where a class of weight 0 adds nothing even if its value
+    is ±inf (a masked logit, log p = -inf): the product alone would give 0 · inf = NaN."""
+    terms = ew.WHERE(ew.NOT_EQUAL(weights, 0), weights * values, 0)
+    return rd.sum(terms, -1, keepdims)
+
+
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
     target = _targets(logits, labels, "softmax_cross_entropy")
-    per_example = -rd.sum(target * log_softmax(logits), -1)
+    per_example = -_weighted_sum(target, log_softmax(logits))
     return _named(rd.mean(per_example), "cross_entropy")
 
 
 def hinge_loss(scores, labels):
     """The lecture's multiclass SVM loss: mean over the batch of Σ_{j≠y} max(0, s_j - s_y + 1)."""
     target = _targets(scores, labels, "hinge_loss")
-    correct = rd.sum(scores * target, -1, keepdims=True)
-    margins = ew.MAXIMUM(scores - correct + 1, 0) * (1 - target)
-    return _named(rd.mean(rd.sum(margins, -1)), "hinge_loss")
+    correct = _weighted_sum(target, scores, keepdims=True)
+    # relu: no gradient at a margin of exactly 0 (PyTorch's multi_margin_loss); summed as
+    # (1 - s_y) + s_j, PyTorch's order, so the kink falls where PyTorch's does in float32
+    margins = ew.RELU(1 - correct + scores)
+    return _named(rd.mean(_weighted_sum(1 - target, margins)), "hinge_loss")
 
 
 def mse(prediction, target):

@@ -294,7 +294,38 @@ def concatenate(xs, axis=0):
     return CONCATENATE(*xs, axis=normalize_axes(axis, xs[0].ndim, "concatenate")[0])
 
 
+# check_index: the identity on integer indices that raises, naming the user's node, when one
+# falls outside [-n, n) (`negative`: NumPy's indexing from the end) or [0, n) (class labels),
+# n being the size of axis `axis` of `like` (read at call time: it may be unknown until then).
+def _check_index_impl(idx, like, axis, what, negative):
+    n = like.shape[axis]
+    low = -n if negative else 0
+    bad = np.extract((idx < low) | (idx >= n), idx)
+    if bad.size:
+        raise IndexError(f"{what}: index {bad[0]} is out of range [{low}, {n})")
+    return idx
+
+
+def _check_index_infer(inputs, attrs):
+    idx = inputs[0]
+    if idx.dtype.kind not in "iu":
+        raise GraphError(f"{attrs['what']} must be integers, got {describe(idx)} of dtype {idx.dtype}")
+    return idx.shape, idx.dtype
+
+
+CHECK_INDEX = register(OpDef(
+    "check_index", infer=_check_index_infer, impl=_check_index_impl, shape_only=(1,),
+    pullback=lambda n, g: [None, None],
+))
+
+
+def check_index(idx, like, axis, what, negative=True):
+    """idx, checked at call time to index axis `axis` of `like`; `what` names it in the error."""
+    return CHECK_INDEX(idx, like, axis=axis, what=what, negative=negative)
+
+
 # take: gather along `axis` (an embedding lookup); the gradient is a scatter-add.
+# Indices follow NumPy: -1 is the last entry; outside [-n, n) they raise, naming the indices.
 def _take_infer(inputs, attrs):
     a, idx = inputs
     if idx.dtype.kind not in "iu":
@@ -329,4 +360,6 @@ def take(a, indices, axis=None):
     a, indices = lift_all([a, indices])
     if axis is None:
         a, axis = reshape(a, (-1,)), 0
-    return TAKE(a, indices, axis=normalize_axes(axis, a.ndim, f"take from {describe(a)}")[0])
+    axis = normalize_axes(axis, a.ndim, f"take from {describe(a)}")[0]
+    indices = check_index(indices, a, axis, f"take: indices {describe(indices)} into {describe(a)}")
+    return TAKE(a, indices, axis=axis)
