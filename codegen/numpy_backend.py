@@ -327,7 +327,8 @@ def literal(const, consumer):
 
 
 def array_literal(array):
-    if array.size <= 16:
+    readable = array.dtype.kind != "f" or np.all(np.isfinite(array))  # repr(inf) is no literal
+    if array.size <= 16 and readable:
         return f"numpy.array({array.tolist()!r}, dtype=numpy.{array.dtype.name})"
     data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
     return (f"numpy.frombuffer(base64.b64decode({data!r}), dtype=numpy.{array.dtype.name})"

@@ -153,3 +153,10 @@ def test_optimizer_guarantee_for_reductions_over_folded_constants(rng):
     for f, p, w in zip(fast, plain, gd.evaluate(outs, x=xv)):
         np.testing.assert_allclose(f, p, rtol=1e-13, atol=1e-13 * np.max(np.abs(w)))
         np.testing.assert_allclose(f, w, rtol=1e-13, atol=1e-13 * np.max(np.abs(w)))
+
+
+def test_constant_arrays_holding_inf_and_nan_compile():
+    x = gd.input("x", (3,), "float32")
+    c = gd.constant(np.array([np.inf, -np.inf, np.nan], np.float32))
+    got = gd.compile(gd.maximum(x, c), optimize=False)(x=np.zeros(3, np.float32))
+    np.testing.assert_array_equal(got, [np.inf, 0.0, np.nan])
