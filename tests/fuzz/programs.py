@@ -273,7 +273,7 @@ def _reshape(g):
     dims = []
     rest = size
     for _ in range(int(g.rng.integers(0, 4))):
-        divisors = [d for d in range(1, rest + 1) if rest % d == 0]
+        divisors = [d for d in range(1, rest + 1) if rest % d == 0] or [1]  # rest 0: empty
         d = int(g.rng.choice(divisors))
         dims.append(d)
         rest //= d
@@ -439,7 +439,7 @@ def _labels(g, shape, classes):
 
 
 def _cross_entropy(g):
-    x = g.pick(lambda s: 1 <= len(s) <= 3)
+    x = g.pick(lambda s: 1 <= len(s) <= 3 and s[-1] >= 1)  # a class axis
     shape = g.shape_of(x)
     if g.rng.random() < 0.6:
         return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
@@ -448,7 +448,7 @@ def _cross_entropy(g):
 
 
 def _hinge(g):
-    x = g.pick(lambda s: 1 <= len(s) <= 3)
+    x = g.pick(lambda s: 1 <= len(s) <= 3 and s[-1] >= 1)  # a class axis
     shape = g.shape_of(x)
     return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
 
