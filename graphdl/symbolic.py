@@ -89,7 +89,7 @@ def kind(e):
         return "compare"
     if isinstance(e, _LOGIC):
         return "logic"
-    return "function" if e.is_Function else None
+    return "function" if e.is_Function and isinstance(e, sympy.Expr) else None  # not Xor, ITE
 
 
 def _operands(e):
@@ -221,6 +221,8 @@ def to_sympy(y, sigmoid=False):
             inner = to_sympy(out, sigmoid)
             exprs[id(n)] = inner.subs({sympy.Symbol(p.name or f"__p{p.attrs['index']}"): a
                                        for p, a in zip(params, args)}, simultaneous=True)
+        elif op == "pow":  # the closed form reads x**2 for 2.0 and sqrt(x) for 0.5
+            exprs[id(n)] = args[0] ** _number(n.attrs["exponent"])
         elif n.op.sym is not None:
             exprs[id(n)] = n.op.sym(*args, **dict(n.attrs))
         else:
