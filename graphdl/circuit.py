@@ -366,7 +366,8 @@ class Circuit:
             raise GraphError(f"values: no value for input {missing[0]!r}; "
                              f"this graph's inputs are {sorted(names)}")
         valued = [n for n in self.order if n.op.name != "const"]
-        for n, v in zip(valued, evaluate(valued, feeds)):
+        # Each wire shows its own gate's value: the graph as declared, not as stabilized.
+        for n, v in zip(valued, evaluate(valued, feeds, stabilize=False)):
             self.values[id(n)] = np.asarray(v)
         for n in self.order:
             if n.op.name == "const":
