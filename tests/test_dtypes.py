@@ -332,3 +332,10 @@ def test_float_only_ops_refuse_integers_at_declaration(op, dtype):
 def test_unsupported_dtypes_are_named():
     with pytest.raises(GraphError, match="unsupported dtype 'complex64'.*uint64"):
         gd.input("z", (2,), "complex64")
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "datetime64", "str", "nonsense"])
+def test_cast_refuses_unsupported_dtypes_at_declaration(dtype):
+    x = gd.input("x", (2,))
+    with pytest.raises(gd.GraphError, match=r"cast of 'x': (unsupported|unknown) dtype"):
+        gd.cast(x, dtype)

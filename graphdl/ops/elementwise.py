@@ -15,6 +15,7 @@ import sympy
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.opdef import OpDef, register
+from graphdl.ops.leaf import check_dtype
 from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
 
 
@@ -218,7 +219,7 @@ CAST = elementwise(
     lambda a, dtype: np.asarray(a, dtype=dtype),
     lambda n, g: [CAST(g, dtype=n.inputs[0].dtype.name) if n.inputs[0].dtype.kind == "f"
                   else None],
-    lambda inputs, attrs: np.dtype(attrs["dtype"]),
+    lambda inputs, attrs: check_dtype(attrs["dtype"], f"cast of {describe(inputs[0])}"),
 )
 
 # stop_gradient: the identity forward, no gradient backward (as in JAX).
@@ -226,7 +227,7 @@ STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda n,
 
 
 def cast(x, dtype):
-    return CAST(x, dtype=np.dtype(dtype).name)
+    return CAST(x, dtype=check_dtype(dtype, f"cast of {describe(x)}").name)
 
 
 exp, log, sqrt, reciprocal, relu = EXP, LOG, SQRT, RECIPROCAL, RELU

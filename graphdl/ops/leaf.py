@@ -16,7 +16,7 @@ DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "u
           "uint32", "uint64", "bool")  # NumPy's real numeric dtypes
 
 
-def _check_dtype(dtype, what):
+def check_dtype(dtype, what):
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -54,7 +54,7 @@ def input(name, shape=(), dtype="float32"):
                 f"input {name!r}: shape must hold non-negative ints or None, got {shape!r}"
             )
     shape = tuple(None if d is None else int(d) for d in shape)
-    dt = _check_dtype(dtype, f"input {name!r}")
+    dt = check_dtype(dtype, f"input {name!r}")
     node = make_node(INPUT, (), {"name": name, "shape": shape, "dtype": dt.name})
     node.name = name
     return node
@@ -74,7 +74,7 @@ def constant(value, dtype=None):
         return _scalar_constant(type(value), value.hex() if type(value) is float else value,
                                 np.dtype(dtype))
     array = np.asarray(value, dtype=None if dtype is None else np.dtype(dtype))
-    _check_dtype(array.dtype, "constant")
+    check_dtype(array.dtype, "constant")
     return make_node(CONST, (), {"value": ConstValue(array)})
 
 
