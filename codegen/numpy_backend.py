@@ -18,7 +18,7 @@ import numpy as np
 import sympy
 
 from codegen import conv_kernels
-from codegen.printers import GraphdlNumPyPrinter
+from codegen.printers import PRINTER_HELPERS, GraphdlNumPyPrinter
 from codegen.schedule import schedule
 from graphdl.ir import describe
 from graphdl.ops.elementwise import broadcast_dims
@@ -114,12 +114,35 @@ _templates = {}
 
 
 def elementwise_template(node):
-    """The op's SymPy form printed once per (op, attributes) and reused for every node."""
-    key = (node.op, tuple(sorted(node.attrs.items())))
+    """The op's SymPy form printed once per (op, attributes, input dtypes) and reused for every
+    node. Where NumPy would compute the printed text in another dtype than the node declares
+    (a user formula `Piecewise((1, x > 0), (0, True))` prints as int64 `numpy.where`), the
+    text converts its result."""
+    # The value's type is part of the key, as in the IR: `x ** 2` and `x ** 2.0` differ.
+    attrs = tuple(sorted((k, v, type(v)) for k, v in node.attrs.items()))
+    key = (node.op, attrs, tuple(i.dtype for i in node.inputs))
     if key not in _templates:
         slots = [sympy.Symbol(f"_a{i}_") for i in range(len(node.inputs))]
-        _templates[key] = make_template(_printer.doprint(node.op.sym(*slots, **node.attrs)))
+        text = _printer.doprint(node.op.sym(*slots, **node.attrs))
+        if _printed_dtype(text, node.inputs) != node.dtype:
+            text = f"numpy.asarray({text}, dtype=numpy.{node.dtype.name})"
+        _templates[key] = make_template(text)
     return _templates[key]
+
+
+def _printed_dtype(text, inputs):
+    """The dtype NumPy gives `text` for arrays of the inputs' dtypes. NumPy
+    2's dtypes depend on dtypes alone, never on values, so ones stand in for the inputs."""
+    if _printed_dtype.namespace is None:
+        _printed_dtype.namespace = {"numpy": np}
+        for source in HELPERS.values():
+            exec(source, _printed_dtype.namespace)  # noqa: S102 - our own helpers' source
+    probe = {f"_a{k}_": np.ones(1, i.dtype) for k, i in enumerate(inputs)}
+    with np.errstate(all="ignore"):
+        return np.result_type(eval(text, _printed_dtype.namespace, probe))
+
+
+_printed_dtype.namespace = None
 
 
 # ---------------------------------------------------------------- structured templates
@@ -291,6 +314,7 @@ STRUCTURED.update({
         f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
 })
 HELPERS.update(conv_kernels.HELPERS)
+HELPERS.update(PRINTER_HELPERS)
 # helpers that a helper calls itself, emitted along with it
 HELPER_NEEDS = {h: {o for o in HELPERS if o != h and o + "(" in src} for h, src in HELPERS.items()}
 
@@ -327,6 +351,8 @@ def literal(const, consumer):
 
 
 def array_literal(array):
+    if array.size == 0:  # `tolist()` of a (0, 3) array is `[]`, which reads back as (0,)
+        return f"numpy.empty({array.shape}, dtype=numpy.{array.dtype.name})"
     readable = array.dtype.kind != "f" or np.all(np.isfinite(array))  # repr(inf) is no literal
     if array.size <= 16 and readable:
         return f"numpy.array({array.tolist()!r}, dtype=numpy.{array.dtype.name})"

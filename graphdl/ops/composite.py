@@ -46,6 +46,14 @@ def tanh(x):
     return _named(2 * sigmoid(2 * x) - 1, "tanh")
 
 
+def _shift(x, axis):
+    """The gradient-stopped maximum over `axis` (kept): what exp's argument is shifted by so
+    that it never overflows. An empty axis has no maximum, and nothing to shift."""
+    if any(x.shape[a] == 0 for a in mv.normalize_axes(axis, x.ndim, describe(x))):
+        return leaf.constant(0.0, x.dtype)
+    return ew.stop_gradient(rd.max(x, axis, keepdims=True))
+
+
 def logsumexp(x, axis=-1, keepdims=False):
     """log Σ e^x, shifted by the (gradient-stopped) maximum so no exp overflows.
 
@@ -53,7 +61,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     (as PyTorch) instead of meeting inf - inf. A finite maximum is not changed by the clip."""
     x = _floating(x, "logsumexp")
     big = float(np.finfo(x.dtype).max)
-    m = ew.stop_gradient(ew.MINIMUM(ew.MAXIMUM(rd.max(x, axis, keepdims=True), -big), big))
+    m = ew.MINIMUM(ew.MAXIMUM(_shift(x, axis), -big), big)
     out = ew.LOG(rd.sum(ew.EXP(x - m), axis, keepdims=True)) + m
     return out if keepdims else mv.squeeze(out, axis)
 
@@ -61,14 +69,14 @@ def logsumexp(x, axis=-1, keepdims=False):
 def log_softmax(x, axis=-1):
     """x - logsumexp(x), computed from the shifted x so that it never overflows."""
     x = _floating(x, "log_softmax")
-    shifted = x - ew.stop_gradient(rd.max(x, axis, keepdims=True))
+    shifted = x - _shift(x, axis)
     return _named(shifted - ew.LOG(rd.sum(ew.EXP(shifted), axis, keepdims=True)), "log_softmax")
 
 
 def softmax(x, axis=-1):
     """e^x / Σ e^x over `axis`, shifted by the maximum."""
     x = _floating(x, "softmax")
-    e = ew.EXP(x - ew.stop_gradient(rd.max(x, axis, keepdims=True)))
+    e = ew.EXP(x - _shift(x, axis))
     return _named(e / rd.sum(e, axis, keepdims=True), "softmax")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphdl.errors import GraphError
+from graphdl.ir import describe
 from graphdl.opdef import OpDef, register
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
@@ -41,7 +43,12 @@ def _extremum(name, impl):
         return [_spread(n, g) * hits / mv.broadcast_like(count, x)]
 
     def infer(inputs, attrs):  # the extremum is one of the elements: x's dtype, as NumPy
-        return _reduce_infer(inputs, attrs)[0], inputs[0].dtype
+        x = inputs[0]
+        empty = [a for a in attrs["axes"] if x.shape[a] == 0]
+        if empty:  # NumPy raises at run time; say so at declaration
+            raise GraphError(f"{name} of {describe(x)} over axis {empty[0]}, which has size 0: "
+                             f"an empty {name} has no value")
+        return _reduce_infer(inputs, attrs)[0], x.dtype
 
     return register(OpDef(
         name, infer=infer, pullback=pullback,
