@@ -10,7 +10,9 @@ are not PyTorch's own numbers, because PyTorch is inexact or follows another con
   graphdl follows IEEE pow as NumPy does (+inf and +inf). Reference: NumPy float64, and the
   derivative p * x ** (p - 1) evaluated the same way.
 - the gradient of `logsumexp` is softmax(row): PyTorch's exp(x - logsumexp(x)) loses it when
-  the row is large (a row of three 1e30 gives 1 for each element instead of 1/3).
+  the row is large (a row of three 1e30 gives 1 for each element instead of 1/3); in a row
+  holding +inf the finite entries get exactly 0, as PyTorch's own backward gives.
+- `hinge_loss` with a NaN score is NaN; `F.multi_margin_loss` skips NaN margins and gives 0.
 - relu, maximum and minimum give gradient 0 at a NaN operand (graphdl's documented choice,
   see `tests/fuzz/__init__.py`); PyTorch passes the incoming gradient on.
 """
@@ -67,7 +69,10 @@ class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (t,) = ctx.saved_tensors
-        return g[..., None] * torch.softmax(t, -1)
+        # A row holding +inf: the finite entries' share is exactly 0 (PyTorch's own backward
+        # agrees), where softmax meets inf - inf.
+        infinite = torch.isposinf(t).any(-1, keepdim=True) & torch.isfinite(t)
+        return g[..., None] * torch.where(infinite, 0.0, torch.softmax(t, -1))
 
 
 def _pow_reference(p):
@@ -111,7 +116,13 @@ def _loss(name, gd_fn, torch_fn):
 
 
 def _hinge_torch(scores, labels):
-    return F.multi_margin_loss(scores, labels) * scores.shape[-1]
+    """Σ_{j≠y} relu(1 − s_y + s_j), averaged over the batch: F.multi_margin_loss times the
+    number of classes, except that a NaN score gives NaN (multi_margin_loss skips NaN margins
+    and returns 0; graphdl does not hide a NaN), with graphdl's relu'(NaN) = 0."""
+    correct = scores.gather(-1, labels[:, None])
+    others = torch.ones_like(scores, dtype=torch.bool).scatter(-1, labels[:, None], False)
+    margins = torch.where(others, _nan_gives_zero(torch.relu)(1 - correct + scores), 0.0)
+    return margins.sum(-1).mean()
 
 
 CASES = [
