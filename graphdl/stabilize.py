@@ -122,8 +122,8 @@ def _exp_pairs(num, den):
 def _sigmoid_ratios(num, den):
     """σ(u)/σ(u) = 1 (σ > 0), where float32 can underflow to 0/0."""
     changed = False
-    for d in [d for d in den if d.op is ew.SIGMOID and d in num]:
-        if len(num) > 1:
+    for d in [d for d in den if d.op is ew.SIGMOID]:
+        if d in num and len(num) > 1:  # checked here: den may hold d more often than num
             num.remove(d)
             den.remove(d)
             changed = True
