@@ -74,9 +74,10 @@ def _cross_entropy(logits, target=None, labels=None):
 def _hinge(scores, labels):
     """F.multi_margin_loss times the number of classes, written out because PyTorch has no
     double backward for it: max(0, z) contributes where z > 0, so a margin of exactly 0 has
-    gradient 0 (multi_margin_loss's own rule)."""
+    gradient 0 (multi_margin_loss's own rule). Summed in its kernel's order, (1 - s_y) + s_j,
+    so that rounding puts a margin at exactly 0 where PyTorch's does."""
     correct = torch.gather(scores, -1, torch.from_numpy(labels)[..., None])
-    z = scores - correct + 1
+    z = 1 - correct + scores
     others = torch.ones_like(scores).scatter(-1, torch.from_numpy(labels)[..., None], 0.0)
     return (torch.where(z > 0, z, 0.0) * others).sum(-1).mean()
 
