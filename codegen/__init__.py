@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from functools import partial
 
-from codegen import numpy_backend
-from codegen.compiled import Compiled
+from graphdl.codegen import numpy_backend
+from graphdl.codegen.compiled import Compiled
+
 from graphdl import feeds as fd
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape, graph_inputs

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy
+from graphdl.codegen import conv_kernels
+from graphdl.codegen.printers import PRINTER_HELPERS, GraphdlNumPyPrinter
+from graphdl.codegen.schedule import schedule
 
-from codegen import conv_kernels
-from codegen.printers import PRINTER_HELPERS, GraphdlNumPyPrinter
-from codegen.schedule import schedule
 from graphdl.ir import describe
 from graphdl.ops.elementwise import broadcast_dims
 

@@ -67,7 +67,7 @@ from graphdl.viz import DotNotFound, Drawing, draw
 
 def compile(outputs, backend="numpy", **options):
     """Compile `outputs` (a node or a list) to a callable; see `codegen.compile`."""
-    import codegen
+    from graphdl import codegen
 
     return codegen.compile(outputs, backend=backend, **options)
 

@@ -127,7 +127,7 @@ def _printing():
     """The printer of generated code, and the namespace its text runs in: NumPy and the
     helpers. (`codegen.printers` needs only SymPy; graphdl reaches it lazily, as `compile` does.)
     """
-    from codegen import printers
+    from graphdl.codegen import printers
 
     namespace = {"numpy": np, "_sigmoid": ew.stable_sigmoid, "_where": np.where}
     for source in printers.PRINTER_HELPERS.values():

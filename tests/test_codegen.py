@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from graphdl.codegen import numpy_backend
 
-import codegen
 import graphdl as gd
-from codegen import numpy_backend
+from graphdl import codegen
 from graphdl.errors import GraphError, InputError
 from graphdl.ops.elementwise import stable_sigmoid
 
