@@ -2,7 +2,7 @@
 
 Each function here is copied (`inspect.getsource`) into a generated module that calls it, so it
 may use only `numpy`. The backend emits the helpers a statement's text mentions and the helpers
-those call (`numpy_backend.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
+those call (`numpy_helpers.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
 e.g. `_conv2d(_im2col(x, ...), w, ...)`.
 
 Max-pooling finds each window's arg-max once: where the graph also holds the pool's gradient

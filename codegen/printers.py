@@ -25,7 +25,7 @@ PRINTER_HELPERS = {
 ''',
 }
 
-# Helpers of the NumPy backend (`numpy_backend.HELPERS`) that this printer calls.
+# Helpers of the NumPy backend (`numpy_helpers.HELPERS`) that this printer calls.
 BACKEND_HELPERS = ("_sigmoid", "_where")
 
 
@@ -70,7 +70,7 @@ class GraphdlNumPyPrinter(NumPyPrinter):
     def _print_erf(self, expr):
         return f"_erf({self._print(expr.args[0])})"
 
-    def _print_Sigmoid(self, expr):  # a helper of the generated module (numpy_backend.HELPERS)
+    def _print_Sigmoid(self, expr):  # a helper of the generated module (numpy_helpers.HELPERS)
         return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_Softplus(self, expr):
