@@ -1,8 +1,8 @@
 """Scheduling: which nodes get a statement (a kernel) and which fuse into their consumer.
 
-A node fuses into its consumer when it is elementwise or a view, has exactly one use, and its
-consumer reads it once. Everything else (structured ops, shared values, outputs) is its own
-kernel. Fused regions are capped so that no statement grows unreadable.
+A node fuses into its consumer when it is elementwise or a view (`OpDef.view`), has exactly one
+use, and the target lets it fuse there. Everything else (structured ops, shared values,
+outputs) is its own kernel. Fused regions are capped at the target's `max_fused` nodes.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from graphdl.ir import topological_order
-
-FUSIBLE_STRUCTURED = {"transpose", "reshape", "expand_dims", "squeeze", "broadcast_to", "slice"}
-MAX_FUSED = 12  # nodes per fused statement
 
 
 @dataclass
@@ -25,7 +22,7 @@ class Kernel:
 
 
 def fusible(node):
-    return node.op.kind == "elementwise" or node.op.name in FUSIBLE_STRUCTURED
+    return node.op.kind == "elementwise" or node.op.view
 
 
 @dataclass
@@ -36,12 +33,9 @@ class Schedule:
     uses: Counter  # uses of each node id (roots count as a use)
 
 
-def schedule(roots, reads_once, fuse=True):
-    """The `Schedule` of `roots`: which nodes get a statement and which fuse into their user.
-
-    `reads_once(consumer, position)` says whether the backend's code for `consumer` mentions
-    its input at `position` once (a value spelled twice must not be recomputed twice).
-    """
+def schedule(roots, target, fuse=True):
+    """The `Schedule` of `roots`: which nodes get a statement and which fuse into their user
+    (`target`: a `codegen.lower.Target`, which says where fusing is allowed and how much)."""
     order = topological_order(roots)
     uses = Counter(id(r) for r in roots)
     consumer = {}
@@ -55,7 +49,8 @@ def schedule(roots, reads_once, fuse=True):
             continue
         size[id(node)] = 1 + sum(size.get(id(i), 0) for i in node.inputs if id(i) in fused_ids)
         if (fuse and fusible(node) and uses[id(node)] == 1 and id(node) in consumer
-                and size[id(node)] < MAX_FUSED and reads_once(*consumer[id(node)])):
+                and size[id(node)] < target.max_fused
+                and target.fuses_into(*consumer[id(node)])):
             fused_ids.add(id(node))
             continue
         kernels.append(Kernel(node, _region(node, fused_ids)))

@@ -23,6 +23,8 @@ does; a window lying wholly in the padding gives the lowest value (max, no gradi
 
 The `impl`s are the reference semantics (sliding-window views and einsum, written for clarity);
 the NumPy backend lowers the same ops to im2col + one matrix product (`codegen/conv_kernels.py`).
+Both take the pieces they agree on by definition (output size, padding, the average's divisors,
+the lowest value) from `graphdl.runtime`, written once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numbers
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.opdef import OpDef, register
@@ -44,9 +47,7 @@ from graphdl.ops import movement as mv
 # ---------------------------------------------------------------- output sizes
 def conv_out(size, k, s, p0, p1, d):
     """PyTorch's convolution output size along one axis (None stays unknown)."""
-    if size is None:
-        return None
-    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+    return None if size is None else runtime._conv_out(size, k, s, p0, p1, d)
 
 
 def pool_out(size, k, s, p0, p1, d, ceil_mode):
@@ -69,12 +70,7 @@ def _float_dtype(inputs, what):
     return ew.promote(inputs, {})
 
 
-def lowest(dtype):
-    """The smallest value of `dtype`, what max-pooling pads with: -inf, the integer minimum, or
-    False."""
-    if dtype.kind == "f":
-        return -np.inf
-    return False if dtype.kind == "b" else np.iinfo(dtype).min
+lowest = runtime._lowest  # what max-pooling pads with: -inf, the integer minimum, or False
 
 
 def _rank4(x, what, layout):
@@ -96,28 +92,11 @@ def _fits(x, kernel, padding, dilation, what):
 
 
 # ---------------------------------------------------------------- reference helpers
-def _pad(x, padding, value=0.0, extra=(0, 0)):
-    pt, pb, pl, pr = padding
-    if not any(padding) and not any(extra):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (pt, pb + extra[0]), (pl, pr + extra[1])),
-                  constant_values=value)
-
-
 def _windows(xp, kernel, stride, dilation, out):
     """(N, C, OH, OW, kh, kw) view of the windows of the padded input `xp`."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
     return v[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :out[0], :out[1]]
-
-
-def _pool_extra(shape, out, kernel, stride, padding, dilation):
-    """Cells past the bottom/right padding that ceil-mode windows reach."""
-    return tuple(
-        max(0, (o - 1) * s + (k - 1) * d + 1 - (n + p0 + p1))
-        for n, o, k, s, d, p0, p1 in zip(shape[2:], out, kernel, stride, dilation,
-                                         padding[::2], padding[1::2])
-    )
 
 
 def _scatter_windows(g, shape, kernel, stride, padding, dilation, extra=(0, 0)):
@@ -176,7 +155,7 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     o, cg, kh, kw = w.shape
     out = (conv_out(h, kh, stride[0], *padding[:2], dilation[0]),
            conv_out(wd, kw, stride[1], *padding[2:], dilation[1]))
-    win = _windows(_pad(x, padding), (kh, kw), stride, dilation, out)
+    win = _windows(runtime._pad(x, padding), (kh, kw), stride, dilation, out)
     win = win.reshape(n, groups, cg, *out, kh, kw)
     y = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(groups, o // groups, cg, kh, kw))
     return y.reshape(n, o, *out)
@@ -194,7 +173,7 @@ def _input_grad_impl(g, w, like, stride, padding, dilation, groups):
 def _weight_grad_impl(x, g, like, stride, padding, dilation, groups):
     n, o, oh, ow = g.shape
     _, cg, kh, kw = like.shape
-    win = _windows(_pad(x, padding), (kh, kw), stride, dilation, (oh, ow))
+    win = _windows(runtime._pad(x, padding), (kh, kw), stride, dilation, (oh, ow))
     win = win.reshape(n, groups, cg, oh, ow, kh, kw)
     dw = np.einsum("ngchwij,ngohw->gocij", win, g.reshape(n, groups, o // groups, oh, ow))
     return dw.reshape(like.shape)
@@ -260,14 +239,15 @@ def _pool_infer(what, floating):
 def _pool_setup(shape, kernel, stride, padding, dilation, ceil_mode):
     out = tuple(pool_out(shape[2 + a], kernel[a], stride[a], padding[2 * a],
                          padding[2 * a + 1], dilation[a], ceil_mode) for a in (0, 1))
-    return out, _pool_extra(shape, out, kernel, stride, padding, dilation)
+    return out, runtime._pool_extra(shape[2:], kernel, stride, padding, dilation, out)
 
 
 def _max_windows(x, kernel, stride, padding, dilation, ceil_mode):
     """The flattened windows (N, C, OH, OW, kh*kw) of x padded with its dtype's lowest value,
     in scan order."""
     out, extra = _pool_setup(x.shape, kernel, stride, padding, dilation, ceil_mode)
-    win = _windows(_pad(x, padding, lowest(x.dtype), extra), kernel, stride, dilation, out)
+    win = _windows(runtime._pad(x, padding, lowest(x.dtype), extra), kernel, stride, dilation,
+                   out)
     return win.reshape(*win.shape[:4], math.prod(win.shape[4:])), out, extra
 
 
@@ -280,7 +260,7 @@ def _argmax(x, kernel, stride, padding, dilation, ceil_mode):
     """Each window's arg-max among its real (unpadded) cells, the first in scan order as in
     PyTorch, and whether the window has a real cell at all."""
     flat, out, extra = _max_windows(x, kernel, stride, padding, dilation, ceil_mode)
-    real = _windows(_pad(np.ones((1, 1) + x.shape[2:], bool), padding, False, extra),
+    real = _windows(runtime._pad(np.ones((1, 1) + x.shape[2:], bool), padding, False, extra),
                     kernel, stride, dilation, out)
     real = real.reshape(*real.shape[:4], math.prod(real.shape[4:]))
     best = np.max(np.where(real, flat, lowest(x.dtype)), axis=-1, keepdims=True)
@@ -300,7 +280,7 @@ def _max_pool_grad_impl(g, x, kernel, stride, padding, dilation, ceil_mode):
 def _max_pool_select_impl(u, x, kernel, stride, padding, dilation, ceil_mode):
     arg, real, extra = _argmax(x, kernel, stride, padding, dilation, ceil_mode)
     out = arg.shape[2:]
-    win = _windows(_pad(u, padding, 0.0, extra), kernel, stride, dilation, out)
+    win = _windows(runtime._pad(u, padding, 0.0, extra), kernel, stride, dilation, out)
     flat = win.reshape(*win.shape[:4], math.prod(win.shape[4:]))
     picked = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
     return np.where(real, picked, 0).astype(u.dtype)
@@ -316,6 +296,7 @@ def _pool_attrs(n, names):
 
 MAX_POOL2D = register(OpDef(
     "max_pool2d", infer=_pool_infer("max_pool2d", floating=False), impl=_max_pool_impl,
+    shares=("max_pool2d_route", 0),  # window maxima and arg-maxes of x, for its gradients too
     pullback=lambda n, g: [MAX_POOL2D_GRAD(g, n.inputs[0], **_pool_attrs(n, POOL_ATTRS))],
 ))
 
@@ -341,6 +322,7 @@ def _select_infer(inputs, attrs):
 # max_pool2d_grad(g, x): g routed to each window's arg-max in x (summed where windows overlap).
 MAX_POOL2D_GRAD = register(OpDef(
     "max_pool2d_grad", infer=_grad_like_infer("max_pool2d_grad"), impl=_max_pool_grad_impl,
+    shares=("max_pool2d_route", 1),
     pullback=lambda n, u: [MAX_POOL2D_SELECT(u, n.inputs[1], **_pool_attrs(n, POOL_ATTRS)),
                            None],  # piecewise constant in x: zero almost everywhere
 ))
@@ -348,34 +330,21 @@ MAX_POOL2D_GRAD = register(OpDef(
 # max_pool2d_select(u, x): u read at each window's arg-max in x (max_pool2d(x) is select(x, x)).
 MAX_POOL2D_SELECT = register(OpDef(
     "max_pool2d_select", infer=_select_infer, impl=_max_pool_select_impl,
+    shares=("max_pool2d_route", 1),
     pullback=lambda n, v: [MAX_POOL2D_GRAD(v, n.inputs[1], **_pool_attrs(n, POOL_ATTRS)), None],
 ))
 
 
-def avg_divisor(shape, out, kernel, stride, padding, count_include_pad):
-    """(OH, OW) divisors as PyTorch: windows clipped to the padded input (ceil mode), padding
-    counted or not; never below 1 (a window wholly in the padding averages to 0)."""
-    def axis(size, n, k, s, p0, p1):
-        start = np.arange(n) * s - p0
-        end = np.minimum(start + k, size + p1)
-        valid = np.minimum(end, size) - np.maximum(start, 0)
-        return (end - start) if count_include_pad else np.maximum(valid, 0)
-
-    rows = axis(shape[2], out[0], kernel[0], stride[0], *padding[:2])
-    cols = axis(shape[3], out[1], kernel[1], stride[1], *padding[2:])
-    return np.maximum(np.outer(rows, cols), 1)
-
-
 def _avg_pool_impl(x, kernel, stride, padding, ceil_mode, count_include_pad):
     out, extra = _pool_setup(x.shape, kernel, stride, padding, (1, 1), ceil_mode)
-    win = _windows(_pad(x, padding, 0.0, extra), kernel, stride, (1, 1), out)
-    div = avg_divisor(x.shape, out, kernel, stride, padding, count_include_pad)
+    win = _windows(runtime._pad(x, padding, 0.0, extra), kernel, stride, (1, 1), out)
+    div = runtime._avg_divisor(x.shape[2:], kernel, stride, padding, out, count_include_pad)
     return (win.sum(axis=(-2, -1)) / div).astype(x.dtype)
 
 
 def _avg_pool_grad_impl(g, like, kernel, stride, padding, ceil_mode, count_include_pad):
     out, extra = _pool_setup(like.shape, kernel, stride, padding, (1, 1), ceil_mode)
-    div = avg_divisor(like.shape, out, kernel, stride, padding, count_include_pad)
+    div = runtime._avg_divisor(like.shape[2:], kernel, stride, padding, out, count_include_pad)
     share = (g / div).astype(g.dtype)
     spread = np.broadcast_to(share[..., None, None], share.shape + tuple(kernel))
     return _scatter_windows(spread, like.shape, kernel, stride, padding, (1, 1), extra)

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import sympy
 
+from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.opdef import OpDef, register
@@ -72,14 +73,14 @@ def boolean(inputs, attrs):
     return np.dtype(bool)
 
 
-def elementwise(name, sym, impl, pullback, dtype_rule=promote, doc=""):
+def elementwise(name, sym, impl, pullback, dtype_rule=promote, doc="", aliases=False):
     """Declare and register an elementwise primitive."""
     def infer(inputs, attrs):
         return broadcast_shapes(inputs, name), dtype_rule(inputs, attrs)
 
     return register(OpDef(
         name, infer=infer, impl=impl, pullback=pullback, sym=sym, kind="elementwise",
-        broadcasts=True, doc=doc,
+        broadcasts=True, doc=doc, aliases=aliases,
     ))
 
 
@@ -149,10 +150,9 @@ POW = elementwise("pow", _pow_sym, lambda a, exponent: a ** exponent, _pow_pullb
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
 TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
-def stable_sigmoid(a):
-    """σ from e = e^-|a| ≤ 1: nothing overflows, and both tails keep full relative precision."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1, e) / (1 + e)
+# σ from e^-|a| (no overflow, full precision in both tails): the runtime's kernel, the very
+# function generated code runs (`extend` names it for user formulas that print `_sigmoid`).
+stable_sigmoid = runtime._sigmoid
 
 
 # sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
@@ -220,10 +220,12 @@ CAST = elementwise(
     lambda n, g: [CAST(g, dtype=n.inputs[0].dtype.name) if n.inputs[0].dtype.kind == "f"
                   else None],
     lambda inputs, attrs: check_dtype(attrs["dtype"], f"cast of {describe(inputs[0])}"),
+    aliases=True,  # to its own dtype: the input itself
 )
 
 # stop_gradient: the identity forward, no gradient backward (as in JAX).
-STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda n, g: [None])
+STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda n, g: [None],
+                            aliases=True)
 
 
 def cast(x, dtype):

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.opdef import OpDef, register
@@ -59,7 +60,7 @@ def _reshape_infer(inputs, attrs):
 
 
 RESHAPE = register(OpDef(
-    "reshape", infer=_reshape_infer, shape_only=(1,),
+    "reshape", infer=_reshape_infer, shape_only=(1,), view=True, aliases=True,
     impl=lambda x, like=None, shape=None: x.reshape(shape if like is None else like.shape),
     pullback=lambda n, g: [RESHAPE(g, n.inputs[0]), None][: len(n.inputs)],
 ))
@@ -83,6 +84,7 @@ def _transpose_infer(inputs, attrs):
 
 TRANSPOSE = register(OpDef(
     "transpose", infer=_transpose_infer, impl=lambda x, axes: np.transpose(x, axes),
+    view=True, aliases=True,
     pullback=lambda n, g: [TRANSPOSE(g, axes=tuple(np.argsort(n.attrs["axes"]).tolist()))],
 ))
 
@@ -113,6 +115,7 @@ def _expand_infer(inputs, attrs):
 
 EXPAND_DIMS = register(OpDef(
     "expand_dims", infer=_expand_infer, impl=lambda x, axis: np.expand_dims(x, axis),
+    view=True, aliases=True,
     pullback=lambda n, g: [SQUEEZE(g, axis=n.attrs["axis"])],
 ))
 
@@ -133,6 +136,7 @@ def _squeeze_infer(inputs, attrs):
 
 SQUEEZE = register(OpDef(
     "squeeze", infer=_squeeze_infer, impl=lambda x, axis: np.squeeze(x, axis),
+    view=True, aliases=True,
     pullback=lambda n, g: [EXPAND_DIMS(g, axis=n.attrs["axis"])],
 ))
 
@@ -162,7 +166,8 @@ def _broadcast_infer(inputs, attrs):
 
 
 BROADCAST_TO = register(OpDef(
-    "broadcast_to", infer=_broadcast_infer, broadcasts=True, shape_only=(1,),
+    "broadcast_to", infer=_broadcast_infer, broadcasts=True, shape_only=(1,), view=True,
+    aliases=True,
     impl=lambda x, like=None, shape=None: np.broadcast_to(x, shape if like is None else like.shape),
     pullback=lambda n, g: [g, None][: len(n.inputs)],
 ))
@@ -177,19 +182,13 @@ def broadcast_like(x, like):
 
 
 # sum_to: undo broadcasting, summing g down to the shape of `like` (autodiff's unbroadcast).
-def _sum_to_axes(shape, target):
-    lead = len(shape) - len(target)
-    return tuple(range(lead)) + tuple(
-        lead + i for i, t in enumerate(target) if t == 1 and shape[lead + i] != 1
-    )
-
-
 def _sum_to_impl(x, like):
-    return np.sum(x, axis=_sum_to_axes(x.shape, like.shape), keepdims=True).reshape(like.shape)
+    return runtime._sum_to(x, like.shape)
 
 
 SUM_TO = register(OpDef(
-    "sum_to", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_sum_to_impl,
+    "sum_to", shape_only=(1,), aliases=True,  # nothing to sum: the input itself
+    infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_sum_to_impl,
     pullback=lambda n, g: [BROADCAST_TO(g, n.inputs[0]), None],
 ))
 
@@ -209,13 +208,12 @@ def _slice_infer(inputs, attrs):
 
 
 def _unslice_impl(g, like, index):
-    out = np.zeros(like.shape, dtype=g.dtype)
-    out[tuple(slice(*s) for s in index)] = g
-    return out
+    return runtime._unslice(g, like.shape, g.dtype, tuple(slice(*s) for s in index))
 
 
 SLICE = register(OpDef(
     "slice", infer=_slice_infer, impl=lambda x, index: x[tuple(slice(*s) for s in index)],
+    view=True, aliases=True,
     pullback=lambda n, g: [UNSLICE(g, n.inputs[0], index=n.attrs["index"])],
 ))
 
@@ -298,12 +296,7 @@ def concatenate(xs, axis=0):
 # falls outside [-n, n) (`negative`: NumPy's indexing from the end) or [0, n) (class labels),
 # n being the size of axis `axis` of `like` (read at call time: it may be unknown until then).
 def _check_index_impl(idx, like, axis, what, negative):
-    n = like.shape[axis]
-    low = -n if negative else 0
-    bad = np.extract((idx < low) | (idx >= n), idx)
-    if bad.size:
-        raise IndexError(f"{what}: index {bad[0]} is out of range [{low}, {n})")
-    return idx
+    return runtime._check_index(idx, like.shape[axis], negative, what)
 
 
 def _check_index_infer(inputs, attrs):
@@ -315,6 +308,7 @@ def _check_index_infer(inputs, attrs):
 
 CHECK_INDEX = register(OpDef(
     "check_index", infer=_check_index_infer, impl=_check_index_impl, shape_only=(1,),
+    aliases=True,  # returns the indices it checked
     pullback=lambda n, g: [None, None],
 ))
 
@@ -341,9 +335,7 @@ TAKE = register(OpDef(
 
 
 def _scatter_add_impl(g, idx, like, axis):
-    out = np.zeros(like.shape, dtype=g.dtype)
-    np.add.at(out, (slice(None),) * axis + (idx,), g)
-    return out
+    return runtime._scatter_add(g, idx, like.shape, g.dtype, axis)
 
 
 # scatter_add: zeros shaped like `like`, with g's slices added at `idx` along `axis`.

@@ -1,0 +1,266 @@
+"""The backend-neutral lowering: an optimized graph -> a `Lowered` program that a backend renders.
+
+A `Lowered` program is what every backend needs decided for it, so that a backend only spells
+things out: the statements in execution order (each computes one node; its expression tree
+holds the nodes fused into it), work shared between statements, the buffer plan (which
+statement overwrites a dead temporary, which results are fresh arrays and which may alias an
+input), the array constants, the outputs (and which must be copied for the caller) and the
+in-place updates (and which of their sources must be copied before the first write).
+
+Expressions are trees of `Ref` (a value that exists before the statement: an input, a constant,
+an earlier statement's result), `Apply` (an op computed inside the statement) and `Expand`
+(a value brought to its node's declared shape). Fusion leaves a `broadcast_to` to the
+elementwise ops that read it (they commute with broadcasting), so a fused region may compute
+fewer elements than its root declares; an `Expand` restores the shape wherever a region ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sympy
+from graphdl.codegen.schedule import schedule
+
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+from graphdl.ops.elementwise import broadcast_dims
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a backend tells the lowering.
+
+    fuses_into(consumer, position): may the input at `position` be inlined into `consumer`'s
+        code (a backend that spells an argument twice must not recompute it twice).
+    writes_into(node): can the backend compute `node` into an existing buffer of its shape.
+    max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
+    """
+
+    fuses_into: Callable
+    writes_into: Callable
+    max_fused: int
+
+
+@dataclass(frozen=True)
+class Ref:
+    node: object
+
+
+@dataclass(frozen=True)
+class Apply:
+    node: object
+    args: tuple
+
+
+@dataclass(frozen=True)
+class Expand:
+    """`value` broadcast to `node`'s declared shape; `fill`: the value reads no array (a
+    formula such as `x ** 0`), so the backend fills the shape, in the node's dtype, with it."""
+
+    node: object
+    value: object
+    fill: bool
+
+
+@dataclass
+class SharedWork:
+    """Work several statements read (`OpDef.shares`): computed once, before the first of them.
+    `node` is the first member; the work reads its input at `position`."""
+
+    work: str
+    node: object
+    position: int
+    members: list = field(default_factory=list)
+
+
+@dataclass
+class Statement:
+    node: object
+    value: object  # Ref | Apply | Expand
+    buffer: object = None  # a dead temporary of node's shape and dtype to compute into
+    shared: SharedWork | None = None  # the shared work this statement reads
+    fresh: bool = False  # the result is a new array the program owns (no view, no alias)
+
+
+@dataclass(frozen=True)
+class Output:
+    node: object
+    copy: bool  # a view, an input, a constant or a repeat: the caller gets its own copy
+
+
+@dataclass(frozen=True)
+class Update:
+    """Write `source` into the input `target` (`subtract`: `target -= source`, in place)."""
+
+    target: object
+    source: object
+    subtract: bool
+    copy: bool  # the source may alias what a write changes: copied before the first write
+
+
+@dataclass
+class Lowered:
+    inputs: list
+    constants: list  # array constants (ndim > 0), in order of first use
+    statements: list  # SharedWork | Statement, in execution order
+    outputs: list
+    updates: list
+    kernels: list  # the schedule's kernels (one per statement of a graph node)
+
+
+def lower(outputs, inputs, updates, target, fuse=True):
+    """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
+    pairs: one simultaneous assignment, written after everything else is computed)."""
+    writes = [_write(t, v) for t, v in updates]
+    plan = schedule(list(outputs) + [w.source for w in writes], target, fuse)
+    builder = _Builder(plan, target, fuse)
+    for kernel in plan.kernels:
+        builder.statement(kernel.node)
+    for node in list(outputs) + [w.source for w in writes]:
+        builder.expr(node, None)  # an array constant read only here still needs its name
+    fresh = builder.fresh
+    outs = [Output(o, not (id(o) in fresh and not any(o is p for p in outputs[:k])))
+            for k, o in enumerate(outputs)]
+    ups = [Update(w.target, w.source, w.subtract,
+                  not (id(w.source) in fresh or w.source.op is leaf.CONST)) for w in writes]
+    return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)
+
+
+def _write(target, value):
+    """`W - X` updates W in place by subtracting X; anything else is copied into W."""
+    if value.op is ew.SUB and value.inputs[0] is target:
+        return Update(target, value.inputs[1], True, False)
+    return Update(target, value, False, False)
+
+
+class _Builder:
+    def __init__(self, plan, target, fuse):
+        self.plan, self.target, self.fuse = plan, target, fuse
+        self.statements, self.constants = [], []
+        self.fresh = set()  # ids of statement results that are new arrays nothing else reads
+        self.known = set()  # ids of nodes whose value exists: inputs, constants, statements
+        self.shared = _shared_work(plan.kernels)
+        self.started = set()  # ids of shared work already placed
+
+    def statement(self, node):
+        args = tuple(self.expr(i, node) for i in node.inputs)
+        shared = self.shared.get(id(node))
+        if shared is not None and id(shared) not in self.started:
+            self.started.add(id(shared))
+            self.statements.append(shared)
+        value = Apply(node, args)
+        buffer = self._buffer(node, args)
+        if buffer is None:
+            value = _declared(value)
+        self.statements.append(Statement(node, value, buffer, shared,
+                                         buffer is not None or _fresh(value)))
+        self.known.add(id(node))
+        if self.statements[-1].fresh:
+            self.fresh.add(id(node))
+
+    def expr(self, node, consumer):
+        """The expression by which `consumer` reads `node`: a fused region or a reference."""
+        if id(node) not in self.plan.fused:
+            if node.op is leaf.CONST and node.ndim and id(node) not in self.known:
+                self.constants.append(node)
+                self.known.add(id(node))
+            return Ref(node)
+        if node.op is mv.BROADCAST_TO and consumer is not None and consumer.op.kind == "elementwise":
+            return self.expr(node.inputs[0], consumer)  # the consumer's broadcasting does it
+        value = Apply(node, tuple(self.expr(i, node) for i in node.inputs))
+        return value if consumer is not None and consumer.op.kind == "elementwise" else _declared(value)
+
+    def _buffer(self, node, args):
+        """The input whose array `node` may overwrite: a fresh temporary read only here, of
+        the result's shape and dtype, where the backend can compute node into a buffer."""
+        if not self.fuse or node.shape == () or not self.target.writes_into(node):
+            return None
+        for inp, arg in zip(node.inputs, args):
+            if (isinstance(arg, Ref) and id(inp) in self.fresh and self.plan.uses[id(inp)] == 1
+                    and inp.shape == node.shape and inp.dtype == node.dtype):
+                return inp
+        return None
+
+
+def _fresh(value):
+    """Whether a statement's value is a new array: not a view, not an input's alias (a formula
+    that is one of its arguments, `lambda a: a`, included), not a broadcast left in place."""
+    if isinstance(value, Expand):
+        return value.fill
+    node = value.node
+    return not (node.op.aliases or node.op.kind == "elementwise" and _passthrough(node))
+
+
+def _declared(value):
+    """`value` with its node's declared shape (an `Expand` where fusion left it smaller)."""
+    shape = natural_shape(value)
+    if shape == value.node.shape and not (value.node.shape == () and not _reads_array(value)):
+        return value
+    return Expand(value.node, value, not _reads_array(value))
+
+
+def natural_shape(value):
+    """The shape an expression computes: its node's, except where an elementwise op reads
+    operands smaller than it declares (broadcasts left to it, or arguments its formula
+    does not read)."""
+    if isinstance(value, Apply) and value.node.op.kind == "elementwise":
+        read = [natural_shape(a) for k, a in enumerate(value.args) if k in reads(value.node)]
+        return broadcast_dims(read) if read else ()
+    return value.node.shape
+
+
+def _reads_array(value):
+    """Whether an expression reads any value other than a scalar constant."""
+    if isinstance(value, Ref):
+        return not (value.node.op is leaf.CONST and value.node.ndim == 0)
+    if isinstance(value, Expand):
+        return _reads_array(value.value)
+    if value.node.op.kind != "elementwise":
+        return True
+    return any(_reads_array(a) for k, a in enumerate(value.args) if k in reads(value.node))
+
+
+def _passthrough(node):
+    """Whether an elementwise node's formula is one of its arguments (`lambda a: a`)."""
+    return isinstance(_formula(node)[0], sympy.Symbol)
+
+
+def reads(node):
+    """The argument positions an elementwise node's formula reads (`x ** 0` reads none)."""
+    formula, slots = _formula(node)
+    return {k for k, s in enumerate(slots) if s in formula.free_symbols}
+
+
+def _formula(node):
+    return _formula_of(node.op, tuple(sorted((k, v, type(v)) for k, v in node.attrs.items())),
+                       len(node.inputs))
+
+
+@functools.cache
+def _formula_of(op, attrs, arity):
+    """The op's SymPy form over slot symbols (and the slots), once per (op, attributes)."""
+    slots = sympy.symbols(f"a0:{arity}")
+    return op.sym(*slots, **{k: v for k, v, _ in attrs}), slots
+
+
+def _shared_work(kernels):
+    """node id -> the SharedWork it reads, for every group of two or more statements whose
+    ops share the same work on the same input with equal attributes."""
+    groups = {}
+    for kernel in kernels:
+        n = kernel.node
+        if n.op.shares:
+            work, position = n.op.shares
+            key = (work, id(n.inputs[position]), tuple(sorted(n.attrs.items())))
+            groups.setdefault(key, []).append(n)
+    shared = {}
+    for members in groups.values():
+        if len(members) > 1:
+            work = SharedWork(members[0].op.shares[0], members[0], members[0].op.shares[1],
+                              members)
+            shared.update((id(n), work) for n in members)
+    return shared
+

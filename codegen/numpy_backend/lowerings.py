@@ -1,0 +1,197 @@
+"""The NumPy backend's per-op lowerings, registered against the OpDef objects (never by name):
+the code of each structured op, of the work ops share, of ops computed into an existing buffer
+(`out=`), and the NumPy target's fusion choices.
+
+Templates spell out each convolution's steps (windows -> columns -> one matrix product), so
+every helper a statement needs is named in it; the helpers live in `codegen.conv_kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from graphdl.codegen import conv_kernels
+from graphdl.codegen.lower import Target
+from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, elementwise_template
+
+from graphdl.ops import conv, leaf
+from graphdl.ops import elementwise as ew
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+
+
+def _call(text):
+    return Expr(text, ATOM)
+
+
+def _axes(axes):
+    return "None" if axes is None else repr(tuple(axes))
+
+
+def _index(index):
+    parts = []
+    for start, stop, step in index:
+        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+        parts.append(text + ("" if step is None else f":{step}"))
+    return ", ".join(parts)
+
+
+def _reduce(function):
+    return lambda n, a: _call(f"numpy.{function}({a.text}, axis={_axes(n.attrs['axes'])}, "
+                              f"keepdims={n.attrs['keepdims']})")
+
+
+def _sum_to(n, a):
+    shape, target = n.inputs[0].shape, n.shape
+    lead = len(shape) - len(target)
+    inner = tuple(lead + i for i, t in enumerate(target) if t == 1 and shape[lead + i] != 1)
+    if not inner:
+        return a if lead == 0 else _call(f"numpy.sum({a.text}, axis={_axes(range(lead))})")
+    axes = tuple(range(lead)) + inner
+    return _call(f"numpy.sum({a.text}, axis={axes}, keepdims=True).reshape({n.shape})")
+
+
+def _reshaped(n, a, *like):
+    return _call(f"{a.at(ATOM)}.reshape({n.shape})")
+
+
+def _transpose(n, a):
+    if n.attrs["axes"] == tuple(range(n.ndim))[::-1]:
+        return _call(f"{a.at(ATOM)}.T")
+    return _call(f"{a.at(ATOM)}.transpose({n.attrs['axes']})")
+
+
+def _dtype(n):
+    return f"numpy.{n.dtype.name}"
+
+
+STRUCTURED = {
+    mm.MATMUL: lambda n, a, b: Expr(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL),
+    rd.SUM: _reduce("sum"),
+    rd.MAX: _reduce("max"),
+    rd.MIN: _reduce("min"),
+    mv.RESHAPE: _reshaped,
+    mv.EXPAND_DIMS: _reshaped,
+    mv.SQUEEZE: _reshaped,
+    mv.TRANSPOSE: _transpose,
+    mv.BROADCAST_TO: lambda n, a, *like: _call(f"numpy.broadcast_to({a.text}, {n.shape})"),
+    mv.SUM_TO: lambda n, a, like: _sum_to(n, a),
+    mv.SLICE: lambda n, a: _call(f"{a.at(ATOM)}[{_index(n.attrs['index'])}]"),
+    mv.UNSLICE: lambda n, g, like: _call(
+        f"_unslice({g.text}, {n.shape}, {_dtype(n)}, numpy.s_[{_index(n.attrs['index'])}])"),
+    mv.CONCATENATE: lambda n, *xs: _call(
+        f"numpy.concatenate(({', '.join(x.text for x in xs)},), axis={n.attrs['axis']})"),
+    mv.TAKE: lambda n, a, i: _call(f"numpy.take({a.text}, {i.text}, axis={n.attrs['axis']})"),
+    mv.CHECK_INDEX: lambda n, i, like: _call(
+        f"_check_index({i.text}, {n.inputs[1].shape[n.attrs['axis']]}, {n.attrs['negative']}, "
+        f"{n.attrs['what']!r})"),
+    mv.SCATTER_ADD: lambda n, g, i, like: _call(
+        f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
+    leaf.ZEROS_LIKE: lambda n, x: _call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
+    leaf.SIZE: lambda n, x: _call(
+        f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
+}
+
+
+# ---------------------------------------------------------------- convolution and pooling
+def _geometry(n, kernel, dilation=None):
+    a = n.attrs
+    dilation = a["dilation"] if dilation is None else dilation
+    return f"{tuple(kernel)}, {a['stride']}, {a['padding']}, {dilation}"
+
+
+def _im2col(n, x, kernel):
+    return f"_im2col({x.text}, {_geometry(n, kernel)})"
+
+
+def _pool_windows(n, x_text, out, fill):
+    dilation = n.attrs.get("dilation", (1, 1))
+    return (f"_pool_windows({x_text}, {_geometry(n, n.attrs['kernel'], dilation)}, "
+            f"{tuple(out)}, {fill})")
+
+
+# The pooled (output) spatial shape of each op of the max-pool family.
+_POOLED = {
+    conv.MAX_POOL2D: lambda n: n.shape[2:],
+    conv.MAX_POOL2D_GRAD: lambda n: n.inputs[0].shape[2:],
+    conv.MAX_POOL2D_SELECT: lambda n: n.shape[2:],
+}
+
+
+def _max_route(n, x):
+    """The call that finds the window maxima and arg-maxes of x (`n`'s pooled input) for a
+    max-pool family node: the same text for a forward node and its gradients."""
+    fill = conv_kernels.lowest_text(n.inputs[n.op.shares[1]].dtype)
+    return f"_max_pool2d_route({_pool_windows(n, x.text, _POOLED[n.op](n), fill)})"
+
+
+def _avg_divisor(n, shape, out):
+    a = n.attrs
+    return (f"_avg_divisor({tuple(shape[2:])}, {a['kernel']}, {a['stride']}, {a['padding']}, "
+            f"{tuple(out)}, {a['count_include_pad']})")
+
+
+STRUCTURED.update({
+    conv.CONV2D: lambda n, x, w: _call(
+        f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
+        f"{n.shape})"),
+    conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: _call(
+        f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
+        f"{n.shape})"),
+    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: _call(
+        f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
+        f"{_geometry(n, n.inputs[1].shape[2:])})"),
+    conv.MAX_POOL2D: lambda n, x, route=None: _call(
+        f"{route}['max']" if route
+        else f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], conv_kernels.lowest_text(n.dtype))})"),
+    conv.MAX_POOL2D_GRAD: lambda n, g, x, route=None: _call(
+        f"_max_pool2d_grad({g.text}, {route or _max_route(n, x)})"),
+    conv.MAX_POOL2D_SELECT: lambda n, u, x, route=None: _call(
+        f"_max_pool2d_select({u.text}, {route or _max_route(n, x)})"),
+    conv.AVG_POOL2D: lambda n, x: _call(
+        f"_avg_pool2d({_pool_windows(n, x.text, n.shape[2:], 0)}, "
+        f"{_avg_divisor(n, n.inputs[0].shape, n.shape[2:])})"),
+    conv.AVG_POOL2D_GRAD: lambda n, g, like: _call(
+        f"_avg_pool2d_grad({g.text}, "
+        f"{_pool_windows(n, f'numpy.zeros({n.shape}, dtype={_dtype(n)})', n.inputs[0].shape[2:], 0)}, "
+        f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
+})
+
+# Work several statements share (`OpDef.shares`): its code, from the first member and the
+# expression of the input the work reads, and the name the statement gets.
+SHARED = {"max_pool2d_route": (_max_route, "pool_route")}
+
+
+# ---------------------------------------------------------------- computing into a buffer
+def _ufunc(function):
+    return lambda args, out: f"{function}({', '.join(args)}, out={out})"
+
+
+# The same call as each op's printed form, so values are identical, with `out=`.
+IN_PLACE = {
+    ew.ADD: _ufunc("numpy.add"), ew.SUB: _ufunc("numpy.subtract"),
+    ew.MUL: _ufunc("numpy.multiply"), ew.DIV: _ufunc("numpy.true_divide"),
+    ew.NEG: _ufunc("numpy.negative"), ew.EXP: _ufunc("numpy.exp"), ew.LOG: _ufunc("numpy.log"),
+    ew.SQRT: _ufunc("numpy.sqrt"), ew.TANH: _ufunc("numpy.tanh"),
+    ew.MAXIMUM: _ufunc("numpy.maximum"), ew.MINIMUM: _ufunc("numpy.minimum"),
+    ew.WHERE: _ufunc("_where"),  # not a ufunc, but it takes `out=` as one
+    ew.RELU: lambda args, out: f"numpy.maximum({args[0]}, 0, out={out})",
+}
+
+# Ops whose inputs get a statement of their own rather than fusing into them: relu's input
+# then runs in place and so does relu (`numpy.add(y, b, out=y)`, `numpy.maximum(y, 0, out=y)`).
+OWN_STATEMENT_INPUTS = {ew.RELU}
+
+
+def _fuses_into(consumer, position):
+    if consumer.op in OWN_STATEMENT_INPUTS:
+        return False
+    if consumer.op.kind == "elementwise":  # spelled twice, it would be computed twice
+        uses = elementwise_template(consumer).uses
+        return position < len(uses) and uses[position] == 1
+    return True
+
+
+TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op in IN_PLACE,
+                max_fused=12)  # nodes per statement: beyond that a statement stops being readable

@@ -1,0 +1,197 @@
+"""The NumPy renderer: a `Lowered` program -> the source of one standalone Python module whose
+`run(<inputs>)` returns the outputs, in order, and which needs only NumPy. Every decision
+(fusion, buffers, copies, the order of writes) is the lowering's; this module spells it."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import keyword
+import re
+
+import numpy as np
+from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
+from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, elementwise_template
+from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
+from graphdl.codegen.numpy_helpers import HELPER_NEEDS, HELPERS
+
+from graphdl.ir import describe
+from graphdl.ops import leaf
+
+
+def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
+    """Source of a module computing `outputs` and applying `updates` ((input node, new value
+    node) pairs: one simultaneous assignment), and the schedule's kernels. `debug`: one
+    statement per node, each checked for its declared shape and dtype and for NaN/Inf."""
+    lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
+    return _Module(lowered, debug, title).source(), lowered.kernels
+
+
+class _Module:
+    def __init__(self, lowered, debug, title):
+        self.lowered, self.debug, self.title = lowered, debug, title
+        self.namer = Namer()
+        self.params = [self.namer(n.name) for n in lowered.inputs]
+        self.names = {id(n): p for n, p in zip(lowered.inputs, self.params)}
+        self.body, self.consts, self.helpers = [], [], set()
+
+    def source(self):
+        low = self.lowered
+        for c in low.constants:
+            self.names[id(c)] = self.namer(f"const{len(self.consts)}")
+            self.consts.append(f"{self.names[id(c)]} = {array_literal(c.attrs['value'].array)}")
+        for s in low.statements:
+            self._shared(s) if isinstance(s, SharedWork) else self._statement(s)
+        copies = {}  # node id -> its first copy: update sources may read it too
+        returns = [self._copy(o.node, copies) if o.copy else self._ref(o.node)
+                   for o in low.outputs]
+        sources = [copies.get(id(u.source)) or self._copy(u.source, copies) if u.copy
+                   else self._ref(u.source) for u in low.updates]
+        for u, source in zip(low.updates, sources):  # after every read of the old values
+            target = self.names[id(u.target)]
+            self.body.append(f"    numpy.subtract({target}, {source}, out={target})" if u.subtract
+                             else f"    numpy.copyto({target}, {source})")
+        self.body.append(f"    return ({''.join(r + ', ' for r in returns)})")
+        return self._assemble()
+
+    def _shared(self, work):
+        make, hint = SHARED[work.work]
+        text = make(work.node, self._expr(Ref(work.node.inputs[work.position]), work.node))
+        self.names[id(work)] = self.namer(hint)
+        ids = ", ".join(str(n.id) for n in work.members)
+        self._line(f"{self.names[id(work)]} = {text}", f"nodes {ids}: {work.work}, computed once")
+
+    def _statement(self, s):
+        node = s.node
+        note = f"node {node.id}: {describe(node, 2)}"
+        if s.buffer is not None:  # the last use of a temporary of node's shape: overwrite it
+            args = [self._expr(a, node).text for a in s.value.args]
+            out = self.names[id(s.buffer)]
+            self._line(IN_PLACE[node.op](args, out), note)
+            self.names[id(node)] = out
+            return
+        route = None if s.shared is None else self.names[id(s.shared)]
+        text = self._expr(s.value, None, route).text
+        if self.debug:
+            text = (f"_check({text}, {describe(node, 2)!r}, {node.shape}, "
+                    f"numpy.{node.dtype.name})")
+        self.names[id(node)] = self.namer(node.name or node.op.name)
+        self._line(f"{self.names[id(node)]} = {text}", note)
+
+    def _expr(self, value, consumer, route=None):
+        """The code of an expression tree, read by `consumer` (None: a statement's root)."""
+        if isinstance(value, Ref):
+            node = value.node
+            if node.op is leaf.CONST and node.ndim == 0:
+                return literal(node, consumer)
+            return Expr(self.names[id(node)], ATOM)
+        node = value.node
+        if isinstance(value, Expand):
+            inner = self._expr(value.value, consumer).text
+            if value.fill:
+                return _call(f"numpy.full({node.shape}, {inner}, dtype=numpy.{node.dtype.name})")
+            return _call(f"numpy.broadcast_to({inner}, {node.shape})")
+        args = [self._expr(a, node) for a in value.args]
+        if node.op.kind == "elementwise":
+            expr = elementwise_template(node).fill(args)
+        elif node.op not in STRUCTURED:
+            raise NotImplementedError(f"the NumPy backend has no lowering for op {node.op!r}")
+        else:
+            expr = STRUCTURED[node.op](node, *args, **({} if route is None else {"route": route}))
+        return expr
+
+    def _ref(self, node):
+        return self._expr(Ref(node), None).text
+
+    def _copy(self, node, copies):
+        name = self.namer(f"{node.name or node.op.name}_copy")
+        self._line(f"{name} = numpy.array({self._ref(node)})",
+                   f"node {node.id}: a copy of its own for the caller")
+        copies.setdefault(id(node), name)
+        return name
+
+    def _line(self, code, note):
+        self.helpers.update(h for h in HELPERS if h + "(" in code)  # emitted where called
+        self.body.append(f"    {code}  # {comment(note)}")
+
+    def _assemble(self):
+        helpers = self.helpers | {n for h in self.helpers for n in HELPER_NEEDS[h]}
+        lines = [f'"""{comment(self.title)}: generated by graphdl. Needs only NumPy."""']
+        lines += ["import base64"] * any("base64" in c for c in self.consts)
+        lines += ["import numpy", ""]
+        lines += self.consts + [""] * bool(self.consts)
+        lines += [HELPERS[h] for h in sorted(helpers)]
+        lines.append(f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}")
+        lines.append("")
+        lines.append(f"def run({', '.join(self.params)}):")
+        lines += self.body
+        return "\n".join(lines) + "\n"
+
+
+def _call(text):
+    return Expr(text, ATOM)
+
+
+# ---------------------------------------------------------------- constants and names
+def _scalar_text(array):
+    if array.dtype == np.float32 and np.isfinite(array):
+        return str(array)  # the shortest text that reads back as the same float32
+    value = array.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return "numpy.nan" if np.isnan(value) else ("numpy.inf" if value > 0 else "-numpy.inf")
+    return repr(value)
+
+
+def literal(const, consumer):
+    """A scalar constant as a Python literal where NumPy's weak typing gives the IR's dtype,
+    else as a typed NumPy scalar."""
+    array = const.attrs["value"].array
+    text = _scalar_text(array)
+    weak_ok = consumer is not None and any(
+        i.dtype == array.dtype and i.op is not leaf.CONST for i in consumer.inputs)
+    if not weak_ok:
+        return _call(f"numpy.{array.dtype.name}({text})")
+    return Expr(text, UNARY if text.startswith("-") else ATOM)
+
+
+def array_literal(array):
+    if array.size == 0:  # `tolist()` of a (0, 3) array is `[]`, which reads back as (0,)
+        return f"numpy.empty({array.shape}, dtype=numpy.{array.dtype.name})"
+    readable = array.dtype.kind != "f" or np.all(np.isfinite(array))  # repr(inf) is no literal
+    if array.size <= 16 and readable:
+        return f"numpy.array({array.tolist()!r}, dtype=numpy.{array.dtype.name})"
+    data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
+    return (f"numpy.frombuffer(base64.b64decode({data!r}), dtype=numpy.{array.dtype.name})"
+            f".reshape({array.shape})")
+
+
+RESERVED = set(dir(builtins)) | {"numpy", "base64", "run", "INPUTS", "OUTPUTS"}
+
+
+class Namer:
+    """Python identifiers from user names: only [A-Za-z0-9_], never a keyword or builtin,
+    never a clash. No user string reaches the source except through this or repr()."""
+
+    def __init__(self):
+        self.taken = set(RESERVED)
+        self.counts = {}
+
+    def __call__(self, hint):
+        base = re.sub(r"[^0-9A-Za-z_]", "_", hint or "")[:40] or "t"
+        if base[0].isdigit() or base.startswith("_"):
+            base = "v" + base
+        if keyword.iskeyword(base):
+            base += "_"
+        name, k = base, self.counts.get(base, 1)
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.counts[base] = k
+        self.taken.add(name)
+        return name
+
+
+def comment(text):
+    """Text safe inside a `#` comment: one line, printable characters only."""
+    text = text[:90]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
