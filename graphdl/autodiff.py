@@ -24,23 +24,12 @@ def grad(y, wrt):
     wrt = [wrt] if single else list(wrt)
     _check(y, wrt)
     order = topological_order([y])
-    relevant = _depends_on(order, wrt)
-    contributions = {id(y): [leaf.constant(1, y.dtype)]}
-    totals = {}
-    for node in reversed(order):
-        parts = contributions.pop(id(node), None)
-        if parts is None:
-            continue
-        g = parts[0]
-        for p in parts[1:]:
-            g = ew.ADD(g, p)
-        totals[id(node)] = g
-        if node.op.pullback is None:
-            continue
-        for inp, gi in zip(node.inputs, node.op.pullback(node, g)):
-            if gi is None or id(inp) not in relevant:
-                continue
-            contributions.setdefault(id(inp), []).append(_fit(gi, inp, node))
+    relevant = depends_on(order, wrt)
+
+    def backprop(node, g):
+        return [(k, gi) for k, _, gi in edge_gradients(node, g, relevant)]
+
+    totals = reverse_sweep(order, leaf.constant(1, y.dtype), backprop, ew.ADD)
     grads = [totals[id(w)] if id(w) in totals else leaf.zeros_like(w) for w in wrt]
     for w, g in zip(wrt, grads):
         if w.name is not None and g.name is None and g.op.kind != "leaf":
@@ -48,8 +37,46 @@ def grad(y, wrt):
     return grads[0] if single else grads
 
 
-def _fit(gi, inp, node):
-    """Sum a broadcast gradient back to the input's shape and dtype."""
+def reverse_sweep(order, seed, backprop, add):
+    """The reverse sweep every gradient in graphdl is computed by: symbolic (`grad`, where
+    gradients are nodes) or numeric (the circuit view, where they are arrays).
+
+    `order`: a topological order ending with the output; `seed`: the output's gradient.
+    Visits the nodes in reverse; a node's gradient is the `add` of its consumers' contributions
+    (fan-out forward is a sum backward); `backprop(node, gradient)` returns the contributions
+    `[(input position, contribution)]` the node sends back. Returns node id -> gradient, for the
+    nodes that received one.
+    """
+    y = order[-1]
+    pending = {id(y): [seed]}
+    totals = {}
+    for node in reversed(order):
+        parts = pending.pop(id(node), None)
+        if parts is None:
+            continue
+        g = parts[0]
+        for p in parts[1:]:
+            g = add(g, p)
+        totals[id(node)] = g
+        for k, gi in backprop(node, g):
+            pending.setdefault(id(node.inputs[k]), []).append(gi)
+    return totals
+
+
+def edge_gradients(node, g, relevant=None):
+    """`node`'s pullback applied to the gradient node `g`: `[(position, input, gradient node)]`,
+    each gradient fitted to its input's shape and dtype (see `fit`). Inputs the pullback gives
+    no gradient, and inputs outside `relevant` (a set of node ids, when given), are left out."""
+    if node.op.pullback is None or not node.inputs:
+        return []
+    return [(k, inp, fit(gi, inp, node))
+            for k, (inp, gi) in enumerate(zip(node.inputs, node.op.pullback(node, g)))
+            if gi is not None and (relevant is None or id(inp) in relevant)]
+
+
+def fit(gi, inp, node):
+    """The gradient `gi` that `node` sends to its input `inp`, summed back to `inp`'s shape where
+    `node` broadcast it, and cast to `inp`'s dtype."""
     unknown = None in inp.shape and len(node.inputs) > 1
     if node.op.broadcasts and (gi.shape != inp.shape or unknown):
         gi = mv.sum_to(gi, inp)
@@ -77,7 +104,7 @@ def _check(y, wrt):
             )
 
 
-def _depends_on(order, wrt):
+def depends_on(order, wrt):
     """Ids of the nodes in `order` that depend on some node of `wrt` (only they need gradients)."""
     relevant = {id(w) for w in wrt}
     for node in order:

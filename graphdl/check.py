@@ -15,6 +15,7 @@ import numpy as np
 from graphdl import autodiff
 from graphdl.interpret import evaluate, run
 from graphdl.ir import describe, topological_order
+from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 
 
@@ -102,7 +103,7 @@ def check_op(node, values, eps=1e-6, seed=0):
     args64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
 
     attrs = dict(node.attrs)
-    if node.op.name == "cast" and np.dtype(attrs["dtype"]).kind == "f":
+    if node.op is ew.CAST and np.dtype(attrs["dtype"]).kind == "f":
         attrs["dtype"] = "float64"  # a cast to float32 would quantize the differences
 
     def f(xs):
@@ -111,17 +112,15 @@ def check_op(node, values, eps=1e-6, seed=0):
     out = f(args64)
     u = rng.standard_normal(out.shape)
     g = leaf.input("__cotangent__", node.shape, node.dtype.name)
-    pulled = node.op.pullback(node, g)
     bound = {id(i): a for i, a in zip(node.inputs, args)}
     bound[id(node)] = out.astype(node.dtype)
     bound[id(g)] = u.astype(node.dtype)
     checks = []
-    fitted = []  # `bound` is keyed by id(): its nodes must outlive the loop, or a new node
-    for k, (inp, gi) in enumerate(zip(node.inputs, pulled)):  # may reuse a dead one's id
-        if gi is None or inp.dtype.kind != "f":
-            continue
-        gi = autodiff._fit(gi, inp, node)
-        fitted.append(gi)
+    # `bound` is keyed by id(): the gradient nodes must outlive the loop, or a new node may
+    # reuse a dead one's id
+    edges = [(k, inp, gi) for k, inp, gi in autodiff.edge_gradients(node, g)
+             if inp.dtype.kind == "f"]
+    for k, inp, gi in edges:
         run([gi], bound)
         v = rng.standard_normal(args64[k].shape)
         plus, minus = list(args64), list(args64)
@@ -148,11 +147,11 @@ def check_grad(y, values, tolerance=1e-3):
     nodes = [n for n in order if n.op.pullback is not None and n.inputs]
     # One evaluation binds every node (inputs included: evaluating each input alone would
     # refuse the other inputs' values as unknown).
-    valued = [n for n in order if n.op.name != "const"]
+    valued = [n for n in order if n.op is not leaf.CONST]
     declared = evaluate(valued, values, stabilize=False) if valued else []
     bound = {id(n): v for n, v in zip(valued, declared)}
     for n in order:
-        if n.op.name == "const":
+        if n.op is leaf.CONST:
             bound[id(n)] = n.attrs["value"].array
     result = GradCheck(tolerance=tolerance, output=y, values=dict(values))
     for node in nodes:

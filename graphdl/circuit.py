@@ -18,16 +18,18 @@ from collections import ChainMap
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy
 
 from graphdl import autodiff
 from graphdl.errors import GraphError
 from graphdl.interpret import evaluate, run
 from graphdl.ir import Node, consumers, topological_order
+from graphdl.ops import conv as cv
+from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-
-CONST_LIKE = {"const", "size", "zeros_like"}  # operands folded into their consumer's label
-
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+from graphdl.ops.composite import COMPOSITES, find_composite
 
 # ---------------------------------------------------------------------------------------------
 # Number formatting
@@ -85,7 +87,7 @@ class Region:
     out: Node
     args: list
     nodes: set
-    composite: str | None = None  # the composite's name when recognized (sigmoid, softmax...)
+    composite: object = None  # the recognized `Composite` (sigmoid, softmax...), if any
 
     @property
     def size(self):
@@ -102,62 +104,77 @@ class Gate:
     region: Region | None = None
     handle: str = ""  # how narration and drawing refer to the gate's value
 
-    @property
-    def op(self):
-        return self.node.op.name
 
-
+# The symbol of every built-in op, keyed by its OpDef: a user op, whatever its name, is labelled
+# by its name. Leaves (inputs, constants) are labelled by their name or value.
 SYMBOLS = {
-    "add": "+", "sub": "−", "mul": "*", "div": "/", "neg": "*−1", "reciprocal": "1/x",
-    "exp": "exp", "log": "log", "sqrt": "√", "tanh": "tanh", "sigmoid": "σ",
-    "softplus": "softplus", "relu": "relu", "maximum": "max", "minimum": "min", "matmul": "@",
-    "sum": "Σ", "max": "max", "min": "min", "greater": ">", "greater_equal": "≥", "less": "<",
-    "less_equal": "≤", "equal": "==", "not_equal": "≠", "where": "where", "cast": "cast",
-    "stop_gradient": "stop ∇", "transpose": "ᵀ", "reshape": "reshape", "expand_dims": "expand",
-    "squeeze": "squeeze", "broadcast_to": "broadcast", "sum_to": "sum_to", "slice": "slice",
-    "unslice": "unslice", "concatenate": "concat", "take": "take", "scatter_add": "scatter_add",
-    "pow": "pow",
+    ew.ADD: "+", ew.SUB: "−", ew.MUL: "*", ew.DIV: "/", ew.NEG: "*−1", ew.RECIPROCAL: "1/x",
+    ew.EXP: "exp", ew.LOG: "log", ew.SQRT: "√", ew.POW: "pow", ew.TANH: "tanh", ew.SIGMOID: "σ",
+    ew.SOFTPLUS: "softplus", ew.RELU: "relu", ew.MAXIMUM: "max", ew.MINIMUM: "min",
+    ew.GREATER: ">", ew.GREATER_EQUAL: "≥", ew.LESS: "<", ew.LESS_EQUAL: "≤", ew.EQUAL: "==",
+    ew.NOT_EQUAL: "≠", ew.WHERE: "where", ew.CAST: "cast", ew.STOP_GRADIENT: "stop ∇",
+    mm.MATMUL: "@", rd.SUM: "Σ", rd.MAX: "max", rd.MIN: "min",
+    mv.TRANSPOSE: "ᵀ", mv.RESHAPE: "reshape", mv.EXPAND_DIMS: "expand", mv.SQUEEZE: "squeeze",
+    mv.BROADCAST_TO: "broadcast", mv.SUM_TO: "sum_to", mv.SLICE: "slice", mv.UNSLICE: "unslice",
+    mv.CONCATENATE: "concat", mv.TAKE: "take", mv.SCATTER_ADD: "scatter_add",
+    mv.CHECK_INDEX: "check_index", leaf.SIZE: "size", leaf.ZEROS_LIKE: "zeros_like",
+    cv.CONV2D: "conv2d", cv.CONV2D_INPUT_GRAD: "conv2d_input_grad",
+    cv.CONV2D_WEIGHT_GRAD: "conv2d_weight_grad", cv.MAX_POOL2D: "max_pool2d",
+    cv.MAX_POOL2D_GRAD: "max_pool2d_grad", cv.MAX_POOL2D_SELECT: "max_pool2d_select",
+    cv.AVG_POOL2D: "avg_pool2d", cv.AVG_POOL2D_GRAD: "avg_pool2d_grad",
 }
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
+def _pow_label(node):
+    e = node.attrs["exponent"]
+    if float(e).is_integer() and abs(e) < 100:
+        return "x" + str(int(e)).translate(_SUPERSCRIPT)
+    return f"x^{e:g}"
+
+
+def _reduction_label(node):
+    axes = node.attrs["axes"]
+    if len(axes) == node.inputs[0].ndim:
+        return SYMBOLS[node.op]
+    return f"{SYMBOLS[node.op]} axis {','.join(map(str, axes))}"
+
+
+# Ops whose label shows their attributes: x², Σ axis 1, cast float64.
+_ATTR_LABELS = {
+    ew.POW: _pow_label, rd.SUM: _reduction_label, rd.MAX: _reduction_label,
+    rd.MIN: _reduction_label, ew.CAST: lambda node: f"cast {node.attrs['dtype']}",
+    mv.TRANSPOSE: lambda node: "ᵀ" if node.ndim <= 2 else f"transpose {node.attrs['axes']}",
+}
+
+
+def _compared(k, v, symbol):
+    return f"{symbol} {v}" if k == 1 else f"{v} {symbol}"
+
+
+# Binary ops with one constant operand (at position k, printed v) folded into the gate: +1, /2.
+_FOLDED_LABELS = {
+    ew.ADD: lambda k, v, symbol: v if v.startswith("−") else f"+{v}",
+    ew.MUL: lambda k, v, symbol: f"*{v}",
+    ew.SUB: lambda k, v, symbol: f"−{v}" if k == 1 else f"{v} − x",
+    ew.DIV: lambda k, v, symbol: f"/{v}" if k == 1 else f"{v}/x",
+    ew.MAXIMUM: lambda k, v, symbol: f"{symbol}(·, {v})",
+    ew.MINIMUM: lambda k, v, symbol: f"{symbol}(·, {v})",
+    **dict.fromkeys([ew.GREATER, ew.GREATER_EQUAL, ew.LESS, ew.LESS_EQUAL, ew.EQUAL,
+                     ew.NOT_EQUAL], _compared),
+}
+
+
 def gate_label(node, consts):
     """The lecture's symbol for `node`, constants folded in: +1, *−1, 1/x, x², Σ axis 1."""
-    op = node.op.name
-    c = {k: _const_text(v) for k, v in consts.items()}
-    if op == "pow":
-        e = node.attrs["exponent"]
-        if float(e).is_integer() and abs(e) < 100:
-            return "x" + str(int(e)).translate(_SUPERSCRIPT)
-        return f"x^{e:g}"
-    if op in ("sum", "max", "min"):
-        axes = node.attrs["axes"]
-        base = SYMBOLS[op]
-        if len(axes) == node.inputs[0].ndim:
-            return base
-        return f"{base} axis {','.join(map(str, axes))}"
-    if op == "transpose":
-        axes = node.attrs["axes"]
-        return "ᵀ" if node.ndim <= 2 else f"transpose {axes}"
-    if op == "cast":
-        return f"cast {node.attrs['dtype']}"
-    if len(c) == 1 and len(node.inputs) == 2:
-        (k, v), = c.items()
-        if op == "add":
-            return f"+{v}" if not v.startswith("−") else v
-        if op == "mul":
-            return f"*{v}"
-        if op == "sub":
-            return f"−{v}" if k == 1 else f"{v} − x"
-        if op == "div":
-            return f"/{v}" if k == 1 else f"{v}/x"
-        if op in ("maximum", "minimum"):
-            return f"{SYMBOLS[op]}(·, {v})"
-        if op in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
-            return f"{SYMBOLS[op]} {v}" if k == 1 else f"{v} {SYMBOLS[op]}"
-    if node.op.kind == "custom" or op not in SYMBOLS:
-        return op
-    return SYMBOLS[op]
+    op = node.op
+    if op in _ATTR_LABELS:
+        return _ATTR_LABELS[op](node)
+    symbol = SYMBOLS.get(op, op.name)
+    if len(consts) == 1 and len(node.inputs) == 2 and op in _FOLDED_LABELS:
+        ((k, v),) = consts.items()
+        return _FOLDED_LABELS[op](k, _const_text(v), symbol)
+    return symbol
 
 
 def _const_text(array):
@@ -169,67 +186,34 @@ def _const_text(array):
     return f"C{shape_text(a.shape)}"
 
 
+def _size_value(node):
+    dims = [node.inputs[0].shape[a] for a in node.attrs["axes"]]
+    return None if None in dims else np.asarray(math.prod(dims))
+
+
+# Operands folded into their consumer's label, and their value when no evaluation gave one.
+CONST_LIKE = {
+    leaf.CONST: lambda node: node.attrs["value"].array,
+    leaf.SIZE: _size_value,
+    leaf.ZEROS_LIKE: lambda node: np.asarray(0.0),
+}
+
+
 def const_value(node, values):
-    """The value of a constant-like operand (a constant, a `size`, a `zeros_like`)."""
-    if node.op.name == "const":
-        return node.attrs["value"].array
+    """The value of a constant-like operand (a constant, a `size`, a `zeros_like`), or None."""
     if id(node) in values:
         return values[id(node)]
-    if node.op.name == "size":
-        dims = [node.inputs[0].shape[a] for a in node.attrs["axes"]]
-        if None not in dims:
-            return np.asarray(math.prod(dims))
-        return None
-    if node.op.name == "zeros_like":
-        return np.asarray(0.0)
-    return None
+    return CONST_LIKE[node.op](node)
 
 
 def is_const_like(node):
-    return node.op.name in CONST_LIKE
+    return node.op in CONST_LIKE
 
 
 # ---------------------------------------------------------------------------------------------
-# Composites: recognized by re-applying the composite to candidate inputs. Nodes are hash-consed,
-# so `sigmoid(x) is node` holds exactly when `node` is the sigmoid circuit of `x`.
-
-
-@dataclass(frozen=True)
-class Composite:
-    name: str
-    arity: int
-    symbol: str
-    rule: str  # the closed-form local gradient, in words and symbols
-    sym: object = None  # SymPy scalar form for elementwise composites (its derivative is exact)
-
-    def build(self, *args):
-        from graphdl.ops import composite as cp
-
-        fn = {"sigmoid": cp.sigmoid, "tanh": cp.tanh, "softmax": cp.softmax,
-              "log_softmax": cp.log_softmax, "cross_entropy": cp.softmax_cross_entropy,
-              "hinge_loss": cp.hinge_loss, "mse": cp.mse}[self.name]
-        return fn(*args)
-
-
-def _composites():
-    from graphdl.ops.scalar import Sigmoid
-
-    return {c.name: c for c in [
-        Composite("sigmoid", 1, "σ", "dσ/dx = σ(1−σ)", Sigmoid),
-        Composite("tanh", 1, "tanh", "d tanh/dx = 1 − tanh²", sympy.tanh),
-        Composite("softmax", 1, "softmax",
-                  "∂s_i/∂x_j = s_i(δ_ij − s_j), so dL/dx = s ⊙ (g − Σ_j g_j s_j)"),
-        Composite("log_softmax", 1, "log softmax",
-                  "dL/dx = g − softmax(x) · Σ_j g_j"),
-        Composite("cross_entropy", 2, "softmax\ncross-entropy",
-                  "dL/dlogits = (softmax(logits) − onehot(labels)) · g / N"),
-        Composite("hinge_loss", 2, "hinge loss",
-                  "dL/ds_j = g/N · 1[s_j − s_y + 1 > 0] (j ≠ y), dL/ds_y = −g/N · #(j: margin > 0)"),
-        Composite("mse", 2, "MSE", "dL/dp = 2(p − t) · g / N, dL/dt = −2(p − t) · g / N"),
-    ]}
-
-
-COMPOSITE_ALIASES = {"softmax_cross_entropy": "cross_entropy", "σ": "sigmoid"}
+# Composites (declared in `graphdl.ops.composite`): recognized by re-applying the composite to
+# candidate inputs. Nodes are hash-consed, so `sigmoid(x) is node` holds exactly when `node` is
+# the sigmoid circuit of `x`.
 
 
 def _ancestors(out, depth):
@@ -247,9 +231,10 @@ def _ancestors(out, depth):
     return found
 
 
-def _match(composite, out, depth=14):
-    """The arguments `args` with `composite(*args) is out`, or None. Of several (the one-hot
-    rows and the integer labels both rebuild a loss), the one spanning the most nodes."""
+def match_composite(composite, out, depth=14):
+    """The arguments `args` with `composite.fn(*args) is out`, searched among the nodes within
+    `depth` steps above `out`, or None. Of several (the one-hot rows and the integer labels
+    both rebuild a loss), the one spanning the most nodes."""
     cands = _ancestors(out, depth)
     if composite.arity == 1:
         tuples = ((x,) for x in cands)
@@ -268,7 +253,7 @@ def _match(composite, out, depth=14):
 
 def _rebuilds(composite, args, out):
     try:
-        return composite.build(*args) is out
+        return composite.fn(*args) is out
     except (GraphError, TypeError, ValueError, IndexError, KeyError):  # wrong dtypes or shapes
         return False
 
@@ -282,19 +267,19 @@ def _region_nodes(out, args):
         n = stack.pop()
         if id(n) in nodes or id(n) in stop:
             continue
-        if n.op.name == "input":
+        if n.op is leaf.INPUT:
             return None  # `out` depends on an input that is not one of `args`
         nodes.add(id(n))
         stack.extend(n.inputs)
     return nodes
 
 
-def _dominated(out, users, order_index):
+def _dominated(out, users):
     """The generic region of a named node: `out` and the unnamed nodes only it uses."""
     region = {id(out)}
     candidates = sorted(topological_order([out]), key=lambda n: -n.id)
     for n in candidates:
-        if n is out or n.op.name == "input" or (n.name is not None and not is_const_like(n)):
+        if n is out or n.op is leaf.INPUT or (n.name is not None and not is_const_like(n)):
             continue
         us = users.get(id(n), [])
         if us and all(id(u) in region for u in us):
@@ -327,7 +312,7 @@ class Circuit:
             raise GraphError("draw/explain: outputs must be graph nodes")
         self.order = topological_order(self.outputs)
         self.users = consumers(self.order)
-        self.inputs = [n for n in self.order if n.op.name == "input"]
+        self.inputs = [n for n in self.order if n.op is leaf.INPUT]
         self.values = {}
         self.grads = {}  # node id -> total gradient of the output
         self.contrib = {}  # (consumer node id, input position) -> that edge's gradient
@@ -365,12 +350,12 @@ class Circuit:
         if missing:
             raise GraphError(f"values: no value for input {missing[0]!r}; "
                              f"this graph's inputs are {sorted(names)}")
-        valued = [n for n in self.order if n.op.name != "const"]
+        valued = [n for n in self.order if n.op is not leaf.CONST]
         # Each wire shows its own gate's value: the graph as declared, not as stabilized.
         for n, v in zip(valued, evaluate(valued, feeds, stabilize=False)):
             self.values[id(n)] = np.asarray(v)
         for n in self.order:
-            if n.op.name == "const":
+            if n.op is leaf.CONST:
                 self.values[id(n)] = n.attrs["value"].array
 
     def _wrt(self, wrt):
@@ -389,45 +374,35 @@ class Circuit:
 
     def _backward(self):
         """One numeric reverse sweep with the ops' own pullbacks, keeping every edge's share."""
+        relevant = autodiff.depends_on(self.order, self.wrt)
         y = self.output
-        relevant = autodiff._depends_on(self.order, self.wrt)
-        self.grads[id(y)] = np.ones((), y.dtype)
-        pending = {}
-        for node in reversed(self.order):
-            if id(node) not in relevant:
-                continue
-            if node is not y:
-                parts = pending.pop(id(node), None)
-                if parts is None:
-                    continue
-                total = parts[0]
-                for p in parts[1:]:
-                    total = total + p
-                self.grads[id(node)] = np.asarray(total)
-            if node.op.pullback is None or not node.inputs:
-                continue
-            g = leaf.input("__upstream__", node.shape, node.dtype.name)
-            pulled = node.op.pullback(node, g)
-            fitted = []
-            for k, (inp, gi) in enumerate(zip(node.inputs, pulled)):
-                if gi is None or id(inp) not in relevant:
-                    continue
-                fitted.append((k, inp, autodiff._fit(gi, inp, node)))
-            if not fitted:
-                continue
-            scratch = ChainMap({id(g): self.grads[id(node)]}, self.values)
-            self._keep.extend([g] + [f for _, _, f in fitted])
-            run([f for _, _, f in fitted], scratch)
-            for k, inp, f in fitted:
-                value = np.asarray(scratch[id(f)])
-                self.contrib[(id(node), k)] = value
-                pending.setdefault(id(inp), []).append(value)
+        totals = autodiff.reverse_sweep(
+            self.order, np.ones((), y.dtype),
+            lambda node, g: self._edge_values(node, g, relevant), np.add)
+        self.grads = {k: np.asarray(v) for k, v in totals.items()}
+
+    def _edge_values(self, node, upstream, relevant):
+        """[(position, array)]: what `node` sends back to each input given the `upstream`
+        array, by evaluating its pullback (built over a placeholder) with the reference
+        interpreter; every edge's share is kept in `contrib`."""
+        g = leaf.input("__upstream__", node.shape, node.dtype.name)
+        edges = autodiff.edge_gradients(node, g, relevant)
+        if not edges:
+            return []
+        fitted = [gi for _, _, gi in edges]
+        scratch = ChainMap({id(g): np.asarray(upstream)}, self.values)
+        self._keep.extend([g, *fitted])
+        run(fitted, scratch)
+        out = []
+        for k, _, gi in edges:
+            value = np.asarray(scratch[id(gi)])
+            self.contrib[(id(node), k)] = value
+            out.append((k, value))
+        return out
 
     # -- regions --------------------------------------------------------------------------------
     def _regions(self, collapse):
-        known = _composites()
         regions = []
-        order_index = {id(n): k for k, n in enumerate(self.order)}
         for item in collapse:
             if isinstance(item, tuple):
                 label, out, args = item
@@ -436,32 +411,45 @@ class Circuit:
                     raise GraphError(f"collapse {label!r}: the output depends on inputs "
                                      "other than the given arguments")
                 regions.append(Region(label, out, list(args), nodes))
-                continue
-            if isinstance(item, Node):
-                nodes, args = _dominated(item, self.users, order_index)
+            elif isinstance(item, Node):
+                nodes, args = _dominated(item, self.users)
                 regions.append(Region(item.name or gate_label(item, {}), item, args, nodes))
-                continue
-            name = COMPOSITE_ALIASES.get(item, item)
-            if name in known:
-                comp = known[name]
-                for n in self.order:
-                    if n.inputs and not is_const_like(n):
-                        args = _match(comp, n) if self._plausible(comp, n) else None
-                        if args is not None:
-                            nodes = _region_nodes(n, args)
-                            if nodes is not None:
-                                regions.append(Region(comp.symbol, n, args, nodes, comp.name))
+            elif find_composite(item) is not None:
+                regions += self._composite_regions(find_composite(item))
             else:
-                named = [n for n in self.order if n.name == item and n.op.name != "input"]
-                if not named:
-                    raise GraphError(
-                        f"collapse: no composite or node named {item!r}; composites: "
-                        f"{', '.join(sorted(known))}")
-                for n in named:
-                    nodes, args = _dominated(n, self.users, order_index)
-                    regions.append(Region(item, n, args, nodes))
-        # Outermost first; a region inside a chosen one, or one whose inner values are used
-        # outside it, is not collapsed.
+                regions += self._named_regions(item)
+        return self._outermost(regions)
+
+    def _composite_regions(self, comp):
+        """A region for every occurrence of the composite `comp` in the graph."""
+        found = []
+        for n in self.order:
+            if comp.arity is None:  # recognized by the name it gives its output
+                if n.name == comp.name and n.op is comp.root:
+                    nodes, args = _dominated(n, self.users)
+                    found.append(Region(comp.symbol, n, args, nodes, comp))
+                continue
+            if n.inputs and not is_const_like(n) and self._plausible(comp, n):
+                args = match_composite(comp, n)
+                nodes = None if args is None else _region_nodes(n, args)
+                if nodes is not None:
+                    found.append(Region(comp.symbol, n, args, nodes, comp))
+        return found
+
+    def _named_regions(self, name):
+        named = [n for n in self.order if n.name == name and n.op is not leaf.INPUT]
+        if not named:
+            raise GraphError(f"collapse: no composite or node named {name!r}; composites: "
+                             f"{', '.join(sorted(COMPOSITES))}")
+        regions = []
+        for n in named:
+            nodes, args = _dominated(n, self.users)
+            regions.append(Region(name, n, args, nodes))
+        return regions
+
+    def _outermost(self, regions):
+        """Outermost first; a region inside a chosen one, or one whose inner values are used
+        outside it, is not collapsed."""
         chosen, covered = [], set()
         shared = {id(n) for n in self.order if is_const_like(n)}  # constants are shared by all
         for r in sorted(regions, key=lambda r: -r.size):
@@ -480,9 +468,7 @@ class Circuit:
         """A cheap filter before trying to rebuild the composite on `node`'s ancestors."""
         if node.name == comp.name:
             return True
-        return {"sigmoid": "reciprocal", "tanh": "sub", "softmax": "div", "log_softmax": "sub",
-                "cross_entropy": "div", "hinge_loss": "div", "mse": "div"}[comp.name] == \
-            node.op.name and len(self.order) < 3000
+        return node.op is comp.root and len(self.order) < 3000
 
     # -- gates ----------------------------------------------------------------------------------
     def _build_gates(self):
@@ -501,13 +487,13 @@ class Circuit:
             if r is not None:
                 gate = Gate(n, "region", r.label, [(k, a, False) for k, a in enumerate(r.args)],
                             region=r)
-            elif n.op.name == "input":
+            elif n.op is leaf.INPUT:
                 gate = Gate(n, "input", n.name)
             elif is_const_like(n):
                 if id(n) not in outputs:
                     continue
                 v = const_value(n, self.values)
-                gate = Gate(n, "const", _const_text(v) if v is not None else n.op.name)
+                gate = Gate(n, "const", _const_text(v) if v is not None else SYMBOLS[n.op])
             else:
                 consts, operands = {}, []
                 for k, i in enumerate(n.inputs):

@@ -102,7 +102,7 @@ def stepper_html(ex):
         if gate.node is c.output:
             up = f"{ex.d(gate.handle)} = 1 (the output)"
         else:
-            up = ex._sum_text(gate.handle, step.parts, step.upstream)
+            up = ex.sum_text(gate.handle, step.parts, step.upstream)
         body = [f"<p><code>{e(step.forward)}</code></p>",
                 f'<p class="up">upstream: {e(up)}</p>']
         for t in step.terms:
@@ -117,7 +117,7 @@ def stepper_html(ex):
                     (t.local is not None and getattr(t.local, "ndim", 1) == 0 and
                      getattr(step.upstream, "ndim", 0) == 0):
                 contrib = (f"{ex.d(t.handle)} contribution = local × upstream = "
-                           f"{ex.num(t.local)} × {ex._paren(step.upstream)} = "
+                           f"{ex.num(t.local)} × {ex.paren(step.upstream)} = "
                            f"{ex.num(t.contribution)}")
             else:
                 contrib = f"{ex.d(t.handle)} contribution = {ex.num(t.contribution)}"
@@ -127,7 +127,7 @@ def stepper_html(ex):
         frames.append(_frame(f"Step {i} of {len(ex.steps)}: gate {label} ({gate.handle})",
                              "".join(body), gate=f"g{gate.node.id}", edges=edges))
     if ex.gradients:
-        items = "".join(f"<li><code>{e(ex._sum_text(h, parts, g))}</code></li>"
+        items = "".join(f"<li><code>{e(ex.sum_text(h, parts, g))}</code></li>"
                         for h, parts, g in ex.gradients)
         closed = ""
         if ex.closed:

@@ -1,4 +1,8 @@
-"""The SymPy bridge: SymPy scalar expressions -> graph nodes (for derivatives of user ops)."""
+"""The SymPy bridge: SymPy scalar expressions -> graph nodes (for derivatives of user ops), and
+scalar graphs -> SymPy expressions (closed forms: `gd.symbolic`, `gd.symbolic_grad`).
+
+Both directions go through the ops' own SymPy forms (`OpDef.sym`), so a user op is converted by
+its formula whatever its name."""
 
 from __future__ import annotations
 
@@ -6,19 +10,20 @@ import sympy
 from sympy.logic.boolalg import BooleanAtom
 
 from graphdl.errors import GraphError
+from graphdl.ir import describe, topological_order
+from graphdl.ops import conv as cv
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-from graphdl.ops.scalar import Relu, Sigmoid, Softplus, Where
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+from graphdl.ops.scalar import Sigmoid
 
-_UNARY = {
-    sympy.exp: ew.EXP, sympy.log: ew.LOG, sympy.tanh: ew.TANH,
-    Sigmoid: ew.SIGMOID, Softplus: ew.SOFTPLUS, Relu: ew.RELU,
-}
-_COMPARE = {
-    sympy.StrictGreaterThan: ew.GREATER, sympy.GreaterThan: ew.GREATER_EQUAL,
-    sympy.StrictLessThan: ew.LESS, sympy.LessThan: ew.LESS_EQUAL,
-    sympy.Equality: ew.EQUAL, sympy.Unequality: ew.NOT_EQUAL,
-}
+# SymPy -> graph: a SymPy function or relation is built by the op whose SymPy form it is.
+_UNARY = {op.sym: op for op in (ew.EXP, ew.LOG, ew.TANH, ew.SIGMOID, ew.SOFTPLUS, ew.RELU)}
+_FOLDED = {op.sym: op for op in (ew.MAXIMUM, ew.MINIMUM)}  # Max(a, b, c): folded pairwise
+_COMPARE = {op.sym: op for op in (ew.GREATER, ew.GREATER_EQUAL, ew.LESS, ew.LESS_EQUAL, ew.EQUAL,
+                                  ew.NOT_EQUAL)}
 _LOGIC = (sympy.And, sympy.Or, sympy.Not)
 _derived_ops = {}
 
@@ -26,8 +31,8 @@ _derived_ops = {}
 def _function(func, args, like):
     if func in _UNARY:
         return _UNARY[func](*args)
-    if func is sympy.Max or func is sympy.Min:
-        op = ew.MAXIMUM if func is sympy.Max else ew.MINIMUM
+    if func in _FOLDED:
+        op = _FOLDED[func]
         out = args[0]
         for a in args[1:]:
             out = op(out, a)
@@ -36,7 +41,7 @@ def _function(func, args, like):
         x, at_zero = args
         one, zero = leaf.constant(1.0, like.dtype), leaf.constant(0.0, like.dtype)
         return ew.WHERE(ew.GREATER(x, 0), one, ew.WHERE(ew.EQUAL(x, 0), at_zero, zero))
-    if func is Where:
+    if func is ew.WHERE.sym:
         return ew.WHERE(ew.cast(args[0], "bool"), args[1], args[2])
     key = (func, len(args))
     if key not in _derived_ops:  # any other SymPy function becomes an op of its own
@@ -162,10 +167,6 @@ def _build(e, done, bindings, like):
 # ---------------------------------------------------------------------------------------------
 # Graph -> SymPy: closed forms of scalar graphs
 
-_IDENTITY_ON_SCALARS = {"sum", "max", "min", "reshape", "squeeze", "expand_dims", "broadcast_to",
-                        "sum_to", "transpose"}
-
-
 def _number(value):
     """Integers and simple fractions (½) exactly, other constants as floats."""
     from fractions import Fraction
@@ -177,56 +178,84 @@ def _number(value):
     return sympy.Rational(f.numerator, f.denominator) if float(f) == v else sympy.Float(v)
 
 
+def _input_symbol(n, args):
+    if n.shape != ():
+        raise GraphError(f"symbolic: input {n.name!r} has shape {n.shape}; closed forms are for "
+                         "scalar graphs")
+    return sympy.Symbol(n.name)
+
+
+def _constant(n, args):
+    a = n.attrs["value"].array
+    if a.size != 1:
+        raise GraphError(f"symbolic: the constant {describe(n)} is not a scalar")
+    return _number(a.reshape(()))
+
+
+def _first(n, args):
+    return args[0]
+
+
+# Leaves: converted before the scalar check of the other nodes (a constant may broadcast).
+LEAVES = {
+    leaf.INPUT: _input_symbol,
+    leaf.CONST: _constant,
+    leaf.SIZE: lambda n, args: sympy.Integer(1),  # the size of a scalar
+    leaf.ZEROS_LIKE: lambda n, args: sympy.Integer(0),
+}
+
+# Built-ins whose closed form is not their SymPy form (`OpDef.sym`), keyed by the OpDef: every
+# other op with a SymPy form (every elementwise op, a user's included) is converted by it.
+TO_SYMPY = {
+    ew.STOP_GRADIENT: lambda n, args: StopGradient(args[0]),
+    ew.POW: lambda n, args: args[0] ** _number(n.attrs["exponent"]),  # x**2, sqrt(x): readable
+    **dict.fromkeys([rd.SUM, rd.MAX, rd.MIN, mv.RESHAPE, mv.SQUEEZE, mv.EXPAND_DIMS,
+                     mv.BROADCAST_TO, mv.SUM_TO, mv.TRANSPOSE], _first),  # identities on scalars
+}
+
+# Built-ins that need arrays of one or more dimensions (or integer indices): never in a scalar
+# graph, so without a closed form.
+NOT_SCALAR = {mm.MATMUL, mv.SLICE, mv.UNSLICE, mv.CONCATENATE, mv.TAKE, mv.SCATTER_ADD,
+              mv.CHECK_INDEX, cv.CONV2D, cv.CONV2D_INPUT_GRAD, cv.CONV2D_WEIGHT_GRAD,
+              cv.MAX_POOL2D, cv.MAX_POOL2D_GRAD, cv.MAX_POOL2D_SELECT, cv.AVG_POOL2D,
+              cv.AVG_POOL2D_GRAD}
+
+
 def to_sympy(y, sigmoid=False):
     """The SymPy expression computed by the scalar graph `y`; inputs become symbols named after
     them. With `sigmoid=True`, sigmoid circuits (`1/(1 + e^-x)`) become σ(x)."""
-    from graphdl.circuit import _composites, _match
-    from graphdl.ir import describe, topological_order
+    return _convert(y, sigmoid, {})
 
-    comp = _composites()["sigmoid"] if sigmoid else None
-    exprs = {}
+
+def _convert(y, sigmoid, exprs):
+    """`to_sympy` with `exprs` (node id -> expression) holding the nodes already converted: a
+    custom op's body is converted with its params bound to the op's arguments."""
+    from graphdl.circuit import match_composite
+    from graphdl.ops.composite import COMPOSITES
+
+    comp = COMPOSITES["sigmoid"] if sigmoid else None
     for n in topological_order([y]):
-        op = n.op.name
-        if op == "input":
-            if n.shape != ():
-                raise GraphError(f"symbolic: input {n.name!r} has shape {n.shape}; closed forms "
-                                 "are for scalar graphs")
-            exprs[id(n)] = sympy.Symbol(n.name)
+        if id(n) in exprs:
             continue
-        if op == "const":
-            a = n.attrs["value"].array
-            if a.size != 1:
-                raise GraphError(f"symbolic: the constant {describe(n)} is not a scalar")
-            exprs[id(n)] = _number(a.reshape(()))
+        args = [exprs[id(i)] for i in n.inputs]
+        if n.op in LEAVES:
+            exprs[id(n)] = LEAVES[n.op](n, args)
             continue
-        if op == "size":
-            exprs[id(n)] = sympy.Integer(1)  # the size of a scalar
-            continue
-        if n.shape != () or any(i.shape != () for i in n.inputs if i.op.name != "const"):
+        if n.shape != () or any(i.shape != () for i in n.inputs if i.op is not leaf.CONST):
             raise GraphError(f"symbolic: {describe(n, 2)} is not scalar; closed forms are for "
                              "scalar graphs")
-        if comp is not None and op == "reciprocal":
-            args = _match(comp, n)
-            if args is not None:
-                exprs[id(n)] = Sigmoid(exprs[id(args[0])])
-                continue
-        args = [exprs[id(i)] for i in n.inputs]
-        if op == "stop_gradient":
-            exprs[id(n)] = StopGradient(args[0])
-        elif op in _IDENTITY_ON_SCALARS:
-            exprs[id(n)] = args[0]
+        found = match_composite(comp, n) if comp is not None and n.op is comp.root else None
+        if found is not None:
+            exprs[id(n)] = Sigmoid(exprs[id(found[0])])
+        elif n.op in TO_SYMPY:
+            exprs[id(n)] = TO_SYMPY[n.op](n, args)
         elif n.op.kind == "custom":
-            custom = n.op.extra["custom"]
-            params, out = custom.body(n.inputs)
-            inner = to_sympy(out, sigmoid)
-            exprs[id(n)] = inner.subs({sympy.Symbol(p.name or f"__p{p.attrs['index']}"): a
-                                       for p, a in zip(params, args)}, simultaneous=True)
-        elif op == "pow":  # the closed form reads x**2 for 2.0 and sqrt(x) for 0.5
-            exprs[id(n)] = args[0] ** _number(n.attrs["exponent"])
+            params, out = n.op.extra["custom"].body(n.inputs)
+            exprs[id(n)] = _convert(out, sigmoid, {id(p): a for p, a in zip(params, args)})
         elif n.op.sym is not None:
             exprs[id(n)] = n.op.sym(*args, **dict(n.attrs))
         else:
-            raise GraphError(f"symbolic: {op} has no scalar form")
+            raise GraphError(f"symbolic: {n.op.name} has no scalar form")
     return exprs[id(y)]
 
 

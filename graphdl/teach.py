@@ -17,13 +17,21 @@ import functools
 import html as htmllib
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
 from sympy.printing.mathml import mathml
 
-from graphdl.circuit import Circuit, _composites, fmt, shape_text, summary
+from graphdl.circuit import Circuit, fmt, shape_text, summary
 from graphdl.errors import GraphError
+from graphdl.ir import Node
+from graphdl.ops import conv as cv
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
 from graphdl.ops.scalar import Sigmoid
 
 _SUP = {"2": "²", "3": "³"}
@@ -115,7 +123,8 @@ class Explanation:
                 (f" {shape_text(a.shape)}" if a.ndim > 1 else "")
         return f"{shape_text(a.shape)} {summary(a, self.digits, significant=True)}"
 
-    def _paren(self, v):
+    def paren(self, v):
+        """A number, in parentheses when negative."""
         s = self.num(v)
         return f"({s})" if s.startswith("-") else s
 
@@ -146,17 +155,14 @@ class Explanation:
         """(SymPy expression of an elementwise gate, {symbol: operand node}) or (None, {})."""
         n = gate.node
         if gate.kind == "region":
-            comp = _composites().get(gate.region.composite)
+            comp = gate.region.composite
             if comp is None or comp.sym is None:
                 return None, {}
             x = sympy.Symbol("x")
             return comp.sym(x), {x: gate.region.args[0]}
         if n.op.sym is None or n.op.kind != "elementwise" or gate.kind != "op":
             return None, {}
-        operand_names = iter(["x", "y", "z"] if len(gate.operands) > 1 or n.op.name != "where"
-                             else ["x"])
-        if n.op.name == "where":
-            operand_names = iter(["c", "x", "y"])
+        operand_names = iter(["c", "x", "y"] if n.op is ew.WHERE else ["x", "y", "z"])
         args, syms = [], {}
         for k, inp in enumerate(n.inputs):
             if k in gate.consts:
@@ -273,7 +279,7 @@ class Explanation:
             t.rule_mathml = htmllib.escape(t.rule)
         out_shape = gate.node.shape
         if gate.kind == "op" and gate.node.op.broadcasts and src.shape != out_shape \
-                and gate.node.op.name != "matmul":
+                and gate.node.op is not mm.MATMUL:
             t.note = (f"{shape_text(out_shape)} summed over the broadcast axes to "
                       f"{t.handle}'s shape {shape_text(src.shape)}")
         return t
@@ -290,44 +296,18 @@ class Explanation:
     def _structured_rule(self, gate, k, src):
         c = self.circuit
         n = gate.node
-        op = n.op.name
-        y, x = gate.handle, c.handle(src)
-        dy, dx = self.d(y), self.d(x)
+        dy = self.d(gate.handle)
         if gate.kind == "region":
-            comp = _composites().get(gate.region.composite)
+            comp = gate.region.composite
             if comp is not None:
                 return f"{comp.symbol.replace(chr(10), ' ')} block: {comp.rule}"
             return (f"{gate.label} block: the chain rule through its {gate.region.size} gates "
                     f"(collapsed), applied to {dy}")
-        if op == "matmul":
-            a, b = (c.handle(i) for i in n.inputs)
-            if k == 0:
-                return f"{y} = {a} @ {b}: {dx} = {dy} · {b}ᵀ  {shape_text(n.shape)}·" \
-                       f"{shape_text(n.inputs[1].shape)}ᵀ → {shape_text(src.shape)}"
-            return f"{y} = {a} @ {b}: {dx} = {a}ᵀ · {dy}  {shape_text(n.inputs[0].shape)}ᵀ·" \
-                   f"{shape_text(n.shape)} → {shape_text(src.shape)}"
-        if op == "sum":
-            return (f"{y} = Σ {x} over axes {list(n.attrs['axes'])}: every element of {x} gets "
-                    f"{dy}, i.e. {dx} = broadcast({dy}) to {shape_text(src.shape)}")
-        if op in ("max", "min"):
-            return (f"{y} = {op} of {x}: {dx} = {dy} at the {op}imum (split among ties), "
-                    "0 elsewhere")
-        if op == "reshape":
-            return f"{dx} = reshape({dy}) to {x}'s shape {shape_text(src.shape)}"
-        if op == "transpose":
-            return f"{dx} = {dy} transposed back (axes {tuple(np.argsort(n.attrs['axes']))})"
-        if op in ("expand_dims", "squeeze"):
-            return f"{dx} = {dy} with {x}'s shape {shape_text(src.shape)} restored"
-        if op == "broadcast_to":
-            return f"{dx} = {dy} summed over the broadcast axes to {shape_text(src.shape)}"
-        if op == "sum_to":
-            return f"{dx} = {dy} broadcast back to {shape_text(src.shape)}"
-        if op == "slice":
-            return f"{dx} = zeros of {x}'s shape with {dy} written into the slice"
-        if op == "concatenate":
-            return f"{dx} = the part of {dy} where {x} was concatenated"
-        if op == "take":
-            return f"{dx} = {dy} scatter-added into the gathered positions of {x}"
+        rule = RULES.get(n.op)
+        if rule is not None:
+            x = c.handle(src)
+            return rule(Wire(n, k, src, gate.handle, x, dy, self.d(x),
+                             [c.handle(i) for i in n.inputs]))
         if n.op.kind == "custom":
             return f"{gate.label}: its hand-written pullback applied to {dy}"
         return f"{gate.label}: the op's pullback applied to {dy}"
@@ -378,7 +358,7 @@ class Explanation:
             lines += [""] + self._step_text(i, step)
         lines += ["", "Gradients"]
         for handle, parts, g in self.gradients:
-            lines.append("  " + self._sum_text(handle, parts, g))
+            lines.append("  " + self.sum_text(handle, parts, g))
         if self.closed:
             lines += ["", "Closed forms (gd.symbolic_grad), evaluated at the same values"]
             for handle, expr, value, g, ok in self.closed:
@@ -391,9 +371,10 @@ class Explanation:
                                 f"!= the step-by-step {self.num(g)} ✗"))
         return "\n".join(lines)
 
-    def _sum_text(self, handle, parts, g):
+    def sum_text(self, handle, parts, g):
+        """∂out/∂handle as the sum of its consumers' contributions `parts` ([(who, value)])."""
         if len(parts) > 1:
-            terms = " + ".join(f"{self._paren(v) if k else self.num(v)} (from {who})"
+            terms = " + ".join(f"{self.paren(v) if k else self.num(v)} (from {who})"
                                for k, (who, v) in enumerate(parts))
             return f"{self.d(handle)} = {terms} = {self.num(g)}"
         return f"{self.d(handle)} = {self.num(g)}"
@@ -405,7 +386,7 @@ class Explanation:
         if gate.node is self.circuit.output:
             lines.append(f"  upstream {self.d(gate.handle)} = 1 (the output)")
         else:
-            lines.append("  upstream " + self._sum_text(gate.handle, step.parts, step.upstream))
+            lines.append("  upstream " + self.sum_text(gate.handle, step.parts, step.upstream))
         for t in step.terms:
             lines.append(f"  → {t.handle}: local rule {t.rule}")
             if t.plugged:
@@ -413,7 +394,7 @@ class Explanation:
             fan = len(self._consumers.get(id(t.source), [])) > 1
             if t.local is not None and np.ndim(t.local) == 0 and np.ndim(step.upstream) == 0:
                 lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} local × upstream = "
-                             f"{self.num(t.local)} × {self._paren(step.upstream)} = "
+                             f"{self.num(t.local)} × {self.paren(step.upstream)} = "
                              f"{self.num(t.contribution)}")
             else:
                 lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} "
@@ -441,7 +422,7 @@ class Explanation:
             md.append(f"**Step {i}. gate `{gate.label.replace(chr(10), ' ')}`** "
                       f"({step.forward})  ")
             up = "1 (the output)" if gate.node is self.circuit.output else \
-                self._sum_text(gate.handle, step.parts, step.upstream)
+                self.sum_text(gate.handle, step.parts, step.upstream)
             md.append(f"upstream: {up}  ")
             for t in step.terms:
                 md.append(f"- to `{t.handle}`: ${t.rule_latex}$" if t.rule_latex and
@@ -452,7 +433,7 @@ class Explanation:
                     md.append(f"  - {t.plugged}")
                 if t.local is not None and np.ndim(t.local) == 0 and np.ndim(step.upstream) == 0:
                     md.append(f"  - local × upstream = {self.num(t.local)} × "
-                              f"{self._paren(step.upstream)} = **{self.num(t.contribution)}**")
+                              f"{self.paren(step.upstream)} = **{self.num(t.contribution)}**")
                 else:
                     md.append(f"  - contribution: **{self.num(t.contribution)}**")
                 if t.note:
@@ -460,7 +441,7 @@ class Explanation:
             md.append("")
         md += ["### Gradients", ""]
         for handle, parts, g in self.gradients:
-            md.append(f"- {self._sum_text(handle, parts, g)}")
+            md.append(f"- {self.sum_text(handle, parts, g)}")
         if self.closed:
             md += ["", "### Closed forms", ""]
             for handle, expr, value, g, ok in self.closed:
@@ -487,6 +468,84 @@ class Explanation:
 
     def _repr_html_(self):
         return self.html()
+
+
+# ---------------------------------------------------------------------------------------------
+# Narration rules of structured ops, keyed by the OpDef. Elementwise ops need none: their rule is
+# `sympy.diff` of their SymPy form (`OpDef.sym`), a user op's included. An op in neither, such as
+# a gradient op (`conv2d_input_grad`) or a custom op, is narrated by the generic rule: "its
+# pullback applied to the upstream gradient".
+
+
+@dataclass
+class Wire:
+    """What a rule reads: the gate `node` (handle `y`) and its operand `src` (handle `x`) at
+    position `k`; `dy`, `dx` the gradients' names; `args` the handles of all its inputs."""
+
+    node: Node
+    k: int
+    src: Node
+    y: str
+    x: str
+    dy: str
+    dx: str
+    args: list
+
+    @property
+    def shape(self):
+        return shape_text(self.src.shape)
+
+
+def _matmul_rule(w):
+    (a, b), out = w.args, shape_text(w.node.shape)
+    sa, sb = (shape_text(i.shape) for i in w.node.inputs)
+    if w.k == 0:
+        return f"{w.y} = {a} @ {b}: {w.dx} = {w.dy} · {b}ᵀ  {out}·{sb}ᵀ → {w.shape}"
+    return f"{w.y} = {a} @ {b}: {w.dx} = {a}ᵀ · {w.dy}  {sa}ᵀ·{out} → {w.shape}"
+
+
+def _extremum_rule(which):
+    return lambda w: (f"{w.y} = {which} of {w.x}: {w.dx} = {w.dy} at the {which}imum (split "
+                      "among ties), 0 elsewhere")
+
+
+def _conv_rule(w):
+    if w.k == 0:
+        return (f"{w.dx} = {w.dy} convolved back through the kernel {w.args[1]} (the transposed "
+                f"convolution) → {w.shape}")
+    return (f"{w.dx} = the correlation of {w.args[0]} with {w.dy}: each weight gets Σ over "
+            f"positions of its input window × {w.dy} → {w.shape}")
+
+
+RULES = {
+    mm.MATMUL: _matmul_rule,
+    rd.SUM: lambda w: (f"{w.y} = Σ {w.x} over axes {list(w.node.attrs['axes'])}: every element "
+                       f"of {w.x} gets {w.dy}, i.e. {w.dx} = broadcast({w.dy}) to {w.shape}"),
+    rd.MAX: _extremum_rule("max"),
+    rd.MIN: _extremum_rule("min"),
+    mv.RESHAPE: lambda w: f"{w.dx} = reshape({w.dy}) to {w.x}'s shape {w.shape}",
+    mv.TRANSPOSE: lambda w: (f"{w.dx} = {w.dy} transposed back "
+                             f"(axes {tuple(np.argsort(w.node.attrs['axes']))})"),
+    mv.EXPAND_DIMS: lambda w: f"{w.dx} = {w.dy} with {w.x}'s shape {w.shape} restored",
+    mv.SQUEEZE: lambda w: f"{w.dx} = {w.dy} with {w.x}'s shape {w.shape} restored",
+    mv.BROADCAST_TO: lambda w: f"{w.dx} = {w.dy} summed over the broadcast axes to {w.shape}",
+    mv.SUM_TO: lambda w: f"{w.dx} = {w.dy} broadcast back to {w.shape}",
+    mv.SLICE: lambda w: f"{w.dx} = zeros of {w.x}'s shape with {w.dy} written into the slice",
+    mv.UNSLICE: lambda w: f"{w.dx} = the slice of {w.dy} where {w.x} was written",
+    mv.CONCATENATE: lambda w: f"{w.dx} = the part of {w.dy} where {w.x} was concatenated",
+    mv.TAKE: lambda w: f"{w.dx} = {w.dy} scatter-added into the gathered positions of {w.x}",
+    mv.SCATTER_ADD: lambda w: f"{w.dx} = {w.dy} gathered at the positions {w.x} was added to",
+    cv.CONV2D: _conv_rule,
+    cv.MAX_POOL2D: lambda w: (f"{w.dx} = {w.dy} routed to the maximum of each window "
+                              f"(0 elsewhere) → {w.shape}"),
+    cv.AVG_POOL2D: lambda w: (f"{w.dx} = {w.dy} spread evenly over each window (÷ its "
+                              f"divisor) → {w.shape}"),
+}
+
+# Structured built-ins narrated by the generic rule on purpose: gradient ops (their own
+# derivatives are second order) and ops through which no gradient flows.
+GENERIC = {cv.CONV2D_INPUT_GRAD, cv.CONV2D_WEIGHT_GRAD, cv.MAX_POOL2D_GRAD,
+           cv.MAX_POOL2D_SELECT, cv.AVG_POOL2D_GRAD, mv.CHECK_INDEX, leaf.SIZE, leaf.ZEROS_LIKE}
 
 
 def explain(outputs, values, wrt=None, *, collapse=(), digits=4, closed_form=True,

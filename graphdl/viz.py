@@ -18,7 +18,8 @@ import re
 import graphviz
 import numpy as np
 
-from graphdl.circuit import Circuit, _composites, fmt, shape_text, summary
+from graphdl.circuit import Circuit, fmt, shape_text, summary
+from graphdl.ops import leaf
 
 GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
 INSTALL = ("Graphviz's `dot` program is not installed, so the drawing cannot be rendered "
@@ -75,9 +76,10 @@ def draw(outputs, values=None, *, collapse=(), wrt=None, digits=2, color_by_grad
     values: input name -> value; every wire then shows its forward value and, for a scalar
         output, the gradient flowing back along it. Tensor wires show their shape and the mean
         and norm of value and gradient.
-    collapse: composites to draw as one gate ("sigmoid", "tanh", "softmax", "log_softmax",
-        "cross_entropy", "hinge_loss", "mse"), node names or nodes (the node and the unnamed
-        nodes only it uses: a layer), or (label, out, [args]) triples.
+    collapse: composites to draw as one gate (those of `graphdl.ops.composite.COMPOSITES`:
+        "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "hinge_loss", "mse",
+        "l2"), node names or nodes (the node and the unnamed nodes only it uses: a layer), or
+        (label, out, [args]) triples.
     digits: decimals of scalar numbers. color_by_grad: colour wires by log ‖gradient‖ (grey:
         vanishing). check: a `gd.check_grad` result; its first wrong edge is highlighted.
     group: cluster gates by the named node they feed (a layer); default: for graphs of more than
@@ -220,7 +222,7 @@ class _Drawer:
         symbol = html.escape(gate.label).replace("\n", "<br/>")
         sub = []
         if gate.kind == "region":
-            comp = _composites().get(gate.region.composite)
+            comp = gate.region.composite
             if comp is not None:
                 sub.append(html.escape(comp.rule.split(",")[0]))
                 local = self._local(gate)
@@ -230,7 +232,8 @@ class _Drawer:
                 sub.append(f"{gate.region.size} ops")
         is_output = any(n is y for y in c.outputs)  # the output's name labels its wire's end
         show_name = n.name is not None and not is_output and not (
-            gate.kind == "region" and n.name == gate.region.composite)
+            gate.kind == "region" and gate.region.composite is not None
+            and n.name == gate.region.composite.name)
         if show_name or (self.ids and n.name is None):
             sub.insert(0, f"<i>{html.escape(gate.handle)}</i>")
         label = f"<{symbol}" + "".join(
@@ -252,7 +255,7 @@ class _Drawer:
 
     def _local(self, gate):
         """A collapsed scalar elementwise composite's local derivative at its input, as text."""
-        comp = _composites().get(gate.region.composite)
+        comp = gate.region.composite
         if comp is None or comp.sym is None or not self.c.has_values:
             return None
         x = self.c.value(gate.region.args[0])
@@ -296,7 +299,7 @@ class _Drawer:
             return
         value = c.value(src)
         grad = c.wire_grad(gate, k)
-        sparse_ok = src.op.name == "input" or src.name is not None
+        sparse_ok = src.op is leaf.INPUT or src.name is not None
         label = self._wire_label(value, grad, sparse_ok)
         extra = []
         if (id(gate.node), k) in self.bad_edges:

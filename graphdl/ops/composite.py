@@ -3,18 +3,62 @@
 `sigmoid(x)` is the circuit `*-1 -> exp -> +1 -> 1/x`; the `stabilize` pass later rewrites such
 patterns into stable primitives for code generation, so the graph users see stays the lecture's.
 Each composite names its output node so that drawings and generated code can refer to it.
+
+Every composite the views know is declared here once, with `@composite(...)`: the label of its
+collapsed gate, its closed-form local gradient (in words and symbols), its SymPy scalar form
+where it is elementwise, and the op of its output node. Drawing, narration and `gd.symbolic`
+read `COMPOSITES`; they recognize a composite by calling it again on candidate arguments
+(hash-consing makes `sigmoid(x) is node` exact).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+import sympy
 
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
+from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
+from graphdl.ops.scalar import Sigmoid
+
+
+@dataclass(frozen=True)
+class Composite:
+    """What the views know of a composite function `fn`."""
+
+    name: str  # also the name `fn` gives its output node
+    fn: Callable
+    arity: int | None  # the arguments a rebuild takes; None: recognized by its output's name only
+    symbol: str  # the label of its collapsed gate
+    rule: str  # the closed-form local gradient, in words and symbols
+    root: OpDef  # the op of its output node (a cheap filter before trying a rebuild)
+    sym: Callable | None = None  # SymPy scalar form of an elementwise composite
+    aliases: tuple = ()  # other names `collapse=` accepts
+
+
+COMPOSITES: dict[str, Composite] = {}  # name -> Composite
+ALIASES: dict[str, str] = {}  # alias -> name
+
+
+def composite(name, symbol, rule, root, arity=1, sym=None, aliases=()):
+    """Declare the decorated function as the composite `name` (see `Composite`)."""
+    def declare(fn):
+        COMPOSITES[name] = Composite(name, fn, arity, symbol, rule, root, sym, tuple(aliases))
+        ALIASES.update(dict.fromkeys(aliases, name))
+        return fn
+    return declare
+
+
+def find_composite(name):
+    """The composite called `name` (or one of its aliases), or None."""
+    return COMPOSITES.get(ALIASES.get(name, name))
 
 
 def _named(node, name):
@@ -34,12 +78,14 @@ def _floating(x, what):
     return x
 
 
+@composite("sigmoid", "σ", "dσ/dx = σ(1−σ)", ew.RECIPROCAL, sym=Sigmoid, aliases=("σ",))
 def sigmoid(x):
     """σ(x) = 1 / (1 + e^-x)."""
     x = _floating(x, "sigmoid")
     return _named(ew.RECIPROCAL(1 + ew.EXP(-x)), "sigmoid")
 
 
+@composite("tanh", "tanh", "d tanh/dx = 1 − tanh²", ew.SUB, sym=sympy.tanh)
 def tanh(x):
     """tanh(x) = 2 / (1 + e^-2x) - 1, the lecture's form (2·σ(2x) - 1)."""
     x = _floating(x, "tanh")
@@ -66,6 +112,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     return out if keepdims else mv.squeeze(out, axis)
 
 
+@composite("log_softmax", "log softmax", "dL/dx = g − softmax(x) · Σ_j g_j", ew.SUB)
 def log_softmax(x, axis=-1):
     """x - logsumexp(x), computed from the shifted x so that it never overflows."""
     x = _floating(x, "log_softmax")
@@ -73,6 +120,8 @@ def log_softmax(x, axis=-1):
     return _named(shifted - ew.LOG(rd.sum(ew.EXP(shifted), axis, keepdims=True)), "log_softmax")
 
 
+@composite("softmax", "softmax",
+           "∂s_i/∂x_j = s_i(δ_ij − s_j), so dL/dx = s ⊙ (g − Σ_j g_j s_j)", ew.DIV)
 def softmax(x, axis=-1):
     """e^x / Σ e^x over `axis`, shifted by the maximum."""
     x = _floating(x, "softmax")
@@ -116,6 +165,9 @@ def _weighted_sum(weights, values, keepdims=False):
     return rd.sum(terms, -1, keepdims)
 
 
+@composite("cross_entropy", "softmax\ncross-entropy",
+           "dL/dlogits = (softmax(logits) − onehot(labels)) · g / N", ew.DIV, arity=2,
+           aliases=("softmax_cross_entropy",))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
     target = _targets(logits, labels, "softmax_cross_entropy")
@@ -123,6 +175,9 @@ def softmax_cross_entropy(logits, labels):
     return _named(rd.mean(per_example), "cross_entropy")
 
 
+@composite("hinge_loss", "hinge loss",
+           "dL/ds_j = g/N · 1[s_j − s_y + 1 > 0] (j ≠ y), dL/ds_y = −g/N · #(j: margin > 0)",
+           ew.DIV, arity=2)
 def hinge_loss(scores, labels):
     """The lecture's multiclass SVM loss: mean over the batch of Σ_{j≠y} max(0, s_j - s_y + 1)."""
     target = _targets(scores, labels, "hinge_loss")
@@ -133,12 +188,15 @@ def hinge_loss(scores, labels):
     return _named(rd.mean(_weighted_sum(1 - target, margins)), "hinge_loss")
 
 
+@composite("mse", "MSE", "dL/dp = 2(p − t) · g / N, dL/dt = −2(p − t) · g / N", ew.DIV,
+           arity=2)
 def mse(prediction, target):
     """Mean squared error, the mean over all elements (PyTorch's default reduction)."""
     diff = prediction - target
     return _named(rd.mean(diff * diff), "mse")
 
 
+@composite("l2", "L2 penalty", "dR/dW = 2λ · W · g", ew.MUL, arity=None)
 def l2(*params, lam=1.0):
     """R(W) = lam · Σ W² over all given parameters, for L = mean(L_i) + R(W)."""
     if not params:

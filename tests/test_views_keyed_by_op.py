@@ -1,0 +1,194 @@
+"""The views (draw, explain, symbolic) find each op's rules by its OpDef, never by its name: a
+user op named like a built-in is drawn, narrated and converted by its own formula. One
+completeness test per registry: every built-in op has its label, narration rule and closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+import graphdl as gd
+from graphdl import circuit, teach
+from graphdl.opdef import REGISTRY
+from graphdl.ops.composite import COMPOSITES
+from graphdl.symbolic import LEAVES, NOT_SCALAR, TO_SYMPY
+
+VALUES = {"x": 0.5}
+
+
+@pytest.fixture(scope="module")
+def impostors():
+    """A scalar graph of user ops, each named like a built-in but computing something else."""
+    const_op = gd.elementwise_op("const", lambda a: 2 * a)
+    input_op = gd.elementwise_op("input", lambda a: a - 1)
+    where_op = gd.elementwise_op("where", lambda c, a, b: c * a + b)
+    matmul_op = gd.elementwise_op("matmul", lambda a, b: a * b + 1)
+    exp_op = gd.elementwise_op("exp", lambda a: a + 1)
+    mul_op = gd.elementwise_op("mul", lambda a, b: a * b + 1)
+    x = gd.input("x", (), "float64")
+    y = mul_op(where_op(x, exp_op(x), const_op(x)), 2.0) + matmul_op(input_op(x), x)
+    return x, y
+
+
+def _closed_form(s):
+    """What the impostors graph computes, from the user ops' formulas."""
+    where = s * (s + 1) + 2 * s
+    return (where * 2 + 1) + ((s - 1) * s + 1)
+
+
+def test_user_ops_named_like_builtins_are_drawn_with_their_own_labels(impostors):
+    x, y = impostors
+    dot = gd.draw(y, VALUES)
+    gates = sorted(label for label in dot.node_labels.values() if label != "x")
+    # the built-ins would be: a folded constant (no gate), an input, `*2`, `@`, `exp`, `where`
+    assert gates == sorted(["const", "input", "where", "matmul", "exp", "mul", "+"])
+    assert dot.edge_labels[f"eout{y.id}"] == ["5.25", "1.00"]
+    # the numeric reverse sweep went through the user ops' own pullbacks
+    assert np.isclose(dot.circuit.grad(x), gd.evaluate(gd.grad(y, x), VALUES))
+
+
+def test_user_ops_named_like_builtins_are_narrated_by_their_formula(impostors):
+    _, y = impostors
+    ex = gd.explain(y, VALUES)
+    rules = {step.gate.label: [t.rule for t in step.terms] for step in ex.steps}
+    assert rules["exp"] == ["d(1 + x)/dx = 1"]
+    assert rules["const"] == ["d(2·x)/dx = 2"]
+    assert rules["mul"] == ["d(1 + 2·x)/dx = 2"]  # the constant 2 folded into the user's formula
+    # where's operands are named as any op's (x, y, z), not as the built-in's condition c
+    assert rules["where"] == ["d(z + x·y)/dx = y", "d(z + x·y)/dy = x", "d(z + x·y)/dz = 1"]
+    assert rules["matmul"] == ["d(1 + x·y)/dx = y", "d(1 + x·y)/dy = x"]
+    assert ex.closed and all(ok for *_, ok in ex.closed)
+    assert "∂v7/∂x = 5 + 6·x" in str(ex)
+
+
+def test_user_ops_named_like_builtins_are_converted_by_their_formula(impostors):
+    _, y = impostors
+    s = sympy.Symbol("x")
+    expr = gd.symbolic(y)
+    assert sympy.expand(expr - _closed_form(s)) == 0
+    assert float(expr.subs(s, 0.5)) == pytest.approx(float(gd.evaluate(y, VALUES)), abs=1e-15)
+
+
+def test_user_op_named_pow_is_converted_by_its_formula_not_the_exponent_attribute():
+    x = gd.input("x", (), "float64")
+    pow_op = gd.elementwise_op("pow", lambda a, b: a * b)
+    y = pow_op(x, x + 1)
+    assert sympy.expand(gd.symbolic(y)) == sympy.Symbol("x") ** 2 + sympy.Symbol("x")
+    assert gd.draw(y).node_labels[f"n{y.id}"] == "pow"
+
+
+def square_pullback(inputs, out, g):
+    return [g * 2.0 * inputs[0]]
+
+
+def test_symbolic_of_a_graph_with_a_custom_op_no_longer_raises_param_has_no_scalar_form():
+    square = gd.custom_op("square", lambda a: a * a, square_pullback)
+    x = gd.input("x", (), "float64")
+    w = gd.input("w", (), "float64")
+    y = square(x * w) * 3.0 + gd.exp(square(w))
+    sx, sw = sympy.symbols("x w")
+    expr = gd.symbolic(y)
+    assert sympy.simplify(expr - (3 * (sx * sw) ** 2 + sympy.exp(sw ** 2))) == 0
+    values = {"x": 0.7, "w": -1.3}
+    assert float(expr.subs({sx: 0.7, sw: -1.3})) == pytest.approx(
+        float(gd.evaluate(y, values)), rel=1e-12)
+    grad = gd.symbolic_grad(y, "w")
+    assert float(grad.subs({sx: 0.7, sw: -1.3})) == pytest.approx(
+        float(gd.evaluate(gd.grad(y, w), values)), rel=1e-12)
+
+
+def test_symbolic_of_a_custom_op_with_two_inputs_binds_each_param():
+    rdiv = gd.custom_op("rdiv", lambda a, b: b / a,
+                        lambda inputs, out, g: [-g * out / inputs[0], g / inputs[0]])
+    a = gd.input("a", (), "float64")
+    b = gd.input("b", (), "float64")
+    expr = gd.symbolic(rdiv(a, b + 1))
+    sa, sb = sympy.symbols("a b")
+    assert sympy.simplify(expr - (sb + 1) / sa) == 0
+
+
+def test_a_custom_op_named_like_a_builtin_is_drawn_and_narrated_as_itself():
+    exp_custom = gd.custom_op("exp", lambda a: a * 3.0, lambda inputs, out, g: [g * 3.0])
+    x = gd.input("x", (), "float64")
+    y = exp_custom(x)
+    ex = gd.explain(y, VALUES)
+    (step,) = ex.steps
+    assert step.gate.label == "exp"
+    assert step.terms[0].rule == "exp: its hand-written pullback applied to ∂v1/∂v1"
+    assert float(step.terms[0].contribution) == 3.0
+    assert gd.symbolic(y) == 3 * sympy.Symbol("x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Completeness: one test per registry
+
+
+def test_every_builtin_op_has_a_label():
+    missing = [name for name, op in REGISTRY.items()
+               if op.kind != "leaf" and op not in circuit.SYMBOLS]
+    assert missing == []  # leaves are labelled by their name (inputs) or value (constants)
+
+
+def test_every_builtin_op_has_a_narration_rule():
+    missing = [name for name, op in REGISTRY.items()
+               if op.kind != "leaf" and op not in teach.RULES and op not in teach.GENERIC
+               and not (op.kind == "elementwise" and op.sym is not None)]
+    assert missing == []
+    assert not set(teach.RULES) & teach.GENERIC
+
+
+def test_every_builtin_op_has_a_closed_form_or_is_declared_non_scalar():
+    missing = [name for name, op in REGISTRY.items()
+               if op not in LEAVES and op not in TO_SYMPY and op.sym is None
+               and op not in NOT_SCALAR]
+    assert missing == []
+    assert not NOT_SCALAR & (set(TO_SYMPY) | set(LEAVES))
+
+
+def _composite_examples():
+    """name -> (output, values): each composite applied to inputs, for `collapse`."""
+    rng = np.random.default_rng(0)
+    s = gd.input("s", (), "float64")
+    v = gd.input("v", (2, 3), "float64")
+    t = gd.input("t", (2, 3), "float64")
+    labels = gd.input("labels", (2,), "int64")
+    values = {"s": 0.3, "v": rng.standard_normal((2, 3)), "t": rng.standard_normal((2, 3)),
+              "labels": np.array([0, 2])}
+    return values, {
+        "sigmoid": gd.sigmoid(s) * 2.0,
+        "tanh": gd.tanh(s) * 2.0,
+        "softmax": gd.sum(gd.softmax(v) * t),
+        "log_softmax": gd.sum(gd.log_softmax(v) * t),
+        "cross_entropy": gd.softmax_cross_entropy(v, labels) * 2.0,
+        "hinge_loss": gd.hinge_loss(v, labels) * 2.0,
+        "mse": gd.mse(v, t) * 2.0,
+        "l2": gd.l2(v, lam=0.1) * 2.0,
+    }
+
+
+def test_every_composite_collapses_into_one_gate_with_its_label_and_rule():
+    values, examples = _composite_examples()
+    assert set(examples) == set(COMPOSITES)
+    for name, y in examples.items():
+        comp = COMPOSITES[name]
+        c = circuit.Circuit(y, values, collapse=[name])
+        (region,) = [g for g in c.gates if g.kind == "region"]
+        assert region.label == comp.symbol and region.region.composite is comp
+        ex = teach.Explanation(c, closed_form=False)
+        terms = [t for step in ex.steps if step.gate is region for t in step.terms]
+        assert terms, name
+        for t in terms:
+            if comp.sym is None:  # the closed-form rule in words
+                assert comp.rule in t.rule, name
+            else:  # the rule is the derivative of the SymPy form, plugged in
+                s = sympy.Symbol("s")
+                local = sympy.diff(comp.sym(s), s).subs(s, values["s"]).rewrite(sympy.exp)
+                assert t.local == pytest.approx(float(local), rel=1e-12), name
+        # the collapsed gate's input wires carry the whole region's gradient
+        for k, arg in enumerate(region.region.args):
+            if arg.dtype.kind == "f":
+                feeds = {n.name: values[n.name] for n in c.inputs}
+                expected = gd.evaluate(gd.grad(y, arg), feeds)
+                assert np.allclose(c.wire_grad(region, k), expected), name
