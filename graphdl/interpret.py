@@ -12,6 +12,7 @@ import numpy as np
 
 from graphdl import feeds as fd
 from graphdl.ir import Node, describe, graph_inputs, topological_order
+from graphdl.ops import leaf
 from graphdl.optimize import prepare
 
 
@@ -39,7 +40,7 @@ def run(outs, values, check_finite=False):
     for node in topological_order(outs, known=values):
         if id(node) in values:
             continue
-        if node.op.name == "const":
+        if node.op is leaf.CONST:
             value = node.attrs["value"].array
         else:
             value = np.asarray(node.op.impl(*(values[id(i)] for i in node.inputs), **node.attrs))

@@ -134,9 +134,11 @@ def format_shape(shape):
 
 def describe(node, depth=1):
     """A short human description of a node for messages: its name, else `op(args)`."""
+    from graphdl.ops.leaf import CONST  # leaf builds on this module
+
     if node.name is not None:
         return repr(node.name)
-    if node.op.name == "const":
+    if node.op is CONST:
         return repr(node.attrs["value"])
     if depth <= 0 or not node.inputs:
         return f"{node.op.name}#{node.id}"
@@ -177,7 +179,9 @@ def consumers(order):
 
 def graph_inputs(outputs):
     """The `input` placeholders the outputs depend on, in topological order."""
-    return [n for n in topological_order(outputs) if n.op.name == "input"]
+    from graphdl.ops.leaf import INPUT  # leaf builds on this module
+
+    return [n for n in topological_order(outputs) if n.op is INPUT]
 
 
 def substitute(outputs, mapping, rewrite=None):

@@ -23,9 +23,10 @@ import numpy as np
 
 from graphdl import stabilize as st
 from graphdl.ir import substitute, topological_order
+from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
-from graphdl.rewrite import Rule, rewrite
+from graphdl.rewrite import ANY, Rule, rewrite
 
 FOLD_LIMIT = 4096  # larger constant results stay computed: they would bloat the source
 
@@ -60,7 +61,7 @@ def inline_custom(outputs):
 def specialize(outputs, shapes):
     mapping = {}
     for node in topological_order(outputs):
-        if node.op.name == "input" and shapes[node.name] != node.shape:
+        if node.op is leaf.INPUT and shapes[node.name] != node.shape:
             mapping[node] = leaf.input(node.name, shapes[node.name], node.dtype.name)
     new, _ = substitute(outputs, mapping)
     return new, {}
@@ -91,7 +92,7 @@ def shape_stand_in(node):
     return np.broadcast_to(np.zeros((), node.dtype), node.shape)
 
 
-FOLD_CONSTANTS = [Rule("fold", "*", _fold)]
+FOLD_CONSTANTS = [Rule("fold", ANY, _fold)]
 
 
 # --- simplify: algebraic identities that hold for every value, inf and NaN included.
@@ -130,18 +131,18 @@ def _reshape_reshape(node):
 
 
 SIMPLIFY = [
-    Rule("mul_by_one", "mul", lambda n: _unit(1)(n, True)),
-    Rule("add_zero", "add", lambda n: _unit(0)(n, True)),
-    Rule("sub_zero", "sub", lambda n: _unit(0)(n, False)),
-    Rule("div_by_one", "div", lambda n: _unit(1)(n, False)),
-    Rule("pow_one", "pow", lambda n: _same(n, n.inputs[0]) if n.attrs["exponent"] == 1 else None),
-    Rule("double_negation", "neg", st.double_negation),
-    Rule("transpose_of_transpose", "transpose", _transpose_transpose),
-    Rule("reshape_of_reshape", "reshape", _reshape_reshape),
+    Rule("mul_by_one", ew.MUL, lambda n: _unit(1)(n, True)),
+    Rule("add_zero", ew.ADD, lambda n: _unit(0)(n, True)),
+    Rule("sub_zero", ew.SUB, lambda n: _unit(0)(n, False)),
+    Rule("div_by_one", ew.DIV, lambda n: _unit(1)(n, False)),
+    Rule("pow_one", ew.POW, lambda n: _same(n, n.inputs[0]) if n.attrs["exponent"] == 1 else None),
+    Rule("double_negation", ew.NEG, st.double_negation),
+    Rule("transpose_of_transpose", mv.TRANSPOSE, _transpose_transpose),
+    Rule("reshape_of_reshape", mv.RESHAPE, _reshape_reshape),
 ] + [
-    Rule(f"trivial_{op}", op, _identity)
-    for op in ("sum_to", "broadcast_to", "reshape", "transpose", "expand_dims", "squeeze",
-               "cast", "stop_gradient")
+    Rule(f"trivial_{op.name}", op, _identity)  # the identity where shape and dtype are unchanged
+    for op in (mv.SUM_TO, mv.BROADCAST_TO, mv.RESHAPE, mv.TRANSPOSE, mv.EXPAND_DIMS, mv.SQUEEZE,
+               ew.CAST, ew.STOP_GRADIENT)
 ]
 
 
@@ -165,7 +166,7 @@ def prepare(outputs, shapes, optimize=True, stabilize=True):
     passes = []
     if any(n.op.kind == "custom" for n in order):
         passes.append(("inline_custom", inline_custom))
-    if any(n.op.name == "input" and shapes[n.name] != n.shape for n in order):
+    if any(n.op is leaf.INPUT and shapes[n.name] != n.shape for n in order):
         passes.append(("specialize", lambda outs: specialize(outs, shapes)))
     if stabilize:  # first, and alone: what it matches must not depend on `optimize`
         passes.append(("stabilize", lambda outs: rewrite(outs, st.RULES)))

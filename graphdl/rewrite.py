@@ -7,15 +7,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphdl.ir import describe, substitute
+from graphdl.opdef import OpDef
+
+
+class _AnyOp:
+    """The type of ANY, the rule key matching every op."""
+
+    def __repr__(self):
+        return "ANY"
+
+
+ANY = _AnyOp()  # a Rule's `op` that matches every node
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Replace a node of op `op` ("*": any op) by `apply(node)` when that returns a node."""
+    """Replace a node whose op is the OpDef `op` (ANY: any op) by `apply(node)` when that
+    returns a node. Rules key on the OpDef object, never its name: a user op may reuse a
+    built-in's name and must not get its rewrites."""
 
     name: str
-    op: str
+    op: OpDef | _AnyOp
     apply: Callable
+
+    def __post_init__(self):
+        if not isinstance(self.op, OpDef) and self.op is not ANY:
+            raise TypeError(f"rule {self.name}: op must be an OpDef or ANY, got {self.op!r}")
 
 
 def rewrite(outputs, rules):
@@ -29,7 +46,7 @@ def rewrite(outputs, rules):
     fired = Counter()
 
     def step(node):
-        for rule in by_op.get(node.op.name, ()) + by_op.get("*", ()):
+        for rule in by_op.get(node.op, ()) + by_op.get(ANY, ()):
             out = rule.apply(node)
             if out is not None and out is not node:
                 if out.shape != node.shape or out.dtype != node.dtype:

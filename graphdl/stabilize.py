@@ -20,7 +20,7 @@ DEPTH = 4  # how far into a product tree the product rules look
 
 def is_const(node, value):
     """Whether node is a constant whose every element equals value."""
-    if node.op.name != "const":
+    if node.op is not leaf.CONST:
         return False
     array = node.attrs["value"].array
     return array.item() == value if array.size == 1 else bool(np.all(array == value))
@@ -192,11 +192,11 @@ def _product(node):
 
 
 RULES = [
-    Rule("sigmoid_from_reciprocal", "reciprocal", _reciprocal),
-    Rule("softplus_from_log", "log", _log),
-    Rule("tanh_from_sigmoid", "sub", _tanh),
-    Rule("cancel_double_negation", "neg", double_negation),
-    Rule("sigmoid_in_product", "mul", _product),
-    Rule("sigmoid_in_quotient", "div", _product),
-    Rule("sigmoid_in_negation", "neg", _product),
+    Rule("sigmoid_from_reciprocal", ew.RECIPROCAL, _reciprocal),
+    Rule("softplus_from_log", ew.LOG, _log),
+    Rule("tanh_from_sigmoid", ew.SUB, _tanh),
+    Rule("cancel_double_negation", ew.NEG, double_negation),
+    Rule("sigmoid_in_product", ew.MUL, _product),
+    Rule("sigmoid_in_quotient", ew.DIV, _product),
+    Rule("sigmoid_in_negation", ew.NEG, _product),
 ]
