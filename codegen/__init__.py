@@ -14,6 +14,7 @@ from graphdl.codegen.compiled import Compiled
 from graphdl import feeds as fd
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape, graph_inputs
+from graphdl.ops import leaf
 
 BACKENDS = {"numpy": numpy_backend.generate}
 _cache = OrderedDict()  # the most recently used compiled functions, by graph and options
@@ -56,7 +57,7 @@ def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=
 def _check_updates(updates):
     pairs = []
     for target, value in updates.items():
-        if not isinstance(target, Node) or target.op.name != "input":
+        if not isinstance(target, Node) or target.op is not leaf.INPUT:
             raise GraphError(f"compile: update targets must be inputs, got {target!r}")
         if not isinstance(value, Node):
             raise GraphError(f"compile: the update of {target.name!r} must be a graph node")
