@@ -170,11 +170,15 @@ def gate_label(node, consts):
     op = node.op
     if op in _ATTR_LABELS:
         return _ATTR_LABELS[op](node)
-    symbol = SYMBOLS.get(op, op.name)
+    if op not in SYMBOLS:  # a user op: its name, with the constants folded into it shown
+        if not consts:
+            return op.name
+        shown = (_const_text(consts[k]) if k in consts else "·" for k in range(len(node.inputs)))
+        return f"{op.name}({', '.join(shown)})"
     if len(consts) == 1 and len(node.inputs) == 2 and op in _FOLDED_LABELS:
         ((k, v),) = consts.items()
-        return _FOLDED_LABELS[op](k, _const_text(v), symbol)
-    return symbol
+        return _FOLDED_LABELS[op](k, _const_text(v), SYMBOLS[op])
+    return SYMBOLS[op]
 
 
 def _const_text(array):
