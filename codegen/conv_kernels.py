@@ -1,9 +1,12 @@
 """NumPy kernels for convolution and pooling, emitted as source into generated modules.
 
 Each function here is copied (`inspect.getsource`) into a generated module that calls it, so it
-may use only `numpy`. The backend emits the helpers a statement's text mentions and the helpers
+may use only `numpy` and the other helpers: its own and those of the runtime it shares with the
+reference interpreter (`graphdl.runtime`: output size, padding, divisors, the lowest value, the
+bit-mask select). The backend emits the helpers a statement's text mentions and the helpers
 those call (`numpy_helpers.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
-e.g. `_conv2d(_im2col(x, ...), w, ...)`.
+e.g. `_conv2d(_im2col(x, ...), w, ...)`. These kernels are the fast path; the reference
+(`graphdl.ops.conv`, sliding windows and einsum) stays apart, as their oracle.
 
 Max-pooling finds each window's arg-max once: where the graph also holds the pool's gradient
 (or select) on the same input, one `_max_pool2d_route` statement serves the forward node and
@@ -23,6 +26,8 @@ import inspect
 
 import numpy
 
+from graphdl.runtime import _conv_out, _lowest, _pad, _pool_extra, _where
+
 
 def _scratch(size, dtype, done=None):
     """A flat work buffer of `size` elements from this module's pool, or `done` given back to
@@ -37,6 +42,14 @@ def _scratch(size, dtype, done=None):
     return numpy.empty(size, dtype=dtype) if buffer is None else buffer
 
 
+def _taps(kernel, stride, dilation, out):
+    """For each kernel position, in scan order, the (rows, columns) slices of the padded input
+    that it meets in the `out` (OH, OW) windows."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
+    return [(slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+             slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)) for i in range(kh) for j in range(kw)]
+
+
 def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
     (C*kh*kw, n*OH*OW) for a slice of n images at a time: yields (first, last, columns).
@@ -44,21 +57,17 @@ def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     matrix product that consumes them."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
-    if pt or pb or pl or pr:
-        x = numpy.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    x = _pad(x, padding)
+    oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(w, kw, sw, pl, pr, dw)
     per = max(1, min(n, budget // (c * kh * kw * oh * ow * x.itemsize)))
     buffer = _scratch(c * kh * kw * per * oh * ow, x.dtype)
-    xt = x.transpose(1, 0, 2, 3)
+    xt, taps = x.transpose(1, 0, 2, 3), _taps(kernel, stride, dilation, (oh, ow))
     for first in range(0, max(n, 1), per):  # an empty batch still yields its (empty) columns
         last = min(n, first + per)
         cols = buffer[:c * kh * kw * (last - first) * oh * ow].reshape(
-            c, kh, kw, last - first, oh, ow)
-        for i in range(kh):
-            for j in range(kw):
-                cols[:, i, j] = xt[:, first:last, i * dh:i * dh + (oh - 1) * sh + 1:sh,
-                                   j * dw:j * dw + (ow - 1) * sw + 1:sw]
+            c, kh * kw, last - first, oh, ow)
+        for k, (rows, columns) in enumerate(taps):
+            cols[:, k] = xt[:, first:last, rows, columns]
         yield first, last, cols.reshape(c * kh * kw, -1)
     _scratch(0, None, done=buffer)
 
@@ -108,14 +117,11 @@ def _col2im(cols, shape, kernel, stride, padding, dilation):
     `_conv2d_cols`; their buffer goes back to the scratch pool."""
     n, c, h, w = shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
-    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(w, kw, sw, pl, pr, dw)
+    cols = cols.reshape(c, kh * kw, n, oh, ow)
     out = numpy.zeros((c, n, h + pt + pb, w + pl + pr), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
-                j * dw:j * dw + (ow - 1) * sw + 1:sw] += cols[:, i, j]
+    for k, (rows, columns) in enumerate(_taps(kernel, stride, dilation, (oh, ow))):
+        out[:, :, rows, columns] += cols[:, k]
     _scratch(0, None, done=cols.base)
     return out[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3)
 
@@ -123,23 +129,11 @@ def _col2im(cols, shape, kernel, stride, padding, dilation):
 def _pool_windows(x, kernel, stride, padding, dilation, out, fill):
     """x padded with `fill` (and as far as ceil-mode windows reach); one strided slice of the
     pooled shape per kernel position, in scan order; the index that crops the padding off."""
-    (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
-    (oh, ow), (h, w) = out, x.shape[2:]
-    eh = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - (h + pt + pb))
-    ew = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - (w + pl + pr))
-    if pt or pb or pl or pr or eh or ew:
-        x = numpy.pad(x, ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)), constant_values=fill)
-    slices = [(slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
-               slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
-              for i in range(kh) for j in range(kw)]
+    (pt, _, pl, _), (h, w) = padding, x.shape[2:]
+    x = _pad(x, padding, fill, _pool_extra((h, w), kernel, stride, padding, dilation, out))
+    slices = [(slice(None), slice(None), rows, columns)
+              for rows, columns in _taps(kernel, stride, dilation, out)]
     return x, slices, (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
-
-
-def _lowest(dtype):
-    """The smallest value of `dtype`, what max-pooling pads with (a padded cell never wins)."""
-    if dtype.kind == "f":
-        return -numpy.inf
-    return False if dtype.kind == "b" else int(numpy.iinfo(dtype).min)
 
 
 def lowest_text(dtype):
@@ -183,16 +177,6 @@ def _max_pool2d_route(windows):
     return {"like": xp, "slices": slices, "crop": crop, "max": y, "arg": arg}
 
 
-def _select_bits(mask, a, out):
-    """`out[...] = numpy.where(mask, a, 0)` for float a, bit for bit (+0.0 where not mask), by
-    AND-ing a's bits with a mask of ones: no branch per element (numpy.where is an order of
-    magnitude slower on unpredictable masks)."""
-    bits = numpy.dtype(f"u{a.dtype.itemsize}")
-    ones = numpy.negative(mask, dtype=bits)  # True -> all ones, False -> 0
-    numpy.bitwise_and(a.view(bits), ones, out=out.view(bits))
-    return out
-
-
 def _max_pool2d_grad(g, route):
     """g routed to each window's arg-max (summed where windows overlap), in the memory order
     of the pooled input."""
@@ -200,7 +184,7 @@ def _max_pool2d_grad(g, route):
     slices, arg = route["slices"], route["arg"]
     if _disjoint(slices) and g.dtype.kind == "f":  # each cell in one window at most
         for k, s in enumerate(slices):
-            _select_bits(arg == k, g, dx[s])
+            _where(arg == k, g, 0, out=dx[s])
         return dx[route["crop"]]
     for k, s in enumerate(slices):
         numpy.add(dx[s], g, out=dx[s], where=arg == k)
@@ -222,18 +206,6 @@ def _max_pool2d_select(u, route):
     return y
 
 
-def _avg_divisor(size, kernel, stride, padding, out, count_include_pad):
-    """(OH, OW) divisors as PyTorch: windows clipped to the padded input, padding counted or
-    not, at least 1."""
-    sides = []
-    for n, k, s, p0, p1, o in zip(size, kernel, stride, padding[::2], padding[1::2], out):
-        start = numpy.arange(o) * s - p0
-        end = numpy.minimum(start + k, n + p1)
-        valid = numpy.minimum(end, n) - numpy.maximum(start, 0)
-        sides.append(end - start if count_include_pad else numpy.maximum(valid, 0))
-    return numpy.maximum(numpy.outer(*sides), 1)
-
-
 def _avg_pool2d(windows, divisor):
     """Window sums over the kernel positions (zero padding), divided by the divisors."""
     xp, slices, _ = windows
@@ -252,7 +224,7 @@ def _avg_pool2d_grad(g, windows, divisor):
     return dx[crop]
 
 
-KERNELS = [_scratch, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
-           _lowest, _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select,
-           _select_bits, _disjoint, _avg_divisor, _avg_pool2d, _avg_pool2d_grad]
+KERNELS = [_scratch, _taps, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
+           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _disjoint,
+           _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}

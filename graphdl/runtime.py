@@ -1,0 +1,130 @@
+"""The NumPy runtime: kernels written once, run by the reference interpreter (the ops' `impl`s
+call them) and copied, as source, into every generated NumPy module that calls them.
+
+The NumPy backend emits each function with `inspect.getsource` into modules that need only
+NumPy, so a function here reads nothing but `numpy`, builtins and the other functions of
+`__all__`. Their names are the ones generated code calls: the leading underscore keeps them
+apart from the names generated code gives the user's values (never one with a leading
+underscore); it does not make them private. This module imports neither graphdl nor codegen.
+
+The einsum and sliding-window references of convolution and pooling (`graphdl.ops.conv`) and
+the im2col kernels of generated code (`graphdl.codegen.conv_kernels`) stay apart, one the other's
+oracle in the tests; the small pieces they agree on by definition (output size, padding,
+divisors, the value max-pooling pads with) are here.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_lowest", "_pad", "_pool_extra",
+           "_scatter_add", "_sigmoid", "_sum_to", "_sum_to_axes", "_unslice", "_where"]
+
+
+# ---------------------------------------------------------------- elementwise
+def _sigmoid(a):
+    """σ from e = e^-|a| ≤ 1: nothing overflows, and both tails keep full relative precision."""
+    e = numpy.exp(-numpy.abs(a))
+    return numpy.where(a >= 0, 1, e) / (1 + e)
+
+
+def _where(c, a, b, out=None):
+    """numpy.where(c, a, b), bit for bit, into `out` if given (which may be a). Where b is +0
+    and a a float array of c's shape, a's bits (as unsigned integers) are multiplied by c: no
+    branch per element, where numpy.where is an order of magnitude slower on unpredictable
+    masks such as ReLU's."""
+    if not (isinstance(c, numpy.ndarray) and c.dtype == bool and isinstance(a, numpy.ndarray)
+            and a.dtype.kind == "f" and c.shape == a.shape and isinstance(b, (int, float))
+            and b == 0 and not numpy.signbit(b)):
+        if out is None:
+            return numpy.where(c, a, b)
+        numpy.copyto(out, numpy.where(c, a, b))
+        return out
+    out = numpy.empty_like(a) if out is None else out
+    bits = out.view(f"u{a.dtype.itemsize}")
+    numpy.multiply(a.view(bits.dtype), c, out=bits)  # a's bits times 1 or 0: exact, in place
+    return out
+
+
+# ---------------------------------------------------------------- movement
+def _unslice(g, shape, dtype, index):
+    """Zeros of `shape` with g written at `index` (a tuple of slices): slice's adjoint."""
+    out = numpy.zeros(shape, dtype=dtype)
+    out[index] = g
+    return out
+
+
+def _scatter_add(g, indices, shape, dtype, axis):
+    """Zeros of `shape` with g's slices added at `indices` along `axis`: take's adjoint
+    (repeated indices add up)."""
+    out = numpy.zeros(shape, dtype=dtype)
+    numpy.add.at(out, (slice(None),) * axis + (indices,), g)
+    return out
+
+
+def _check_index(indices, n, negative, what):
+    """The indices, unless one falls outside [-n, n) (`negative`: counted from the end, as
+    NumPy's) or [0, n): then an IndexError naming `what` and the first such index."""
+    low = -n if negative else 0
+    bad = numpy.extract((indices < low) | (indices >= n), indices)
+    if bad.size:
+        raise IndexError(f"{what}: index {bad[0]} is out of range [{low}, {n})")
+    return indices
+
+
+def _sum_to_axes(shape, target):
+    """The axes that broadcasting `target` to `shape` added or stretched: the leading ones and
+    those where target has 1 and shape not."""
+    lead = len(shape) - len(target)
+    return tuple(range(lead)) + tuple(
+        lead + i for i, t in enumerate(target) if t == 1 and shape[lead + i] != 1)
+
+
+def _sum_to(x, shape):
+    """x summed down to `shape`, undoing broadcasting (autodiff's unbroadcast)."""
+    return numpy.sum(x, axis=_sum_to_axes(x.shape, shape), keepdims=True).reshape(shape)
+
+
+# ---------------------------------------------------------------- convolution and pooling
+def _conv_out(size, k, s, p0, p1, d):
+    """PyTorch's convolution output size along an axis of `size` cells, padded by p0 and p1,
+    for a kernel of k cells at stride s and dilation d."""
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _pad(x, padding, fill=0, extra=(0, 0)):
+    """x (N, C, H, W) padded with `fill`: four sides (top, bottom, left, right), and `extra`
+    more cells at the bottom and right (as far as ceil-mode windows reach)."""
+    (pt, pb, pl, pr), (eh, ew) = padding, extra
+    if not (pt or pb or pl or pr or eh or ew):
+        return x
+    return numpy.pad(x, ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)), constant_values=fill)
+
+
+def _pool_extra(size, kernel, stride, padding, dilation, out):
+    """(bottom, right): the cells past the padding of an input of spatial `size` (H, W) that
+    the last of the `out` (OH, OW) windows reaches in ceil mode."""
+    return tuple(max(0, (o - 1) * s + (k - 1) * d + 1 - (n + p0 + p1))
+                 for n, k, s, d, p0, p1, o in zip(size, kernel, stride, dilation, padding[::2],
+                                                  padding[1::2], out))
+
+
+def _lowest(dtype):
+    """The smallest value of `dtype`, what max-pooling pads with (a padded cell never wins):
+    -inf, the integer minimum, or False."""
+    if dtype.kind == "f":
+        return -numpy.inf
+    return False if dtype.kind == "b" else int(numpy.iinfo(dtype).min)
+
+
+def _avg_divisor(size, kernel, stride, padding, out, count_include_pad):
+    """(OH, OW) divisors of average pooling, as PyTorch: windows clipped to the padded input
+    (ceil mode), padding counted or not; never below 1 (a window wholly in the padding
+    averages to 0)."""
+    sides = []
+    for n, k, s, p0, p1, o in zip(size, kernel, stride, padding[::2], padding[1::2], out):
+        start = numpy.arange(o) * s - p0
+        end = numpy.minimum(start + k, n + p1)
+        valid = numpy.minimum(end, n) - numpy.maximum(start, 0)
+        sides.append(end - start if count_include_pad else numpy.maximum(valid, 0))
+    return numpy.maximum(numpy.outer(*sides), 1)
