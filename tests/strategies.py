@@ -1,8 +1,10 @@
 """Hypothesis strategies for random graphdl graphs.
 
 `random_graph()` draws a small graph over 1-3 inputs with random broadcastable shapes, built
-from a pool of primitives and composites, ending in a scalar. Every test that needs "some
-graph" can share it:
+from a pool of primitives and composites, ending in a scalar. One graph in four starts from an
+image batch (N, C, H, W): on 4-D nodes it also draws conv2d (a new weight input, random stride,
+padding, dilation and groups) and max/avg pooling (ceil_mode, count_include_pad). Every test
+that needs "some graph" can share it:
 
     from tests.strategies import random_graph
 
@@ -30,7 +32,8 @@ R = gd.REGISTRY
 
 @dataclass
 class GraphCase:
-    """A drawn graph: its inputs, values to feed them, the scalar output and every node built."""
+    """A drawn graph: its inputs (conv2d weights and biases included), values to feed them, the
+    scalar output and every node built."""
 
     inputs: list
     feeds: dict
@@ -126,9 +129,13 @@ BINARY = {
 
 
 def _shapes(rng, max_ndim=3, max_dim=3):
-    """1-3 input shapes that broadcast together (suffixes of one shape, some dims set to 1)."""
-    full = tuple(int(d) for d in rng.integers(1, max_dim + 1,
-                                              rng.choice(max_ndim + 1, p=[0.1, 0.3, 0.3, 0.3])))
+    """1-3 input shapes that broadcast together (suffixes of one shape, some dims set to 1); one
+    time in four that shape is a small image batch (N, C, H, W)."""
+    if rng.random() < 0.25:
+        full = (*(int(d) for d in rng.integers(1, 3, 2)), *(int(d) for d in rng.integers(2, 5, 2)))
+    else:
+        full = tuple(int(d) for d in rng.integers(
+            1, max_dim + 1, rng.choice(max_ndim + 1, p=[0.1, 0.3, 0.3, 0.3])))
     out = []
     for _ in range(int(rng.integers(1, 4))):
         keep = len(full) if rng.random() < 0.6 else int(rng.integers(0, len(full) + 1))
@@ -136,9 +143,97 @@ def _shapes(rng, max_ndim=3, max_dim=3):
     return out
 
 
+def _window(rng, size, dilation):
+    """A kernel size (1-3) and a padding for one axis of `size` cells: the padding at most half
+    the kernel (PyTorch's limit: no window lies wholly in the padding), the dilated kernel no
+    longer than the padded axis."""
+    k = int(rng.integers(1, 4))
+    p = int(rng.integers(0, k // 2 + 1))
+    while dilation * (k - 1) + 1 > size + 2 * p:
+        k -= 1
+        p = min(p, k // 2)
+    return k, p
+
+
+def _windows(x, rng, dilation):
+    """(kernel, padding, stride) for both spatial axes of the 4-D node `x`; stride 1-2."""
+    kernel, padding = zip(*(_window(rng, size, d) for size, d in zip(x.shape[2:], dilation)))
+    return kernel, padding, tuple(int(s) for s in rng.integers(1, 3, 2))
+
+
+def _conv2d(x, rng, new_input):
+    """conv2d of `x` by a new weight input (and half of the time a new bias input) with random
+    groups, stride, dilation and padding (one time in four 'same', which needs stride 1)."""
+    c = x.shape[1]
+    groups = int(rng.choice([g for g in range(1, c + 1) if c % g == 0]))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, 2))
+    kernel, padding, stride = _windows(x, rng, dilation)
+    if rng.random() < 0.25:
+        padding, stride = "same", (1, 1)
+    w = new_input((groups * int(rng.integers(1, 3)), c // groups, *kernel))
+    b = new_input(w.shape[:1]) if rng.random() < 0.5 else None
+    y = gd.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    weights = w.name + (f", {b.name}" if b is not None else "")
+    return y, (f"conv2d({{}}, {weights}, stride={stride}, padding={padding!r}, "
+               f"dilation={dilation}, groups={groups})")
+
+
+def _max_pool2d(x, rng, feeds):
+    """max_pool2d of `x` where every window has one clear maximum at `feeds`, else None."""
+    dilation = tuple(int(d) for d in rng.integers(1, 3, 2))
+    kernel, padding, stride = _windows(x, rng, dilation)
+    ceil_mode = bool(rng.integers(2))
+    y = gd.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    if not _clear_window_maxima(y, _value(x, feeds)):
+        return None
+    return y, (f"max_pool2d({{}}, {kernel}, stride={stride}, padding={padding}, "
+               f"dilation={dilation}, ceil_mode={ceil_mode})")
+
+
+def _avg_pool2d(x, rng):
+    kernel, padding, stride = _windows(x, rng, (1, 1))
+    ceil_mode, count_include_pad = (bool(b) for b in rng.integers(2, size=2))
+    y = gd.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)
+    return y, (f"avg_pool2d({{}}, {kernel}, stride={stride}, padding={padding}, "
+               f"ceil_mode={ceil_mode}, count_include_pad={count_include_pad})")
+
+
+def _value(node, feeds):
+    used = {n.name for n in gd.topological_order([node]) if n.op.name == "input"}
+    return gd.evaluate(node, {k: v for k, v in feeds.items() if k in used})
+
+
+def _clear_window_maxima(pool, x, margin=1e-4):
+    """Whether each window of the max-pool node `pool` over the array `x` holds a cell of `x`
+    and has its maximum ahead of the runner-up by `margin`. At a tie finite differences see a one-sided slope (as at
+    relu's kink) that no gradient rule should be asked to match; relu's zeros tie often."""
+    a = pool.attrs
+    cells = [np.arange(n)[:, None] * s + np.arange(k) * d - p for n, s, k, d, p in
+             zip(pool.shape[2:], a["stride"], a["kernel"], a["dilation"], a["padding"][::2])]
+    rows, cols = cells[0][:, None, :, None], cells[1][None, :, None, :]  # (oh, ow, kh, kw)
+    h, w = x.shape[2:]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    if not inside.any(axis=(2, 3)).all():  # a dilated window that skips every cell: -inf
+        return False
+    windows = np.where(inside, x[:, :, rows.clip(0, h - 1), cols.clip(0, w - 1)], -np.inf)
+    top_two = np.sort(windows.reshape(*windows.shape[:4], -1), axis=-1)[..., -2:]
+    return bool(np.all(np.diff(top_two, axis=-1) > margin))
+
+
+def _windowed(x, rng, feeds, new_input):
+    """conv2d, max_pool2d or avg_pool2d of the 4-D node `x` (avg_pool2d where a max would
+    tie), and the step's description with a slot for `x`'s label."""
+    op = int(rng.integers(3))
+    if op == 0:
+        return _conv2d(x, rng, new_input)
+    pooled = _max_pool2d(x, rng, feeds) if op == 1 else None
+    return pooled or _avg_pool2d(x, rng)
+
+
 @st.composite
 def random_graph(draw, dtype="float64", max_ops=8):
-    """A `GraphCase`: 1-3 inputs of `dtype`, 1 to `max_ops` ops, a scalar float output.
+    """A `GraphCase`: 1-3 inputs of `dtype` (and conv2d's weights), 1 to `max_ops` ops, a
+    scalar float output.
 
     Hypothesis draws a seed, which picks shapes, ops and values: the derandomized examples are
     then varied rather than biased towards the simplest graph. A failing example prints the
@@ -149,10 +244,23 @@ def random_graph(draw, dtype="float64", max_ops=8):
     inputs = [gd.input(f"x{k}", shape, dtype) for k, shape in enumerate(_shapes(rng))]
     feeds = {i.name: rng.uniform(-1.5, 1.5, i.shape).astype(dtype) for i in inputs}
     pool, nodes, steps = list(inputs), [], []
+
+    def new_input(shape):  # a conv2d weight or bias, scaled to keep outputs near 1
+        node = gd.input(f"x{len(inputs)}", shape, dtype)
+        scale = 1.5 / np.sqrt(np.prod(shape[1:], dtype=int))
+        feeds[node.name] = rng.uniform(-scale, scale, shape).astype(dtype)
+        inputs.append(node)
+        return node
+
     for _ in range(n_ops):
         pairs = [(name, a, b) for name, (ok, _) in BINARY.items()
                  for a in pool for b in pool if ok(a, b)]
-        if pairs and rng.random() < 0.5:
+        images = [n for n in pool if n.ndim == 4]
+        if images and rng.random() < 0.5:
+            x = images[rng.integers(len(images))]
+            node, step = _windowed(x, rng, feeds, new_input)
+            steps.append(step.format(_label(x, pool)))
+        elif pairs and rng.random() < 0.5:
             name, a, b = pairs[rng.integers(len(pairs))]
             node = BINARY[name][1](a, b)
             steps.append(f"{name}({_label(a, pool)}, {_label(b, pool)})")
