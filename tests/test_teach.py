@@ -15,6 +15,7 @@ import pytest
 import sympy
 
 import graphdl as gd
+from graphdl import cli
 
 from .helpers import NEURON_VALUES, neuron
 
@@ -145,29 +146,46 @@ def test_explain_needs_values():
         gd.explain(f, {"w0": 1.0})
 
 
-def run_cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "graphdl.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+@pytest.fixture
+def graphdl_cli(tmp_path, monkeypatch, capsys):
+    """`graphdl ARGS` run in this process from `tmp_path`: its exit status and stdout."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        status = cli.main(list(args))
+        return status, capsys.readouterr().out
+
+    return run
 
 
-def test_cli_draw_and_explain(tmp_path):
-    script = ROOT / "examples" / "sigmoid_circuit.py"
+def test_cli_draw_and_explain(tmp_path, graphdl_cli):
+    script = str(ROOT / "examples" / "sigmoid_circuit.py")
     fmt = "svg" if shutil.which("dot") else "dot"
-    r = run_cli("draw", str(script), "-o", f"c.{fmt}", "--collapse", "sigmoid", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    assert graphdl_cli("draw", script, "-o", f"c.{fmt}", "--collapse", "sigmoid")[0] == 0
     text = (tmp_path / f"c.{fmt}").read_text()
     assert "0.73" in text and "σ" in text
     for ext, marker in (("html", "<section"), ("md", "$"), ("txt", "Step 8.")):
-        r = run_cli("explain", str(script), "-o", f"s.{ext}", cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
+        assert graphdl_cli("explain", script, "-o", f"s.{ext}")[0] == 0
         assert marker in (tmp_path / f"s.{ext}").read_text()
-    r = run_cli("explain", str(script), cwd=tmp_path)
-    assert "∂f/∂w0 = -0.1966" in r.stdout
+    assert "∂f/∂w0 = -0.1966" in graphdl_cli("explain", script)[1]
     other = tmp_path / "other.py"
     other.write_text("import graphdl as gd\nx = gd.input('x', (), 'float64')\n"
                      "loss = x * x\nfeeds = {'x': 3.0}\n")
-    r = run_cli("explain", str(other), "--output", "loss", "--values", "feeds", cwd=tmp_path)
-    assert r.returncode == 0 and "= 6" in r.stdout
-    r = run_cli("draw", str(other), cwd=tmp_path)
-    assert r.returncode != 0 and "--output" in r.stderr
+    status, out = graphdl_cli("explain", str(other), "--output", "loss", "--values", "feeds")
+    assert status == 0 and "= 6" in out
+    with pytest.raises(SystemExit, match="--output"):
+        graphdl_cli("draw", str(other))
+
+
+def test_installed_graphdl_command_explains_a_file(tmp_path):
+    """The console script that installing graphdl puts beside the interpreter, run as a user
+    would (the in-process tests above cannot see a broken entry point)."""
+    command = shutil.which("graphdl", path=os.path.dirname(sys.executable))
+    if command is None:
+        pytest.skip("graphdl is not installed in this environment (pip install -e .)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([command, "explain", str(ROOT / "examples" / "sigmoid_circuit.py")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert "∂f/∂w0 = -0.1966" in r.stdout
