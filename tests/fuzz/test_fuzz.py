@@ -4,14 +4,11 @@ a bug (or a convention to document in `tests/fuzz/__init__.py`), with its reprod
 
 from __future__ import annotations
 
-import pytest
-
 from . import runner
 
 SEED, PROGRAMS, BUDGET_SECONDS = 20240607, 1000, 40.0
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_graphdl_matches_pytorch_on_random_programs():
     result = runner.run(SEED, PROGRAMS, BUDGET_SECONDS)
     summary = runner.report(result, shrink=False)
