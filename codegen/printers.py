@@ -8,22 +8,16 @@ gives, so compiled code and reference compute the same operations.
 """
 
 import ast
+import inspect
 
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
+from graphdl import runtime
+
 # Helpers the printed code calls, name -> source, to be emitted into a generated module that
 # calls them. The reference implementation of user ops runs the same source.
-PRINTER_HELPERS = {
-    "_erf": '''def _erf(a):
-    """erf elementwise: the C library's erf (math.erf, within an ulp of the exact value) per
-    element, in a's floating dtype. NumPy has no erf; SciPy is not required."""
-    import math
-    a = numpy.asarray(a)
-    dtype = a.dtype if a.dtype.kind == "f" else numpy.dtype("float64")
-    return numpy.asarray(numpy.frompyfunc(math.erf, 1, 1)(a), dtype=dtype)
-''',
-}
+PRINTER_HELPERS = {"_erf": inspect.getsource(runtime._erf)}
 
 # Helpers of the NumPy backend (`numpy_helpers.HELPERS`) that this printer calls.
 BACKEND_HELPERS = ("_sigmoid", "_where")

@@ -9,6 +9,7 @@ import numpy as np
 import sympy
 from sympy.functions.elementary.piecewise import ExprCondPair
 
+from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.ir import make_node
 from graphdl.opdef import OpDef
@@ -125,13 +126,10 @@ def _reference(symbols, expr):
 @functools.cache
 def _printing():
     """The printer of generated code, and the namespace its text runs in: NumPy and the
-    helpers. (`codegen.printers` needs only SymPy; graphdl reaches it lazily, as `compile` does.)
-    """
+    runtime's helpers. (graphdl reaches `codegen.printers` lazily, as `compile` does.)"""
     from graphdl.codegen import printers
 
-    namespace = {"numpy": np, "_sigmoid": ew.stable_sigmoid, "_where": np.where}
-    for source in printers.PRINTER_HELPERS.values():
-        exec(source, namespace)  # noqa: S102 - the helpers' own text, as generated modules have
+    namespace = {"numpy": np, **{name: getattr(runtime, name) for name in runtime.__all__}}
     return printers, namespace
 
 

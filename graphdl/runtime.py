@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_lowest", "_pad", "_pool_extra",
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_lowest", "_pad", "_pool_extra",
            "_scatter_add", "_sigmoid", "_sum_to", "_sum_to_axes", "_unslice", "_where"]
 
 
@@ -128,3 +128,12 @@ def _avg_divisor(size, kernel, stride, padding, out, count_include_pad):
         valid = numpy.minimum(end, n) - numpy.maximum(start, 0)
         sides.append(end - start if count_include_pad else numpy.maximum(valid, 0))
     return numpy.maximum(numpy.outer(*sides), 1)
+
+
+def _erf(a):
+    """erf elementwise: the C library's erf (math.erf, within an ulp of the exact value) per
+    element, in a's floating dtype. NumPy has no erf; SciPy is not required."""
+    import math
+    a = numpy.asarray(a)
+    dtype = a.dtype if a.dtype.kind == "f" else numpy.dtype("float64")
+    return numpy.asarray(numpy.frompyfunc(math.erf, 1, 1)(a), dtype=dtype)

@@ -14,7 +14,7 @@ from graphdl.codegen.numpy_backend import lowerings
 import graphdl as gd
 from graphdl import codegen
 from graphdl.errors import GraphError, InputError
-from graphdl.ops.elementwise import stable_sigmoid
+from graphdl.runtime import _sigmoid as stable_sigmoid
 
 
 def mlp(batch=None):

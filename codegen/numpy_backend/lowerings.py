@@ -14,6 +14,7 @@ from graphdl.codegen import conv_kernels
 from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, elementwise_template
 
+from graphdl import runtime
 from graphdl.ops import conv, leaf
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
@@ -43,12 +44,11 @@ def _reduce(function):
 
 
 def _sum_to(n, a):
-    shape, target = n.inputs[0].shape, n.shape
-    lead = len(shape) - len(target)
-    inner = tuple(lead + i for i, t in enumerate(target) if t == 1 and shape[lead + i] != 1)
-    if not inner:
-        return a if lead == 0 else _call(f"numpy.sum({a.text}, axis={_axes(range(lead))})")
-    axes = tuple(range(lead)) + inner
+    axes = runtime._sum_to_axes(n.inputs[0].shape, n.shape)
+    if not axes:
+        return a
+    if axes == tuple(range(n.inputs[0].ndim - n.ndim)):  # only leading axes: a plain sum
+        return _call(f"numpy.sum({a.text}, axis={axes})")
     return _call(f"numpy.sum({a.text}, axis={axes}, keepdims=True).reshape({n.shape})")
 
 

@@ -150,14 +150,9 @@ POW = elementwise("pow", _pow_sym, lambda a, exponent: a ** exponent, _pow_pullb
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
 TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
-# σ from e^-|a| (no overflow, full precision in both tails): the runtime's kernel, the very
-# function generated code runs (`extend` names it for user formulas that print `_sigmoid`).
-stable_sigmoid = runtime._sigmoid
-
-
 # sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
 # `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
-SIGMOID = elementwise("sigmoid", Sigmoid, stable_sigmoid,
+SIGMOID = elementwise("sigmoid", Sigmoid, runtime._sigmoid,  # σ from e^-|a|: no overflow
                       lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
 
 # softplus: log(1 + e^a), computed as logaddexp(0, a); d/da = σ(a).
