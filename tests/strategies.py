@@ -145,8 +145,8 @@ def _shapes(rng, max_ndim=3, max_dim=3):
 
 def _window(rng, size, dilation):
     """A kernel size (1-3) and a padding for one axis of `size` cells: the padding at most half
-    the kernel (PyTorch's limit: no window lies wholly in the padding), the dilated kernel no
-    longer than the padded axis."""
+    the kernel (PyTorch's limit for pooling), the dilated kernel no longer than the padded
+    axis."""
     k = int(rng.integers(1, 4))
     p = int(rng.integers(0, k // 2 + 1))
     while dilation * (k - 1) + 1 > size + 2 * p:
@@ -203,17 +203,18 @@ def _value(node, feeds):
     return gd.evaluate(node, {k: v for k, v in feeds.items() if k in used})
 
 
-def _clear_window_maxima(pool, x, margin=1e-4):
-    """Whether each window of the max-pool node `pool` over the array `x` holds a cell of `x`
-    and has its maximum ahead of the runner-up by `margin`. At a tie finite differences see a one-sided slope (as at
-    relu's kink) that no gradient rule should be asked to match; relu's zeros tie often."""
-    a = pool.attrs
+def _clear_window_maxima(node, x, margin=1e-4):
+    """Whether each window of the max-pool `node` over the array `x` holds a cell of `x` and
+    has its maximum ahead of the runner-up by `margin`. At a tie finite differences see a
+    one-sided slope (as at relu's kink) that no gradient rule should be asked to match; relu's
+    zeros tie often."""
+    a = node.attrs
     cells = [np.arange(n)[:, None] * s + np.arange(k) * d - p for n, s, k, d, p in
-             zip(pool.shape[2:], a["stride"], a["kernel"], a["dilation"], a["padding"][::2])]
+             zip(node.shape[2:], a["stride"], a["kernel"], a["dilation"], a["padding"][::2])]
     rows, cols = cells[0][:, None, :, None], cells[1][None, :, None, :]  # (oh, ow, kh, kw)
     h, w = x.shape[2:]
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    if not inside.any(axis=(2, 3)).all():  # a dilated window that skips every cell: -inf
+    if not inside.any(axis=(2, 3)).all():  # a dilated window skipping every cell: -inf
         return False
     windows = np.where(inside, x[:, :, rows.clip(0, h - 1), cols.clip(0, w - 1)], -np.inf)
     top_two = np.sort(windows.reshape(*windows.shape[:4], -1), axis=-1)[..., -2:]
