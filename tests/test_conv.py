@@ -217,6 +217,9 @@ def test_conv_gradients_first_and_second_order(cfg, rng):
 def test_max_pool_gradients_first_and_second_order(cfg, rng):
     x, y = build_max(cfg)
     xv = distinct(rng, x.shape)
+    # Windows wholly in ONNX-style padding pool to -inf: zeroed, so that the rest stays finite
+    # and every other edge is checked.
+    y = gd.where(gd.greater(y, -np.inf), y, 0.0)
     (dx,) = gd.grad(gd.sum(y * y * gd.constant(rng.standard_normal(y.shape))), [x])
     assert dx.op.name == "max_pool2d_grad"
     second = gd.sum(dx * gd.constant(rng.standard_normal(x.shape)) * x)
