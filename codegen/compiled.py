@@ -14,7 +14,7 @@ import numpy as np
 from graphdl import feeds as fd
 from graphdl.errors import InputError
 from graphdl.ops import leaf
-from graphdl.optimize import prepare
+from graphdl.passes.optimize import prepare
 
 
 class Program:

@@ -10,7 +10,6 @@ draw and explain it, and compile it to NumPy source.
 
 from graphdl import frontend  # noqa: F401  (installs the operators on Node)
 from graphdl.autodiff import grad
-from graphdl.check import check_grad, check_op
 from graphdl.errors import GraphError, InputError
 from graphdl.extend import CustomOp, custom_op, elementwise_op
 from graphdl.interpret import evaluate
@@ -60,9 +59,10 @@ from graphdl.ops.movement import (
     transpose,
 )
 from graphdl.ops.reduce import max, mean, min, sum
-from graphdl.symbolic import symbolic, symbolic_grad
-from graphdl.teach import Explanation, explain
-from graphdl.viz import DotNotFound, Drawing, draw
+from graphdl.views.check import check_grad, check_op
+from graphdl.views.symbolic import symbolic, symbolic_grad
+from graphdl.views.teach import Explanation, explain
+from graphdl.views.viz import DotNotFound, Drawing, draw
 
 
 def compile(outputs, backend="numpy", **options):

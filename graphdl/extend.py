@@ -11,11 +11,11 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 
 from graphdl import runtime
 from graphdl.errors import GraphError
+from graphdl.formula import from_sympy, kind
 from graphdl.ir import make_node
 from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-from graphdl.symbolic import from_sympy, kind
 
 SUPPORTED = ("arithmetic and powers, the functions NumPy has (exp, log, sqrt, sin, tanh, floor, "
              "atan2, ...), Abs, sign, Max, Min, Heaviside, Piecewise (with comparisons, And, Or, "
@@ -126,8 +126,8 @@ def _reference(symbols, expr):
 @functools.cache
 def _printing():
     """The printer of generated code, and the namespace its text runs in: NumPy and the
-    runtime's helpers. (graphdl reaches `codegen.printers` lazily, as `compile` does.)"""
-    from graphdl.codegen import printers
+    runtime's helpers. (graphdl reaches `codegen.numpy_backend.printers` lazily, as `compile` does.)"""
+    from graphdl.codegen.numpy_backend import printers
 
     namespace = {"numpy": np, **{name: getattr(runtime, name) for name in runtime.__all__}}
     return printers, namespace

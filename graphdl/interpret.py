@@ -13,7 +13,7 @@ import numpy as np
 from graphdl import feeds as fd
 from graphdl.ir import Node, describe, graph_inputs, topological_order
 from graphdl.ops import leaf
-from graphdl.optimize import prepare
+from graphdl.passes.optimize import prepare
 
 
 def evaluate(outputs, feeds=None, *, stabilize=True, check_finite=False, **kwargs):

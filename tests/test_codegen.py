@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from graphdl.codegen import numpy_helpers
+from graphdl.codegen.numpy_backend import helpers as numpy_helpers
 from graphdl.codegen.numpy_backend import lowerings
 
 import graphdl as gd

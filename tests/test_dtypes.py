@@ -14,7 +14,7 @@ import pytest
 import graphdl as gd
 from graphdl.errors import GraphError
 from graphdl.ops import conv, leaf
-from graphdl.optimize import shape_stand_in
+from graphdl.passes.optimize import shape_stand_in
 
 INTEGERS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 UNSIGNED_WIDE = ["uint16", "uint32", "uint64"]

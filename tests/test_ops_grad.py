@@ -13,8 +13,8 @@ import pytest
 import sympy
 
 import graphdl as gd
-from graphdl.check import check_op
 from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
+from graphdl.views.check import check_op
 
 from .helpers import only
 

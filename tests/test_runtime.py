@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from graphdl.codegen import numpy_helpers
+from graphdl.codegen.numpy_backend import helpers as numpy_helpers
 
 import graphdl as gd
 from graphdl import runtime

@@ -15,7 +15,7 @@ import pytest
 import sympy
 
 import graphdl as gd
-from graphdl import cli
+from graphdl.views import cli
 
 from .helpers import NEURON_VALUES, neuron
 

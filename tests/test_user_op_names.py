@@ -15,7 +15,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.ops import elementwise as ew
-from graphdl.rewrite import ANY, Rule, rewrite
+from graphdl.passes.rewrite import ANY, Rule, rewrite
 from tests.helpers import numeric_grad
 
 # The built-ins the arguments are made of, for graphs (gd) and for the NumPy reference (NP).

@@ -10,10 +10,10 @@ import pytest
 import sympy
 
 import graphdl as gd
-from graphdl import circuit, teach
 from graphdl.opdef import REGISTRY
 from graphdl.ops.composite import COMPOSITES
-from graphdl.symbolic import LEAVES, NOT_SCALAR, TO_SYMPY
+from graphdl.views import circuit, teach
+from graphdl.views.symbolic import LEAVES, NOT_SCALAR, TO_SYMPY
 
 VALUES = {"x": 0.5}
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy
-from graphdl.codegen.numpy_helpers import HELPERS
-from graphdl.codegen.printers import GraphdlNumPyPrinter
+from graphdl.codegen.numpy_backend.helpers import HELPERS
+from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
 _BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: MUL,

@@ -3,15 +3,15 @@ the code of each structured op, of the work ops share, of ops computed into an e
 (`out=`), and the NumPy target's fusion choices.
 
 Templates spell out each convolution's steps (windows -> columns -> one matrix product), so
-every helper a statement needs is named in it; the helpers live in `codegen.conv_kernels`.
+every helper a statement needs is named in it; the helpers live in `codegen.numpy_backend.conv_kernels`.
 """
 
 from __future__ import annotations
 
 import math
 
-from graphdl.codegen import conv_kernels
 from graphdl.codegen.lower import Target
+from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, elementwise_template
 
 from graphdl import runtime

@@ -1,7 +1,7 @@
 """SymPy scalar functions for primitives SymPy lacks or writes unstably.
 
 Each carries its mathematical definition (`rewrite(sympy.exp)`, used for `sympy.diff` checks and
-closed forms) and its derivative (`fdiff`); the code printers in `codegen.printers` give each a
+closed forms) and its derivative (`fdiff`); the code printers in `codegen.numpy_backend.printers` give each a
 numerically stable spelling.
 """
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 
 import numpy
-from graphdl.codegen import conv_kernels
-from graphdl.codegen.printers import PRINTER_HELPERS
+from graphdl.codegen.numpy_backend import conv_kernels
+from graphdl.codegen.numpy_backend.printers import PRINTER_HELPERS
 
 from graphdl import runtime
 

@@ -23,7 +23,6 @@ import numpy as np
 import sympy
 from sympy.printing.mathml import mathml
 
-from graphdl.circuit import Circuit, fmt, shape_text, summary
 from graphdl.errors import GraphError
 from graphdl.ir import Node
 from graphdl.ops import conv as cv
@@ -33,6 +32,7 @@ from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.ops.scalar import Sigmoid
+from graphdl.views.circuit import Circuit, fmt, shape_text, summary
 
 _SUP = {"2": "²", "3": "³"}
 
@@ -325,7 +325,7 @@ class Explanation:
 
     # -- closed forms ---------------------------------------------------------------------------
     def _closed_forms(self):
-        from graphdl.symbolic import symbolic_grad
+        from graphdl.views.symbolic import symbolic_grad
 
         c = self.circuit
         if not c.scalar_output or any(n.shape != () for n in c.order) or len(c.order) > 200:
@@ -458,7 +458,7 @@ class Explanation:
     def html(self, path=None):
         """A self-contained HTML stepper (no network): one frame per step, the current gate
         highlighted on the drawing. Writes `path` when given; returns the HTML text."""
-        from graphdl.stepper import stepper_html
+        from graphdl.views.stepper import stepper_html
 
         text = stepper_html(self)
         if path is not None:

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphdl import stabilize as st
 from graphdl.ir import substitute, topological_order
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
-from graphdl.rewrite import ANY, Rule, rewrite
+from graphdl.passes import stabilize as st
+from graphdl.passes.rewrite import ANY, Rule, rewrite
 
 FOLD_LIMIT = 4096  # larger constant results stay computed: they would bloat the source
 

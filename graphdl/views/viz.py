@@ -4,7 +4,7 @@
     dot = gd.draw(f, values={"w0": 2.0, "x0": -1.0, ...})     # a graphviz.Digraph
     dot.render("circuit", format="svg")
 
-The graph is drawn as declared (no optimization). See `graphdl.circuit` for how nodes become
+The graph is drawn as declared (no optimization). See `graphdl.views.circuit` for how nodes become
 gates. Rendering needs Graphviz's `dot` program; without it `draw` still returns the DOT source
 (`dot.source`) and rendering raises `DotNotFound` saying how to install it.
 """
@@ -18,8 +18,8 @@ import re
 import graphviz
 import numpy as np
 
-from graphdl.circuit import Circuit, fmt, shape_text, summary
 from graphdl.ops import leaf
+from graphdl.views.circuit import Circuit, fmt, shape_text, summary
 
 GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
 INSTALL = ("Graphviz's `dot` program is not installed, so the drawing cannot be rendered "

@@ -74,7 +74,7 @@ class GradCheck:
 
     def draw(self, **options):
         """The checked graph drawn with `gd.draw`, the first wrong edge highlighted."""
-        from graphdl.viz import draw
+        from graphdl.views.viz import draw
 
         return draw(self.output, self.values, check=self, **options)
 

@@ -71,7 +71,7 @@ document.documentElement.classList.add('js');
 
 
 def _svg(ex):
-    from graphdl.viz import DotNotFound, draw
+    from graphdl.views.viz import DotNotFound, draw
 
     try:
         svg = draw(None, circuit=ex.circuit, ids=True, **ex.drawing_options).svg()

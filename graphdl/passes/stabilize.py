@@ -13,7 +13,7 @@ import numpy as np
 
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-from graphdl.rewrite import Rule
+from graphdl.passes.rewrite import Rule
 
 DEPTH = 4  # how far into a product tree the product rules look
 

@@ -68,7 +68,7 @@ def main(argv=None):
 
 
 def _draw(args, node, values):
-    from graphdl.viz import DotNotFound, draw
+    from graphdl.views.viz import DotNotFound, draw
 
     options = {"collapse": args.collapse, "wrt": args.wrt,
                "color_by_grad": args.color_by_grad}
@@ -92,7 +92,7 @@ def _draw(args, node, values):
 
 
 def _explain(args, node, values):
-    from graphdl.teach import explain
+    from graphdl.views.teach import explain
 
     if values is None:
         raise SystemExit("graphdl explain: the file defines no input values")
