@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,8 @@ import graphdl as gd
 from graphdl import codegen
 from graphdl.errors import GraphError, InputError
 from graphdl.runtime import _sigmoid as stable_sigmoid
+
+from .helpers import assert_saved_module_runs_alone
 
 
 def mlp(batch=None):
@@ -198,25 +198,7 @@ def test_constant_outputs_are_copies():
 def test_saved_module_runs_alone_with_numpy_only(tmp_path, rng):
     loss, params = mlp(batch=4)
     outs = [loss, *gd.grad(loss, params)]
-    fn = gd.compile(outs)
-    feeds = mlp_feeds(rng)
-    expected = fn(feeds)
-    path = tmp_path / "model.py"
-    fn.save(path)
-    np.savez(tmp_path / "feeds.npz", **feeds)
-    script = (
-        "import sys, numpy, importlib.util\n"
-        "sys.modules['graphdl'] = None; sys.modules['sympy'] = None\n"  # importing them fails
-        f"spec = importlib.util.spec_from_file_location('model', {str(path)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        f"f = numpy.load({str(tmp_path / 'feeds.npz')!r})\n"
-        "outs = m.run(*[f[name] for name in m.INPUTS])\n"
-        f"numpy.savez({str(tmp_path / 'out.npz')!r}, *outs)\n"
-    )
-    subprocess.run([sys.executable, "-c", script], check=True)
-    got = np.load(tmp_path / "out.npz")
-    for k, want in enumerate(expected):
-        assert np.array_equal(got[f"arr_{k}"], want)
+    assert_saved_module_runs_alone(gd.compile(outs), mlp_feeds(rng), tmp_path)
 
 
 HOSTILE = [

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import builtins
 import inspect
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,8 @@ import graphdl as gd
 from graphdl import runtime
 from graphdl.ops import conv
 from graphdl.ops import elementwise as ew
+
+from .helpers import assert_saved_module_runs_alone
 
 # What the interpreter calls through the module (so a spy on `runtime` sees it) ...
 INTERPRETED = {"_unslice", "_scatter_add", "_check_index", "_sum_to", "_sum_to_axes", "_conv_out",
@@ -102,25 +102,7 @@ def test_emitted_helpers_read_only_numpy_and_the_helpers_emitted_with_them():
 
 
 def test_saved_module_with_every_runtime_helper_runs_without_graphdl(tmp_path, rng):
-    fn = gd.compile(program())
-    fed = feeds(rng)
-    expected = fn(fed)
-    path = tmp_path / "model.py"
-    fn.save(path)
-    np.savez(tmp_path / "feeds.npz", **fed)
-    script = (
-        "import sys, numpy, importlib.util\n"
-        "sys.modules['graphdl'] = None; sys.modules['sympy'] = None\n"  # importing them fails
-        f"spec = importlib.util.spec_from_file_location('model', {str(path)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        f"f = numpy.load({str(tmp_path / 'feeds.npz')!r})\n"
-        "outs = m.run(*[f[name] for name in m.INPUTS])\n"
-        f"numpy.savez({str(tmp_path / 'out.npz')!r}, *outs)\n"
-    )
-    subprocess.run([sys.executable, "-c", script], check=True)
-    got = np.load(tmp_path / "out.npz")
-    for k, want in enumerate(expected):
-        assert np.array_equal(got[f"arr_{k}"], want)
+    assert_saved_module_runs_alone(gd.compile(program()), feeds(rng), tmp_path)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
