@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import linecache
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -17,15 +19,32 @@ from graphdl.ops import leaf
 from graphdl.passes.optimize import prepare
 
 
-class Program:
-    """One specialization: generated source and the `run` function it defines."""
+@dataclass
+class Generated:
+    """What a backend generates for one specialization: `source`, the text a user reads
+    (`fn.source`); `module`, the Python module that defines `run(*inputs)` (the same text for
+    NumPy, a driver that launches the kernels for CUDA); `env`, globals the module runs with
+    (a kernel loader); `kernels`, the schedule's kernels; `files`, what `fn.save` writes beside
+    the module (name suffix -> text)."""
 
-    def __init__(self, source, kernels, reports, filename, declared):
-        self.source, self.kernels, self.reports = source, kernels, reports
+    source: str
+    module: str
+    kernels: list
+    env: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+
+class Program:
+    """One specialization: what the backend generated and the `run` function it defines."""
+
+    def __init__(self, generated, reports, filename, declared):
+        self.generated, self.reports = generated, reports
+        self.source, self.kernels = generated.source, generated.kernels
         self.declared = declared  # (shape, dtype) of each output, as the graph declares them
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace = {"__name__": "graphdl_generated"}
-        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
+        module = generated.module
+        linecache.cache[filename] = (len(module), None, module.splitlines(True), filename)
+        namespace = {"__name__": "graphdl_generated", **generated.env}
+        exec(compile(module, filename, "exec"), namespace)  # noqa: S102 - our own generated code
         self.run = namespace["run"]
 
 
@@ -76,10 +95,10 @@ class Compiled:
             n_out, n_upd = len(self.outputs), len(self.updates)
             updates = list(zip(final[n_out + n_upd:], final[n_out:n_out + n_upd]))
             inputs = [leaf.input(n.name, shape, n.dtype.name) for n, shape in zip(self.inputs, key)]
-            source, kernels = self._generate(final[:n_out], inputs, updates)
+            generated = self._generate(final[:n_out], inputs, updates)
             filename = f"<graphdl program {id(self)}.{len(self._programs)}>"
             declared = [(o.shape, o.dtype) for o in final[:n_out]]
-            program = Program(source, kernels, reports, filename, declared)
+            program = Program(generated, reports, filename, declared)
             self._programs[key] = program
             self.compile_seconds += time.perf_counter() - start
         self._last = program
@@ -110,7 +129,11 @@ class Compiled:
         return self._current().reports
 
     def save(self, path):
-        """Write the generated module: importing it elsewhere needs only NumPy."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.source)
+        """Write the generated module (for NumPy: importing it elsewhere needs only NumPy) and
+        the files it reads beside it (for CUDA: the `.cu` source)."""
+        generated = self._current().generated
+        path = Path(path)
+        path.write_text(generated.module, encoding="utf-8")
+        for suffix, text in generated.files.items():
+            path.with_suffix(suffix).write_text(text, encoding="utf-8")
 

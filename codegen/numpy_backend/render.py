@@ -10,6 +10,7 @@ import keyword
 import re
 
 import numpy as np
+from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
 from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, elementwise_template
 from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
@@ -20,11 +21,12 @@ from graphdl.ops import leaf
 
 
 def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
-    """Source of a module computing `outputs` and applying `updates` ((input node, new value
-    node) pairs: one simultaneous assignment), and the schedule's kernels. `debug`: one
+    """The module computing `outputs` and applying `updates` ((input node, new value node)
+    pairs: one simultaneous assignment), as `Generated`. `debug`: one
     statement per node, each checked for its declared shape and dtype and for NaN/Inf."""
     lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
-    return _Module(lowered, debug, title).source(), lowered.kernels
+    source = _Module(lowered, debug, title).source()
+    return Generated(source, source, lowered.kernels)
 
 
 class _Module:
