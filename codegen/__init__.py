@@ -5,26 +5,30 @@
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 from functools import partial
 
-from graphdl.codegen import numpy_backend
-from graphdl.codegen.compiled import Compiled
-
 from graphdl import feeds as fd
+from graphdl.codegen.compiled import Compiled
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape, graph_inputs
 from graphdl.ops import leaf
 
-BACKENDS = {"numpy": numpy_backend.generate}
+# backend -> (module with `generate`, the devices it runs on; the first is the default)
+BACKENDS = {"numpy": ("graphdl.codegen.numpy_backend", ("cpu",)),
+            "cuda": ("graphdl.codegen.cuda_backend", ("gpu", "cpu"))}
 _cache = OrderedDict()  # the most recently used compiled functions, by graph and options
 CACHE_SIZE = 128
 
 
-def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=None,
-            debug=False):
-    """Compile `outputs` (a node or a list of nodes) with `backend`.
+def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=True,
+            updates=None, debug=False):
+    """Compile `outputs` (a node or a list of nodes) with `backend` ("numpy" or "cuda").
 
+    device: where the code runs. "cuda" runs on an NVIDIA GPU through CuPy ("gpu", the
+        default) or, with "cpu", runs the very same kernels on the CPU (g++ and an emulation of
+        the CUDA built-ins: for tests, and for learners without a GPU).
     updates: {input node: new value node}, written into the caller's arrays after each call
         (an SGD step: `{W: W - lr * dW}`); those inputs must be fed as arrays of their dtype.
     optimize: run the optimizer's passes (elementwise results are bit-identical either way;
@@ -39,19 +43,54 @@ def compile(outputs, backend="numpy", *, optimize=True, stabilize=True, updates=
             raise GraphError(f"compile: output {i} is {o!r}, not a graph node")
     if backend not in BACKENDS:
         raise GraphError(f"compile: unknown backend {backend!r}; available: {sorted(BACKENDS)}")
+    device = _device(backend, device)
     updates = _check_updates(updates or {})
     options = {"optimize": bool(optimize), "stabilize": bool(stabilize)}
-    key = (tuple(outputs), single, tuple(updates), backend, debug, tuple(options.items()))
+    key = (tuple(outputs), single, tuple(updates), backend, device, debug,
+           tuple(options.items()))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
     roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
     inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
-    generate = partial(BACKENDS[backend], debug=debug)
+    module = importlib.import_module(BACKENDS[backend][0])
+    generate = partial(module.generate, debug=debug,
+                       **({} if backend == "numpy" else {"device": device}))
     _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
     if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
         _cache.popitem(last=False)
     return _cache[key]
+
+
+def _device(backend, device):
+    devices = BACKENDS[backend][1]
+    device = devices[0] if device is None else device
+    if device not in devices:
+        raise GraphError(f"compile: backend {backend!r} runs on {' or '.join(devices)}, "
+                         f"not {device!r}")
+    if backend == "cuda" and device == "gpu":
+        _require_gpu()
+    return device
+
+
+def _require_gpu():
+    """A clear error, never a silent fallback, where CuPy or a GPU is missing."""
+    try:
+        import cupy
+    except ImportError as e:
+        reason = f"CuPy is not installed ({e})"
+    else:
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as e:  # no driver, no device
+            reason = f"CUDA reports {e}"
+        else:
+            if count:
+                return
+            reason = "CuPy sees no GPU"
+    raise GraphError(
+        f"compile: backend='cuda' runs on an NVIDIA GPU through CuPy (pip install "
+        f"'graphdl[cuda]'), and here {reason}. device='cpu' runs the same kernels on the CPU.")
 
 
 def _check_updates(updates):

@@ -1,0 +1,78 @@
+"""The CUDA backend's per-op kernels for structured (non-elementwise) ops, registered against
+the OpDef objects: each lowering turns one node into CUDA C kernel source (from the `.cu`
+templates in `templates/`) and the launches that compute it.
+
+The contract every lowering keeps (the renderer relies on it):
+- every input of the node is a contiguous C-order device array of the input node's declared
+  shape and dtype; the output is a contiguous C-order device array of the node's shape and
+  dtype, uninitialized unless the lowering says `zero_output`;
+- sizes, strides and attributes are baked into the source as constants where that helps;
+  kernels are `extern "C" __global__`, with no host code; names are unique per node (they
+  start with the `name` the renderer passes, which derives from the user's names);
+- launches run in order, on one stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+C_TYPES = {"float32": "float", "float64": "double", "float16": "__half", "int8": "signed char",
+           "int16": "short", "int32": "int", "int64": "long long", "uint8": "unsigned char",
+           "uint16": "unsigned short", "uint32": "unsigned int", "uint64": "unsigned long long",
+           "bool": "bool"}
+
+
+def ctype(dtype):
+    """The CUDA C type of a NumPy dtype."""
+    return C_TYPES[np.dtype(dtype).name]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch. `args`, in the kernel's parameter order, each one of:
+    ("in", k)        the node's k-th input (a device pointer),
+    ("out",)         the node's output buffer,
+    ("scratch", k)   the k-th scratch buffer the lowering asked for (`Lowering.scratch`),
+    ("scalar", value, dtype)  a scalar passed by value (a NumPy scalar of that dtype)."""
+
+    kernel: str
+    grid: tuple
+    block: tuple
+    args: tuple
+    shared_mem: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """A run-time check the launches make (an index range): scratch buffer `scratch` holds one
+    int32 that the driver zeroes before the first launch and reads after the last; nonzero
+    means the check failed, and `error(flag, output)` is the exception to raise (the output,
+    read back to the host, gives the message its first failing value)."""
+
+    scratch: int
+    error: Callable  # (flag: int, output: numpy array) -> Exception
+
+
+@dataclass(frozen=True)
+class Lowering:
+    source: str  # the CUDA C source of the kernels the launches name
+    launches: tuple
+    zero_output: bool = False  # the output buffer is zeroed before the first launch
+    scratch: tuple = field(default_factory=tuple)  # (nbytes, ...) of device scratch buffers
+    check: Check | None = None  # a flag to read after the launches, raising if set
+
+
+# OpDef -> function(node, name) -> Lowering
+STRUCTURED: dict[object, Callable] = {}
+
+
+def register(*ops):
+    """Register a lowering function for the given OpDefs."""
+    def add(function):
+        for op in ops:
+            STRUCTURED[op] = function
+        return function
+    return add

@@ -1,0 +1,93 @@
+"""SymPy's C99 printer, adjusted so that each elementwise op prints as graphdl computes it in
+CUDA C: single-precision functions for float32 (`expf`, not `exp`), NumPy's NaN-propagating
+maximum/minimum, the stable sigmoid and softplus as device functions, where as `?:`, casts."""
+
+from __future__ import annotations
+
+import sympy
+from sympy.codegen.ast import float32, real
+from sympy.printing.c import C99CodePrinter
+
+from graphdl.codegen.cuda_backend.kernels import ctype
+
+# Device functions the printed code may call, emitted once at the top of every module. NaN in
+# either operand gives NaN, as NumPy's maximum/minimum; σ and softplus from e^-|x|.
+DEVICE_FUNCTIONS = r"""
+template <typename T> __device__ __forceinline__ T gd_max(T a, T b) {
+    return (a != a || b != b) ? a + b : (a > b ? a : b);
+}
+template <typename T> __device__ __forceinline__ T gd_min(T a, T b) {
+    return (a != a || b != b) ? a + b : (a < b ? a : b);
+}
+__device__ __forceinline__ float gd_sigmoid(float a) {
+    float e = expf(-fabsf(a));
+    return (a >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+__device__ __forceinline__ double gd_sigmoid(double a) {
+    double e = exp(-fabs(a));
+    return (a >= 0.0 ? 1.0 : e) / (1.0 + e);
+}
+__device__ __forceinline__ float gd_softplus(float a) { return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
+__device__ __forceinline__ double gd_softplus(double a) { return fmax(a, 0.0) + log1p(exp(-fabs(a))); }
+"""
+
+
+class CudaPrinter(C99CodePrinter):
+    """Prints a formula in `dtype`'s precision (float32: `expf`, `1.5F`)."""
+
+    def __init__(self, dtype):
+        settings = {"type_aliases": {real: float32}} if dtype.name == "float32" else {}
+        super().__init__(settings)
+        self.dtype = dtype
+
+    def _print_Float(self, expr):
+        if self.dtype.name == "float32":
+            return f"{float(expr)!r}F"  # repr: the shortest text that reads back exactly
+        return repr(float(expr))
+
+    def _print_Pow(self, expr):
+        if expr.exp == -1:
+            return f"{self._literal(1)}/{self.parenthesize(expr.base, 50)}"
+        if expr.exp == 2:
+            base = self.parenthesize(expr.base, 50)
+            return f"({base}*{base})"  # NumPy squares exactly
+        return super()._print_Pow(expr)
+
+    def _literal(self, value):
+        return f"{float(value)!r}F" if self.dtype.name == "float32" else repr(float(value))
+
+    def _binary(self, name, expr):
+        out = self._print(expr.args[0])
+        for a in expr.args[1:]:
+            out = f"{name}({out}, {self._print(a)})"
+        return out
+
+    def _print_Max(self, expr):
+        return self._binary("gd_max", expr)
+
+    def _print_Min(self, expr):
+        return self._binary("gd_min", expr)
+
+    def _print_Sigmoid(self, expr):
+        return f"gd_sigmoid({self._print(expr.args[0])})"
+
+    def _print_Softplus(self, expr):
+        return f"gd_softplus({self._print(expr.args[0])})"
+
+    def _print_Relu(self, expr):
+        a = self._print(expr.args[0])
+        return f"gd_max({a}, ({ctype(self.dtype)})0)"
+
+    def _print_Where(self, expr):
+        c, a, b = (self._print(x) for x in expr.args)
+        return f"(({c}) ? ({a}) : ({b}))"
+
+    def _print_Cast(self, expr):
+        return f"(({ctype(expr.args[1].name)})({self._print(expr.args[0])}))"
+
+    def _print_Piecewise(self, expr):
+        out = "NAN"
+        for value, cond in reversed(expr.args):
+            out = (self._print(value) if cond == sympy.true
+                   else f"(({self._print(cond)}) ? ({self._print(value)}) : ({out}))")
+        return out

@@ -1,0 +1,318 @@
+"""The CUDA renderer: a `Lowered` program -> one `.cu` module (every kernel `extern "C"`, no host
+code) and a Python driver that allocates the device buffers once, launches the kernels in the
+lowering's order and hands back NumPy arrays.
+
+Each fused elementwise region is one grid-stride kernel whose body is one line per graph node,
+printed from the op's SymPy form (`printer.CudaPrinter`), broadcasting through baked strides.
+Structured ops take their kernels from the per-op lowerings (`kernels.STRUCTURED`, filled by
+`structured` and `conv`). The driver runs unchanged on a GPU (CuPy) and on the CPU (the
+emulator in `cpu/`): only the loader and the array module differ.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+
+import numpy as np
+import sympy
+
+from graphdl.codegen.compiled import Generated
+from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype
+from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
+from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
+from graphdl.codegen.numpy_backend.render import Namer, comment
+from graphdl.ir import describe
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+from graphdl.ops.elementwise import promote
+
+BLOCK = 256
+MAX_BLOCKS = 4096  # grid-stride loops cover the rest
+
+
+def _fuses_into(consumer, position):
+    """Elementwise regions fuse into elementwise consumers only: structured kernels read
+    contiguous arrays. A broadcast fuses as indexing; other views get a copy kernel."""
+    inp = consumer.inputs[position]
+    return consumer.op.kind == "elementwise" and (not inp.op.view or inp.op is mv.BROADCAST_TO)
+
+
+TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind == "elementwise",
+                max_fused=64)  # lines per kernel body: registers, not readability, bound it
+
+
+def generate(outputs, inputs, updates=(), debug=False, device="gpu", title="graphdl program"):
+    lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
+    module = _Module(lowered, title)
+    cu, driver = module.render()
+    env = {"_DEVICE": _cpu() if device == "cpu" else _gpu()}
+    return Generated(cu, driver, lowered.kernels, env, {".cu": cu})
+
+
+def _cpu():
+    """The emulator's loader and NumPy arrays as device memory."""
+    from graphdl.codegen.cuda_backend.cpu import load
+
+    return load, np
+
+
+def _gpu():
+    """CuPy's loader (NVRTC) and CuPy arrays (emitted into the driver too)."""
+    import cupy
+
+    return (lambda source: cupy.RawModule(code=source, options=("-std=c++17",))), cupy
+
+
+class _Module:
+    def __init__(self, lowered, title):
+        self.lowered, self.title = lowered, title
+        self.namer = Namer()
+        self.kernel_names = Namer()
+        self.sources, self.setup, self.body = [], [], []
+        self.buffers = {}  # node id -> driver variable holding its device array
+        self.checks = []
+
+    def render(self):
+        low = self.lowered
+        params = [self.namer(n.name) for n in low.inputs]
+        for n, p in zip(low.inputs, params):
+            self.buffers[id(n)] = f"d_{p}"
+            self.body.append(f"    d_{p} = _xp.ascontiguousarray(_xp.asarray({p}))")
+        for c in low.constants:
+            self._constant(c)
+        for s in low.statements:
+            if not isinstance(s, SharedWork):  # each member computes its own
+                self._statement(s)
+        returns = [self._to_host(o.node) for o in low.outputs]
+        self._updates(low.updates)
+        self.body.append(f"    return ({''.join(r + ', ' for r in returns)})")
+        return self._cu(), self._driver(params)
+
+    # ------------------------------------------------------------------ statements
+    def _statement(self, s):
+        node = s.node
+        hint = node.name or node.op.name
+        if s.buffer is not None:
+            self.buffers[id(node)] = self.buffers[id(s.buffer)]
+        else:
+            self.buffers[id(node)] = self._buffer(hint, node)
+        value = s.value.value if isinstance(s.value, Expand) else s.value
+        if node.op.kind == "elementwise":
+            self._elementwise(node, value, hint)
+        else:
+            self._structured(node, value, hint)
+
+    def _buffer(self, hint, node):
+        name = self.namer(f"b_{hint}")
+        self.setup.append(f"    {name} = _xp.empty({node.shape}, dtype=numpy.{node.dtype.name})")
+        return name
+
+    def _structured(self, node, value, hint):
+        if node.op not in STRUCTURED:
+            raise NotImplementedError(f"the CUDA backend has no kernel for op {node.op!r}")
+        name = self.kernel_names(f"k_{hint}")
+        lowering = STRUCTURED[node.op](node, name)
+        self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{lowering.source}")
+        out = self.buffers[id(node)]
+        note = f"  # node {node.id}: {comment(describe(node, 2))}"
+        if lowering.zero_output:
+            self.body.append(f"    {out}.fill(0){note}")
+        scratch = []
+        for nbytes in lowering.scratch:
+            scratch.append(self.namer(f"s_{hint}"))
+            self.setup.append(f"    {scratch[-1]} = _xp.zeros({nbytes}, dtype=numpy.uint8)")
+        inputs = [self._device_value(a.node) for a in value.args]
+        for launch in lowering.launches:
+            args = ", ".join(_arg(a, inputs, out, scratch) for a in launch.args)
+            self.body.append(f"    _k[{launch.kernel!r}]({launch.grid}, {launch.block}, ({args},), "
+                             f"shared_mem={launch.shared_mem}){note}")
+        for flag in getattr(lowering, "checks", ()):
+            self.body.append(f"    _raise_if({scratch[flag.scratch]}, {flag.message!r})")
+            self.checks.append(flag)
+
+    def _elementwise(self, node, value, hint):
+        """One grid-stride kernel for the fused region `value` computing node's elements."""
+        name = self.kernel_names(f"k_{hint}")
+        refs, lines, env = [], [], {}
+
+        def emit(v):
+            if isinstance(v, Ref):
+                n = v.node
+                if _scalar_const(n):
+                    return _const_text(n)
+                if id(n) not in env:
+                    refs.append(n)
+                    env[id(n)] = f"v{n.id}"
+                    lines.append(f"const {ctype(n.dtype)} v{n.id} = a{len(refs) - 1}"
+                                 f"[{_offset(n.shape, node.shape)}];  "
+                                 f"// {comment(describe(n, 1))}")
+                return env[id(n)]
+            args = [emit(a) for a in v.args]
+            env[id(v.node)] = f"v{v.node.id}"
+            lines.append(f"const {ctype(v.node.dtype)} v{v.node.id} = "
+                         f"{_formula(v.node, args)};  // node {v.node.id}: "
+                         f"{comment(describe(v.node, 1))}")
+            return env[id(v.node)]
+
+        result = emit(value)
+        params = [f"const {ctype(n.dtype)}* a{k}" for k, n in enumerate(refs)]
+        params.append(f"{ctype(node.dtype)}* out")
+        size = math.prod(node.shape)
+        body = "\n".join(f"        {line}" for line in lines)
+        self.sources.append(
+            f"// node {node.id}: {comment(describe(node, 2))}\n"
+            f'extern "C" __global__ void {name}({", ".join(params)}) {{\n'
+            f"    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < {size}LL;"
+            f" i += (long long)blockDim.x * gridDim.x) {{\n{body}\n"
+            f"        out[i] = ({ctype(node.dtype)})({result});\n    }}\n}}\n")
+        grid = max(1, min(MAX_BLOCKS, -(-size // BLOCK)))
+        args = ", ".join([self.buffers[id(n)] for n in refs] + [self.buffers[id(node)]])
+        if size:
+            self.body.append(f"    _k[{name!r}](({grid},), ({BLOCK},), ({args},))  "
+                             f"# node {node.id}: {comment(describe(node, 2))}")
+
+    def _device_value(self, node):
+        """The device array holding node's value (a scalar constant is uploaded once)."""
+        if id(node) not in self.buffers:
+            self._constant(node)
+        return self.buffers[id(node)]
+
+    def _constant(self, c):
+        array = c.attrs["value"].array
+        name = self.namer("c_const")
+        self.setup.append(f"    {name} = _xp.asarray(numpy.array({array.tolist()!r}, "
+                          f"dtype=numpy.{array.dtype.name}))")
+        self.buffers[id(c)] = name
+
+    # ------------------------------------------------------------------ outputs and updates
+    def _to_host(self, node):
+        if _scalar_const(node):
+            return f"numpy.array({_host_literal(node)})"
+        return f"_host({self.buffers[id(node)]})"
+
+    def _updates(self, updates):
+        """All new values into buffers of their own first, then every write: one simultaneous
+        assignment."""
+        staged = []
+        for u in updates:
+            target = u.target
+            if u.subtract:
+                buf = self._buffer(f"new_{target.name}", target)
+                kernel = self.kernel_names(f"k_update_{target.name}")
+                size = math.prod(target.shape)
+                t = ctype(target.dtype)
+                source = (_const_text(u.source) if _scalar_const(u.source)
+                          else f"b[{_offset(u.source.shape, target.shape)}]")
+                self.sources.append(
+                    f'extern "C" __global__ void {kernel}(const {t}* a, const {t}* b, {t}* out) {{\n'
+                    f"    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; "
+                    f"i < {size}LL; i += (long long)blockDim.x * gridDim.x) "
+                    f"out[i] = a[i] - ({t})({source});\n}}\n")
+                b = self.buffers.get(id(u.source), self.buffers[id(target)])
+                grid = max(1, min(MAX_BLOCKS, -(-size // BLOCK)))
+                if size:
+                    self.body.append(f"    _k[{kernel!r}](({grid},), ({BLOCK},), "
+                                     f"({self.buffers[id(target)]}, {b}, {buf}))")
+            elif _scalar_const(u.source):
+                buf = f"numpy.array({_host_literal(u.source)})"
+            else:
+                buf = self.namer(f"new_{target.name}")
+                self.body.append(f"    {buf} = _xp.array({self.buffers[id(u.source)]})")
+            staged.append((target, buf))
+        for target, buf in staged:  # the caller's array is the driver's parameter
+            self.body.append(f"    numpy.copyto({self.buffers[id(target)].removeprefix('d_')}, "
+                             f"_host({buf}))")
+
+    # ------------------------------------------------------------------ assembly
+    def _cu(self):
+        head = f"// {comment(self.title)}: generated by graphdl\n#include <cuda_fp16.h>\n"
+        return head + DEVICE_FUNCTIONS + "\n" + "\n".join(self.sources)
+
+    def _driver(self, params):
+        kernels = sorted(set(re.findall(r"_k\['(\w+)'\]", "\n".join(self.body))))
+        doc = f'"""{comment(self.title)}: the driver of its CUDA kernels, generated by graphdl."""'
+        lines = [doc, "import numpy", "",
+                 f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
+                 "CU = r'''" + self._cu() + "'''", "", _HELPERS, "",
+                 "def build(_load, _xp):", "    _module = _load(CU)",
+                 f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
+        lines += self.setup
+        lines += ["", f"    def run({', '.join(params)}):"]
+        lines += ["    " + line for line in self.body]
+        lines += ["", "    return run", "", "", inspect.getsource(_gpu),
+                  "# graphdl passes a device in; run alone, the module runs on the GPU",
+                  'run = build(*globals().get("_DEVICE") or _gpu())']
+        return "\n".join(lines) + "\n"
+
+
+_HELPERS = '''def _host(array):
+    """A NumPy array of the caller's own (CuPy arrays are copied to the host)."""
+    return array.get() if hasattr(array, "get") else numpy.array(array)
+
+
+def _raise_if(flag, message):
+    """A kernel's range check: raise where it set its flag."""
+    if int(_host(flag).view(numpy.int32)[0]):
+        raise IndexError(message)'''
+
+
+def _arg(spec, inputs, out, scratch):
+    kind = spec[0]
+    if kind == "in":
+        return inputs[spec[1]]
+    if kind == "out":
+        return out
+    if kind == "scratch":
+        return scratch[spec[1]]
+    return f"numpy.{np.dtype(spec[2]).name}({spec[1]!r})"
+
+
+def _scalar_const(node):
+    return node.op is leaf.CONST and node.ndim == 0
+
+
+def _const_text(node):
+    value = node.attrs["value"].array.item()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if np.isnan(value):
+            return "NAN"
+        if np.isinf(value):
+            return "INFINITY" if value > 0 else "-INFINITY"
+    return f"(({ctype(node.dtype)}){value!r})"
+
+
+def _host_literal(node):
+    array = node.attrs["value"].array
+    return f"{array.item()!r}, dtype=numpy.{array.dtype.name}"
+
+
+def _offset(shape, out_shape):
+    """The flat index into a contiguous array of `shape` that broadcasting reads for output
+    element `i` (row-major, shapes right-aligned, size-1 axes repeated)."""
+    if tuple(shape) == tuple(out_shape):
+        return "i"
+    if math.prod(shape) == 1:
+        return "0"
+    lead = len(out_shape) - len(shape)
+    terms, stride = [], 1
+    for axis in reversed(range(len(shape))):
+        size = shape[axis]
+        if size != 1:
+            inner = math.prod(out_shape[lead + axis + 1:])
+            index = f"(i / {inner}LL)" if inner != 1 else "i"
+            terms.append(f"({index} % {size}LL)" + (f" * {stride}LL" if stride != 1 else ""))
+        stride *= size
+    return " + ".join(reversed(terms))
+
+
+def _formula(node, args):
+    """The node's SymPy form over its argument variables, printed in its compute precision
+    (arguments of another dtype are converted first: int / int divides in float64)."""
+    compute = node.dtype if node.dtype.kind == "f" else promote(node.inputs, node.attrs)
+    symbols = [sympy.Symbol(a if dtype == compute else f"(({ctype(compute)})({a}))")
+               for a, dtype in zip(args, (i.dtype for i in node.inputs))]
+    return CudaPrinter(compute).doprint(node.op.sym(*symbols, **node.attrs))
