@@ -1,0 +1,355 @@
+"""The CUDA lowerings of the structured ops other than convolution and pooling: reductions,
+matmul, movement, gather/scatter, index checks and shape-only leaves. Each fills a `.cu`
+template from `templates/` with its node's types, sizes, strides and attributes.
+
+One strided-copy kernel (`movement.cu`) serves every movement op: the op only decides the
+iteration space and the strides through which it reads and writes (see `_copy`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+import string
+
+import numpy as np
+
+from graphdl import runtime
+from graphdl.codegen.cuda_backend.kernels import Check, Launch, Lowering, ctype, register
+from graphdl.ir import describe
+from graphdl.ops import leaf
+from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+
+TEMPLATES = pathlib.Path(__file__).parent / "templates"
+THREADS = 256  # threads per block of the elementwise-style (grid-stride) kernels
+MAX_BLOCKS = 8192  # beyond this, grid-stride loops give each thread several elements
+
+
+@functools.cache
+def template(file):
+    return string.Template((TEMPLATES / file).read_text())
+
+
+def fill(file, node, name, **values):
+    """The source of template `file` for `node`, its kernels named from `name`."""
+    node_text = describe(node).replace("\n", " ")  # it goes into a one-line comment
+    return template(file).substitute(NAME=name, NODE=f"{name}: {node_text}", **values)
+
+
+def _supported(node, dtype, kinds="fiub"):
+    dtype = np.dtype(dtype)
+    if dtype.kind not in kinds or dtype == np.float16:
+        raise NotImplementedError(f"the CUDA backend has no {node.op.name} kernel for "
+                                  f"{describe(node)} in dtype {dtype}")
+    return ctype(dtype)
+
+
+def _index_type(*sizes):
+    """The C type of indices and offsets: int where every size fits, else long long."""
+    return "int" if max(sizes, default=0) < 2**31 else "long long"
+
+
+def _list(values):
+    """A C initializer list; a zero-dimensional space gets one dimension of size 1."""
+    return ", ".join(str(int(v)) for v in values) or "1"
+
+
+def _strides(shape):
+    """C-order strides, in elements."""
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return tuple(reversed(strides))
+
+
+def _grid(count):
+    return (min(-(-count // THREADS), MAX_BLOCKS),)
+
+
+def _launches(kernel, count, args):
+    """One grid-stride launch over `count` elements (none when there are none)."""
+    return (Launch(kernel, _grid(count), (THREADS,), args),) if count else ()
+
+
+# ---------------------------------------------------------------- reductions
+REDUCE_BLOCK = 256
+WARP_ROWS = 512  # rows up to this many elements are reduced by one warp, longer by a block
+
+
+def _runs(shape, axes):
+    """The input's axes grouped into (kept, reduced), each a tuple of (size, stride) with
+    adjacent axes of the same group merged and size-1 axes dropped."""
+    groups = ([], [])
+    previous = None
+    for axis, (size, stride) in enumerate(zip(shape, _strides(shape))):
+        if size == 1:
+            continue
+        reduced = axis in axes
+        group = groups[reduced]
+        if previous == reduced:  # contiguous input: adjacent axes merge
+            group[-1] = (group[-1][0] * size, stride)
+        else:
+            group.append((size, stride))
+        previous = reduced
+    return groups
+
+
+def _identity(op, acc, dtype):
+    if op is rd.SUM:
+        return "0"
+    if dtype.kind == "f":
+        bits = {"float": "__int_as_float(0x7f800000)",
+                "double": "__longlong_as_double(0x7ff0000000000000LL)"}[acc]
+        return ("-" if op is rd.MAX else "") + bits
+    info = np.iinfo(np.int32 if acc == "int" else dtype)
+    return f"({acc}){_integer(info.min if op is rd.MAX else info.max)}"
+
+
+def _integer(value):
+    """A C literal of any 64-bit integer (-2**63 cannot be written as a negated literal)."""
+    if value >= 2**63:
+        return f"{value}ULL"
+    return f"({value + 1}LL - 1)" if value < 0 else f"{value}LL"
+
+
+# NaN propagates as in NumPy: x != x holds for NaN only, and a NaN accumulator never changes.
+COMBINE = {rd.SUM: "return a + b;",
+           rd.MAX: "return (b > a || b != b) ? b : a;",
+           rd.MIN: "return (b < a || b != b) ? b : a;"}
+
+
+def _accumulator(dtype):
+    """Where the reduction accumulates: the output dtype; small integers and bools in int
+    (what warp shuffles move)."""
+    return ctype(dtype) if dtype.itemsize >= 4 else "int"
+
+
+def _reduce(node, name, axes):
+    op = rd.SUM if node.op is mv.SUM_TO else node.op
+    (x,) = node.inputs[:1]
+    kept, reduced = _runs(x.shape, axes)
+    count, length = math.prod(s for s, _ in kept), math.prod(s for s, _ in reduced)
+    acc = _accumulator(node.dtype)
+    group = 32 if length <= WARP_ROWS else REDUCE_BLOCK
+    source = fill(
+        "reduce.cu", node, name, OP=op.name, ACC=acc, COMBINE=COMBINE[op],
+        TIN=_supported(node, x.dtype), TOUT=_supported(node, node.dtype),
+        IDENTITY=_identity(op, acc, node.dtype), INDEX=_index_type(math.prod(x.shape)),
+        BLOCK=REDUCE_BLOCK, GROUP=group, COUNT=count, REDUCED=length,
+        KEPT_NDIM=max(len(kept), 1), KEPT_SIZES=_list(s for s, _ in kept),
+        KEPT_STRIDES=_list(t for _, t in kept), RED_NDIM=max(len(reduced), 1),
+        RED_SIZES=_list(s for s, _ in reduced), RED_STRIDES=_list(t for _, t in reduced))
+    per_block = REDUCE_BLOCK // group
+    grid = (-(-count // per_block),)
+    launches = (Launch(name, grid, (REDUCE_BLOCK,), (("in", 0), ("out",))),) if count else ()
+    return Lowering(source, launches)
+
+
+@register(rd.SUM, rd.MAX, rd.MIN)
+def reduction(node, name):
+    return _reduce(node, name, node.attrs["axes"])
+
+
+@register(mv.SUM_TO)
+def sum_to(node, name):
+    return _reduce(node, name, runtime._sum_to_axes(node.inputs[0].shape, node.shape))
+
+
+@register(leaf.SIZE)
+def size(node, name):
+    count = math.prod(node.inputs[0].shape[i] for i in node.attrs["axes"])
+    source = fill("fill.cu", node, name, T=ctype(node.dtype), VALUE=f"{count}ULL")
+    return Lowering(source, (Launch(name, (1,), (32,), (("out",),)),))
+
+
+# ---------------------------------------------------------------- matmul
+TILE = {"float": (64, 64, 16), "double": (64, 64, 8)}  # (M, N, K) of a block's tile
+THREADS_XY = (16, 16)
+
+
+def _batch_strides(shape, batch):
+    """The strides (elements) of an operand's batch axes in the broadcast `batch` shape: 0 on
+    axes it lacks or stretches."""
+    matrix = shape[-2] * shape[-1]
+    own = [s * matrix for s in _strides(shape[:-2])]
+    lead = len(batch) - len(own)
+    return tuple(0 if i < lead or shape[i - lead] == 1 else own[i - lead]
+                 for i in range(len(batch)))
+
+
+@register(mm.MATMUL)
+def matmul(node, name):
+    a, b = node.inputs
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    batch = node.shape[:-2]
+    keep = [i for i, d in enumerate(batch) if d != 1]
+    tc = _supported(node, node.dtype)
+    tile_m, tile_n, tile_k = TILE.get(tc, TILE["double"])
+    tx, ty = THREADS_XY
+    count = math.prod(batch)
+    source = fill(
+        "matmul.cu", node, name, TA=_supported(node, a.dtype), TB=_supported(node, b.dtype),
+        TC=tc, INDEX=_index_type(math.prod(a.shape), math.prod(b.shape), math.prod(node.shape)),
+        M=m, N=n, K=k, BATCH=count, BATCH_NDIM=max(len(keep), 1),
+        BATCH_SIZES=_list(batch[i] for i in keep),
+        A_STRIDES=_list(_batch_strides(a.shape, batch)[i] for i in keep),
+        B_STRIDES=_list(_batch_strides(b.shape, batch)[i] for i in keep),
+        TILE_M=tile_m, TILE_N=tile_n, TILE_K=tile_k, THREADS_X=tx, THREADS_Y=ty,
+        ROWS=tile_m // ty, COLS=tile_n // tx)
+    grid = (-(-m // tile_m), -(-n // tile_n), min(count, 65535))
+    if not (m and n and count):
+        return Lowering(source, ())
+    if grid[1] > 65535:
+        raise NotImplementedError(f"the CUDA matmul kernel takes at most {65535 * tile_n} "
+                                  f"columns; {describe(node)} has {n}")
+    return Lowering(source, (Launch(name, grid, (tx, ty), (("in", 0), ("in", 1), ("out",))),))
+
+
+# ---------------------------------------------------------------- movement
+def _coalesce(sizes, *strides):
+    """The iteration space with size-1 axes dropped and adjacent axes merged where every
+    stride list steps through them as one axis."""
+    dims = [(s, *ts) for s, *ts in zip(sizes, *strides) if s != 1]
+    merged = []
+    for dim in dims:
+        if merged and all(prev == this * dim[0] for prev, this in zip(merged[-1][1:], dim[1:])):
+            merged[-1] = (merged[-1][0] * dim[0], *dim[1:])
+        else:
+            merged.append(dim)
+    return merged
+
+
+def _copy(node, name, k, sizes, in_strides, out_strides, in_base=0, out_base=0):
+    """Source and launch of a strided copy of input k into the output over `sizes`."""
+    dims = _coalesce(sizes, in_strides, out_strides)
+    count = math.prod(sizes)
+    source = fill(
+        "movement.cu", node, name, TIN=_supported(node, node.inputs[k].dtype),
+        TOUT=_supported(node, node.dtype),
+        INDEX=_index_type(math.prod(node.inputs[k].shape), math.prod(node.shape)),
+        COUNT=count, NDIM=max(len(dims), 1), SIZES=_list(d[0] for d in dims),
+        IN_STRIDES=_list(d[1] for d in dims), OUT_STRIDES=_list(d[2] for d in dims),
+        IN_BASE=in_base, OUT_BASE=out_base)
+    return source, _launches(name, count, (("in", k), ("out",)))
+
+
+def _lowering(*copies, zero_output=False):
+    source = "".join(text for text, _ in copies)
+    return Lowering(source, sum((launches for _, launches in copies), ()), zero_output)
+
+
+@register(mv.RESHAPE, mv.EXPAND_DIMS, mv.SQUEEZE)
+def plain_copy(node, name):
+    count = math.prod(node.shape)
+    return _lowering(_copy(node, name, 0, (count,), (1,), (1,)))
+
+
+@register(mv.TRANSPOSE)
+def transpose(node, name):
+    strides = _strides(node.inputs[0].shape)
+    return _lowering(_copy(node, name, 0, node.shape, [strides[a] for a in node.attrs["axes"]],
+                           _strides(node.shape)))
+
+
+@register(mv.BROADCAST_TO)
+def broadcast_to(node, name):
+    x = node.inputs[0]
+    lead = node.ndim - x.ndim
+    own = _strides(x.shape)
+    strides = [0 if i < lead or x.shape[i - lead] == 1 else own[i - lead] for i in range(node.ndim)]
+    return _lowering(_copy(node, name, 0, node.shape, strides, _strides(node.shape)))
+
+
+def _sliced(shape, index):
+    """(strides, base) in elements of the view `index` (a (start, stop, step) per axis) of a
+    contiguous array of `shape`."""
+    strides, base = [], 0
+    for d, stride, part in zip(shape, _strides(shape), index):
+        start, _, step = slice(*part).indices(d)
+        strides.append(stride * step)
+        base += start * stride
+    return strides, base
+
+
+@register(mv.SLICE)
+def slice_(node, name):
+    strides, base = _sliced(node.inputs[0].shape, node.attrs["index"])
+    return _lowering(_copy(node, name, 0, node.shape, strides, _strides(node.shape), in_base=base))
+
+
+@register(mv.UNSLICE)
+def unslice(node, name):
+    g = node.inputs[0]
+    strides, base = _sliced(node.shape, node.attrs["index"])
+    return _lowering(_copy(node, name, 0, g.shape, _strides(g.shape), strides, out_base=base),
+                     zero_output=True)
+
+
+@register(mv.CONCATENATE)
+def concatenate(node, name):
+    axis, out_strides, start, copies = node.attrs["axis"], _strides(node.shape), 0, []
+    for k, x in enumerate(node.inputs):
+        copies.append(_copy(node, f"{name}_{k}", k, x.shape, _strides(x.shape), out_strides,
+                            out_base=start * out_strides[axis]))
+        start += x.shape[axis]
+    return _lowering(*copies)
+
+
+@register(leaf.ZEROS_LIKE)
+def zeros_like(node, name):
+    return Lowering("", (), zero_output=True)
+
+
+# ---------------------------------------------------------------- gather, scatter, checks
+def _along(shape, axis, positions):
+    """OUTER, LENGTH, INNER of an array of `shape` seen as (outer, axis, inner), and
+    POSITIONS, the number of indices."""
+    return {"OUTER": math.prod(shape[:axis]), "LENGTH": shape[axis],
+            "INNER": math.prod(shape[axis + 1:]), "POSITIONS": positions}
+
+
+@register(mv.TAKE)
+def take(node, name):
+    a, idx = node.inputs
+    count = math.prod(node.shape)
+    source = fill("gather.cu", node, name, T=_supported(node, a.dtype),
+                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(a.shape), count),
+                  **_along(a.shape, node.attrs["axis"], math.prod(idx.shape)))
+    return Lowering(source, _launches(name, count, (("in", 0), ("in", 1), ("out",))))
+
+
+@register(mv.SCATTER_ADD)
+def scatter_add(node, name):
+    g, idx, _ = node.inputs
+    count = math.prod(g.shape)
+    source = fill("scatter.cu", node, name, T=_supported(node, node.dtype, "f"),
+                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(node.shape), count),
+                  **_along(node.shape, node.attrs["axis"], math.prod(idx.shape)))
+    launches = _launches(name, count, (("in", 0), ("in", 1), ("out",)))
+    return Lowering(source, launches, zero_output=True)
+
+
+@register(mv.CHECK_INDEX)
+def check_index(node, name):
+    idx, like = node.inputs
+    high = like.shape[node.attrs["axis"]]
+    negative, what = node.attrs["negative"], node.attrs["what"]
+    count = math.prod(idx.shape)
+    source = fill("check_index.cu", node, name, TI=_supported(node, idx.dtype, "iu"),
+                  INDEX=_index_type(count), COUNT=count, LOW=-high if negative else 0, HIGH=high)
+
+    def error(flag, output):  # runtime._check_index's message, naming the first failure
+        try:
+            runtime._check_index(output, high, negative, what)
+        except IndexError as failure:
+            return failure
+        raise AssertionError(f"{describe(node)}: the kernel flagged an index that is in range")
+
+    launches = _launches(name, count, (("in", 0), ("out",), ("scratch", 0)))
+    return Lowering(source, launches, scratch=(4,), check=Check(0, error))
