@@ -45,6 +45,14 @@ class CudaPrinter(C99CodePrinter):
             return f"{float(expr)!r}F"  # repr: the shortest text that reads back exactly
         return repr(float(expr))
 
+    def _print_Integer(self, expr):  # in a float formula, a float literal: no int/int division
+        return self._literal(expr) if self.dtype.kind == "f" else super()._print_Integer(expr)
+
+    def _print_Rational(self, expr):
+        if self.dtype.kind != "f":
+            return super()._print_Rational(expr)
+        return f"({self._literal(expr.p)}/{self._literal(expr.q)})"
+
     def _print_Pow(self, expr):
         if expr.exp == -1:
             return f"{self._literal(1)}/{self.parenthesize(expr.base, 50)}"

@@ -18,6 +18,7 @@ import re
 import numpy as np
 import sympy
 
+from graphdl import runtime
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
@@ -53,7 +54,7 @@ def generate(outputs, inputs, updates=(), debug=False, device="gpu", title="grap
 
 def _cpu():
     """The emulator's loader and NumPy arrays as device memory."""
-    from graphdl.codegen.cuda_backend.cpu import load
+    from graphdl.codegen.cuda_backend.cpu.loader import load
 
     return load, np
 
@@ -72,7 +73,6 @@ class _Module:
         self.kernel_names = Namer()
         self.sources, self.setup, self.body = [], [], []
         self.buffers = {}  # node id -> driver variable holding its device array
-        self.checks = []
 
     def render(self):
         low = self.lowered
@@ -120,17 +120,24 @@ class _Module:
         if lowering.zero_output:
             self.body.append(f"    {out}.fill(0){note}")
         scratch = []
-        for nbytes in lowering.scratch:
+        for k, nbytes in enumerate(lowering.scratch):
+            flag = lowering.check is not None and lowering.check.scratch == k  # one int32
             scratch.append(self.namer(f"s_{hint}"))
-            self.setup.append(f"    {scratch[-1]} = _xp.zeros({nbytes}, dtype=numpy.uint8)")
+            self.setup.append(f"    {scratch[-1]} = _xp.zeros({nbytes // 4 if flag else nbytes}, "
+                              f"dtype=numpy.{'int32' if flag else 'uint8'})")
+        if lowering.check is not None:
+            self.body.append(f"    {scratch[lowering.check.scratch]}.fill(0)")
         inputs = [self._device_value(a.node) for a in value.args]
         for launch in lowering.launches:
             args = ", ".join(_arg(a, inputs, out, scratch) for a in launch.args)
             self.body.append(f"    _k[{launch.kernel!r}]({launch.grid}, {launch.block}, ({args},), "
                              f"shared_mem={launch.shared_mem}){note}")
-        for flag in getattr(lowering, "checks", ()):
-            self.body.append(f"    _raise_if({scratch[flag.scratch]}, {flag.message!r})")
-            self.checks.append(flag)
+        if lowering.check is not None:  # an index check: the runtime's message names the node
+            like = node.inputs[1]
+            self.body.append(
+                f"    if int(_host({scratch[lowering.check.scratch]})[0]): _check_index(_host({out}), "
+                f"{like.shape[node.attrs['axis']]}, {node.attrs['negative']}, "
+                f"{node.attrs['what']!r})")
 
     def _elementwise(self, node, value, hint):
         """One grid-stride kernel for the fused region `value` computing node's elements."""
@@ -236,6 +243,7 @@ class _Module:
         lines = [doc, "import numpy", "",
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + self._cu() + "'''", "", _HELPERS, "",
+                 inspect.getsource(runtime._check_index),
                  "def build(_load, _xp):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += self.setup
@@ -250,12 +258,7 @@ class _Module:
 _HELPERS = '''def _host(array):
     """A NumPy array of the caller's own (CuPy arrays are copied to the host)."""
     return array.get() if hasattr(array, "get") else numpy.array(array)
-
-
-def _raise_if(flag, message):
-    """A kernel's range check: raise where it set its flag."""
-    if int(_host(flag).view(numpy.int32)[0]):
-        raise IndexError(message)'''
+'''
 
 
 def _arg(spec, inputs, out, scratch):

@@ -1,0 +1,190 @@
+"""The CUDA backend end to end, on the CPU (`device="cpu"`: the generated kernels compiled with
+g++ against the emulator): training steps, user ops, random programs, saved modules, and the
+nvcc compile gate of every test model's source. GPU runs skip cleanly without CuPy and a GPU."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import assume, given, settings
+
+import graphdl as gd
+from graphdl.errors import GraphError
+
+from .strategies import compiled_vs_interpreter_outputs, random_graph
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None,
+                                reason="device='cpu' compiles CUDA kernels with g++")
+
+
+def cuda(outs, **options):
+    return gd.compile(outs, backend="cuda", device="cpu", **options)
+
+
+def assert_close(got, want, dtype):
+    rtol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-10
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale)
+
+
+def mlp(batch=8, d_in=12, hidden=16, classes=5, dtype="float32"):
+    x, y = gd.input("x", (batch, d_in), dtype), gd.input("y", (batch,), "int64")
+    W1, b1 = gd.input("W1", (d_in, hidden), dtype), gd.input("b1", (hidden,), dtype)
+    W2, b2 = gd.input("W2", (hidden, classes), dtype), gd.input("b2", (classes,), dtype)
+    loss = gd.softmax_cross_entropy(gd.relu(x @ W1 + b1) @ W2 + b2, y)
+    return loss, [W1, b1, W2, b2]
+
+
+def mlp_feeds(rng, batch=8, d_in=12, hidden=16, classes=5, dtype=np.float32):
+    return {"x": rng.standard_normal((batch, d_in)).astype(dtype),
+            "y": rng.integers(0, classes, batch),
+            "W1": (rng.standard_normal((d_in, hidden)) * 0.3).astype(dtype),
+            "b1": rng.standard_normal(hidden).astype(dtype) * 0.1,
+            "W2": (rng.standard_normal((hidden, classes)) * 0.3).astype(dtype),
+            "b2": np.zeros(classes, dtype)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mlp_training_step_matches_numpy_backend(dtype, rng):
+    loss, params = mlp(dtype=dtype)
+    updates = {p: p - 0.1 * g for p, g in zip(params, gd.grad(loss, params))}
+    feeds = mlp_feeds(rng, dtype=np.dtype(dtype))
+    mine = {k: v.copy() for k, v in feeds.items()}
+    theirs = {k: v.copy() for k, v in feeds.items()}
+    for _ in range(3):  # buffers allocated once are reused across calls
+        got = cuda(loss, updates=updates)(mine)
+        want = gd.compile(loss, updates=updates)(theirs)
+        assert_close([got], [want], dtype)
+    assert_close([mine[k] for k in ("W1", "b1", "W2", "b2")],
+                 [theirs[k] for k in ("W1", "b1", "W2", "b2")], dtype)
+
+
+def test_convolution_network_values_and_gradients(rng):
+    x = gd.input("x", (2, 3, 9, 9), "float32")
+    w1, b1 = gd.input("w1", (4, 3, 3, 3), "float32"), gd.input("b1", (4,), "float32")
+    w2 = gd.input("w2", (6, 2, 3, 3), "float32")
+    h = gd.max_pool2d(gd.relu(gd.conv2d(x, w1, b1, padding=1)), 2, ceil_mode=True)
+    h = gd.avg_pool2d(gd.tanh(gd.conv2d(h, w2, stride=1, padding="same", groups=2)), 2)
+    loss = gd.sum(h * h) + gd.mean(gd.sigmoid(h))
+    outs = [loss, h, *gd.grad(loss, [x, w1, b1, w2])]
+    feeds = {"x": rng.standard_normal((2, 3, 9, 9)).astype(np.float32),
+             "w1": rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3,
+             "b1": rng.standard_normal(4).astype(np.float32),
+             "w2": rng.standard_normal((6, 2, 3, 3)).astype(np.float32) * 0.3}
+    assert_close(cuda(outs)(feeds), gd.compile(outs)(feeds), "float32")
+
+
+def test_user_op_from_a_formula_needs_no_extra_work(rng):
+    softsign = gd.elementwise_op("softsign", lambda a: a / (1 + sympy.Abs(a)))
+    bump = gd.elementwise_op("bump", lambda a, b: sympy.erf(a) * sympy.Max(a, b, 0))
+    x, y = gd.input("x", (7,), "float64"), gd.input("y", (7,), "float64")
+    out = gd.sum(softsign(x) * bump(x, y))
+    outs = [out, *gd.grad(out, [x, y])]
+    feeds = {"x": rng.standard_normal(7), "y": rng.standard_normal(7)}
+    assert_close(cuda(outs)(feeds), gd.evaluate(outs, feeds), "float64")
+
+
+@settings(max_examples=8)
+@given(random_graph())
+def test_random_programs_match_the_interpreter(case):
+    outs = compiled_vs_interpreter_outputs(case)
+    with np.errstate(all="ignore"):
+        want = gd.evaluate(outs, case.feeds)
+    assume(all(np.all(np.isfinite(w)) and np.all(np.abs(w) < 1e4) for w in want))
+    assert_close(cuda(outs)(case.feeds), want, "float64")
+
+
+def test_source_is_cuda_c_with_provenance_and_float32_functions():
+    x = gd.input("x", (5,), "float32")
+    y = gd.exp(x) * gd.sqrt(x * x + 1.0)
+    y.name = "y"
+    source = cuda(y).source
+    assert 'extern "C" __global__ void k_y(' in source and "int main" not in source
+    body = source[source.index("void k_y("):]
+    code = "\n".join(line.split("//")[0] for line in body.splitlines())
+    assert "expf(" in code and "sqrtf(" in code
+    assert "exp(" not in code.replace("expf(", "") and "sqrt(" not in code.replace("sqrtf(", "")
+    lines = [line for line in body.splitlines() if line.strip().startswith("const float v")]
+    assert lines and all("// " in line for line in lines)  # every line names its graph node
+
+
+def test_saved_module_holds_the_cu_source_and_a_driver(tmp_path):
+    x = gd.input("x", (3,), "float64")
+    fn = cuda(gd.tanh(x) + 1.0)
+    fn.save(tmp_path / "model.py")
+    assert (tmp_path / "model.cu").read_text() == fn.source
+    driver = (tmp_path / "model.py").read_text()
+    assert "import cupy" in driver and "def run(x)" in driver
+
+
+def test_without_a_gpu_the_error_says_what_is_missing():
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount():
+            pytest.skip("a GPU is here")
+    except (ImportError, RuntimeError):
+        pass
+    x = gd.input("x", (3,))
+    with pytest.raises(GraphError, match=r"device='cpu' runs the same kernels"):
+        gd.compile(x * 2.0, backend="cuda")
+
+
+# ---------------------------------------------------------------- nvcc compile gate
+def _models():
+    """The test models: the MLP and LeNet training steps with their gradients, the lecture's
+    sigmoid neuron and 2-2-2 network, AlexNet's forward and backward pass at batch 1."""
+    loss, params = mlp(batch=64, d_in=784, hidden=256, classes=10)
+    yield "mlp", [loss, *gd.grad(loss, params)]
+    x, y = gd.input("x", (8, 1, 28, 28)), gd.input("y", (8,), "int64")
+    p = {"c1": gd.input("c1", (6, 1, 5, 5)), "c2": gd.input("c2", (16, 6, 5, 5)),
+         "f1": gd.input("f1", (400, 10))}
+    h = gd.max_pool2d(gd.relu(gd.conv2d(x, p["c1"], padding=2)), 2)
+    h = gd.max_pool2d(gd.relu(gd.conv2d(h, p["c2"])), 2)
+    loss = gd.softmax_cross_entropy(gd.reshape(h, (8, 400)) @ p["f1"], y)
+    yield "lenet", [loss, *gd.grad(loss, list(p.values()))]
+    w = [gd.input(f"w{k}", (), "float32") for k in range(3)]
+    xs = [gd.input(f"x{k}", (), "float32") for k in range(2)]
+    f = gd.sigmoid(w[0] * xs[0] + w[1] * xs[1] + w[2])
+    yield "neuron", [f, *gd.grad(f, w + xs)]
+    a = gd.input("image", (1, 3, 227, 227))
+    k1, k2 = gd.input("k1", (96, 3, 11, 11)), gd.input("k2", (256, 48, 5, 5))
+    h = gd.max_pool2d(gd.relu(gd.conv2d(a, k1, stride=4)), 3, stride=2)
+    h = gd.max_pool2d(gd.relu(gd.conv2d(h, k2, padding=2, groups=2)), 3, stride=2)
+    out = gd.sum(h * h)
+    yield "alexnet", [out, *gd.grad(out, [k1, k2])]
+
+
+NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not installed: the compile gate needs it")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_test_model_compiles_with_nvcc_without_spills(arch, tmp_path):
+    cache = os.path.join(os.path.expanduser("~"), ".cache", "graphdl", "nvcc")
+    os.makedirs(cache, exist_ok=True)
+    for name, outs in _models():
+        source = gd.compile(outs, backend="cuda", device="cpu").source
+        key = hashlib.sha256(f"{arch}\n{source}".encode()).hexdigest()[:20]
+        done = os.path.join(cache, key + ".ok")
+        if os.path.exists(done):
+            continue
+        cu = tmp_path / f"{name}.cu"
+        cu.write_text(source)
+        result = subprocess.run(
+            [NVCC, "-cubin", f"-arch={arch}", "-std=c++17", "-Xptxas", "-v,-warn-spills",
+             "-o", str(tmp_path / f"{name}.cubin"), str(cu)],
+            capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{name} ({arch}):\n{result.stderr[-3000:]}"
+        spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", result.stderr)]
+        assert not any(spills), f"{name} ({arch}) spills registers:\n{result.stderr[-3000:]}"
+        open(done, "w").close()
