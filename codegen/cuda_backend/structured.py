@@ -167,7 +167,9 @@ def size(node, name):
 
 
 # ---------------------------------------------------------------- matmul
-TILE = {"float": (64, 64, 16), "double": (64, 64, 8)}  # (M, N, K) of a block's tile
+# (M, N, K) of a block's tile; M*K and K*N are multiples of the block's threads (each loads
+# the same number of elements of each slab)
+TILE = {"float": (64, 64, 16), "double": (64, 64, 8)}
 THREADS_XY = (16, 16)
 
 

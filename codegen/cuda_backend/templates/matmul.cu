@@ -30,14 +30,14 @@ ${NAME}(const $TA* a, const $TB* b, $TC* c) {
       for (int j = 0; j < $COLS; ++j) acc[i][j] = 0;
     for ($INDEX k0 = 0; k0 < $K; k0 += $TILE_K) {
 #pragma unroll
-      for (int e = tid; e < $TILE_M * $TILE_K; e += $THREADS_X * $THREADS_Y) {
-        const int m = e / $TILE_K, k = e % $TILE_K;
+      for (int load = 0; load < $TILE_M * $TILE_K / ($THREADS_X * $THREADS_Y); ++load) {
+        const int e = tid + load * $THREADS_X * $THREADS_Y, m = e / $TILE_K, k = e % $TILE_K;
         const bool inside = m0 + m < $M && k0 + k < $K;
         a_tile[k][m] = inside ? ($TC)a[a_base + (m0 + m) * $K + k0 + k] : ($TC)0;
       }
 #pragma unroll
-      for (int e = tid; e < $TILE_K * $TILE_N; e += $THREADS_X * $THREADS_Y) {
-        const int k = e / $TILE_N, n = e % $TILE_N;
+      for (int load = 0; load < $TILE_K * $TILE_N / ($THREADS_X * $THREADS_Y); ++load) {
+        const int e = tid + load * $THREADS_X * $THREADS_Y, k = e / $TILE_N, n = e % $TILE_N;
         const bool inside = k0 + k < $K && n0 + n < $N;
         b_tile[k][n] = inside ? ($TC)b[b_base + (k0 + k) * $N + n0 + n] : ($TC)0;
       }
