@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy
-from graphdl.codegen.schedule import schedule
 
+from graphdl.codegen.schedule import schedule
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv

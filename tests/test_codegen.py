@@ -6,11 +6,11 @@ import ast
 
 import numpy as np
 import pytest
-from graphdl.codegen.numpy_backend import helpers as numpy_helpers
-from graphdl.codegen.numpy_backend import lowerings
 
 import graphdl as gd
 from graphdl import codegen
+from graphdl.codegen.numpy_backend import helpers as numpy_helpers
+from graphdl.codegen.numpy_backend import lowerings
 from graphdl.errors import GraphError, InputError
 from graphdl.runtime import _sigmoid as stable_sigmoid
 

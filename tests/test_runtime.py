@@ -8,10 +8,10 @@ import inspect
 
 import numpy as np
 import pytest
-from graphdl.codegen.numpy_backend import helpers as numpy_helpers
 
 import graphdl as gd
 from graphdl import runtime
+from graphdl.codegen.numpy_backend import helpers as numpy_helpers
 from graphdl.ops import conv
 from graphdl.ops import elementwise as ew
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy
+
 from graphdl.codegen.numpy_backend.helpers import HELPERS
 from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter
 

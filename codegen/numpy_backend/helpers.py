@@ -11,10 +11,10 @@ from __future__ import annotations
 import inspect
 
 import numpy
-from graphdl.codegen.numpy_backend import conv_kernels
-from graphdl.codegen.numpy_backend.printers import PRINTER_HELPERS
 
 from graphdl import runtime
+from graphdl.codegen.numpy_backend import conv_kernels
+from graphdl.codegen.numpy_backend.printers import PRINTER_HELPERS
 
 
 def _check(value, where, shape, dtype):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 
+from graphdl import runtime
 from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, elementwise_template
-
-from graphdl import runtime
 from graphdl.ops import conv, leaf
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm

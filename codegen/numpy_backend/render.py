@@ -10,12 +10,12 @@ import keyword
 import re
 
 import numpy as np
+
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
 from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, elementwise_template
 from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
 from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
-
 from graphdl.ir import describe
 from graphdl.ops import leaf
 
