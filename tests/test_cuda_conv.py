@@ -1,0 +1,260 @@
+"""The CUDA backend's convolution and pooling kernels (codegen/cuda_backend/conv.py), run
+without a GPU: every configuration of the table is lowered, all kernels are built into one
+module on the CPU emulator, launched by a tiny driver in two thread orders and compared with
+the ops' NumPy references; nvcc (where present) compiles the same source for sm_80 without
+spills and within 48 KB of shared memory."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl.codegen.cuda_backend import conv as cuda_conv
+from graphdl.codegen.cuda_backend.cpu.loader import load
+from graphdl.codegen.cuda_backend.kernels import STRUCTURED
+from graphdl.ops import conv as cv
+
+# ---------------------------------------------------------------- the table
+# conv: (x shape, w shape, stride, padding, dilation, groups)
+CONV = {
+    "plain": ((2, 3, 7, 7), (4, 3, 3, 3), 1, 0, 1, 1),
+    "stride2_pad1": ((2, 3, 7, 8), (4, 3, 3, 2), 2, 1, 1, 1),
+    "groups_dilation": ((1, 4, 9, 7), (6, 2, 3, 3), (2, 1), (1, 2), (2, 1), 2),
+    "same_even_kernel": ((1, 2, 6, 5), (3, 2, 4, 2), 1, "same", 1, 1),
+    "same_dilated": ((1, 2, 6, 5), (3, 2, 3, 3), 1, "same", (2, 1), 1),
+    "four_sided": ((2, 2, 6, 7), (2, 2, 3, 2), (1, 3), (0, 2, 1, 0), 1, 1),
+    "depthwise": ((2, 4, 6, 6), (8, 1, 3, 3), 1, 1, 1, 4),
+    "stride_over_kernel": ((1, 2, 8, 8), (2, 2, 2, 2), 3, 0, 1, 1),
+    "padding_over_kernel": ((1, 3, 5, 5), (2, 3, 3, 3), 2, 4, 1, 1),
+    "many_tiles": ((2, 8, 11, 10), (70, 8, 3, 3), 1, 1, 1, 1),
+    "mid_tiles_dilated": ((3, 2, 9, 9), (20, 2, 3, 3), 2, 2, 2, 1),
+}
+# max: (x shape, kernel, stride, padding, dilation, ceil_mode)
+MAX = {
+    "2x2": ((2, 3, 6, 6), 2, None, 0, 1, False),
+    "ceil": ((1, 2, 7, 8), 3, 2, 1, 1, True),
+    "dilation": ((2, 2, 9, 7), (3, 2), (2, 1), (1, 0), (2, 1), False),
+    "overlap": ((1, 2, 5, 6), 3, 1, 1, 1, False),
+    "ceil_dilated": ((1, 2, 6, 6), 3, 2, 1, 2, True),
+    "padding_over_kernel": ((1, 1, 4, 4), 2, 2, 3, 1, False),
+    "four_sided_ceil": ((1, 2, 5, 7), (2, 3), 1, (0, 2, 1, 0), 1, True),
+}
+# avg: (x shape, kernel, stride, padding, ceil_mode, count_include_pad)
+AVG = {
+    "2x2": ((2, 3, 6, 6), 2, None, 0, False, True),
+    "ceil_count_pad": ((1, 2, 7, 8), 3, 2, 1, True, True),
+    "ceil_no_count_pad": ((1, 2, 7, 8), 3, 2, 1, True, False),
+    "rect_no_count_pad": ((2, 2, 9, 7), (3, 2), (2, 1), (1, 1), False, False),
+    "ceil_stride3": ((1, 1, 8, 8), 3, 3, 1, True, True),
+    "padding_over_kernel": ((1, 1, 4, 4), 2, 2, 3, False, False),
+    "padding_over_kernel_count": ((1, 1, 4, 4), 2, 2, 3, False, True),
+    "four_sided_ceil": ((1, 2, 5, 7), (2, 3), 1, (0, 2, 1, 0), True, False),
+}
+FLOATS = ("float32", "float64")
+
+
+def ties(rng, shape, dtype):
+    """Few distinct values: windows hold tied maxima (the first in scan order must win)."""
+    return rng.integers(-3, 3, shape).astype(dtype)
+
+
+def with_nans(rng, shape, dtype):
+    """Ties, some NaNs (a NaN wins its window) and -inf (a real cell equal to the padding)."""
+    x = ties(rng, shape, dtype)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 3, replace=False)] = np.nan
+    flat[rng.choice(flat.size, 2, replace=False)] = -np.inf
+    return x
+
+
+def normal(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def conv_cases(cfg, dtype):
+    xs, ws, stride, padding, dilation, groups = cfg
+    x, w = gd.input("x", xs, dtype), gd.input("w", ws, dtype)
+    y = gd.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = gd.input("g", y.shape, dtype)
+    attrs = dict(y.attrs)
+    yield "conv2d", y, (normal, normal)
+    yield "input_grad", cv.CONV2D_INPUT_GRAD(g, w, x, **attrs), (normal, normal, normal)
+    yield "weight_grad", cv.CONV2D_WEIGHT_GRAD(x, g, w, **attrs), (normal, normal, normal)
+
+
+def max_cases(cfg, dtype, data):
+    xs, k, s, p, d, ceil = cfg
+    x = gd.input("x", xs, dtype)
+    y = gd.max_pool2d(x, k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    g = gd.input("g", y.shape, "float64" if x.dtype.kind != "f" else dtype)
+    u = gd.input("u", xs, g.dtype)
+    yield "max_pool2d", y, (data,)
+    yield "max_grad", cv.MAX_POOL2D_GRAD(g, x, **y.attrs), (normal, data)
+    yield "max_select", cv.MAX_POOL2D_SELECT(u, x, **y.attrs), (normal, data)
+
+
+def avg_cases(cfg, dtype):
+    xs, k, s, p, ceil, cip = cfg
+    x = gd.input("x", xs, dtype)
+    y = gd.avg_pool2d(x, k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip)
+    g = gd.input("g", y.shape, dtype)
+    yield "avg_pool2d", y, (normal,)
+    yield "avg_grad", cv.AVG_POOL2D_GRAD(g, x, **y.attrs), (normal, normal)
+
+
+def all_cases():
+    for dtype in FLOATS:
+        for key, cfg in CONV.items():
+            yield from ((f"{op}-{key}-{dtype}", n, d) for op, n, d in conv_cases(cfg, dtype))
+        for key, cfg in MAX.items():
+            yield from ((f"{op}-{key}-{dtype}", n, d) for op, n, d in max_cases(cfg, dtype, ties))
+        for key, cfg in AVG.items():
+            yield from ((f"{op}-{key}-{dtype}", n, d) for op, n, d in avg_cases(cfg, dtype))
+    for key in ("overlap", "padding_over_kernel", "ceil_dilated"):
+        yield from ((f"{op}-{key}-nan", n, d) for op, n, d in max_cases(MAX[key], "float32",
+                                                                         with_nans))
+    for dtype in ("int32", "int64", "uint8", "int8", "bool"):
+        yield from ((f"{op}-overlap-{dtype}", n, d) for op, n, d in max_cases(MAX["overlap"],
+                                                                               dtype, ties))
+
+
+CASES = {case_id: (node, data) for case_id, node, data in all_cases()}
+
+
+def kernel_name(case_id):
+    return "k_" + re.sub(r"\W", "_", case_id)
+
+
+LOWERINGS = {case_id: STRUCTURED[node.op](node, kernel_name(case_id))
+             for case_id, (node, _) in CASES.items()}
+SOURCE = "\n".join(lowering.source for lowering in LOWERINGS.values())
+
+
+@pytest.fixture(scope="module")
+def module():
+    return load(SOURCE)
+
+
+def test_every_conv_and_pool_op_has_its_cuda_kernel():
+    ops = (cv.CONV2D, cv.CONV2D_INPUT_GRAD, cv.CONV2D_WEIGHT_GRAD, cv.MAX_POOL2D,
+           cv.MAX_POOL2D_GRAD, cv.MAX_POOL2D_SELECT, cv.AVG_POOL2D, cv.AVG_POOL2D_GRAD)
+    assert {STRUCTURED[op].__module__ for op in ops} == {cuda_conv.__name__}
+    assert {node.op for node, _ in CASES.values()} == set(ops)
+
+
+# ---------------------------------------------------------------- the driver
+def run(module, node, lowering, arrays, order):
+    """Allocate the output (poisoned with 0xFF bytes, NaN for floats, unless zeroed) and the
+    scratch buffers, and launch the kernels in order."""
+    out = np.empty(node.shape, node.dtype)
+    out.view(np.uint8)[...] = 0 if lowering.zero_output else 0xFF
+    scratch = [np.full(nbytes, 0xFF, np.uint8) for nbytes in lowering.scratch]
+    buffers = {"in": lambda k: arrays[k], "out": lambda: out, "scratch": lambda k: scratch[k],
+               "scalar": lambda value, dtype: np.dtype(dtype).type(value)}
+    for launch in lowering.launches:
+        args = tuple(buffers[a[0]](*a[1:]) for a in launch.args)
+        module.get_function(launch.kernel)(launch.grid, launch.block, args,
+                                           shared_mem=launch.shared_mem, order=order)
+    return out
+
+
+def feeds(case_id, node, data):
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))
+    return [make(rng, i.shape, i.dtype) for make, i in zip(data, node.inputs)]
+
+
+def reference(node, arrays):
+    return node.op.impl(*arrays, **node.attrs)
+
+
+def tolerance(node):
+    eps = np.finfo(node.dtype).eps if node.dtype.kind == "f" else 0
+    return 64 * eps
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_kernel_matches_numpy_reference(module, case_id, order):
+    node, data = CASES[case_id]
+    arrays = feeds(case_id, node, data)
+    got = run(module, node, LOWERINGS[case_id], arrays, order)
+    want = reference(node, arrays)
+    assert got.dtype == want.dtype == node.dtype
+    if node.op in (cv.MAX_POOL2D, cv.MAX_POOL2D_SELECT):  # values copied: exact
+        np.testing.assert_array_equal(got, want)
+    else:
+        scale = max(float(np.nanmax(np.abs(want), initial=0)), 1.0)
+        np.testing.assert_allclose(got, want, rtol=tolerance(node), atol=tolerance(node) * scale)
+
+
+# ---------------------------------------------------------------- nvcc: registers, spills, smem
+# Full-size layers (AlexNet at batch 128, LeNet at 64): the constants of real models.
+FULL_SIZE_CONV = {
+    "alexnet_conv1": ((128, 3, 227, 227), (64, 3, 11, 11), 4, 2, 1, 1),
+    "alexnet_conv2": ((128, 64, 27, 27), (192, 64, 5, 5), 1, 2, 1, 1),
+    "alexnet_conv3": ((128, 192, 13, 13), (384, 192, 3, 3), 1, 1, 1, 1),
+    "lenet_conv1": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, 1),
+}
+FULL_SIZE_MAX = {"alexnet_pool1": ((128, 64, 55, 55), 3, 2, 0, 1, False)}
+FULL_SIZE_AVG = {"lenet_pool1": ((64, 6, 28, 28), 2, 2, 0, False, True)}
+
+
+def nvcc_lowerings():
+    """One table case per distinct instantiation (op, dtypes, block, split) and the full-size
+    layers in both float dtypes."""
+    chosen = {}
+    for case_id, (node, _) in CASES.items():
+        lowering = LOWERINGS[case_id]
+        key = (node.op.name, tuple(str(i.dtype) for i in node.inputs), str(node.dtype),
+               lowering.launches[0].block, lowering.zero_output)
+        chosen.setdefault(key, lowering)
+    lowerings = list(chosen.values())
+    for dtype in FLOATS:
+        full = [case for cfg in FULL_SIZE_CONV.values() for case in conv_cases(cfg, dtype)]
+        full += [case for cfg in FULL_SIZE_MAX.values() for case in max_cases(cfg, dtype, ties)]
+        full += [case for cfg in FULL_SIZE_AVG.values() for case in avg_cases(cfg, dtype)]
+        lowerings += [STRUCTURED[node.op](node, f"full_{op}_{k}_{dtype}")
+                      for k, (op, node, _) in enumerate(full)]
+    return lowerings
+
+
+def ptxas_entries(log):
+    """kernel -> (spill stores, spill loads, registers, shared bytes) from `ptxas -v`."""
+    entries = {}
+    for chunk in log.split("Compiling entry function ")[1:]:
+        kernel = re.match(r"'(\w+)'", chunk)[1]
+        spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", chunk)
+        registers = re.search(r"Used (\d+) registers", chunk)[1]
+        smem = re.search(r"(\d+) bytes smem", chunk)
+        entries[kernel] = (int(spills[1]), int(spills[2]), int(registers),
+                           int(smem[1]) if smem else 0)
+    return entries
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed: the sm_80 "
+                    "compile check of the conv/pool kernels needs the CUDA toolkit")
+def test_nvcc_compiles_every_instantiation_without_spills(tmp_path):
+    lowerings = nvcc_lowerings()
+    source = tmp_path / "conv.cu"
+    source.write_text("\n".join(lowering.source for lowering in lowerings))
+    done = subprocess.run(["nvcc", "-cubin", "-arch=sm_80", "-Xptxas", "-v,-warn-spills",
+                           "-o", str(tmp_path / "conv.cubin"), str(source)],
+                          check=False, capture_output=True, text=True)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "warning" not in log.lower(), log
+    threads = {launch.kernel: math.prod(launch.block)
+               for lowering in lowerings for launch in lowering.launches}
+    entries = ptxas_entries(log)
+    assert set(entries) == set(threads)
+    for kernel, (spill_stores, spill_loads, registers, smem) in entries.items():
+        assert spill_stores == spill_loads == 0, kernel
+        assert smem <= 48 * 1024, kernel
+        assert registers * threads[kernel] <= 65536, kernel
