@@ -11,8 +11,8 @@
 // thread of a block is a fiber with its own stack; a fiber runs until it reaches a barrier
 // (__syncthreads, __syncwarp, a warp shuffle or vote) or returns, then the next fiber runs.
 // The order in which fibers (and blocks) run is chosen per launch: forward, reverse or a seeded
-// random permutation. A kernel whose result depends on that order has a race: a missing
-// barrier. Checks that raise in Python instead of computing a wrong number: barriers reached
+// random permutation. A kernel whose result depends on that order has a race, typically a
+// missing barrier (float atomics differ only by rounding). Checks that raise in Python instead of computing a wrong number: barriers reached
 // at different source lines, threads that exit while others wait at __syncthreads, __trap().
 // Shared memory is filled with 0xFF bytes (NaN as float, -1 as int) before each block uses it,
 // so a read of shared memory nobody wrote shows up.
