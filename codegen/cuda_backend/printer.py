@@ -45,6 +45,9 @@ class CudaPrinter(C99CodePrinter):
             return f"{float(expr)!r}F"  # repr: the shortest text that reads back exactly
         return repr(float(expr))
 
+    def _print_NumberSymbol(self, expr):  # π, e: spelled out (NVRTC has no M_PI)
+        return self._literal(expr.evalf(17))
+
     def _print_Integer(self, expr):  # in a float formula, a float literal: no int/int division
         return self._literal(expr) if self.dtype.kind == "f" else super()._print_Integer(expr)
 

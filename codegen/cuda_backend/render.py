@@ -53,17 +53,18 @@ def generate(outputs, inputs, updates=(), debug=False, device="gpu", title="grap
 
 
 def _cpu():
-    """The emulator's loader and NumPy arrays as device memory."""
-    from graphdl.codegen.cuda_backend.cpu.loader import load
+    """The emulator's loader and NumPy arrays as device memory, allocated poisoned (a value no
+    kernel wrote reads as NaN)."""
+    from graphdl.codegen.cuda_backend.cpu.loader import empty, load
 
-    return load, np
+    return load, np, empty
 
 
 def _gpu():
     """CuPy's loader (NVRTC) and CuPy arrays (emitted into the driver too)."""
     import cupy
 
-    return (lambda source: cupy.RawModule(code=source, options=("-std=c++17",))), cupy
+    return (lambda source: cupy.RawModule(code=source, options=("-std=c++17",))), cupy, cupy.empty
 
 
 class _Module:
@@ -106,7 +107,7 @@ class _Module:
 
     def _buffer(self, hint, node):
         name = self.namer(f"b_{hint}")
-        self.setup.append(f"    {name} = _xp.empty({node.shape}, dtype=numpy.{node.dtype.name})")
+        self.setup.append(f"    {name} = _empty({node.shape}, numpy.{node.dtype.name})")
         return name
 
     def _structured(self, node, value, hint):
@@ -244,7 +245,7 @@ class _Module:
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + self._cu() + "'''", "", _HELPERS, "",
                  inspect.getsource(runtime._check_index),
-                 "def build(_load, _xp):", "    _module = _load(CU)",
+                 "def build(_load, _xp, _empty):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += self.setup
         lines += ["", f"    def run({', '.join(params)}):"]
