@@ -78,11 +78,11 @@ def normal(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def conv_cases(cfg, dtype):
+def conv_cases(cfg, dtype, w_dtype=None):
     xs, ws, stride, padding, dilation, groups = cfg
-    x, w = gd.input("x", xs, dtype), gd.input("w", ws, dtype)
+    x, w = gd.input("x", xs, dtype), gd.input("w", ws, w_dtype or dtype)
     y = gd.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    g = gd.input("g", y.shape, dtype)
+    g = gd.input("g", y.shape, y.dtype)
     attrs = dict(y.attrs)
     yield "conv2d", y, (normal, normal)
     yield "input_grad", cv.CONV2D_INPUT_GRAD(g, w, x, **attrs), (normal, normal, normal)
@@ -117,6 +117,8 @@ def all_cases():
             yield from ((f"{op}-{key}-{dtype}", n, d) for op, n, d in max_cases(cfg, dtype, ties))
         for key, cfg in AVG.items():
             yield from ((f"{op}-{key}-{dtype}", n, d) for op, n, d in avg_cases(cfg, dtype))
+    yield from ((f"{op}-groups_dilation-mixed", n, d)  # float32 x, float64 w: promoted
+                for op, n, d in conv_cases(CONV["groups_dilation"], "float32", "float64"))
     for key in ("overlap", "padding_over_kernel", "ceil_dilated"):
         yield from ((f"{op}-{key}-nan", n, d) for op, n, d in max_cases(MAX[key], "float32",
                                                                          with_nans))
@@ -258,3 +260,16 @@ def test_nvcc_compiles_every_instantiation_without_spills(tmp_path):
         assert spill_stores == spill_loads == 0, kernel
         assert smem <= 48 * 1024, kernel
         assert registers * threads[kernel] <= 65536, kernel
+
+
+# ---------------------------------------------------------------- refusals
+def test_float16_conv_is_refused_naming_the_node():
+    x, w = gd.input("image", (1, 1, 4, 4), "float16"), gd.input("w", (1, 1, 2, 2), "float16")
+    with pytest.raises(gd.GraphError, match="no float16 kernel for .*image"):
+        cuda_conv.conv2d(gd.conv2d(x, w), "k")
+
+
+def test_array_beyond_32_bit_indexing_is_refused():
+    x = gd.input("huge", (2 ** 16, 2, 2 ** 8, 2 ** 8), "float32")
+    with pytest.raises(gd.GraphError, match="32-bit indexing"):
+        cuda_conv.max_pool2d(gd.max_pool2d(x, 2), "k")

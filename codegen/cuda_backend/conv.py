@@ -83,9 +83,9 @@ def _split_k(k, blocks, groups):
     return -(-steps // per_split), per_split * BK
 
 
-def _gemm(node, name, maps, geometry, m, p, k, operands, b_k_fast=False, split=False):
-    """The Lowering of one implicit GEMM: `operands` are the node's inputs read as A and B."""
-    a, b = (node.inputs[i] for i in operands)
+def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False):
+    """The Lowering of one implicit GEMM whose A is the node's second input, B its first."""
+    b, a = node.inputs[:2]
     _check(node, [node.dtype, a.dtype, b.dtype])
     groups = geometry["groups"]
     bm = 16 if m <= 16 else 32 if m <= 32 else 64
@@ -94,12 +94,11 @@ def _gemm(node, name, maps, geometry, m, p, k, operands, b_k_fast=False, split=F
     splits, k_per_split = (_split_k(k, grid[0] * grid[1] * groups, groups) if split
                            else (1, -(-k // BK) * BK))
     source = _fill(
-        "conv_gemm.cu", name=name, what=_comment(describe(node)),
-        t=ctype(node.dtype), ta=ctype(a.dtype), tb=ctype(b.dtype), m=m, p=p, k=k, split=splits, bm=bm, bn=BN, bk=BK,
+        "conv_gemm.cu", name=name, what=_comment(describe(node)), t=ctype(node.dtype),
+        ta=ctype(a.dtype), tb=ctype(b.dtype), m=m, p=p, k=k, split=splits, bm=bm, bn=BN, bk=BK,
         k_per_split=k_per_split, b_k_fast=str(b_k_fast).lower(), threads=threads,
         maps=_fill(maps), **geometry)
-    launch = Launch(name, grid + (groups * splits,), (threads,),
-                    tuple(("in", i) for i in operands) + (("out",),))
+    launch = Launch(name, grid + (groups * splits,), (threads,), (("in", 1), ("in", 0), ("out",)))
     return Lowering(source, (launch,), zero_output=splits > 1)
 
 
@@ -109,7 +108,7 @@ def conv2d(node, name):
     geo = _conv_geometry(x.shape, w.shape, node.shape, node.attrs)
     groups, (n, o, oh, ow), (_, cg, kh, kw) = geo["groups"], node.shape, w.shape
     return _gemm(node, name, "conv_forward.cu", geo, m=o // groups, p=n * oh * ow,
-                 k=cg * kh * kw, operands=(1, 0))
+                 k=cg * kh * kw)
 
 
 @register(conv.CONV2D_INPUT_GRAD)
@@ -118,7 +117,7 @@ def conv2d_input_grad(node, name):
     geo = _conv_geometry(x.shape, w.shape, g.shape, node.attrs)
     groups, (n, c, h, wd), (o, _, kh, kw) = geo["groups"], x.shape, w.shape
     return _gemm(node, name, "conv_input_grad.cu", geo, m=c // groups, p=n * h * wd,
-                 k=o // groups * kh * kw, operands=(1, 0))
+                 k=o // groups * kh * kw)
 
 
 @register(conv.CONV2D_WEIGHT_GRAD)
@@ -127,7 +126,7 @@ def conv2d_weight_grad(node, name):
     geo = _conv_geometry(x.shape, w.shape, g.shape, node.attrs)
     groups, (n, o, oh, ow), (_, cg, kh, kw) = geo["groups"], g.shape, w.shape
     return _gemm(node, name, "conv_weight_grad.cu", geo, m=o // groups, p=cg * kh * kw,
-                 k=n * oh * ow, operands=(1, 0), b_k_fast=True, split=True)
+                 k=n * oh * ow, b_k_fast=True, split=True)
 
 
 # ---------------------------------------------------------------- pooling
