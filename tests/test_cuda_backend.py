@@ -188,3 +188,19 @@ def test_every_test_model_compiles_with_nvcc_without_spills(arch, tmp_path):
         spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", result.stderr)]
         assert not any(spills), f"{name} ({arch}) spills registers:\n{result.stderr[-3000:]}"
         open(done, "w").close()
+
+
+@pytest.mark.parametrize("order", ["reverse", "random:7"])
+def test_kernels_do_not_depend_on_thread_order(order, monkeypatch, rng):
+    """Threads run in another order on the CPU: a missing barrier would change the results."""
+    monkeypatch.setenv("GRAPHDL_CUDA_CPU_ORDER", order)
+    x = gd.input("x", (2, 3, 8, 8), "float32")
+    w = gd.input("w", (4, 3, 3, 3), "float32")
+    W = gd.input("W", (36, 5), "float32")
+    h = gd.max_pool2d(gd.relu(gd.conv2d(x, w, padding=1)), 2)
+    loss = gd.mean(gd.logsumexp(gd.reshape(gd.avg_pool2d(h, 2), (2, 4 * 2 * 2)) @ W[:16], -1))
+    outs = [loss, *gd.grad(loss, [x, w, W])]
+    feeds = {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32),
+             "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "W": rng.standard_normal((36, 5)).astype(np.float32)}
+    assert_close(cuda(outs)(feeds), gd.compile(outs)(feeds), "float32")
