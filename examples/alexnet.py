@@ -6,10 +6,12 @@ halves. Input 3x227x227 (the paper's "224" needs 227 for its 55x55 first layer).
 normalization and dropout are left out (they change no shape and hold no parameters).
 
 Prints a per-layer summary (output shape, parameters, FLOPs counted as 2 x multiply-accumulates)
-and runs one forward and backward pass through the compiled NumPy code on a small random batch.
+and runs one forward and backward pass through the compiled code on a small random batch.
 
 Run from the repository root:  python examples/alexnet.py [--batch N]
 Smoke mode (batch 1):  GRAPHDL_SMOKE=1 python examples/alexnet.py
+CUDA kernels instead of NumPy code:  --backend cuda (on an NVIDIA GPU through CuPy), with
+--device cpu the same kernels on the CPU through graphdl's emulator (no GPU needed; slow).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 
 import data
 import numpy as np
+import training
 
 import graphdl as gd
 
@@ -82,7 +85,9 @@ def summary(layers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=None, help="default 4; 1 in smoke mode")
+    training.add_backend_flags(parser)
     args = parser.parse_args()
+    options = training.compile_options(parser, args)
     batch = args.batch or (1 if data.is_smoke() else 4)
 
     _, logits, layers, params = declare()
@@ -94,7 +99,7 @@ def main():
     labels = gd.input("label", (None,), "int64")
     loss = gd.softmax_cross_entropy(logits, labels)
     grads = gd.grad(loss, params)
-    fn = gd.compile([loss, *grads])
+    fn = gd.compile([loss, *grads], **options)
 
     rng = np.random.default_rng(0)
     feeds = {"image": rng.standard_normal((batch, 3, 227, 227)).astype(np.float32),
@@ -111,8 +116,9 @@ def main():
         loss_value, *grad_values = fn(feeds)
         elapsed = time.perf_counter() - start
     norms = {p.name: float(np.linalg.norm(g)) for p, g in zip(params, grad_values)}
-    print(f"\nforward + backward on a batch of {batch}: loss {float(loss_value):.3f} "
-          f"(chance level: ln 1000 = {np.log(1000):.3f}), {elapsed:.2f} s "
+    print(f"\nforward + backward on a batch of {batch} ({training.describe(options)}): "
+          f"loss {float(loss_value):.3f} (chance level: ln 1000 = {np.log(1000):.3f}), "
+          f"{elapsed:.2f} s "
           f"({3 * flops * batch / elapsed / 1e9:.1f} GFLOP/s counting backward as 2x forward); "
           f"first call, compiling included: {compiled:.2f} s")
     print("gradient norms: " + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()

@@ -10,6 +10,8 @@ are scaled up to 24x24 and padded to 28x28 here so that the same network applies
 
 Run from the repository root:  python examples/lenet_fashion_mnist.py [--epochs N]
 Smoke mode (1 short epoch on a small subset):  GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py
+CUDA kernels instead of NumPy code:  --backend cuda (on an NVIDIA GPU through CuPy), with
+--device cpu the same kernels on the CPU through graphdl's emulator (no GPU needed; slow).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def lenet(x, p):
     return h @ p["f3w"] + p["f3b"]
 
 
-def build(lr, mu):
-    """(train_step, predict): compiled functions of x, y, the parameters and their velocities."""
+def build(lr, mu, options):
+    """(train_step, predict): compiled functions of x, y, the parameters and their velocities;
+    `options` are `gd.compile`'s backend and device."""
     x = gd.input("x", (None, 1, 28, 28))  # None: the last, shorter batch compiles once more
     y = gd.input("y", (None,), "int64")
     params = {name: gd.input(name, shape) for name, shape in SHAPES.items()}
@@ -66,19 +69,20 @@ def build(lr, mu):
     loss = gd.softmax_cross_entropy(logits, y)
     grads = gd.grad(loss, list(params.values()))
     updates = training.momentum_updates(list(params.values()), grads, lr, mu)
-    return gd.compile(loss, updates=updates), gd.compile(logits)
+    return gd.compile(loss, updates=updates, **options), gd.compile(logits, **options)
 
 
 def main():
-    epochs = training.parse_epochs(__doc__.splitlines()[0])
+    epochs, options = training.parse_training(__doc__.splitlines()[0])
     x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=data.is_smoke())
     splits = as_images(x_train), y_train, as_images(x_test), y_test
     rng = np.random.default_rng(SEED)
     params = init_params(rng)
-    train_step, predict = build(LR, MOMENTUM)
+    train_step, predict = build(LR, MOMENTUM, options)
     n_params = sum(p.size for p in params.values())
     print(f"LeNet: {n_params:,} parameters; input {splits[0].shape[1:]}, {len(splits[0])} "
-          f"training images, batch {BATCH}, momentum SGD (lr {LR}, mu {MOMENTUM})")
+          f"training images, batch {BATCH}, momentum SGD (lr {LR}, mu {MOMENTUM}); "
+          f"{training.describe(options)}")
     training.train(train_step, predict, params, splits, epochs, BATCH, rng)
 
 

@@ -1,4 +1,5 @@
-"""What the training examples share: momentum updates, the --epochs flag, the epoch loop."""
+"""What the training examples share: momentum updates, the --epochs, --backend and --device
+flags, the epoch loop."""
 
 from __future__ import annotations
 
@@ -25,11 +26,45 @@ def momentum_updates(params, grads, lr, mu):
 
 def parse_epochs(description):
     """The --epochs flag: 5 by default, 1 in smoke mode."""
+    parser = _epochs_parser(description)
+    return _epochs(parser, parser.parse_args())
+
+
+def parse_training(description):
+    """--epochs and the backend flags: (epochs, keyword arguments for `gd.compile`)."""
+    parser = _epochs_parser(description)
+    add_backend_flags(parser)
+    args = parser.parse_args()
+    return _epochs(parser, args), compile_options(parser, args)
+
+
+def add_backend_flags(parser):
+    """--backend {numpy,cuda} and --device {gpu,cpu} (where the CUDA kernels run)."""
+    parser.add_argument("--backend", choices=("numpy", "cuda"), default="numpy",
+                        help="generated NumPy code (default) or CUDA kernels")
+    parser.add_argument("--device", choices=("gpu", "cpu"), default=None,
+                        help="with --backend cuda: run the kernels on an NVIDIA GPU (default) or "
+                             "on the CPU through graphdl's emulator (slow, needs g++)")
+
+
+def compile_options(parser, args):
+    """The flags of `add_backend_flags` as keyword arguments for `gd.compile`."""
+    if args.backend != "cuda":
+        if args.device is not None:
+            parser.error("--device applies to --backend cuda only")
+        return {"backend": args.backend}
+    return {"backend": "cuda", "device": args.device or "gpu"}
+
+
+def _epochs_parser(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=None,
                         help="passes over the training set (default 5; 1 in smoke mode)")
-    epochs = parser.parse_args().epochs
-    epochs = epochs if epochs is not None else (1 if data.is_smoke() else 5)
+    return parser
+
+
+def _epochs(parser, args):
+    epochs = args.epochs if args.epochs is not None else (1 if data.is_smoke() else 5)
     if epochs < 1:
         parser.error("--epochs must be at least 1")
     return epochs
@@ -64,3 +99,9 @@ def train(train_step, predict, params, splits, epochs, batch, rng):
           f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s)")
     print(f"final test accuracy on {data.dataset_name}: {acc:.2%}")
     return acc
+
+
+def describe(options):
+    """'numpy backend' or 'cuda backend on the gpu' for the examples' first line."""
+    where = f" on the {options['device']}" if "device" in options else ""
+    return f"{options['backend']} backend{where}"
