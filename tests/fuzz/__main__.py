@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import differential
 from .runner import report, run
 
 
@@ -19,11 +20,15 @@ def main(argv=None):
                              "programs, second derivatives for every third, no time limit "
                              "unless --budget is given")
     parser.add_argument("--no-shrink", action="store_true", help="print failures unreduced")
+    parser.add_argument("--cuda", action="store_true",
+                        help="also run the CUDA backend's kernels on the CPU (needs g++; slow: "
+                             "each program builds a module)")
     args = parser.parse_args(argv)
     given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
     n = args.programs if "--programs" in given or not args.long else 5000
     budget = args.budget if "--budget" in given or not args.long else float("inf")
-    result = run(args.seed, n, budget, long=args.long)
+    modes = differential.MODES + ((differential.CUDA_CPU,) if args.cuda else ())
+    result = run(args.seed, n, budget, long=args.long, modes=modes)
     print(report(result, shrink=not args.no_shrink))
     return 1 if result.failures else 0
 

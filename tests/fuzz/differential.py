@@ -21,6 +21,7 @@ import graphdl as gd
 from . import programs, torch_ref
 
 MODES = ("optimized", "unoptimized", "evaluate")
+CUDA_CPU = "cuda-cpu"  # the CUDA backend's kernels on the CPU emulator (`--cuda`: slower)
 RTOL = 1e-7
 
 # Ops whose gradient at a NaN operand is graphdl's documented convention (see __init__).
@@ -118,6 +119,8 @@ class Case:
         with np.errstate(all="ignore"):
             if mode == "evaluate":
                 got = gd.evaluate(outputs, feeds)
+            elif mode == CUDA_CPU:
+                got = gd.compile(outputs, backend="cuda", device="cpu")(feeds)
             else:
                 got = gd.compile(outputs, optimize=mode == "optimized")(feeds)
         return expected, got
@@ -130,14 +133,14 @@ def _gist(exc):
     return f"{type(exc).__name__}: {message}"
 
 
-def check(program, second=False):
-    """The first failure of each mode (an empty list when all three agree with PyTorch)."""
+def check(program, second=False, modes=MODES):
+    """The first failure of each mode (an empty list when all agree with PyTorch)."""
     try:
         case = Case(program, second, program.seed + 2)
     except Exception as exc:  # noqa: BLE001 - building the graph or differentiating crashed
         return [Failure(program.seed, "build", "crash", "build", _gist(exc), repr(exc))]
     failures = []
-    for mode in MODES:
+    for mode in modes:
         try:
             expected, got = case.run(mode)
         except Exception as exc:  # noqa: BLE001 - a crash is a finding, never a fuzzer error

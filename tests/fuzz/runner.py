@@ -21,6 +21,7 @@ class Result:
     counts: Counter = field(default_factory=Counter)  # (mode, "pass"/"mismatch"/"crash")
     failures: list = field(default_factory=list)
     ops: Counter = field(default_factory=Counter)
+    modes: tuple = differential.MODES
 
 
 def program_of(seed, long=False):
@@ -29,18 +30,18 @@ def program_of(seed, long=False):
     return programs.generate(seed, s["max_ops"]), seed % s["second_every"] == 0
 
 
-def run(seed, n, budget, long=False):
-    result = Result(seed, long)
+def run(seed, n, budget, long=False, modes=differential.MODES):
+    result = Result(seed, long, modes=modes)
     start = time.monotonic()
     for s in range(seed, seed + n):
         if time.monotonic() - start > budget:
             break
         program, second = program_of(s, long)
-        failures = differential.check(program, second)
+        failures = differential.check(program, second, modes)
         result.programs += 1
         result.ops.update(program.ops())
         failed = {f.mode: f.kind for f in failures}
-        for mode in differential.MODES:
+        for mode in modes:
             result.counts[mode, failed.get(mode, failed.get("build", "pass"))] += 1
         result.failures += failures
     result.seconds = time.monotonic() - start
@@ -56,7 +57,7 @@ def report(result, shrink=True):
     long = " (long)" if result.long else ""
     lines = [f"{result.programs} programs from seed {result.seed} in {result.seconds:.1f} s{long}",
              f"{'mode':<12} {'pass':>6} {'mismatch':>9} {'crash':>6}"]
-    for mode in differential.MODES:
+    for mode in result.modes:
         c = [result.counts[mode, k] for k in ("pass", "mismatch", "crash")]
         lines.append(f"{mode:<12} {c[0]:>6} {c[1]:>9} {c[2]:>6}")
     lines.append("ops covered: " + ", ".join(f"{op} {n}" for op, n in sorted(result.ops.items())))

@@ -302,8 +302,9 @@ inline void start_fiber(Fiber& f, unsigned char* stack_lo, size_t size) {
 #endif
 }
 
-// Stacks stay mapped between launches, but their pages are returned to the system after each
-// launch, so many loaded modules do not each hold touched stack memory.
+// Stacks are mapped for a launch and unmapped after it: each one's guard page splits the
+// mapping, and a process holding hundreds of loaded modules would otherwise run out of
+// mappings (vm.max_map_count) long before it runs out of memory.
 inline bool ensure_stacks(unsigned n) {
   if (n <= S.nstacks) return true;
   if (S.stacks) munmap(S.stacks, S.nstacks * kSlot);
@@ -316,7 +317,9 @@ inline bool ensure_stacks(unsigned n) {
   return true;
 }
 inline void release_stack_pages() {
-  if (S.stacks) madvise(S.stacks, S.nstacks * kSlot, MADV_DONTNEED);
+  if (S.stacks) munmap(S.stacks, S.nstacks * kSlot);
+  S.stacks = nullptr;
+  S.nstacks = 0;
 }
 
 inline void wait_at(State barrier, int line) {
