@@ -204,3 +204,16 @@ def test_kernels_do_not_depend_on_thread_order(order, monkeypatch, rng):
              "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
              "W": rng.standard_normal((36, 5)).astype(np.float32)}
     assert_close(cuda(outs)(feeds), gd.compile(outs)(feeds), "float32")
+
+
+def test_empty_batches_scalars_and_empty_constants(rng):
+    """Found by `python -m tests.fuzz --cuda`: an empty batch through a convolution's weight
+    gradient (no K to sum), a 0-d input returned as it is, an empty constant of rank 4."""
+    x, w = gd.input("x", (0, 1, 6, 5), "float64"), gd.input("w", (2, 1, 3, 3), "float64")
+    s = gd.input("s", (), "float64")
+    y = gd.conv2d(x, w, padding=1)
+    loss = gd.sum(y * gd.constant(np.zeros((0, 2, 6, 5)))) + s * s
+    outs = [loss, y, s, *gd.grad(loss, [x, w, s])]
+    feeds = {"x": np.zeros((0, 1, 6, 5)), "w": rng.standard_normal((2, 1, 3, 3)),
+             "s": np.array(0.5)}
+    assert_close(cuda(outs)(feeds), gd.evaluate(outs, feeds), "float64")

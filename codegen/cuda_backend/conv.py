@@ -77,7 +77,7 @@ def _conv_geometry(x_shape, w_shape, y_shape, attrs):
 def _split_k(k, blocks, groups):
     """(splits, K per split): the K axis cut into slices of whole BK steps (at least two each)
     while the blocks stay too few to fill the GPU."""
-    steps = -(-k // BK)
+    steps = max(1, -(-k // BK))  # an empty batch has no K: one slice over nothing
     wanted = min(steps // 2, -(-BUSY_BLOCKS // blocks), 65535 // groups)
     per_split = -(-steps // max(wanted, 1))
     return -(-steps // per_split), per_split * BK
