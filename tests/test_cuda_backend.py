@@ -217,3 +217,13 @@ def test_empty_batches_scalars_and_empty_constants(rng):
     feeds = {"x": np.zeros((0, 1, 6, 5)), "w": rng.standard_normal((2, 1, 3, 3)),
              "s": np.array(0.5)}
     assert_close(cuda(outs)(feeds), gd.evaluate(outs, feeds), "float64")
+
+
+def test_debug_names_the_first_node_that_overflows():
+    x = gd.input("x", (3,), "float32")
+    h = gd.exp(x * 100.0)
+    h.name = "blowup"
+    fn = cuda(gd.sum(h), debug=True)
+    assert float(fn(x=np.array([0.1, 0.2, 0.3], np.float32))) > 0
+    with pytest.raises(FloatingPointError, match="blowup"):
+        fn(x=np.array([0.1, 2.0, 0.3], np.float32))

@@ -23,6 +23,7 @@ from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
+from graphdl.codegen.numpy_backend.helpers import HELPERS
 from graphdl.codegen.numpy_backend.render import Namer, array_literal, comment
 from graphdl.ir import describe
 from graphdl.ops import leaf
@@ -46,7 +47,7 @@ TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind ==
 
 def generate(outputs, inputs, updates=(), debug=False, device="gpu", title="graphdl program"):
     lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
-    module = _Module(lowered, title)
+    module = _Module(lowered, title, debug)
     cu, driver = module.render()
     env = {"_DEVICE": _cpu() if device == "cpu" else _gpu()}
     return Generated(cu, driver, lowered.kernels, env, {".cu": cu})
@@ -68,8 +69,8 @@ def _gpu():
 
 
 class _Module:
-    def __init__(self, lowered, title):
-        self.lowered, self.title = lowered, title
+    def __init__(self, lowered, title, debug):
+        self.lowered, self.title, self.debug = lowered, title, debug
         self.namer = Namer()
         self.kernel_names = Namer()
         self.sources, self.setup, self.body = [], [], []
@@ -104,6 +105,9 @@ class _Module:
             self._elementwise(node, value, hint)
         else:
             self._structured(node, value, hint)
+        if self.debug:  # each statement's result, read back: declared shape and dtype, finite
+            self.body.append(f"    _check(_host({self.buffers[id(node)]}), "
+                             f"{describe(node, 2)!r}, {node.shape}, numpy.{node.dtype.name})")
 
     def _buffer(self, hint, node):
         name = self.namer(f"b_{hint}")
@@ -245,7 +249,7 @@ class _Module:
         lines = [doc, "import base64", "import numpy", "",
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + self._cu() + "'''", "", _HELPERS, "",
-                 inspect.getsource(runtime._check_index),
+                 inspect.getsource(runtime._check_index), HELPERS["_check"],
                  "def build(_load, _xp, _empty):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += self.setup
