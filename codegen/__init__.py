@@ -23,12 +23,14 @@ CACHE_SIZE = 128
 
 
 def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=True,
-            updates=None, debug=False):
+            updates=None, debug=False, outputs_on_device=False):
     """Compile `outputs` (a node or a list of nodes) with `backend` ("numpy" or "cuda").
 
     device: where the code runs. "cuda" runs on an NVIDIA GPU through CuPy ("gpu", the
         default) or, with "cpu", runs the very same kernels on the CPU (g++ and an emulation of
         the CUDA built-ins: for tests, and for learners without a GPU).
+    outputs_on_device: ("cuda") return device arrays (CuPy on a GPU), each a copy of its own,
+        instead of NumPy arrays on the host.
     updates: {input node: new value node}, written into the caller's arrays after each call
         (an SGD step: `{W: W - lr * dW}`); those inputs must be fed as arrays of their dtype.
     optimize: run the optimizer's passes (elementwise results are bit-identical either way;
@@ -46,8 +48,10 @@ def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=T
     device = _device(backend, device)
     updates = _check_updates(updates or {})
     options = {"optimize": bool(optimize), "stabilize": bool(stabilize)}
+    if outputs_on_device and backend != "cuda":
+        raise GraphError(f"compile: outputs_on_device is for backend='cuda', not {backend!r}")
     key = (tuple(outputs), single, tuple(updates), backend, device, debug,
-           tuple(options.items()))
+           bool(outputs_on_device), tuple(options.items()))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
@@ -55,7 +59,8 @@ def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=T
     inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
     module = importlib.import_module(BACKENDS[backend][0])
     generate = partial(module.generate, debug=debug,
-                       **({} if backend == "numpy" else {"device": device}))
+                       **({} if backend == "numpy" else
+                          {"device": device, "outputs_on_device": bool(outputs_on_device)}))
     _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
     if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
         _cache.popitem(last=False)

@@ -65,7 +65,8 @@ class Compiled:
         arrays = fd.bind(self.inputs, fd.merge(feeds, kwargs), self._in_place)
         self._refuse_shared_updates(arrays)
         program = self.specialize({n.name: a.shape for n, a in zip(self.inputs, arrays)})
-        results = [r if isinstance(r, np.ndarray) else np.asarray(r) for r in program.run(*arrays)]
+        results = [r if isinstance(r, np.ndarray) or hasattr(r, "__cuda_array_interface__")
+                   else np.asarray(r) for r in program.run(*arrays)]
         for k, (r, (shape, dtype)) in enumerate(zip(results, program.declared)):
             if r.shape != shape or r.dtype != dtype:  # a code generator bug: never return it
                 raise AssertionError(

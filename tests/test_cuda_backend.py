@@ -227,3 +227,14 @@ def test_debug_names_the_first_node_that_overflows():
     assert float(fn(x=np.array([0.1, 0.2, 0.3], np.float32))) > 0
     with pytest.raises(FloatingPointError, match="blowup"):
         fn(x=np.array([0.1, 2.0, 0.3], np.float32))
+
+
+def test_outputs_on_device_are_copies_of_their_own(rng):
+    x = gd.input("x", (4,), "float32")
+    fn = cuda([x * 2.0, gd.sum(x)], outputs_on_device=True)
+    first = fn(x=np.ones(4, np.float32))
+    second = fn(x=np.full(4, 3.0, np.float32))
+    np.testing.assert_array_equal(first[0], np.full(4, 2.0))  # not overwritten by the 2nd call
+    np.testing.assert_array_equal(second[0], np.full(4, 6.0))
+    with pytest.raises(GraphError, match="outputs_on_device is for backend='cuda'"):
+        gd.compile(x * 2.0, outputs_on_device=True)

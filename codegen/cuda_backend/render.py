@@ -45,9 +45,10 @@ TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind ==
                 max_fused=64)  # lines per kernel body: registers, not readability, bound it
 
 
-def generate(outputs, inputs, updates=(), debug=False, device="gpu", title="graphdl program"):
+def generate(outputs, inputs, updates=(), debug=False, device="gpu", outputs_on_device=False,
+             title="graphdl program"):
     lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
-    module = _Module(lowered, title, debug)
+    module = _Module(lowered, title, debug, outputs_on_device)
     cu, driver = module.render()
     env = {"_DEVICE": _cpu() if device == "cpu" else _gpu()}
     return Generated(cu, driver, lowered.kernels, env, {".cu": cu})
@@ -69,8 +70,8 @@ def _gpu():
 
 
 class _Module:
-    def __init__(self, lowered, title, debug):
-        self.lowered, self.title, self.debug = lowered, title, debug
+    def __init__(self, lowered, title, debug, on_device):
+        self.lowered, self.title, self.debug, self.on_device = lowered, title, debug, on_device
         self.namer = Namer()
         self.kernel_names = Namer()
         self.sources, self.setup, self.body = [], [], []
@@ -201,9 +202,13 @@ class _Module:
 
     # ------------------------------------------------------------------ outputs and updates
     def _to_host(self, node):
+        """An output: a copy of its own, on the host (or on the device where asked), so that a
+        later call, which reuses the buffers, never overwrites it."""
         if _scalar_const(node):
-            return f"numpy.array({_host_literal(node)})"
-        return f"_host({self.buffers[id(node)]})"
+            array = f"numpy.array({_host_literal(node)})"
+            return f"_xp.asarray({array})" if self.on_device else array
+        buffer = self.buffers[id(node)]
+        return f"_xp.array({buffer})" if self.on_device else f"_host({buffer})"
 
     def _updates(self, updates):
         """All new values into buffers of their own first, then every write: one simultaneous
