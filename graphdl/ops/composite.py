@@ -144,18 +144,34 @@ def _targets(scores, labels, what):
     (labels,) = leaf.lift_all([labels])
     if scores.ndim < 1 or scores.shape[-1] is None:
         raise GraphError(f"{what}: {describe(scores)} needs a known class axis (the last)")
+    indices, rows = format_shape(scores.shape[:-1]), format_shape(scores.shape)
+    shapes = (f"labels {describe(labels)} have shape {format_shape(labels.shape)} and dtype "
+              f"{labels.dtype}; scores {describe(scores)} have shape {rows}")
     if labels.dtype.kind in "iu":
         if labels.ndim != scores.ndim - 1:
-            raise GraphError(
-                f"{what}: integer labels {describe(labels)} of shape {format_shape(labels.shape)} "
-                f"must have the shape of {describe(scores)} {format_shape(scores.shape)} "
-                f"without its class axis"
-            )
+            raise GraphError(f"{what}: integer class indices must have the scores' shape "
+                             f"without its class axis, {indices}; {shapes}")
         return one_hot(labels, scores.shape[-1], scores.dtype)
-    ew.broadcast_shapes([scores, labels], what)
-    if labels.ndim != scores.ndim:
-        raise GraphError(f"{what}: one-hot labels {describe(labels)} must match {describe(scores)}")
-    return labels
+    if labels.ndim == scores.ndim - 1:  # the shape of class indices, in a floating dtype
+        raise GraphError(f"{what}: {shapes}. Class indices need an integer dtype: "
+                         f"{_integer_hint(labels)}; one-hot rows (floating point) would have "
+                         f"shape {rows}")
+    if labels.ndim == scores.ndim:
+        try:
+            ew.broadcast_shapes([scores, labels], what)
+            return labels
+        except GraphError:
+            pass  # refused below with both accepted forms
+    raise GraphError(f"{what}: labels must be integer class indices of shape {indices} or "
+                     f"one-hot rows of shape {rows}; {shapes}")
+
+
+def _integer_hint(labels):
+    """How to give `labels` an integer dtype: at their declaration if they are an input."""
+    cast = "convert them with gd.cast(labels, 'int64')"
+    if labels.op is not leaf.INPUT:
+        return cast
+    return f"declare them with gd.input({labels.name!r}, {tuple(labels.shape)!r}, 'int64') or {cast}"
 
 
 def _weighted_sum(weights, values, keepdims=False):
