@@ -171,9 +171,9 @@ def test_cli_draw_and_explain(tmp_path, graphdl_cli):
     other = tmp_path / "other.py"
     other.write_text("import graphdl as gd\nx = gd.input('x', (), 'float64')\n"
                      "loss = x * x\nfeeds = {'x': 3.0}\n")
-    status, out = graphdl_cli("explain", str(other), "--output", "loss", "--values", "feeds")
+    status, out = graphdl_cli("explain", str(other), "--node", "loss", "--values", "feeds")
     assert status == 0 and "= 6" in out
-    with pytest.raises(SystemExit, match="--output"):
+    with pytest.raises(SystemExit, match="--node NAME"):
         graphdl_cli("draw", str(other))
 
 
@@ -189,3 +189,55 @@ def test_installed_graphdl_command_explains_a_file(tmp_path):
                        check=False)
     assert r.returncode == 0, r.stderr
     assert "∂f/∂w0 = -0.1966" in r.stdout
+
+
+SQUARE_SCRIPT = ("import graphdl as gd\nx = gd.input('x', (), 'float64')\nloss = x * x\n"
+                 "feeds = {'x': 3.0}\n")
+
+
+def test_cli_node_names_the_variable_and_o_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "square.py").write_text(SQUARE_SCRIPT)
+    assert cli.main(["explain", "square.py", "--node", "loss", "--values", "feeds",
+                     "-o", "steps.txt"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "steps.txt\n" and err == ""
+    assert "= 6" in (tmp_path / "steps.txt").read_text()
+
+
+def test_cli_old_flags_output_and_out_still_work_with_a_deprecation_note(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "square.py").write_text(SQUARE_SCRIPT)
+    assert cli.main(["explain", "square.py", "--output", "loss", "--values", "feeds",
+                     "--out", "steps.md"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "steps.md\n" and "= 6" in (tmp_path / "steps.md").read_text()
+    assert "--output is deprecated; use --node NAME" in err
+    assert "--out is deprecated; use -o FILE" in err
+
+
+def test_cli_draw_output_with_a_file_name_points_to_o(tmp_path, monkeypatch):
+    """`graphdl draw neuron.py --output c.svg` (the old variable flag, read as the file) used
+    to answer "name the output with --output"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "square.py").write_text(SQUARE_SCRIPT)
+    with pytest.raises(SystemExit, match=r"defines no 'c.svg'.*use -o c.svg"):
+        cli.main(["draw", "square.py", "--output", "c.svg"])
+
+
+def test_cli_explain_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`graphdl explain f.py | head` ended in a BrokenPipeError traceback. A pipe whose reading
+    end is already closed is `head` having exited, without the race of `| head -1`."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        r = subprocess.run([sys.executable, "-m", "graphdl.views.cli", "explain",
+                            str(ROOT / "examples" / "sigmoid_circuit.py")],
+                           stdout=writer, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+                           check=False)
+    finally:
+        os.close(writer)
+    assert r.stderr == ""
+    assert r.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
