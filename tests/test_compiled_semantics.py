@@ -160,3 +160,20 @@ def test_constant_arrays_holding_inf_and_nan_compile():
     c = gd.constant(np.array([np.inf, -np.inf, np.nan], np.float32))
     got = gd.compile(gd.maximum(x, c), optimize=False)(x=np.zeros(3, np.float32))
     np.testing.assert_array_equal(got, [np.inf, 0.0, np.nan])
+
+
+def test_folded_uniform_constants_stay_scalars_and_keep_dtypes(rng):
+    """The mean's gradient folds to one repeated number: it stays a scalar broadcast (no
+    (batch, classes) blob in the source), and printed as a scalar it keeps float32 (a bare
+    Python float beside only scalars would compute in float64)."""
+    logits = gd.input("logits", (64, 10), "float32")
+    labels = gd.input("labels", (64,), "int64")
+    loss = gd.softmax_cross_entropy(logits, labels)
+    (grad,) = gd.grad(loss, [logits])
+    fn = gd.compile([loss, grad])
+    assert "base64" not in fn.source
+    feeds = {"logits": rng.standard_normal((64, 10)).astype(np.float32),
+             "labels": rng.integers(0, 10, 64)}
+    got = fn(feeds)  # the call checks every output's declared dtype
+    assert got[1].dtype == np.float32
+    np.testing.assert_allclose(got[1], gd.evaluate(grad, feeds), rtol=1e-5, atol=1e-7)

@@ -18,6 +18,7 @@ from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
 from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
 from graphdl.ir import describe
 from graphdl.ops import leaf
+from graphdl.ops import movement as mv
 
 
 def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
@@ -126,8 +127,19 @@ class _Module:
         lines.append(f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}")
         lines.append("")
         lines.append(f"def run({', '.join(self.params)}):")
+        lines += self._bind_inputs()
         lines += self.body
         return "\n".join(lines) + "\n"
+
+    def _bind_inputs(self):
+        """Each input as an array of its declared dtype, as `fn` binds it: Python numbers and
+        float64 into float32 convert, floats into an integer input are refused ('same_kind'), an
+        array of that dtype passes as it is. Updated inputs stay as given: a converted copy
+        would not receive the update."""
+        targets = {id(u.target) for u in self.lowered.updates}
+        return [f"    {p} = numpy.asarray({p}).astype(numpy.{n.dtype.name}, copy=False, "
+                f"casting='same_kind')  # node {n.id}: input {comment(n.name)!r} as {n.dtype}"
+                for n, p in zip(self.lowered.inputs, self.params) if id(n) not in targets]
 
 
 def _call(text):
@@ -150,10 +162,16 @@ def literal(const, consumer):
     array = const.attrs["value"].array
     text = _scalar_text(array)
     weak_ok = consumer is not None and any(
-        i.dtype == array.dtype and i.op is not leaf.CONST for i in consumer.inputs)
+        i.dtype == array.dtype and not _scalar_valued(i) for i in consumer.inputs)
     if not weak_ok:
         return _call(f"numpy.{array.dtype.name}({text})")
     return Expr(text, UNARY if text.startswith("-") else ATOM)
+
+
+def _scalar_valued(node):
+    """A constant, or a broadcast of one (which fusion prints as the scalar): no array that
+    would give a weak Python literal the IR's dtype."""
+    return node.op is leaf.CONST or (node.op is mv.BROADCAST_TO and node.inputs[0].op is leaf.CONST)
 
 
 def array_literal(array):

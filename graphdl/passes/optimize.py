@@ -77,12 +77,30 @@ def _fold(node):
     for k, i in enumerate(node.inputs):
         if k in op.shape_only:
             values.append(shape_stand_in(i))
-        elif i.op is leaf.CONST:
-            values.append(i.attrs["value"].array)
+        elif (value := _constant_value(i)) is not None:
+            values.append(value)
         else:
             return None
     with np.errstate(all="ignore"):
-        return leaf.constant(np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype))
+        value = np.asarray(op.impl(*values, **node.attrs)).astype(node.dtype)
+    return _folded(value)
+
+
+def _constant_value(node):
+    """The array a constant, or a broadcast of a scalar constant, holds (else None)."""
+    if node.op is mv.BROADCAST_TO and node.inputs[0].op is leaf.CONST:
+        return np.broadcast_to(node.inputs[0].attrs["value"].array, node.shape)
+    return node.attrs["value"].array if node.op is leaf.CONST else None
+
+
+def _folded(value):
+    """The node for a folded value. One repeated number stays that number, broadcast: a mean's
+    gradient, -1/N over (N, C), is one constant, not N·C of them in the generated source."""
+    if value.ndim and value.size > 1:
+        first = np.ascontiguousarray(value).reshape(-1)[:1]
+        if np.ascontiguousarray(value).tobytes() == first.tobytes() * value.size:  # -0.0 != 0.0
+            return mv.BROADCAST_TO(leaf.constant(first.reshape(())), shape=value.shape)
+    return leaf.constant(value)
 
 
 def shape_stand_in(node):

@@ -13,13 +13,16 @@ import numpy as np
 
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
+from graphdl.ops import movement as mv
 from graphdl.passes.rewrite import Rule
 
 DEPTH = 4  # how far into a product tree the product rules look
 
 
 def is_const(node, value):
-    """Whether node is a constant whose every element equals value."""
+    """Whether node is a constant (or a broadcast of one) whose every element equals value."""
+    if node.op is mv.BROADCAST_TO:
+        node = node.inputs[0]
     if node.op is not leaf.CONST:
         return False
     array = node.attrs["value"].array
