@@ -49,7 +49,8 @@ class Program:
 
 
 class Compiled:
-    """Call with inputs by name (`fn(x=..., W=...)` or `fn({"x": ...})`); returns the outputs."""
+    """Call with inputs by name (`fn(x=..., W=...)` or `fn({"x": ...})`) or by position in
+    `input_names` order (`fn(x, W)`, as the saved module's `run`); returns the outputs."""
 
     def __init__(self, outputs, single, updates, inputs, generate, options):
         self.outputs, self.single, self.updates = outputs, single, updates
@@ -61,8 +62,9 @@ class Compiled:
         self._last = None
         self.compile_seconds = 0.0
 
-    def __call__(self, feeds=None, **kwargs):
-        arrays = fd.bind(self.inputs, fd.merge(feeds, kwargs), self._in_place)
+    def __call__(self, *args, **kwargs):
+        feeds = fd.from_call(self.input_names, args, kwargs)
+        arrays = fd.bind(self.inputs, feeds, self._in_place)
         self._refuse_shared_updates(arrays)
         program = self.specialize({n.name: a.shape for n, a in zip(self.inputs, arrays)})
         results = [r if isinstance(r, np.ndarray) or hasattr(r, "__cuda_array_interface__")
@@ -131,10 +133,13 @@ class Compiled:
 
     def save(self, path):
         """Write the generated module (for NumPy: importing it elsewhere needs only NumPy) and
-        the files it reads beside it (for CUDA: the `.cu` source)."""
+        the files it reads beside it (its larger constants as an `.npz`; for CUDA the `.cu`)."""
         generated = self._current().generated
         path = Path(path)
         path.write_text(generated.module, encoding="utf-8")
-        for suffix, text in generated.files.items():
-            path.with_suffix(suffix).write_text(text, encoding="utf-8")
+        for suffix, content in generated.files.items():
+            if isinstance(content, bytes):
+                path.with_suffix(suffix).write_bytes(content)
+            else:
+                path.with_suffix(suffix).write_text(content, encoding="utf-8")
 

@@ -3,6 +3,8 @@ owns, and updates as one simultaneous assignment (regressions found by different
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,20 @@ def test_folded_uniform_constants_stay_scalars_and_keep_dtypes(rng):
     got = fn(feeds)  # the call checks every output's declared dtype
     assert got[1].dtype == np.float32
     np.testing.assert_allclose(got[1], gd.evaluate(grad, feeds), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cuda"])
+def test_large_constants_live_beside_the_module_not_in_its_text(backend, tmp_path, rng):
+    if backend == "cuda" and shutil.which("g++") is None:
+        pytest.skip("device='cpu' needs g++")
+    table = rng.standard_normal((300, 4))
+    x = f64("x", (300, 4))
+    fn = gd.compile(gd.sum(x * gd.constant(table)), backend=backend,
+                    **({"device": "cpu"} if backend == "cuda" else {}))
+    xv = rng.standard_normal((300, 4))
+    np.testing.assert_allclose(fn(x=xv), np.sum(xv * table), rtol=1e-12)
+    module = fn._last.generated.module
+    assert len(module) < 20_000 and "_CONSTANTS[" in module
+    fn.save(tmp_path / "model.py")
+    saved = np.load(tmp_path / "model.npz")
+    assert len(saved.files) == 1 and np.array_equal(saved[saved.files[0]], table)
