@@ -9,12 +9,36 @@ from graphdl.ir import format_shape
 
 
 def merge(feeds, kwargs):
-    """`f({"a": 1})` and `f(a=1)` are the same call."""
+    """`f({"a": 1})` and `f(a=1)` are the same call; naming an input both ways is an error."""
     if feeds is None:
         return dict(kwargs)
     if not isinstance(feeds, dict):
-        raise InputError(f"inputs must be given by name (a dict or keywords), got {type(feeds).__name__}")
+        raise InputError("inputs must be given by name (a dict or keywords), "
+                         f"got {type(feeds).__name__}")
+    _refuse_twice(feeds, kwargs, "in the dict")
     return {**feeds, **kwargs}
+
+
+def from_call(names, args, kwargs):
+    """`fn(*args, **kwargs)` as name -> value. A dict as the only positional argument holds the
+    inputs by name (an input's value is never a dict); other positional arguments are values
+    in the order of `names`, the order of the saved module's `run`."""
+    if len(args) == 1 and isinstance(args[0], dict):
+        return merge(args[0], kwargs)
+    if any(isinstance(a, dict) for a in args):
+        raise InputError("a dict of inputs by name must be the only positional argument")
+    if len(args) > len(names):
+        raise InputError(f"{len(args)} inputs given by position, but this graph has "
+                         f"{len(names)}: {names}")
+    positional = dict(zip(names, args))
+    _refuse_twice(positional, kwargs, "by position")
+    return {**positional, **kwargs}
+
+
+def _refuse_twice(given, kwargs, how):
+    twice = [name for name in given if name in kwargs]
+    if twice:
+        raise InputError(f"input {twice[0]!r} is given twice: {how} and by keyword")
 
 
 def unique_inputs(inputs):
@@ -34,8 +58,9 @@ def bind(inputs, feeds, in_place=()):
     """Check `feeds` (name -> value) against `inputs`; return arrays in the order of `inputs`.
 
     Floats, ints and bools convert to a float input's dtype (float64 into float32 is cast);
-    floats into an integer input are refused, and so are integers outside its range. Inputs named in `in_place` are updated by the
-    call, so they must already be arrays of exactly the declared dtype.
+    floats into an integer input are refused, and so are integers outside its range. Inputs
+    named in `in_place` are updated by the call, so they must already be arrays of exactly the
+    declared dtype.
     """
     names = [n.name for n in inputs]
     unknown = sorted(set(feeds) - set(names))
@@ -61,7 +86,8 @@ def _convert(node, value, in_place):
         if array.dtype.kind not in "biuf":
             raise InputError(f"input {name!r} expects numbers of dtype {dtype}, got {array.dtype}")
         if dtype.kind in "iub" and array.dtype.kind == "f":
-            raise InputError(f"input {name!r} is {dtype}: refusing floating-point values ({array.dtype})")
+            raise InputError(
+                f"input {name!r} is {dtype}: refusing floating-point values ({array.dtype})")
         if dtype.kind == "b" and array.dtype.kind != "b":
             raise InputError(f"input {name!r} is bool, got {array.dtype}")
         if array.dtype != dtype:
@@ -71,7 +97,8 @@ def _convert(node, value, in_place):
         d is not None and d != a for d, a in zip(node.shape, array.shape)
     ):
         raise InputError(
-            f"input {name!r} expects shape {format_shape(node.shape)}, got {format_shape(array.shape)}"
+            f"input {name!r} expects shape {format_shape(node.shape)}, "
+            f"got {format_shape(array.shape)}"
         )
     return array
 
