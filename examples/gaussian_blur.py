@@ -12,6 +12,7 @@ the script says which. The original and both blurs are saved side by side as a P
 if installed, else a small zlib-based PNG writer).
 
 Run from the repository root:  python examples/gaussian_blur.py [--out blur.png]
+(default build/gaussian_blur.png)
 Smoke mode:  GRAPHDL_SMOKE=1 python examples/gaussian_blur.py  (a 128x128 crop)
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -116,13 +116,9 @@ def write_png(path, gray):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None,
-                        help="the PNG to write (default gaussian_blur.png; in smoke mode, in "
-                             "the temporary directory)")
+    parser.add_argument("--out", default="build/gaussian_blur.png", help="the PNG to write")
     args = parser.parse_args()
-    if args.out is None:
-        args.out = (str(Path(tempfile.gettempdir()) / "gaussian_blur.png") if data.is_smoke()
-                    else "gaussian_blur.png")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     narrow = gaussian(1.0)
     sigma = solve_sigma(SLIDE_WIDE["centre"], SLIDE_WIDE["corner"])

@@ -61,6 +61,11 @@ def main():
     params = init_params(splits[0].shape[1], rng)
     train_step, predict = build(splits[0].shape[1], LR, MOMENTUM)
     training.train(train_step, predict, params, splits, epochs, BATCH, rng)
+    if data.is_smoke():
+        steps = epochs * -(-len(splits[0]) // BATCH)
+        print(f"smoke mode: only {steps} SGD steps on {len(splits[0])} images, to check that the "
+              "code runs; this accuracy says nothing about the model (run without GRAPHDL_SMOKE "
+              "to train it)")
 
 
 if __name__ == "__main__":

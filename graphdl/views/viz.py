@@ -40,6 +40,9 @@ class Drawing(graphviz.Digraph):
     edge_labels = None  # edge id (e<src>_<gate>_<k>) -> the label's lines (value, gradient...)
 
     def render(self, *args, **kwargs):
+        # graphviz keeps the DOT source it renders from (`circuit` beside `circuit.png`);
+        # `cleanup=False` keeps it, `dot.source` has it anyway.
+        kwargs.setdefault("cleanup", True)
         try:
             return super().render(*args, **kwargs)
         except graphviz.ExecutableNotFound as e:
