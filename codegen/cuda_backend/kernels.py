@@ -30,6 +30,15 @@ def ctype(dtype):
     return C_TYPES[np.dtype(dtype).name]
 
 
+def special_float(value, dtype):
+    """NaN or ±inf in `dtype` (float32 or float64) spelled by its bits: NVRTC compiles without
+    math.h, so `NAN` and `INFINITY` are not defined there."""
+    bits = np.asarray(value, dtype).view(f"u{np.dtype(dtype).itemsize}").item()
+    if np.dtype(dtype).itemsize == 4:
+        return f"__int_as_float({bits:#x})"
+    return f"__longlong_as_double({bits:#x}LL)"
+
+
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch. `args`, in the kernel's parameter order, each one of:

@@ -4,11 +4,12 @@ maximum/minimum, the stable sigmoid and softplus as device functions, where as `
 
 from __future__ import annotations
 
+import numpy as np
 import sympy
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 
-from graphdl.codegen.cuda_backend.kernels import ctype
+from graphdl.codegen.cuda_backend.kernels import ctype, special_float
 
 # Device functions the printed code may call, emitted once at the top of every module. NaN in
 # either operand gives NaN, as NumPy's maximum/minimum; σ and softplus from e^-|x|.
@@ -47,6 +48,15 @@ class CudaPrinter(C99CodePrinter):
 
     def _print_NumberSymbol(self, expr):  # π, e: spelled out (NVRTC has no M_PI)
         return self._literal(expr.evalf(17))
+
+    def _print_Infinity(self, expr):
+        return special_float(np.inf, self.dtype)
+
+    def _print_NegativeInfinity(self, expr):
+        return special_float(-np.inf, self.dtype)
+
+    def _print_NaN(self, expr):
+        return special_float(np.nan, self.dtype)
 
     def _print_Integer(self, expr):  # in a float formula, a float literal: no int/int division
         return self._literal(expr) if self.dtype.kind == "f" else super()._print_Integer(expr)
@@ -97,7 +107,7 @@ class CudaPrinter(C99CodePrinter):
         return f"(({ctype(expr.args[1].name)})({self._print(expr.args[0])}))"
 
     def _print_Piecewise(self, expr):
-        out = "NAN"
+        out = special_float(np.nan, self.dtype)
         for value, cond in reversed(expr.args):
             out = (self._print(value) if cond == sympy.true
                    else f"(({self._print(cond)}) ? ({self._print(value)}) : ({out}))")

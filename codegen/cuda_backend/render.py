@@ -20,7 +20,7 @@ import sympy
 
 from graphdl import runtime
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype
+from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype, special_float
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
 from graphdl.codegen.numpy_backend.helpers import HELPERS
@@ -292,11 +292,8 @@ def _const_text(node):
     value = node.attrs["value"].array.item()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        if np.isnan(value):
-            return "NAN"
-        if np.isinf(value):
-            return "INFINITY" if value > 0 else "-INFINITY"
+    if isinstance(value, float) and not np.isfinite(value):  # by bits: NVRTC has no NAN
+        return special_float(value, node.dtype)
     return f"(({ctype(node.dtype)}){value!r})"
 
 
