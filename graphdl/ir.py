@@ -18,14 +18,22 @@ import weakref
 
 import numpy as np
 
+from graphdl.errors import GraphError
+
 _intern = {}  # key -> weakref to the node: nodes no graph holds any more are forgotten
 _ids = itertools.count()
 
 
 class Node:
-    """One operation in the graph. Immutable except for `name`, a naming hint for code and views."""
+    """One operation in the graph. Immutable except for `name`, a naming hint for code and views.
 
-    __slots__ = ("__weakref__", "attrs", "dtype", "id", "inputs", "name", "op", "shape")
+    Users name a node with `named` (`f = gd.sigmoid(z).named("f")`); the library's own names
+    (a composite's "sigmoid", a gradient's "dW") are hints set only where no name is, and a
+    user's name replaces them.
+    """
+
+    __slots__ = ("__weakref__", "attrs", "dtype", "id", "inputs", "name", "named_by_user", "op",
+                 "shape")
 
     def __init__(self, op, inputs, attrs, shape, dtype):
         init = object.__setattr__  # __setattr__ below refuses everything but `name`
@@ -35,12 +43,45 @@ class Node:
         init(self, "shape", shape)
         init(self, "dtype", dtype)
         init(self, "name", None)
+        init(self, "named_by_user", False)
         init(self, "id", next(_ids))
 
     def __setattr__(self, key, value):
         if key != "name":
             raise AttributeError(f"graph nodes are immutable; cannot set {key!r}")
         object.__setattr__(self, key, value)
+
+    def named(self, name):
+        """Name this node `name` and return it: `f = gd.sigmoid(w @ x + b).named("f")`.
+
+        The name shows in narrations (∂f/∂w), drawings, messages and generated code. It replaces
+        a name the library gave (a composite's "sigmoid"). A node is named once: declaring the
+        same expression twice gives one node (hash-consing), so a second, different name would
+        rename the first one's every use, and is refused. Inputs keep the name they are fed by;
+        constants, shared by every graph using the same value, take no name.
+        """
+        from graphdl.ops.leaf import CONST, INPUT  # leaf builds on this module
+
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"named: a name must be a non-empty string, got {name!r} "
+                             f"for {describe(self)}")
+        if name == self.name and (self.named_by_user or self.op is INPUT):
+            return self  # the same declaration run again (a re-run cell, a function called twice)
+        if self.op is INPUT:
+            raise GraphError(f"named({name!r}): {self.name!r} is an input, fed by the name it "
+                             f"was declared with; declare it as gd.input({name!r}, ...) instead")
+        if self.op is CONST:
+            raise GraphError(f"named({name!r}): the constant {describe(self)} is one node for "
+                             "every use of that value, and takes no name; declare a named "
+                             "value with gd.input instead")
+        if self.named_by_user:
+            raise GraphError(
+                f"named({name!r}): this node is already named {self.name!r}. Declaring the same "
+                f"expression twice gives one node (identical expressions are shared), so naming "
+                f"it {name!r} would rename every use of {self.name!r}; give the value one name")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "named_by_user", True)
+        return self
 
     @property
     def ndim(self):

@@ -241,3 +241,134 @@ def test_cli_explain_into_a_closed_pipe_exits_quietly(tmp_path):
         os.close(writer)
     assert r.stderr == ""
     assert r.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+# ---------------------------------------------------------------------------------------------
+# The closed-form check in the graph's own precision (issue 13, item 1)
+
+
+def readme_neuron(dtype):
+    """The README's neuron: gd.sigmoid of the weighted sum, named f, in `dtype`."""
+    w0, x0, w1, x1, w2 = (gd.input(name, (), dtype) for name in VALUES)
+    return gd.sigmoid(w0 * x0 + w1 * x1 + w2).named("f")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_correct_gradients_are_not_marked_wrong_in_float32_or_float16(dtype):
+    ex = gd.explain(readme_neuron(dtype), VALUES)
+    assert [ok for *_, ok in ex.closed] == [True] * 5
+    assert ex.precision == np.dtype(dtype)
+    text, md, page = str(ex), ex.markdown(), ex.html()
+    assert text.count("== the step-by-step result ✓") == 5 and "✗" not in text
+    assert f"compared to {dtype} precision" in text
+    assert md.count("✓") == 5 and "✗" not in md
+    assert page.count("== the step-by-step result ✓") == 5 and "✗" not in page
+
+
+def test_cli_explain_of_a_float32_neuron_marks_every_closed_form_right(tmp_path, graphdl_cli):
+    script = tmp_path / "neuron.py"
+    script.write_text(
+        "import graphdl as gd\n"
+        f"values = {VALUES!r}\n"
+        "w0, x0, w1, x1, w2 = (gd.input(n, ()) for n in values)\n"
+        "output = gd.sigmoid(w0 * x0 + w1 * x1 + w2).named('f')\n")
+    status, out = graphdl_cli("explain", str(script))
+    assert status == 0
+    assert out.count("== the step-by-step result ✓") == 5 and "✗" not in out
+
+
+@pytest.mark.parametrize("factor", [3.0, 2.002])  # a wrong rule, and one off by 0.1%
+def test_a_wrong_pullback_is_still_marked_wrong_in_float32(factor):
+    twice = gd.custom_op("twice", lambda a: a * 2, lambda inputs, out, g: [g * factor])
+    x = gd.input("x", ())
+    y = twice(x * x).named("y")
+    ex = gd.explain(y, {"x": 1.5})
+    ((_, _, value, g, ok),) = ex.closed
+    assert not ok and value == pytest.approx(6.0) and g == pytest.approx(3 * factor, rel=1e-6)
+    verdict = str(ex).splitlines()[-1]
+    assert "✗" in verdict and "✓" not in verdict
+    # the digits shown differ, however close the two numbers are
+    shown = re.findall(r"-?\d+\.?\d*", verdict)
+    assert shown[0] != shown[1]
+    assert "✗" in ex.markdown() and "✗" in ex.html()
+
+
+# ---------------------------------------------------------------------------------------------
+# Narration without clutter (issue 13, item 6)
+
+
+def test_a_product_rule_does_not_repeat_the_operand_it_equals():
+    f, _ = neuron()
+    ex = gd.explain(f, VALUES)
+    text, md = str(ex), ex.markdown()
+    assert "      y = x1 = -2\n" in text and "(-2) = -2" not in text
+    assert "      x = w0 = 2\n" in text
+    assert "$(-2) = -2$" not in md and "  - y = x1 = -2" in md
+    assert "x = v7 = 1.368: -1/1.368² = -0.5344" in text  # a rule with numbers in is kept
+
+
+def mlp_with_cross_entropy():
+    X, y = gd.input("X", (4, 3)), gd.input("y", (4,), "int64")
+    W1, b1 = gd.input("W1", (3, 5)), gd.input("b1", (5,))
+    W2 = gd.input("W2", (5, 3))
+    loss = gd.softmax_cross_entropy(gd.relu(X @ W1 + b1) @ W2, y)
+    rng = np.random.default_rng(0)
+    values = {"X": rng.standard_normal((4, 3)), "y": np.array([0, 1, 2, 1]),
+              "W1": rng.standard_normal((3, 5)), "b1": rng.standard_normal(5),
+              "W2": rng.standard_normal((5, 3))}
+    return loss, values
+
+
+def test_relu_rule_reads_as_a_condition_not_a_heaviside_function():
+    loss, values = mlp_with_cross_entropy()
+    ex = gd.explain(loss, values)
+    text = str(ex)
+    assert "d(relu(x))/dx = (1 if x > 0 else 0)" in text
+    assert "H(x" not in text and "Heaviside" not in text and "Relu" not in text
+    assert r"\left(1 \text{ if } x > 0 \text{ else } 0\right)" in ex.markdown()
+    assert "<mtext>&#160;if&#160;</mtext><mi>x</mi><mo>></mo>" in ex.html()
+
+
+def test_relu_rule_with_a_scalar_plugs_the_number_into_the_condition():
+    x = gd.input("x", (), "float64")
+    y = gd.relu(x * 3).named("y")
+    assert "x = v1 = -1.5: (1 if (-1.5) > 0 else 0) = 0" in str(gd.explain(y, {"x": -0.5}))
+
+
+def test_one_hot_labels_are_narrated_as_one_hot_not_a_comparison():
+    loss, values = mlp_with_cross_entropy()
+    ex = gd.explain(loss, values)
+    text = str(ex)
+    assert re.search(r"v\d+ = one_hot\(y, 3\) = \(4,3\)", text)
+    assert "== [0, 1, 2]" not in text and "check_index" not in text
+    assert "one_hot" in ex.html()
+
+
+def test_tensor_gates_are_written_as_expressions_of_their_operands():
+    loss, values = mlp_with_cross_entropy()
+    text = str(gd.explain(loss, values))
+    assert "v1 = X @ W1 = (4,5)" in text and "v2 = v1 + b1 = (4,5)" in text
+    assert "v3 = relu(v2) = (4,5)" in text
+    assert "@(X, W1)" not in text and "+(v1, b1)" not in text
+
+
+def test_tensor_gradients_show_the_norm_and_no_mean_that_is_rounding_noise():
+    loss, values = mlp_with_cross_entropy()  # float32: the logits' gradient sums to 0 per row
+    ex = gd.explain(loss, values)
+    (logits_grad,) = [s.upstream for s in ex.steps if s.gate.label == "@"][:1]
+    assert abs(logits_grad.mean()) < 1e-6 * np.abs(logits_grad).max()
+    assert ex.num(logits_grad) == f"(4,3) ‖·‖={ex.num(np.linalg.norm(logits_grad))}"
+    w1 = np.asarray(values["W1"])
+    assert ex.num(w1).startswith(f"(3,5) μ={ex.num(w1.mean())} ‖·‖=")  # a mean that says something
+
+
+def test_markdown_typesets_names_upright_and_inputs_as_symbols():
+    ex = gd.explain(readme_neuron("float64"), VALUES)
+    md = ex.markdown()
+    assert md.startswith("### Forward pass of $f$")
+    assert r"\frac{\partial f}{\partial w_{0}}" in md
+    loss, values = mlp_with_cross_entropy()
+    md = gd.explain(loss, values).markdown()
+    assert md.startswith(r"### Forward pass of $\mathrm{cross\_entropy}$")
+    unnamed = gd.sigmoid(gd.input("a", (), "float64") * 2)
+    assert r"$\mathrm{sigmoid}$" in gd.explain(unnamed, {"a": 1.0}).markdown()

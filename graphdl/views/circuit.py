@@ -59,16 +59,20 @@ def number(value):
 
 
 def summary(array, digits=2, significant=False):
-    """One line for a tensor: its mean and norm (the shape is shown separately)."""
+    """One line for a tensor: its norm, and its mean where that says something (the shape is
+    shown separately)."""
     raw = np.asarray(array)
     if raw.dtype.kind in "iub" and raw.size <= 8:
         return "[" + ", ".join(str(v) for v in raw.ravel().tolist()) + "]"
     a = raw.astype(np.float64)
     norm = float(np.linalg.norm(a.ravel()))
-    mean = float(a.mean())
-    if abs(mean) < 1e-12 * max(norm, 1e-300) * a.size:  # rounding noise of an exact zero
-        mean = 0.0
-    return f"μ={fmt(mean, digits, significant)} ‖·‖={fmt(norm, digits, significant)}"
+    text = f"‖·‖={fmt(norm, digits, significant)}"
+    mean = float(a.mean()) if a.size else 0.0
+    # A mean under 1% of the entries' root mean square reads as a zero-mean tensor anyway (a
+    # softmax gradient's -1.9e-10 is rounding noise of an exact zero): only the norm is shown.
+    if abs(mean) * math.sqrt(a.size) >= 0.01 * norm > 0:
+        text = f"μ={fmt(mean, digits, significant)} {text}"
+    return text
 
 
 def shape_text(shape):

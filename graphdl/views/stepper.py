@@ -131,10 +131,9 @@ def stepper_html(ex):
                         for h, parts, g in ex.gradients)
         closed = ""
         if ex.closed:
-            closed = "<h3>Closed forms (gd.symbolic_grad)</h3><ul>" + "".join(
-                f"<li><code>{e(ex.d(h))} = {e(ex.num(v))}</code> "
-                f"{'equals the step-by-step result ✓' if ok else '✗ differs'}</li>"
-                for h, _, v, _, ok in ex.closed) + "</ul>"
+            closed = (f"<h3>Closed forms (gd.symbolic_grad), compared {e(ex.compared)}</h3><ul>"
+                      + "".join(f"<li><code>{e(ex.d(h))} = {e(ex.verdict(v, g, ok))}</code></li>"
+                                for h, _, v, g, ok in ex.closed) + "</ul>")
         frames.append(_frame("Gradients", f"<ul>{items}</ul>{closed}",
                              gate=" ".join(f"g{w.id}" for w in c.wrt)))
     title = f"Backpropagation through {e(ex.out)}, step by step"

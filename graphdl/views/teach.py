@@ -21,16 +21,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy
-from sympy.printing.mathml import mathml
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.mathml import MathMLPresentationPrinter
+from sympy.printing.str import StrPrinter
 
 from graphdl.errors import GraphError
-from graphdl.ir import Node
+from graphdl.ir import Node, topological_order
 from graphdl.ops import conv as cv
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
+from graphdl.ops.composite import one_hot
 from graphdl.ops.scalar import Sigmoid
 from graphdl.views.circuit import Circuit, fmt, shape_text, summary
 
@@ -41,22 +44,110 @@ _SUP = {"2": "²", "3": "³"}
 # SymPy text forms
 
 
+def _step_condition(e):
+    """`>` or `≥` for a step function H(x, h0) that is 0 or 1 at 0 (relu's derivative is
+    H(x, 0)), None for another value at 0."""
+    at_zero = e.args[1] if len(e.args) > 1 else None
+    return {sympy.S.Zero: ">", sympy.S.One: "≥"}.get(at_zero)
+
+
+class _TextPrinter(StrPrinter):
+    """SymPy's text form, in the names the narration uses: σ, relu, where, ==, ≠, and a step
+    function as `1 if x > 0 else 0`."""
+
+    def _print_Sigmoid(self, e):
+        return f"σ({self._print(e.args[0])})"
+
+    def _print_Relu(self, e):
+        return f"relu({self._print(e.args[0])})"
+
+    def _print_Where(self, e):
+        return f"where({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Heaviside(self, e):
+        cond = _step_condition(e)
+        if cond is None:
+            return super()._print_Heaviside(e)
+        return f"(1 if {self._print(e.args[0])} {cond} 0 else 0)"
+
+    def _print_Equality(self, e):
+        return f"{self._print(e.lhs)} == {self._print(e.rhs)}"
+
+    def _print_Unequality(self, e):
+        return f"{self._print(e.lhs)} ≠ {self._print(e.rhs)}"
+
+
+class _LatexPrinter(LatexPrinter):
+    def _print_Sigmoid(self, e, exp=None):
+        return self._named(r"\sigma", e, exp)
+
+    def _print_Relu(self, e, exp=None):
+        return self._named(r"\operatorname{relu}", e, exp)
+
+    def _print_Where(self, e, exp=None):
+        return self._named(r"\operatorname{where}", e, exp)
+
+    def _named(self, name, e, exp):
+        args = ", ".join(self._print(a) for a in e.args)
+        return rf"{name}\left({args}\right)" + (f"^{{{exp}}}" if exp else "")
+
+    def _print_Heaviside(self, e, exp=None):
+        cond = _step_condition(e)
+        if cond is None:
+            return super()._print_Heaviside(e, exp)
+        rel = {">": ">", "≥": r"\geq"}[cond]
+        return (rf"\left(1 \text{{ if }} {self._print(e.args[0])} {rel} 0 \text{{ else }} "
+                r"0\right)")
+
+
+class _MathMLPrinter(MathMLPresentationPrinter):
+    def _print_Heaviside(self, e):
+        cond = _step_condition(e)
+        if cond is None:
+            return self._print_Function(e)
+        row = self.dom.createElement("mrow")
+        parts = [("mo", "("), ("mn", "1"), ("mtext", "\u00a0if\u00a0"), e.args[0], ("mo", cond),
+                 ("mn", "0"), ("mtext", "\u00a0else\u00a0"), ("mn", "0"), ("mo", ")")]
+        for part in parts:
+            if isinstance(part, tuple):
+                element = self.dom.createElement(part[0])
+                element.appendChild(self.dom.createTextNode(part[1]))
+            else:
+                element = self._print(part)
+            row.appendChild(element)
+        return row
+
+
 def _text(e):
     """A compact one-line form: x·y, -1/x², σ(x)·(1 - σ(x))."""
-    s = sympy.sstr(e, order="none")
+    s = _TextPrinter({"order": "none"}).doprint(e)
     s = re.sub(r"\(\((-[0-9.e+-]+)\)\)", r"(\1)", s)  # exp((-1)) -> exp(-1)
-    s = s.replace("**", "^").replace("*", "·").replace("Sigmoid", "σ").replace("Heaviside", "H")
+    s = s.replace("**", "^").replace("*", "·")
     for k, v in _SUP.items():
         s = s.replace(f"^{k}", v)
     return s
 
 
 def _latex(e):
-    return sympy.latex(e).replace(r"\operatorname{Sigmoid}", r"\sigma")
+    return _LatexPrinter().doprint(e)
 
 
 def _mathml(e):
-    return "<math>" + mathml(e, printer="presentation") + "</math>"
+    return "<math>" + _MathMLPrinter().doprint(e) + "</math>"
+
+
+def _tex_name(handle):
+    """A handle in LaTeX: one letter with digits as a subscripted symbol (w0 -> w_{0}, as SymPy
+    prints the inputs), anything longer upright (sigmoid, In_h1 -> \\mathrm{In\\_h1})."""
+    m = re.fullmatch(r"([A-Za-z])(\d*)", handle)
+    if m:
+        return m[1] + (f"_{{{m[2]}}}" if m[2] else "")
+    return r"\mathrm{" + re.sub(r"([_#$%&{}])", r"\\\1", handle) + "}"
+
+
+def _is_number(text, number):
+    """Whether `text` only repeats `number` ("(-2)" for -2): nothing to show."""
+    return text in (number, f"({number})")
 
 
 def _plug(expr, mapping):
@@ -138,18 +229,30 @@ class Explanation:
         if gate.kind == "input":
             return f"{gate.handle} = {self.num(value)}"
         expr, syms = self._gate_expr(gate)
-        if expr is not None and all(np.ndim(c.value(s)) == 0 for s in syms.values()):
-            named = _plug(expr, {k: sympy.Symbol(c.handle(n)) for k, n in syms.items()})
-            self._named[id(gate.node)] = _text(named)
+        if expr is None or expr.is_Symbol:  # no formula, or an identity (stop_gradient)
+            return f"{gate.handle} = {self._call_text(gate)} = {self.num(value)}"
+        named = _plug(expr, {k: sympy.Symbol(c.handle(n)) for k, n in syms.items()})
+        self._named[id(gate.node)] = _text(named)
+        shown = [self.num(value)]
+        if all(np.ndim(c.value(s)) == 0 for s in syms.values()):
             plugged = _plug(expr, {k: _numsym(c.value(n), self.digits) for k, n in syms.items()})
-            text = f"{gate.handle} = {_text(named)}"
-            for more in (_text(plugged), self.num(value)):
-                if not text.endswith(" " + more):
-                    text += " = " + more
-            return text
-        args = ", ".join(c.handle(src) for _, src, _ in gate.operands)
+            shown.insert(0, _text(plugged))
+        text = f"{gate.handle} = {_text(named)}"
+        for more in shown:
+            if not _is_number(text.rsplit(" = ", 1)[-1], more):
+                text += " = " + more
+        return text
+
+    def _call_text(self, gate):
+        """A gate as a call on its operands' handles: its label's `·` are the operands
+        (`max(·, 0)` -> `max(v2, 0)`, `one_hot(·, 3)` -> `one_hot(y, 3)`), else `label(args)`."""
+        args = [self.circuit.handle(src) for _, src, _ in gate.operands]
         label = gate.label.replace("\n", " ")
-        return f"{gate.handle} = {label}({args}) = {self.num(value)}"
+        if gate.kind == "op" and gate.node.op is mm.MATMUL:
+            return " @ ".join(args)
+        if label.count("·") == len(args) > 0:
+            return re.sub("·", lambda _: args.pop(0), label)
+        return f"{label}({', '.join(args)})"
 
     def _gate_expr(self, gate):
         """(SymPy expression of an elementwise gate, {symbol: operand node}) or (None, {})."""
@@ -261,11 +364,10 @@ class Explanation:
                     binds = f"{_text(own)} = {gate.handle} = {self.num(c.value(gate.node))}"
                 if not d.free_symbols:
                     t.plugged = ""  # a constant rule: nothing to plug in
-                elif _text(plugged) == self.num(local):
-                    t.plugged = f"{binds}"
+                elif _is_number(_text(plugged), self.num(local)):
+                    t.plugged = binds  # the rule is the operand itself: y = x1 = -2
                 else:
                     t.plugged = f"{binds}: {_text(plugged)} = {self.num(local)}"
-                if d.free_symbols:
                     t.plugged_latex = f"{_latex(plugged)} = {self.num(local)}"
             else:
                 t.plugged = "elementwise, at every position"
@@ -339,9 +441,27 @@ class Explanation:
                 value = float(sympy.N(expr.subs(subs).rewrite(sympy.exp)))
             except (GraphError, TypeError, ValueError):
                 return []
-            ok = math.isclose(value, float(g), rel_tol=1e-9, abs_tol=1e-12)
-            out.append((handle, expr, value, float(g), ok))
-        return out
+            out.append((handle, expr, value, float(g)))
+        # The step-by-step numbers are the graph's own, rounded in its dtype; the closed form is
+        # exact. Both rounding and cancellation scale with the largest gradient.
+        scale = max(abs(g) for *_, g in out) if out else 0.0
+        return [(handle, expr, value, g,
+                 math.isclose(value, g, rel_tol=self.rel_tol, abs_tol=self.rel_tol * scale))
+                for handle, expr, value, g in out]
+
+    @functools.cached_property
+    def precision(self):
+        """The least precise floating dtype the graph computes in: the step-by-step numbers
+        carry its rounding."""
+        floats = {n.dtype for n in self.circuit.order if n.dtype.kind == "f"}
+        return max(floats, key=lambda t: np.finfo(t).eps, default=np.dtype(np.float64))
+
+    @property
+    def rel_tol(self):
+        """Half the significant digits of `precision`: 1.5e-8 in float64, 3.5e-4 in float32,
+        0.031 in float16 (a wrong rule is off by far more; rounding through a scalar graph by
+        far less)."""
+        return math.sqrt(float(np.finfo(self.precision).eps))
 
     # -- text -----------------------------------------------------------------------------------
     def __str__(self):
@@ -360,16 +480,30 @@ class Explanation:
         for handle, parts, g in self.gradients:
             lines.append("  " + self.sum_text(handle, parts, g))
         if self.closed:
-            lines += ["", "Closed forms (gd.symbolic_grad), evaluated at the same values"]
+            lines += ["", ("Closed forms (gd.symbolic_grad), evaluated at the same values and "
+                           f"compared {self.compared}")]
             for handle, expr, value, g, ok in self.closed:
                 text = _text(expr)
                 if len(text) > 160:
                     text = f"<{sympy.count_ops(expr)} operations>"
                 lines.append(f"  {self.d(handle)} = {text}")
-                lines.append(f"      = {self.num(value)} "
-                             + ("== the step-by-step result ✓" if ok else
-                                f"!= the step-by-step {self.num(g)} ✗"))
+                lines.append(f"      = {self.verdict(value, g, ok)}")
         return "\n".join(lines)
+
+    @property
+    def compared(self):
+        """How closed forms are compared with the step-by-step numbers, in words."""
+        return f"to {self.precision.name} precision (relative {self.rel_tol:.1e})"
+
+    def verdict(self, value, g, ok):
+        """The closed form's value against the step-by-step `g`: equal, or different with the
+        digits that show the difference."""
+        if ok:
+            return f"{self.num(value)} == the step-by-step result ✓"
+        digits = next((k for k in range(self.digits, 18) if fmt(value, k, significant=True)
+                       != fmt(g, k, significant=True)), 17)
+        return (f"{fmt(value, digits, significant=True)} != the step-by-step "
+                f"{fmt(g, digits, significant=True)} ✗")
 
     def sum_text(self, handle, parts, g):
         """∂out/∂handle as the sum of its consumers' contributions `parts` ([(who, value)])."""
@@ -409,14 +543,14 @@ class Explanation:
     # -- Markdown -------------------------------------------------------------------------------
     def markdown(self):
         """The narration in Markdown, rules as LaTeX math ($...$)."""
-        md = [f"### Forward pass of ${self.out}$", "", "| value | computed as |", "| --- | --- |"]
+        md = [f"### Forward pass of ${_tex_name(self.out)}$", "", "| value | computed as |", "| --- | --- |"]
         for gate, f in self.forward:
             cell = f.replace("|", "\\|")
             md.append(f"| `{gate.handle}` | {cell} |")
         if not self.steps:
             return "\n".join(md)
-        md += ["", (f"### Backward pass: $\\partial {self.out}/\\partial\\,\\cdot$, one gate at "
-               "a time"), ""]
+        md += ["", (f"### Backward pass: $\\partial {_tex_name(self.out)}/\\partial\\,\\cdot$, one "
+               "gate at a time"), ""]
         for i, step in enumerate(self.steps, 1):
             gate = step.gate
             md.append(f"**Step {i}. gate `{gate.label.replace(chr(10), ' ')}`** "
@@ -443,12 +577,13 @@ class Explanation:
         for handle, parts, g in self.gradients:
             md.append(f"- {self.sum_text(handle, parts, g)}")
         if self.closed:
-            md += ["", "### Closed forms", ""]
+            md += ["", "### Closed forms", "", f"Compared {self.compared}.", ""]
             for handle, expr, value, g, ok in self.closed:
                 tex = _latex(expr) if sympy.count_ops(expr) < 80 else \
                     f"\\text{{{sympy.count_ops(expr)} operations}}"
-                md.append(f"- $\\frac{{\\partial {self.out}}}{{\\partial {handle}}} = {tex}$ "
-                          f"= {self.num(value)} {'✓' if ok else '✗'}")
+                md.append(f"- $\\frac{{\\partial {_tex_name(self.out)}}}{{\\partial "
+                          f"{_tex_name(handle)}}} = {tex}$ = "
+                          + (f"{self.num(value)} ✓" if ok else self.verdict(value, g, ok)))
         return "\n".join(md)
 
     def _repr_markdown_(self):
@@ -553,6 +688,37 @@ def explain(outputs, values, wrt=None, *, collapse=(), digits=4, closed_form=Tru
     """Narrate the forward and backward pass of the scalar `outputs` at `values` (input name ->
     value). `wrt`: input names or nodes the gradient flows to (default every float input);
     `collapse`: as for `gd.draw`; `digits`: significant digits of the numbers; `closed_form`:
-    compare with `gd.symbolic_grad` for scalar graphs."""
-    circuit = Circuit(outputs, values, collapse, wrt)
+    compare with `gd.symbolic_grad` for scalar graphs. A one-hot encoding is narrated as the one
+    gate `one_hot(labels, n)`, not as the comparison with 0..n-1 it is built from."""
+    collapse = [collapse] if isinstance(collapse, str) else list(collapse)
+    circuit = Circuit(outputs, values, collapse + _one_hots(outputs), wrt)
     return Explanation(circuit, digits, closed_form, draw_options)
+
+
+def _one_hots(outputs):
+    """A `(label, node, [labels])` region for every `one_hot(labels, n)` in the graph."""
+    outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    found = []
+    for node in topological_order(outputs):
+        labels = _one_hot_labels(node)
+        if labels is not None:
+            found.append((f"one_hot(·, {node.shape[-1]})", node, [labels]))
+    return found
+
+
+def _one_hot_labels(node):
+    """The labels `node` is the one-hot encoding of, or None. one_hot is cast(labels[..., None]
+    == classes) over checked labels: the candidate four inputs up is confirmed by rebuilding
+    it (hash-consing makes `is` exact)."""
+    if node.op is not ew.CAST or node.ndim == 0 or node.shape[-1] is None:
+        return None
+    labels = node
+    for _ in range(4):
+        if not labels.inputs:
+            return None
+        labels = labels.inputs[0]
+    try:
+        rebuilt = one_hot(labels, node.shape[-1], node.dtype)
+    except GraphError:
+        return None
+    return labels if rebuilt is node else None
