@@ -196,3 +196,64 @@ def test_without_dot_the_source_is_there_and_render_says_how_to_install(monkeypa
         dot.render(outfile=tmp_path / "c.svg")
     assert dot._repr_svg_() is None
     assert "text/plain" in dot._repr_mimebundle_()
+
+
+def mlp_784_256_10():
+    x, y = gd.input("x", (None, 784)), gd.input("y", (None,), "int64")
+    w1, b1 = gd.input("W1", (784, 256)), gd.input("b1", (256,))
+    w2, b2 = gd.input("W2", (256, 10)), gd.input("b2", (10,))
+    loss = gd.softmax_cross_entropy(gd.relu(x @ w1 + b1) @ w2 + b2, y)
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal((4, 784)), "y": np.array([0, 3, 9, 1]),
+              "W1": rng.standard_normal((784, 256)) * 0.05, "b1": np.zeros(256),
+              "W2": rng.standard_normal((256, 10)) * 0.1, "b2": np.zeros(10)}
+    return loss, values
+
+
+def test_an_mlp_with_its_loss_draws_the_loss_as_one_gate_by_default():
+    loss, values = mlp_784_256_10()
+    dot = gd.draw(loss, values)
+    gates = [g.label for g in dot.circuit.gates if g.kind != "input"]
+    assert gates == ["@", "+", "relu", "@", "+", "softmax\ncross-entropy"]
+    assert "rankdir=LR" in dot.source
+    everything = gd.draw(loss, values, collapse=())
+    assert len(everything.circuit.gates) > 2 * len(dot.circuit.gates)
+
+
+def test_deep_tensor_graphs_go_top_to_bottom_and_scalar_circuits_stay_left_to_right():
+    h = gd.input("x", (2, 3), "float64")
+    for k in range(6):
+        h = gd.relu(h @ gd.input(f"W{k}", (3, 3), "float64"))
+    assert "rankdir=TB" in gd.draw(gd.sum(h)).source
+    f, _ = neuron()
+    assert "rankdir=LR" in gd.draw(f, VALUES).source
+    assert "rankdir=LR" in gd.draw(gd.sum(h), rankdir="LR").source
+
+
+def test_the_legend_says_green_is_the_value_and_red_the_gradient():
+    f, _ = neuron()
+    source = gd.draw(f, VALUES).source
+    assert '<font color="#1a7f37">green: the value on the wire</font>' in source
+    assert "red: the gradient ∂f/∂wire flowing back" in source
+    assert "green:" not in gd.draw(f).source  # no values, no numbers to explain
+    loss, values = mlp_784_256_10()
+    assert "μ=mean ‖·‖=norm" in gd.draw(loss, values).source
+
+
+def test_labels_are_joined_to_their_own_wire():
+    f, _ = neuron()
+    dot = gd.draw(f, VALUES)
+    labelled = [line for line in dot.source.splitlines() if "->" in line and "label=" in line]
+    assert labelled and all("decorate=true" in line for line in labelled)
+
+
+def test_a_kink_is_drawn_as_such_not_as_a_wrong_rule():
+    x, w = gd.input("x", (1, 1, 4, 4), "float64"), gd.input("w", (1, 1, 2, 2), "float64")
+    pooled = gd.max_pool2d(gd.relu(x), 2)
+    xv = -np.ones((1, 1, 4, 4))
+    xv[0, 0, 0, 0] = 1.0
+    result = gd.check_grad(gd.sum(pooled * w), {"x": xv, "w": np.ones((1, 1, 2, 2))})
+    source = result.draw().source
+    (line,) = [s for s in source.splitlines() if "not differentiable here" in s]
+    assert f"id=e{pooled.inputs[0].id}_{pooled.id}_0" in line and "tied maxima" in line
+    assert "wrong gradient rule" not in source

@@ -18,6 +18,7 @@ import re
 import graphviz
 import numpy as np
 
+from graphdl.ir import Node, topological_order
 from graphdl.ops import leaf
 from graphdl.views.circuit import Circuit, fmt, shape_text, summary
 
@@ -71,18 +72,22 @@ class Drawing(graphviz.Digraph):
             return {"text/plain": self.source + "\n# " + INSTALL}
 
 
-def draw(outputs, values=None, *, collapse=(), wrt=None, digits=2, color_by_grad=False,
-         check=None, group=None, edge_labels="auto", rankdir="LR", ids=False, title=None,
+def draw(outputs, values=None, *, collapse=None, wrt=None, digits=2, color_by_grad=False,
+         check=None, group=None, edge_labels="auto", rankdir="auto", ids=False, title=None,
          circuit=None):
     """Draw the graph of `outputs` as a circuit of gates.
 
-    values: input name -> value; every wire then shows its forward value and, for a scalar
-        output, the gradient flowing back along it. Tensor wires show their shape and the mean
-        and norm of value and gradient.
+    values: input name -> value; every wire then shows its forward value (green, above) and,
+        for a scalar output, the gradient flowing back along it (red, below); a legend says so.
+        Tensor wires show their shape and the norm (and mean) of value and gradient.
     collapse: composites to draw as one gate (those of `graphdl.ops.composite.COMPOSITES`:
         "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "hinge_loss", "mse",
         "l2"), node names or nodes (the node and the unnamed nodes only it uses: a layer), or
-        (label, out, [args]) triples.
+        (label, out, [args]) triples. Default: in a graph of tensors, the losses and softmaxes
+        (`AUTO_COLLAPSE`: a loss is one gate, not its dozen numerically careful primitives); in
+        a scalar circuit, nothing (the lecture's gates); `()` draws every primitive.
+    rankdir: "LR" (left to right), "TB" (top to bottom) or "auto": top to bottom for a graph of
+        tensors more than 8 gates deep (an MLP with its loss, a CNN), else left to right.
     digits: decimals of scalar numbers. color_by_grad: colour wires by log ‖gradient‖ (grey:
         vanishing). check: a `gd.check_grad` result; its first wrong edge is highlighted.
     group: cluster gates by the named node they feed (a layer); default: for graphs of more than
@@ -90,13 +95,43 @@ def draw(outputs, values=None, *, collapse=(), wrt=None, digits=2, color_by_grad
         inputs and named nodes). ids: show each unnamed gate's handle (v1, v2...) as narrated
         by `gd.explain`.
     """
-    c = circuit if circuit is not None else Circuit(outputs, values, collapse, wrt)
+    if circuit is None:
+        circuit = Circuit(outputs, values, _default_collapse(outputs, collapse), wrt)
+    c = circuit
     return _Drawer(c, digits, color_by_grad, check, group, edge_labels, rankdir, ids, title).run()
+
+
+def _default_collapse(outputs, collapse):
+    """`collapse`, or by default every composite where the graph carries tensors."""
+    if collapse is not None:
+        return collapse
+    nodes = topological_order([outputs] if isinstance(outputs, Node) else list(outputs))
+    return AUTO_COLLAPSE if any(n.shape != () for n in nodes) else ()
+
+
+# Collapsed by default in graphs of tensors: the losses and softmaxes, whose primitives are
+# numerical care (the max shift, one_hot's index check); sigmoid and tanh stay the lecture's gates.
+AUTO_COLLAPSE = ("cross_entropy", "hinge_loss", "mse", "softmax", "log_softmax", "l2")
+
+
+def _depth(c):
+    """The number of gates on the longest path of the circuit."""
+    depth = {}
+    for gate in c.gates:
+        ins = [depth.get(id(src), 0) for _, src, _ in gate.operands]
+        depth[id(gate.node)] = (gate.kind != "input") + max(ins, default=0)
+    return max(depth.values(), default=0)
+
+
+def _tensors(c):
+    return any(g.node.shape != () for g in c.gates)
 
 
 class _Drawer:
     def __init__(self, c, digits, color_by_grad, check, group, edge_labels, rankdir, ids, title):
         self.c, self.digits, self.color_by_grad, self.check = c, digits, color_by_grad, check
+        if rankdir == "auto":
+            rankdir = "TB" if _tensors(c) and _depth(c) > 8 else "LR"
         ngates = sum(g.kind != "input" for g in c.gates)
         self.group = ngates > 30 if group is None else group
         if edge_labels == "auto":
@@ -106,34 +141,57 @@ class _Drawer:
         self.dot = Drawing(name="graphdl", graph_attr={
             "rankdir": rankdir, "nodesep": "0.35", "ranksep": "0.75" if ngates > 40 else "1.0",
             "fontname": "Helvetica", "bgcolor": "white", "newrank": "true", "ordering": "in",
-            **({"label": title, "labelloc": "t", "fontsize": "16"} if title else {}),
+            **self._caption(title),
         }, node_attr={"fontname": "Helvetica", "fontsize": "14"},
             edge_attr={"fontname": "Helvetica", "fontsize": "11", "arrowsize": "0.7",
                        "color": "#444444"})
         self.dot.circuit = c
         self.dot.node_labels, self.dot.edge_labels = {}, {}
-        self.bad_edges = self._check_edges()
+        self.bad_edges, self.kink_edges = self._check_edges(), self._kink_edges()
         self.norm_range = self._norm_range() if color_by_grad else None
+
+    def _caption(self, title):
+        """The graph's label: the title, and the legend of the wires' colours (at the bottom)."""
+        lines = [f'<font point-size="16">{html.escape(title)}</font>'] if title else []
+        if self.c.has_values:
+            legend = f'<font color="{GREEN}">green: the value on the wire</font>'
+            if self.c.has_grads:
+                legend += (f'    <font color="{RED}">red: the gradient '
+                           f'∂{html.escape(self.c.handle(self.c.output))}/∂wire flowing back'
+                           f'</font>')
+            if _tensors(self.c):
+                legend += "    tensors: (shape) μ=mean ‖·‖=norm"
+            lines.append(f'<font point-size="11">{legend}</font>')
+        if not lines:
+            return {}
+        return {"label": "<" + "<br/>".join(lines) + ">", "labelloc": "b", "labeljust": "l"}
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_edges(self):
         """(gate node id, input position) -> (rank, NodeCheck) for failing checked edges."""
         bad = {}
-        if self.check is None:
-            return bad
-        for rank, fail in enumerate(self.check.failures):
-            node, k = fail.node, fail.input_index
-            gate = self.c.gate_of.get(id(node))
-            if gate is None:  # inside a collapsed region: blame the region's gate
-                for g in self.c.gates:
-                    if g.region is not None and id(node) in g.region.nodes:
-                        gate = g
-                        arg = node.inputs[k]
-                        k = next((p for p, a, _ in g.operands if a is arg), 0)
-                        break
-            if gate is not None:
-                bad.setdefault((id(gate.node), k), (rank, fail))
+        for rank, fail in enumerate(self.check.failures if self.check is not None else []):
+            key = self._wire_of(fail)
+            if key is not None:
+                bad.setdefault(key, (rank, fail))
         return bad
+
+    def _kink_edges(self):
+        """(gate node id, input position) -> NodeCheck for edges whose node is at a kink."""
+        kinks = self.check.kinks if self.check is not None else []
+        return {key: k for k in kinks if (key := self._wire_of(k)) is not None}
+
+    def _wire_of(self, check):
+        """The drawn wire of a checked edge: (gate node id, input position), or None."""
+        node, k = check.node, check.input_index
+        gate = self.c.gate_of.get(id(node))
+        if gate is None:  # inside a collapsed region: blame the region's gate
+            for g in self.c.gates:
+                if g.region is not None and id(node) in g.region.nodes:
+                    arg = node.inputs[k]
+                    return id(g.node), next((p for p, a, _ in g.operands if a is arg), 0)
+            return None
+        return id(gate.node), k
 
     def _norm_range(self):
         norms = [self._norm(g) for g in self._all_wire_grads()]
@@ -170,7 +228,7 @@ class _Drawer:
         for k, (label, members) in enumerate(bodies.items()):
             with self.dot.subgraph(name=f"cluster_{k}") as sub:
                 sub.attr(label=label, style="rounded,dashed", color="#9aa0a6", fontcolor="#57606a",
-                         fontsize="12")
+                         fontsize="12", labelloc="t", labeljust="c")  # not the caption's place
                 for name, attrs in members:
                     sub.node(name, **attrs)
         for src, gate, k, shape_only in c.wires():
@@ -314,10 +372,17 @@ class _Drawer:
                          f'{fmt(fail.numeric, 3)}</font>')
             attrs.update(color=colour, penwidth="3.5" if rank == 0 else "2.5",
                          style="bold" if rank == 0 else "dashed")
+        elif (id(gate.node), k) in self.kink_edges:
+            kink = self.kink_edges[(id(gate.node), k)]
+            how = "checked beside it" if kink.moved else "not checked"
+            extra.append(f'<font color="{ORANGE}" point-size="9">⋄ not differentiable here '
+                         f'({html.escape(kink.kink.split(";")[0])}): {how}</font>')
         elif self.norm_range is not None and grad is not None:
             attrs.update(self._grad_colour(grad))
         if label or extra:
-            attrs["label"] = "<" + "<br/>".join(([label] if label else []) + extra) + ">"
+            # decorate: an underline joins the label to its own wire where wires converge
+            attrs.update(label="<" + "<br/>".join(([label] if label else []) + extra) + ">",
+                         decorate="true")
         self.dot.edge_labels[attrs["id"]] = _lines(attrs.get("label", ""))
         self.dot.edge(tail, head, **attrs)
 
@@ -340,7 +405,7 @@ class _Drawer:
         label = self._wire_label(value, grad, True)
         attrs = {"id": f"eout{y.id}"}
         if label:
-            attrs["label"] = f"<{label}>"
+            attrs.update(label=f"<{label}>", decorate="true")
         self.dot.edge_labels[attrs["id"]] = _lines(attrs.get("label", ""))
         self.dot.edge(f"n{y.id}", name, **attrs)
 
