@@ -80,7 +80,7 @@ def _main(argv):
         p.add_argument("--output", dest="node", action=_Renamed,
                        new="--node NAME for the output node's variable, -o FILE for the file")
         p.add_argument("--values", default="values", help="the input values' variable name")
-        p.add_argument("--collapse", action="append", default=[],
+        p.add_argument("--collapse", action="append", default=None,
                        help="a composite or node name to draw as one gate (repeatable)")
         p.add_argument("--wrt", action="append", default=None, help="an input name (repeatable)")
         p.add_argument("-o", dest="file_out", metavar="FILE",
@@ -101,11 +101,16 @@ def _main(argv):
         return 1
 
 
+def _collapse(args):
+    """`--collapse` as given, else the library's own default (a tensor graph's loss collapsed)."""
+    return {} if args.collapse is None else {"collapse": args.collapse}
+
+
 def _draw(args, node, values):
     from graphdl.views.viz import DotNotFound, draw
 
-    options = {"collapse": args.collapse, "wrt": args.wrt,
-               "color_by_grad": args.color_by_grad}
+    options = {"wrt": args.wrt, "color_by_grad": args.color_by_grad,
+               **_collapse(args)}
     if args.digits is not None:
         options["digits"] = args.digits
     dot = draw(node, values, **options)
@@ -130,7 +135,7 @@ def _explain(args, node, values):
 
     if values is None:
         raise SystemExit("graphdl explain: the file defines no input values")
-    options = {"collapse": args.collapse}
+    options = _collapse(args)
     if args.digits is not None:
         options["digits"] = args.digits
     ex = explain(node, values, args.wrt, **options)
