@@ -11,7 +11,6 @@ draw and explain it, and compile it to NumPy source.
 from graphdl import frontend  # noqa: F401  (installs the operators on Node)
 from graphdl.autodiff import grad
 from graphdl.errors import GraphError, InputError
-from graphdl.extend import CustomOp, custom_op, elementwise_op
 from graphdl.interpret import evaluate
 from graphdl.ir import Node, to_networkx, topological_order
 from graphdl.opdef import REGISTRY, OpDef
@@ -59,10 +58,25 @@ from graphdl.ops.movement import (
     transpose,
 )
 from graphdl.ops.reduce import max, mean, min, sum
-from graphdl.views.check import check_grad, check_op
-from graphdl.views.symbolic import symbolic, symbolic_grad
-from graphdl.views.teach import Explanation, explain
-from graphdl.views.viz import DotNotFound, Drawing, draw
+
+# Imported on first use: they need SymPy (or graphviz), which declaring a graph does not.
+_LAZY = {
+    "CustomOp": "graphdl.extend", "custom_op": "graphdl.extend", "elementwise_op": "graphdl.extend",
+    "check_grad": "graphdl.views.check", "check_op": "graphdl.views.check",
+    "symbolic": "graphdl.views.symbolic", "symbolic_grad": "graphdl.views.symbolic",
+    "Explanation": "graphdl.views.teach", "explain": "graphdl.views.teach",
+    "DotNotFound": "graphdl.views.viz", "Drawing": "graphdl.views.viz", "draw": "graphdl.views.viz",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'graphdl' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 
 def compile(outputs, backend="numpy", **options):

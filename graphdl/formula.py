@@ -12,10 +12,12 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 
 # SymPy -> graph: a SymPy function or relation is built by the op whose SymPy form it is.
-_UNARY = {op.sym: op for op in (ew.EXP, ew.LOG, ew.TANH, ew.SIGMOID, ew.SOFTPLUS, ew.RELU)}
-_FOLDED = {op.sym: op for op in (ew.MAXIMUM, ew.MINIMUM)}  # Max(a, b, c): folded pairwise
-_COMPARE = {op.sym: op for op in (ew.GREATER, ew.GREATER_EQUAL, ew.LESS, ew.LESS_EQUAL, ew.EQUAL,
-                                  ew.NOT_EQUAL)}
+_X, _Y = sympy.symbols("x y")
+_UNARY = {op.sym(_X).func: op for op in (ew.EXP, ew.LOG, ew.TANH, ew.SIGMOID, ew.SOFTPLUS,
+                                         ew.RELU)}
+_FOLDED = {op.sym(_X, _Y).func: op for op in (ew.MAXIMUM, ew.MINIMUM)}  # Max(a, b, c): pairwise
+_COMPARE = {op.sym(_X, _Y).func: op for op in (ew.GREATER, ew.GREATER_EQUAL, ew.LESS,
+                                               ew.LESS_EQUAL, ew.EQUAL, ew.NOT_EQUAL)}
 _LOGIC = (sympy.And, sympy.Or, sympy.Not)
 _derived_ops = {}
 

@@ -17,16 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import sympy
 
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
+from graphdl.lazy import scalar, sympy
 from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-from graphdl.ops.scalar import Sigmoid
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,15 @@ def _floating(x, what):
     return x
 
 
-@composite("sigmoid", "σ", "dσ/dx = σ(1−σ)", ew.RECIPROCAL, sym=Sigmoid, aliases=("σ",))
+@composite("sigmoid", "σ", "dσ/dx = σ(1−σ)", ew.RECIPROCAL, sym=lambda x: scalar.Sigmoid(x),
+           aliases=("σ",))
 def sigmoid(x):
     """σ(x) = 1 / (1 + e^-x)."""
     x = _floating(x, "sigmoid")
     return _named(ew.RECIPROCAL(1 + ew.EXP(-x)), "sigmoid")
 
 
-@composite("tanh", "tanh", "d tanh/dx = 1 − tanh²", ew.SUB, sym=sympy.tanh)
+@composite("tanh", "tanh", "d tanh/dx = 1 − tanh²", ew.SUB, sym=lambda x: sympy.tanh(x))
 def tanh(x):
     """tanh(x) = 2 / (1 + e^-2x) - 1, the lecture's form (2·σ(2x) - 1)."""
     x = _floating(x, "tanh")

@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import sympy
 
 from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
+from graphdl.lazy import scalar, sympy
 from graphdl.opdef import OpDef, register
 from graphdl.ops.leaf import check_dtype
-from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
 
 
 def broadcast_dims(shapes):
@@ -111,13 +110,13 @@ RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: 1 / a,
                          lambda n, g: [-(g * (n * n))], floating("reciprocal"))
 
 # exp: e^a; d/da = e^a, the output itself.
-EXP = elementwise("exp", sympy.exp, np.exp, lambda n, g: [g * n], floating("exp"))
+EXP = elementwise("exp", lambda a: sympy.exp(a), np.exp, lambda n, g: [g * n], floating("exp"))
 
 # log: natural log; d/da = 1/a.
-LOG = elementwise("log", sympy.log, np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
+LOG = elementwise("log", lambda a: sympy.log(a), np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
 
 # sqrt: √a; d/da = 1/(2√a) = 0.5/out.
-SQRT = elementwise("sqrt", sympy.sqrt, np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
+SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
@@ -148,21 +147,21 @@ def _pow_pullback(n, g):
 POW = elementwise("pow", _pow_sym, lambda a, exponent: a ** exponent, _pow_pullback, _pow_dtype)
 
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
-TANH = elementwise("tanh", sympy.tanh, np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
+TANH = elementwise("tanh", lambda a: sympy.tanh(a), np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
 # sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
 # `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
-SIGMOID = elementwise("sigmoid", Sigmoid, runtime._sigmoid,  # σ from e^-|a|: no overflow
+SIGMOID = elementwise("sigmoid", lambda a: scalar.Sigmoid(a), runtime._sigmoid,  # σ from e^-|a|: no overflow
                       lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
 
 # softplus: log(1 + e^a), computed as logaddexp(0, a); d/da = σ(a).
-SOFTPLUS = elementwise("softplus", Softplus, lambda a: np.logaddexp(0, a),
+SOFTPLUS = elementwise("softplus", lambda a: scalar.Softplus(a), lambda a: np.logaddexp(0, a),
                        lambda n, g: [g * SIGMOID(n.inputs[0])], floating("softplus"))
 
 # relu: max(a, 0); relu'(0) = 0 as in PyTorch (the lecture's table says 1 for x ≥ 0). The mask
 # reads the output (a > 0 exactly where relu(a) > 0, NaN included), so a itself is dead after
 # the forward pass and generated code can compute relu in place.
-RELU = elementwise("relu", Relu, lambda a: np.maximum(a, 0),
+RELU = elementwise("relu", lambda a: scalar.Relu(a), lambda a: np.maximum(a, 0),
                    lambda n, g: [WHERE(GREATER(n, 0), g, 0)])
 
 
@@ -177,9 +176,9 @@ def _extremum_pullback(winner):
 
 
 # maximum / minimum: NaN-propagating, as NumPy's.
-MAXIMUM = elementwise("maximum", sympy.Max, np.maximum,
+MAXIMUM = elementwise("maximum", lambda a, b: sympy.Max(a, b), np.maximum,
                       _extremum_pullback(lambda a, b: GREATER(a, b)))
-MINIMUM = elementwise("minimum", sympy.Min, np.minimum,
+MINIMUM = elementwise("minimum", lambda a, b: sympy.Min(a, b), np.minimum,
                       _extremum_pullback(lambda a, b: LESS(a, b)))
 
 
@@ -191,26 +190,28 @@ def _where_dtype(inputs, attrs):
 
 
 # where: c ? a : b; the chosen branch gets g, the other zero, the condition nothing.
-WHERE = elementwise("where", Where, np.where,
+WHERE = elementwise("where", lambda c, a, b: scalar.Where(c, a, b), np.where,
                     lambda n, g: [None, WHERE(n.inputs[0], g, 0), WHERE(n.inputs[0], 0, g)],
                     _where_dtype)
 
 
-def _comparison(name, sym, impl):
-    return elementwise(name, sym, impl, lambda n, g: [None, None], boolean)
+def _comparison(name, relation, impl):
+    """A comparison: its SymPy form is the relation of that name (`sympy.StrictGreaterThan`)."""
+    return elementwise(name, lambda a, b: getattr(sympy, relation)(a, b), impl,
+                       lambda n, g: [None, None], boolean)
 
 
 # Comparisons give bool and have no gradient.
-GREATER = _comparison("greater", sympy.StrictGreaterThan, np.greater)
-GREATER_EQUAL = _comparison("greater_equal", sympy.GreaterThan, np.greater_equal)
-LESS = _comparison("less", sympy.StrictLessThan, np.less)
-LESS_EQUAL = _comparison("less_equal", sympy.LessThan, np.less_equal)
-EQUAL = _comparison("equal", sympy.Eq, np.equal)
-NOT_EQUAL = _comparison("not_equal", sympy.Ne, np.not_equal)
+GREATER = _comparison("greater", "StrictGreaterThan", np.greater)
+GREATER_EQUAL = _comparison("greater_equal", "GreaterThan", np.greater_equal)
+LESS = _comparison("less", "StrictLessThan", np.less)
+LESS_EQUAL = _comparison("less_equal", "LessThan", np.less_equal)
+EQUAL = _comparison("equal", "Eq", np.equal)
+NOT_EQUAL = _comparison("not_equal", "Ne", np.not_equal)
 
 # cast: convert to attrs["dtype"]; the gradient is cast back (none flows into integers).
 CAST = elementwise(
-    "cast", lambda a, dtype: Cast(a, sympy.Symbol(dtype)),
+    "cast", lambda a, dtype: scalar.Cast(a, sympy.Symbol(dtype)),
     lambda a, dtype: np.asarray(a, dtype=dtype),
     lambda n, g: [CAST(g, dtype=n.inputs[0].dtype.name) if n.inputs[0].dtype.kind == "f"
                   else None],
