@@ -230,8 +230,7 @@ def _passthrough(node):
 
 def reads(node):
     """The argument positions an elementwise node's formula reads (`x ** 0` reads none)."""
-    formula, slots = _formula(node)
-    return {k for k, s in enumerate(slots) if s in formula.free_symbols}
+    return _formula(node)[1]
 
 
 def _formula(node):
@@ -241,9 +240,11 @@ def _formula(node):
 
 @functools.cache
 def _formula_of(op, attrs, arity):
-    """The op's SymPy form over slot symbols (and the slots), once per (op, attributes)."""
+    """The op's SymPy form over slot symbols, and the positions it reads, once per (op,
+    attributes)."""
     slots = sympy.symbols(f"a0:{arity}")
-    return op.sym(*slots, **{k: v for k, v, _ in attrs}), slots
+    formula = op.sym(*slots, **{k: v for k, v, _ in attrs})
+    return formula, frozenset(k for k, s in enumerate(slots) if s in formula.free_symbols)
 
 
 def _shared_work(kernels):
