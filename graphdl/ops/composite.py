@@ -131,12 +131,17 @@ def softmax(x, axis=-1):
 
 def one_hot(labels, num_classes, dtype="float32"):
     """labels (integers) -> one-hot rows along a new last axis."""
+    return ew.cast(one_hot_mask(labels, num_classes), dtype)
+
+
+def one_hot_mask(labels, num_classes):
+    """labels (integers) -> a boolean mask along a new last axis, True at each row's class."""
     if labels.dtype.kind not in "iu":
         raise GraphError(f"one_hot: labels {describe(labels)} must be integers, got {labels.dtype}")
     classes = leaf.constant(np.arange(num_classes, dtype=labels.dtype))
     # a label outside [0, classes) would give a row of zeros (a silently finite loss): refused
     labels = mv.check_index(labels, classes, 0, f"class labels {describe(labels)}", negative=False)
-    return ew.cast(ew.EQUAL(mv.expand_dims(labels, -1), classes), dtype)
+    return ew.EQUAL(mv.expand_dims(labels, -1), classes)
 
 
 def _targets(scores, labels, what):
@@ -176,8 +181,13 @@ def _integer_hint(labels):
 
 def _weighted_sum(weights, values, keepdims=False):
     """Σ_j w_j · v_j over the class axis, where a class of weight 0 adds nothing even if its value
-    is ±inf (a masked logit, log p = -inf): the product alone would give 0 · inf = NaN."""
-    terms = ew.WHERE(ew.NOT_EQUAL(weights, 0), weights * values, 0)
+    is ±inf (a masked logit, log p = -inf): the product alone would give 0 · inf = NaN. One-hot
+    weights made from class indices select with their boolean mask (the same values, with
+    fewer operations)."""
+    if weights.op is ew.CAST and weights.inputs[0].dtype == np.bool_:
+        terms = ew.WHERE(weights.inputs[0], values, 0)
+    else:
+        terms = ew.WHERE(ew.NOT_EQUAL(weights, 0), weights * values, 0)
     return rd.sum(terms, -1, keepdims)
 
 

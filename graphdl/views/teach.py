@@ -33,7 +33,7 @@ from graphdl.ops import leaf
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-from graphdl.ops.composite import one_hot
+from graphdl.ops.composite import one_hot, one_hot_mask
 from graphdl.ops.scalar import Sigmoid
 from graphdl.views.circuit import Circuit, fmt, shape_text, summary
 
@@ -707,18 +707,19 @@ def _one_hots(outputs):
 
 
 def _one_hot_labels(node):
-    """The labels `node` is the one-hot encoding of, or None. one_hot is cast(labels[..., None]
-    == classes) over checked labels: the candidate four inputs up is confirmed by rebuilding
-    it (hash-consing makes `is` exact)."""
-    if node.op is not ew.CAST or node.ndim == 0 or node.shape[-1] is None:
+    """The labels `node` is the one-hot encoding (or boolean one-hot mask) of, or None. one_hot
+    is cast(labels[..., None] == classes) over checked labels: the candidate four (three)
+    inputs up is confirmed by rebuilding it (hash-consing makes `is` exact)."""
+    if node.ndim == 0 or node.shape[-1] is None or node.op not in (ew.CAST, ew.EQUAL):
         return None
     labels = node
-    for _ in range(4):
+    for _ in range(4 if node.op is ew.CAST else 3):  # the boolean mask is one step shorter
         if not labels.inputs:
             return None
         labels = labels.inputs[0]
     try:
-        rebuilt = one_hot(labels, node.shape[-1], node.dtype)
+        rebuilt = (one_hot(labels, node.shape[-1], node.dtype) if node.op is ew.CAST
+                   else one_hot_mask(labels, node.shape[-1]))
     except GraphError:
         return None
     return labels if rebuilt is node else None
