@@ -122,8 +122,10 @@ def lower(outputs, inputs, updates, target, fuse=True):
     for node in list(outputs) + [w.source for w in writes]:
         builder.expr(node, None)  # an array constant read only here still needs its name
     fresh = builder.fresh
-    outs = [Output(o, not (id(o) in fresh and not any(o is p for p in outputs[:k])))
-            for k, o in enumerate(outputs)]
+    outs, returned = [], set()
+    for o in outputs:  # a repeated output gets a copy of its own too
+        outs.append(Output(o, id(o) not in fresh or id(o) in returned))
+        returned.add(id(o))
     ups = [Update(w.target, w.source, w.subtract,
                   not (id(w.source) in fresh or w.source.op is leaf.CONST)) for w in writes]
     return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)
