@@ -16,6 +16,7 @@ _X, _Y = sympy.symbols("x y")
 _UNARY = {op.sym(_X).func: op for op in (ew.EXP, ew.LOG, ew.TANH, ew.SIGMOID, ew.SOFTPLUS,
                                          ew.RELU)}
 _FOLDED = {op.sym(_X, _Y).func: op for op in (ew.MAXIMUM, ew.MINIMUM)}  # Max(a, b, c): pairwise
+_WHERE = ew.WHERE.sym(_X, _Y, _X).func
 _COMPARE = {op.sym(_X, _Y).func: op for op in (ew.GREATER, ew.GREATER_EQUAL, ew.LESS,
                                                ew.LESS_EQUAL, ew.EQUAL, ew.NOT_EQUAL)}
 _LOGIC = (sympy.And, sympy.Or, sympy.Not)
@@ -35,7 +36,7 @@ def _function(func, args, like):
         x, at_zero = args
         one, zero = leaf.constant(1.0, like.dtype), leaf.constant(0.0, like.dtype)
         return ew.WHERE(ew.GREATER(x, 0), one, ew.WHERE(ew.EQUAL(x, 0), at_zero, zero))
-    if func is ew.WHERE.sym:
+    if func is _WHERE:
         return ew.WHERE(ew.cast(args[0], "bool"), args[1], args[2])
     key = (func, len(args))
     if key not in _derived_ops:  # any other SymPy function becomes an op of its own

@@ -235,3 +235,20 @@ def test_user_op_unsupported_construct_named(formula, construct):
     with pytest.raises(GraphError, match="elementwise_op 'myop'") as info:
         gd.elementwise_op("myop", formula)
     assert construct in str(info.value) and "supported: " in str(info.value)
+
+
+def test_where_in_a_user_formula_differentiates_into_the_built_in_where():
+    """A SymPy Where in a user op's derivative is built as graphdl's own where (its lowering
+    and rewrites), not as a new op that happens to be named Where."""
+    from graphdl.ops import elementwise as ew
+    from graphdl.ops.scalar import Where
+
+    sel = gd.elementwise_op("sel", lambda c, a, b: Where(c, a * a, b))
+    c = gd.input("c", (3,), "float64")
+    a = gd.input("a", (3,), "float64")
+    b = gd.input("b", (3,), "float64")
+    (g,) = gd.grad(gd.sum(sel(c, a, b)), [a])
+    ops = {n.op for n in gd.topological_order([g])}
+    assert ew.WHERE in ops and not any(op.name == "Where" for op in ops)
+    got = gd.evaluate(g, c=np.array([1.0, 0.0, 1.0]), a=np.array([1.0, 2.0, 3.0]), b=np.zeros(3))
+    np.testing.assert_array_equal(got, [2.0, 0.0, 6.0])
