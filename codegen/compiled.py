@@ -6,12 +6,14 @@ twice; a new batch size compiles once.
 
 from __future__ import annotations
 
+import itertools
 import linecache
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from graphdl import feeds as fd
 from graphdl.errors import InputError
@@ -34,6 +36,14 @@ class Generated:
     files: dict = field(default_factory=dict)
 
 
+def _check_declared(results, declared):
+    for k, (r, (shape, dtype)) in enumerate(zip(results, declared)):
+        if r.shape != shape or r.dtype != dtype:  # a code generator bug: never return it
+            raise AssertionError(
+                f"graphdl internal error: output {k} was computed with shape {r.shape} and "
+                f"dtype {r.dtype}, but the graph declares {shape} {dtype}")
+
+
 class Program:
     """One specialization: what the backend generated and the `run` function it defines."""
 
@@ -41,6 +51,7 @@ class Program:
         self.generated, self.reports = generated, reports
         self.source, self.kernels = generated.source, generated.kernels
         self.declared = declared  # (shape, dtype) of each output, as the graph declares them
+        self.checked = False  # whether a call has confirmed them (they cannot change later)
         module = generated.module
         linecache.cache[filename] = (len(module), None, module.splitlines(True), filename)
         namespace = {"__name__": "graphdl_generated", **generated.env}
@@ -69,23 +80,22 @@ class Compiled:
         program = self.specialize({n.name: a.shape for n, a in zip(self.inputs, arrays)})
         results = [r if isinstance(r, np.ndarray) or hasattr(r, "__cuda_array_interface__")
                    else np.asarray(r) for r in program.run(*arrays)]
-        for k, (r, (shape, dtype)) in enumerate(zip(results, program.declared)):
-            if r.shape != shape or r.dtype != dtype:  # a code generator bug: never return it
-                raise AssertionError(
-                    f"graphdl internal error: output {k} was computed with shape {r.shape} and "
-                    f"dtype {r.dtype}, but the graph declares {shape} {dtype}")
+        if not program.checked:  # shapes and dtypes follow from the specialization's alone
+            _check_declared(results, program.declared)
+            program.checked = True
         return results[0] if self.single else results
 
     def _refuse_shared_updates(self, arrays):
         """Updated inputs are written in place: two of them in one array would each see the
-        other's write."""
-        updated = [(n.name, a) for n, a in zip(self.inputs, arrays) if n.name in self._in_place]
-        for k, (name, a) in enumerate(updated):
-            for other, b in updated[:k]:
-                if np.may_share_memory(a, b):
-                    raise InputError(
-                        f"inputs {other!r} and {name!r} are both updated in place, so they must "
-                        f"be different arrays; they share memory")
+        other's write. One sweep over the arrays' memory bounds, sorted (what
+        `numpy.may_share_memory` compares), not a test of every pair."""
+        spans = sorted((*byte_bounds(a), k, n.name) for k, (n, a) in
+                       enumerate(zip(self.inputs, arrays)) if n.name in self._in_place and a.size)
+        for (_, high, k1, first), (low, _, k2, second) in itertools.pairwise(spans):
+            if low < high:
+                (_, a), (_, b) = sorted([(k1, first), (k2, second)])
+                raise InputError(f"inputs {a!r} and {b!r} are both updated in place, so they "
+                                 f"must be different arrays; they share memory")
 
     def specialize(self, shapes):
         """The program for inputs of these shapes (name -> shape), compiled once."""
