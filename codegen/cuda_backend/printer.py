@@ -42,9 +42,7 @@ class CudaPrinter(C99CodePrinter):
         self.dtype = dtype
 
     def _print_Float(self, expr):
-        if self.dtype.name == "float32":
-            return f"{float(expr)!r}F"  # repr: the shortest text that reads back exactly
-        return repr(float(expr))
+        return self._literal(expr)
 
     def _print_NumberSymbol(self, expr):  # π, e: spelled out (NVRTC has no M_PI)
         return self._literal(expr.evalf(17))
@@ -74,7 +72,7 @@ class CudaPrinter(C99CodePrinter):
             return f"({base}*{base})"  # NumPy squares exactly
         return super()._print_Pow(expr)
 
-    def _literal(self, value):
+    def _literal(self, value):  # repr: the shortest text that reads back exactly
         return f"{float(value)!r}F" if self.dtype.name == "float32" else repr(float(value))
 
     def _binary(self, name, expr):
