@@ -198,10 +198,10 @@ def _fresh(value):
 
 def _declared(value):
     """`value` with its node's declared shape (an `Expand` where fusion left it smaller)."""
-    shape = natural_shape(value)
-    if shape == value.node.shape and not (value.node.shape == () and not _reads_array(value)):
+    fill = not _reads_array(value)
+    if natural_shape(value) == value.node.shape and not (value.node.shape == () and fill):
         return value
-    return Expand(value.node, value, not _reads_array(value))
+    return Expand(value.node, value, fill)
 
 
 def natural_shape(value):

@@ -27,7 +27,6 @@ def fusible(node):
 
 @dataclass
 class Schedule:
-    order: list  # every node the roots need, inputs first
     kernels: list  # the statements, in execution order
     fused: set  # ids of the nodes inlined into a consumer's statement
     uses: Counter  # uses of each node id (roots count as a use)
@@ -54,7 +53,7 @@ def schedule(roots, target, fuse=True):
             fused_ids.add(id(node))
             continue
         kernels.append(Kernel(node, _region(node, fused_ids)))
-    return Schedule(order, kernels, fused_ids, uses)
+    return Schedule(kernels, fused_ids, uses)
 
 
 def _region(node, fused_ids):

@@ -26,11 +26,15 @@ class OpDef:
     broadcasts: bool = False  # inputs broadcast to the output (autodiff undoes it)
     shape_only: tuple = ()  # positions of inputs whose shape is used, never their values
     view: bool = False  # no arithmetic: the result is its first input re-indexed (reshape, slice)
-    aliases: bool = False  # the result may be, or share memory with, an input (every view too)
+    aliases: bool = False  # the result may be, or share memory with, an input (a view does)
     shares: tuple = ()  # (work, input position): ops that name the same work on the same input
     #                     with equal attributes may compute it once (a max-pool's arg-max search)
     doc: str = ""
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.view:  # a view is its input re-indexed: it aliases it, whatever was declared
+            object.__setattr__(self, "aliases", True)
 
     def __repr__(self):
         return f"OpDef({self.name})"

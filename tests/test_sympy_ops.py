@@ -119,7 +119,7 @@ def test_user_op_erf():
 
 
 def test_user_op_erf_compiled():
-    """Needs `_erf` (codegen.numpy_backend.printers.PRINTER_HELPERS) emitted into the generated module."""
+    """Needs `_erf` (a runtime function the printer calls) emitted into the generated module."""
     erf = gd.elementwise_op("erf", sympy.erf)
     x = gd.input("x", (4,), "float32")
     xv = np.array([-1.5, 0.0, 0.25, np.nan], np.float32)

@@ -4,7 +4,7 @@ Each function here is copied (`inspect.getsource`) into a generated module that 
 may use only `numpy` and the other helpers: its own and those of the runtime it shares with the
 reference interpreter (`graphdl.runtime`: output size, padding, divisors, the lowest value, the
 bit-mask select). The backend emits the helpers a statement's text mentions and the helpers
-those call (`numpy_helpers.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
+those call (`helpers.HELPER_NEEDS`). The NumPy backend's templates spell out the steps,
 e.g. `_conv2d(_im2col(x, ...), w, ...)`. These kernels are the fast path; the reference
 (`graphdl.ops.conv`, sliding windows and einsum) stays apart, as their oracle.
 

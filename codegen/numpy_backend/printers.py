@@ -8,19 +8,13 @@ gives, so compiled code and reference compute the same operations.
 """
 
 import ast
-import inspect
 
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
-from graphdl import runtime
-
-# Helpers the printed code calls, name -> source, to be emitted into a generated module that
-# calls them. The reference implementation of user ops runs the same source.
-PRINTER_HELPERS = {"_erf": inspect.getsource(runtime._erf)}
-
-# Helpers of the NumPy backend (`numpy_helpers.HELPERS`) that this printer calls.
-BACKEND_HELPERS = ("_sigmoid", "_where")
+# The runtime's functions (`graphdl.runtime`) the printed code calls: emitted into a generated
+# module that calls them (`numpy_backend.helpers`); a user op's reference runs the same ones.
+PRINTED_HELPERS = ("_erf", "_sigmoid", "_where")
 
 
 class GraphdlNumPyPrinter(NumPyPrinter):
@@ -64,7 +58,7 @@ class GraphdlNumPyPrinter(NumPyPrinter):
     def _print_erf(self, expr):
         return f"_erf({self._print(expr.args[0])})"
 
-    def _print_Sigmoid(self, expr):  # a helper of the generated module (numpy_helpers.HELPERS)
+    def _print_Sigmoid(self, expr):  # a helper of the generated module (helpers.HELPERS)
         return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_Softplus(self, expr):
@@ -84,6 +78,6 @@ class GraphdlNumPyPrinter(NumPyPrinter):
 def numpy_only(text, names):
     """Whether printed `text` reads only `names`, `numpy.*` and the printer's helpers (SymPy's
     printer falls back to `math.*` or bare names for functions NumPy lacks)."""
-    allowed = {"numpy", *names, *PRINTER_HELPERS, *BACKEND_HELPERS}
+    allowed = {"numpy", *names, *PRINTED_HELPERS}
     tree = ast.parse(text, mode="eval")
     return all(node.id in allowed for node in ast.walk(tree) if isinstance(node, ast.Name))

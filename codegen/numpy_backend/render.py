@@ -18,7 +18,7 @@ from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
 from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
 from graphdl.ir import describe
 from graphdl.ops import leaf
-from graphdl.ops import movement as mv
+from graphdl.passes.stabilize import constant_base
 
 
 def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
@@ -163,21 +163,16 @@ def _scalar_text(array):
 
 
 def literal(const, consumer):
-    """A scalar constant as a Python literal where NumPy's weak typing gives the IR's dtype,
-    else as a typed NumPy scalar."""
+    """A scalar constant as a Python literal where NumPy's weak typing gives the IR's dtype (an
+    operand that is an array, not a constant or a broadcast of one, which fusion prints as a
+    scalar), else as a typed NumPy scalar."""
     array = const.attrs["value"].array
     text = _scalar_text(array)
     weak_ok = consumer is not None and any(
-        i.dtype == array.dtype and not _scalar_valued(i) for i in consumer.inputs)
+        i.dtype == array.dtype and constant_base(i) is None for i in consumer.inputs)
     if not weak_ok:
         return _call(f"numpy.{array.dtype.name}({text})")
     return Expr(text, UNARY if text.startswith("-") else ATOM)
-
-
-def _scalar_valued(node):
-    """A constant, or a broadcast of one (which fusion prints as the scalar): no array that
-    would give a weak Python literal the IR's dtype."""
-    return node.op is leaf.CONST or (node.op is mv.BROADCAST_TO and node.inputs[0].op is leaf.CONST)
 
 
 class Constants:

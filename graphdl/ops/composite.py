@@ -39,7 +39,6 @@ class Composite:
     rule: str  # the closed-form local gradient, in words and symbols
     root: OpDef  # the op of its output node (a cheap filter before trying a rebuild)
     sym: Callable | None = None  # SymPy scalar form of an elementwise composite
-    aliases: tuple = ()  # other names `collapse=` accepts
 
 
 COMPOSITES: dict[str, Composite] = {}  # name -> Composite
@@ -49,8 +48,8 @@ ALIASES: dict[str, str] = {}  # alias -> name
 def composite(name, symbol, rule, root, arity=1, sym=None, aliases=()):
     """Declare the decorated function as the composite `name` (see `Composite`)."""
     def declare(fn):
-        COMPOSITES[name] = Composite(name, fn, arity, symbol, rule, root, sym, tuple(aliases))
-        ALIASES.update(dict.fromkeys(aliases, name))
+        COMPOSITES[name] = Composite(name, fn, arity, symbol, rule, root, sym)
+        ALIASES.update(dict.fromkeys(aliases, name))  # other names `collapse=` accepts
         return fn
     return declare
 

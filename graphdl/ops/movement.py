@@ -60,7 +60,7 @@ def _reshape_infer(inputs, attrs):
 
 
 RESHAPE = register(OpDef(
-    "reshape", infer=_reshape_infer, shape_only=(1,), view=True, aliases=True,
+    "reshape", infer=_reshape_infer, shape_only=(1,), view=True,
     impl=lambda x, like=None, shape=None: x.reshape(shape if like is None else like.shape),
     pullback=lambda n, g: [RESHAPE(g, n.inputs[0]), None][: len(n.inputs)],
 ))
@@ -84,7 +84,7 @@ def _transpose_infer(inputs, attrs):
 
 TRANSPOSE = register(OpDef(
     "transpose", infer=_transpose_infer, impl=lambda x, axes: np.transpose(x, axes),
-    view=True, aliases=True,
+    view=True,
     pullback=lambda n, g: [TRANSPOSE(g, axes=tuple(np.argsort(n.attrs["axes"]).tolist()))],
 ))
 
@@ -115,7 +115,7 @@ def _expand_infer(inputs, attrs):
 
 EXPAND_DIMS = register(OpDef(
     "expand_dims", infer=_expand_infer, impl=lambda x, axis: np.expand_dims(x, axis),
-    view=True, aliases=True,
+    view=True,
     pullback=lambda n, g: [SQUEEZE(g, axis=n.attrs["axis"])],
 ))
 
@@ -136,7 +136,7 @@ def _squeeze_infer(inputs, attrs):
 
 SQUEEZE = register(OpDef(
     "squeeze", infer=_squeeze_infer, impl=lambda x, axis: np.squeeze(x, axis),
-    view=True, aliases=True,
+    view=True,
     pullback=lambda n, g: [EXPAND_DIMS(g, axis=n.attrs["axis"])],
 ))
 
@@ -167,7 +167,6 @@ def _broadcast_infer(inputs, attrs):
 
 BROADCAST_TO = register(OpDef(
     "broadcast_to", infer=_broadcast_infer, broadcasts=True, shape_only=(1,), view=True,
-    aliases=True,
     impl=lambda x, like=None, shape=None: np.broadcast_to(x, shape if like is None else like.shape),
     pullback=lambda n, g: [g, None][: len(n.inputs)],
 ))
@@ -213,7 +212,7 @@ def _unslice_impl(g, like, index):
 
 SLICE = register(OpDef(
     "slice", infer=_slice_infer, impl=lambda x, index: x[tuple(slice(*s) for s in index)],
-    view=True, aliases=True,
+    view=True,
     pullback=lambda n, g: [UNSLICE(g, n.inputs[0], index=n.attrs["index"])],
 ))
 

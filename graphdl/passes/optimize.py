@@ -87,10 +87,9 @@ def _fold(node):
 
 
 def _constant_value(node):
-    """The array a constant, or a broadcast of a scalar constant, holds (else None)."""
-    if node.op is mv.BROADCAST_TO and node.inputs[0].op is leaf.CONST:
-        return np.broadcast_to(node.inputs[0].attrs["value"].array, node.shape)
-    return node.attrs["value"].array if node.op is leaf.CONST else None
+    """The array a constant, or a broadcast of one, holds (else None)."""
+    base = st.constant_base(node)
+    return None if base is None else np.broadcast_to(base.attrs["value"].array, node.shape)
 
 
 def _folded(value):

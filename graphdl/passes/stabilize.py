@@ -19,13 +19,19 @@ from graphdl.passes.rewrite import Rule
 DEPTH = 4  # how far into a product tree the product rules look
 
 
-def is_const(node, value):
-    """Whether node is a constant (or a broadcast of one) whose every element equals value."""
+def constant_base(node):
+    """The constant node is, or is a broadcast of (folding leaves uniform results so), or None."""
     if node.op is mv.BROADCAST_TO:
         node = node.inputs[0]
-    if node.op is not leaf.CONST:
+    return node if node.op is leaf.CONST else None
+
+
+def is_const(node, value):
+    """Whether node is a constant (or a broadcast of one) whose every element equals value."""
+    base = constant_base(node)
+    if base is None:
         return False
-    array = node.attrs["value"].array
+    array = base.attrs["value"].array
     return array.item() == value if array.size == 1 else bool(np.all(array == value))
 
 
