@@ -158,12 +158,10 @@ def run(module, node, lowering, arrays, order):
     out = np.empty(node.shape, node.dtype)
     out.view(np.uint8)[...] = 0 if lowering.zero_output else 0xFF
     scratch = [np.full(nbytes, 0xFF, np.uint8) for nbytes in lowering.scratch]
-    buffers = {"in": lambda k: arrays[k], "out": lambda: out, "scratch": lambda k: scratch[k],
-               "scalar": lambda value, dtype: np.dtype(dtype).type(value)}
+    buffers = {"in": lambda k: arrays[k], "out": lambda: out, "scratch": lambda k: scratch[k]}
     for launch in lowering.launches:
         args = tuple(buffers[a[0]](*a[1:]) for a in launch.args)
-        module.get_function(launch.kernel)(launch.grid, launch.block, args,
-                                           shared_mem=launch.shared_mem, order=order)
+        module.get_function(launch.kernel)(launch.grid, launch.block, args, order=order)
     return out
 
 

@@ -50,11 +50,11 @@ def _emulator():
 
 def _run_kernel(kernel, step, args, order):
     if _emulator()[1]:
-        kernel(step.grid, step.block, args, shared_mem=step.shared_mem, order=order)
+        kernel(step.grid, step.block, args, order=order)
         return
     os.environ["GDL_CPU_ORDER"] = order
     try:
-        kernel(step.grid, step.block, args, shared_mem=step.shared_mem)
+        kernel(step.grid, step.block, args)
     finally:
         os.environ.pop("GDL_CPU_ORDER")
 
@@ -264,8 +264,7 @@ def launch(node, inputs, lowering, order):
     (output, flag): the check's flag after the launches (None without a check)."""
     out = np.zeros(node.shape, node.dtype) if lowering.zero_output else _poison(node.shape, node.dtype)
     scratch = [np.zeros(nbytes // 4, np.int32) for nbytes in lowering.scratch]
-    buffers = {"in": lambda k: inputs[k], "out": lambda: out, "scratch": lambda k: scratch[k],
-               "scalar": lambda value, dtype: np.dtype(dtype).type(value)}
+    buffers = {"in": lambda k: inputs[k], "out": lambda: out, "scratch": lambda k: scratch[k]}
     for step in lowering.launches:
         args = tuple(buffers[arg[0]](*arg[1:]) for arg in step.args)
         _run_kernel(_module().get_function(step.kernel), step, args, order)

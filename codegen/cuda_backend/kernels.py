@@ -44,14 +44,12 @@ class Launch:
     """One kernel launch. `args`, in the kernel's parameter order, each one of:
     ("in", k)        the node's k-th input (a device pointer),
     ("out",)         the node's output buffer,
-    ("scratch", k)   the k-th scratch buffer the lowering asked for (`Lowering.scratch`),
-    ("scalar", value, dtype)  a scalar passed by value (a NumPy scalar of that dtype)."""
+    ("scratch", k)   the k-th scratch buffer the lowering asked for (`Lowering.scratch`)."""
 
     kernel: str
     grid: tuple
     block: tuple
     args: tuple
-    shared_mem: int = 0
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,7 @@ class _Module:
             if 0 in launch.grid:  # nothing to compute (an empty array): CUDA refuses such grids
                 continue
             args = ", ".join(_arg(a, inputs, out, scratch) for a in launch.args)
-            self.body.append(f"    _k[{launch.kernel!r}]({launch.grid}, {launch.block}, ({args},), "
-                             f"shared_mem={launch.shared_mem}){note}")
+            self.body.append(f"    _k[{launch.kernel!r}]({launch.grid}, {launch.block}, ({args},)){note}")
         if lowering.check is not None:  # an index check: the runtime's message names the node
             like = node.inputs[1]
             self.body.append(
@@ -279,9 +278,7 @@ def _arg(spec, inputs, out, scratch):
         return inputs[spec[1]]
     if kind == "out":
         return out
-    if kind == "scratch":
-        return scratch[spec[1]]
-    return f"numpy.{np.dtype(spec[2]).name}({spec[1]!r})"
+    return scratch[spec[1]]
 
 
 def _scalar_const(node):
