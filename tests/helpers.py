@@ -43,6 +43,12 @@ def inputs_of(nodes):
     return {n.name for n in gd.topological_order(list(nodes)) if n.op.name == "input"}
 
 
+def moderate(values, bound=1e4):
+    """Whether every array is finite and below `bound` in magnitude: where comparisons with a
+    relative tolerance mean something."""
+    return all(np.all(np.isfinite(v)) and np.all(np.abs(v) < bound) for v in values)
+
+
 def only(feeds, nodes):
     """`feeds` restricted to the inputs `nodes` use (the interpreter refuses unknown names)."""
     names = inputs_of(nodes)

@@ -137,13 +137,18 @@ def check_op(node, values, eps=1e-6, seed=0):
     `values` maps node id -> array for the node's inputs. One random direction per input.
     At a kink (see the module's docstring) the probe is moved off it when a move clears it.
     """
-    if not _float_edges(node):
+    g = leaf.input("__cotangent__", node.shape, node.dtype.name)
+    # the pullback into each floating-point input; `bound` below is keyed by id(): these nodes
+    # must outlive the loop, or a new node may reuse a dead one's id
+    edges = [(k, inp, gi) for k, inp, gi in autodiff.edge_gradients(node, g)
+             if inp.dtype.kind == "f"]
+    if not edges:
         return []
     args = [np.asarray(values[id(i)]) for i in node.inputs]
     kink = kink_at(node, args, REACH * eps) if _finite(*args) else None
     moved = None if kink is None else _off_kink(node, args, eps, seed)
     if kink is not None and moved is None:
-        return [NodeCheck(node, k, 0.0, 0.0, kink=kink) for k, _, _ in _float_edges(node)]
+        return [NodeCheck(node, k, 0.0, 0.0, kink=kink) for k, _, _ in edges]
     args = args if moved is None else moved
     rng = np.random.default_rng(seed)
     args64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
@@ -157,14 +162,10 @@ def check_op(node, values, eps=1e-6, seed=0):
 
     out = f(args64)
     u = rng.standard_normal(out.shape)
-    g = leaf.input("__cotangent__", node.shape, node.dtype.name)
     bound = {id(i): a for i, a in zip(node.inputs, args)}
     bound[id(node)] = out.astype(node.dtype)
     bound[id(g)] = u.astype(node.dtype)
     checks = []
-    # `bound` is keyed by id(): the gradient nodes must outlive the loop, or a new node may
-    # reuse a dead one's id
-    edges = _float_edges(node, g)
     for k, inp, gi in edges:
         run([gi], bound)
         v = rng.standard_normal(args64[k].shape)
@@ -177,14 +178,6 @@ def check_op(node, values, eps=1e-6, seed=0):
         checks.append(NodeCheck(node, k, analytic, numeric, overflow=not finite, kink=kink,
                                 moved=moved is not None))
     return checks
-
-
-def _float_edges(node, g=None):
-    """`autodiff.edge_gradients` of `node` into its floating-point inputs."""
-    if g is None:
-        g = leaf.input("__cotangent__", node.shape, node.dtype.name)
-    return [(k, inp, gi) for k, inp, gi in autodiff.edge_gradients(node, g)
-            if inp.dtype.kind == "f"]
 
 
 def _off_kink(node, args, eps, seed):
