@@ -18,40 +18,34 @@ gradient, gathered), the max family recomputing each window's arg-max.
 
 from __future__ import annotations
 
-import functools
 import math
-import string
-from pathlib import Path
 
 import numpy as np
 
+from graphdl.codegen.numpy_backend.render import comment
 from graphdl.errors import GraphError
 from graphdl.ir import describe
 from graphdl.ops import conv
 
-from .kernels import Launch, Lowering, ctype, register
+from .kernels import (
+    Launch,
+    Lowering,
+    ctype,
+    grid_stride,
+    integer,
+    register,
+    special_float,
+    template,
+)
 
-TEMPLATES = Path(__file__).parent / "templates"
 BK = 16  # the GEMM's K step; with TM = TN = 4 (fixed in the template) each thread holds 16 sums
 BN = 64
 BUSY_BLOCKS = 256  # enough blocks to fill a GPU (about 2 per SM): the split-K target
-POOL_THREADS = 256
-POOL_MAX_BLOCKS = 8192  # the grid-stride loops cover the rest
 INT_LIMIT = 2 ** 31  # the kernels index with 32-bit ints
 
 
-@functools.cache
-def _template(file):
-    return string.Template((TEMPLATES / file).read_text())
-
-
 def _fill(file, **values):
-    return _template(file).substitute(values)
-
-
-def _comment(text):
-    """`text` on one line, for a // comment (user names may hold newlines)."""
-    return " ".join(text.split())
+    return template(file).substitute(values)
 
 
 def _check(node, dtypes):
@@ -94,7 +88,7 @@ def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False):
     splits, k_per_split = (_split_k(k, grid[0] * grid[1] * groups, groups) if split
                            else (1, -(-k // BK) * BK))
     source = _fill(
-        "conv_gemm.cu", name=name, what=_comment(describe(node)), t=ctype(node.dtype),
+        "conv_gemm.cu", name=name, what=comment(describe(node)), t=ctype(node.dtype),
         ta=ctype(a.dtype), tb=ctype(b.dtype), m=m, p=p, k=k, split=splits, bm=bm, bn=BN, bk=BK,
         k_per_split=k_per_split, b_k_fast=str(b_k_fast).lower(), threads=threads,
         maps=_fill(maps), **geometry)
@@ -133,9 +127,8 @@ def conv2d_weight_grad(node, name):
 def _lowest(dtype):
     """The C expression of max-pooling's fill (`runtime._lowest`), of type X."""
     if dtype.kind == "f":
-        return "X(-__int_as_float(0x7f800000))"  # -inf
-    low = conv.lowest(dtype)
-    return f"X({int(low) + 1}LL - 1)"  # one above: -2**63 is no literal
+        return f"X({special_float(-np.inf, dtype)})"
+    return f"X({integer(int(conv.lowest(dtype)))})"
 
 
 def _pool(node, name, kernel, helpers, x, pooled, operands, per_cell=False, zero_output=False,
@@ -151,14 +144,12 @@ def _pool(node, name, kernel, helpers, x, pooled, operands, per_cell=False, zero
     xt, vt = ctype(x.dtype), ctype(node.dtype)
     geometry = {"h": h, "w": w, "oh": oh, "ow": ow, "kh": kh, "kw": kw, "sh": sh, "sw": sw,
                 "dh": dh, "dw": dw, "pt": pt, "pb": pb, "pl": pl, "pr": pr, **extra}
-    source = _fill("pool_common.cu", name=name, what=_comment(describe(node)),
+    source = _fill("pool_common.cu", name=name, what=comment(describe(node)),
                    item="input cell" if per_cell else "window", total=total, xt=xt, vt=vt,
                    helpers=_fill(helpers, **geometry), **geometry)
     source += "\n" + _fill(kernel, name=name, xt=xt, vt=vt, lowest=_lowest(x.dtype))
-    blocks = min(max(-(-total // POOL_THREADS), 1), POOL_MAX_BLOCKS)
-    launch = Launch(name, (blocks,), (POOL_THREADS,),
-                    tuple(("in", i) for i in operands) + (("out",),))
-    return Lowering(source, (launch,), zero_output=zero_output)
+    launches = grid_stride(name, total, tuple(("in", i) for i in operands) + (("out",),))
+    return Lowering(source, launches, zero_output=zero_output)
 
 
 def _count_pad(node):

@@ -14,10 +14,17 @@ The contract every lowering keeps (the renderer relies on it):
 
 from __future__ import annotations
 
+import functools
+import pathlib
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+TEMPLATES = pathlib.Path(__file__).parent / "templates"
+THREADS = 256  # threads per block of the grid-stride kernels
+MAX_BLOCKS = 8192  # beyond this, grid-stride loops give each thread several elements
 
 C_TYPES = {"float32": "float", "float64": "double", "float16": "__half", "int8": "signed char",
            "int16": "short", "int32": "int", "int64": "long long", "uint8": "unsigned char",
@@ -37,6 +44,24 @@ def special_float(value, dtype):
     if np.dtype(dtype).itemsize == 4:
         return f"__int_as_float({bits:#x})"
     return f"__longlong_as_double({bits:#x}LL)"
+
+
+def integer(value):
+    """A C literal of any 64-bit integer (-2**63 cannot be written as a negated literal)."""
+    if value >= 2**63:
+        return f"{value}ULL"
+    return f"({value + 1}LL - 1)" if value < 0 else f"{value}LL"
+
+
+@functools.cache
+def template(file):
+    """The `.cu` template `file` of `templates/`."""
+    return string.Template((TEMPLATES / file).read_text())
+
+
+def blocks(count):
+    """The blocks of THREADS threads a grid-stride loop over `count` elements launches."""
+    return max(1, min(MAX_BLOCKS, -(-count // THREADS)))
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,12 @@ class Lowering:
     zero_output: bool = False  # the output buffer is zeroed before the first launch
     scratch: tuple = field(default_factory=tuple)  # (nbytes, ...) of device scratch buffers
     check: Check | None = None  # a flag to read after the launches, raising if set
+
+
+def grid_stride(kernel, count, args):
+    """The launches of one grid-stride kernel over `count` elements (none when there are
+    none)."""
+    return (Launch(kernel, (blocks(count),), (THREADS,), args),) if count else ()
 
 
 # OpDef -> function(node, name) -> Lowering

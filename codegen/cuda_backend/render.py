@@ -20,7 +20,7 @@ import sympy
 
 from graphdl import runtime
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.cuda_backend.kernels import STRUCTURED, ctype, special_float
+from graphdl.codegen.cuda_backend.kernels import STRUCTURED, THREADS, blocks, ctype, special_float
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
 from graphdl.codegen.numpy_backend.helpers import HELPERS
@@ -29,9 +29,6 @@ from graphdl.ir import describe
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops.elementwise import promote
-
-BLOCK = 256
-MAX_BLOCKS = 4096  # grid-stride loops cover the rest
 
 
 def _fuses_into(consumer, position):
@@ -182,10 +179,10 @@ class _Module:
             f"    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < {size}LL;"
             f" i += (long long)blockDim.x * gridDim.x) {{\n{body}\n"
             f"        out[i] = ({ctype(node.dtype)})({result});\n    }}\n}}\n")
-        grid = max(1, min(MAX_BLOCKS, -(-size // BLOCK)))
+        grid = blocks(size)
         args = ", ".join([self.buffers[id(n)] for n in refs] + [self.buffers[id(node)]])
         if size:
-            self.body.append(f"    _k[{name!r}](({grid},), ({BLOCK},), ({args},))  "
+            self.body.append(f"    _k[{name!r}](({grid},), ({THREADS},), ({args},))  "
                              f"# node {node.id}: {comment(describe(node, 2))}")
 
     def _device_value(self, node):
@@ -229,9 +226,9 @@ class _Module:
                     f"i < {size}LL; i += (long long)blockDim.x * gridDim.x) "
                     f"out[i] = a[i] - ({t})({source});\n}}\n")
                 b = self.buffers.get(id(u.source), self.buffers[id(target)])
-                grid = max(1, min(MAX_BLOCKS, -(-size // BLOCK)))
+                grid = blocks(size)
                 if size:
-                    self.body.append(f"    _k[{kernel!r}](({grid},), ({BLOCK},), "
+                    self.body.append(f"    _k[{kernel!r}](({grid},), ({THREADS},), "
                                      f"({self.buffers[id(target)]}, {b}, {buf}))")
             elif _scalar_const(u.source):
                 buf = f"numpy.array({_host_literal(u.source)})"

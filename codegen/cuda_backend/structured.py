@@ -8,35 +8,34 @@ iteration space and the strides through which it reads and writes (see `_copy`).
 
 from __future__ import annotations
 
-import functools
 import math
-import pathlib
-import string
 
 import numpy as np
 
 from graphdl import runtime
-from graphdl.codegen.cuda_backend.kernels import Check, Launch, Lowering, ctype, register
+from graphdl.codegen.cuda_backend.kernels import (
+    Check,
+    Launch,
+    Lowering,
+    ctype,
+    grid_stride,
+    integer,
+    register,
+    special_float,
+    template,
+)
+from graphdl.codegen.numpy_backend.render import comment
 from graphdl.ir import describe
 from graphdl.ops import leaf
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 
-TEMPLATES = pathlib.Path(__file__).parent / "templates"
-THREADS = 256  # threads per block of the elementwise-style (grid-stride) kernels
-MAX_BLOCKS = 8192  # beyond this, grid-stride loops give each thread several elements
-
-
-@functools.cache
-def template(file):
-    return string.Template((TEMPLATES / file).read_text())
-
 
 def fill(file, node, name, **values):
     """The source of template `file` for `node`, its kernels named from `name`."""
-    node_text = describe(node).replace("\n", " ")  # it goes into a one-line comment
-    return template(file).substitute(NAME=name, NODE=f"{name}: {node_text}", **values)
+    return template(file).substitute(NAME=name, NODE=f"{name}: {comment(describe(node))}",
+                                     **values)
 
 
 def _supported(node, dtype, kinds="fiub"):
@@ -66,15 +65,6 @@ def _strides(shape):
     return tuple(reversed(strides))
 
 
-def _grid(count):
-    return (min(-(-count // THREADS), MAX_BLOCKS),)
-
-
-def _launches(kernel, count, args):
-    """One grid-stride launch over `count` elements (none when there are none)."""
-    return (Launch(kernel, _grid(count), (THREADS,), args),) if count else ()
-
-
 # ---------------------------------------------------------------- reductions
 REDUCE_BLOCK = 256
 WARP_ROWS = 512  # rows up to this many elements are reduced by one warp, longer by a block
@@ -101,19 +91,10 @@ def _runs(shape, axes):
 def _identity(op, acc, dtype):
     if op is rd.SUM:
         return "0"
-    if dtype.kind == "f":
-        bits = {"float": "__int_as_float(0x7f800000)",
-                "double": "__longlong_as_double(0x7ff0000000000000LL)"}[acc]
-        return ("-" if op is rd.MAX else "") + bits
+    if dtype.kind == "f":  # the accumulator is the dtype's own: float or double
+        return special_float(-np.inf if op is rd.MAX else np.inf, dtype)
     info = np.iinfo(np.int32 if acc == "int" else dtype)
-    return f"({acc}){_integer(info.min if op is rd.MAX else info.max)}"
-
-
-def _integer(value):
-    """A C literal of any 64-bit integer (-2**63 cannot be written as a negated literal)."""
-    if value >= 2**63:
-        return f"{value}ULL"
-    return f"({value + 1}LL - 1)" if value < 0 else f"{value}LL"
+    return f"({acc}){integer(info.min if op is rd.MAX else info.max)}"
 
 
 # NaN propagates as in NumPy: x != x holds for NaN only, and a NaN accumulator never changes.
@@ -236,7 +217,7 @@ def _copy(node, name, k, sizes, in_strides, out_strides, in_base=0, out_base=0):
         COUNT=count, NDIM=max(len(dims), 1), SIZES=_list(d[0] for d in dims),
         IN_STRIDES=_list(d[1] for d in dims), OUT_STRIDES=_list(d[2] for d in dims),
         IN_BASE=in_base, OUT_BASE=out_base)
-    return source, _launches(name, count, (("in", k), ("out",)))
+    return source, grid_stride(name, count, (("in", k), ("out",)))
 
 
 def _lowering(*copies, zero_output=False):
@@ -322,7 +303,7 @@ def take(node, name):
                   TI=_supported(node, idx.dtype, "iu"), COUNT=count,
                   INDEX=_index_type(math.prod(a.shape), count),
                   **_along(a.shape, node.attrs["axis"], math.prod(idx.shape)))
-    return Lowering(source, _launches(name, count, (("in", 0), ("in", 1), ("out",))))
+    return Lowering(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
 
 
 @register(mv.SCATTER_ADD)
@@ -333,7 +314,7 @@ def scatter_add(node, name):
                   TI=_supported(node, idx.dtype, "iu"), COUNT=count,
                   INDEX=_index_type(math.prod(node.shape), count),
                   **_along(node.shape, node.attrs["axis"], math.prod(idx.shape)))
-    launches = _launches(name, count, (("in", 0), ("in", 1), ("out",)))
+    launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
     return Lowering(source, launches, zero_output=True)
 
 
@@ -353,5 +334,5 @@ def check_index(node, name):
             return failure
         raise AssertionError(f"{describe(node)}: the kernel flagged an index that is in range")
 
-    launches = _launches(name, count, (("in", 0), ("out",), ("scratch", 0)))
+    launches = grid_stride(name, count, (("in", 0), ("out",), ("scratch", 0)))
     return Lowering(source, launches, scratch=(4,), check=Check(0, error))
