@@ -9,7 +9,6 @@ import numpy as np
 import sympy
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from graphdl import runtime
 from graphdl.errors import GraphError
 from graphdl.formula import from_sympy, kind
 from graphdl.ir import make_node
@@ -129,8 +128,7 @@ def _printing():
     runtime's helpers. (graphdl reaches `codegen.numpy_backend.printers` lazily, as `compile` does.)"""
     from graphdl.codegen.numpy_backend import printers
 
-    namespace = {"numpy": np, **{name: getattr(runtime, name) for name in runtime.__all__}}
-    return printers, namespace
+    return printers, printers.namespace()
 
 
 # param: the i-th argument inside a custom op's body.

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from graphdl.codegen.numpy_backend.helpers import HELPERS
-from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter
+from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter, namespace
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
 _BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: MUL,
@@ -119,13 +118,6 @@ def elementwise_template(node):
 def _printed_dtype(text, inputs):
     """The dtype NumPy gives `text` for arrays of the inputs' dtypes. NumPy
     2's dtypes depend on dtypes alone, never on values, so ones stand in for the inputs."""
-    if _printed_dtype.namespace is None:
-        _printed_dtype.namespace = {"numpy": np}
-        for source in HELPERS.values():
-            exec(source, _printed_dtype.namespace)  # noqa: S102 - our own helpers' source
     probe = {f"_a{k}_": np.ones(1, i.dtype) for k, i in enumerate(inputs)}
     with np.errstate(all="ignore"):
-        return np.result_type(eval(text, _printed_dtype.namespace, probe))
-
-
-_printed_dtype.namespace = None
+        return np.result_type(eval(text, namespace(), probe))
