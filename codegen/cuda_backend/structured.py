@@ -65,6 +65,15 @@ def _strides(shape):
     return tuple(reversed(strides))
 
 
+def _broadcast_strides(shape, out_shape):
+    """The strides (elements) through which a contiguous array of `shape` is read broadcast to
+    `out_shape`: 0 on the axes it lacks or stretches."""
+    own = _strides(shape)
+    lead = len(out_shape) - len(shape)
+    return tuple(0 if i < lead or shape[i - lead] == 1 else own[i - lead]
+                 for i in range(len(out_shape)))
+
+
 # ---------------------------------------------------------------- reductions
 REDUCE_BLOCK = 256
 WARP_ROWS = 512  # rows up to this many elements are reduced by one warp, longer by a block
@@ -155,13 +164,9 @@ THREADS_XY = (16, 16)
 
 
 def _batch_strides(shape, batch):
-    """The strides (elements) of an operand's batch axes in the broadcast `batch` shape: 0 on
-    axes it lacks or stretches."""
+    """The strides (elements) of an operand's batch axes in the broadcast `batch` shape."""
     matrix = shape[-2] * shape[-1]
-    own = [s * matrix for s in _strides(shape[:-2])]
-    lead = len(batch) - len(own)
-    return tuple(0 if i < lead or shape[i - lead] == 1 else own[i - lead]
-                 for i in range(len(batch)))
+    return tuple(s * matrix for s in _broadcast_strides(shape[:-2], batch))
 
 
 @register(mm.MATMUL)
@@ -240,10 +245,7 @@ def transpose(node, name):
 
 @register(mv.BROADCAST_TO)
 def broadcast_to(node, name):
-    x = node.inputs[0]
-    lead = node.ndim - x.ndim
-    own = _strides(x.shape)
-    strides = [0 if i < lead or x.shape[i - lead] == 1 else own[i - lead] for i in range(node.ndim)]
+    strides = _broadcast_strides(node.inputs[0].shape, node.shape)
     return _lowering(_copy(node, name, 0, node.shape, strides, _strides(node.shape)))
 
 
