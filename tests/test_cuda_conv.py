@@ -157,7 +157,9 @@ def run(module, node, lowering, arrays, order):
     scratch buffers, and launch the kernels in order."""
     out = np.empty(node.shape, node.dtype)
     out.view(np.uint8)[...] = 0 if lowering.zero_output else 0xFF
-    scratch = [np.full(nbytes, 0xFF, np.uint8) for nbytes in lowering.scratch]
+    scratch = [np.empty(count, dtype) for count, dtype in lowering.scratch]
+    for buffer in scratch:
+        buffer.view(np.uint8)[...] = 0xFF
     buffers = {"in": lambda k: arrays[k], "out": lambda: out, "scratch": lambda k: scratch[k]}
     for launch in lowering.launches:
         args = tuple(buffers[a[0]](*a[1:]) for a in launch.args)

@@ -79,13 +79,15 @@ class Launch:
 
 @dataclass(frozen=True)
 class Check:
-    """A run-time check the launches make (an index range): scratch buffer `scratch` holds one
-    int32 that the driver zeroes before the first launch and reads after the last; nonzero
-    means the check failed, and `error(flag, output)` is the exception to raise (the output,
-    read back to the host, gives the message its first failing value)."""
+    """An index-range check the launches make: scratch buffer `scratch` holds a flag the
+    driver zeroes before the first launch and reads after the last; nonzero means an index
+    failed, and the driver raises `runtime._check_index(output, high, negative, what)`'s
+    error (the output, read back to the host, gives the message its first failing value)."""
 
     scratch: int
-    error: Callable  # (flag: int, output: numpy array) -> Exception
+    high: int
+    negative: bool
+    what: str
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class Lowering:
     source: str  # the CUDA C source of the kernels the launches name
     launches: tuple
     zero_output: bool = False  # the output buffer is zeroed before the first launch
-    scratch: tuple = field(default_factory=tuple)  # (nbytes, ...) of device scratch buffers
+    scratch: tuple = field(default_factory=tuple)  # (count, dtype) of each device scratch buffer
     check: Check | None = None  # a flag to read after the launches, raising if set
 
 

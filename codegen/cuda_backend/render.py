@@ -124,11 +124,9 @@ class _Module:
         if lowering.zero_output:
             self.body.append(f"    {out}.fill(0){note}")
         scratch = []
-        for k, nbytes in enumerate(lowering.scratch):
-            flag = lowering.check is not None and lowering.check.scratch == k  # one int32
+        for count, dtype in lowering.scratch:
             scratch.append(self.namer(f"s_{hint}"))
-            self.setup.append(f"    {scratch[-1]} = _xp.zeros({nbytes // 4 if flag else nbytes}, "
-                              f"dtype=numpy.{'int32' if flag else 'uint8'})")
+            self.setup.append(f"    {scratch[-1]} = _xp.zeros({count}, dtype=numpy.{dtype})")
         if lowering.check is not None:
             self.body.append(f"    {scratch[lowering.check.scratch]}.fill(0)")
         inputs = [self._device_value(a.node) for a in value.args]
@@ -137,12 +135,10 @@ class _Module:
                 continue
             args = ", ".join(_arg(a, inputs, out, scratch) for a in launch.args)
             self.body.append(f"    _k[{launch.kernel!r}]({launch.grid}, {launch.block}, ({args},)){note}")
-        if lowering.check is not None:  # an index check: the runtime's message names the node
-            like = node.inputs[1]
-            self.body.append(
-                f"    if int(_host({scratch[lowering.check.scratch]})[0]): _check_index(_host({out}), "
-                f"{like.shape[node.attrs['axis']]}, {node.attrs['negative']}, "
-                f"{node.attrs['what']!r})")
+        check = lowering.check
+        if check is not None:  # an index check: the runtime's message names the node
+            self.body.append(f"    if int(_host({scratch[check.scratch]})[0]): _check_index("
+                             f"_host({out}), {check.high}, {check.negative}, {check.what!r})")
 
     def _elementwise(self, node, value, hint):
         """One grid-stride kernel for the fused region `value` computing node's elements."""
