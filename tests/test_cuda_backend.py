@@ -230,6 +230,16 @@ def test_debug_names_the_first_node_that_overflows():
         fn(x=np.array([0.1, 2.0, 0.3], np.float32))
 
 
+def test_float16_elementwise_graph_is_refused_naming_the_node():
+    """NVRTC has no __half without cuda_fp16.h: the emulator compiled what a GPU rejects."""
+    x = gd.input("half_x", (3,), "float16")
+    feeds = {"half_x": np.ones(3, np.float16)}
+    with pytest.raises(GraphError, match="no float16 kernel for .*half_x"):
+        cuda(gd.exp(x) * 2.0)(feeds)
+    with pytest.raises(GraphError, match="no float16 kernel for .*half_x"):  # cast fused inside
+        cuda(gd.cast(x, "float32") * 2.0)(feeds)
+
+
 def test_outputs_on_device_are_copies_of_their_own(rng):
     x = gd.input("x", (4,), "float32")
     fn = cuda([x * 2.0, gd.sum(x)], outputs_on_device=True)

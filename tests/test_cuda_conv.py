@@ -19,6 +19,7 @@ import graphdl as gd
 from graphdl.codegen.cuda_backend import conv as cuda_conv
 from graphdl.codegen.cuda_backend.cpu.loader import load
 from graphdl.codegen.cuda_backend.kernels import STRUCTURED
+from graphdl.codegen.cuda_backend.render import generate
 from graphdl.ops import conv as cv
 
 # ---------------------------------------------------------------- the table
@@ -266,7 +267,7 @@ def test_nvcc_compiles_every_instantiation_without_spills(tmp_path):
 def test_float16_conv_is_refused_naming_the_node():
     x, w = gd.input("image", (1, 1, 4, 4), "float16"), gd.input("w", (1, 1, 2, 2), "float16")
     with pytest.raises(gd.GraphError, match="no float16 kernel for .*image"):
-        cuda_conv.conv2d(gd.conv2d(x, w), "k")
+        generate([gd.conv2d(x, w)], [x, w])
 
 
 def test_array_beyond_32_bit_indexing_is_refused():

@@ -26,7 +26,8 @@ TEMPLATES = pathlib.Path(__file__).parent / "templates"
 THREADS = 256  # threads per block of the grid-stride kernels
 MAX_BLOCKS = 8192  # beyond this, grid-stride loops give each thread several elements
 
-C_TYPES = {"float32": "float", "float64": "double", "float16": "__half", "int8": "signed char",
+# No float16: NVRTC has no header for __half (the renderer refuses such statements).
+C_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
            "int16": "short", "int32": "int", "int64": "long long", "uint8": "unsigned char",
            "uint16": "unsigned short", "uint32": "unsigned int", "uint64": "unsigned long long",
            "bool": "bool"}

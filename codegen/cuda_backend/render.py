@@ -20,11 +20,19 @@ import sympy
 
 from graphdl import runtime
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.cuda_backend.kernels import STRUCTURED, THREADS, blocks, ctype, special_float
+from graphdl.codegen.cuda_backend.kernels import (
+    C_TYPES,
+    STRUCTURED,
+    THREADS,
+    blocks,
+    ctype,
+    special_float,
+)
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
 from graphdl.codegen.numpy_backend.helpers import HELPERS
 from graphdl.codegen.numpy_backend.render import Constants, Namer, comment
+from graphdl.errors import GraphError
 from graphdl.ir import describe
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
@@ -100,6 +108,7 @@ class _Module:
         else:
             self.buffers[id(node)] = self._buffer(hint, node)
         value = s.value.value if isinstance(s.value, Expand) else s.value
+        _refuse_untyped(node, _nodes(value))
         if node.op.kind == "elementwise":
             self._elementwise(node, value, hint)
         else:
@@ -210,6 +219,7 @@ class _Module:
         for u in updates:
             target = u.target
             if u.subtract:
+                _refuse_untyped(target, [target, u.source])
                 buf = self._buffer(f"new_{target.name}", target)
                 kernel = self.kernel_names(f"k_update_{target.name}")
                 size = math.prod(target.shape)
@@ -263,6 +273,24 @@ _HELPERS = '''def _host(array):
     """A NumPy array of the caller's own (CuPy arrays are copied to the host)."""
     return array.get() if hasattr(array, "get") else numpy.array(array)
 '''
+
+
+def _nodes(value):
+    """The nodes a statement's value reads or computes (fused formulas included)."""
+    yield value.node
+    for arg in getattr(value, "args", ()):
+        yield from _nodes(arg)
+
+
+def _refuse_untyped(node, nodes):
+    """Refuse, naming `node`, a statement over a dtype with no CUDA C type (float16: NVRTC
+    compiles without cuda_fp16.h, so a kernel over __half would compile only in the
+    emulator)."""
+    for n in nodes:
+        if n.dtype.name not in C_TYPES:
+            raise GraphError(f"the CUDA backend has no {n.dtype.name} kernel for "
+                             f"{describe(node, 2)} ({node.op.name}): {n.dtype.name} has no CUDA "
+                             f"type here; cast it to float32 first")
 
 
 def _arg(spec, inputs, out, scratch):

@@ -40,7 +40,7 @@ def fill(file, node, name, **values):
 
 def _supported(node, dtype, kinds="fiub"):
     dtype = np.dtype(dtype)
-    if dtype.kind not in kinds or dtype == np.float16:
+    if dtype.kind not in kinds:
         raise NotImplementedError(f"the CUDA backend has no {node.op.name} kernel for "
                                   f"{describe(node)} in dtype {dtype}")
     return ctype(dtype)
