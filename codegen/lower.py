@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from graphdl.codegen.schedule import schedule
+from graphdl.ir import attrs_key
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
@@ -236,7 +237,7 @@ def reads(node):
 
 
 def _formula(node):
-    return _formula_of(node.op, tuple(sorted((k, v, type(v)) for k, v in node.attrs.items())),
+    return _formula_of(node.op, attrs_key(node.attrs),
                        len(node.inputs))
 
 

@@ -103,9 +103,7 @@ def make_node(op, inputs=(), attrs=None):
     """Return the unique node for `(op, inputs, attrs)`, inferring shape and dtype on creation."""
     attrs = attrs or {}
     inputs = tuple(inputs)
-    # The value's type is part of the key: 2 == 2.0 == True in Python, yet `x ** 2` and
-    # `x ** 2.0` differ for integer x (int32 vs float64, as in NumPy).
-    key = (op, inputs, tuple(sorted((k, v, type(v)) for k, v in attrs.items())) if attrs else ())
+    key = (op, inputs, attrs_key(attrs) if attrs else ())
     ref = _intern.get(key)
     node = None if ref is None else ref()
     if node is None:
@@ -122,6 +120,12 @@ def make_node(op, inputs=(), attrs=None):
         node = Node(op, inputs, types.MappingProxyType(dict(attrs)), *inferred)
         _intern[key] = weakref.ref(node, _forget(key))
     return node
+
+
+def attrs_key(attrs):
+    """Attributes as a hashable key. The value's type is part of it: 2 == 2.0 == True in Python,
+    yet `x ** 2` and `x ** 2.0` differ for integer x (int32 vs float64, as in NumPy)."""
+    return tuple(sorted((k, v, type(v)) for k, v in attrs.items()))
 
 
 def _forget(key):

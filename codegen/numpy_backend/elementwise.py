@@ -12,6 +12,7 @@ import numpy as np
 import sympy
 
 from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter, namespace
+from graphdl.ir import attrs_key
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
 _BINOP = {ast.Add: ADD, ast.Sub: ADD, ast.Mult: MUL, ast.Div: MUL, ast.MatMult: MUL,
@@ -25,6 +26,11 @@ class Expr:
 
     def at(self, required):
         return self.text if self.prec >= required else f"({self.text})"
+
+
+def call(text):
+    """An expression that binds tightest: a call, a name, an attribute or a subscript."""
+    return Expr(text, ATOM)
 
 
 # ---------------------------------------------------------------- elementwise templates
@@ -103,8 +109,7 @@ def elementwise_template(node):
     node. Where NumPy would compute the printed text in another dtype than the node declares
     (a user formula `Piecewise((1, x > 0), (0, True))` prints as int64 `numpy.where`), the
     text converts its result."""
-    # The value's type is part of the key, as in the IR: `x ** 2` and `x ** 2.0` differ.
-    attrs = tuple(sorted((k, v, type(v)) for k, v in node.attrs.items()))
+    attrs = attrs_key(node.attrs)
     key = (node.op, attrs, tuple(i.dtype for i in node.inputs))
     if key not in _templates:
         slots = [sympy.Symbol(f"_a{i}_") for i in range(len(node.inputs))]

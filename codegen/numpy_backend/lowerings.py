@@ -13,16 +13,12 @@ import math
 from graphdl import runtime
 from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend import conv_kernels
-from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, elementwise_template
+from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
 from graphdl.ops import conv, leaf
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-
-
-def _call(text):
-    return Expr(text, ATOM)
 
 
 def _axes(axes):
@@ -38,7 +34,7 @@ def _index(index):
 
 
 def _reduce(function):
-    return lambda n, a: _call(f"numpy.{function}({a.text}, axis={_axes(n.attrs['axes'])}, "
+    return lambda n, a: call(f"numpy.{function}({a.text}, axis={_axes(n.attrs['axes'])}, "
                               f"keepdims={n.attrs['keepdims']})")
 
 
@@ -47,18 +43,18 @@ def _sum_to(n, a):
     if not axes:
         return a
     if axes == tuple(range(n.inputs[0].ndim - n.ndim)):  # only leading axes: a plain sum
-        return _call(f"numpy.sum({a.text}, axis={axes})")
-    return _call(f"numpy.sum({a.text}, axis={axes}, keepdims=True).reshape({n.shape})")
+        return call(f"numpy.sum({a.text}, axis={axes})")
+    return call(f"numpy.sum({a.text}, axis={axes}, keepdims=True).reshape({n.shape})")
 
 
 def _reshaped(n, a, *like):
-    return _call(f"{a.at(ATOM)}.reshape({n.shape})")
+    return call(f"{a.at(ATOM)}.reshape({n.shape})")
 
 
 def _transpose(n, a):
     if n.attrs["axes"] == tuple(range(n.ndim))[::-1]:
-        return _call(f"{a.at(ATOM)}.T")
-    return _call(f"{a.at(ATOM)}.transpose({n.attrs['axes']})")
+        return call(f"{a.at(ATOM)}.T")
+    return call(f"{a.at(ATOM)}.transpose({n.attrs['axes']})")
 
 
 def _dtype(n):
@@ -74,21 +70,21 @@ STRUCTURED = {
     mv.EXPAND_DIMS: _reshaped,
     mv.SQUEEZE: _reshaped,
     mv.TRANSPOSE: _transpose,
-    mv.BROADCAST_TO: lambda n, a, *like: _call(f"numpy.broadcast_to({a.text}, {n.shape})"),
+    mv.BROADCAST_TO: lambda n, a, *like: call(f"numpy.broadcast_to({a.text}, {n.shape})"),
     mv.SUM_TO: lambda n, a, like: _sum_to(n, a),
-    mv.SLICE: lambda n, a: _call(f"{a.at(ATOM)}[{_index(n.attrs['index'])}]"),
-    mv.UNSLICE: lambda n, g, like: _call(
+    mv.SLICE: lambda n, a: call(f"{a.at(ATOM)}[{_index(n.attrs['index'])}]"),
+    mv.UNSLICE: lambda n, g, like: call(
         f"_unslice({g.text}, {n.shape}, {_dtype(n)}, numpy.s_[{_index(n.attrs['index'])}])"),
-    mv.CONCATENATE: lambda n, *xs: _call(
+    mv.CONCATENATE: lambda n, *xs: call(
         f"numpy.concatenate(({', '.join(x.text for x in xs)},), axis={n.attrs['axis']})"),
-    mv.TAKE: lambda n, a, i: _call(f"numpy.take({a.text}, {i.text}, axis={n.attrs['axis']})"),
-    mv.CHECK_INDEX: lambda n, i, like: _call(
+    mv.TAKE: lambda n, a, i: call(f"numpy.take({a.text}, {i.text}, axis={n.attrs['axis']})"),
+    mv.CHECK_INDEX: lambda n, i, like: call(
         f"_check_index({i.text}, {n.inputs[1].shape[n.attrs['axis']]}, {n.attrs['negative']}, "
         f"{n.attrs['what']!r})"),
-    mv.SCATTER_ADD: lambda n, g, i, like: _call(
+    mv.SCATTER_ADD: lambda n, g, i, like: call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
-    leaf.ZEROS_LIKE: lambda n, x: _call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
-    leaf.SIZE: lambda n, x: _call(
+    leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
+    leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
 }
 
@@ -132,26 +128,26 @@ def _avg_divisor(n, shape, out):
 
 
 STRUCTURED.update({
-    conv.CONV2D: lambda n, x, w: _call(
+    conv.CONV2D: lambda n, x, w: call(
         f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
         f"{n.shape})"),
-    conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: _call(
+    conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: call(
         f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
         f"{n.shape})"),
-    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: _call(
+    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: call(
         f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
         f"{_geometry(n, n.inputs[1].shape[2:])})"),
-    conv.MAX_POOL2D: lambda n, x, route=None: _call(
+    conv.MAX_POOL2D: lambda n, x, route=None: call(
         f"{route}['max']" if route
         else f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], conv_kernels.lowest_text(n.dtype))})"),
-    conv.MAX_POOL2D_GRAD: lambda n, g, x, route=None: _call(
+    conv.MAX_POOL2D_GRAD: lambda n, g, x, route=None: call(
         f"_max_pool2d_grad({g.text}, {route or _max_route(n, x)})"),
-    conv.MAX_POOL2D_SELECT: lambda n, u, x, route=None: _call(
+    conv.MAX_POOL2D_SELECT: lambda n, u, x, route=None: call(
         f"_max_pool2d_select({u.text}, {route or _max_route(n, x)})"),
-    conv.AVG_POOL2D: lambda n, x: _call(
+    conv.AVG_POOL2D: lambda n, x: call(
         f"_avg_pool2d({_pool_windows(n, x.text, n.shape[2:], 0)}, "
         f"{_avg_divisor(n, n.inputs[0].shape, n.shape[2:])})"),
-    conv.AVG_POOL2D_GRAD: lambda n, g, like: _call(
+    conv.AVG_POOL2D_GRAD: lambda n, g, like: call(
         f"_avg_pool2d_grad({g.text}, "
         f"{_pool_windows(n, f'numpy.zeros({n.shape}, dtype={_dtype(n)})', n.inputs[0].shape[2:], 0)}, "
         f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),

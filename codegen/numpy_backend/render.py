@@ -13,7 +13,7 @@ import numpy as np
 
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
-from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, elementwise_template
+from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, call, elementwise_template
 from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
 from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
 from graphdl.ir import describe
@@ -99,8 +99,8 @@ class _Module:
         if isinstance(value, Expand):
             inner = self._expr(value.value, consumer).text
             if value.fill:
-                return _call(f"numpy.full({node.shape}, {inner}, dtype=numpy.{node.dtype.name})")
-            return _call(f"numpy.broadcast_to({inner}, {node.shape})")
+                return call(f"numpy.full({node.shape}, {inner}, dtype=numpy.{node.dtype.name})")
+            return call(f"numpy.broadcast_to({inner}, {node.shape})")
         args = [self._expr(a, node) for a in value.args]
         if node.op.kind == "elementwise":
             expr = elementwise_template(node).fill(args)
@@ -148,10 +148,6 @@ class _Module:
                 for n, p in zip(self.lowered.inputs, self.params) if id(n) not in targets]
 
 
-def _call(text):
-    return Expr(text, ATOM)
-
-
 # ---------------------------------------------------------------- constants and names
 def _scalar_text(array):
     if array.dtype == np.float32 and np.isfinite(array):
@@ -171,7 +167,7 @@ def literal(const, consumer):
     weak_ok = consumer is not None and any(
         i.dtype == array.dtype and constant_base(i) is None for i in consumer.inputs)
     if not weak_ok:
-        return _call(f"numpy.{array.dtype.name}({text})")
+        return call(f"numpy.{array.dtype.name}({text})")
     return Expr(text, UNARY if text.startswith("-") else ATOM)
 
 
