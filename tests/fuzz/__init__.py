@@ -4,7 +4,8 @@
     python -m tests.fuzz --seed 0 --long                         # 5000 longer programs
 
 `programs` draws random programs (DAGs ending in a scalar) over the whole public op set, with
-ties and kinks planted on purpose; `torch_ref` runs the same program in PyTorch float64;
+ties and kinks planted on purpose, `take` indices and class labels constant or fed (int64 inputs,
+so optimized graphs keep their run-time range check); `torch_ref` runs the same program in PyTorch float64;
 `differential` compares graphdl's three modes (compiled optimized, compiled unoptimized,
 `gd.evaluate`) with it: every intermediate value, the scalar, the gradient wrt every input and,
 for a subset of programs, second derivatives (double backward), within a relative tolerance of

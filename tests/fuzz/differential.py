@@ -88,7 +88,7 @@ class Case:
         nodes = programs.build(program)
         inputs = [nodes[k] for k in program.inputs]
         self.intermediates = [k for k, s in enumerate(program.steps)
-                              if s.op not in ("input", "wsum", "add")]
+                              if s.op not in (*programs.LEAVES, "wsum", "add")]
         self.grads = gd.grad(nodes[-1], inputs)
         self.second = []
         if second:
@@ -207,7 +207,9 @@ def shrink(program, failure, second, budget=20.0):
         sinks = _sinks(steps)
         for k in sorted(sinks, reverse=True):
             dropped = [s for s in sinks if s != k]
-            lifted = sorted(set(dropped) | set(steps[k].args))
+            # index inputs stay with their op: a weighted sum of integers is no float program
+            args = {a for a in steps[k].args if steps[a].op != "index_input"}
+            lifted = sorted(set(dropped) | args)
             for candidate in (dropped, lifted):
                 if candidate and time.monotonic() < deadline:
                     smaller = _cone(steps, candidate)

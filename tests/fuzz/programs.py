@@ -2,7 +2,9 @@
 
 A `Program` is a list of `Step`s; step k produces slot k, and a step's `args` are earlier slots.
 Inputs are steps too (`input`), so a program can grow a fresh operand of exactly the shape an op
-needs (a matmul's right side, a convolution's weights). The last step is a float64 scalar: the
+needs (a matmul's right side, a convolution's weights). `take` indices and class labels are a
+constant half the time and an int64 input (`index_input`, fed, never differentiated) otherwise,
+so that optimization cannot fold away their run-time range check. The last step is a float64 scalar: the
 sum of every unused slot weighted by fixed random constants.
 
 The generator evaluates each step in PyTorch as it goes (`torch_ref.run_step`) to learn shapes
@@ -25,6 +27,7 @@ from . import torch_ref
 GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
+LEAVES = ("input", "index_input")  # the steps fed by name: float64 values and int64 indices
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,19 @@ class Program:
 
     @property
     def inputs(self):
+        """The differentiable inputs."""
         return [k for k, s in enumerate(self.steps) if s.op == "input"]
 
+    @property
+    def fed(self):
+        """Every step fed by name: the inputs and the index inputs."""
+        return [k for k, s in enumerate(self.steps) if s.op in LEAVES]
+
     def feeds(self):
-        return {self.steps[k].params["name"]: self.steps[k].params["value"] for k in self.inputs}
+        return {self.steps[k].params["name"]: self.steps[k].params["value"] for k in self.fed}
 
     def ops(self):
-        return sorted({s.op for s in self.steps} - {"input", "wsum", "add"})
+        return sorted({s.op for s in self.steps} - {*LEAVES, "wsum", "add"})
 
     def code(self):
         """The program as graphdl source: a reproducer to paste."""
@@ -55,8 +64,8 @@ class Program:
                  ""]
         for k, step in enumerate(self.steps):
             lines.append(f"v{k} = {_code(step)}")
-        feeds = ", ".join(f"{self.steps[k].params['name']!r}: v{k}_value" for k in self.inputs)
-        values = [f"v{k}_value = {_literal(self.steps[k].params['value'])}" for k in self.inputs]
+        feeds = ", ".join(f"{self.steps[k].params['name']!r}: v{k}_value" for k in self.fed)
+        values = [f"v{k}_value = {_literal(self.steps[k].params['value'])}" for k in self.fed]
         return "\n".join(lines[:4] + values + lines[4:] + [f"feeds = {{{feeds}}}"])
 
 
@@ -71,6 +80,7 @@ def _getitem(a, key):
 
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, "float64"),
+    "index_input": lambda name, value: gd.input(name, value.shape, "int64"),
     "neg": lambda a: -a,
     "posify": lambda a: a * a + 0.5,
     "affine": lambda a, scale, shift: a * scale + shift,
@@ -98,6 +108,7 @@ def build(program, steps=None):
 
 _CODE = {
     "input": "gd.input({name!r}, {shape}, 'float64')",
+    "index_input": "gd.input({name!r}, {shape}, 'int64')",
     "neg": "-{0}", "posify": "{0} * {0} + 0.5", "affine": "{0} * {scale!r} + {shift!r}",
     "pow": "{0} ** {exponent!r}", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}",
     "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
@@ -110,7 +121,7 @@ def _code(step):
     args = [f"v{a}" for a in step.args]
     if step.op in _CODE:
         p = dict(step.params)
-        if step.op == "input":
+        if step.op in LEAVES:
             p["shape"] = p.pop("value").shape
         if "weights" in p:
             p["weights"] = _literal(p["weights"])
@@ -180,11 +191,20 @@ class Generator:
         return tuple(self.values[slot].shape)
 
     def pick(self, ok=lambda shape: True):
-        """A random slot whose shape satisfies `ok`; NoSlot if there is none."""
-        slots = [k for k, v in enumerate(self.values) if ok(tuple(v.shape))]
+        """A random float slot whose shape satisfies `ok`; NoSlot if there is none."""
+        slots = [k for k, v in enumerate(self.values)
+                 if self.steps[k].op != "index_input" and ok(tuple(v.shape))]
         if not slots:
             raise NoSlot
         return int(self.rng.choice(slots))
+
+    def integers(self, value, param):
+        """Integer operand `value` of the op being proposed, as (args, params): half the time the
+        constant `param`, otherwise a fed int64 input whose range check runs at run time."""
+        if self.rng.random() < 0.5:
+            return [], {param: value}
+        name = f"i{len(self.steps)}"
+        return [self.add("index_input", (), {"name": name, "value": value})], {}
 
     def pick_or_none(self, ok):
         try:
@@ -349,7 +369,8 @@ def _take(g):
     n = math.prod(shape) if axis is None else shape[axis]
     idx_shape = tuple(int(d) for d in g.rng.integers(1, 4, int(g.rng.integers(0, 3))))
     indices = g.rng.integers(-n, n, idx_shape)  # repeats on purpose; negatives as NumPy's
-    return [x], {"indices": np.asarray(indices, dtype=np.int64), "axis": axis}
+    args, params = g.integers(np.asarray(indices, dtype=np.int64), "indices")
+    return [x, *args], {**params, "axis": axis}
 
 
 def _matmul(g):
@@ -442,7 +463,8 @@ def _cross_entropy(g):
     x = g.pick(lambda s: 1 <= len(s) <= 3 and s[-1] >= 1)  # a class axis
     shape = g.shape_of(x)
     if g.rng.random() < 0.6:
-        return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
+        args, params = g.integers(_labels(g, shape[:-1], shape[-1]), "labels")
+        return [x, *args], params
     target = g.fresh(shape, positive=True)  # probabilities: a differentiable soft target
     return [x, g.add("softmax", (target,), {"axis": -1})], {}
 
@@ -450,7 +472,8 @@ def _cross_entropy(g):
 def _hinge(g):
     x = g.pick(lambda s: 1 <= len(s) <= 3 and s[-1] >= 1)  # a class axis
     shape = g.shape_of(x)
-    return [x], {"labels": _labels(g, shape[:-1], shape[-1])}
+    args, params = g.integers(_labels(g, shape[:-1], shape[-1]), "labels")
+    return [x, *args], params
 
 
 def _mse(g):

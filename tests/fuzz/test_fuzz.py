@@ -4,7 +4,9 @@ a bug (or a convention to document in `tests/fuzz/__init__.py`), with its reprod
 
 from __future__ import annotations
 
-from . import runner
+import numpy as np
+
+from . import programs, runner
 
 SEED, PROGRAMS, BUDGET_SECONDS = 20240607, 1000, 40.0
 
@@ -15,3 +17,17 @@ def test_graphdl_matches_pytorch_on_random_programs():
     print(summary)
     assert result.programs >= 100, f"too few programs ran within the budget\n{summary}"
     assert not result.failures, f"graphdl differs from PyTorch:\n{summary}"
+
+
+def test_generator_feeds_take_indices_and_class_labels_as_int64_inputs():
+    """Constant indices let optimization fold the run-time index check away: the generator must
+    also feed them, as int64 inputs that are fed but never differentiated."""
+    consumers = set()
+    for seed in range(200):
+        program = programs.generate(seed, 8)
+        for k in program.fed:
+            if program.steps[k].op == "index_input":
+                assert k not in program.inputs
+                assert program.feeds()[program.steps[k].params["name"]].dtype == np.int64
+                consumers |= {s.op for s in program.steps if k in s.args}
+    assert consumers == {"take", "softmax_cross_entropy", "hinge_loss"}

@@ -11,7 +11,6 @@ equivalent non-negative ones.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +33,7 @@ def _reduction(fn):
 def _take(x, indices, axis):
     if axis is None:
         x, axis = x.reshape(-1), 0
-    idx = torch.from_numpy(np.asarray(indices % x.shape[axis]))
+    idx = torch.as_tensor(indices) % x.shape[axis]
     out = torch.index_select(x, axis, idx.reshape(-1))
     return out.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1:])
 
@@ -64,7 +63,7 @@ def _max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, dilatio
 
 def _cross_entropy(logits, target=None, labels=None):
     if labels is not None:
-        target = torch.from_numpy(labels)
+        target = torch.as_tensor(labels)
     if logits.ndim > 1:  # graphdl's classes are the last axis, PyTorch's the second
         logits = logits.movedim(-1, 1)
         target = target.movedim(-1, 1) if target.is_floating_point() else target
@@ -76,9 +75,10 @@ def _hinge(scores, labels):
     double backward for it: max(0, z) contributes where z > 0, so a margin of exactly 0 has
     gradient 0 (multi_margin_loss's own rule). Summed in its kernel's order, (1 - s_y) + s_j,
     so that rounding puts a margin at exactly 0 where PyTorch's does."""
-    correct = torch.gather(scores, -1, torch.from_numpy(labels)[..., None])
+    labels = torch.as_tensor(labels)[..., None]
+    correct = torch.gather(scores, -1, labels)
     z = 1 - correct + scores
-    others = torch.ones_like(scores).scatter(-1, torch.from_numpy(labels)[..., None], 0.0)
+    others = torch.ones_like(scores).scatter(-1, labels, 0.0)
     return (torch.where(z > 0, z, 0.0) * others).sum(-1).mean()
 
 
@@ -137,9 +137,12 @@ TORCH = {
 
 
 def run_step(step, args):
-    """The value of one step given its arguments' tensors (inputs become leaves)."""
+    """The value of one step given its arguments' tensors (inputs become leaves; index inputs,
+    integers, are not differentiated)."""
     if step.op == "input":
         return torch.tensor(step.params["value"], dtype=torch.float64, requires_grad=True)
+    if step.op == "index_input":
+        return torch.tensor(step.params["value"], dtype=torch.int64)
     return TORCH[step.op](*args, **step.params)
 
 
