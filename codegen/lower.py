@@ -116,27 +116,29 @@ def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed)."""
     writes = [_write(t, v) for t, v in updates]
-    plan = schedule(list(outputs) + [w.source for w in writes], target, fuse)
+    roots = list(outputs) + [source for _, source, _ in writes]
+    plan = schedule(roots, target, fuse)
     builder = _Builder(plan, target, fuse)
     for kernel in plan.kernels:
         builder.statement(kernel.node)
-    for node in list(outputs) + [w.source for w in writes]:
+    for node in roots:
         builder.expr(node, None)  # an array constant read only here still needs its name
     fresh = builder.fresh
     outs, returned = [], set()
     for o in outputs:  # a repeated output gets a copy of its own too
         outs.append(Output(o, id(o) not in fresh or id(o) in returned))
         returned.add(id(o))
-    ups = [Update(w.target, w.source, w.subtract,
-                  not (id(w.source) in fresh or w.source.op is leaf.CONST)) for w in writes]
+    ups = [Update(t, source, subtract, not (id(source) in fresh or source.op is leaf.CONST))
+           for t, source, subtract in writes]
     return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)
 
 
 def _write(target, value):
-    """`W - X` updates W in place by subtracting X; anything else is copied into W."""
+    """(target, source, subtract): `W - X` updates W in place by subtracting X; anything else
+    is copied into W."""
     if value.op is ew.SUB and value.inputs[0] is target:
-        return Update(target, value.inputs[1], True, False)
-    return Update(target, value, False, False)
+        return target, value.inputs[1], True
+    return target, value, False
 
 
 class _Builder:

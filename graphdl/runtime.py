@@ -66,8 +66,8 @@ def _check_index(indices, n, negative, what):
     """The indices, unless one falls outside [-n, n) (`negative`: counted from the end, as
     NumPy's) or [0, n): then an IndexError naming `what` and the first such index."""
     low = -n if negative else 0
-    bad = numpy.extract((indices < low) | (indices >= n), indices)
-    if bad.size:
+    if indices.size and (indices.min() < low or indices.max() >= n):  # the first bad one, then
+        bad = numpy.extract((indices < low) | (indices >= n), indices)
         raise IndexError(f"{what}: index {bad[0]} is out of range [{low}, {n})")
     return indices
 
