@@ -249,3 +249,14 @@ def test_outputs_on_device_are_copies_of_their_own(rng):
     np.testing.assert_array_equal(second[0], np.full(4, 6.0))
     with pytest.raises(GraphError, match="outputs_on_device is for backend='cuda'"):
         gd.compile(x * 2.0, outputs_on_device=True)
+
+
+def test_constants_in_another_memory_order_reach_kernels_c_contiguous(rng):
+    """A constant keeps its array's memory order (a transposed array is Fortran-ordered);
+    kernels index C order (found by the fuzzer: a folded gradient constant)."""
+    table = rng.standard_normal((30, 20)).T  # large: handed to the module as an array
+    assert not table.flags.c_contiguous and gd.constant(table).attrs["value"].array.flags.f_contiguous
+    x = gd.input("x", (20, 30), "float64")
+    y = x / gd.constant(table)
+    xv = rng.standard_normal((20, 30))
+    assert_close([cuda(y)(x=xv)], [xv / table], "float64")

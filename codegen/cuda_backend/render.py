@@ -198,7 +198,7 @@ class _Module:
     def _constant(self, c):
         array = c.attrs["value"].array
         name = self.namer("c_const")
-        self.setup.append(f"    {name} = _xp.asarray({self.constants.text(name, array)})")
+        self.setup.append(f"    {name} = _xp.asarray({self.constants.text(name, array)}, order=\"C\")")
         self.buffers[id(c)] = name
 
     # ------------------------------------------------------------------ outputs and updates
