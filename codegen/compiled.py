@@ -71,6 +71,7 @@ class Compiled:
         self._in_place = {t.name for t, _ in updates}
         self._programs = {}
         self._last = None
+        self._disjoint = ()  # the updated arrays the last call found disjoint
         self.compile_seconds = 0.0
 
     def __call__(self, *args, **kwargs):
@@ -88,14 +89,21 @@ class Compiled:
     def _refuse_shared_updates(self, arrays):
         """Updated inputs are written in place: two of them in one array would each see the
         other's write. One sweep over the arrays' memory bounds, sorted (what
-        `numpy.may_share_memory` compares), not a test of every pair."""
-        spans = sorted((*byte_bounds(a), k, n.name) for k, (n, a) in
-                       enumerate(zip(self.inputs, arrays)) if n.name in self._in_place and a.size)
+        `numpy.may_share_memory` compares), not a test of every pair; none at all for the very
+        arrays the last call checked (a training loop's parameters: an array's memory never
+        moves)."""
+        updated = [(k, n.name, a) for k, (n, a) in enumerate(zip(self.inputs, arrays))
+                   if n.name in self._in_place]
+        if len(updated) == len(self._disjoint) and all(
+                a is b for (_, _, a), b in zip(updated, self._disjoint)):
+            return
+        spans = sorted((*byte_bounds(a), k, name) for k, name, a in updated if a.size)
         for (_, high, k1, first), (low, _, k2, second) in itertools.pairwise(spans):
             if low < high:
                 (_, a), (_, b) = sorted([(k1, first), (k2, second)])
                 raise InputError(f"inputs {a!r} and {b!r} are both updated in place, so they "
                                  f"must be different arrays; they share memory")
+        self._disjoint = tuple(a for _, _, a in updated)
 
     def specialize(self, shapes):
         """The program for inputs of these shapes (name -> shape), compiled once."""
