@@ -143,8 +143,28 @@ def one_hot_mask(labels, num_classes):
     return ew.EQUAL(mv.expand_dims(labels, -1), classes)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """A loss's class targets: a boolean mask (from class indices) or weight rows (one-hot or
+    probability rows, floating point)."""
+
+    mask: object = None
+    weights: object = None
+
+    def total(self, values, keepdims=False, others=False):
+        """Σ_j w_j · v_j over the class axis (`others`: with 1 - w_j), where a class of weight 0
+        adds nothing even if its value is ±inf (a masked logit, log p = -inf): the product
+        alone would give 0 · inf = NaN."""
+        if self.mask is not None:
+            terms = ew.WHERE(self.mask, 0, values) if others else ew.WHERE(self.mask, values, 0)
+        else:
+            w = 1 - self.weights if others else self.weights
+            terms = ew.WHERE(ew.NOT_EQUAL(w, 0), w * values, 0)
+        return rd.sum(terms, -1, keepdims)
+
+
 def _targets(scores, labels, what):
-    """Integer class labels or one-hot rows -> one-hot rows matching `scores`."""
+    """Integer class labels (a mask) or one-hot rows (weights) matching `scores`: a `_Target`."""
     (labels,) = leaf.lift_all([labels])
     if scores.ndim < 1 or scores.shape[-1] is None:
         raise GraphError(f"{what}: {describe(scores)} needs a known class axis (the last)")
@@ -155,7 +175,7 @@ def _targets(scores, labels, what):
         if labels.ndim != scores.ndim - 1:
             raise GraphError(f"{what}: integer class indices must have the scores' shape "
                              f"without its class axis, {indices}; {shapes}")
-        return one_hot(labels, scores.shape[-1], scores.dtype)
+        return _Target(mask=one_hot_mask(labels, scores.shape[-1]))
     if labels.ndim == scores.ndim - 1:  # the shape of class indices, in a floating dtype
         raise GraphError(f"{what}: {shapes}. Class indices need an integer dtype: "
                          f"{_integer_hint(labels)}; one-hot rows (floating point) would have "
@@ -163,7 +183,7 @@ def _targets(scores, labels, what):
     if labels.ndim == scores.ndim:
         try:
             ew.broadcast_shapes([scores, labels], what)
-            return labels
+            return _Target(weights=labels)
         except GraphError:
             pass  # refused below with both accepted forms
     raise GraphError(f"{what}: labels must be integer class indices of shape {indices} or "
@@ -178,25 +198,13 @@ def _integer_hint(labels):
     return f"declare them with gd.input({labels.name!r}, {tuple(labels.shape)!r}, 'int64') or {cast}"
 
 
-def _weighted_sum(weights, values, keepdims=False):
-    """Σ_j w_j · v_j over the class axis, where a class of weight 0 adds nothing even if its value
-    is ±inf (a masked logit, log p = -inf): the product alone would give 0 · inf = NaN. One-hot
-    weights made from class indices select with their boolean mask (the same values, with
-    fewer operations)."""
-    if weights.op is ew.CAST and weights.inputs[0].dtype == np.bool_:
-        terms = ew.WHERE(weights.inputs[0], values, 0)
-    else:
-        terms = ew.WHERE(ew.NOT_EQUAL(weights, 0), weights * values, 0)
-    return rd.sum(terms, -1, keepdims)
-
-
 @composite("cross_entropy", "softmax\ncross-entropy",
            "dL/dlogits = (softmax(logits) − onehot(labels)) · g / N", ew.DIV, arity=2,
            aliases=("softmax_cross_entropy",))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
     target = _targets(logits, labels, "softmax_cross_entropy")
-    per_example = -_weighted_sum(target, log_softmax(logits))
+    per_example = -target.total(log_softmax(logits))
     return _named(rd.mean(per_example), "cross_entropy")
 
 
@@ -206,11 +214,11 @@ def softmax_cross_entropy(logits, labels):
 def hinge_loss(scores, labels):
     """The lecture's multiclass SVM loss: mean over the batch of Σ_{j≠y} max(0, s_j - s_y + 1)."""
     target = _targets(scores, labels, "hinge_loss")
-    correct = _weighted_sum(target, scores, keepdims=True)
+    correct = target.total(scores, keepdims=True)
     # relu: no gradient at a margin of exactly 0 (PyTorch's multi_margin_loss); summed as
     # (1 - s_y) + s_j, PyTorch's order, so the kink falls where PyTorch's does in float32
     margins = ew.RELU(1 - correct + scores)
-    return _named(rd.mean(_weighted_sum(1 - target, margins)), "hinge_loss")
+    return _named(rd.mean(target.total(margins, others=True)), "hinge_loss")
 
 
 @composite("mse", "MSE", "dL/dp = 2(p − t) · g / N, dL/dt = −2(p − t) · g / N", ew.DIV,
