@@ -4,7 +4,8 @@
 #   2. build: every test model's generated .cu through nvcc -cubin for the card's architecture
 #      (registers, shared memory, spills)
 #   3. correctness: backend="cuda" on the GPU against the NumPy backend (MLP and LeNet training
-#      steps, the lecture's sigmoid neuron)
+#      steps, the lecture's sigmoid neuron), and tests/test_cuda_gpu.py (CuPy arrays fed as they
+#      are, updated in place on the GPU)
 #   4. compute-sanitizer --tool memcheck, then --tool racecheck, over small-shape runs of them
 #   5. timings against PyTorch (TF32 off and on): fused elementwise chain (GB/s against a copy),
 #      MLP and LeNet training steps, AlexNet's conv layers and training step at batch 128;
@@ -68,6 +69,13 @@ need_cupy() {
     "$PY" -m pip install -q cupy-cuda13x
 }
 
+gpu_tests() {
+    if ! "$PY" -c "import pytest, hypothesis" 2>/dev/null; then
+        "$PY" -m pip install -q pytest hypothesis || { echo "no pytest/hypothesis here"; return 1; }
+    fi
+    timeout 80 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_gpu.py
+}
+
 echo "== gpu_check: graphdl $(git describe --always --dirty 2>/dev/null || echo '(no git)'), $PY"
 "$PY" --version
 command -v nvcc >/dev/null && nvcc --version | tail -1
@@ -85,6 +93,7 @@ else
     step "cupy" 120 need_cupy
     step "nvcc sm_${CAP} (no spills)" 90 "$PY" "${MODELS[@]}" nvcc --arch "sm_${CAP}"
     step "correctness, device=gpu" 90 "$PY" "${MODELS[@]}" check --device gpu
+    step "GPU tests (CuPy feeds and updates)" 90 gpu_tests
     step "compute-sanitizer memcheck" 90 compute-sanitizer --tool memcheck --error-exitcode 3 \
         --print-limit 20 "$PY" "${MODELS[@]}" sanitize
     step "compute-sanitizer racecheck" 120 compute-sanitizer --tool racecheck \

@@ -61,7 +61,8 @@ def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=T
     generate = partial(module.generate, debug=debug,
                        **({} if backend == "numpy" else
                           {"device": device, "outputs_on_device": bool(outputs_on_device)}))
-    _cache[key] = Compiled(outputs, single, updates, inputs, generate, options)
+    _cache[key] = Compiled(outputs, single, updates, inputs, generate, options,
+                           device_arrays=backend == "cuda" and device == "gpu")
     if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
         _cache.popitem(last=False)
     return _cache[key]

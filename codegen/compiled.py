@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +60,26 @@ class Program:
         self.run = namespace["run"]
 
 
+def _bounds(array):
+    """(memory space, first byte, one past the last byte) of a host or GPU array."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:
+        return ("host", *byte_bounds(array))
+    start, itemsize = interface["data"][0], array.dtype.itemsize
+    strides = interface.get("strides") or tuple(  # None: C order
+        math.prod(array.shape[k + 1:]) * itemsize for k in range(array.ndim))
+    low = start + sum(s * (n - 1) for s, n in zip(strides, array.shape) if s < 0)
+    high = start + sum(s * (n - 1) for s, n in zip(strides, array.shape) if s > 0) + itemsize
+    return ("gpu", low, high)
+
+
 class Compiled:
     """Call with inputs by name (`fn(x=..., W=...)` or `fn({"x": ...})`) or by position in
     `input_names` order (`fn(x, W)`, as the saved module's `run`); returns the outputs."""
 
-    def __init__(self, outputs, single, updates, inputs, generate, options):
+    def __init__(self, outputs, single, updates, inputs, generate, options, device_arrays=False):
         self.outputs, self.single, self.updates = outputs, single, updates
+        self.device_arrays = device_arrays  # runs on a GPU: its arrays are fed as they are
         self.inputs = inputs
         self.input_names = [n.name for n in inputs]
         self._generate, self.options = generate, options
@@ -76,7 +91,7 @@ class Compiled:
 
     def __call__(self, *args, **kwargs):
         feeds = fd.from_call(self.input_names, args, kwargs)
-        arrays = fd.bind(self.inputs, feeds, self._in_place)
+        arrays = fd.bind(self.inputs, feeds, self._in_place, self.device_arrays)
         self._refuse_shared_updates(arrays)
         program = self.specialize({n.name: a.shape for n, a in zip(self.inputs, arrays)})
         results = [r if isinstance(r, np.ndarray) or hasattr(r, "__cuda_array_interface__")
@@ -97,9 +112,9 @@ class Compiled:
         if len(updated) == len(self._disjoint) and all(
                 a is b for (_, _, a), b in zip(updated, self._disjoint)):
             return
-        spans = sorted((*byte_bounds(a), k, name) for k, name, a in updated if a.size)
-        for (_, high, k1, first), (low, _, k2, second) in itertools.pairwise(spans):
-            if low < high:
+        spans = sorted((*_bounds(a), k, name) for k, name, a in updated if a.size)
+        for (space, _, high, k1, first), (other, low, _, k2, second) in itertools.pairwise(spans):
+            if space == other and low < high:
                 (_, a), (_, b) = sorted([(k1, first), (k2, second)])
                 raise InputError(f"inputs {a!r} and {b!r} are both updated in place, so they "
                                  f"must be different arrays; they share memory")

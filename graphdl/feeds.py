@@ -54,13 +54,14 @@ def unique_inputs(inputs):
     return by_name
 
 
-def bind(inputs, feeds, in_place=()):
+def bind(inputs, feeds, in_place=(), device_arrays=False):
     """Check `feeds` (name -> value) against `inputs`; return arrays in the order of `inputs`.
 
     Floats, ints and bools convert to a float input's dtype (float64 into float32 is cast);
     floats into an integer input are refused, and so are integers outside its range. Inputs
     named in `in_place` are updated by the call, so they must already be arrays of exactly the
-    declared dtype.
+    declared dtype. `device_arrays`: the function runs on a GPU, so arrays already in its
+    memory (CuPy's, or any with `__cuda_array_interface__`) pass as they are, never copied.
     """
     names = [n.name for n in inputs]
     unknown = sorted(set(feeds) - set(names))
@@ -69,7 +70,23 @@ def bind(inputs, feeds, in_place=()):
     missing = [n for n in names if n not in feeds]
     if missing:
         raise InputError(f"missing input {missing[0]!r}; this graph's inputs are {names}")
-    return [_convert(node, feeds[node.name], node.name in in_place) for node in inputs]
+    return [_device(node, feeds[node.name], device_arrays)
+            if hasattr(feeds[node.name], "__cuda_array_interface__")
+            else _convert(node, feeds[node.name], node.name in in_place) for node in inputs]
+
+
+def _device(node, value, accepted):
+    """A GPU array fed as it is: exactly the declared dtype (a conversion would be a copy, and
+    an updated input's copy would not receive the update) and shape."""
+    name = node.name
+    if not accepted:
+        raise InputError(f"input {name!r} is a GPU array ({type(value).__name__}), but this "
+                         f"function runs on the CPU: pass a NumPy array (CuPy: `{name}.get()`)")
+    if value.dtype != node.dtype:
+        raise InputError(f"input {name!r} is a GPU array of dtype {value.dtype}; GPU arrays "
+                         f"are used as they are, so it must be {node.dtype} "
+                         f"(convert it on the GPU: `{name}.astype('{node.dtype}')`)")
+    return _check_shape(node, value)
 
 
 def _convert(node, value, in_place):
@@ -93,11 +110,15 @@ def _convert(node, value, in_place):
         if array.dtype != dtype:
             _check_fits(name, array, dtype)
             array = array.astype(dtype)
+    return _check_shape(node, array)
+
+
+def _check_shape(node, array):
     if array.ndim != len(node.shape) or any(
         d is not None and d != a for d, a in zip(node.shape, array.shape)
     ):
         raise InputError(
-            f"input {name!r} expects shape {format_shape(node.shape)}, "
+            f"input {node.name!r} expects shape {format_shape(node.shape)}, "
             f"got {format_shape(array.shape)}"
         )
     return array

@@ -239,8 +239,7 @@ class _Module:
                 self.body.append(f"    {buf} = _xp.array({self.buffers[id(u.source)]})")
             staged.append((target, buf))
         for target, buf in staged:  # the caller's array is the driver's parameter
-            self.body.append(f"    numpy.copyto({self.buffers[id(target)].removeprefix('d_')}, "
-                             f"_host({buf}))")
+            self.body.append(f"    _store({self.buffers[id(target)].removeprefix('d_')}, {buf})")
 
     # ------------------------------------------------------------------ assembly
     def _cu(self):
@@ -268,6 +267,17 @@ class _Module:
 _HELPERS = '''def _host(array):
     """A NumPy array of the caller's own (CuPy arrays are copied to the host)."""
     return array.get() if hasattr(array, "get") else numpy.array(array)
+
+
+def _store(target, value):
+    """An update written into the caller's array where it lives: a GPU array on the GPU (no
+    trip through the host), a NumPy array from the host."""
+    if hasattr(target, "__cuda_array_interface__"):
+        import cupy
+
+        cupy.copyto(target, cupy.asarray(value))
+    else:
+        numpy.copyto(target, _host(value))
 '''
 
 
