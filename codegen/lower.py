@@ -16,12 +16,12 @@ fewer elements than its root declares; an `Expand` restores the shape wherever a
 
 from __future__ import annotations
 
+import ast
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sympy
-
+from graphdl.codegen.accumulate import input_aliases, product_updates
 from graphdl.codegen.schedule import schedule
 from graphdl.ir import attrs_key
 from graphdl.ops import elementwise as ew
@@ -38,11 +38,14 @@ class Target:
         code (a backend that spells an argument twice must not recompute it twice).
     writes_into(node): can the backend compute `node` into an existing buffer of its shape.
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
+    accumulates: the backend writes `W - s * (A @ B)` as a product added into W's memory
+        (`accumulate.ProductUpdate`).
     """
 
     fuses_into: Callable
     writes_into: Callable
     max_fused: int
+    accumulates: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class Lowered:
     constants: list  # array constants (ndim > 0), in order of first use
     statements: list  # SharedWork | Statement, in execution order
     outputs: list
-    updates: list
+    updates: list  # Update | accumulate.ProductUpdate, in the order of `updates`
     kernels: list  # the schedule's kernels (one per statement of a graph node)
 
 
@@ -116,7 +119,12 @@ def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed)."""
     writes = [_write(t, v) for t, v in updates]
-    roots = list(outputs) + [source for _, source, _ in writes]
+    products = (product_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
+                if fuse and target.accumulates else {})
+    roots = list(outputs)
+    for t, source, _ in writes:
+        p = products.get(id(t))
+        roots += [source] if p is None else [r for r in (p.a, p.b, p.scale) if r is not None]
     plan = schedule(roots, target, fuse)
     builder = _Builder(plan, target, fuse)
     for kernel in plan.kernels:
@@ -128,7 +136,8 @@ def lower(outputs, inputs, updates, target, fuse=True):
     for o in outputs:  # a repeated output gets a copy of its own too
         outs.append(Output(o, id(o) not in fresh or id(o) in returned))
         returned.add(id(o))
-    ups = [Update(t, source, subtract, not (id(source) in fresh or source.op is leaf.CONST))
+    ups = [products.get(id(t)) or
+           Update(t, source, subtract, not (id(source) in fresh or source.op is leaf.CONST))
            for t, source, subtract in writes]
     return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)
 
@@ -230,7 +239,7 @@ def _reads_array(value):
 
 def _passthrough(node):
     """Whether an elementwise node's formula is one of its arguments (`lambda a: a`)."""
-    return isinstance(_formula(node)[0], sympy.Symbol)
+    return _formula(node)[0]
 
 
 def reads(node):
@@ -245,11 +254,21 @@ def _formula(node):
 
 @functools.cache
 def _formula_of(op, attrs, arity):
-    """The op's SymPy form over slot symbols, and the positions it reads, once per (op,
-    attributes)."""
+    """(whether the op's formula is one of its arguments, the positions it reads), once per
+    (op, attributes): from its NumPy text where it has one (the text names exactly the arguments
+    its SymPy form holds, as a test checks), so that lowering built-in ops needs no SymPy."""
+    attrs = {k: v for k, v, _ in attrs}
+    if op.numpy_text is not None:
+        slots = [f"_a{k}_" for k in range(arity)]
+        text = op.numpy_text(*slots, **attrs)
+        names = {n.id for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.Name)}
+        return text in slots, frozenset(k for k, s in enumerate(slots) if s in names)
+    import sympy  # a user op's formula
+
     slots = sympy.symbols(f"a0:{arity}")
-    formula = op.sym(*slots, **{k: v for k, v, _ in attrs})
-    return formula, frozenset(k for k, s in enumerate(slots) if s in formula.free_symbols)
+    formula = op.sym(*slots, **attrs)
+    return (isinstance(formula, sympy.Symbol),
+            frozenset(k for k, s in enumerate(slots) if s in formula.free_symbols))
 
 
 def _shared_work(kernels):

@@ -2,7 +2,9 @@
 
 An `OpDef` holds the op's shape/dtype rule (`infer`), its gradient rule (`pullback`, which builds
 graph nodes), its NumPy reference implementation (`impl`) and, for elementwise ops, its SymPy
-scalar form (`sym`). Each op is declared in one block in `graphdl/ops/`.
+scalar form (`sym`) and, optionally, the NumPy text the code generator's printer gives that form
+(`numpy_text`), so that compiling a built-in op never imports SymPy. Each op is declared in one
+block in `graphdl/ops/`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class OpDef:
     impl: Callable  # (*arrays, **attrs) -> array: the reference semantics
     pullback: Callable | None = None  # (node, g) -> [grad node or None per input]
     sym: Callable | None = None  # elementwise only: (*sympy symbols) -> sympy expression
+    numpy_text: Callable | None = None  # elementwise only: (*argument names, **attrs) -> the
+    #   text `codegen.numpy_backend.printers` prints for `sym` (a test keeps the two equal)
     kind: str = "structured"  # "elementwise" | "structured" | "leaf" | "custom"
     broadcasts: bool = False  # inputs broadcast to the output (autodiff undoes it)
     shape_only: tuple = ()  # positions of inputs whose shape is used, never their values

@@ -1,17 +1,18 @@
-"""Elementwise code for the NumPy backend: each op's SymPy form printed once per (op,
-attributes, input dtypes) as a template, filled in by string substitution with Python's
-precedence (taken from `ast`) deciding the parentheses."""
+"""Elementwise code for the NumPy backend: each op's text made once per (op, attributes, input
+dtypes) into a template, filled in by string substitution with Python's precedence (taken from
+`ast`) deciding the parentheses. A built-in op gives its text (`OpDef.numpy_text`); a user op's
+SymPy form is printed, which is the one place compiling imports SymPy."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 
 import numpy as np
-import sympy
 
-from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter, namespace
+from graphdl import runtime
 from graphdl.ir import attrs_key
 
 ATOM, POWER, UNARY, MUL, ADD, CMP, ANY = 100, 90, 80, 70, 60, 40, 0
@@ -100,24 +101,45 @@ def make_template(text):
                     len(pieces) == 1 and not isinstance(pieces[0], str), uses)
 
 
-_printer = GraphdlNumPyPrinter()
+# The runtime's functions (`graphdl.runtime`) the printed code calls: emitted into a generated
+# module that calls them (`numpy_backend.helpers`); a user op's reference runs the same ones.
+PRINTED_HELPERS = ("_erf", "_sigmoid", "_where")
+
+
+@functools.cache
+def namespace():
+    """What printed text runs in, for a user op's reference and for probing a template's dtype:
+    NumPy and the runtime functions the printer calls."""
+    return {"numpy": np, **{name: getattr(runtime, name) for name in PRINTED_HELPERS}}
+
+
 _templates = {}
 
 
 def elementwise_template(node):
-    """The op's SymPy form printed once per (op, attributes, input dtypes) and reused for every
-    node. Where NumPy would compute the printed text in another dtype than the node declares
+    """The op's text made once per (op, attributes, input dtypes) and reused for every
+    node. Where NumPy would compute the text in another dtype than the node declares
     (a user formula `Piecewise((1, x > 0), (0, True))` prints as int64 `numpy.where`), the
     text converts its result."""
     attrs = attrs_key(node.attrs)
     key = (node.op, attrs, tuple(i.dtype for i in node.inputs))
     if key not in _templates:
-        slots = [sympy.Symbol(f"_a{i}_") for i in range(len(node.inputs))]
-        text = _printer.doprint(node.op.sym(*slots, **node.attrs))
+        slots = [f"_a{i}_" for i in range(len(node.inputs))]
+        text = (node.op.numpy_text(*slots, **node.attrs) if node.op.numpy_text is not None
+                else printed(node.op, slots, node.attrs))
         if _printed_dtype(text, node.inputs) != node.dtype:
             text = f"numpy.asarray({text}, dtype=numpy.{node.dtype.name})"
         _templates[key] = make_template(text)
     return _templates[key]
+
+
+def printed(op, names, attrs):
+    """The text the printer gives `op`'s SymPy form over arguments called `names`."""
+    import sympy  # here only: built-in ops compile without it
+
+    from graphdl.codegen.numpy_backend.printers import GraphdlNumPyPrinter
+
+    return GraphdlNumPyPrinter().doprint(op.sym(*map(sympy.Symbol, names), **attrs))
 
 
 def _printed_dtype(text, inputs):

@@ -8,24 +8,13 @@ gives, so compiled code and reference compute the same operations.
 """
 
 import ast
-import functools
 
-import numpy as np
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
-from graphdl import runtime
+from graphdl.codegen.numpy_backend.elementwise import PRINTED_HELPERS, namespace
 
-# The runtime's functions (`graphdl.runtime`) the printed code calls: emitted into a generated
-# module that calls them (`numpy_backend.helpers`); a user op's reference runs the same ones.
-PRINTED_HELPERS = ("_erf", "_sigmoid", "_where")
-
-
-@functools.cache
-def namespace():
-    """What printed text runs in, for a user op's reference and for probing a template's dtype:
-    NumPy and the runtime functions the printer calls."""
-    return {"numpy": np, **{name: getattr(runtime, name) for name in PRINTED_HELPERS}}
+__all__ = ["PRINTED_HELPERS", "GraphdlNumPyPrinter", "namespace", "numpy_only"]
 
 
 class GraphdlNumPyPrinter(NumPyPrinter):

@@ -1,4 +1,9 @@
-"""Elementwise primitives. Each op is one block: scalar form, NumPy reference, pullback.
+"""Elementwise primitives. Each op is one block: scalar form, its NumPy text, NumPy reference,
+pullback.
+
+The NumPy text is what the code generator's printer gives the scalar form (arguments named by
+the caller), written out so that compiling built-in ops needs no SymPy; a test checks every text
+against the printer.
 
 Inputs broadcast with NumPy's rules; the pullback returns gradients with the output's shape and
 autodiff sums them back to each input's shape. Pullbacks may reuse the op's own output
@@ -8,6 +13,7 @@ autodiff sums them back to each input's shape. Pullbacks may reuse the op's own 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -72,25 +78,26 @@ def boolean(inputs, attrs):
     return np.dtype(bool)
 
 
-def elementwise(name, sym, impl, pullback, dtype_rule=promote, doc="", aliases=False):
-    """Declare and register an elementwise primitive."""
+def elementwise(name, sym, text, impl, pullback, dtype_rule=promote, doc="", aliases=False):
+    """Declare and register an elementwise primitive (`text`: `OpDef.numpy_text`)."""
     def infer(inputs, attrs):
         return broadcast_shapes(inputs, name), dtype_rule(inputs, attrs)
 
     return register(OpDef(
-        name, infer=infer, impl=impl, pullback=pullback, sym=sym, kind="elementwise",
+        name, infer=infer, impl=impl, pullback=pullback, sym=sym, numpy_text=text,
+        kind="elementwise",
         broadcasts=True, doc=doc, aliases=aliases,
     ))
 
 
 # add: a + b; both inputs get g.
-ADD = elementwise("add", lambda a, b: a + b, np.add, lambda n, g: [g, g])
+ADD = elementwise("add", lambda a, b: a + b, lambda a, b: f"{a} + {b}", np.add, lambda n, g: [g, g])
 
 # sub: a - b; the subtrahend gets -g.
-SUB = elementwise("sub", lambda a, b: a - b, np.subtract, lambda n, g: [g, -g])
+SUB = elementwise("sub", lambda a, b: a - b, lambda a, b: f"{a} - {b}", np.subtract, lambda n, g: [g, -g])
 
 # mul: a * b; each input gets g times the other.
-MUL = elementwise("mul", lambda a, b: a * b, np.multiply,
+MUL = elementwise("mul", lambda a, b: a * b, lambda a, b: f"{a}*{b}", np.multiply,
                   lambda n, g: [g * n.inputs[1], g * n.inputs[0]])
 
 def _div_dtype(inputs, attrs):
@@ -99,24 +106,24 @@ def _div_dtype(inputs, attrs):
 
 
 # div: a / b (true division: integers give float64); d/db = -a/b² = -out/b.
-DIV = elementwise("div", lambda a, b: a / b, np.true_divide,
+DIV = elementwise("div", lambda a, b: a / b, lambda a, b: f"{a}/{b}", np.true_divide,
                   lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])], _div_dtype)
 
 # neg: -a.
-NEG = elementwise("neg", lambda a: -a, np.negative, lambda n, g: [-g])
+NEG = elementwise("neg", lambda a: -a, lambda a: f"-{a}", np.negative, lambda n, g: [-g])
 
 # reciprocal: 1/a; d/da = -1/a² = -out², written -(g * (out*out)) so `stabilize` can spot it.
-RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: 1 / a,
+RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: f"1/{a}", lambda a: 1 / a,
                          lambda n, g: [-(g * (n * n))], floating("reciprocal"))
 
 # exp: e^a; d/da = e^a, the output itself.
-EXP = elementwise("exp", lambda a: sympy.exp(a), np.exp, lambda n, g: [g * n], floating("exp"))
+EXP = elementwise("exp", lambda a: sympy.exp(a), lambda a: f"numpy.exp({a})", np.exp, lambda n, g: [g * n], floating("exp"))
 
 # log: natural log; d/da = 1/a.
-LOG = elementwise("log", lambda a: sympy.log(a), np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
+LOG = elementwise("log", lambda a: sympy.log(a), lambda a: f"numpy.log({a})", np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
 
 # sqrt: √a; d/da = 1/(2√a) = 0.5/out.
-SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
+SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), lambda a: f"numpy.sqrt({a})", np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
@@ -136,6 +143,21 @@ def _pow_sym(a, exponent):
     return sympy.Pow(a, e, evaluate=False)
 
 
+def _pow_text(a, exponent):
+    """What the printer gives `_pow_sym`: a ** -1 as 1/a; other negative integers as floats
+    (SymPy's NumPy printer avoids integer ** negative integer); a float as the shortest text of
+    its double (SymPy's Float has no -0.0), nan and inf as NumPy's; negative exponents in
+    parentheses."""
+    if isinstance(exponent, int):
+        if exponent == -1:
+            return f"1/{a}"
+        if exponent >= 0:
+            return f"{a}**{int(exponent)}"
+    e = float(exponent) + 0.0  # -0.0 + 0.0 is 0.0
+    text = "numpy.nan" if math.isnan(e) else repr(abs(e)).replace("inf", "numpy.inf")
+    return f"{a}**(-{text})" if e < 0 else f"{a}**{text}"
+
+
 def _pow_pullback(n, g):
     e = n.attrs["exponent"]
     if e == 0:  # d/da a**0 is 0 everywhere; 0 * 0**-1 would make it NaN at 0 (PyTorch: 0 too)
@@ -144,24 +166,28 @@ def _pow_pullback(n, g):
 
 
 # pow: a ** exponent (a Python number); d/da = exponent · a^(exponent-1).
-POW = elementwise("pow", _pow_sym, lambda a, exponent: a ** exponent, _pow_pullback, _pow_dtype)
+POW = elementwise("pow", _pow_sym, _pow_text, lambda a, exponent: a ** exponent, _pow_pullback,
+                  _pow_dtype)
 
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
-TANH = elementwise("tanh", lambda a: sympy.tanh(a), np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
+TANH = elementwise("tanh", lambda a: sympy.tanh(a), lambda a: f"numpy.tanh({a})", np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
 # sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
 # `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
-SIGMOID = elementwise("sigmoid", lambda a: scalar.Sigmoid(a), runtime._sigmoid,  # σ from e^-|a|: no overflow
+SIGMOID = elementwise("sigmoid", lambda a: scalar.Sigmoid(a), lambda a: f"_sigmoid({a})",
+                      runtime._sigmoid,  # σ from e^-|a|: no overflow
                       lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
 
 # softplus: log(1 + e^a), computed as logaddexp(0, a); d/da = σ(a).
-SOFTPLUS = elementwise("softplus", lambda a: scalar.Softplus(a), lambda a: np.logaddexp(0, a),
+SOFTPLUS = elementwise("softplus", lambda a: scalar.Softplus(a),
+                       lambda a: f"numpy.logaddexp(0, {a})", lambda a: np.logaddexp(0, a),
                        lambda n, g: [g * SIGMOID(n.inputs[0])], floating("softplus"))
 
 # relu: max(a, 0); relu'(0) = 0 as in PyTorch (the lecture's table says 1 for x ≥ 0). The mask
 # reads the output (a > 0 exactly where relu(a) > 0, NaN included), so a itself is dead after
 # the forward pass and generated code can compute relu in place.
-RELU = elementwise("relu", lambda a: scalar.Relu(a), lambda a: np.maximum(a, 0),
+RELU = elementwise("relu", lambda a: scalar.Relu(a), lambda a: f"numpy.maximum({a}, 0)",
+                   lambda a: np.maximum(a, 0),
                    lambda n, g: [WHERE(GREATER(n, 0), g, 0)])
 
 
@@ -176,9 +202,11 @@ def _extremum_pullback(winner):
 
 
 # maximum / minimum: NaN-propagating, as NumPy's.
-MAXIMUM = elementwise("maximum", lambda a, b: sympy.Max(a, b), np.maximum,
+MAXIMUM = elementwise("maximum", lambda a, b: sympy.Max(a, b),
+                      lambda a, b: f"numpy.maximum({a}, {b})", np.maximum,
                       _extremum_pullback(lambda a, b: GREATER(a, b)))
-MINIMUM = elementwise("minimum", lambda a, b: sympy.Min(a, b), np.minimum,
+MINIMUM = elementwise("minimum", lambda a, b: sympy.Min(a, b),
+                      lambda a, b: f"numpy.minimum({a}, {b})", np.minimum,
                       _extremum_pullback(lambda a, b: LESS(a, b)))
 
 
@@ -190,14 +218,17 @@ def _where_dtype(inputs, attrs):
 
 
 # where: c ? a : b; the chosen branch gets g, the other zero, the condition nothing.
-WHERE = elementwise("where", lambda c, a, b: scalar.Where(c, a, b), np.where,
+WHERE = elementwise("where", lambda c, a, b: scalar.Where(c, a, b),
+                    lambda c, a, b: f"_where({c}, {a}, {b})", np.where,
                     lambda n, g: [None, WHERE(n.inputs[0], g, 0), WHERE(n.inputs[0], 0, g)],
                     _where_dtype)
 
 
 def _comparison(name, relation, impl):
-    """A comparison: its SymPy form is the relation of that name (`sympy.StrictGreaterThan`)."""
-    return elementwise(name, lambda a, b: getattr(sympy, relation)(a, b), impl,
+    """A comparison: its SymPy form is the relation of that name (`sympy.StrictGreaterThan`),
+    printed as the NumPy function of the op's name."""
+    return elementwise(name, lambda a, b: getattr(sympy, relation)(a, b),
+                       lambda a, b: f"numpy.{name}({a}, {b})", impl,
                        lambda n, g: [None, None], boolean)
 
 
@@ -212,6 +243,7 @@ NOT_EQUAL = _comparison("not_equal", "Ne", np.not_equal)
 # cast: convert to attrs["dtype"]; the gradient is cast back (none flows into integers).
 CAST = elementwise(
     "cast", lambda a, dtype: scalar.Cast(a, sympy.Symbol(dtype)),
+    lambda a, dtype: f"numpy.asarray({a}, dtype=numpy.{dtype})",
     lambda a, dtype: np.asarray(a, dtype=dtype),
     lambda n, g: [CAST(g, dtype=n.inputs[0].dtype.name) if n.inputs[0].dtype.kind == "f"
                   else None],
@@ -220,7 +252,8 @@ CAST = elementwise(
 )
 
 # stop_gradient: the identity forward, no gradient backward (as in JAX).
-STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda n, g: [None],
+STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda a: a,
+                            lambda n, g: [None],
                             aliases=True)
 
 
