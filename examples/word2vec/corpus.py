@@ -220,3 +220,21 @@ def read_lines(path: Path) -> Iterator[list[str]]:
     with open(path, encoding="ascii") as fh:
         for line in fh:
             yield line.split()
+
+
+def main() -> None:
+    """Build the cache (smoke mode with GRAPHDL_SMOKE=1) and print its counts."""
+    from collections import Counter
+
+    path, counts = build()
+    for name, c in counts.items():
+        print(f"{name:12} {c['lines']:>9,} lines {c['tokens']:>11,} tokens")
+    words = Counter(w for line in read_lines(path) for w in line)
+    lines = sum(c["lines"] for c in counts.values())
+    tokens = sum(c["tokens"] for c in counts.values())
+    print(f"{'total':12} {lines:>9,} lines {tokens:>11,} tokens in {path}")
+    print(f"{sum(n >= 5 for n in words.values()):,} words at min_count 5")
+
+
+if __name__ == "__main__":
+    main()
