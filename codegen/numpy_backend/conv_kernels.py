@@ -50,47 +50,61 @@ def _taps(kernel, stride, dilation, out):
              slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)) for i in range(kh) for j in range(kw)]
 
 
+def _chwn(x, padding):
+    """x (N, C, H, W) as (C, H, W, N), padded with zeros (top, bottom, left, right): the memory
+    order in which every copy of the convolution kernels runs along whole rows of the batch.
+    A view where x already lies in that order (the kernels' own outputs), else one copy."""
+    n, c, h, w = x.shape
+    (pt, pb, pl, pr), xt = padding, x.transpose(1, 2, 3, 0)
+    if not (pt or pb or pl or pr) and xt.flags.c_contiguous:
+        return xt
+    out = numpy.zeros((c, h + pt + pb, w + pl + pr, n), dtype=x.dtype)
+    for first in range(0, n, 8):  # 8 images at a time: from (N, C, H, W) memory, the lines
+        out[:, pt:pt + h, pl:pl + w, first:first + 8] = xt[..., first:first + 8]  # stay in L1
+    return out
+
+
 def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
     """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
-    (C*kh*kw, n*OH*OW) for a slice of n images at a time: yields (first, last, columns).
-    One buffer of about `budget` bytes is refilled, so the columns stay in cache for the
-    matrix product that consumes them."""
+    (C*kh*kw, rows*OW*N), the batch innermost, for a band of output rows at a time: yields
+    (first row, last row, columns). One buffer of about `budget` bytes is refilled, so the
+    columns stay in cache for the matrix product that consumes them."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
-    x = _pad(x, padding)
     oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(w, kw, sw, pl, pr, dw)
-    per = max(1, min(n, budget // (c * kh * kw * oh * ow * x.itemsize)))
-    buffer = _scratch(c * kh * kw * per * oh * ow, x.dtype)
-    xt, taps = x.transpose(1, 0, 2, 3), _taps(kernel, stride, dilation, (oh, ow))
-    for first in range(0, max(n, 1), per):  # an empty batch still yields its (empty) columns
-        last = min(n, first + per)
-        cols = buffer[:c * kh * kw * (last - first) * oh * ow].reshape(
-            c, kh * kw, last - first, oh, ow)
-        for k, (rows, columns) in enumerate(taps):
-            cols[:, k] = xt[:, first:last, rows, columns]
+    xt = _chwn(x, padding)
+    row = c * kh * kw * ow * n  # elements of one output row's columns
+    per = max(1, min(oh, budget // max(1, row * xt.itemsize)))
+    buffer = _scratch(row * per, xt.dtype)
+    for first in range(0, max(oh, 1), per):  # no output rows: one (empty) band all the same
+        last = min(oh, first + per)
+        cols = buffer[:row * (last - first)].reshape(c, kh * kw, last - first, ow, n)
+        for k, (rows, columns) in enumerate(_taps(kernel, stride, dilation, (last - first, ow))):
+            shift = first * sh
+            cols[:, k] = xt[:, rows.start + shift:rows.stop + shift:rows.step, columns]
         yield first, last, cols.reshape(c * kh * kw, -1)
     _scratch(0, None, done=buffer)
 
 
 def _conv2d(columns, w, groups, shape):
-    """w (O, C/g, kh, kw) times each slice of columns: y (N, O, OH, OW), a view of
-    channel-major memory (O, N, OH, OW) that the products write into directly."""
+    """w (O, C/g, kh, kw) times each band of columns: y (N, O, OH, OW), a view of memory
+    (O, OH, OW, N) that the products write into directly."""
     n, o, oh, ow = shape
     wg = w.reshape(groups, o // groups, -1)
     y = None
     for first, last, cols in columns:
         if y is None:
-            y = numpy.empty((groups, o // groups, n, oh * ow), numpy.result_type(cols, w))
+            y = numpy.empty((groups, o // groups, oh, ow * n), numpy.result_type(cols, w))
         numpy.matmul(wg, cols.reshape(groups, wg.shape[2], -1),
                      out=y[:, :, first:last].reshape(groups, o // groups, -1))
-    return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    return y.reshape(o, oh, ow, n).transpose(3, 0, 1, 2)
 
 
 def _conv2d_weight_grad(columns, g, groups, shape):
     """The correlation of x (as columns) with the output gradient g: dW of shape
-    (O, C/g, kh, kw), summed over the slices of the batch."""
+    (O, C/g, kh, kw), summed over the bands of output rows."""
     o = shape[0]
-    gt = g.transpose(1, 0, 2, 3)  # (O, N, OH, OW): a plain view for channel-major g
+    gt = g.transpose(1, 2, 3, 0)  # (O, OH, OW, N): a plain view for g in the kernels' order
     dw = 0
     for first, last, cols in columns:
         gs = gt[:, first:last].reshape(groups, o // groups, -1)
@@ -100,11 +114,11 @@ def _conv2d_weight_grad(columns, g, groups, shape):
 
 
 def _conv2d_cols(g, w, groups):
-    """Wᵀ g: the input gradient as columns (C*kh*kw, N*OH*OW), for `_col2im`, which gives
+    """Wᵀ g: the input gradient as columns (C*kh*kw, OH*OW*N), for `_col2im`, which gives
     their scratch buffer back."""
     o = w.shape[0]
     k = w.size // o
-    g2 = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
+    g2 = g.transpose(1, 2, 3, 0).reshape(groups, o // groups, -1)
     dtype = numpy.result_type(g, w)
     cols = _scratch(groups * k * g2.shape[2], dtype).reshape(groups, k, -1)
     numpy.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1), g2, out=cols)
@@ -113,17 +127,17 @@ def _conv2d_cols(g, w, groups):
 
 def _col2im(cols, shape, kernel, stride, padding, dilation):
     """The transpose of `_im2col`: columns summed back into an (N, C, H, W) array (a view of
-    channel-major memory), one strided add per kernel position. The columns come from
+    memory (C, H, W, N)), one strided add per kernel position. The columns come from
     `_conv2d_cols`; their buffer goes back to the scratch pool."""
     n, c, h, w = shape
     (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
     oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(w, kw, sw, pl, pr, dw)
-    cols = cols.reshape(c, kh * kw, n, oh, ow)
-    out = numpy.zeros((c, n, h + pt + pb, w + pl + pr), dtype=cols.dtype)
+    cols = cols.reshape(c, kh * kw, oh, ow, n)
+    out = numpy.zeros((c, h + pt + pb, w + pl + pr, n), dtype=cols.dtype)
     for k, (rows, columns) in enumerate(_taps(kernel, stride, dilation, (oh, ow))):
-        out[:, :, rows, columns] += cols[:, k]
+        out[:, rows, columns] += cols[:, k]
     _scratch(0, None, done=cols.base)
-    return out[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3)
+    return out[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
 
 
 def _pool_windows(x, kernel, stride, padding, dilation, out, fill):
@@ -157,8 +171,8 @@ def _max_pool2d_route(windows):
     that a forward pass and its gradients can share one (`route["max"]`, `route["arg"]`)."""
     xp, slices, crop = windows
     y = xp[slices[0]].copy(order="K")
-    arg = numpy.zeros(y.shape, dtype=numpy.uint8 if len(slices) < 256 else numpy.intp)
-    wins, k_wins = numpy.empty(y.shape, dtype=bool), numpy.empty_like(arg)
+    arg = numpy.zeros_like(y, dtype=numpy.uint8 if len(slices) < 256 else numpy.intp)
+    wins, k_wins = numpy.empty_like(y, dtype=bool), numpy.empty_like(arg)
     for k, s in enumerate(slices[1:], 1):  # a later win has a larger k: arg = max(k * win)
         v = xp[s]
         numpy.greater(v, y, out=wins)
@@ -224,7 +238,7 @@ def _avg_pool2d_grad(g, windows, divisor):
     return dx[crop]
 
 
-KERNELS = [_scratch, _taps, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
+KERNELS = [_scratch, _taps, _chwn, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
            _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _disjoint,
            _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}
