@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from graphdl.codegen.accumulate import ProductUpdate
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
 from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, call, elementwise_template
@@ -55,14 +56,26 @@ class _Module:
         copies = {}  # node id -> its first copy: update sources may read it too
         returns = [self._copy(o.node, copies) if o.copy else self._ref(o.node)
                    for o in low.outputs]
-        sources = [copies.get(id(u.source)) or self._copy(u.source, copies) if u.copy
-                   else self._ref(u.source) for u in low.updates]
-        for u, source in zip(low.updates, sources):  # after every read of the old values
-            target = self.names[id(u.target)]
-            self.body.append(f"    numpy.subtract({target}, {source}, out={target})" if u.subtract
-                             else f"    numpy.copyto({target}, {source})")
+        writes = [self._accumulate(u) if isinstance(u, ProductUpdate) else
+                  self._write(u, copies.get(id(u.source)) or self._copy(u.source, copies)
+                              if u.copy else self._ref(u.source)) for u in low.updates]
+        self.body += writes  # after every read of the old values
         self.body.append(f"    return ({''.join(r + ', ' for r in returns)})")
         return self._assemble()
+
+    def _write(self, update, source):
+        target = self.names[id(update.target)]
+        return (f"    numpy.subtract({target}, {source}, out={target})" if update.subtract
+                else f"    numpy.copyto({target}, {source})")
+
+    def _accumulate(self, update):
+        """`target -= scale * (a @ b)` as one BLAS product adding into the target."""
+        target = self.names[id(update.target)]
+        scale = "1.0" if update.scale is None else self._ref(update.scale)
+        self.helpers.add("_gemm_update")
+        return (f"    _gemm_update({target}, {scale}, {self._ref(update.a)}, "
+                f"{self._ref(update.b)})  # node {update.source.id}: "
+                f"{comment(describe(update.source, 2))}, added into {comment(target)}")
 
     def _shared(self, work):
         make, hint = SHARED[work.work]
