@@ -28,6 +28,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops.elementwise import broadcast_dims
+from graphdl.passes.rewrite import collection_paused
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ class Lowered:
 def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed)."""
+    with collection_paused():
+        return _lower(outputs, inputs, updates, target, fuse)
+
+
+def _lower(outputs, inputs, updates, target, fuse):
     writes = [_write(t, v) for t, v in updates]
     products = (product_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
                 if fuse and target.accumulates else {})
