@@ -15,7 +15,10 @@ the median of the per-repetition ratios are printed. Both use the same number of
 installed); torch runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets it, so its idle
 OpenMP threads do not spin against NumPy's.
 
-    PYTHONPATH=. python benchmarks/cnn_step.py [--reps N] [--threads N] [--profile]
+Then the peak memory of one step beyond what it holds before it (see `peak_memory.py`): RSS
+in a fresh process per framework, and tracemalloc for graphdl (`--no-memory` skips both).
+
+    PYTHONPATH=. python benchmarks/cnn_step.py [--reps N] [--threads N] [--profile] [--no-memory]
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import peak_memory
 
 import graphdl as gd
 
@@ -76,7 +81,12 @@ def make_graphdl(x, y, params):
     fn(feeds)  # compiles (and takes one step)
     run = fn.specialize({name: np.shape(v) for name, v in feeds.items()}).run
     args = [feeds[name] for name in fn.input_names]
-    return (lambda: run(*args)), (lambda: fn(feeds)), fn
+
+    def step():
+        return run(*args)
+
+    step.run = run  # the generated function: its module holds the pooled work buffers
+    return step, (lambda: fn(feeds)), fn
 
 
 def make_torch(x, y, params):
@@ -158,25 +168,51 @@ def profile(fn, reps):
         print(f"  {t * 1e3:7.3f} ms  {lines[k - 1].strip()[:110]}")
 
 
+def peak_child(name):
+    """The `--peak-child` process: one framework's step, its RSS peak printed (in bytes)."""
+    x, y, params = make_data()
+    step = make_graphdl(x, y, params)[0] if name == "graphdl" else make_torch(x, y, params)[0]
+    print(peak_memory.rss_peak(step))
+
+
+def measure_memory(run, threads):
+    """The peak-memory table: RSS of each framework in its own process, tracemalloc here."""
+    rss = peak_memory.rss_peaks(Path(__file__), ["graphdl", "torch"], ["--threads", str(threads)])
+    traced = {"graphdl": peak_memory.traced_peak(run)}
+    peak_memory.print_table({"graphdl": "graphdl (generated run)", "torch": "torch eager"}, rss,
+                            traced, peak_memory.scratch_bytes(run.run))
+
+
+def limit_threads(threads):
+    """The same number of threads for torch and OpenBLAS; says how OpenBLAS was limited."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+        return f"OpenBLAS limited to {threads} thread(s)"
+    except ImportError:
+        return "OpenBLAS threads not limited (threadpoolctl missing)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both (default: torch's default)")
     parser.add_argument("--profile", action="store_true", help="time each generated statement")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    parser.add_argument("--peak-child", choices=["graphdl", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     threads = args.threads or torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads, user_api="blas")
-        blas = f"OpenBLAS limited to {threads} thread(s)"
-    except ImportError:
-        blas = "OpenBLAS threads not limited (threadpoolctl missing)"
+    blas = limit_threads(threads)
+    if args.peak_child:
+        return peak_child(args.peak_child)
     print(f"LeNet step, batch {BATCH}, 3x32x32, float32; torch {torch.__version__}, "
           f"numpy {np.__version__}; {threads} thread(s), {blas}; {os.cpu_count()} CPUs")
     x, y, params = make_data()
@@ -214,6 +250,8 @@ def main():
           f"p10 {np.percentile(t_times, 10) * 1e3:6.2f} ms   ~{flops / t / 1e9:5.1f} GFLOP/s")
     print(f"ratio graphdl / torch:   median of per-repetition ratios "
           f"{statistics.median(ratios):.2f}x  (target <= 1.5x)")
+    if not args.no_memory:
+        measure_memory(run, threads)
     if args.profile:
         profile.args = [{"x": x, "y": y, **params}[n] for n in fn.input_names]
         profile(fn, 30)

@@ -30,16 +30,26 @@ from graphdl.runtime import _conv_out, _lowest, _pad, _pool_extra, _where
 
 
 def _scratch(size, dtype, done=None):
-    """A flat work buffer of `size` elements from this module's pool, or `done` given back to
-    it. Megabyte arrays allocated afresh on every call cost page faults on every call (the
-    allocator hands such blocks back to the system); a pooled one is reused. One buffer per
-    size and dtype is kept; threads that find it taken get a new one."""
+    """A flat work buffer of `size` elements from this module's pool, or `done` (a buffer it
+    handed out, or a view of one) given back to it. Megabyte arrays allocated afresh on every
+    call cost page faults on every call (the allocator hands such blocks back to the system);
+    a pooled one is reused. The statements that use these buffers run one after another, so
+    one buffer per dtype, the largest asked for, serves them all: a request takes a view of
+    its front. Threads that find it taken get a new one."""
     pool = _scratch.__dict__.setdefault("pool", {})
     if done is not None:
-        pool[done.size, done.dtype.str] = done
+        done = done if done.base is None else done.base
+        kept = pool.get(done.dtype.str)
+        if kept is None or kept.size < done.size:
+            pool[done.dtype.str] = done
         return None
-    buffer = pool.pop((size, numpy.dtype(dtype).str), None)
-    return numpy.empty(size, dtype=dtype) if buffer is None else buffer
+    key = numpy.dtype(dtype).str
+    buffer = pool.pop(key, None)
+    if buffer is None or buffer.size < size:
+        if buffer is not None:
+            pool[key] = buffer  # too small: stays for smaller requests
+        return numpy.empty(size, dtype=dtype)
+    return buffer[:size]
 
 
 def _taps(kernel, stride, dilation, out):
