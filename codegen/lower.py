@@ -216,10 +216,11 @@ def _fresh(value):
 
 def _declared(value):
     """`value` with its node's declared shape (an `Expand` where fusion left it smaller)."""
-    fill = not _reads_array(value)
-    if natural_shape(value) == value.node.shape and not (value.node.shape == () and fill):
+    same = natural_shape(value) == value.node.shape
+    if same and value.node.shape != ():
         return value
-    return Expand(value.node, value, fill)
+    fill = not _reads_array(value)
+    return value if same and not fill else Expand(value.node, value, fill)
 
 
 def natural_shape(value):
@@ -227,7 +228,8 @@ def natural_shape(value):
     operands smaller than it declares (broadcasts left to it, or arguments its formula
     does not read)."""
     if isinstance(value, Apply) and value.node.op.kind == "elementwise":
-        read = [natural_shape(a) for k, a in enumerate(value.args) if k in reads(value.node)]
+        positions = reads(value.node)
+        read = [natural_shape(a) for k, a in enumerate(value.args) if k in positions]
         return broadcast_dims(read) if read else ()
     return value.node.shape
 
@@ -240,7 +242,8 @@ def _reads_array(value):
         return _reads_array(value.value)
     if value.node.op.kind != "elementwise":
         return True
-    return any(_reads_array(a) for k, a in enumerate(value.args) if k in reads(value.node))
+    positions = reads(value.node)
+    return any(_reads_array(a) for k, a in enumerate(value.args) if k in positions)
 
 
 def _passthrough(node):
@@ -254,8 +257,7 @@ def reads(node):
 
 
 def _formula(node):
-    return _formula_of(node.op, attrs_key(node.attrs),
-                       len(node.inputs))
+    return _formula_of(node.op, attrs_key(node.attrs) if node.attrs else (), len(node.inputs))
 
 
 @functools.cache
