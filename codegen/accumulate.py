@@ -1,11 +1,15 @@
-"""Updates accumulated into their target: `W - s * (A @ B)` as one matrix product that adds into
-W's memory (BLAS's `gemm` with alpha = -s, beta = 1), where a backend can. The product, its
-scaled copy and the subtraction then never exist as arrays of their own: for an SGD step on a
-large weight matrix that saves two passes over it and one temporary of its size.
+"""Updates accumulated into their target, where a backend can:
+
+- `W - s * (A @ B)` as one matrix product adding into W's memory (BLAS's `gemm` with
+  alpha = -s, beta = 1): the product, its scaled copy and the subtraction never exist as arrays
+  of their own (for an SGD step on a large weight matrix: two passes and a temporary saved);
+- `W - s * (scatter_add(g1, i1) + scatter_add(g2, i2) + ...)` (the gradient of `take`, an
+  embedding lookup) as an indexed update of the rows the indices address: the step costs what
+  the batch touches, not the size of the table (no dense zero gradient, no pass over W).
 
 The lowering asks this module which updates qualify; their operands become roots of the
-schedule (computed like any statement, before the first write), and the backend writes the
-product into the target in place of the usual subtraction.
+schedule (computed like any statement, before the first write), and the backend writes them
+into the target in place of the usual subtraction.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from graphdl.ir import topological_order
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import matmul as mm
+from graphdl.ops import movement as mv
 
 
 @dataclass(frozen=True)
 class ProductUpdate:
-    """`target -= scale * (a @ b)`, in place; `scale` is a 0-d node (a constant or not)."""
+    """`target -= scale * (a @ b)`, in place; `scale` is a 0-d node or None (one)."""
 
     target: object
     a: object
@@ -28,40 +33,82 @@ class ProductUpdate:
     scale: object
     source: object  # the node the graph computes, `scale * (a @ b)`: for provenance
 
+    @property
+    def operands(self):
+        return (self.a, self.b)
 
-def product_updates(writes, outputs, aliases):
-    """The subtracting writes ((target, source, subtract) triples) whose source is a scaled
-    matrix product used nowhere else, as {target id: ProductUpdate}. `aliases(node)`: the
-    inputs node's array may share memory with; an operand that may be an updated input is
-    refused, since the product is formed while targets are being written."""
+
+@dataclass(frozen=True)
+class ScatterUpdate:
+    """`target -= scale * Σ scatter_add(g, indices)` along `axis`, touching only the rows the
+    indices address; `terms` holds the (indices, g) node pairs."""
+
+    target: object
+    terms: tuple
+    axis: int
+    scale: object
+    source: object
+
+    @property
+    def operands(self):
+        return tuple(node for term in self.terms for node in term)
+
+
+def accumulated_updates(writes, outputs, aliases):
+    """The subtracting writes ((target, source, subtract) triples) a backend may accumulate,
+    as {target id: ProductUpdate | ScatterUpdate}. Every node between the source and the
+    operands must be read nowhere else. `aliases(node)`: the inputs node's array may share
+    memory with; an operand that may be an updated input is refused, since accumulation
+    reads it while targets are being written."""
     roots = list(outputs) + [source for _, source, _ in writes]
     uses = _uses(roots)
     targets = {id(t) for t, _, _ in writes}
     found = {}
     for target, source, subtract in writes:
-        scale, product = _scaled_product(source) if subtract else (None, None)
-        if product is None or uses[id(source)] != 1 or uses[id(product)] != 1:
+        if not subtract or uses[id(source)] != 1 or target.dtype.kind != "f":
             continue
-        a, b = product.inputs
-        if not (a.ndim == b.ndim == 2 and a.dtype == b.dtype == product.dtype == target.dtype
-                and target.dtype.kind == "f"):
+        update = _accumulation(target, source, uses)
+        if update is None:
             continue
-        if any(id(i) in targets for operand in (a, b, scale) if operand is not None
-               for i in aliases(operand)):
-            continue
-        found[id(target)] = ProductUpdate(target, a, b, scale, source)
+        operands = [*update.operands, *([update.scale] if update.scale is not None else [])]
+        if not any(id(i) in targets for operand in operands for i in aliases(operand)):
+            found[id(target)] = update
     return found
 
 
-def _scaled_product(node):
-    """(scale, matmul) for `s * (a @ b)`, `(a @ b) * s` or `a @ b` (scale None: one)."""
-    if node.op is mm.MATMUL:
-        return None, node
+def _accumulation(target, source, uses):
+    scale, body = _scaled(source, uses)
+    if body.op is mm.MATMUL:
+        a, b = body.inputs
+        if a.ndim == b.ndim == 2 and a.dtype == b.dtype == body.dtype == target.dtype:
+            return ProductUpdate(target, a, b, scale, source)
+        return None
+    scatters = _summands(body, uses)
+    if scatters and len({s.attrs["axis"] for s in scatters}) == 1 and all(
+            s.dtype == target.dtype for s in scatters):
+        terms = tuple((s.inputs[1], s.inputs[0]) for s in scatters)
+        return ScatterUpdate(target, terms, scatters[0].attrs["axis"], scale, source)
+    return None
+
+
+def _scaled(node, uses):
+    """(scale, body) for `s * body` or `body * s` with a 0-d s and a body read only there;
+    (None, node) otherwise."""
     if node.op is ew.MUL:
-        for s, p in (node.inputs, node.inputs[::-1]):
-            if s.shape == () and p.op is mm.MATMUL and p.shape == node.shape:
-                return s, p
-    return None, None
+        for s, body in (node.inputs, node.inputs[::-1]):
+            if s.shape == () and body.shape == node.shape and uses[id(body)] == 1:
+                return s, body
+    return None, node
+
+
+def _summands(node, uses):
+    """The scatter_adds that `node` adds up (a tree of adds, each read once), or None."""
+    if node.op is mv.SCATTER_ADD:
+        return [node]
+    if node.op is ew.ADD and all(i.shape == node.shape and uses[id(i)] == 1 for i in node.inputs):
+        parts = [_summands(i, uses) for i in node.inputs]
+        return None if None in parts else [s for part in parts for s in part]
+    return None
 
 
 def _uses(roots):
@@ -77,9 +124,10 @@ def _uses(roots):
 
 def input_aliases(node, passthrough):
     """The graph inputs whose memory `node`'s array may be (through views, and elementwise
-    ops whose formula is one of their arguments)."""
+    ops whose formula is one of their arguments; never an input read for its shape only)."""
     if node.op is leaf.INPUT:
         return {node}
     if node.op.aliases or (node.op.kind == "elementwise" and passthrough(node)):
-        return set().union(*(input_aliases(i, passthrough) for i in node.inputs))
+        return set().union(*(input_aliases(i, passthrough) for k, i in enumerate(node.inputs)
+                             if k not in node.op.shape_only))
     return set()

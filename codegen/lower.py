@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from graphdl.codegen.accumulate import input_aliases, product_updates
+from graphdl.codegen.accumulate import accumulated_updates, input_aliases
 from graphdl.codegen.schedule import schedule
 from graphdl.ir import attrs_key
 from graphdl.ops import elementwise as ew
@@ -39,8 +39,9 @@ class Target:
         code (a backend that spells an argument twice must not recompute it twice).
     writes_into(node): can the backend compute `node` into an existing buffer of its shape.
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
-    accumulates: the backend writes `W - s * (A @ B)` as a product added into W's memory
-        (`accumulate.ProductUpdate`).
+    accumulates: the backend writes `W - s * (A @ B)` as a product added into W's memory and
+        `W - s * scatter_add(...)` as an indexed update (`accumulate.ProductUpdate`,
+        `accumulate.ScatterUpdate`).
     """
 
     fuses_into: Callable
@@ -112,7 +113,7 @@ class Lowered:
     constants: list  # array constants (ndim > 0), in order of first use
     statements: list  # SharedWork | Statement, in execution order
     outputs: list
-    updates: list  # Update | accumulate.ProductUpdate, in the order of `updates`
+    updates: list  # Update | accumulate.ProductUpdate | ScatterUpdate, in `updates` order
     kernels: list  # the schedule's kernels (one per statement of a graph node)
 
 
@@ -125,12 +126,12 @@ def lower(outputs, inputs, updates, target, fuse=True):
 
 def _lower(outputs, inputs, updates, target, fuse):
     writes = [_write(t, v) for t, v in updates]
-    products = (product_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
-                if fuse and target.accumulates else {})
+    accumulated = (accumulated_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
+                   if fuse and target.accumulates else {})
     roots = list(outputs)
     for t, source, _ in writes:
-        p = products.get(id(t))
-        roots += [source] if p is None else [r for r in (p.a, p.b, p.scale) if r is not None]
+        a = accumulated.get(id(t))
+        roots += [source] if a is None else [*a.operands, *[a.scale] * (a.scale is not None)]
     plan = schedule(roots, target, fuse)
     builder = _Builder(plan, target, fuse)
     for kernel in plan.kernels:
@@ -142,7 +143,7 @@ def _lower(outputs, inputs, updates, target, fuse):
     for o in outputs:  # a repeated output gets a copy of its own too
         outs.append(Output(o, id(o) not in fresh or id(o) in returned))
         returned.add(id(o))
-    ups = [products.get(id(t)) or
+    ups = [accumulated.get(id(t)) or
            Update(t, source, subtract, not (id(source) in fresh or source.op is leaf.CONST))
            for t, source, subtract in writes]
     return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)

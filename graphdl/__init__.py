@@ -17,6 +17,7 @@ from graphdl.opdef import REGISTRY, OpDef
 from graphdl.ops.composite import (
     hinge_loss,
     l2,
+    log_sigmoid,
     log_softmax,
     logsumexp,
     mse,
@@ -24,6 +25,7 @@ from graphdl.ops.composite import (
     sigmoid,
     softmax,
     softmax_cross_entropy,
+    softplus,
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
@@ -122,6 +124,7 @@ __all__ = [
     "less",
     "less_equal",
     "log",
+    "log_sigmoid",
     "log_softmax",
     "logsumexp",
     "matmul",
@@ -140,6 +143,7 @@ __all__ = [
     "sigmoid",
     "softmax",
     "softmax_cross_entropy",
+    "softplus",
     "sqrt",
     "squeeze",
     "stop_gradient",

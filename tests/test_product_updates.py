@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.codegen.numpy_backend import blas
+from graphdl.codegen.numpy_backend import update_kernels as blas
 
 
 def _layouts(rng, dtype):

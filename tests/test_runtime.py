@@ -24,8 +24,8 @@ INTERPRETED = {"_unslice", "_scatter_add", "_check_index", "_sum_to", "_sum_to_a
 HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_lowest": lambda: conv.lowest}
 # What generated code calls. `_where` is numpy.where (the interpreter's, and its test oracle)
 # made branch-free; sum_to's lowering prints its `numpy.sum` inline.
-EMITTED = {"_sigmoid", "_where", "_unslice", "_scatter_add", "_check_index", "_conv_out", "_pad",
-           "_pool_extra", "_lowest", "_avg_divisor"}
+EMITTED = {"_sigmoid", "_where", "_unslice", "_scatter_add", "_index_major", "_rows_summed",
+           "_check_index", "_conv_out", "_pad", "_pool_extra", "_lowest", "_avg_divisor"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
 PRINTED = {"_erf"}
 
@@ -91,7 +91,7 @@ def test_generated_module_runs_the_runtime_source(rng):
 def test_emitted_helpers_read_only_numpy_and_the_helpers_emitted_with_them():
     """Every global a helper reads is numpy, a builtin or a helper the backend emits with it
     (through other helpers too): a saved module never meets an undefined name."""
-    namespaces = [runtime, numpy_helpers, numpy_helpers.conv_kernels]
+    namespaces = [runtime, numpy_helpers, numpy_helpers.conv_kernels, numpy_helpers.update_kernels]
     for name, needs in numpy_helpers.HELPER_NEEDS.items():
         function = next((getattr(m, name) for m in namespaces if hasattr(m, name)), None)
         if function is None:  # the printer's helpers are source text only

@@ -160,6 +160,8 @@ def _composite_examples():
     return values, {
         "sigmoid": gd.sigmoid(s) * 2.0,
         "tanh": gd.tanh(s) * 2.0,
+        "softplus": gd.softplus(s) * 2.0,
+        "log_sigmoid": gd.log_sigmoid(s) * 2.0,
         "softmax": gd.sum(gd.softmax(v) * t),
         "log_softmax": gd.sum(gd.log_softmax(v) * t),
         "cross_entropy": gd.softmax_cross_entropy(v, labels) * 2.0,

@@ -3,7 +3,8 @@ each one a module's code calls (and those it calls in turn), so a saved module n
 
 Most are functions of `graphdl.runtime`, which the reference interpreter runs too: the source
 emitted is theirs (`inspect.getsource`), so compiled code and the interpreter run one text.
-Convolution and pooling kernels come from `conv_kernels`, the BLAS epilogue from `blas`.
+Convolution and pooling kernels come from `conv_kernels`, the accumulated updates from
+`update_kernels`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import inspect
 import numpy
 
 from graphdl import runtime
-from graphdl.codegen.numpy_backend import blas, conv_kernels
+from graphdl.codegen.numpy_backend import conv_kernels, update_kernels
 
 
 def _check(value, where, shape, dtype):
@@ -32,7 +33,7 @@ HELPERS = {  # emitted into a generated module only when its code calls them
     for f in [*(getattr(runtime, name) for name in runtime.__all__), _check]
 }
 HELPERS.update(conv_kernels.HELPERS)
-HELPERS.update(blas.HELPERS)
+HELPERS.update(update_kernels.HELPERS)
 _CALLS = {h: {o for o in HELPERS if o != h and o + "(" in src} for h, src in HELPERS.items()}
 
 

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from graphdl.codegen.accumulate import ProductUpdate
+from graphdl.codegen.accumulate import ProductUpdate, ScatterUpdate
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
 from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, call, elementwise_template
@@ -56,7 +56,7 @@ class _Module:
         copies = {}  # node id -> its first copy: update sources may read it too
         returns = [self._copy(o.node, copies) if o.copy else self._ref(o.node)
                    for o in low.outputs]
-        writes = [self._accumulate(u) if isinstance(u, ProductUpdate) else
+        writes = [self._accumulate(u) if isinstance(u, ProductUpdate | ScatterUpdate) else
                   self._write(u, copies.get(id(u.source)) or self._copy(u.source, copies)
                               if u.copy else self._ref(u.source)) for u in low.updates]
         self.body += writes  # after every read of the old values
@@ -69,13 +69,21 @@ class _Module:
                 else f"    numpy.copyto({target}, {source})")
 
     def _accumulate(self, update):
-        """`target -= scale * (a @ b)` as one BLAS product adding into the target."""
+        """`target -= scale * (a @ b)` as one BLAS product adding into the target, or
+        `target -= scale * scatter-adds` into the addressed rows only."""
         target = self.names[id(update.target)]
         scale = "1.0" if update.scale is None else self._ref(update.scale)
-        self.helpers.add("_gemm_update")
-        return (f"    _gemm_update({target}, {scale}, {self._ref(update.a)}, "
-                f"{self._ref(update.b)})  # node {update.source.id}: "
-                f"{comment(describe(update.source, 2))}, added into {comment(target)}")
+        if isinstance(update, ProductUpdate):
+            call = f"_gemm_update({target}, {scale}, {self._ref(update.a)}, {self._ref(update.b)})"
+            how = "a product added into"
+        else:
+            terms = "".join(f"({self._ref(i)}, {self._ref(g)}), " for i, g in update.terms)
+            call = f"_scatter_update({target}, {scale}, {update.axis}, ({terms}))"
+            how = "rows updated in"
+        self.helpers.update(h for h in HELPERS if h + "(" in call)
+        self.helpers.add(call.split("(")[0])
+        return (f"    {call}  # node {update.source.id}: {comment(describe(update.source, 2))}, "
+                f"{how} {comment(target)}")
 
     def _shared(self, work):
         make, hint = SHARED[work.work]

@@ -1,4 +1,5 @@
-"""The NumPy backend's BLAS epilogue, emitted as source into generated modules that use it.
+"""The NumPy backend's accumulated updates (`codegen.accumulate`), emitted as source into the
+generated modules that use them.
 
 `_gemm_update(c, scale, a, b)` is an update `c -= scale * (a @ b)` (an SGD step on a weight
 matrix) as one `gemm` that adds the product into c's memory (alpha = -scale, beta = 1): no
@@ -6,6 +7,9 @@ product array, no scaled copy, no separate subtraction pass. NumPy has no such c
 through SciPy's BLAS wrappers where SciPy is installed; without SciPy (a saved module needs only
 NumPy) it computes the product, scales it and subtracts it, the operations the graph spells.
 The two differ only in rounding (gemm's alpha/beta arithmetic).
+
+`_scatter_update(target, scale, axis, terms)` is an update by the gradient of `take` (an
+embedding lookup): the rows the indices address move, nothing else is read or written.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import inspect
 
 import numpy
+
+from graphdl.runtime import _index_major, _rows_summed
 
 
 def _gemm_update(c, scale, a, b):
@@ -54,4 +60,16 @@ def _blas_gemm(dtype):
     return found[dtype.char]
 
 
-HELPERS = {f.__name__: inspect.getsource(f) for f in (_gemm_update, _column_major, _blas_gemm)}
+def _scatter_update(target, scale, axis, terms):
+    """target -= scale * (the sum of scatter-adds of the (indices, g) pairs in `terms` along
+    `axis`), in place, touching only the addressed rows: an embedding's SGD step costs what
+    its batch touches, not what the table holds. Each row's slices are summed first
+    (`_rows_summed`), so a row addressed twice moves once, by the sum."""
+    indices = numpy.concatenate([i.reshape(-1) for i, _ in terms])
+    slices = numpy.concatenate([_index_major(g, i.ndim, axis) for i, g in terms])
+    rows, sums = _rows_summed(indices, slices, target.shape[axis])
+    numpy.moveaxis(target, axis, 0)[rows] -= scale * sums
+
+
+HELPERS = {f.__name__: inspect.getsource(f)
+           for f in (_gemm_update, _column_major, _blas_gemm, _scatter_update)}

@@ -84,6 +84,24 @@ def sigmoid(x):
     return _named(ew.RECIPROCAL(1 + ew.EXP(-x)), "sigmoid")
 
 
+@composite("softplus", "softplus", "d softplus/dx = σ(x)", ew.LOG,
+           sym=lambda x: scalar.Softplus(x))
+def softplus(x):
+    """softplus(x) = log(1 + e^x), declared as those gates; compiled as the stable primitive
+    (log(1 + e^x) overflows to inf from x ≈ 89 in float32; the primitive gives x there)."""
+    x = _floating(x, "softplus")
+    return _named(ew.LOG(1 + ew.EXP(x)), "softplus")
+
+
+@composite("log_sigmoid", "log σ", "d log σ/dx = 1 − σ(x)", ew.LOG,
+           sym=lambda x: -scalar.Softplus(-x))
+def log_sigmoid(x):
+    """log σ(x), declared as log of the sigmoid circuit; compiled as −softplus(−x), finite
+    where σ(x) rounds to 0 (word2vec's negative-sampling loss: log σ(−v·u))."""
+    x = _floating(x, "log_sigmoid")
+    return _named(ew.LOG(sigmoid(x)), "log_sigmoid")
+
+
 @composite("tanh", "tanh", "d tanh/dx = 1 − tanh²", ew.SUB, sym=lambda x: sympy.tanh(x))
 def tanh(x):
     """tanh(x) = 2 / (1 + e^-2x) - 1, the lecture's form (2·σ(2x) - 1)."""

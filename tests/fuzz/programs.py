@@ -497,6 +497,8 @@ PROPOSERS = {
     "reciprocal": _unary("reciprocal", positive=True),
     "tanh": _unary("tanh"),
     "sigmoid": _unary("sigmoid"),
+    "softplus": _unary("softplus"),
+    "log_sigmoid": _unary("log_sigmoid"),
     "relu": _unary("relu"),
     "stop_gradient": _unary("stop_gradient"),
     "pow": _pow,

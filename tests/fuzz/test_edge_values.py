@@ -132,6 +132,8 @@ CASES = [
     *_unary("reciprocal", gd.reciprocal, torch.reciprocal),
     *_unary("tanh", gd.tanh, torch.tanh),
     *_unary("sigmoid", gd.sigmoid, torch.sigmoid),
+    *_unary("softplus", gd.softplus, lambda x: torch.logaddexp(x, torch.zeros_like(x))),
+    *_unary("log_sigmoid", gd.log_sigmoid, torch.nn.functional.logsigmoid),
     *_unary("relu", gd.relu, _nan_gives_zero(torch.relu)),
     *_unary("neg", lambda x: -x, torch.neg),
     *[case for p in EXPONENTS for case in _unary(f"pow_{p}", lambda x, p=p: x ** p,

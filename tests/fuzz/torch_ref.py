@@ -98,6 +98,8 @@ TORCH = {
     "reciprocal": torch.reciprocal,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
+    "softplus": lambda a: torch.logaddexp(a, torch.zeros_like(a)),  # F.softplus cuts off at 20
+    "log_sigmoid": torch.nn.functional.logsigmoid,
     "relu": torch.relu,
     "stop_gradient": torch.Tensor.detach,
     "pow": lambda a, exponent: torch.pow(a, exponent),
