@@ -21,6 +21,10 @@ whatever runs next in the interleaved loop (the GEMM floor measured 2x slower).
 
     PYTHONPATH=. python benchmarks/mlp_step.py [--reps N] [--quick] [--profile] [--threads N]
 
+Then the peak memory of one step beyond what it holds before it (see `peak_memory.py`): RSS in
+a fresh process per implementation, and tracemalloc for the two NumPy steps (`--no-memory`
+skips both).
+
 `--profile` also times every statement of graphdl's generated `run` and of the hand-written step
 (medians, the two interleaved). The OpenBLAS kernel NumPy runs is printed: see the README.
 """
@@ -35,8 +39,10 @@ import platform
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
+import peak_memory
 from machine import ROOT, cpu_model, source_version
 
 sys.path.insert(0, str(ROOT))
@@ -332,6 +338,31 @@ def profile(x, y, params, fn, reps, warmup):
 
 
 # ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- peak memory
+MAKERS = {"graphdl": make_graphdl, "numpy": make_numpy, "torch": make_torch}
+
+
+def peak_child(name):
+    """The `--peak-child` process: one implementation's step, its RSS peak printed (bytes)."""
+    x, y, params = make_data()
+    print(peak_memory.rss_peak(MAKERS[name](x, y, params)[0]))
+
+
+def measure_memory(impls, fn, threads):
+    """The peak-memory table: RSS of each implementation in its own process, tracemalloc of
+    the NumPy steps here."""
+    args = ["--threads", str(threads)] if threads else []
+    args += ["--no-torch"] if "torch" not in impls else []
+    rss = peak_memory.rss_peaks(Path(__file__), list(impls), args)
+    traced = {name: peak_memory.traced_peak(impls[name][0]) for name in ("graphdl", "numpy")}
+    labels = {"graphdl": "(a) graphdl", "numpy": "(b) hand-written numpy",
+              "torch": "(c) torch eager"}
+    run = fn.specialize({"x": (BATCH, D_IN), "y": (BATCH,), "W1": (D_IN, D_HID),
+                         "b1": (D_HID,), "W2": (D_HID, N_CLASSES), "b2": (N_CLASSES,)}).run
+    peak_memory.print_table({n: labels[n] for n in impls}, rss, traced,
+                            peak_memory.scratch_bytes(run))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=500, help="timed repetitions (default 500)")
@@ -347,6 +378,8 @@ def main(argv=None):
                          "(default: leave both at their defaults)")
     ap.add_argument("--profile", action="store_true",
                     help="also time each statement of graphdl's run() and the hand-written step")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    ap.add_argument("--peak-child", choices=list(MAKERS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.reps, args.warmup = 5, 2
@@ -355,6 +388,14 @@ def main(argv=None):
         import threadpoolctl
 
         threadpoolctl.threadpool_limits(args.threads)
+    if args.peak_child:
+        if args.peak_child == "torch":
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            import torch
+
+            if args.threads:
+                torch.set_num_threads(args.threads)
+        return peak_child(args.peak_child)
     print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs; Python "
           f"{platform.python_version()}; numpy {np.__version__}")
     print(f"numpy BLAS: {blas_info()}")
@@ -399,6 +440,8 @@ def main(argv=None):
     labels["gemm"] = "(g) 5 GEMMs alone"
     print(f"\n{args.reps} round-robin repetitions after {args.warmup} warm-up")
     report(times, labels)
+    if not args.no_memory:
+        measure_memory({name: impl for name, impl in impls.items()}, fn, args.threads)
     if args.profile:
         profile(x, y, params, fn, args.reps, args.warmup)
     return 0 if ok else 1
