@@ -6,8 +6,9 @@ b in [0, window) and sees window - b words on each side within its own line. Ski
 (padding id 0, mask 0; centers with no context are skipped, as word2vec.c does). Negatives are
 drawn for the predicted word (skip-gram: the context; CBOW: the center) and never equal it.
 The learning rate decays linearly from `lr` to `min_lr` over epochs * corpus words (counted
-before subsampling); a batch carries the rate at its first center word. Batches are full-sized
-except the last one. Everything is drawn from one numpy Generator seeded by `seed`.
+before subsampling); a batch carries the rate at its first center word and the number of center
+words its rows come from (a center split between two batches counts in both). Batches are
+full-sized except the last one. Everything is drawn from one numpy Generator seeded by `seed`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Batch:
     mask: np.ndarray | None  # CBOW (B, 2*window) float32; None for skip-gram
     negatives: np.ndarray | None  # (B, negative) int64, or None when negative == 0
     lr: float
+    words: int  # center words (corpus positions) the rows come from: gensim's effective words
 
 
 def _chunk_rows(corpus, keep, mode, window, rng, first_line, last_line):
@@ -125,4 +127,5 @@ def batches(corpus: Encoded, counts: np.ndarray, mode: str, *, window: int = 5,
         if noise is not None:
             negatives = noise.draw(rng, (len(centers), negative), exclude=predicted[:, None])
         rate = float(linear_lr(positions[0], total, lr, min_lr))
-        yield Batch(centers, contexts, mask, negatives, rate)
+        words = 1 + np.count_nonzero(np.diff(positions))  # a center's rows are adjacent
+        yield Batch(centers, contexts, mask, negatives, rate, int(words))

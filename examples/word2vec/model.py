@@ -1,0 +1,148 @@
+"""The four word2vec models as graphdl graphs: skip-gram or CBOW, each with negative sampling
+(NS) or hierarchical softmax (HS), one minibatch SGD step each.
+
+The input vector of a row: skip-gram, v = W_in[center]; CBOW, h = Σ mask·W_in[context] / Σ mask
+(the mean of the context rows inside the window). The predicted word: skip-gram, the context
+word (`batches` pairs each center with each context word); CBOW, the center.
+
+Losses, summed over the batch (so each row moves by `lr` times its own gradient, the step
+word2vec.c takes per word; the mean would divide the rate by the batch size):
+- NS: −log σ(v·u_target) − Σ_k log σ(−v·u_neg_k), u rows of W_out (V, D).
+- HS: word2vec.c walks the Huffman path of the predicted word; at depth d it computes
+  f = v·syn1[point_d] and adds g = (1 − code_d − σ(f))·lr times syn1[point_d] to v's gradient
+  and g·v to syn1[point_d]. 1 − code − σ(f) is d/df of
+  (1 − code)·log σ(f) + code·log σ(−f) = log σ((1 − 2·code)·f) for code ∈ {0, 1},
+  so word2vec.c's step is gradient descent on
+  −Σ_d mask_d · log σ((1 − 2·code_d) · v·W_out[point_d]),  W_out (V − 1, D) the inner nodes.
+  (word2vec.c and gensim skip the depths where |f| ≥ 6, sigmoid's table edge; this graph does
+  not: log σ is computed stably everywhere.)
+
+One difference from word2vec.c stays visible: CBOW's update. word2vec.c and gensim (cbow_mean=1)
+average the context rows forwards but add the unscaled error to every context row; this graph's
+gradient is the true one, the error divided by Σ mask. It is the gradient the finite-difference
+tests check; its steps on W_in are 1/(context size) of word2vec.c's.
+
+Every update is `W - lr * dW` with dW a sum of `take`'s gradients, so the NumPy backend writes
+it as `_scatter_update`: only the rows the batch addresses are touched. The CUDA backend has no
+sparse lowering: it forms the dense (V, D) gradients and updates the whole tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import graphdl as gd
+
+from .batches import Batch
+from .vocab import Huffman
+
+MODELS = ("sg", "cbow")
+LOSSES = ("ns", "hs")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What fixes a model's graph: the table and batch sizes."""
+
+    vocab: int
+    dim: int
+    batch: int
+    window: int = 5  # CBOW: rows hold 2*window context slots
+    negative: int = 5  # NS: negatives per row
+    depth: int = 0  # HS: the deepest Huffman path
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A declared model: its summed loss, its SGD updates, and how to feed it a batch."""
+
+    kind: str  # sg or cbow
+    loss_kind: str  # ns or hs
+    shape: Shape
+    loss: gd.Node
+    updates: dict
+    huffman: Huffman | None
+
+    def tables(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """word2vec.c's initialisation: W_in uniform in [-0.5/dim, 0.5/dim), W_out zeros."""
+        s = self.shape
+        rows_out = s.vocab - 1 if self.loss_kind == "hs" else s.vocab
+        w_in = (rng.random((s.vocab, s.dim)) - 0.5) / s.dim
+        return {"W_in": w_in.astype(s.dtype), "W_out": np.zeros((rows_out, s.dim), s.dtype)}
+
+    def feeds(self, batch: Batch) -> dict[str, np.ndarray]:
+        """The per-batch inputs (everything but the tables) for a full-sized batch."""
+        if len(batch.centers) != self.shape.batch:
+            raise ValueError(f"the model is compiled for batches of {self.shape.batch} rows, "
+                             f"got {len(batch.centers)}")
+        fed = {"lr": np.asarray(batch.lr, self.shape.dtype)}
+        if self.kind == "sg":
+            fed["center"], target = batch.centers, batch.contexts
+        else:
+            fed["context"], fed["mask"] = batch.contexts, batch.mask.astype(self.shape.dtype)
+            target = batch.centers
+        if self.loss_kind == "ns":
+            fed["target"], fed["negatives"] = target, batch.negatives
+        else:
+            h = self.huffman
+            fed["points"] = h.points[target]
+            fed["codes"] = h.codes[target].astype(self.shape.dtype)
+            fed["path_mask"] = h.mask[target].astype(self.shape.dtype)
+        return fed
+
+    def compile(self, **options):
+        return gd.compile(self.loss, updates=self.updates, **options)
+
+
+def _input_vectors(kind: str, W_in, s: Shape):
+    """(B, D): the center's row (skip-gram) or the masked mean of the context rows (CBOW)."""
+    if kind == "sg":
+        return gd.take(W_in, gd.input("center", (s.batch,), "int64"), axis=0)
+    context = gd.input("context", (s.batch, 2 * s.window), "int64")
+    mask = gd.input("mask", (s.batch, 2 * s.window), s.dtype)
+    rows = gd.take(W_in, context, axis=0)  # (B, 2w, D)
+    total = gd.sum(rows * gd.expand_dims(mask, 2), axis=1)
+    return total / gd.sum(mask, axis=1, keepdims=True)
+
+
+def _ns_loss(v, W_out, s: Shape):
+    target = gd.input("target", (s.batch,), "int64")
+    negatives = gd.input("negatives", (s.batch, s.negative), "int64")
+    positive = gd.sum(v * gd.take(W_out, target, axis=0), axis=1)
+    negative = gd.sum(gd.expand_dims(v, 1) * gd.take(W_out, negatives, axis=0), axis=2)
+    return -(gd.sum(gd.log_sigmoid(positive)) + gd.sum(gd.log_sigmoid(-negative)))
+
+
+def _hs_loss(v, W_out, s: Shape):
+    points = gd.input("points", (s.batch, s.depth), "int64")
+    codes = gd.input("codes", (s.batch, s.depth), s.dtype)
+    path_mask = gd.input("path_mask", (s.batch, s.depth), s.dtype)
+    f = gd.sum(gd.expand_dims(v, 1) * gd.take(W_out, points, axis=0), axis=2)  # (B, depth)
+    return -gd.sum(path_mask * gd.log_sigmoid((1 - 2 * codes) * f))
+
+
+def declare(kind: str, loss_kind: str, shape: Shape, huffman: Huffman | None = None) -> Model:
+    """The model `kind` (sg, cbow) with `loss_kind` (ns, hs) for batches of `shape`; HS needs
+    the vocabulary's Huffman tree (its depth replaces shape.depth)."""
+    if kind not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {kind!r}")
+    if loss_kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss_kind!r}")
+    if loss_kind == "hs":
+        if huffman is None:
+            raise ValueError("hierarchical softmax (loss 'hs') needs the vocabulary's huffman")
+        shape = Shape(**{**shape.__dict__, "depth": huffman.points.shape[1]})
+    elif shape.negative < 1:
+        raise ValueError(f"negative sampling needs negative >= 1, got {shape.negative}")
+    rows_out = shape.vocab - 1 if loss_kind == "hs" else shape.vocab
+    W_in = gd.input("W_in", (shape.vocab, shape.dim), shape.dtype)
+    W_out = gd.input("W_out", (rows_out, shape.dim), shape.dtype)
+    lr = gd.input("lr", (), shape.dtype)
+    v = _input_vectors(kind, W_in, shape)
+    loss = (_ns_loss if loss_kind == "ns" else _hs_loss)(v, W_out, shape)
+    d_in, d_out = gd.grad(loss, [W_in, W_out])
+    updates = {W_in: W_in - lr * d_in, W_out: W_out - lr * d_out}
+    return Model(kind, loss_kind, shape, loss, updates, huffman if loss_kind == "hs" else None)

@@ -1,0 +1,193 @@
+"""Train word2vec with graphdl: `python -m examples.word2vec.train --model sg --loss ns`.
+
+Builds the corpus cache (build/word2vec/), the vocabulary, one compiled SGD step for the chosen
+model (see `model`), trains with the learning rate decaying linearly from 0.025 to 0.0001 (fed
+to the step as an input), saves the vectors in word2vec text format and evaluates them.
+Batches have a fixed size; the last, short batch of the run is dropped (its pairs are not
+trained on). `--smoke` trains on gensim's Lee corpus alone with tiny settings, in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import evaluate
+from .batches import batches
+from .corpus import CACHE_DIR, build, read_lines
+from .model import LOSSES, MODELS, Model, Shape, declare
+from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
+
+# --smoke's defaults; an option given on the command line wins.
+SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
+FULL = {"dim": 100, "epochs": 1, "min_count": 5, "batch": 1024}
+
+
+@dataclass(frozen=True)
+class Data:
+    vocab: Vocab
+    corpus: Encoded  # vocabulary ids
+
+
+def first_words(corpus: Encoded, words: int | None) -> Encoded:
+    """The corpus cut after the line that reaches `words` tokens (all of it for None)."""
+    if words is None or words >= len(corpus.ids):
+        return corpus
+    lines = int(np.searchsorted(corpus.offsets, words, side="left"))
+    offsets = corpus.offsets[: lines + 1]
+    return Encoded(corpus.ids[: offsets[-1]], offsets)
+
+
+def load(smoke: bool, min_count: int, words: int | None = None) -> Data:
+    """The cached corpus (its first `words` tokens), its vocabulary and its ids."""
+    path, _ = build(smoke)
+    distinct, encoded = encode_lines(read_lines(path))
+    encoded = first_words(encoded, words)
+    vocab = Vocab.build(distinct, encoded, min_count)
+    return Data(vocab, vocab.restrict(encoded))
+
+
+def expected_words(data: Data, sample: float, epochs: int) -> int:
+    """Center words trained on after subsampling, in expectation (the progress bar's total)."""
+    return int(epochs * (data.vocab.counts * keep_probability(data.vocab.counts, sample)).sum())
+
+
+@dataclass
+class Progress:
+    """Words/s and the running loss per row, on a tqdm bar where tqdm is installed, else as
+    a plain line every `every` seconds."""
+
+    total: int
+    every: float = 5.0
+
+    def __post_init__(self):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=self.total, unit="word", unit_scale=True, smoothing=0.1)
+        self.start = self.last = time.perf_counter()
+        self.words, self.loss = 0, None
+
+    def update(self, words: int, loss_per_row: float):
+        self.words += words
+        self.loss = loss_per_row if self.loss is None else 0.98 * self.loss + 0.02 * loss_per_row
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(words)
+            self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+        elif now - self.last >= self.every:
+            self.last = now
+            print(f"{self.words:>12,} words {self.words / (now - self.start):>10,.0f} words/s "
+                  f"loss {self.loss:.4f}", flush=True)
+
+    def close(self) -> float:
+        """Seconds since the start."""
+        if self.bar is not None:
+            self.bar.close()
+        return time.perf_counter() - self.start
+
+
+@dataclass(frozen=True)
+class Result:
+    tables: dict[str, np.ndarray]
+    words: int  # center words trained on (gensim's "effective words")
+    seconds: float
+    losses: np.ndarray  # each step's loss per row
+    dropped_rows: int  # rows of the last, short batch
+
+
+def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, negative: int,
+          seed: int, backend: str = "numpy", device: str | None = None,
+          progress: bool = True) -> Result:
+    """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    tables = model.tables(rng)
+    step = model.compile(backend=backend, device=device)
+    mode = "skipgram" if model.kind == "sg" else "cbow"
+    stream = batches(data.corpus, data.vocab.counts, mode, window=window,
+                     batch_size=model.shape.batch,
+                     negative=negative if model.loss_kind == "ns" else 0, epochs=epochs,
+                     sample=sample, seed=seed + 1)
+    bar = Progress(expected_words(data, sample, epochs)) if progress else None
+    words, dropped, losses, start = 0, 0, [], time.perf_counter()
+    for batch in stream:
+        if len(batch.centers) < model.shape.batch:
+            dropped += len(batch.centers)
+            continue
+        losses.append(float(step({**tables, **model.feeds(batch)})) / model.shape.batch)
+        words += batch.words
+        if bar is not None:
+            bar.update(batch.words, losses[-1])
+    seconds = bar.close() if bar is not None else time.perf_counter() - start
+    return Result(tables, words, seconds, np.array(losses), dropped)
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m examples.word2vec.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default="sg", help="skip-gram or CBOW")
+    p.add_argument("--loss", choices=LOSSES, default="ns",
+                   help="negative sampling or hierarchical softmax")
+    p.add_argument("--backend", choices=("numpy", "cuda"), default="numpy",
+                   help="numpy updates only the rows a batch addresses (_scatter_update); cuda "
+                        "has no sparse lowering: it forms dense (V, dim) gradients and updates "
+                        "the whole tables every step")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                   help="for --backend cuda: gpu (CuPy, the default) or cpu (the emulator)")
+    p.add_argument("--epochs", type=int, help=f"default {FULL['epochs']}, smoke {SMOKE['epochs']}")
+    p.add_argument("--dim", type=int, help=f"default {FULL['dim']}, smoke {SMOKE['dim']}")
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--min-count", type=int, help=f"default {FULL['min_count']}")
+    p.add_argument("--sample", type=float, default=1e-3)
+    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--batch", type=int, help=f"rows per step: default {FULL['batch']}, smoke "
+                                             f"{SMOKE['batch']}; the last short batch is dropped")
+    p.add_argument("--words", type=int, help="train on the corpus's first WORDS tokens only")
+    p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="vectors file (word2vec text format); default "
+                                            "build/word2vec/vectors-MODEL-LOSS[-smoke].txt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    args = p.parse_args(argv)
+    for key, value in (SMOKE if args.smoke else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        suffix = "-smoke" if args.smoke else ""
+        args.out = CACHE_DIR / f"vectors-{args.model}-{args.loss}{suffix}.txt"
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    data = load(args.smoke, args.min_count, args.words)
+    print(f"corpus: {len(data.corpus.ids):,} words in the vocabulary of {len(data.vocab):,}")
+    shape = Shape(len(data.vocab), args.dim, args.batch, args.window, args.negative)
+    tree = huffman(data.vocab.counts) if args.loss == "hs" else None
+    model = declare(args.model, args.loss, shape, tree)
+    result = train(model, data, epochs=args.epochs, window=args.window, sample=args.sample,
+                   negative=args.negative, seed=args.seed, backend=args.backend,
+                   device=args.device, progress=not args.no_progress)
+    print(f"{args.model} {args.loss}: {result.words:,} effective words in "
+          f"{result.seconds:.1f} s, {result.words / result.seconds:,.0f} effective words/s, "
+          f"loss per row {result.losses[-100:].mean():.4f} over the last 100 steps (the last "
+          f"short batch of {result.dropped_rows} rows dropped)")
+    vectors = result.tables["W_in"]
+    evaluate.save_word2vec_text(args.out, data.vocab.words, vectors)
+    print(f"vectors saved to {args.out}")
+    nb = evaluate.Neighbours(data.vocab.words, vectors)
+    evaluate.print_neighbours(nb)
+    evaluate.print_scores(evaluate.gensim_scores(nb))
+    plot = evaluate.pca_plot(nb, CACHE_DIR / "pca.png")
+    if plot is not None:
+        print(f"PCA plot saved to {plot}")
+
+
+if __name__ == "__main__":
+    main()
