@@ -60,6 +60,8 @@ def accumulated_updates(writes, outputs, aliases):
     operands must be read nowhere else. `aliases(node)`: the inputs node's array may share
     memory with; an operand that may be an updated input is refused, since accumulation
     reads it while targets are being written."""
+    if not any(subtract for _, _, subtract in writes):
+        return {}
     roots = list(outputs) + [source for _, source, _ in writes]
     uses = _uses(roots)
     targets = {id(t) for t, _, _ in writes}

@@ -20,6 +20,7 @@ from graphdl import feeds as fd
 from graphdl.errors import InputError
 from graphdl.ops import leaf
 from graphdl.passes.optimize import prepare
+from graphdl.passes.rewrite import collection_paused
 
 
 @dataclass
@@ -125,19 +126,24 @@ class Compiled:
         key = tuple(tuple(shapes[n]) for n in self.input_names)
         program = self._programs.get(key)
         if program is None:
-            start = time.perf_counter()
-            roots = self.outputs + [v for _, v in self.updates] + [t for t, _ in self.updates]
-            final, reports = prepare(roots, dict(zip(self.input_names, key)), **self.options)
-            n_out, n_upd = len(self.outputs), len(self.updates)
-            updates = list(zip(final[n_out + n_upd:], final[n_out:n_out + n_upd]))
-            inputs = [leaf.input(n.name, shape, n.dtype.name) for n, shape in zip(self.inputs, key)]
-            generated = self._generate(final[:n_out], inputs, updates)
-            filename = f"<graphdl program {id(self)}.{len(self._programs)}>"
-            declared = [(o.shape, o.dtype) for o in final[:n_out]]
-            program = Program(generated, reports, filename, declared)
+            with collection_paused():  # passes, lowering, rendering, compiling the module
+                program = self._compile(key)
             self._programs[key] = program
-            self.compile_seconds += time.perf_counter() - start
         self._last = program
+        return program
+
+    def _compile(self, key):
+        start = time.perf_counter()
+        roots = self.outputs + [v for _, v in self.updates] + [t for t, _ in self.updates]
+        final, reports = prepare(roots, dict(zip(self.input_names, key)), **self.options)
+        n_out, n_upd = len(self.outputs), len(self.updates)
+        updates = list(zip(final[n_out + n_upd:], final[n_out:n_out + n_upd]))
+        inputs = [leaf.input(n.name, shape, n.dtype.name) for n, shape in zip(self.inputs, key)]
+        generated = self._generate(final[:n_out], inputs, updates)
+        filename = f"<graphdl program {id(self)}.{len(self._programs)}>"
+        declared = [(o.shape, o.dtype) for o in final[:n_out]]
+        program = Program(generated, reports, filename, declared)
+        self.compile_seconds += time.perf_counter() - start
         return program
 
     def _current(self):

@@ -28,7 +28,6 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops.elementwise import broadcast_dims
-from graphdl.passes.rewrite import collection_paused
 
 
 @dataclass(frozen=True)
@@ -120,11 +119,6 @@ class Lowered:
 def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed)."""
-    with collection_paused():
-        return _lower(outputs, inputs, updates, target, fuse)
-
-
-def _lower(outputs, inputs, updates, target, fuse):
     writes = [_write(t, v) for t, v in updates]
     accumulated = (accumulated_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
                    if fuse and target.accumulates else {})

@@ -80,8 +80,7 @@ class _Module:
             terms = "".join(f"({self._ref(i)}, {self._ref(g)}), " for i, g in update.terms)
             call = f"_scatter_update({target}, {scale}, {update.axis}, ({terms}))"
             how = "rows updated in"
-        self.helpers.update(h for h in HELPERS if h + "(" in call)
-        self.helpers.add(call.split("(")[0])
+        self.helpers.update(h for h in _CALLED.findall(call) if h in HELPERS)
         return (f"    {call}  # node {update.source.id}: {comment(describe(update.source, 2))}, "
                 f"{how} {comment(target)}")
 
@@ -142,7 +141,7 @@ class _Module:
         return name
 
     def _line(self, code, note):
-        self.helpers.update(h for h in HELPERS if h + "(" in code)  # emitted where called
+        self.helpers.update(h for h in _CALLED.findall(code) if h in HELPERS)  # emitted if called
         self.body.append(f"    {code}  # {comment(note)}")
 
     def _assemble(self):
@@ -225,6 +224,8 @@ class Constants:
         np.savez(data, **self.large)
         return {".npz": data.getvalue()}
 
+
+_CALLED = re.compile(r"(?<![\w.])(_\w+)\(")  # helper names are `_`-led, called unqualified
 
 RESERVED = set(dir(builtins)) | {"numpy", "run", "INPUTS", "OUTPUTS", "_CONSTANTS"}
 
