@@ -303,6 +303,57 @@ def _dominated(out, users):
 
 
 # ---------------------------------------------------------------------------------------------
+# Embedding lookups: a `take` along axis 0 reads whole rows of its table (one-hot rows times the
+# table); its gradient, a `scatter_add` along axis 0, is non-zero in those rows only.
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The rows a lookup gate reads (take) or writes (scatter_add) at the probe point."""
+
+    table: Node  # the table the rows belong to (for scatter_add, the node it is shaped like)
+    index: Node  # the indices as fed, before their bounds check
+    rows: np.ndarray  # the index values flattened, negative ones counted from the end
+    size: int  # the number of rows of the table
+    writes: bool  # scatter_add: its value is zero outside the rows
+
+    @property
+    def distinct(self):
+        """The rows, each once, in the order the indices first name them."""
+        _, first = np.unique(self.rows, return_index=True)
+        return self.rows[np.sort(first)]
+
+    @property
+    def unit(self):
+        """What one index selects: a row of a matrix, an entry of a vector."""
+        return "row" if self.table.ndim > 1 else "entry"
+
+
+def lookup(circuit, node):
+    """The `Lookup` of an axis-0 take or scatter_add with known indices, else None."""
+    if node.op not in (mv.TAKE, mv.SCATTER_ADD) or node.attrs["axis"] != 0:
+        return None
+    index = node.inputs[1]
+    values = circuit.value(index)
+    table = node.inputs[0] if node.op is mv.TAKE else node.inputs[2]
+    if values is None or circuit.value(table) is None:
+        return None
+    while index.op is mv.CHECK_INDEX:  # name the indices the user fed, not their check
+        index = index.inputs[0]
+    size = circuit.value(table).shape[0]  # as fed: the declared size may be unknown (None)
+    rows = np.ravel(values).astype(np.int64) % size
+    return Lookup(table, index, rows, size, node.op is mv.SCATTER_ADD)
+
+
+def rows_text(rows, limit=8):
+    """Row numbers as a short list: [2], [3, 1, 3], [4, 0, 7, …] (512 in all)."""
+    rows = [int(r) for r in np.ravel(rows)]
+    if len(rows) <= limit:
+        return "[" + ", ".join(map(str, rows)) + "]"
+    return "[" + ", ".join(map(str, rows[:limit])) + f", …] ({len(rows)} in all)"
+
+
+# ---------------------------------------------------------------------------------------------
 # The circuit
 
 

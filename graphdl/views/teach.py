@@ -35,7 +35,7 @@ from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.ops.composite import one_hot, one_hot_mask
 from graphdl.ops.scalar import Sigmoid
-from graphdl.views.circuit import Circuit, fmt, shape_text, summary
+from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary
 
 _SUP = {"2": "²", "3": "³"}
 
@@ -178,6 +178,7 @@ class Term:
         self.plugged_latex = ""
         self.local = None  # the local derivative's value (elementwise gates)
         self.contribution = None
+        self.shown = ""  # the contribution as text, where its summary would hide it (lookups)
         self.note = ""  # e.g. summed over broadcast axes
 
 
@@ -228,6 +229,9 @@ class Explanation:
         value = c.value(gate.node)
         if gate.kind == "input":
             return f"{gate.handle} = {self.num(value)}"
+        rows = self._lookup(gate)
+        if rows is not None:
+            return f"{gate.handle} = {self._rows_read(rows)} = {self.num(value)}"
         expr, syms = self._gate_expr(gate)
         if expr is None or expr.is_Symbol:  # no formula, or an identity (stop_gradient)
             return f"{gate.handle} = {self._call_text(gate)} = {self.num(value)}"
@@ -375,6 +379,8 @@ class Explanation:
                 if local is not None:
                     t.local = local
                     t.plugged += f": local derivative {self.num(local)}"
+        elif self._lookup(gate) is not None and k == 0:
+            self._lookup_term(t, gate, self._lookup(gate), upstream)
         else:
             t.rule = self._structured_rule(gate, k, src)
             t.rule_latex = t.rule
@@ -385,6 +391,104 @@ class Explanation:
             t.note = (f"{shape_text(out_shape)} summed over the broadcast axes to "
                       f"{t.handle}'s shape {shape_text(src.shape)}")
         return t
+
+    # -- embedding lookups: take along axis 0 ----------------------------------------------------
+    def _lookup(self, gate):
+        """The rows an axis-0 take gate reads at the probe point (its `Lookup`), else None."""
+        found = lookup(self.circuit, gate.node) if gate.kind == "op" else None
+        return None if found is None or found.writes else found
+
+    def _rows_read(self, lk):
+        """rows [2] of W_in (center = 2): the one-hot e_2 times W_in."""
+        c = self.circuit
+        table, index = c.handle(lk.table), c.handle(lk.index)
+        one_hot = self._one_hot(lk)
+        return (f"{lk.unit}s {rows_text(lk.rows)} of {table} ({index} = "
+                f"{self.num(c.value(lk.index))}): the one-hot {one_hot.spoken} times {table}")
+
+    def _one_hot(self, lk):
+        c = self.circuit
+        return _OneHot(lk, c.handle(lk.index), np.ndim(c.value(lk.index)) == 0)
+
+    def _lookup_term(self, t, gate, lk, upstream):
+        """The table's term of a lookup: y = S·W with S the one-hot rows, so ∂W = Sᵀ·∂y, which
+        adds each slice of the upstream gradient into its row; the other rows get 0."""
+        table, y = t.handle, gate.handle
+        one_hot = self._one_hot(lk)
+        written = self._rows_written(lk, table)
+        t.rule = (f"{y} = {one_hot.text}·{table} (one-hot × matrix), so {self.d(table)} = "
+                  f"{one_hot.back_text(self.d(y))}: {written}")
+        out = _tex_name(self.out)
+        t.rule_latex = (rf"{_tex_name(y)} = {one_hot.latex}\,{_tex_name(table)} \;\Rightarrow\; "
+                        rf"rac{{\partial {out}}}{{\partial {_tex_name(table)}}} = "
+                        + one_hot.back_latex(rf"rac{{\partial {out}}}{{\partial {_tex_name(y)}}}")
+                        + r"\quad	ext{(" + written.replace("_", r"\_") + ")}")
+        t.rule_mathml = htmllib.escape(t.rule)
+        t.plugged = self._rows_added(lk, np.asarray(upstream), np.asarray(t.contribution))
+        t.shown = self._rows_only(t.contribution, lk.distinct, lk.unit)
+
+    def _rows_only(self, array, rows, unit):
+        """(5,3), 0 outside rows [2] (‖·‖=0.364): an array that is zero but in `rows`."""
+        norm = self.num(np.linalg.norm(np.ravel(array)))
+        return f"{shape_text(np.shape(array))}, 0 outside {unit}s {rows_text(rows)} (‖·‖={norm})"
+
+    @functools.cached_property
+    def _tables(self):
+        """Handle -> what one index selects, for the inputs read only by lookups (their
+        gradients are zero outside the rows read)."""
+        out = {}
+        for w in self.circuit.wrt:
+            reads = self._consumers.get(id(w), [])
+            found = [self._lookup(gate) for gate, k in reads if k == 0]
+            if reads and len(found) == len(reads) and None not in found:
+                out[self.circuit.handle(w)] = found[0].unit
+        return out
+
+    def _grad_num(self, handle, g, paren=False):
+        """A gradient as text (in parentheses when negative and `paren`); that of a table read
+        only by lookups as the rows where it is not zero."""
+        unit = self._tables.get(handle)
+        a = np.asarray(g)
+        if unit is None or a.ndim == 0:
+            return self.paren(g) if paren else self.num(g)
+        rows = np.flatnonzero(np.any(a.reshape(len(a), -1) != 0, axis=1))
+        return self._rows_only(a, rows, unit)
+
+    def _rows_written(self, lk, table):
+        """added into row 2 of W_in only; the other 4 rows get 0; row 3 twice: its two
+        gradients add."""
+        distinct = lk.distinct
+        counts = [int(np.count_nonzero(lk.rows == r)) for r in distinct]
+        which = (f"{lk.unit} {distinct[0]}" if len(distinct) == 1
+                 else f"{lk.unit}s {rows_text(distinct)}")
+        text = f"added into {which} of {table} only"
+        others = lk.size - len(distinct)
+        if others:
+            text += (f"; the other {others} {lk.unit}s get 0" if others > 1
+                     else f"; the other {lk.unit} gets 0")
+        repeated = [(r, n) for r, n in zip(distinct, counts) if n > 1]
+        if len(repeated) == 1:
+            (r, n), = repeated
+            text += f"; {lk.unit} {r} {_times(n)}: its {_count(n)} gradients add"
+        elif repeated:
+            listed = ", ".join(f"{r} {_times(n)}" for r, n in repeated[:4])
+            more = ", …" if len(repeated) > 4 else ""
+            text += f"; {lk.unit}s {listed}{more}: the gradients of a repeated {lk.unit} add"
+        return text
+
+    def _rows_added(self, lk, upstream, total, limit=4):
+        """row 2 ← [...]; row 3 ← [a] + [b] = [a + b]: the upstream slices each row receives and
+        their sum, the table's gradient in that row."""
+        slices = upstream.reshape(lk.rows.size, *total.shape[1:])
+        shown = []
+        for r in lk.distinct[:limit]:
+            parts = [self.num(slices[j]) for j in np.flatnonzero(lk.rows == r)]
+            text = f"{lk.unit} {r} ← " + " + ".join(parts)
+            if len(parts) > 1:
+                text += f" = {self.num(total[r])}"
+            shown.append(text)
+        more = len(lk.distinct) - limit
+        return "; ".join(shown) + (f"; … ({more} more {lk.unit}s)" if more > 0 else "")
 
     def _eval(self, d, syms):
         c = self.circuit
@@ -508,10 +612,10 @@ class Explanation:
     def sum_text(self, handle, parts, g):
         """∂out/∂handle as the sum of its consumers' contributions `parts` ([(who, value)])."""
         if len(parts) > 1:
-            terms = " + ".join(f"{self.paren(v) if k else self.num(v)} (from {who})"
+            terms = " + ".join(f"{self._grad_num(handle, v, paren=k > 0)} (from {who})"
                                for k, (who, v) in enumerate(parts))
-            return f"{self.d(handle)} = {terms} = {self.num(g)}"
-        return f"{self.d(handle)} = {self.num(g)}"
+            return f"{self.d(handle)} = {terms} = {self._grad_num(handle, g)}"
+        return f"{self.d(handle)} = {self._grad_num(handle, g)}"
 
     def _step_text(self, i, step):
         gate = step.gate
@@ -532,7 +636,7 @@ class Explanation:
                              f"{self.num(t.contribution)}")
             else:
                 lines.append(f"      {self.d(t.handle)} {'+=' if fan else '='} "
-                             f"{self.num(t.contribution)}")
+                             f"{t.shown or self.num(t.contribution)}")
             if t.note:
                 lines.append(f"      ({t.note})")
         return lines
@@ -569,7 +673,7 @@ class Explanation:
                     md.append(f"  - local × upstream = {self.num(t.local)} × "
                               f"{self.paren(step.upstream)} = **{self.num(t.contribution)}**")
                 else:
-                    md.append(f"  - contribution: **{self.num(t.contribution)}**")
+                    md.append(f"  - contribution: **{t.shown or self.num(t.contribution)}**")
                 if t.note:
                     md.append(f"  - ({t.note})")
             md.append("")
@@ -603,6 +707,63 @@ class Explanation:
 
     def _repr_html_(self):
         return self.html()
+
+
+class _OneHot:
+    """The one-hot rows S of a lookup y = S·W: e_2ᵀ for one index, [e_3 e_0]ᵀ for a few,
+    one_hot(words) for many; in text and LaTeX, and the table's gradient Sᵀ·∂y."""
+
+    FEW = 4
+
+    def __init__(self, lk, index, scalar):
+        self.rows, self.index = [int(r) for r in lk.rows], index
+        self.single = scalar  # one index: y is one row, S one one-hot vector
+        self.few = len(self.rows) <= self.FEW
+
+    @property
+    def spoken(self):
+        if self.single:
+            return f"e_{self.rows[0]}"
+        if self.few:
+            return "rows " + ", ".join(f"e_{r}ᵀ" for r in self.rows)
+        return f"rows of one_hot({self.index})"
+
+    @property
+    def text(self):
+        if self.single:
+            return f"e_{self.rows[0]}ᵀ"
+        if self.few:
+            return "[" + " ".join(f"e_{r}" for r in self.rows) + "]ᵀ"
+        return f"one_hot({self.index})"
+
+    @property
+    def latex(self):
+        if self.single:
+            return rf"e_{{{self.rows[0]}}}^{{\top}}"
+        if self.few:
+            return (r"\begin{bmatrix}" + " & ".join(f"e_{{{r}}}" for r in self.rows)
+                    + r"\end{bmatrix}^{\top}")
+        return rf"\operatorname{{one\_hot}}\left({_tex_name(self.index)}\right)"
+
+    def back_text(self, dy):
+        if self.single:
+            return f"e_{self.rows[0]}·({dy})ᵀ"
+        return f"{self.text[:-1]}·{dy}" if self.few else f"{self.text}ᵀ·{dy}"
+
+    def back_latex(self, dy):
+        if self.single:
+            return rf"e_{{{self.rows[0]}}}\left({dy}\right)^{{\top}}"
+        if self.few:
+            return self.latex.removesuffix(r"^{\top}") + dy
+        return rf"{self.latex}^{{\top}} {dy}"
+
+
+def _times(n):
+    return "twice" if n == 2 else f"{n} times"
+
+
+def _count(n):
+    return "two" if n == 2 else str(n)
 
 
 # ---------------------------------------------------------------------------------------------

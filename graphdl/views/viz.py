@@ -20,7 +20,7 @@ import numpy as np
 
 from graphdl.ir import Node, topological_order
 from graphdl.ops import leaf
-from graphdl.views.circuit import Circuit, fmt, shape_text, summary
+from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary
 
 GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
 INSTALL = ("Graphviz's `dot` program is not installed, so the drawing cannot be rendered "
@@ -291,6 +291,9 @@ class _Drawer:
                     sub.append(f"local = {local}")
             else:
                 sub.append(f"{gate.region.size} ops")
+        rows = lookup(c, n) if gate.kind == "op" else None
+        if rows is not None:
+            sub.append(html.escape(f"rows {rows_text(rows.rows)}"))
         is_output = any(n is y for y in c.outputs)  # the output's name labels its wire's end
         show_name = n.name is not None and not is_output and not (
             gate.kind == "region" and gate.region.composite is not None
@@ -331,7 +334,9 @@ class _Drawer:
         except (TypeError, ValueError):
             return None
 
-    def _wire_label(self, value, grad, sparse_ok):
+    def _wire_label(self, value, grad, sparse_ok, rows=None):
+        """The value (green) and gradient (red) of a wire. `rows`: where the wire touches a
+        lookup, (the rows, whether they are in the value or in the gradient)."""
         if self.edge_labels == "none" or (self.edge_labels == "sparse" and not sparse_ok):
             return None
         if value is None:
@@ -345,10 +350,39 @@ class _Drawer:
             top = shape_text(a.shape) + (" " + summary(a, d) if a.dtype.kind in "fiu" and a.size
                                          else "")
             bottom = None if grad is None else "∇ " + summary(grad, d)
+        if rows is not None:
+            top, bottom = self._rows_label(value, grad, *rows, top, bottom)
         text = f'<font color="{GREEN}">{html.escape(top)}</font>'
         if bottom is not None:
             text += f'<br/><font color="{RED}">{html.escape(bottom)}</font>'
         return text
+
+    def _rows_label(self, value, grad, rows, in_grad, top, bottom):
+        """A lookup's wires: the rows beside the value it reads; a value or gradient that is zero
+        outside them as "Δ rows [...]" with its norm (a mean over the zeros says nothing)."""
+        listed = rows_text(rows.rows)
+        if in_grad:
+            if grad is not None:
+                bottom = f"∇ Δ rows {listed} ‖·‖={fmt(self._norm(grad), self.digits)}"
+            return top, bottom
+        shape = shape_text(np.shape(value))
+        if rows.writes:
+            return f"{shape} Δ rows {listed} ‖·‖={fmt(self._norm(value), self.digits)}", bottom
+        return f"{shape} rows {listed} {summary(value, self.digits)}", bottom
+
+    def _wire_rows(self, src, gate, k):
+        """(Lookup, in the gradient?) for the wire carrying a table into its take, or one leaving
+        a lookup gate; else None."""
+        if gate.kind == "op" and k == 0:
+            into = lookup(self.c, gate.node)
+            if into is not None and not into.writes:
+                return into, True
+        return self._leaving_rows(src)
+
+    def _leaving_rows(self, src):
+        source = self.c.gate_of.get(id(src))
+        found = lookup(self.c, src) if source is not None and source.kind == "op" else None
+        return None if found is None else (found, False)
 
     def _edge(self, src, gate, k, shape_only):
         c = self.c
@@ -361,7 +395,7 @@ class _Drawer:
         value = c.value(src)
         grad = c.wire_grad(gate, k)
         sparse_ok = src.op is leaf.INPUT or src.name is not None
-        label = self._wire_label(value, grad, sparse_ok)
+        label = self._wire_label(value, grad, sparse_ok, self._wire_rows(src, gate, k))
         extra = []
         if (id(gate.node), k) in self.bad_edges:
             rank, fail = self.bad_edges[(id(gate.node), k)]
@@ -402,7 +436,7 @@ class _Drawer:
                       id=f"gout{y.id}")
         value = c.value(y)
         grad = c.grad(y) if c.scalar_output else None
-        label = self._wire_label(value, grad, True)
+        label = self._wire_label(value, grad, True, self._leaving_rows(y))
         attrs = {"id": f"eout{y.id}"}
         if label:
             attrs.update(label=f"<{label}>", decorate="true")
