@@ -206,6 +206,7 @@ def _max_pool2d_grad(g, route):
     of the pooled input."""
     dx = numpy.zeros_like(route["like"], dtype=g.dtype)
     slices, arg = route["slices"], route["arg"]
+    g = _in_order_of(g, arg)
     if _disjoint(slices) and g.dtype.kind == "f":  # each cell in one window at most
         for k, s in enumerate(slices):
             _where(arg == k, g, 0, out=dx[s])
@@ -213,6 +214,18 @@ def _max_pool2d_grad(g, route):
     for k, s in enumerate(slices):
         numpy.add(dx[s], g, out=dx[s], where=arg == k)
     return dx[route["crop"]]
+
+
+def _in_order_of(a, like):
+    """a, or a copy of it laid out in memory as `like` is, so that the loops over both run
+    along the same rows (the gradient of LeNet's second pool arrives from a matrix product
+    in (N, C, H, W) order: 0.22 -> 0.08 ms)."""
+    if numpy.argsort(a.strides, kind="stable").tolist() == \
+            numpy.argsort(like.strides, kind="stable").tolist():
+        return a
+    out = numpy.empty_like(like, dtype=a.dtype)
+    out[...] = a
+    return out
 
 
 def _disjoint(slices):
@@ -249,6 +262,6 @@ def _avg_pool2d_grad(g, windows, divisor):
 
 
 KERNELS = [_scratch, _taps, _chwn, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
-           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _disjoint,
+           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _in_order_of, _disjoint,
            _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}
