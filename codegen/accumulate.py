@@ -32,6 +32,7 @@ class ProductUpdate:
     b: object
     scale: object
     source: object  # the node the graph computes, `scale * (a @ b)`: for provenance
+    kind = "product"
 
     @property
     def operands(self):
@@ -48,19 +49,21 @@ class ScatterUpdate:
     axis: int
     scale: object
     source: object
+    kind = "scatter"
 
     @property
     def operands(self):
         return tuple(node for term in self.terms for node in term)
 
 
-def accumulated_updates(writes, outputs, aliases):
+def accumulated_updates(writes, outputs, kinds, aliases):
     """The subtracting writes ((target, source, subtract) triples) a backend may accumulate,
-    as {target id: ProductUpdate | ScatterUpdate}. Every node between the source and the
+    as {target id: ProductUpdate | ScatterUpdate}, of the `kinds` it can ("product",
+    "scatter": `Target.accumulates`). Every node between the source and the
     operands must be read nowhere else. `aliases(node)`: the inputs node's array may share
     memory with; an operand that may be an updated input is refused, since accumulation
     reads it while targets are being written."""
-    if not any(subtract for _, _, subtract in writes):
+    if not kinds or not any(subtract for _, _, subtract in writes):
         return {}
     roots = list(outputs) + [source for _, source, _ in writes]
     uses = _uses(roots)
@@ -70,7 +73,7 @@ def accumulated_updates(writes, outputs, aliases):
         if not subtract or uses[id(source)] != 1 or target.dtype.kind != "f":
             continue
         update = _accumulation(target, source, uses)
-        if update is None:
+        if update is None or update.kind not in kinds:
             continue
         operands = [*update.operands, *([update.scale] if update.scale is not None else [])]
         if not any(id(i) in targets for operand in operands for i in aliases(operand)):

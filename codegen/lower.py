@@ -38,15 +38,15 @@ class Target:
         code (a backend that spells an argument twice must not recompute it twice).
     writes_into(node): can the backend compute `node` into an existing buffer of its shape.
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
-    accumulates: the backend writes `W - s * (A @ B)` as a product added into W's memory and
-        `W - s * scatter_add(...)` as an indexed update (`accumulate.ProductUpdate`,
-        `accumulate.ScatterUpdate`).
+    accumulates: the updates the backend writes into the target's memory: "product"
+        (`W - s * (A @ B)`, `accumulate.ProductUpdate`), "scatter" (`W - s * scatter_add(...)`,
+        an indexed update of the addressed rows, `accumulate.ScatterUpdate`).
     """
 
     fuses_into: Callable
     writes_into: Callable
     max_fused: int
-    accumulates: bool = False
+    accumulates: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed)."""
     writes = [_write(t, v) for t, v in updates]
-    accumulated = (accumulated_updates(writes, outputs, lambda n: input_aliases(n, _passthrough))
-                   if fuse and target.accumulates else {})
+    accumulated = (accumulated_updates(writes, outputs, target.accumulates,
+                                       lambda n: input_aliases(n, _passthrough)) if fuse else {})
     roots = list(outputs)
     for t, source, _ in writes:
         a = accumulated.get(id(t))

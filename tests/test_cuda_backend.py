@@ -142,27 +142,32 @@ def test_without_a_gpu_the_error_says_what_is_missing():
 
 # ---------------------------------------------------------------- nvcc compile gate
 def _models():
-    """The test models: the MLP and LeNet training steps with their gradients, the lecture's
-    sigmoid neuron and 2-2-2 network, AlexNet's forward and backward pass at batch 1."""
+    """The test models, (name, outputs, updates): the MLP and LeNet training steps with their
+    gradients, the lecture's sigmoid neuron, AlexNet's forward and backward
+    pass at batch 1, a skip-gram step with its sparse updates."""
+    from .test_sparse_updates import skipgram
+
     loss, params = mlp(batch=64, d_in=784, hidden=256, classes=10)
-    yield "mlp", [loss, *gd.grad(loss, params)]
+    yield "mlp", [loss, *gd.grad(loss, params)], {}
     x, y = gd.input("x", (8, 1, 28, 28)), gd.input("y", (8,), "int64")
     p = {"c1": gd.input("c1", (6, 1, 5, 5)), "c2": gd.input("c2", (16, 6, 5, 5)),
          "f1": gd.input("f1", (400, 10))}
     h = gd.max_pool2d(gd.relu(gd.conv2d(x, p["c1"], padding=2)), 2)
     h = gd.max_pool2d(gd.relu(gd.conv2d(h, p["c2"])), 2)
     loss = gd.softmax_cross_entropy(gd.reshape(h, (8, 400)) @ p["f1"], y)
-    yield "lenet", [loss, *gd.grad(loss, list(p.values()))]
+    yield "lenet", [loss, *gd.grad(loss, list(p.values()))], {}
     w = [gd.input(f"w{k}", (), "float32") for k in range(3)]
     xs = [gd.input(f"x{k}", (), "float32") for k in range(2)]
     f = gd.sigmoid(w[0] * xs[0] + w[1] * xs[1] + w[2])
-    yield "neuron", [f, *gd.grad(f, w + xs)]
+    yield "neuron", [f, *gd.grad(f, w + xs)], {}
     a = gd.input("image", (1, 3, 227, 227))
     k1, k2 = gd.input("k1", (96, 3, 11, 11)), gd.input("k2", (256, 48, 5, 5))
     h = gd.max_pool2d(gd.relu(gd.conv2d(a, k1, stride=4)), 3, stride=2)
     h = gd.max_pool2d(gd.relu(gd.conv2d(h, k2, padding=2, groups=2)), 3, stride=2)
     out = gd.sum(h * h)
-    yield "alexnet", [out, *gd.grad(out, [k1, k2])]
+    yield "alexnet", [out, *gd.grad(out, [k1, k2])], {}
+    loss, updates = skipgram(1000, 64, 256, 5)
+    yield "skipgram", [loss], updates
 
 
 NVCC = shutil.which("nvcc")
@@ -173,8 +178,8 @@ NVCC = shutil.which("nvcc")
 def test_every_test_model_compiles_with_nvcc_without_spills(arch, tmp_path):
     cache = os.path.join(os.path.expanduser("~"), ".cache", "graphdl", "nvcc")
     os.makedirs(cache, exist_ok=True)
-    for name, outs in _models():
-        source = gd.compile(outs, backend="cuda", device="cpu").source
+    for name, outs, updates in _models():
+        source = gd.compile(outs, backend="cuda", device="cpu", updates=updates).source
         key = hashlib.sha256(f"{arch}\n{source}".encode()).hexdigest()[:20]
         done = os.path.join(cache, key + ".ok")
         if os.path.exists(done):

@@ -4,6 +4,8 @@ and the result equals the dense step within float rounding."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,16 @@ def test_rows_summed_matches_add_at_with_repeats_and_negative_indices(rng):
     np.testing.assert_allclose(sums, dense[rows], rtol=1e-12, atol=1e-12)
     empty_rows, empty_sums = runtime._rows_summed(np.zeros(0, np.int64), np.zeros((0, 3)), 9)
     assert empty_rows.size == 0 and empty_sums.shape == (0, 3)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="device='cpu' compiles CUDA with g++")
+def test_cuda_kernels_update_only_the_addressed_rows(rng):
+    """The CUDA backend's scatter update (atomics into the target) on the CPU emulator."""
+    loss, updates = skipgram(30, 4, 16, 3, "float64")
+    fed = feeds(rng, 30, 4, 16, 3, np.float64)
+    fn, got_loss, got = step(loss, updates, fed, backend="cuda", device="cpu")
+    _, want_loss, want = step(loss, updates, fed, debug=True)
+    assert "k_update_W_in" in fn.source and "scatter_add" not in fn.source
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-12)
+    for k in ("W_in", "W_out"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12)

@@ -18,6 +18,7 @@ import numpy as np
 import sympy
 
 from graphdl import runtime
+from graphdl.codegen.accumulate import ScatterUpdate
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import (
     C_TYPES,
@@ -28,6 +29,7 @@ from graphdl.codegen.cuda_backend.kernels import (
     special_float,
 )
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
+from graphdl.codegen.cuda_backend.structured import scatter_update
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
 from graphdl.codegen.numpy_backend.helpers import HELPERS
 from graphdl.codegen.numpy_backend.render import Constants, Namer, comment
@@ -46,7 +48,8 @@ def _fuses_into(consumer, position):
 
 
 TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind == "elementwise",
-                max_fused=64)  # lines per kernel body: registers, not readability, bound it
+                max_fused=64,  # lines per kernel body: registers, not readability, bound it
+                accumulates=frozenset({"scatter"}))  # atomics into the addressed rows
 
 
 def generate(outputs, inputs, updates=(), debug=False, device="gpu", outputs_on_device=False,
@@ -213,10 +216,12 @@ class _Module:
 
     def _updates(self, updates):
         """All new values into buffers of their own first, then every write: one simultaneous
-        assignment."""
-        staged = []
+        assignment. Updates by take's gradient go last, straight into the target's rows."""
+        staged, scattered = [], [u for u in updates if isinstance(u, ScatterUpdate)]
         for u in updates:
             target = u.target
+            if isinstance(u, ScatterUpdate):
+                continue
             if u.subtract:
                 _refuse_untyped(target, [target, u.source])
                 buf = self._buffer(f"new_{target.name}", target)
@@ -238,8 +243,31 @@ class _Module:
                 buf = self.namer(f"new_{target.name}")
                 self.body.append(f"    {buf} = _xp.array({self.buffers[id(u.source)]})")
             staged.append((target, buf))
+        for u in scattered:
+            self._scatter_update(u)
+            staged.append((u.target, self.buffers[id(u.target)]))
         for target, buf in staged:  # the caller's array is the driver's parameter
             self.body.append(f"    _store({self.buffers[id(target)].removeprefix('d_')}, {buf})")
+
+    def _scatter_update(self, update):
+        """`target -= scale * Σ scatter_add(g, indices)` by atomics into the device copy of
+        the target (the caller's array itself where it is a C-ordered GPU array)."""
+        _refuse_untyped(update.source, [update.target, *update.operands])
+        if update.scale is None:
+            scale = self.namer("c_one")
+            self.setup.append(f"    {scale} = _xp.ones((), numpy.{update.target.dtype.name})")
+        else:
+            scale = self._device_value(update.scale)
+        note = f"  # node {update.source.id}: {comment(describe(update.source, 2))}"
+        for indices, g in update.terms:
+            name = self.kernel_names(f"k_update_{update.target.name}")
+            source, count = scatter_update(update, indices, g, name)
+            self.sources.append(f"// node {update.source.id}: "
+                                f"{comment(describe(update.source, 2))}\n{source}")
+            if count:
+                args = (f"{self._device_value(g)}, {self._device_value(indices)}, {scale}, "
+                        f"{self.buffers[id(update.target)]}")
+                self._launch(name, (blocks(count),), (THREADS,), args, note)
 
     # ------------------------------------------------------------------ assembly
     def _cu(self):
@@ -271,7 +299,10 @@ _HELPERS = '''def _host(array):
 
 def _store(target, value):
     """An update written into the caller's array where it lives: a GPU array on the GPU (no
-    trip through the host), a NumPy array from the host."""
+    trip through the host), a NumPy array from the host; nothing to do where the update
+    was made in the caller's array itself."""
+    if value is target:
+        return
     if hasattr(target, "__cuda_array_interface__"):
         import cupy
 

@@ -320,6 +320,20 @@ def scatter_add(node, name):
     return Lowering(source, launches, zero_output=True)
 
 
+def scatter_update(update, indices, g, name):
+    """The kernel of one (indices, g) term of an `accumulate.ScatterUpdate` and its element
+    count: `target -= scale * g` scattered into the addressed rows (arguments g, indices,
+    scale, target)."""
+    target, axis = update.target, update.axis
+    count = math.prod(g.shape)
+    source = fill("scatter_update.cu", update.source, name,
+                  T=_supported(update.source, target.dtype, "f"),
+                  TI=_supported(update.source, indices.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(target.shape), count),
+                  **_along(target.shape, axis, math.prod(indices.shape)))
+    return source, count
+
+
 @register(mv.CHECK_INDEX)
 def check_index(node, name):
     idx, like = node.inputs

@@ -190,4 +190,4 @@ def _fuses_into(consumer, position):
 
 TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op in IN_PLACE,
                 max_fused=12,  # nodes per statement: beyond that a statement stops being readable
-                accumulates=True)  # `_gemm_update`
+                accumulates=frozenset({"product", "scatter"}))  # `update_kernels`
