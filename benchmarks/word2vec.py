@@ -1,0 +1,216 @@
+"""Skip-gram with negative sampling on one corpus slice, in one process: graphdl's compiled step
+(NumPy backend, sparse updates), gensim's Word2Vec (workers=1 and 2), and a plain hand-written
+NumPy minibatch trainer on the same batches as graphdl. Prints effective words/s (center words
+trained on after subsampling, per second of training, as gensim reports them), the analogy
+accuracy and word-pair correlation (gensim's own evaluations) when the slice is big enough,
+and where one graphdl step spends its time.
+
+    PYTHONPATH=. python benchmarks/word2vec.py                  # 1M-word slice (~2 min)
+    PYTHONPATH=. python benchmarks/word2vec.py --words 0        # the whole corpus (longer)
+    PYTHONPATH=. python benchmarks/word2vec.py --smoke          # the Lee corpus, seconds
+
+Settings as gensim's defaults and word2vec.c's: dim 100, window 5, min_count 5, sample 1e-3,
+negative 5, 1 epoch, lr 0.025 -> 0.0001; graphdl and the NumPy trainer use batches of 1024
+(center, context) pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from machine import ROOT
+from mlp_step import instrument
+
+sys.path.insert(0, str(ROOT))
+
+from examples.word2vec import evaluate
+from examples.word2vec.batches import batches
+from examples.word2vec.corpus import build, read_lines
+from examples.word2vec.model import Shape, declare
+from examples.word2vec.train import Data, load, train
+
+ANALOGY_MIN_WORDS = 500_000  # below this, too few analogy questions are in the vocabulary
+
+
+@dataclass(frozen=True)
+class Settings:
+    dim: int = 100
+    window: int = 5
+    min_count: int = 5
+    sample: float = 1e-3
+    negative: int = 5
+    epochs: int = 1
+    batch: int = 1024
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    words: int
+    seconds: float
+    words_list: list[str]
+    vectors: np.ndarray
+
+    @property
+    def rate(self) -> float:
+        return self.words / self.seconds
+
+
+def stream(data: Data, s: Settings):
+    return batches(data.corpus, data.vocab.counts, "skipgram", window=s.window,
+                   batch_size=s.batch, negative=s.negative, epochs=s.epochs, sample=s.sample,
+                   seed=s.seed + 1)
+
+
+def run_graphdl(data: Data, s: Settings) -> Run:
+    model = declare("sg", "ns", Shape(len(data.vocab), s.dim, s.batch, s.window, s.negative))
+    result = train(model, data, epochs=s.epochs, window=s.window, sample=s.sample,
+                   negative=s.negative, seed=s.seed, progress=False)
+    return Run("graphdl (NumPy, sparse)", result.words, result.seconds, data.vocab.words,
+               result.tables["W_in"])
+
+
+def sigmoid(x):
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+def numpy_step(W_in, W_out, center, target, negatives, lr):
+    """One SGNS step on a batch, written by hand: gathers, the two scores, their error
+    gradients, and np.add.at scatters (all from the tables as they were before the step)."""
+    v, u, un = W_in[center], W_out[target], W_out[negatives]
+    g_pos = sigmoid(np.einsum("bd,bd->b", v, u)) - 1  # d loss / d score
+    g_neg = sigmoid(np.einsum("bd,bkd->bk", v, un))
+    d_v = g_pos[:, None] * u + np.einsum("bk,bkd->bd", g_neg, un)
+    np.add.at(W_out, target, -lr * g_pos[:, None] * v)
+    np.add.at(W_out, negatives, -lr * g_neg[..., None] * v[:, None])
+    np.add.at(W_in, center, -lr * d_v)
+
+
+def run_numpy(data: Data, s: Settings) -> Run:
+    rng = np.random.default_rng(s.seed)
+    W_in = ((rng.random((len(data.vocab), s.dim)) - 0.5) / s.dim).astype(np.float32)
+    W_out = np.zeros_like(W_in)
+    words, start = 0, time.perf_counter()
+    for b in stream(data, s):
+        if len(b.centers) == s.batch:  # the last short batch dropped, as graphdl's trainer
+            numpy_step(W_in, W_out, b.centers, b.contexts, b.negatives, np.float32(b.lr))
+            words += b.words
+    return Run("hand-written NumPy", words, time.perf_counter() - start, data.vocab.words, W_in)
+
+
+def run_gensim(sentences: list[list[str]], s: Settings, workers: int) -> Run:
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(vector_size=s.dim, window=s.window, min_count=s.min_count, sample=s.sample,
+                     negative=s.negative, hs=0, sg=1, workers=workers, seed=s.seed)
+    model.build_vocab(sentences)
+    start = time.perf_counter()
+    effective, _raw = model.train(sentences, total_examples=len(sentences), epochs=s.epochs)
+    seconds = time.perf_counter() - start
+    return Run(f"gensim workers={workers}", effective, seconds, list(model.wv.index_to_key),
+               model.wv.vectors)
+
+
+def pair_generation(data: Data, s: Settings, steps: int) -> float:
+    """Seconds per batch of drawing pairs and negatives, over the first `steps` batches."""
+    start, n = time.perf_counter(), 0
+    for _ in zip(range(steps), stream(data, s)):
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def category(line: str) -> str:
+    if "_scatter_update" in line:
+        return "scatter (_scatter_update)"
+    if "numpy.take" in line or "_check_index" in line:
+        return "gather (take, index checks)"
+    if "astype" in line:
+        return "input conversion"
+    return "elementwise and reductions"
+
+
+def profile(data: Data, s: Settings, steps: int = 60) -> None:
+    """Per-statement medians of graphdl's generated run() over real batches, grouped; the
+    rest of a compiled call (feed checks, dispatch) and the pair generation beside them."""
+    model = declare("sg", "ns", Shape(len(data.vocab), s.dim, s.batch, s.window, s.negative))
+    fn = model.compile()
+    tables = model.tables(np.random.default_rng(s.seed))
+    fed = [model.feeds(b) for _, b in zip(range(steps), stream(data, s))]
+    fed = [f for f in fed if len(f["center"]) == s.batch]
+    run, text, times = instrument(fn.source, "run")
+    calls, bodies = [], []
+    for f in fed:  # interleaved: the compiled call, then run() alone statement by statement
+        arrays = {**tables, **f}
+        start = time.perf_counter()
+        fn(arrays)
+        middle = time.perf_counter()
+        run(*(arrays[name] for name in fn.input_names))
+        calls.append(middle - start)
+        bodies.append(time.perf_counter() - middle)
+    medians = [float(np.median(times[i])) for i in range(len(text))]
+    call, body = float(np.median(calls)), float(np.median(bodies))
+    groups: dict[str, float] = {}
+    for line, t in zip(text, medians):
+        groups[category(line)] = groups.get(category(line), 0.0) + t
+    pairs = pair_generation(data, s, steps)
+    print(f"\nOne graphdl step (batch {s.batch}, medians over {len(fed)} steps): compiled call "
+          f"{call * 1e3:.2f} ms, its run() {body * 1e3:.2f} ms; pair generation "
+          f"{pairs * 1e3:.2f} ms per batch")
+    groups["Python between the statements"] = body - sum(medians)
+    for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {t * 1e3:7.2f} ms {t / (call + pairs):6.1%}  {name}")
+    print(f"  {(call - body) * 1e3:7.2f} ms {(call - body) / (call + pairs):6.1%}  "
+          "the call around run() (feed checks, dispatch)")
+    print(f"  {pairs * 1e3:7.2f} ms {pairs / (call + pairs):6.1%}  pair generation (batches.py)")
+    print("per statement:")
+    for line, t in sorted(zip(text, medians), key=lambda lt: -lt[1])[:8]:
+        print(f"  {t * 1e3:7.2f} ms  {line[:100]}")
+
+
+def raw_sentences(smoke: bool, lines: int) -> list[list[str]]:
+    path, _ = build(smoke)
+    return [words for _, words in zip(range(lines), read_lines(path))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--words", type=int, default=1_000_000,
+                    help="corpus tokens to train on (0: all); default 1,000,000 (~2 min)")
+    ap.add_argument("--smoke", action="store_true", help="gensim's Lee corpus alone")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--trainers", default="graphdl,numpy,gensim",
+                    help="comma-separated subset of graphdl,numpy,gensim")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
+    args = ap.parse_args()
+    s = Settings(epochs=args.epochs)
+    data = load(args.smoke, s.min_count, args.words or None)
+    print(f"corpus slice: {len(data.corpus.ids):,} words ({len(data.corpus.offsets) - 1:,} "
+          f"lines), vocabulary {len(data.vocab):,}; {s}")
+    trainers = args.trainers.split(",")
+    runs = [run(data, s) for name, run in (("graphdl", run_graphdl), ("numpy", run_numpy))
+            if name in trainers]
+    if "gensim" in trainers and evaluate.has_gensim():
+        sentences = raw_sentences(args.smoke, len(data.corpus.offsets) - 1)
+        runs += [run_gensim(sentences, s, workers) for workers in (1, 2)]
+    scored = len(data.corpus.ids) >= ANALOGY_MIN_WORDS and evaluate.has_gensim()
+    print(f"\n{'trainer':26} {'eff. words':>11} {'seconds':>8} {'words/s':>9}"
+          + ("  analogy  questions  wordsim353 (Spearman)" if scored else ""))
+    for r in runs:
+        line = f"{r.name:26} {r.words:>11,} {r.seconds:>8.1f} {r.rate:>9,.0f}"
+        if scored:
+            sc = evaluate.gensim_scores(evaluate.Neighbours(r.words_list, r.vectors))
+            line += (f"  {sc['analogy']:>7.2%}  {sc['analogy_questions']:>9,}  "
+                     f"{sc['spearman']:>8.3f}")
+        print(line, flush=True)
+    if not args.no_profile:
+        profile(data, s)
+
+
+if __name__ == "__main__":
+    main()
