@@ -20,9 +20,10 @@ import graphdl as gd
 
 from . import programs, torch_ref
 
-MODES = ("optimized", "unoptimized", "evaluate")
+MODES = ("optimized", "unoptimized", "evaluate", "sgd-step")
 CUDA_CPU = "cuda-cpu"  # the CUDA backend's kernels on the CPU emulator (`--cuda`: slower)
 RTOL = 1e-7
+LR = 0.1  # "sgd-step": every input updated in place to input - LR * its gradient
 
 # Ops whose gradient at a NaN operand is graphdl's documented convention (see __init__).
 NAN_KINKS = ("relu", "maximum", "minimum")
@@ -103,6 +104,8 @@ class Case:
         self.skip_grads = _nan_at_kink(program.steps, self.ref_values)
 
     def expected(self, mode):
+        if mode == "sgd-step":
+            return self._step_expected()
         shown = self.intermediates if mode == "evaluate" else self.shown
         expected = [("value", k, self.ref_values[k]) for k in shown]
         expected.append(("value", len(self.nodes) - 1, self.ref_values[-1]))
@@ -113,11 +116,30 @@ class Case:
         return expected, [self.nodes[k] for k in shown] + [self.nodes[-1]] + (
             [] if self.skip_grads else list(self.grads) + list(self.second))
 
+    def _step_expected(self):
+        """The scalar, then each input after `input -= LR * gradient` (what `updates=` writes
+        in place: accumulated products and scatters where the lowering chooses them)."""
+        expected = [("value", len(self.nodes) - 1, self.ref_values[-1])]
+        if not self.skip_grads:
+            feeds = self.program.feeds()
+            expected += [("step", k, feeds[self.program.steps[k].params["name"]] - LR * g)
+                         for k, g in zip(self.program.inputs, self.ref_grads)]
+        return expected, [self.nodes[-1]]
+
+    def _step(self, feeds):
+        arrays = {name: np.array(value) for name, value in feeds.items()}  # updated in place
+        updates = {} if self.skip_grads else {
+            self.nodes[k]: self.nodes[k] - LR * g for k, g in zip(self.program.inputs, self.grads)}
+        value = gd.compile(self.nodes[-1], updates=updates)(arrays)
+        return [value] + [arrays[self.program.steps[k].params["name"]] for k in self.program.inputs]
+
     def run(self, mode):
         expected, outputs = self.expected(mode)
         feeds = self.program.feeds()
         with np.errstate(all="ignore"):
-            if mode == "evaluate":
+            if mode == "sgd-step":
+                got = self._step(feeds)
+            elif mode == "evaluate":
                 got = gd.evaluate(outputs, feeds)
             elif mode == CUDA_CPU:
                 got = gd.compile(outputs, backend="cuda", device="cpu")(feeds)
@@ -150,7 +172,7 @@ def check(program, second=False, modes=MODES):
             why = differs(value, ref)
             if why is not None:
                 step = program.steps[slot]
-                label = step.op if where == "value" else f"d/d{step.params['name']}"
+                label = step.op if where == "value" else f"{where} {step.params['name']}"
                 failures.append(Failure(program.seed, mode, "mismatch", where,
                                         step.op if where == "value" else where,
                                         f"{label} (v{slot}): {why}"))
