@@ -328,6 +328,10 @@ class Lookup:
         """What one index selects: a row of a matrix, an entry of a vector."""
         return "row" if self.table.ndim > 1 else "entry"
 
+    @property
+    def units(self):
+        return "rows" if self.table.ndim > 1 else "entries"
+
 
 def lookup(circuit, node):
     """The `Lookup` of an axis-0 take or scatter_add with known indices, else None."""

@@ -403,8 +403,8 @@ class Explanation:
         c = self.circuit
         table, index = c.handle(lk.table), c.handle(lk.index)
         one_hot = self._one_hot(lk)
-        return (f"{lk.unit}s {rows_text(lk.rows)} of {table} ({index} = "
-                f"{self.num(c.value(lk.index))}): the one-hot {one_hot.spoken} times {table}")
+        return (f"{lk.units} {rows_text(lk.rows)} of {table} ({index} = "
+                f"{_indices(c.value(lk.index))}): the one-hot {one_hot.spoken} times {table}")
 
     def _one_hot(self, lk):
         c = self.circuit
@@ -420,17 +420,17 @@ class Explanation:
                   f"{one_hot.back_text(self.d(y))}: {written}")
         out = _tex_name(self.out)
         t.rule_latex = (rf"{_tex_name(y)} = {one_hot.latex}\,{_tex_name(table)} \;\Rightarrow\; "
-                        rf"rac{{\partial {out}}}{{\partial {_tex_name(table)}}} = "
-                        + one_hot.back_latex(rf"rac{{\partial {out}}}{{\partial {_tex_name(y)}}}")
-                        + r"\quad	ext{(" + written.replace("_", r"\_") + ")}")
+                        rf"\frac{{\partial {out}}}{{\partial {_tex_name(table)}}} = "
+                        + one_hot.back_latex(rf"\frac{{\partial {out}}}{{\partial {_tex_name(y)}}}")
+                        + r"\quad\text{(" + written.replace("_", r"\_") + ")}")
         t.rule_mathml = htmllib.escape(t.rule)
         t.plugged = self._rows_added(lk, np.asarray(upstream), np.asarray(t.contribution))
-        t.shown = self._rows_only(t.contribution, lk.distinct, lk.unit)
+        t.shown = self._rows_only(t.contribution, lk.distinct, lk.units)
 
-    def _rows_only(self, array, rows, unit):
+    def _rows_only(self, array, rows, units):
         """(5,3), 0 outside rows [2] (‖·‖=0.364): an array that is zero but in `rows`."""
         norm = self.num(np.linalg.norm(np.ravel(array)))
-        return f"{shape_text(np.shape(array))}, 0 outside {unit}s {rows_text(rows)} (‖·‖={norm})"
+        return f"{shape_text(np.shape(array))}, 0 outside {units} {rows_text(rows)} (‖·‖={norm})"
 
     @functools.cached_property
     def _tables(self):
@@ -441,18 +441,18 @@ class Explanation:
             reads = self._consumers.get(id(w), [])
             found = [self._lookup(gate) for gate, k in reads if k == 0]
             if reads and len(found) == len(reads) and None not in found:
-                out[self.circuit.handle(w)] = found[0].unit
+                out[self.circuit.handle(w)] = found[0].units
         return out
 
     def _grad_num(self, handle, g, paren=False):
         """A gradient as text (in parentheses when negative and `paren`); that of a table read
         only by lookups as the rows where it is not zero."""
-        unit = self._tables.get(handle)
+        units = self._tables.get(handle)
         a = np.asarray(g)
-        if unit is None or a.ndim == 0:
+        if units is None or a.ndim == 0:
             return self.paren(g) if paren else self.num(g)
         rows = np.flatnonzero(np.any(a.reshape(len(a), -1) != 0, axis=1))
-        return self._rows_only(a, rows, unit)
+        return self._rows_only(a, rows, units)
 
     def _rows_written(self, lk, table):
         """added into row 2 of W_in only; the other 4 rows get 0; row 3 twice: its two
@@ -460,20 +460,20 @@ class Explanation:
         distinct = lk.distinct
         counts = [int(np.count_nonzero(lk.rows == r)) for r in distinct]
         which = (f"{lk.unit} {distinct[0]}" if len(distinct) == 1
-                 else f"{lk.unit}s {rows_text(distinct)}")
+                 else f"{lk.units} {rows_text(distinct)}")
         text = f"added into {which} of {table} only"
         others = lk.size - len(distinct)
         if others:
-            text += (f"; the other {others} {lk.unit}s get 0" if others > 1
+            text += (f"; the other {others} {lk.units} get 0" if others > 1
                      else f"; the other {lk.unit} gets 0")
         repeated = [(r, n) for r, n in zip(distinct, counts) if n > 1]
         if len(repeated) == 1:
             (r, n), = repeated
             text += f"; {lk.unit} {r} {_times(n)}: its {_count(n)} gradients add"
         elif repeated:
-            listed = ", ".join(f"{r} {_times(n)}" for r, n in repeated[:4])
+            listed = ", ".join(f"{lk.unit} {r} {_times(n)}" for r, n in repeated[:4])
             more = ", …" if len(repeated) > 4 else ""
-            text += f"; {lk.unit}s {listed}{more}: the gradients of a repeated {lk.unit} add"
+            text += f"; {listed}{more}: the gradients of a repeated {lk.unit} add"
         return text
 
     def _rows_added(self, lk, upstream, total, limit=4):
@@ -488,7 +488,7 @@ class Explanation:
                 text += f" = {self.num(total[r])}"
             shown.append(text)
         more = len(lk.distinct) - limit
-        return "; ".join(shown) + (f"; … ({more} more {lk.unit}s)" if more > 0 else "")
+        return "; ".join(shown) + (f"; … ({more} more {lk.units})" if more > 0 else "")
 
     def _eval(self, d, syms):
         c = self.circuit
@@ -726,7 +726,7 @@ class _OneHot:
             return f"e_{self.rows[0]}"
         if self.few:
             return "rows " + ", ".join(f"e_{r}ᵀ" for r in self.rows)
-        return f"rows of one_hot({self.index})"
+        return f"matrix one_hot({self.index})"
 
     @property
     def text(self):
@@ -758,12 +758,23 @@ class _OneHot:
         return rf"{self.latex}^{{\top}} {dy}"
 
 
-def _times(n):
-    return "twice" if n == 2 else f"{n} times"
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def _count(n):
-    return "two" if n == 2 else str(n)
+    return _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+
+
+def _times(n):
+    return "twice" if n == 2 else f"{_count(n)} times"
+
+
+def _indices(value):
+    """Index values as fed: 2, [3, 0], [4, 0, 7, …] (512 in all) (8,64)."""
+    a = np.asarray(value)
+    if a.ndim == 0:
+        return str(int(a))
+    return rows_text(a) + (f" {shape_text(a.shape)}" if a.ndim > 1 else "")
 
 
 # ---------------------------------------------------------------------------------------------

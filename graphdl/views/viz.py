@@ -22,6 +22,7 @@ from graphdl.ir import Node, topological_order
 from graphdl.ops import leaf
 from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary
 
+LISTED = 4  # the rows a lookup's label and wires list before "…"
 GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
 INSTALL = ("Graphviz's `dot` program is not installed, so the drawing cannot be rendered "
            "(its DOT source is in `.source`). Install it with `apt-get install -y graphviz` "
@@ -293,7 +294,7 @@ class _Drawer:
                 sub.append(f"{gate.region.size} ops")
         rows = lookup(c, n) if gate.kind == "op" else None
         if rows is not None:
-            sub.append(html.escape(f"rows {rows_text(rows.rows)}"))
+            sub.append(html.escape(f"{rows.units} {rows_text(rows.rows, LISTED)}"))
         is_output = any(n is y for y in c.outputs)  # the output's name labels its wire's end
         show_name = n.name is not None and not is_output and not (
             gate.kind == "region" and gate.region.composite is not None
@@ -343,7 +344,8 @@ class _Drawer:
             return None
         d = self.digits
         if np.ndim(value) == 0:
-            top = fmt(value, d) if np.asarray(value).dtype.kind in "fiu" else str(value)
+            # an integer (an index: a row number) as it is, not as 2.00
+            top = fmt(value, d) if np.asarray(value).dtype.kind == "f" else str(value)
             bottom = None if grad is None else fmt(grad, d)
         else:
             a = np.asarray(value)
@@ -360,15 +362,15 @@ class _Drawer:
     def _rows_label(self, value, grad, rows, in_grad, top, bottom):
         """A lookup's wires: the rows beside the value it reads; a value or gradient that is zero
         outside them as "Δ rows [...]" with its norm (a mean over the zeros says nothing)."""
-        listed = rows_text(rows.rows)
+        listed = f"{rows.units} {rows_text(rows.rows, LISTED)}"
         if in_grad:
             if grad is not None:
-                bottom = f"∇ Δ rows {listed} ‖·‖={fmt(self._norm(grad), self.digits)}"
+                bottom = f"∇ Δ {listed} ‖·‖={fmt(self._norm(grad), self.digits)}"
             return top, bottom
         shape = shape_text(np.shape(value))
         if rows.writes:
-            return f"{shape} Δ rows {listed} ‖·‖={fmt(self._norm(value), self.digits)}", bottom
-        return f"{shape} rows {listed} {summary(value, self.digits)}", bottom
+            return f"{shape} Δ {listed} ‖·‖={fmt(self._norm(value), self.digits)}", bottom
+        return f"{shape} {listed} {summary(value, self.digits)}", bottom
 
     def _wire_rows(self, src, gate, k):
         """(Lookup, in the gradient?) for the wire carrying a table into its take, or one leaving
