@@ -46,15 +46,6 @@ def _cases():
             yield pytest.param(op, attrs, id=f"{op.name}-{attrs}")
 
 
-def _template(node):
-    """The node's template, or the error making it raises (NumPy has no bool - bool, no
-    int ** 10**20)."""
-    try:
-        return elementwise_template(node)
-    except (TypeError, OverflowError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 def test_every_builtin_elementwise_op_has_a_numpy_text():
     assert [op.name for op in ELEMENTWISE if op.numpy_text is None] == []
 
@@ -79,7 +70,7 @@ def test_templates_and_reads_from_the_text_equal_those_from_the_sympy_form(op, a
         except GraphError:  # a dtype the op refuses
             continue
         accepted += 1
-        assert _template(node) == _template(make_node(by_sympy, inputs, attrs)), dtypes
+        assert elementwise_template(node) == elementwise_template(make_node(by_sympy, inputs, attrs)), dtypes
         key = attrs_key(attrs)
         assert lower._formula_of(op, key, arity) == lower._formula_of(by_sympy, key, arity)
     assert accepted

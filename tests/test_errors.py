@@ -201,3 +201,24 @@ def test_check_finite_blames_the_first_bad_node():
     with pytest.raises(FloatingPointError, match="log"), np.errstate(invalid="ignore"):
         gd.evaluate(y, x=np.array([1.0, -1.0]), check_finite=True)
     assert gd.evaluate(y, x=np.array([1.0, 1.0]), check_finite=True) == 0.0
+
+
+SUB_BOOL = (r"sub: 'a' and 'b' are bool, and NumPy has no boolean sub; for exclusive or use "
+            r"gd.not_equal\(a, b\)")
+POW_INT64 = (r"pow: the exponent of 'x', 100000000000000000000, does not fit in its dtype int64 "
+             r".* write it as a float: 1e\+20")
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda a, b, x: a - b, SUB_BOOL),
+    (lambda a, b, x: -a, r"neg: 'a' is bool, and NumPy has no boolean neg; for logical not"),
+    (lambda a, b, x: x ** 10**20, POW_INT64),
+    (lambda a, b, x: gd.cast(x, "int8") ** 300, r"exponent of .*, 300, does not fit .* int8"),
+])
+def test_operators_numpy_lacks_are_refused_at_declaration(build, message):
+    """Accepted at declaration, these failed inside the compiled code with NumPy's TypeError
+    or an OverflowError."""
+    a, b = gd.input("a", (2,), "bool"), gd.input("b", (2,), "bool")
+    x = gd.input("x", (2,), "int64")
+    with pytest.raises(GraphError, match=message):
+        build(a, b, x)

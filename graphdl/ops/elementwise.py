@@ -74,6 +74,19 @@ def floating(opname):
     return rule
 
 
+def numeric(opname, instead):
+    """promote, refusing bool, for which NumPy has no such operator (it raises at run time)."""
+    def rule(inputs, attrs):
+        dtype = promote(inputs, attrs)
+        if dtype == np.bool_:
+            operands = " and ".join(describe(i) for i in inputs)
+            raise GraphError(f"{opname}: {operands} {'are' if len(inputs) > 1 else 'is'} bool, "
+                             f"and NumPy has no boolean {opname}; {instead}, or convert first "
+                             f"with gd.cast(x, 'int8')")
+        return dtype
+    return rule
+
+
 def boolean(inputs, attrs):
     return np.dtype(bool)
 
@@ -94,7 +107,8 @@ def elementwise(name, sym, text, impl, pullback, dtype_rule=promote, doc="", ali
 ADD = elementwise("add", lambda a, b: a + b, lambda a, b: f"{a} + {b}", np.add, lambda n, g: [g, g])
 
 # sub: a - b; the subtrahend gets -g.
-SUB = elementwise("sub", lambda a, b: a - b, lambda a, b: f"{a} - {b}", np.subtract, lambda n, g: [g, -g])
+SUB = elementwise("sub", lambda a, b: a - b, lambda a, b: f"{a} - {b}", np.subtract,
+                  lambda n, g: [g, -g], numeric("sub", "for exclusive or use gd.not_equal(a, b)"))
 
 # mul: a * b; each input gets g times the other.
 MUL = elementwise("mul", lambda a, b: a * b, lambda a, b: f"{a}*{b}", np.multiply,
@@ -110,7 +124,8 @@ DIV = elementwise("div", lambda a, b: a / b, lambda a, b: f"{a}/{b}", np.true_di
                   lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])], _div_dtype)
 
 # neg: -a.
-NEG = elementwise("neg", lambda a: -a, lambda a: f"-{a}", np.negative, lambda n, g: [-g])
+NEG = elementwise("neg", lambda a: -a, lambda a: f"-{a}", np.negative, lambda n, g: [-g],
+                  numeric("neg", "for logical not use gd.equal(a, False)"))
 
 # reciprocal: 1/a; d/da = -1/a² = -out², written -(g * (out*out)) so `stabilize` can spot it.
 RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: f"1/{a}", lambda a: 1 / a,
@@ -127,6 +142,13 @@ SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), lambda a: f"numpy.sqrt({a})"
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
+    base = inputs[0].dtype
+    if isinstance(exponent, int) and base.kind in "biu":  # NumPy converts it to the base's type
+        info = np.iinfo(np.int64 if base.kind == "b" else base)
+        if not info.min <= exponent <= info.max:
+            raise GraphError(f"pow: the exponent of {describe(inputs[0])}, {exponent}, does not "
+                             f"fit in its dtype {base} (NumPy's integer power); write it as a "
+                             f"float: {float(exponent)!r}")
     if inputs[0].dtype.kind in "iu" and isinstance(exponent, float) and exponent >= 0 \
             and exponent.is_integer():
         return np.dtype("float64")  # int32 ** 2.0 is float64 in NumPy (2 stays int32)
