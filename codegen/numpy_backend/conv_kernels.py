@@ -74,7 +74,7 @@ def _chwn(x, padding):
     return out
 
 
-def _im2col(x, kernel, stride, padding, dilation, budget=4 << 20):
+def _im2col(x, kernel, stride, padding, dilation, budget=1 << 20):
     """The windows of x (N, C, H, W), padded (top, bottom, left, right), as columns
     (C*kh*kw, rows*OW*N), the batch innermost, for a band of output rows at a time: yields
     (first row, last row, columns). One buffer of about `budget` bytes is refilled, so the
@@ -123,30 +123,39 @@ def _conv2d_weight_grad(columns, g, groups, shape):
     return dw.transpose(0, 2, 1).reshape(shape)
 
 
-def _conv2d_cols(g, w, groups):
-    """Wᵀ g: the input gradient as columns (C*kh*kw, OH*OW*N), for `_col2im`, which gives
-    their scratch buffer back."""
-    o = w.shape[0]
+def _conv2d_cols(g, w, groups, budget=1 << 20):
+    """Wᵀ g: the input gradient as columns (C*kh*kw, rows*OW*N) for a band of output rows at a
+    time, like `_im2col`'s: yields (first row, last row, columns) for `_col2im`. One buffer of
+    about `budget` bytes is refilled."""
+    n, o, oh, ow = g.shape
     k = w.size // o
-    g2 = g.transpose(1, 2, 3, 0).reshape(groups, o // groups, -1)
+    gt, wt = g.transpose(1, 2, 3, 0), w.reshape(groups, o // groups, k).transpose(0, 2, 1)
     dtype = numpy.result_type(g, w)
-    cols = _scratch(groups * k * g2.shape[2], dtype).reshape(groups, k, -1)
-    numpy.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1), g2, out=cols)
-    return cols.reshape(groups * k, -1)
+    row = groups * k * ow * n  # elements of one output row's columns
+    per = max(1, min(oh, budget // max(1, row * dtype.itemsize)))
+    buffer = _scratch(row * per, dtype)
+    for first in range(0, max(oh, 1), per):  # no output rows: one (empty) band all the same
+        last = min(oh, first + per)
+        cols = buffer[:row * (last - first)].reshape(groups, k, -1)
+        numpy.matmul(wt, gt[:, first:last].reshape(groups, o // groups, -1), out=cols)
+        yield first, last, cols.reshape(groups * k, -1)
+    _scratch(0, None, done=buffer)
 
 
-def _col2im(cols, shape, kernel, stride, padding, dilation):
-    """The transpose of `_im2col`: columns summed back into an (N, C, H, W) array (a view of
-    memory (C, H, W, N)), one strided add per kernel position. The columns come from
-    `_conv2d_cols`; their buffer goes back to the scratch pool."""
+def _col2im(bands, shape, kernel, stride, padding, dilation):
+    """The transpose of `_im2col`: each band of columns from `_conv2d_cols` summed back into an
+    (N, C, H, W) array (a view of memory (C, H, W, N)), one strided add per kernel position."""
     n, c, h, w = shape
-    (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw) = kernel, stride, padding, dilation
-    oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(w, kw, sw, pl, pr, dw)
-    cols = cols.reshape(c, kh * kw, oh, ow, n)
-    out = numpy.zeros((c, h + pt + pb, w + pl + pr, n), dtype=cols.dtype)
-    for k, (rows, columns) in enumerate(_taps(kernel, stride, dilation, (oh, ow))):
-        out[:, rows, columns] += cols[:, k]
-    _scratch(0, None, done=cols.base)
+    (kh, kw), (sh, sw), (pt, pb, pl, pr) = kernel, stride, padding
+    ow = _conv_out(w, kw, sw, pl, pr, dilation[1])
+    out = None
+    for first, last, cols in bands:
+        if out is None:
+            out = numpy.zeros((c, h + pt + pb, w + pl + pr, n), dtype=cols.dtype)
+        cols = cols.reshape(c, kh * kw, last - first, ow, n)
+        for k, (rows, columns) in enumerate(_taps(kernel, stride, dilation, (last - first, ow))):
+            shift = first * sh
+            out[:, rows.start + shift:rows.stop + shift:rows.step, columns] += cols[:, k]
     return out[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
 
 
