@@ -379,8 +379,8 @@ class Explanation:
                 if local is not None:
                     t.local = local
                     t.plugged += f": local derivative {self.num(local)}"
-        elif self._lookup(gate) is not None and k == 0:
-            self._lookup_term(t, gate, self._lookup(gate), upstream)
+        elif k == 0 and (rows := self._lookup(gate)) is not None:
+            self._lookup_term(t, gate, rows, upstream)
         else:
             t.rule = self._structured_rule(gate, k, src)
             t.rule_latex = t.rule
