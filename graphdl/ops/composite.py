@@ -94,7 +94,7 @@ def softplus(x):
 
 
 @composite("log_sigmoid", "log σ", "d log σ/dx = 1 − σ(x)", ew.LOG,
-           sym=lambda x: -scalar.Softplus(-x))
+           sym=lambda x: sympy.log(scalar.Sigmoid(x)))
 def log_sigmoid(x):
     """log σ(x), declared as log of the sigmoid circuit; compiled as −softplus(−x), finite
     where σ(x) rounds to 0 (word2vec's negative-sampling loss: log σ(−v·u))."""

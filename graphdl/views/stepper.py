@@ -120,7 +120,7 @@ def stepper_html(ex):
                            f"{ex.num(t.local)} × {ex.paren(step.upstream)} = "
                            f"{ex.num(t.contribution)}")
             else:
-                contrib = f"{ex.d(t.handle)} contribution = {ex.num(t.contribution)}"
+                contrib = f"{ex.d(t.handle)} contribution = {t.shown or ex.num(t.contribution)}"
             body.append(f'<div class="num"><b>{e(contrib)}</b></div>')
             if t.note:
                 body.append(f'<div class="num">({e(t.note)})</div>')
