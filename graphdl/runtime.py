@@ -74,25 +74,25 @@ def _index_major(g, index_ndim, axis):
 def _rows_summed(indices, slices, n):
     """(rows, sums): the distinct positions in [0, n) that the flat `indices` address
     (negative ones count from the end) and, for each, the sum of the slices sent there.
-    A stable sort, then numpy.add.reduceat over the rows addressed more than once only
-    (reduceat pays per segment; most rows of an embedding batch come once): together
-    several times faster than numpy.add.at. reduceat's summation order is its own, so sums
-    of three or more slices may differ from add.at's sequential ones in the last bits."""
+    A stable sort; each row's first slice; then one numpy.add.reduceat over the slices of the
+    rows addressed more than once, gathered together (reduceat pays per segment, and most
+    rows of an embedding batch come once): several times faster than numpy.add.at.
+    reduceat's summation order is its own, so sums of three or more slices may differ from
+    add.at's sequential ones in the last bits."""
     if indices.size == 0:
         return indices, slices
     indices = numpy.where(indices < 0, indices + n, indices)
     order = numpy.argsort(indices, kind="stable")
     ordered = indices[order]
     starts = numpy.flatnonzero(numpy.concatenate(([True], ordered[1:] != ordered[:-1])))
-    grouped = numpy.empty((len(order) + 1,) + slices.shape[1:], slices.dtype)
-    numpy.take(slices, order, axis=0, out=grouped[:-1])  # a zero row after: every bound < len
-    grouped[-1] = 0
+    counts = numpy.diff(numpy.append(starts, len(order)))
+    grouped = slices[order]
     sums = grouped[starts]
-    ends = numpy.append(starts[1:], len(order))
-    repeated = numpy.flatnonzero(ends - starts > 1)
-    if repeated.size:  # reduceat over [start, end) pairs; the segments between are dropped
-        bounds = numpy.stack([starts[repeated], ends[repeated]], axis=1).reshape(-1)
-        sums[repeated] = numpy.add.reduceat(grouped, bounds, axis=0)[::2]
+    repeated = counts > 1
+    if repeated.any():
+        together = grouped[numpy.repeat(repeated, counts)]
+        bounds = numpy.concatenate(([0], numpy.cumsum(counts[repeated])[:-1]))
+        sums[repeated] = numpy.add.reduceat(together, bounds, axis=0)
     return ordered[starts], sums
 
 
