@@ -167,3 +167,15 @@ def test_the_toy_example_runs_and_prints_the_huffman_codes(tmp_path):
     codes = dict(re.findall(r"(\w+) \(\d+\), code ([01]+)", r.stdout))
     assert codes == {"the": "0", "cat": "10", "mat": "1100", "on": "1101", "sat": "111"}
     assert (tmp_path / "word2vec_toy.png").exists()
+
+
+def test_bounds_checks_are_neither_drawn_nor_narrated():
+    """`take` checks its indices at run time (a check_index node): the drawing wires the fed
+    indices straight into the lookup and the narration has no check_index step."""
+    loss, _, values = skip_gram()
+    dot = gd.draw(loss, values)
+    assert not [g for g in dot.circuit.gates if "check_index" in g.label]
+    center = next(g for g in dot.circuit.gates if g.handle == "center")
+    v_c = next(g for g in dot.circuit.gates if g.handle == "v_c")
+    assert f"e{center.node.id}_{v_c.node.id}_1" in dot.edge_labels
+    assert "check_index" not in str(gd.explain(loss, values))

@@ -114,7 +114,7 @@ class Gate:
 SYMBOLS = {
     ew.ADD: "+", ew.SUB: "−", ew.MUL: "*", ew.DIV: "/", ew.NEG: "*−1", ew.RECIPROCAL: "1/x",
     ew.EXP: "exp", ew.LOG: "log", ew.SQRT: "√", ew.POW: "pow", ew.TANH: "tanh", ew.SIGMOID: "σ",
-    ew.SOFTPLUS: "softplus", ew.RELU: "relu", ew.MAXIMUM: "max", ew.MINIMUM: "min",
+    ew.SOFTPLUS: "softplus", ew.RELU: "relu", ew.ABS: "|x|", ew.MAXIMUM: "max", ew.MINIMUM: "min",
     ew.GREATER: ">", ew.GREATER_EQUAL: "≥", ew.LESS: "<", ew.LESS_EQUAL: "≤", ew.EQUAL: "==",
     ew.NOT_EQUAL: "≠", ew.WHERE: "where", ew.CAST: "cast", ew.STOP_GRADIENT: "stop ∇",
     mm.MATMUL: "@", rd.SUM: "Σ", rd.MAX: "max", rd.MIN: "min",
@@ -342,11 +342,18 @@ def lookup(circuit, node):
     table = node.inputs[0] if node.op is mv.TAKE else node.inputs[2]
     if values is None or circuit.value(table) is None:
         return None
-    while index.op is mv.CHECK_INDEX:  # name the indices the user fed, not their check
-        index = index.inputs[0]
+    index = unchecked(index)  # name the indices the user fed, not their check
     size = circuit.value(table).shape[0]  # as fed: the declared size may be unknown (None)
     rows = np.ravel(values).astype(np.int64) % size
     return Lookup(table, index, rows, size, node.op is mv.SCATTER_ADD)
+
+
+def unchecked(node):
+    """The indices a bounds check guards (the node itself if it is none): drawings and
+    narrations show the indices as fed, not the check."""
+    while node.op is mv.CHECK_INDEX:
+        node = node.inputs[0]
+    return node
 
 
 def rows_text(rows, limit=8):
@@ -552,6 +559,8 @@ class Circuit:
                             region=r)
             elif n.op is leaf.INPUT:
                 gate = Gate(n, "input", n.name)
+            elif n.op is mv.CHECK_INDEX and id(n) not in outputs:
+                continue  # a run-time bounds check: the gates it guards read its indices
             elif is_const_like(n):
                 if id(n) not in outputs:
                     continue
@@ -564,7 +573,7 @@ class Circuit:
                         v = const_value(i, self.values)
                         consts[k] = v if v is not None else np.asarray(np.nan)
                     else:
-                        operands.append((k, i, k in n.op.shape_only))
+                        operands.append((k, unchecked(i), k in n.op.shape_only))
                 gate = Gate(n, "op", gate_label(n, consts), operands, consts)
             if n.name is not None and not n.name.startswith("__"):
                 gate.handle = n.name
