@@ -119,6 +119,7 @@ CASES: dict[str, list[Case]] = {
     "sigmoid": [C("sigmoid", lambda a: R["sigmoid"](a), ((2, 3), normal))],
     "softplus": [C("softplus", lambda a: R["softplus"](a), ((2, 3), normal))],
     "relu": [C("relu", gd.relu, ((3, 4), away_from_zero))],
+    "abs": [C("abs", gd.abs, ((3, 4), away_from_zero))],
     "maximum": [
         C("maximum[bcast]", gd.maximum, ((2, 3), normal), ((3,), normal)),
         C("maximum[const]", lambda a: gd.maximum(a, 0.0), ((2, 3), away_from_zero)),
@@ -459,6 +460,7 @@ SYM_SPECS = {
     "sigmoid": [({}, ("real",))],
     "softplus": [({}, ("real",))],
     "relu": [({}, ("real",))],
+    "abs": [({}, ("real",))],
     "maximum": [({}, ("real", "real"))],
     "minimum": [({}, ("real", "real"))],
     "where": [({}, ("bool", "real", "real"))],

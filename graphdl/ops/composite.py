@@ -256,3 +256,96 @@ def l2(*params, lam=1.0):
     for p in params[1:]:
         total = total + rd.sum(p * p)
     return _named(total * lam, "l2")
+
+
+REDUCTIONS = {"mean": rd.mean, "sum": rd.sum, "none": None}
+
+
+def _reduced(per_element, reduction, name):
+    """The per-element loss reduced as PyTorch's `reduction=` ('mean', 'sum' or 'none')."""
+    reduce = REDUCTIONS[reduction]
+    return _named(per_element if reduce is None else reduce(per_element), name)
+
+
+def _loss_operands(what, reduction, **operands):
+    """The two operands of an elementwise loss as nodes: floating point, of one shape (PyTorch
+    broadcasts a mismatch with a warning; a box of 4 against a batch of boxes is a bug)."""
+    if reduction not in REDUCTIONS:
+        raise GraphError(f"{what}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+    (a_name, a), (b_name, b) = operands.items()
+    a, b = leaf.lift_all([a, b])
+    for label, node in ((a_name, a), (b_name, b)):
+        _floating(node, f"{what}'s {label}")
+    if a.ndim != b.ndim or any(None not in (m, n) and m != n for m, n in zip(a.shape, b.shape)):
+        raise GraphError(f"{what}: {a_name} {describe(a)} has shape {format_shape(a.shape)} but "
+                         f"{b_name} {describe(b)} has shape {format_shape(b.shape)}; they must "
+                         f"be equal")
+    return a, b
+
+
+def smooth_l1(pred, target, beta=1.0, reduction="mean"):
+    """PyTorch's `smooth_l1_loss` (Huber with its quadratic part divided by beta): per element
+    0.5 d²/beta where |d| < beta, |d| − 0.5·beta elsewhere, d = pred − target; then reduced
+    ('mean', 'sum' or 'none'). Gradient d/beta inside, sign(d) outside; NaN stays NaN."""
+    pred, target = _loss_operands("smooth_l1", reduction, pred=pred, target=target)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+        raise GraphError(f"smooth_l1: beta must be a positive number, got {beta!r} (PyTorch's "
+                         f"beta=0 is the L1 loss: gd.mean(gd.abs(pred - target)))")
+    d = pred - target
+    size = ew.ABS(d)
+    far = ew.GREATER_EQUAL(size, beta)
+    # the quadratic part reads d only where it is chosen, so that at d = ±inf its unchosen
+    # gradient is 0 * 0, not 0 * inf; NaN (not far) takes it and stays NaN, as in PyTorch
+    near = ew.WHERE(far, 0, d)
+    per_element = ew.WHERE(far, size - 0.5 * beta, 0.5 * near * near / beta)
+    return _reduced(per_element, reduction, "smooth_l1")
+
+
+def binary_cross_entropy_with_logits(logits, targets, pos_weight=None, reduction="mean"):
+    """PyTorch's `binary_cross_entropy_with_logits`: per element
+    −[p·t·log σ(x) + (1 − t)·log(1 − σ(x))] = (1 − t)·x − (1 + (p − 1)·t)·log σ(x), with p the
+    positive class weight `pos_weight` (a number or an array broadcasting against the logits,
+    1 if not given), then reduced ('mean', 'sum' or 'none'). log σ is compiled as −softplus(−x):
+    finite for any finite logit (no log of a σ that rounds to 0 or 1)."""
+    x, t = _loss_operands("binary_cross_entropy_with_logits", reduction, logits=logits,
+                          targets=targets)
+    weight = 1
+    if pos_weight is not None:
+        p = _floating(leaf.lift_all([pos_weight, x])[0],  # a number takes the logits' dtype
+                      "binary_cross_entropy_with_logits's pos_weight")
+        if ew.broadcast_dims([x.shape, p.shape]) != tuple(x.shape):
+            raise GraphError(f"binary_cross_entropy_with_logits: pos_weight {describe(p)} of "
+                             f"shape {format_shape(p.shape)} must broadcast to the logits' shape "
+                             f"{format_shape(x.shape)} (one weight per class: the last axis)")
+        weight = (p - 1) * t + 1
+    per_element = (1 - t) * x - weight * log_sigmoid(x)
+    return _reduced(per_element, reduction, "binary_cross_entropy")
+
+
+def clip(x, lo=None, hi=None):
+    """x clamped to [lo, hi] (either bound may be None), with PyTorch's `clamp` gradient: all of
+    it inside the closed interval, the bounds included (maximum/minimum would split it there),
+    none outside and none at NaN, which stays NaN."""
+    x = _floating(x, "clip")
+    bounds = {"lo": lo, "hi": hi}
+    for name, b in bounds.items():
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float, np.number))
+                              or np.isnan(b)):
+            raise GraphError(f"clip of {describe(x)}: {name} must be a number or None, got {b!r}")
+    if lo is None and hi is None:
+        raise GraphError(f"clip of {describe(x)}: give lo, hi or both")
+    if lo is not None and hi is not None and lo > hi:
+        raise GraphError(f"clip of {describe(x)}: lo={lo!r} is greater than hi={hi!r}")
+    out = x
+    if lo is not None:
+        out = _clamp_side(out, float(lo), ew.GREATER_EQUAL, ew.LESS)
+    if hi is not None:
+        out = _clamp_side(out, float(hi), ew.LESS_EQUAL, ew.GREATER)
+    return _named(out, "clip")
+
+
+def _clamp_side(x, bound, keeps, passes):
+    """x where keeps(x, bound), the bound where x passes it; a NaN (neither) stays itself with
+    no gradient."""
+    return ew.WHERE(keeps(x, bound), x, ew.WHERE(passes(x, bound), bound, ew.stop_gradient(x)))

@@ -212,6 +212,12 @@ RELU = elementwise("relu", lambda a: scalar.Relu(a), lambda a: f"numpy.maximum({
                    lambda a: np.maximum(a, 0),
                    lambda n, g: [WHERE(GREATER(n, 0), g, 0)])
 
+# abs: |a|; d/da = sign(a), 0 at 0 and at NaN (PyTorch's sgn: abs'(0) = 0, sign(NaN) = 0).
+ABS = elementwise("abs", lambda a: sympy.Abs(a), lambda a: f"numpy.abs({a})", np.abs,
+                  lambda n, g: [WHERE(GREATER(n.inputs[0], 0), g,
+                                      WHERE(LESS(n.inputs[0], 0), -g, 0))],
+                  numeric("abs", "a bool is its own absolute value"))
+
 
 def _extremum_pullback(winner):
     """Pullback of maximum/minimum: the winning input gets g; ties split it evenly (PyTorch)."""

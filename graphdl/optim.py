@@ -1,0 +1,156 @@
+"""Optimizers as graph updates, so that a whole training step compiles to one function:
+
+    opt = gd.optim.adam(loss, [W, b], lr=1e-3)
+    step = gd.compile(loss, updates=opt.updates)
+    state = opt.init()                       # {"W.m": zeros, ..., "adam.step": 0.0}
+    for x, y in batches:
+        step(x=x, y=y, W=W, b=b, **state)    # W, b and the state arrays updated in place
+
+`updates` maps every parameter and every state input the optimizer declares (`gd.input`s named
+after the parameter: "W.m", "W.v", "W.momentum"; the step count "adam.step") to its new value;
+`init()` gives the state's initial arrays, fed by name with the parameters on every call. The
+rules are torch.optim's, written as graph nodes; state starts at zero, and where PyTorch's first
+step differs from its rule applied to zero state (SGD's momentum buffer with dampening), the step
+count selects it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphdl import autodiff, ir
+from graphdl.errors import GraphError
+from graphdl.ir import Node, describe
+from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
+
+STEP_DTYPE = "float64"  # the step count: exact to 2^53 steps; bias corrections in double
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """What `sgd` and `adam` return: the step's `updates` ({input: new value}, parameters and
+    state) for `gd.compile(..., updates=)`, and the state inputs (name -> node)."""
+
+    updates: dict
+    state: dict
+
+    def init(self):
+        """{state input name: its initial array (zeros of its shape and dtype)}."""
+        return {name: np.zeros(node.shape, node.dtype) for name, node in self.state.items()}
+
+
+def sgd(loss, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+        name="sgd"):
+    """torch.optim.SGD: g = ∇p + weight_decay·p; with momentum, buf = momentum·buf +
+    (1 − dampening)·g (buf = g on the first step), g = buf (nesterov: g + momentum·buf);
+    p = p − lr·g. State: "<param>.momentum" per parameter with momentum, and "<name>.step" where
+    dampening makes the first step differ from the rule on a zero buffer."""
+    params, grads = _gradients(loss, params, "sgd")
+    _number("sgd", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    if nesterov and (momentum == 0 or dampening != 0):
+        raise GraphError(f"sgd: nesterov needs momentum > 0 and dampening 0, got momentum="
+                         f"{momentum!r}, dampening={dampening!r} (as torch.optim.SGD)")
+    updates, state = {}, {}
+    first = None
+    if momentum != 0 and dampening != 0:
+        step = _state(state, f"{name}.step", (), STEP_DTYPE)
+        updates[step] = step + 1
+        first = ew.EQUAL(step, 0)
+    for p, g in zip(params, grads, strict=True):
+        if weight_decay != 0:
+            g = g + weight_decay * p
+        if momentum != 0:
+            buf = _state(state, f"{p.name}.momentum", p.shape, p.dtype.name)
+            new_buf = momentum * buf + (1 - dampening) * g  # with buf = 0 and no dampening: g
+            if first is not None:
+                new_buf = ew.WHERE(first, g, new_buf)
+            updates[buf] = new_buf
+            g = g + momentum * new_buf if nesterov else new_buf
+        updates[p] = p - lr * g
+    return Optimizer(updates, state)
+
+
+def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, name="adam"):
+    """torch.optim.Adam (not AMSGrad): t = t + 1; g = ∇p + weight_decay·p;
+    m = m + (1 − β1)(g − m); v = β2·v + (1 − β2)·g²;
+    p = p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + eps). State: "<param>.m", "<param>.v" and
+    the step count "<name>.step" (float64; the bias corrections are computed in float64 and
+    rounded to each parameter's dtype, as PyTorch computes them in Python floats)."""
+    params, grads = _gradients(loss, params, "adam")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise GraphError(f"adam: betas must be a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = betas
+    _number("adam", lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    for label, beta in (("beta1", beta1), ("beta2", beta2)):
+        if not beta < 1:
+            raise GraphError(f"adam: {label} must be in [0, 1), got {beta!r}")
+    updates, state = {}, {}
+    step = _state(state, f"{name}.step", (), STEP_DTYPE)
+    t = step + 1
+    updates[step] = t
+    # as PyTorch: step_size = lr / (1 − β1^t), and √(1 − β2^t), both in double
+    step_size = lr / (1 - ew.EXP(t * float(np.log(beta1)))) if beta1 > 0 else lr
+    correction2 = ew.SQRT(1 - ew.EXP(t * float(np.log(beta2)))) if beta2 > 0 else 1.0
+    for p, g in zip(params, grads, strict=True):
+        if weight_decay != 0:
+            g = g + weight_decay * p
+        m = _state(state, f"{p.name}.m", p.shape, p.dtype.name)
+        v = _state(state, f"{p.name}.v", p.shape, p.dtype.name)
+        new_m = m + (1 - beta1) * (g - m)  # PyTorch's lerp
+        new_v = beta2 * v + (1 - beta2) * (g * g)
+        denom = ew.SQRT(new_v) / _as(correction2, p) + eps
+        updates[m], updates[v] = new_m, new_v
+        updates[p] = p - _as(step_size, p) * (new_m / denom)
+    return Optimizer(updates, state)
+
+
+def _gradients(loss, params, what):
+    """The parameters (distinct named inputs, floating point, of known shape, each one the loss
+    depends on) and the loss's gradients with respect to them."""
+    if not isinstance(loss, Node) or loss.shape != () or loss.dtype.kind != "f":
+        shown = describe(loss) if isinstance(loss, Node) else repr(loss)
+        raise GraphError(f"{what}: the loss must be a floating-point scalar node, got {shown}"
+                         + (f" of shape {ir.format_shape(loss.shape)} and dtype {loss.dtype}"
+                            if isinstance(loss, Node) else ""))
+    params = [params] if isinstance(params, Node) else list(params)
+    if not params:
+        raise GraphError(f"{what}: no parameters given")
+    order = ir.topological_order([loss])
+    for p in params:
+        if not isinstance(p, Node) or p.op is not leaf.INPUT:
+            raise GraphError(f"{what}: parameters must be gd.input nodes (updated in place), "
+                             f"got {describe(p) if isinstance(p, Node) else repr(p)}")
+        if p.dtype.kind != "f" or None in p.shape:
+            raise GraphError(f"{what}: parameter {p.name!r} must be floating point with a known "
+                             f"shape, got {ir.format_shape(p.shape)} {p.dtype}")
+        if id(loss) not in autodiff.depends_on(order, [p]):
+            raise GraphError(f"{what}: the loss {describe(loss)} does not depend on parameter "
+                             f"{p.name!r}")
+    if len({id(p) for p in params}) != len(params):
+        raise GraphError(f"{what}: a parameter is given twice: "
+                         f"{[p.name for p in params]}")
+    return params, autodiff.grad(loss, params)
+
+
+def _number(what, **values):
+    """Refuse a hyperparameter that is not a finite number >= 0, naming it."""
+    for label, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < float("inf"):
+            raise GraphError(f"{what}: {label} must be a finite number >= 0, got {v!r}")
+
+
+def _state(state, name, shape, dtype):
+    """A state input called `name`; refused if the graph's optimizers already declared it."""
+    if name in state:
+        raise GraphError(f"optimizer state {name!r} declared twice: two parameters named alike?")
+    state[name] = leaf.input(name, shape, dtype)
+    return state[name]
+
+
+def _as(value, like):
+    """A float64 scalar node (or a Python number) in `like`'s dtype."""
+    return ew.cast(value, like.dtype.name) if isinstance(value, Node) else value
