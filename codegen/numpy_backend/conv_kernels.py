@@ -10,14 +10,19 @@ e.g. `_conv2d(_im2col(x, ...), w, ...)`. These kernels are the fast path; the re
 
 Max-pooling finds each window's arg-max once: where the graph also holds the pool's gradient
 (or select) on the same input, one `_max_pool2d_route` statement serves the forward node and
-its gradients. Large work buffers (im2col slices, input-gradient columns) come from a pool kept
-by `_scratch` for the module's lifetime, so they are not page-faulted in again on every call.
+its gradients. Large work buffers (im2col bands, input-gradient columns) come from a pool kept
+by `_scratch` for the module's lifetime, so they are not page-faulted in again on every call;
+the statements run one after another, so one buffer per dtype serves them all.
 
-Layout: one matrix product per convolution. `_im2col` copies the windows of x into columns
-(C·kh·kw, N·OH·OW); the product with the weights (O, C·kh·kw) gives (O, N·OH·OW), returned as
-an (N, O, OH, OW) view of that channel-major array (no copy). Elementwise ops and pooling keep
-that memory order, and the gradient kernels read it back without copies. Pooling loops over
-the kh·kw kernel positions (strided slices of the whole batch), never over pixels.
+Layout: activations lie batch-innermost, (C, H, W, N) memory behind (N, C, H, W) views. One
+matrix product per band of output rows: `_im2col` copies the windows of x into columns
+(C·kh·kw, rows·OW·N), each copy a run of whole rows of the batch (OW·N contiguous values for
+stride 1, N otherwise); the product with the weights (O, C·kh·kw) writes straight into the
+output's (O, OH, OW, N) memory, returned as an (N, O, OH, OW) view (no copy). Elementwise ops
+and pooling keep that memory order, and the gradient kernels read it back without copies; an
+input in another order (the user's NCHW images) is transposed once per kernel that reads it
+(`_chwn`). Pooling loops over the kh·kw kernel positions (strided slices of the whole batch),
+never over pixels.
 """
 
 from __future__ import annotations
