@@ -1,0 +1,459 @@
+"""graphdl -> ONNX: the graph `gd.evaluate` runs (custom ops inlined, stabilized) written with
+one ONNX emitter per graphdl op, keyed by the OpDef (`EMIT`), at opset 17.
+
+Ops with an ONNX operator of their own map to it (sigmoid -> Sigmoid, softplus -> Softplus,
+conv2d -> Conv). Gradient ops are written in ONNX terms: conv2d_input_grad as ConvTranspose,
+conv2d_weight_grad as a Conv of x by g (batch and channel axes swapped), max-pool's gradient
+through MaxPool's Indices and ScatterElements, average-pool's as a ConvTranspose by ones, and
+unslice/scatter_add as scatters. ONNX operators need equal input types where NumPy promotes,
+so operands are cast to the node's dtype first. Shapes that attributes or scatter positions
+depend on must be static there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from graphdl.errors import GraphError
+from graphdl.ir import Node, describe, topological_order
+from graphdl.ops import conv, leaf, matmul
+from graphdl.ops import elementwise as ew
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+from graphdl.passes.optimize import prepare
+from graphdl.runtime import _avg_divisor
+
+OPSET = 17
+EMIT = {}  # OpDef -> emitter(writer, node, input names) -> output name
+
+
+def emits(*ops):
+    def declare(fn):
+        for op in ops:
+            EMIT[op] = fn
+        return fn
+    return declare
+
+
+class Writer:
+    """The ONNX graph being written: nodes, initializers, and a unique value name per node."""
+
+    def __init__(self):
+        self.nodes, self.initializers, self.taken = [], [], set()
+
+    def fresh(self, hint):
+        name, k = hint, 1
+        while name in self.taken:
+            name, k = f"{hint}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def const(self, array, hint="c"):
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def ints(self, values, hint="shape"):
+        return self.const(np.asarray(values, np.int64), hint)
+
+    def emit(self, op_type, inputs, hint=None, outputs=1, **attrs):
+        names = [self.fresh(f"{hint or op_type}" + (f"_{i}" if i else "")) for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
+        return names[0] if outputs == 1 else names
+
+    def cast(self, name, node, dtype):
+        """The value `name` of `node` in `dtype` (a Cast only where the dtypes differ)."""
+        if node.dtype == dtype:
+            return name
+        return self.emit("Cast", [name], to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def _static(node, what):
+    if None in node.shape:
+        raise GraphError(f"ONNX export: {what} needs the static shape of {describe(node)}, "
+                         f"which has shape {node.shape}; declare its inputs with known sizes")
+    return node.shape
+
+
+# ---------------------------------------------------------------- elementwise
+def _same_type(w, node, names, dtype=None):
+    dtype = node.dtype if dtype is None else dtype
+    return [w.cast(n, i, dtype) for n, i in zip(names, node.inputs)]
+
+
+def _direct(onnx_op, compare=False):
+    """The ONNX operator of the same meaning, on operands cast to one type (the promoted
+    input type for a comparison, the node's otherwise)."""
+    def emit(w, node, names):
+        dtype = ew.promote(node.inputs, {}) if compare else None
+        return w.emit(onnx_op, _same_type(w, node, names, dtype), node.name)
+    return emit
+
+
+for _op, _onnx in {ew.ADD: "Add", ew.SUB: "Sub", ew.MUL: "Mul", ew.DIV: "Div",
+                   ew.MAXIMUM: "Max", ew.MINIMUM: "Min", matmul.MATMUL: "MatMul",
+                   ew.NEG: "Neg", ew.RECIPROCAL: "Reciprocal", ew.EXP: "Exp", ew.LOG: "Log",
+                   ew.SQRT: "Sqrt", ew.TANH: "Tanh", ew.SIGMOID: "Sigmoid",
+                   ew.SOFTPLUS: "Softplus", ew.RELU: "Relu"}.items():
+    EMIT[_op] = _direct(_onnx)
+
+for _op, _onnx in {ew.GREATER: "Greater", ew.GREATER_EQUAL: "GreaterOrEqual", ew.LESS: "Less",
+                   ew.LESS_EQUAL: "LessOrEqual", ew.EQUAL: "Equal"}.items():
+    EMIT[_op] = _direct(_onnx, compare=True)
+
+
+@emits(ew.NOT_EQUAL)
+def _not_equal(w, node, names):
+    return w.emit("Not", [EMIT[ew.EQUAL](w, node, names)], node.name)
+
+
+@emits(ew.POW)
+def _pow(w, node, names):
+    (x,) = _same_type(w, node, names)
+    return w.emit("Pow", [x, w.const(np.asarray(node.attrs["exponent"], node.dtype))], node.name)
+
+
+@emits(ew.WHERE)
+def _where(w, node, names):
+    c, a, b = names
+    return w.emit("Where", [c, w.cast(a, node.inputs[1], node.dtype),
+                            w.cast(b, node.inputs[2], node.dtype)], node.name)
+
+
+@emits(ew.CAST)
+def _cast(w, node, names):
+    return w.cast(names[0], node.inputs[0], node.dtype)
+
+
+@emits(ew.STOP_GRADIENT, mv.CHECK_INDEX)
+def _identity(w, node, names):
+    """stop_gradient is the identity forward; check_index's range check has no ONNX form (an
+    out-of-range index fails in Gather instead)."""
+    return names[0]
+
+
+# ---------------------------------------------------------------- leaves
+@emits(leaf.ZEROS_LIKE)
+def _zeros_like(w, node, names):
+    zero = numpy_helper.from_array(np.zeros(1, node.dtype))
+    return w.emit("ConstantOfShape", [w.emit("Shape", names[:1])], node.name, value=zero)
+
+
+@emits(leaf.SIZE)
+def _size(w, node, names):
+    shape = _static(node.inputs[0], "size")
+    return w.const(np.asarray(np.prod([shape[a] for a in node.attrs["axes"]]), node.dtype), "size")
+
+
+# ---------------------------------------------------------------- reductions
+@emits(rd.SUM)
+def _sum(w, node, names):
+    x = w.cast(names[0], node.inputs[0], node.dtype)  # NumPy sums small integers in int64
+    if not node.attrs["axes"]:
+        return x
+    return w.emit("ReduceSum", [x, w.ints(node.attrs["axes"], "axes")], node.name,
+                  keepdims=int(node.attrs["keepdims"]))
+
+
+@emits(rd.MAX, rd.MIN)
+def _extremum(w, node, names):
+    if not node.attrs["axes"]:
+        return names[0]
+    op = "ReduceMax" if node.op is rd.MAX else "ReduceMin"
+    return w.emit(op, names, node.name, axes=list(node.attrs["axes"]),
+                  keepdims=int(node.attrs["keepdims"]))
+
+
+# ---------------------------------------------------------------- movement
+@emits(mv.RESHAPE)
+def _reshape(w, node, names):
+    if len(names) == 2:
+        return w.emit("Reshape", [names[0], w.emit("Shape", [names[1]])], node.name)
+    shape = node.attrs["shape"]
+    allowzero = int(0 in shape)  # a 0 is a size, not ONNX's "copy the input's"
+    return w.emit("Reshape", [names[0], w.ints(shape)], node.name, allowzero=allowzero)
+
+
+@emits(mv.BROADCAST_TO)
+def _broadcast_to(w, node, names):
+    shape = w.emit("Shape", [names[1]]) if len(names) == 2 else w.ints(node.attrs["shape"])
+    return w.emit("Expand", [names[0], shape], node.name)
+
+
+@emits(mv.SUM_TO)
+def _sum_to(w, node, names):
+    x, like = node.inputs
+    big, small = _static(x, "sum_to"), _static(like, "sum_to")
+    lead = len(big) - len(small)
+    axes = [a for a in range(len(big)) if a < lead or (small[a - lead] == 1 and big[a] != 1)]
+    if not axes:
+        return names[0]
+    total = w.emit("ReduceSum", [names[0], w.ints(axes, "axes")], keepdims=1)
+    return w.emit("Reshape", [total, w.ints(small)], node.name)
+
+
+@emits(mv.TRANSPOSE)
+def _transpose(w, node, names):
+    return w.emit("Transpose", names, node.name, perm=list(node.attrs["axes"]))
+
+
+@emits(mv.EXPAND_DIMS)
+def _expand_dims(w, node, names):
+    return w.emit("Unsqueeze", [names[0], w.ints(node.attrs["axis"], "axes")], node.name)
+
+
+@emits(mv.SQUEEZE)
+def _squeeze(w, node, names):
+    if not node.attrs["axis"]:
+        return names[0]
+    return w.emit("Squeeze", [names[0], w.ints(node.attrs["axis"], "axes")], node.name)
+
+
+_FAR = 2**63 - 1  # ONNX clamps slice bounds as Python does; these are "to the end"
+
+
+@emits(mv.SLICE)
+def _slice(w, node, names):
+    starts, ends, steps = [], [], []
+    for start, stop, step in node.attrs["index"]:
+        step = 1 if step is None else step
+        starts.append((0 if step > 0 else _FAR) if start is None else start)
+        ends.append((_FAR if step > 0 else -_FAR - 1) if stop is None else stop)
+        steps.append(step)
+    axes = list(range(len(starts)))
+    return w.emit("Slice", [names[0], w.ints(starts, "starts"), w.ints(ends, "ends"),
+                            w.ints(axes, "axes"), w.ints(steps, "steps")], node.name)
+
+
+@emits(mv.UNSLICE)
+def _unslice(w, node, names):
+    """Zeros of like's shape with g written at the slice's positions (flat, then reshaped)."""
+    shape = _static(node.inputs[1], "unslice")
+    index = tuple(slice(*s) for s in node.attrs["index"])
+    positions = np.arange(int(np.prod(shape))).reshape(shape)[index].reshape(-1)
+    zero = numpy_helper.from_array(np.zeros(1, node.dtype))
+    flat = w.emit("ConstantOfShape", [w.ints([int(np.prod(shape))])], value=zero)
+    g = w.emit("Reshape", [names[0], w.ints([-1])])
+    spread = w.emit("ScatterElements", [flat, w.ints(positions, "positions"), g], axis=0)
+    return w.emit("Reshape", [spread, w.ints(shape)], node.name)
+
+
+@emits(mv.CONCATENATE)
+def _concatenate(w, node, names):
+    return w.emit("Concat", _same_type(w, node, names), node.name, axis=node.attrs["axis"])
+
+
+@emits(mv.TAKE)
+def _take(w, node, names):
+    return w.emit("Gather", names, node.name, axis=node.attrs["axis"])
+
+
+@emits(mv.SCATTER_ADD)
+def _scatter_add(w, node, names):
+    """g's slices added into zeros like `like` at idx along `axis`: ScatterND over that axis
+    moved to the front, the indices flattened into one list."""
+    g, idx, like = node.inputs
+    axis, k = node.attrs["axis"], idx.ndim
+    target = _static(like, "scatter_add")
+    rest = target[:axis] + target[axis + 1:]
+    perm = list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, g.ndim))
+    updates = w.emit("Reshape", [w.emit("Transpose", [names[0]], perm=perm),
+                                 w.ints((-1,) + rest)])
+    rows = w.emit("Mod", [w.emit("Reshape", [names[1], w.ints([-1, 1])]),
+                          w.const(np.asarray(target[axis], idx.dtype), "rows")])  # -1: the last
+    zero = numpy_helper.from_array(np.zeros(1, node.dtype))
+    zeros = w.emit("ConstantOfShape", [w.ints((target[axis],) + rest)], value=zero)
+    summed = w.emit("ScatterND", [zeros, w.emit("Cast", [rows], to=onnx.TensorProto.INT64),
+                                  updates], reduction="add")
+    back = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(target)))
+    return w.emit("Transpose", [summed], node.name, perm=back)
+
+
+# ---------------------------------------------------------------- convolution and pooling
+def _window_attrs(attrs):
+    (pt, pb, pl, pr) = attrs["padding"]
+    out = {"strides": list(attrs["stride"]), "pads": [pt, pl, pb, pr]}
+    if "dilation" in attrs:
+        out["dilations"] = list(attrs["dilation"])
+    return out
+
+
+@emits(conv.CONV2D)
+def _conv2d(w, node, names):
+    return w.emit("Conv", names, node.name, group=node.attrs["groups"],
+                  **_window_attrs(node.attrs))
+
+
+def _transposed(size, out, kernel, stride, dilation, padding):
+    """ConvTranspose's pads and output_padding that give back exactly `size` (H, W)."""
+    begin, end, extra = [], [], []
+    for n, o, k, s, d, p0 in zip(size, out, kernel, stride, dilation, padding[::2]):
+        full = s * (o - 1) + d * (k - 1) + 1 - p0
+        begin.append(p0)
+        end.append(max(full - n, 0))
+        extra.append(max(n - full, 0))
+    return {"pads": begin + end, "output_padding": extra, "strides": list(stride),
+            "dilations": list(dilation)}
+
+
+@emits(conv.CONV2D_INPUT_GRAD)
+def _conv2d_input_grad(w, node, names):
+    g, weight, like = node.inputs
+    geometry = _transposed(_static(like, "conv2d_input_grad")[2:], _static(g, "conv2d_input_grad")[2:],
+                           weight.shape[2:], node.attrs["stride"], node.attrs["dilation"],
+                           node.attrs["padding"])
+    return w.emit("ConvTranspose", names[:2], node.name, group=node.attrs["groups"], **geometry)
+
+
+@emits(conv.CONV2D_WEIGHT_GRAD)
+def _conv2d_weight_grad(w, node, names):
+    """dW[o, c] = Σ_n x[n, c] ⋆ g[n, o]: a Conv with batch and channels swapped (the batch is
+    the reduced axis), stride and dilation exchanged, cropped to the kernel; per group."""
+    like = node.inputs[2]
+    groups, (o, cg, kh, kw) = node.attrs["groups"], _static(like, "conv2d_weight_grad")
+    xt = w.emit("Transpose", [names[0]], perm=[1, 0, 2, 3])
+    gt = w.emit("Transpose", [names[1]], perm=[1, 0, 2, 3])
+    (pt, pb, pl, pr) = node.attrs["padding"]
+    parts = []
+    for k in range(groups):
+        xs = _channels(w, xt, k * cg, (k + 1) * cg) if groups > 1 else xt
+        gs = _channels(w, gt, k * (o // groups), (k + 1) * (o // groups)) if groups > 1 else gt
+        full = w.emit("Conv", [xs, gs], strides=list(node.attrs["dilation"]),
+                      dilations=list(node.attrs["stride"]), pads=[pt, pl, pb, pr])
+        crop = w.emit("Slice", [full, w.ints([0, 0]), w.ints([kh, kw]), w.ints([2, 3])])
+        parts.append(w.emit("Transpose", [crop], perm=[1, 0, 2, 3]))
+    return parts[0] if groups == 1 else w.emit("Concat", parts, node.name, axis=0)
+
+
+def _channels(w, name, start, stop):
+    return w.emit("Slice", [name, w.ints([start]), w.ints([stop]), w.ints([0])])
+
+
+def _pool_attrs(node):
+    return {"kernel_shape": list(node.attrs["kernel"]), "ceil_mode": int(node.attrs["ceil_mode"]),
+            **_window_attrs(node.attrs)}
+
+
+@emits(conv.MAX_POOL2D)
+def _max_pool2d(w, node, names):
+    return w.emit("MaxPool", names, node.name, **_pool_attrs(node))
+
+
+def _arg_max(w, node, x_name):
+    """MaxPool's Indices of x: flat positions in x (N, C, H, W) of each window's maximum."""
+    _, indices = w.emit("MaxPool", [x_name], outputs=2, **_pool_attrs(node))
+    return w.emit("Reshape", [indices, w.ints([-1])])
+
+
+@emits(conv.MAX_POOL2D_GRAD)
+def _max_pool2d_grad(w, node, names):
+    shape = _static(node.inputs[1], "max_pool2d_grad")
+    zero = numpy_helper.from_array(np.zeros(1, node.dtype))
+    flat = w.emit("ConstantOfShape", [w.ints([int(np.prod(shape))])], value=zero)
+    g = w.emit("Reshape", [names[0], w.ints([-1])])
+    routed = w.emit("ScatterElements", [flat, _arg_max(w, node, names[1]), g], axis=0,
+                    reduction="add")
+    return w.emit("Reshape", [routed, w.ints(shape)], node.name)
+
+
+@emits(conv.MAX_POOL2D_SELECT)
+def _max_pool2d_select(w, node, names):
+    u = w.emit("Reshape", [names[0], w.ints([-1])])
+    picked = w.emit("GatherElements", [u, _arg_max(w, node, names[1])], axis=0)
+    return w.emit("Reshape", [picked, w.ints(_static(node, "max_pool2d_select"))], node.name)
+
+
+@emits(conv.AVG_POOL2D)
+def _avg_pool2d(w, node, names):
+    return w.emit("AveragePool", names, node.name,
+                  count_include_pad=int(node.attrs["count_include_pad"]), **_pool_attrs(node))
+
+
+@emits(conv.AVG_POOL2D_GRAD)
+def _avg_pool2d_grad(w, node, names):
+    """Each window's g / divisor spread over it: a ConvTranspose by ones, one channel per group."""
+    g, like = node.inputs
+    shape, out = _static(like, "avg_pool2d_grad"), _static(g, "avg_pool2d_grad")[2:]
+    kernel, stride, padding = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
+    divisor = _avg_divisor(shape[2:], kernel, stride, padding, out,
+                           node.attrs["count_include_pad"]).astype(node.dtype)
+    share = w.emit("Div", [names[0], w.const(divisor, "divisor")])
+    ones = w.const(np.ones((shape[1], 1) + tuple(kernel), node.dtype), "window")
+    geometry = _transposed(shape[2:], out, kernel, stride, (1, 1), padding)
+    return w.emit("ConvTranspose", [share, ones], node.name, group=shape[1], **geometry)
+
+
+# ---------------------------------------------------------------- the model
+def save(outputs, path=None, params=None, opset=None):
+    if opset not in (None, OPSET):
+        raise GraphError(f"ONNX export writes opset {OPSET}, got opset={opset!r}")
+    named = _named_outputs(outputs)
+    params = {k: np.asarray(v) for k, v in (params or {}).items()}
+    order = topological_order(list(named.values()))
+    inputs = [n for n in order if n.op is leaf.INPUT]
+    shapes = {n.name: n.shape for n in inputs}
+    stable, _ = prepare(list(named.values()), shapes, optimize=False)
+    _check_params(params, inputs)
+    w = Writer()
+    w.taken.update(named)
+    w.taken.update(shapes)
+    values = {}
+    for node in topological_order(stable):
+        values[node] = _value(w, node, values, params)
+    graph_outputs = []
+    for (name, _), node in zip(named.items(), stable):
+        w.nodes.append(helper.make_node("Identity", [values[node]], [name], name=name))
+        graph_outputs.append(_info(name, node))
+    graph = helper.make_graph(  # params are initializers only: weights, not inputs to feed
+        w.nodes, "graphdl", [_info(n.name, n) for n in inputs if n.name not in params],
+        graph_outputs,
+        initializer=[numpy_helper.from_array(params[n.name].astype(n.dtype), n.name)
+                     for n in inputs if n.name in params] + w.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="graphdl", ir_version=8)
+    onnx.checker.check_model(model)
+    if path is not None:
+        onnx.save(model, path)
+    return model
+
+
+def _named_outputs(outputs):
+    """{output name: node}: a dict as given; a node or list named by the nodes' names."""
+    if isinstance(outputs, dict):
+        return dict(outputs)
+    outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    named = {}
+    for i, node in enumerate(outputs):
+        name = node.name if node.name and node.name not in named else f"output_{i}"
+        named[name] = node
+    return named
+
+
+def _check_params(params, inputs):
+    by_name = {n.name: n for n in inputs}
+    for name, value in params.items():
+        if name not in by_name:
+            raise GraphError(f"ONNX export: params names {name!r}, which is no input of the "
+                             f"graph; its inputs are {sorted(by_name)}")
+        if value.shape != by_name[name].shape:
+            raise GraphError(f"ONNX export: params[{name!r}] has shape {value.shape}, input "
+                             f"{name!r} is declared {by_name[name].shape}")
+
+
+def _value(w, node, values, params):
+    if node.op is leaf.INPUT:
+        return node.name
+    if node.op is leaf.CONST:
+        return w.const(node.attrs["value"].array, "const")
+    emit = EMIT.get(node.op)
+    if emit is None:
+        raise GraphError(f"ONNX export: graphdl op {node.op.name!r} ({describe(node)}) has no "
+                         f"ONNX form; exportable ops: {sorted(op.name for op in EMIT)}")
+    return emit(w, node, [values[i] for i in node.inputs])
+
+
+def _info(name, node):
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(node.dtype),
+                                         list(node.shape))

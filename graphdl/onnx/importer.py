@@ -1,0 +1,169 @@
+"""ONNX -> graphdl: one graphdl graph per ONNX graph, built node by node in the file's order.
+
+Every value is either a graphdl node or, where it is known at import time, a NumPy array:
+constants, integer initializers and anything computed from them and from static shapes only
+(PyTorch's Shape -> Gather -> Concat -> Reshape subgraphs). Those are folded as they are met, so
+a Reshape receives its target shape as numbers. Floating-point initializers are the model's
+parameters: named inputs, so they can be differentiated and fed new values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+import graphdl as gd
+from graphdl.ir import Node, topological_order
+from graphdl.onnx import UnsupportedOperator
+from graphdl.onnx.ops import OPS
+from graphdl.ops.leaf import CONST, INPUT
+
+
+@dataclass
+class Model:
+    """An imported ONNX model: `outputs` in the model's order, `inputs` (its real inputs),
+    `params` ({initializer name: array}, fed by name like any input) and `nodes` ({ONNX value
+    name: graphdl node} for every value that is not a folded constant)."""
+
+    outputs: list
+    inputs: list
+    params: dict
+    nodes: dict
+    opset: int
+    names: list = field(default_factory=list)  # the model's output names
+
+    def feeds(self, **inputs):
+        """The params and the given inputs: `gd.evaluate(model.outputs, **model.feeds(x=...))`."""
+        return {**self.params, **inputs}
+
+
+@dataclass
+class Call:
+    """One ONNX node being imported: its inputs (nodes, arrays, or None where omitted) and its
+    attributes, with the lookups a builder needs."""
+
+    proto: onnx.NodeProto
+    opset: int
+    inputs: list
+    attrs: dict
+    params: dict  # parameter node -> its initial value (read where a value must be static)
+
+    @property
+    def where(self):
+        return f"{self.proto.op_type} node {self.proto.name or self.proto.output[0]!r}"
+
+    def has(self, i):
+        return i < len(self.inputs) and self.inputs[i] is not None
+
+    def node(self, i):
+        value = self.inputs[i]
+        return value if isinstance(value, Node) else gd.constant(value)
+
+    def static(self, i, what):
+        """Input `i` as a NumPy array: it must be known at import time (`what` says why)."""
+        value = self.inputs[i]
+        if isinstance(value, Node):
+            if value in self.params:
+                return self.params[value]
+            raise UnsupportedOperator(
+                f"{self.where}: its {what} (input {i}, {self.proto.input[i]!r}) must be known at "
+                f"import time (a constant, an initializer or computed from static shapes only)")
+        return value
+
+    def attr(self, name, default=None):
+        return self.attrs.get(name, default)
+
+    def refuse(self, why):
+        raise UnsupportedOperator(f"{self.where} (opset {self.opset}): {why}")
+
+
+def load(model, shapes=None):
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise UnsupportedOperator("the model imports no version of the default ONNX domain")
+    graph = proto.graph
+    values, params, by_node = _leaves(graph, shapes or {})
+    for node in graph.node:
+        _import_node(node, opset, values, by_node)
+    names = [o.name for o in graph.output]
+    outputs = [_as_node(values[n]) for n in names]
+    reachable = set(topological_order(outputs))
+    inputs = [values[i.name] for i in graph.input if i.name not in params]
+    return Model(
+        outputs=outputs,
+        inputs=inputs,
+        params={k: v for k, v in params.items() if values[k] in reachable},
+        nodes={k: v for k, v in values.items() if isinstance(v, Node)},
+        opset=opset,
+        names=names,
+    )
+
+
+def _leaves(graph, shapes):
+    """The graph's inputs and initializers: {name: node or array}, the params, {node: value}."""
+    values, params = {}, {}
+    for t in graph.initializer:
+        array = numpy_helper.to_array(t)
+        if array.dtype.kind == "f":
+            values[t.name] = gd.input(t.name, array.shape, array.dtype)
+            params[t.name] = array
+        else:  # integer initializers are shapes, axes and indices: constants
+            values[t.name] = array
+    for i in graph.input:
+        if i.name in values:
+            continue
+        tensor = i.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        shape = tuple(shapes.get(i.name, dims))
+        values[i.name] = gd.input(i.name, shape, helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+    by_node = {values[k]: v for k, v in params.items()}
+    return values, params, by_node
+
+
+def _import_node(proto, opset, values, params):
+    build = OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
+    if build is None:
+        raise UnsupportedOperator(
+            f"ONNX operator {proto.op_type!r} (domain {proto.domain or 'ai.onnx'!r}, node "
+            f"{proto.name or proto.output[0]!r}, opset {opset}) has no graphdl import; "
+            f"supported: {', '.join(sorted(OPS))}")
+    inputs = [values[n] if n else None for n in proto.input]
+    attrs = {a.name: _attribute(a) for a in proto.attribute}
+    call = Call(proto, opset, inputs, attrs, params)
+    results = build(call)
+    results = results if isinstance(results, tuple) else (results,)
+    static = all(not isinstance(v, Node) for v in inputs)
+    for name, value in zip(proto.output, results):
+        if not name:
+            continue
+        if static and isinstance(value, Node):  # computed from constants only: fold it
+            value = np.asarray(gd.evaluate(value))
+        values[name] = value
+    _name(results[0], proto)
+
+
+def _attribute(a):
+    value = helper.get_attribute_value(a)
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def _name(node, proto):
+    """Name the node after its ONNX node ("/conv1/Conv" -> "conv1/Conv") unless it is a leaf or
+    already named by the model (Identity, Dropout return their input)."""
+    if not isinstance(node, Node) or node.op in (INPUT, CONST) or node.named_by_user:
+        return
+    name = (proto.name or proto.output[0]).lstrip("/")
+    if name:
+        node.named(name)
+
+
+def _as_node(value):
+    return value if isinstance(value, Node) else gd.constant(value)

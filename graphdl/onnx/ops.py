@@ -1,0 +1,354 @@
+"""One builder per ONNX operator: `OPS[op_type](call)` returns the graphdl value(s) of the node.
+
+A builder reads its inputs through `call` (`importer.Call`): `call.node(i)` as a graph node,
+`call.static(i, what)` as an array that must be known at import time (shapes, axes, exponents).
+Forms graphdl cannot express are refused with `call.refuse(why)`, naming node and opset.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from onnx import helper
+
+import graphdl as gd
+from graphdl.ops import elementwise as ew
+
+OPS = {}
+
+
+def op(*names):
+    def declare(fn):
+        for name in names:
+            OPS[name] = fn
+        return fn
+    return declare
+
+
+def _unary(name, fn):
+    OPS[name] = lambda call: fn(call.node(0))
+
+
+def _binary(name, fn):
+    OPS[name] = lambda call: fn(call.node(0), call.node(1))
+
+
+for _name, _fn in {"Neg": lambda x: -x, "Exp": gd.exp, "Log": gd.log, "Sqrt": gd.sqrt,
+                   "Reciprocal": gd.reciprocal, "Relu": gd.relu, "Sigmoid": ew.SIGMOID,
+                   "Tanh": ew.TANH, "Softplus": ew.SOFTPLUS, "Identity": lambda x: x,
+                   "Abs": lambda x: gd.maximum(x, -x),  # ties at 0 split: gradient 0 there
+                   "Not": lambda x: gd.equal(x, False)}.items():
+    _unary(_name, _fn)
+
+for _name, _fn in {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b,
+                   "Mul": lambda a, b: a * b, "MatMul": gd.matmul, "Equal": gd.equal,
+                   "Greater": gd.greater, "Less": gd.less, "GreaterOrEqual": gd.greater_equal,
+                   "LessOrEqual": gd.less_equal}.items():
+    _binary(_name, _fn)
+
+
+def _variadic(fn):
+    return lambda call: functools.reduce(fn, [call.node(i) for i in range(len(call.inputs))])
+
+
+OPS["Max"] = _variadic(gd.maximum)
+OPS["Min"] = _variadic(gd.minimum)
+OPS["Sum"] = _variadic(lambda a, b: a + b)
+OPS["Mean"] = lambda call: OPS["Sum"](call) / len(call.inputs)
+
+
+@op("Div")
+def _div(call):
+    a, b = call.inputs[:2]
+    if np.result_type(*(v.dtype for v in (a, b))).kind == "f":
+        return call.node(0) / call.node(1)
+    if isinstance(a, gd.Node) or isinstance(b, gd.Node):
+        call.refuse("integer Div truncates toward zero; graphdl's div is true division")
+    return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))  # shape arithmetic, folded
+
+
+@op("Pow")
+def _pow(call):
+    exponent = call.static(1, "exponent")
+    if exponent.size != 1:
+        call.refuse("the exponent must be one number (graphdl's pow takes a scalar exponent)")
+    e = exponent.item()
+    return call.node(0) ** (float(e) if call.node(0).dtype.kind == "f" else e)
+
+
+@op("Where")
+def _where(call):
+    return gd.where(call.node(0), call.node(1), call.node(2))
+
+
+@op("LeakyRelu")
+def _leaky_relu(call):
+    x = call.node(0)
+    return gd.where(gd.greater(x, 0), x, x * call.attr("alpha", 0.01))
+
+
+@op("Clip")
+def _clip(call):
+    """min(max(x, lo), hi) written with where, so the gradient is 1 at the bounds (PyTorch)."""
+    x = call.node(0)
+    if call.opset < 11:
+        lo, hi = call.attr("min"), call.attr("max")
+    else:
+        lo = call.static(1, "min").item() if call.has(1) else None
+        hi = call.static(2, "max").item() if call.has(2) else None
+    if lo is not None:
+        x = gd.where(gd.less(x, lo), gd.constant(lo, x.dtype), x)
+    if hi is not None:
+        x = gd.where(gd.greater(x, hi), gd.constant(hi, x.dtype), x)
+    return x
+
+
+@op("Cast")
+def _cast(call):
+    return gd.cast(call.node(0), helper.tensor_dtype_to_np_dtype(call.attr("to")))
+
+
+@op("Dropout")
+def _dropout(call):
+    if len(call.proto.output) > 1 and call.proto.output[1]:
+        call.refuse("its mask output is not supported (inference: Dropout is the identity)")
+    if call.has(2) and bool(call.static(2, "training_mode")):
+        call.refuse("training_mode=1 is not supported (inference only)")
+    return call.node(0)
+
+
+@op("Constant")
+def _constant(call):
+    for key, convert in (("value", np.asarray), ("value_float", np.float32),
+                         ("value_floats", lambda v: np.asarray(v, np.float32)),
+                         ("value_int", np.int64), ("value_ints", lambda v: np.asarray(v, np.int64))):
+        if key in call.attrs:
+            return np.asarray(convert(call.attrs[key]))
+    call.refuse(f"only numeric values are supported, got attributes {sorted(call.attrs)}")
+
+
+@op("ConstantOfShape")
+def _constant_of_shape(call):
+    value = call.attr("value", np.zeros(1, np.float32))
+    return np.full(tuple(call.static(0, "shape")), value.reshape(()), value.dtype)
+
+
+def _static_shape(call, x):
+    if None in x.shape:
+        call.refuse(f"the shape of {call.proto.input[0]!r} is not static "
+                    f"({x.shape}); fix it with gd.onnx.load(..., shapes={{name: shape}})")
+    return x.shape
+
+
+@op("Shape")
+def _shape(call):
+    shape = _static_shape(call, call.node(0))
+    return np.asarray(shape[call.attr("start", 0):call.attr("end", None)], np.int64)
+
+
+@op("Size")
+def _size(call):
+    return np.asarray(math.prod(_static_shape(call, call.node(0))), np.int64)
+
+
+@op("Range")
+def _range(call):
+    start, limit, delta = (call.static(i, what) for i, what in enumerate(("start", "limit", "delta")))
+    return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+
+
+# ---------------------------------------------------------------- linear algebra and convolution
+@op("Gemm")
+def _gemm(call):
+    a, b = call.node(0), call.node(1)
+    a = a.T if call.attr("transA", 0) else a
+    b = b.T if call.attr("transB", 0) else b
+    y = gd.matmul(a, b)
+    if call.attr("alpha", 1.0) != 1.0:
+        y = y * call.attr("alpha")
+    if call.has(2):
+        c = call.node(2)
+        y = y + (c * call.attr("beta") if call.attr("beta", 1.0) != 1.0 else c)
+    return y
+
+
+def _spatial(call, x, kernel, what):
+    """(stride, dilation, four-sided padding (top, bottom, left, right)) of a 2-D window op."""
+    if x.ndim != 4:
+        call.refuse(f"only 2-D {what} (4-D input, NCHW) is supported; input has shape {x.shape}")
+    stride = tuple(call.attr("strides", (1, 1)))
+    dilation = tuple(call.attr("dilations", (1, 1)))
+    auto = call.attr("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "VALID"):
+        t, left, b, r = call.attr("pads", (0, 0, 0, 0)) if auto == "NOTSET" else (0, 0, 0, 0)
+        return stride, dilation, (t, b, left, r)
+    sides = []
+    for size, k, s, d in zip(_static_shape(call, x)[2:], kernel, stride, dilation):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        sides += [small, big] if auto == "SAME_UPPER" else [big, small]
+    return stride, dilation, tuple(sides)
+
+
+@op("Conv")
+def _conv(call):
+    x, w = call.node(0), call.node(1)
+    stride, dilation, padding = _spatial(call, x, w.shape[2:], "convolution")
+    bias = call.node(2) if call.has(2) else None
+    return gd.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                     groups=call.attr("group", 1))
+
+
+@op("MaxPool")
+def _max_pool(call):
+    if len(call.proto.output) > 1 and call.proto.output[1]:
+        call.refuse("its Indices output is not supported")
+    if call.attr("storage_order", 0):
+        call.refuse("storage_order=1 (column-major indices) is not supported")
+    x, kernel = call.node(0), tuple(call.attr("kernel_shape"))
+    stride, dilation, padding = _spatial(call, x, kernel, "max pooling")
+    return gd.max_pool2d(x, kernel, stride, padding, dilation, bool(call.attr("ceil_mode", 0)))
+
+
+@op("AveragePool")
+def _avg_pool(call):
+    x, kernel = call.node(0), tuple(call.attr("kernel_shape"))
+    stride, dilation, padding = _spatial(call, x, kernel, "average pooling")
+    if dilation != (1, 1):
+        call.refuse(f"dilated average pooling ({dilation}) is not supported")
+    return gd.avg_pool2d(x, kernel, stride, padding, bool(call.attr("ceil_mode", 0)),
+                         bool(call.attr("count_include_pad", 0)))
+
+
+@op("GlobalAveragePool")
+def _global_avg_pool(call):
+    x = call.node(0)
+    return gd.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@op("GlobalMaxPool")
+def _global_max_pool(call):
+    x = call.node(0)
+    return gd.max(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@op("BatchNormalization")
+def _batch_norm(call):
+    """Inference mode: (x - running mean) / sqrt(running var + eps) * scale + bias, per channel."""
+    if call.attr("training_mode", 0) or (len(call.proto.output) > 1 and any(call.proto.output[1:])):
+        call.refuse("training mode (batch statistics, running-stat outputs) is not supported")
+    x = call.node(0)
+    scale, bias, mean, var = (gd.reshape(call.node(i), (-1,) + (1,) * (x.ndim - 2))
+                              for i in range(1, 5))
+    return (x - mean) / gd.sqrt(var + call.attr("epsilon", 1e-5)) * scale + bias
+
+
+def _softmax(fn):
+    def build(call):
+        x = call.node(0)
+        if call.opset >= 13:
+            return fn(x, call.attr("axis", -1))
+        axis = call.attr("axis", 1) % max(x.ndim, 1)  # before 13: over the flattened trailing axes
+        rows = math.prod(_static_shape(call, x)[:axis])
+        return gd.reshape(fn(gd.reshape(x, (rows, -1)), 1), x.shape)
+    return build
+
+
+OPS["Softmax"] = _softmax(gd.softmax)
+OPS["LogSoftmax"] = _softmax(gd.log_softmax)
+
+
+# ---------------------------------------------------------------- movement
+def _axes(call, position, what="axes"):
+    """An axes list, from an attribute before opset 13 (18 for most reductions), an input since."""
+    if call.has(position):
+        return [int(a) for a in call.static(position, what)]
+    axes = call.attr("axes")
+    return None if axes is None else list(axes)
+
+
+@op("Reshape")
+def _reshape(call):
+    x, shape = call.node(0), [int(d) for d in call.static(1, "shape")]
+    if not call.attr("allowzero", 0):  # 0 copies the input's dimension
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return gd.reshape(x, shape)
+
+
+@op("Flatten")
+def _flatten(call):
+    x = call.node(0)
+    axis = call.attr("axis", 1) % (x.ndim + 1)
+    return gd.reshape(x, (math.prod(_static_shape(call, x)[:axis]), -1))
+
+
+@op("Transpose")
+def _transpose(call):
+    return gd.transpose(call.node(0), call.attr("perm"))
+
+
+@op("Squeeze")
+def _squeeze(call):
+    return gd.squeeze(call.node(0), _axes(call, 1))
+
+
+@op("Unsqueeze")
+def _unsqueeze(call):
+    return gd.expand_dims(call.node(0), tuple(_axes(call, 1)))
+
+
+@op("Concat")
+def _concat(call):
+    return gd.concatenate([call.node(i) for i in range(len(call.inputs))], call.attr("axis"))
+
+
+@op("Gather")
+def _gather(call):
+    return gd.take(call.node(0), call.node(1), axis=call.attr("axis", 0))
+
+
+@op("Expand")
+def _expand(call):
+    x = call.node(0)
+    shape = np.broadcast_shapes(_static_shape(call, x), tuple(call.static(1, "shape")))
+    return gd.broadcast_to(x, shape)
+
+
+@op("Slice")
+def _slice(call):
+    x = call.node(0)
+    if call.opset < 10:
+        starts, ends, axes, steps = (call.attr("starts"), call.attr("ends"), call.attr("axes"),
+                                     None)
+    else:
+        starts, ends = call.static(1, "starts"), call.static(2, "ends")
+        axes = call.static(3, "axes") if call.has(3) else None
+        steps = call.static(4, "steps") if call.has(4) else None
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    key = [slice(None)] * x.ndim
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        key[int(axis)] = slice(int(start), int(end), int(step))  # ONNX clamps as Python does
+    return x[tuple(key)]
+
+
+# ---------------------------------------------------------------- reductions
+def _reduction(fn, axes_input_since):
+    def build(call):
+        x = call.node(0)
+        axes = _axes(call, 1) if call.opset >= axes_input_since else call.attr("axes")
+        if not axes:
+            if call.attr("noop_with_empty_axes", 0):
+                return x
+            axes = None
+        return fn(x, axis=None if axes is None else tuple(axes),
+                  keepdims=bool(call.attr("keepdims", 1)))
+    return build
+
+
+OPS["ReduceSum"] = _reduction(gd.sum, 13)
+OPS["ReduceMean"] = _reduction(gd.mean, 18)
+OPS["ReduceMax"] = _reduction(gd.max, 18)
+OPS["ReduceMin"] = _reduction(gd.min, 18)

@@ -1,0 +1,227 @@
+"""ONNX import and export on real PyTorch models (LeNet, an AlexNet-shaped net, a ResNet-style
+block with batch norm): forward values against PyTorch and onnxruntime, gradients of a scalar
+of the output against PyTorch's autograd, and the imported graph (gradients included) exported
+again and run by onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import graphdl as gd
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(x.size(0), -1)  # Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class AlexNetShaped(nn.Module):
+    """AlexNet's layer pattern (11x11/4 conv, overlapping 3/2 max-pools, 5x5 and 3x3 convs,
+    dropout, three linear layers) at a small width and a 3x67x67 input."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(8, 12, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(12, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2))
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 32),
+            nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class ResidualBlock(nn.Module):
+    """conv-bn-relu-conv-bn + identity shortcut, relu, global average pool, linear head."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1, bias=False)
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.head = nn.Linear(c, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        y = F.adaptive_avg_pool2d(F.relu(x + y), 1)
+        return F.log_softmax(self.head(torch.flatten(y, 1)), dim=1)
+
+
+def _randomized(model):
+    torch.manual_seed(0)
+    for m in model.modules():  # batch norm's running statistics away from 0 and 1
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+MODELS = {"lenet": (LeNet, (2, 1, 28, 28)), "alexnet": (AlexNetShaped, (2, 3, 67, 67)),
+          "resnet_block": (ResidualBlock, (2, 3, 12, 12))}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def exported(request, tmp_path_factory):
+    """(torch model, ONNX file, input array) for one model, exported once per test module."""
+    cls, shape = MODELS[request.param]
+    torch.manual_seed(1)
+    model = _randomized(cls())
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
+    # no constant folding: initializers keep PyTorch's names and batch norm stays a node
+    torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=False,
+                      do_constant_folding=False, input_names=["x"], output_names=["logits"])
+    return model, path, x
+
+
+def _probe(shape):
+    """Fixed weights for the scalar whose gradients are compared: sum(out * probe)."""
+    return np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+
+
+def test_imported_models_match_pytorch_and_onnxruntime(exported):
+    model, path, x = exported
+    imported = gd.onnx.load(path)
+    (y,) = gd.evaluate(imported.outputs, **imported.feeds(x=x))
+    expected = model(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+    runtime = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, runtime, rtol=1e-4, atol=1e-5)
+    compiled = gd.compile(imported.outputs)(**imported.feeds(x=x))
+    np.testing.assert_allclose(compiled[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_imported_gradients_match_pytorch_autograd(exported):
+    model, path, x = exported
+    imported = gd.onnx.load(path)
+    (out,) = imported.outputs
+    probe = _probe(out.shape)
+    loss = gd.sum(out * gd.constant(probe))
+    trained = [name for name, _ in model.named_parameters()]
+    wrt = [imported.nodes[n] for n in trained] + imported.inputs
+    grads = gd.compile(gd.grad(loss, wrt))(**imported.feeds(x=x))
+
+    xt = torch.from_numpy(x).requires_grad_()
+    (model(xt) * torch.from_numpy(probe)).sum().backward()
+    expected = [p.grad.numpy() for _, p in model.named_parameters()] + [xt.grad.numpy()]
+    for name, got, want in zip(trained + ["x"], grads, expected):
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+
+
+def test_imported_graph_with_gradients_exports_to_onnxruntime(exported, tmp_path):
+    _, path, x = exported
+    imported = gd.onnx.load(path)
+    (out,) = imported.outputs
+    loss = gd.sum(out * gd.constant(_probe(out.shape)))
+    names = list(imported.params)
+    grads = gd.grad(loss, [imported.nodes[n] for n in names] + imported.inputs)
+    outputs = {"loss": loss, **{f"d_{n}": g for n, g in zip(names + ["x"], grads)}}
+    saved = gd.onnx.save(outputs, tmp_path / "grad.onnx", params=imported.params)
+    assert [o.name for o in saved.graph.output] == list(outputs)
+    got = ort.InferenceSession(str(tmp_path / "grad.onnx")).run(None, {"x": x})
+    want = gd.evaluate(list(outputs.values()), **imported.feeds(x=x))
+    for name, a, b in zip(outputs, got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max(), err_msg=name)
+
+
+def _dynamic_lenet(path):
+    """LeNet exported with a symbolic batch: x.view(x.size(0), -1) becomes the subgraph
+    Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+    torch.manual_seed(0)
+    torch.onnx.export(LeNet().eval(), (torch.zeros(2, 1, 28, 28),), str(path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    return path
+
+
+def test_shape_subgraph_is_folded_at_import(tmp_path):
+    """Imported with a static batch, the shape subgraph is one reshape to a fixed shape, and no
+    graph node computes a shape."""
+    path = _dynamic_lenet(tmp_path / "lenet.onnx")
+    assert {"Shape", "Gather", "Concat"} <= {n.op_type for n in onnx.load(path).graph.node}
+    imported = gd.onnx.load(path, shapes={"x": (3, 1, 28, 28)})
+    order = gd.topological_order(imported.outputs)
+    flatten = [n for n in order if n.op.name == "reshape" and n.ndim == 2]
+    assert [(n.attrs["shape"], n.shape) for n in flatten] == [((3, -1), (3, 400))]
+    assert not {n.op.name for n in order} & {"take", "concatenate"}
+    assert imported.outputs[0].shape == (3, 10)
+
+
+def test_shape_of_a_symbolic_dimension_is_refused_asking_for_shapes(tmp_path):
+    path = _dynamic_lenet(tmp_path / "lenet.onnx")
+    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"Shape node.*not static.*shapes="):
+        gd.onnx.load(path)
+
+
+def test_onnx_node_names_name_the_graph_nodes(exported):
+    _, path, _ = exported
+    imported = gd.onnx.load(path)
+    proto = onnx.load(path)
+    named = {n.name for n in gd.topological_order(imported.outputs) if n.named_by_user}
+    convs = [n.name.lstrip("/") for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs and set(convs) <= named
+    assert imported.outputs[0].name in {n.name.lstrip("/") for n in proto.graph.node}
+
+
+def test_unsupported_operator_is_refused_naming_operator_node_and_opset():
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Erf", ["x"], ["y"], name="my_erf")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(gd.onnx.UnsupportedOperator,
+                       match=r"'Erf'.*'my_erf', opset 17.*supported: .*Conv.*MaxPool"):
+        gd.onnx.load(model)
+
+
+def test_training_step_updates_export_as_outputs(tmp_path):
+    """One SGD step's new weights as extra outputs, run by onnxruntime."""
+    rng = np.random.default_rng(0)
+    x, labels = gd.input("x", (4, 3)), gd.input("labels", (4,), "int64")
+    w, b = gd.input("w", (3, 5)), gd.input("b", (5,))
+    loss = gd.softmax_cross_entropy(x @ w + b, labels)
+    dw, db = gd.grad(loss, [w, b])
+    params = {"w": rng.standard_normal((3, 5)).astype(np.float32),
+              "b": rng.standard_normal(5).astype(np.float32)}
+    outputs = {"loss": loss, "w_new": w - 0.1 * dw, "b_new": b - 0.1 * db}
+    gd.onnx.save(outputs, tmp_path / "step.onnx", params=params)
+    feeds = {"x": rng.standard_normal((4, 3)).astype(np.float32), "labels": np.array([0, 4, 2, 1])}
+    got = ort.InferenceSession(str(tmp_path / "step.onnx")).run(None, feeds)
+    want = gd.evaluate(list(outputs.values()), **params, **feeds)
+    for a, b_ in zip(got, want):
+        np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)
+
+
+def test_import_graphdl_does_not_import_onnx():
+    script = ("import sys, graphdl as gd\n"
+              "gd.onnx\n"
+              "assert 'onnx' not in sys.modules, 'onnx was imported'\n")
+    subprocess.run([sys.executable, "-c", script], check=True)
