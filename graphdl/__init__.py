@@ -8,13 +8,18 @@ draw and explain it, and compile it to NumPy source.
     fn(a=0.5)
 """
 
-from graphdl import frontend  # noqa: F401  (installs the operators on Node)
+from graphdl import (
+    frontend,  # noqa: F401  (installs the operators on Node)
+    optim,
+)
 from graphdl.autodiff import grad
 from graphdl.errors import GraphError, InputError
 from graphdl.interpret import evaluate
 from graphdl.ir import Node, to_networkx, topological_order
 from graphdl.opdef import REGISTRY, OpDef
 from graphdl.ops.composite import (
+    binary_cross_entropy_with_logits,
+    clip,
     hinge_loss,
     l2,
     log_sigmoid,
@@ -23,12 +28,14 @@ from graphdl.ops.composite import (
     mse,
     one_hot,
     sigmoid,
+    smooth_l1,
     softmax,
     softmax_cross_entropy,
     softplus,
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
+from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
 from graphdl.ops.elementwise import (
     cast,
     equal,
@@ -100,11 +107,14 @@ __all__ = [
     "InputError",
     "Node",
     "OpDef",
+    "abs",
     "avg_pool2d",
+    "binary_cross_entropy_with_logits",
     "broadcast_to",
     "cast",
     "check_grad",
     "check_op",
+    "clip",
     "compile",
     "concatenate",
     "constant",
@@ -140,10 +150,12 @@ __all__ = [
     "not_equal",
     "one_hot",
     "onnx",
+    "optim",
     "reciprocal",
     "relu",
     "reshape",
     "sigmoid",
+    "smooth_l1",
     "softmax",
     "softmax_cross_entropy",
     "softplus",
