@@ -481,6 +481,35 @@ def _mse(g):
     return [a, g.fresh(g.shape_of(a))], {}
 
 
+def _clip(g):
+    lo, hi = [(-0.5, 0.5), (0.0, None), (None, 1.0), (-1.0, 1.0), (0.5, 0.5)][
+        int(g.rng.integers(5))]  # grid values: inputs sit exactly on the bounds
+    return [g.pick()], {"lo": lo, "hi": hi}
+
+
+def _reduction(g):
+    return str(g.rng.choice(["mean", "sum", "none"]))
+
+
+def _smooth_l1(g):
+    a = g.pick()
+    beta = float(g.rng.choice([1.0, 0.5, 2.0]))
+    return [a, g.fresh(g.shape_of(a))], {"beta": beta, "reduction": _reduction(g)}
+
+
+def _bce_with_logits(g):
+    x = g.pick()
+    shape = g.shape_of(x)
+    targets = g.add("sigmoid", (g.fresh(shape),))  # in [0, 1], differentiable
+    args, params = [x, targets], {"reduction": _reduction(g)}
+    r = g.rng.random()
+    if r < 0.3 and shape:  # one weight per class (the last axis), differentiated too
+        args.append(g.fresh(shape[-1:], positive=True))
+    elif r < 0.6:
+        params["pos_weight"] = float(g.rng.choice([0.5, 2.0, 3.0]))
+    return args, params
+
+
 def _l2(g):
     params = [g.pick() for _ in range(int(g.rng.integers(1, 3)))]
     return params, {"lam": float(g.rng.choice([1.0, 0.5, 1e-3]))}
@@ -500,6 +529,8 @@ PROPOSERS = {
     "softplus": _unary("softplus"),
     "log_sigmoid": _unary("log_sigmoid"),
     "relu": _unary("relu"),
+    "abs": _unary("abs"),
+    "clip": _clip,
     "stop_gradient": _unary("stop_gradient"),
     "pow": _pow,
     "add": _binary(),
@@ -531,6 +562,8 @@ PROPOSERS = {
     "softmax_cross_entropy": _cross_entropy,
     "hinge_loss": _hinge,
     "mse": _mse,
+    "smooth_l1": _smooth_l1,
+    "binary_cross_entropy_with_logits": _bce_with_logits,
     "l2": _l2,
 }
 

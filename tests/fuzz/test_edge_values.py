@@ -32,6 +32,7 @@ EDGES = {"0": 0.0, "-0": -0.0, "1e-45": 1e-45, "-1e-45": -1e-45, "1e-38": 1e-38,
 ALL = np.array(list(EDGES.values()), dtype=np.float32)
 MODES = ("compiled", "interpreted")
 EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, -0.5, 2.5)
+ONES = np.ones(ALL.shape, np.float32)  # the targets of the elementwise losses
 WEIGHTS = np.array([1.0, -2.0, 3.0], dtype=np.float32)  # a row of a weighted sum: sum(softmax)
 # would have gradient 0 everywhere
 
@@ -138,6 +139,15 @@ CASES = [
     *_unary("neg", lambda x: -x, torch.neg),
     *[case for p in EXPONENTS for case in _unary(f"pow_{p}", lambda x, p=p: x ** p,
                                                  _pow_reference(p))],
+    *_unary("abs", gd.abs, torch.abs),
+    *_unary("clip", lambda x: gd.clip(x, -1.0, 1.0), lambda t: torch.clamp(t, -1.0, 1.0)),
+    *_unary("smooth_l1", lambda x: gd.smooth_l1(x, ONES, reduction="none"),
+            lambda t: F.smooth_l1_loss(t, torch.ones_like(t), reduction="none")),
+    *[case for target in (0.0, 0.3, 1.0) for case in _unary(
+        f"bce_with_logits_{target}",
+        lambda x, t=target: gd.binary_cross_entropy_with_logits(x, ONES * t, reduction="none"),
+        lambda x, t=target: F.binary_cross_entropy_with_logits(x, torch.full_like(x, t),
+                                                               reduction="none"))],
     *_binary("add", lambda a, b: a + b, torch.add),
     *_binary("sub", lambda a, b: a - b, torch.sub),
     *_binary("mul", lambda a, b: a * b, torch.mul),

@@ -82,6 +82,12 @@ def _hinge(scores, labels):
     return (torch.where(z > 0, z, 0.0) * others).sum(-1).mean()
 
 
+def _bce_with_logits(x, t, pos_weight=None, reduction="mean"):
+    if pos_weight is not None:  # a number or a slot (one weight per class)
+        pos_weight = torch.as_tensor(pos_weight, dtype=x.dtype)
+    return F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction=reduction)
+
+
 def _where(a, b, cmp):
     return torch.where(getattr(torch, {"greater_equal": "ge", "less_equal": "le",
                                        "not_equal": "ne", "equal": "eq", "greater": "gt",
@@ -101,6 +107,8 @@ TORCH = {
     "softplus": lambda a: torch.logaddexp(a, torch.zeros_like(a)),  # F.softplus cuts off at 20
     "log_sigmoid": torch.nn.functional.logsigmoid,
     "relu": torch.relu,
+    "abs": torch.abs,
+    "clip": lambda a, lo, hi: torch.clamp(a, lo, hi),
     "stop_gradient": torch.Tensor.detach,
     "pow": lambda a, exponent: torch.pow(a, exponent),
     "add": torch.add,
@@ -133,6 +141,9 @@ TORCH = {
     "softmax_cross_entropy": _cross_entropy,
     "hinge_loss": _hinge,
     "mse": lambda a, b: F.mse_loss(a, b),
+    "smooth_l1": lambda a, b, beta, reduction: F.smooth_l1_loss(a, b, reduction=reduction,
+                                                                beta=beta),
+    "binary_cross_entropy_with_logits": _bce_with_logits,
     "l2": lambda *ps, lam: sum(torch.sum(p * p) for p in ps) * lam,
     "wsum": lambda a, weights: torch.sum(a * torch.from_numpy(weights)),
 }
@@ -175,5 +186,6 @@ def evaluate(steps, second_weights=None):
     second = None
     if second_weights is not None:
         z = sum(torch.sum(g * torch.from_numpy(w)) for g, w in zip(grads, second_weights))
-        second = [h.detach().numpy() for h in _grad(z, leaves)]
+        # force: abs's second derivative is one of PyTorch's zero tensors, which numpy() refuses
+        second = [h.detach().numpy(force=True) for h in _grad(z, leaves)]
     return ([v.detach().numpy() for v in values], [g.detach().numpy() for g in grads], second)
