@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import io
 import keyword
+import math
 import re
 
 import numpy as np
@@ -41,6 +42,8 @@ class _Module:
         self.names = {id(n): p for n, p in zip(lowered.inputs, self.params)}
         self.body, self.consts, self.helpers = [], [], set()
         self.constants = Constants()
+        self.large = set()  # names of temporaries worth freeing once dead (FREED_BYTES or more)
+        self.reading, self.reads = set(), []  # names the pending line reads; each body line's
 
     def source(self):
         low = self.lowered
@@ -53,6 +56,7 @@ class _Module:
             self.consts.append(f"{name} = {text}{note}")
         for s in low.statements:
             self._shared(s) if isinstance(s, SharedWork) else self._statement(s)
+        computed = len(self.body)
         copies = {}  # node id -> its first copy: update sources may read it too
         returns = [self._copy(o.node, copies) if o.copy else self._ref(o.node)
                    for o in low.outputs]
@@ -61,7 +65,25 @@ class _Module:
                               if u.copy else self._ref(u.source)) for u in low.updates]
         self.body += writes  # after every read of the old values
         self.body.append(f"    return ({''.join(r + ', ' for r in returns)})")
+        self._free_dead(computed, set().union(self.reading, *self.reads[computed:]))
         return self._assemble()
+
+    def _free_dead(self, computed, kept):
+        """`del` each large temporary after the statement that reads it last (values the
+        outputs and updates read are `kept`): the step's peak memory is what is alive at once,
+        and a name holds its array until the function returns."""
+        last = {}
+        for k, names in enumerate(self.reads[:computed]):
+            last.update(dict.fromkeys(names & self.large - kept, k))
+        dead = {}
+        for name, k in last.items():
+            dead.setdefault(k, []).append(name)
+        body = []
+        for k, line in enumerate(self.body):
+            body.append(line)
+            if k in dead:
+                body.append(f"    del {', '.join(sorted(dead[k]))}  # read no more")
+        self.body = body
 
     def _write(self, update, source):
         target = self.names[id(update.target)]
@@ -88,6 +110,7 @@ class _Module:
         make, hint = SHARED[work.work]
         text = make(work.node, self._expr(Ref(work.node.inputs[work.position]), work.node))
         self.names[id(work)] = self.namer(hint)
+        self._temporary(self.names[id(work)], work.node.inputs[work.position])
         ids = ", ".join(str(n.id) for n in work.members)
         self._line(f"{self.names[id(work)]} = {text}", f"nodes {ids}: {work.work}, computed once")
 
@@ -101,12 +124,18 @@ class _Module:
             self.names[id(node)] = out
             return
         route = None if s.shared is None else self.names[id(s.shared)]
+        self.reading.update([route] if route else [])
         text = self._expr(s.value, None, route).text
         if self.debug:
             text = (f"_check({text}, {describe(node, 2)!r}, {node.shape}, "
                     f"numpy.{node.dtype.name})")
         self.names[id(node)] = self.namer(node.name or node.op.name)
+        self._temporary(self.names[id(node)], node)
         self._line(f"{self.names[id(node)]} = {text}", note)
+
+    def _temporary(self, name, like):
+        if math.prod(like.shape) * like.dtype.itemsize >= FREED_BYTES:
+            self.large.add(name)
 
     def _expr(self, value, consumer, route=None):
         """The code of an expression tree, read by `consumer` (None: a statement's root)."""
@@ -114,6 +143,7 @@ class _Module:
             node = value.node
             if node.op is leaf.CONST and node.ndim == 0:
                 return literal(node, consumer)
+            self.reading.add(self.names[id(node)])
             return Expr(self.names[id(node)], ATOM)
         node = value.node
         if isinstance(value, Expand):
@@ -143,6 +173,8 @@ class _Module:
     def _line(self, code, note):
         self.helpers.update(h for h in _CALLED.findall(code) if h in HELPERS)  # emitted if called
         self.body.append(f"    {code}  # {comment(note)}")
+        self.reads.append(self.reading)
+        self.reading = set()
 
     def _assemble(self):
         helpers = self.helpers | {n for h in self.helpers for n in HELPER_NEEDS[h]}
@@ -224,6 +256,8 @@ class Constants:
         np.savez(data, **self.large)
         return {".npz": data.getvalue()}
 
+
+FREED_BYTES = 1 << 16  # smaller temporaries are not worth a `del` line
 
 _CALLED = re.compile(r"(?<![\w.])(_\w+)\(")  # helper names are `_`-led, called unqualified
 
