@@ -194,7 +194,8 @@ def test_unsupported_operator_is_refused_naming_operator_node_and_opset():
     from onnx import TensorProto, helper
 
     node = helper.make_node("Erf", ["x"], ["y"], name="my_erf")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(gd.onnx.UnsupportedOperator,
@@ -225,3 +226,90 @@ def test_import_graphdl_does_not_import_onnx():
               "gd.onnx\n"
               "assert 'onnx' not in sys.modules, 'onnx was imported'\n")
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def _roundtrip(outputs, feeds, tmp_path, rtol=1e-5):
+    """`outputs` saved as ONNX and run by onnxruntime agree with gd.evaluate."""
+    gd.onnx.save(outputs, tmp_path / "g.onnx")
+    got = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, feeds)
+    want = gd.evaluate(list(outputs.values()), **feeds)
+    for name, a, b in zip(outputs, got, want):
+        assert a.dtype == b.dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(np.abs(b).max(), 1),
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("pool", ["avg", "avg_exclude_pad_ceil", "max_padded_ceil"])
+def test_pooling_gradients_export(pool, tmp_path):
+    x = gd.input("x", (2, 3, 7, 6))
+    if pool == "avg":
+        y = gd.avg_pool2d(x, 3, 2, padding=1)
+    elif pool == "avg_exclude_pad_ceil":
+        y = gd.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False)
+    else:
+        y = gd.max_pool2d(x, 3, 2, padding=1, ceil_mode=True)
+    probe = gd.constant(_probe(y.shape))
+    loss = gd.sum(y * y * probe)
+    (dx,) = gd.grad(loss, [x])
+    (ddx,) = gd.grad(gd.sum(dx * dx), [x])  # second order: max-pool's select op, avg-pool's pool
+    x0 = np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    _roundtrip({"y": y, "dx": dx, "ddx": ddx}, {"x": x0}, tmp_path)
+
+
+def test_strided_dilated_grouped_conv_gradients_export(tmp_path):
+    x, w = gd.input("x", (2, 4, 9, 8)), gd.input("w", (6, 2, 3, 2))
+    y = gd.conv2d(x, w, stride=(2, 3), padding=(1, 2, 0, 1), dilation=(1, 2), groups=2)
+    loss = gd.sum(y * gd.constant(_probe(y.shape)))
+    dx, dw = gd.grad(loss, [x, w])
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((2, 4, 9, 8)).astype(np.float32),
+             "w": rng.standard_normal((6, 2, 3, 2)).astype(np.float32)}
+    _roundtrip({"y": y, "dx": dx, "dw": dw}, feeds, tmp_path)
+
+
+def test_strided_slices_gathers_and_mixed_dtypes_export(tmp_path):
+    """unslice (slice's gradient) with steps, scatter_add (take's) with negative indices,
+    sum_to (broadcasting's), and NumPy's promotion of int32 with float64."""
+    a, b = gd.input("a", (5, 6), "float64"), gd.input("b", (6,), "float64")
+    idx, n = gd.input("idx", (4,), "int64"), gd.input("n", (5, 1), "int32")
+    y = a[::2, 5:0:-2] * 3.0 + gd.take(a, idx, axis=0)[:3, :3] + n[:3] + b[:3]
+    loss = gd.sum(y ** 2)
+    da, db = gd.grad(loss, [a, b])
+    rng = np.random.default_rng(2)
+    feeds = {"a": rng.standard_normal((5, 6)), "b": rng.standard_normal(6),
+             "idx": np.array([-1, 0, 3, -1]), "n": np.arange(5, dtype=np.int32).reshape(5, 1)}
+    _roundtrip({"y": y, "da": da, "db": db}, feeds, tmp_path, rtol=1e-12)
+
+
+def test_export_refuses_params_that_are_no_input():
+    x = gd.input("x", (2,))
+    with pytest.raises(gd.GraphError, match=r"params names 'w'.*inputs are \['x'\]"):
+        gd.onnx.save(x * 2.0, params={"w": np.ones(2)})
+
+
+def test_every_registered_op_has_an_onnx_export():
+    from graphdl.onnx.exporter import EMIT
+
+    leaves = {"input", "const"}  # graph inputs and initializers
+    missing = sorted(name for name, op in gd.REGISTRY.items() if op not in EMIT)
+    assert [m for m in missing if m not in leaves] == []
+
+
+def test_abs_and_clip_import_with_pytorchs_gradients_and_export(tmp_path):
+    """Abs's gradient is 0 at 0 and Clip's is 1 at its bounds, as PyTorch's abs and clamp."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Abs", ["x"], ["a"], name="abs"),
+             helper.make_node("Constant", [], ["lo"],
+                              value=helper.make_tensor("lo", TensorProto.FLOAT, [], [0.5])),
+             helper.make_node("Clip", ["a", "lo"], ["y"], name="clip")]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    imported = gd.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x0 = np.array([0.0, -0.5, 2.0, -3.0], np.float32)
+    xt = torch.from_numpy(x0).requires_grad_()
+    torch.clamp(torch.abs(xt), min=0.5).sum().backward()
+    (dx,) = gd.evaluate(gd.grad(gd.sum(imported.outputs[0]), imported.inputs), x=x0)
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    _roundtrip({"y": imported.outputs[0]}, {"x": x0}, tmp_path)

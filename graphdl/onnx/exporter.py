@@ -96,7 +96,7 @@ for _op, _onnx in {ew.ADD: "Add", ew.SUB: "Sub", ew.MUL: "Mul", ew.DIV: "Div",
                    ew.MAXIMUM: "Max", ew.MINIMUM: "Min", matmul.MATMUL: "MatMul",
                    ew.NEG: "Neg", ew.RECIPROCAL: "Reciprocal", ew.EXP: "Exp", ew.LOG: "Log",
                    ew.SQRT: "Sqrt", ew.TANH: "Tanh", ew.SIGMOID: "Sigmoid",
-                   ew.SOFTPLUS: "Softplus", ew.RELU: "Relu"}.items():
+                   ew.SOFTPLUS: "Softplus", ew.RELU: "Relu", ew.ABS: "Abs"}.items():
     EMIT[_op] = _direct(_onnx)
 
 for _op, _onnx in {ew.GREATER: "Greater", ew.GREATER_EQUAL: "GreaterOrEqual", ew.LESS: "Less",
@@ -301,7 +301,8 @@ def _transposed(size, out, kernel, stride, dilation, padding):
 @emits(conv.CONV2D_INPUT_GRAD)
 def _conv2d_input_grad(w, node, names):
     g, weight, like = node.inputs
-    geometry = _transposed(_static(like, "conv2d_input_grad")[2:], _static(g, "conv2d_input_grad")[2:],
+    what = "conv2d_input_grad"
+    geometry = _transposed(_static(like, what)[2:], _static(g, what)[2:],
                            weight.shape[2:], node.attrs["stride"], node.attrs["dilation"],
                            node.attrs["padding"])
     return w.emit("ConvTranspose", names[:2], node.name, group=node.attrs["groups"], **geometry)

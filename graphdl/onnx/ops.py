@@ -38,7 +38,7 @@ def _binary(name, fn):
 for _name, _fn in {"Neg": lambda x: -x, "Exp": gd.exp, "Log": gd.log, "Sqrt": gd.sqrt,
                    "Reciprocal": gd.reciprocal, "Relu": gd.relu, "Sigmoid": ew.SIGMOID,
                    "Tanh": ew.TANH, "Softplus": ew.SOFTPLUS, "Identity": lambda x: x,
-                   "Abs": lambda x: gd.maximum(x, -x),  # ties at 0 split: gradient 0 there
+                   "Abs": gd.abs,
                    "Not": lambda x: gd.equal(x, False)}.items():
     _unary(_name, _fn)
 
@@ -91,18 +91,13 @@ def _leaky_relu(call):
 
 @op("Clip")
 def _clip(call):
-    """min(max(x, lo), hi) written with where, so the gradient is 1 at the bounds (PyTorch)."""
-    x = call.node(0)
+    """gd.clip: PyTorch's clamp gradient (all of it at the bounds)."""
     if call.opset < 11:
         lo, hi = call.attr("min"), call.attr("max")
     else:
         lo = call.static(1, "min").item() if call.has(1) else None
         hi = call.static(2, "max").item() if call.has(2) else None
-    if lo is not None:
-        x = gd.where(gd.less(x, lo), gd.constant(lo, x.dtype), x)
-    if hi is not None:
-        x = gd.where(gd.greater(x, hi), gd.constant(hi, x.dtype), x)
-    return x
+    return gd.clip(call.node(0), lo, hi)
 
 
 @op("Cast")
@@ -123,7 +118,8 @@ def _dropout(call):
 def _constant(call):
     for key, convert in (("value", np.asarray), ("value_float", np.float32),
                          ("value_floats", lambda v: np.asarray(v, np.float32)),
-                         ("value_int", np.int64), ("value_ints", lambda v: np.asarray(v, np.int64))):
+                         ("value_int", np.int64),
+                         ("value_ints", lambda v: np.asarray(v, np.int64))):
         if key in call.attrs:
             return np.asarray(convert(call.attrs[key]))
     call.refuse(f"only numeric values are supported, got attributes {sorted(call.attrs)}")
@@ -155,7 +151,8 @@ def _size(call):
 
 @op("Range")
 def _range(call):
-    start, limit, delta = (call.static(i, what) for i, what in enumerate(("start", "limit", "delta")))
+    start, limit, delta = (call.static(i, what)
+                           for i, what in enumerate(("start", "limit", "delta")))
     return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
 
 
