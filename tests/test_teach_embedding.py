@@ -148,7 +148,7 @@ def test_the_mlp_narration_is_unchanged_by_the_lookup_rules():
     text = str(gd.explain(loss, values))
     for line in [  # as narrated before the lookup rules
         "  v1 = x @ W1 = (4,5) μ=-0.1101 ‖·‖=5.147",
-        "Step 12. gate relu   (h = relu(v2) = (4,5) μ=0.2389 ‖·‖=2.695)",
+        "Step 11. gate relu   (h = relu(v2) = (4,5) μ=0.2389 ‖·‖=2.695)",
         ("  → W1: local rule v1 = x @ W1: ∂cross_entropy/∂W1 = xᵀ · ∂cross_entropy/∂v1  "
          "(4,3)ᵀ·(4,5) → (3,5)"),
         "  ∂cross_entropy/∂b1 = [0.0655, 0, 0.6873, 0.1423, 0.3186]",

@@ -217,7 +217,7 @@ def test_an_mlp_with_its_loss_draws_the_loss_as_one_gate_by_default():
     assert gates == ["@", "+", "relu", "@", "+", "softmax\ncross-entropy"]
     assert "rankdir=LR" in dot.source
     everything = gd.draw(loss, values, collapse=())
-    assert len(everything.circuit.gates) > 2 * len(dot.circuit.gates)
+    assert len(everything.circuit.gates) >= len(dot.circuit.gates) + 10  # the loss inside
 
 
 def test_deep_tensor_graphs_go_top_to_bottom_and_scalar_circuits_stay_left_to_right():

@@ -222,7 +222,11 @@ def _integer_hint(labels):
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
     target = _targets(logits, labels, "softmax_cross_entropy")
-    per_example = -target.total(log_softmax(logits))
+    if target.mask is None:  # weight rows: -Σ_j w_j log_softmax_j
+        per_example = -target.total(log_softmax(logits))
+    else:  # one class per row: log Σ e^s - s_y, whose gradient is softmax - one_hot
+        shifted = logits - _shift(logits, -1)
+        per_example = ew.LOG(rd.sum(ew.EXP(shifted), -1)) - target.total(shifted)
     return _named(rd.mean(per_example), "cross_entropy")
 
 
