@@ -16,6 +16,12 @@ for f in "${examples[@]}"; do
     GRAPHDL_SMOKE=1 python "$f"
 done
 
+for model in "--model sg --loss ns" "--model cbow --loss hs"; do
+    echo "== smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)"
+    # shellcheck disable=SC2086
+    python -m examples.word2vec.train --smoke --no-progress $model
+done
+
 # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
 if command -v g++ >/dev/null; then
     for f in examples/lenet_fashion_mnist.py examples/alexnet.py; do
