@@ -4,7 +4,8 @@
       -> FC 120 -> ReLU -> FC 84 -> ReLU -> FC 10 -> softmax cross-entropy
 
 The training step is one compiled function (forward, loss, symbolic gradients through the
-convolutions and poolings, momentum update written in place); a second one gives the logits.
+convolutions and poolings, `gd.optim.sgd`'s momentum update written in place); a second one
+gives the logits.
 Without Fashion-MNIST installed, examples/data.py falls back to scikit-learn's 8x8 digits, which
 are scaled up to 24x24 and padded to 28x28 here so that the same network applies.
 
@@ -60,16 +61,17 @@ def lenet(x, p):
 
 
 def build(lr, mu, options):
-    """(train_step, predict): compiled functions of x, y, the parameters and their velocities;
-    `options` are `gd.compile`'s backend and device."""
+    """(train_step, predict, state): compiled functions of x, y, the parameters and (the step)
+    their momentum buffers, whose initial arrays are `state`; `options` are `gd.compile`'s
+    backend and device."""
     x = gd.input("x", (None, 1, 28, 28))  # None: the last, shorter batch compiles once more
     y = gd.input("y", (None,), "int64")
     params = {name: gd.input(name, shape) for name, shape in SHAPES.items()}
     logits = lenet(x, params)
     loss = gd.softmax_cross_entropy(logits, y)
-    grads = gd.grad(loss, list(params.values()))
-    updates = training.momentum_updates(list(params.values()), grads, lr, mu)
-    return gd.compile(loss, updates=updates, **options), gd.compile(logits, **options)
+    opt = gd.optim.sgd(loss, list(params.values()), lr, momentum=mu)
+    return (gd.compile(loss, updates=opt.updates, **options), gd.compile(logits, **options),
+            opt.init())
 
 
 def main():
@@ -78,12 +80,12 @@ def main():
     splits = as_images(x_train), y_train, as_images(x_test), y_test
     rng = np.random.default_rng(SEED)
     params = init_params(rng)
-    train_step, predict = build(LR, MOMENTUM, options)
+    train_step, predict, state = build(LR, MOMENTUM, options)
     n_params = sum(p.size for p in params.values())
     print(f"LeNet: {n_params:,} parameters; input {splits[0].shape[1:]}, {len(splits[0])} "
           f"training images, batch {BATCH}, momentum SGD (lr {LR}, mu {MOMENTUM}); "
           f"{training.describe(options)}")
-    training.train(train_step, predict, params, splits, epochs, BATCH, rng)
+    training.train(train_step, predict, params, state, splits, epochs, BATCH, rng)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What the training examples share: momentum updates, the --epochs, --backend and --device
-flags, the epoch loop."""
+"""What the training examples share: the --epochs, --backend and --device flags, the epoch
+loop."""
 
 from __future__ import annotations
 
@@ -8,20 +8,6 @@ import time
 
 import data
 import numpy as np
-
-import graphdl as gd
-
-
-def momentum_updates(params, grads, lr, mu):
-    """Heavy-ball momentum as plain updates: v' = mu·v - lr·dp, p' = p + v'. Each parameter p
-    gets a velocity input "v_<name>"; all new values are computed from the old ones before any
-    array is overwritten."""
-    updates = {}
-    for p, g in zip(params, grads):
-        v = gd.input("v_" + p.name, p.shape)
-        updates[v] = mu * v - lr * g
-        updates[p] = p + updates[v]
-    return updates
 
 
 def parse_epochs(description):
@@ -79,18 +65,18 @@ def accuracy(predict, params, x, y, batch=1000):
     return hits / len(x)
 
 
-def train(train_step, predict, params, splits, epochs, batch, rng):
-    """Minibatch epochs with a progress bar; `train_step` writes the new parameters and
-    velocities into the arrays of `params` in place. Returns the final test accuracy."""
+def train(train_step, predict, params, state, splits, epochs, batch, rng):
+    """Minibatch epochs with a progress bar; `train_step` writes the new parameters and the
+    optimizer's state (`state`: its `init()` arrays) into their arrays in place. Returns the
+    final test accuracy."""
     x_train, y_train, x_test, y_test = splits
-    velocity = {"v_" + name: np.zeros_like(p) for name, p in params.items()}
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
         total = 0.0
         batches = [order[i:i + batch] for i in range(0, len(order), batch)]
         for idx in data.progress(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
-            loss = train_step(x=x_train[idx], y=y_train[idx], **params, **velocity)
+            loss = train_step(x=x_train[idx], y=y_train[idx], **params, **state)
             total += float(loss) * len(idx)
         acc = accuracy(predict, params, x_test, y_test)
         print(f"epoch {epoch}: train loss {total / len(x_train):.4f}, test accuracy {acc:.2%} "
