@@ -3,10 +3,11 @@ generated modules that use them.
 
 `_gemm_update(c, scale, a, b)` is an update `c -= scale * (a @ b)` (an SGD step on a weight
 matrix) as one `gemm` that adds the product into c's memory (alpha = -scale, beta = 1): no
-product array, no scaled copy, no separate subtraction pass. NumPy has no such call, so it goes
-through SciPy's BLAS wrappers where SciPy is installed; without SciPy (a saved module needs only
-NumPy) it computes the product, scales it and subtracts it, the operations the graph spells.
-The two differ only in rounding (gemm's alpha/beta arithmetic).
+product array, no scaled copy, no separate subtraction pass. NumPy has no such call, so it calls
+the CBLAS gemm of the very BLAS NumPy runs (through ctypes: a saved module still needs only
+NumPy); where NumPy's BLAS is not one it knows, it computes the product, scales it and
+subtracts it, the operations the graph spells. The two differ only in rounding (gemm's
+alpha/beta arithmetic).
 
 `_scatter_update(target, scale, axis, terms)` is an update by the gradient of `take` (an
 embedding lookup): the rows the indices address move, nothing else is read or written.
@@ -29,34 +30,54 @@ def _gemm_update(c, scale, a, b):
         numpy.multiply(scale, product, out=product)
         numpy.subtract(c, product, out=c)
         return
-    # BLAS is column-major: C-ordered c is the column-major c.T = b.T @ a.T (+ c.T).
-    first, trans_a = _column_major(b.T)
-    second, trans_b = _column_major(a.T)
-    out = gemm(-float(scale), first, second, beta=1.0, c=c.T, trans_a=trans_a, trans_b=trans_b,
-               overwrite_c=1)
-    if out.ctypes.data != c.ctypes.data:  # the wrapper worked on a copy: write it back
-        c[...] = out.T
+    (a, trans_a, lda), (b, trans_b, ldb) = _row_major(a), _row_major(b)
+    m, n = c.shape
+    gemm(101, trans_a, trans_b, m, n, a.shape[1], -float(scale), a.ctypes.data, lda,
+         b.ctypes.data, ldb, 1.0, c.ctypes.data, max(n, 1))
 
 
-def _column_major(m):
-    """(array, transposed) with `m` as BLAS reads it without a copy: m itself if it is
-    column-major, else its transpose flagged as transposed (a copy only if neither is)."""
-    if m.flags.f_contiguous:
-        return m, 0
-    if m.flags.c_contiguous:
-        return m.T, 1
-    return numpy.asfortranarray(m), 0
+def _row_major(m):
+    """(array, CBLAS transpose flag, leading dimension) to pass `m` to a row-major gemm without
+    a copy: m itself if it is C-ordered, its memory as the transpose if it is Fortran-ordered
+    (a copy only if neither). The array stays referenced while the gemm reads it."""
+    if not m.flags.c_contiguous and m.flags.f_contiguous:
+        return m, 112, max(m.shape[0], 1)  # CblasTrans: the memory holds m.T in C order
+    m = numpy.ascontiguousarray(m)
+    return m, 111, max(m.shape[1], 1)  # CblasNoTrans
 
 
 def _blas_gemm(dtype):
-    """SciPy's gemm for `dtype` (float32 or float64), or None without SciPy; looked up once."""
+    """The CBLAS gemm of the BLAS NumPy itself runs (the OpenBLAS of NumPy's wheels, its
+    64-bit-integer interface), for float32 or float64, or None where NumPy is built otherwise.
+    The same library and thread pool as `@`: a second BLAS (SciPy's) would bring its own
+    threads, which fight NumPy's for the cores. Checked once on a small product before use:
+    a library that answers wrongly is never used."""
     found = _blas_gemm.__dict__.setdefault("found", {})
     if dtype.char not in found:
-        try:
-            from scipy.linalg import blas
-        except ImportError:
-            blas = None
-        found[dtype.char] = blas and getattr(blas, {"f": "sgemm", "d": "dgemm"}[dtype.char])
+        found[dtype.char] = None
+        import ctypes
+        import glob
+        import os
+
+        libs = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs")
+        for path in glob.glob(os.path.join(libs, "libscipy_openblas64_*.so")):
+            symbol = f"scipy_cblas_{'s' if dtype.char == 'f' else 'd'}gemm64_"
+            gemm = getattr(ctypes.CDLL(path), symbol, None)
+            if gemm is None:
+                continue
+            real, size, ptr = ctypes.c_float if dtype.char == "f" else ctypes.c_double, \
+                ctypes.c_int64, ctypes.c_void_p
+            gemm.restype = None
+            gemm.argtypes = [ctypes.c_int] * 3 + [size] * 3 + [real, ptr, size, ptr, size, real,
+                                                                ptr, size]
+            a = numpy.arange(6, dtype=dtype).reshape(2, 3)
+            b = numpy.arange(12, dtype=dtype).reshape(3, 4) - 5
+            c = numpy.ones((2, 4), dtype)
+            gemm(101, 111, 111, 2, 4, 3, 2.0, a.ctypes.data, 3, b.ctypes.data, 4, 1.0,
+                 c.ctypes.data, 4)
+            if numpy.array_equal(c, 1 + 2 * (a @ b)):
+                found[dtype.char] = gemm
+                break
     return found[dtype.char]
 
 
@@ -72,4 +93,4 @@ def _scatter_update(target, scale, axis, terms):
 
 
 HELPERS = {f.__name__: inspect.getsource(f)
-           for f in (_gemm_update, _column_major, _blas_gemm, _scatter_update)}
+           for f in (_gemm_update, _row_major, _blas_gemm, _scatter_update)}
