@@ -188,10 +188,6 @@ def limit_threads(threads):
     import torch
 
     torch.set_num_threads(threads)
-    try:  # graphdl's update kernels call SciPy's own OpenBLAS: loaded now, the limit reaches it
-        import scipy.linalg.blas  # noqa: F401
-    except ImportError:
-        pass
     try:
         from threadpoolctl import threadpool_limits
 

@@ -387,10 +387,6 @@ def main(argv=None):
     if args.threads:
         import threadpoolctl
 
-        try:  # graphdl's update kernels call SciPy's own OpenBLAS: loaded now, the limit reaches it
-            import scipy.linalg.blas  # noqa: F401
-        except ImportError:
-            pass
         threadpoolctl.threadpool_limits(args.threads)
     if args.peak_child:
         if args.peak_child == "torch":
