@@ -59,7 +59,7 @@ def _blas_gemm(dtype):
         import glob
         import os
 
-        libs = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs")
+        libs = os.path.join(numpy.__path__[0], os.pardir, "numpy.libs")
         for path in glob.glob(os.path.join(libs, "libscipy_openblas64_*.so")):
             symbol = f"scipy_cblas_{'s' if dtype.char == 'f' else 'd'}gemm64_"
             gemm = getattr(ctypes.CDLL(path), symbol, None)
