@@ -10,41 +10,55 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 
-CSS = """
+PAGE_CSS = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; color: #1f2328; }
-h1 { font-size: 1.3em; }
-#drawing { border: 1px solid #d0d7de; border-radius: 6px; padding: 0.5em; overflow-x: auto;
-           background: white; }
-#drawing svg { max-width: 100%; height: auto; }
-.frame { border-left: 4px solid #d1008f; padding: 0.3em 1em; margin: 1em 0; }
-.frame h2 { font-size: 1.1em; margin: 0.2em 0 0.5em; }
-.frame pre, .frame td { font-family: Menlo, Consolas, monospace; font-size: 0.92em; }
-.frame table { border-collapse: collapse; }
-.frame td { padding: 1px 0.8em 1px 0; }
-.rule { margin: 0.2em 0 0.2em 1.2em; }
-.rule math { font-size: 1.1em; }
-.num { color: #57606a; margin-left: 2.4em; font-family: Menlo, Consolas, monospace; }
-.up { color: #cf222e; }
-nav { position: sticky; top: 0; background: white; padding: 0.5em 0; z-index: 2; }
-nav button { font-size: 1em; padding: 0.3em 1em; }
-#counter { margin: 0 1em; color: #57606a; }
-.js .frame { display: none; }
-.js .frame.current { display: block; }
-.hl > ellipse, .hl > polygon, .hl > path { stroke: #d1008f !important; stroke-width: 4px; }
-.hl > ellipse, .hl > polygon { fill: #ffe3f4 !important; }
-.hl-edge > path { stroke: #d1008f !important; stroke-width: 3px; }
-.hl-edge > polygon { stroke: #d1008f !important; fill: #d1008f !important; }
 """
 
+# Every rule is scoped to the stepper's root, so a notebook can hold several beside its own page.
+CSS = """
+.gd-stepper { font-family: Helvetica, Arial, sans-serif; color: #1f2328; }
+.gd-stepper:focus { outline: none; }
+.gd-stepper h1 { font-size: 1.3em; }
+.gd-stepper .drawing { border: 1px solid #d0d7de; border-radius: 6px; padding: 0.5em;
+                       overflow-x: auto; background: white; }
+.gd-stepper .drawing svg { max-width: 100%; height: auto; }
+.gd-stepper .frame { border-left: 4px solid #d1008f; padding: 0.3em 1em; margin: 1em 0; }
+.gd-stepper .frame h2 { font-size: 1.1em; margin: 0.2em 0 0.5em; }
+.gd-stepper .frame h3 { font-size: 1em; }
+.gd-stepper .frame pre, .gd-stepper .frame td { font-family: Menlo, Consolas, monospace;
+                                                font-size: 0.92em; }
+.gd-stepper .frame table { border-collapse: collapse; }
+.gd-stepper .frame td { padding: 1px 0.8em 1px 0; }
+.gd-stepper .rule { margin: 0.2em 0 0.2em 1.2em; }
+.gd-stepper .rule math { font-size: 1.1em; }
+.gd-stepper .num { color: #57606a; margin-left: 2.4em; font-family: Menlo, Consolas, monospace; }
+.gd-stepper .up { color: #cf222e; }
+.gd-stepper nav { position: sticky; top: 0; background: white; padding: 0.5em 0; z-index: 2; }
+.gd-stepper nav button { font-size: 1em; padding: 0.3em 1em; }
+.gd-stepper .counter { margin: 0 1em; color: #57606a; }
+.gd-stepper.js .frame { display: none; }
+.gd-stepper.js .frame.current { display: block; }
+.gd-stepper .hl > ellipse, .gd-stepper .hl > polygon, .gd-stepper .hl > path {
+    stroke: #d1008f !important; stroke-width: 4px; }
+.gd-stepper .hl > ellipse, .gd-stepper .hl > polygon { fill: #ffe3f4 !important; }
+.gd-stepper .hl > text { fill: #d1008f !important; font-weight: bold; }  /* inputs: no outline */
+.gd-stepper .hl-edge > path { stroke: #d1008f !important; stroke-width: 3px; }
+.gd-stepper .hl-edge > polygon { stroke: #d1008f !important; fill: #d1008f !important; }
+"""
+
+# Looks up everything inside its root (ids of the drawing included, which repeat when a notebook
+# shows one circuit twice). A page takes the arrow keys and the URL's #frame; an embedded stepper
+# only the keys pressed inside it, and leaves the URL alone.
 JS = """
-document.documentElement.classList.add('js');
-(function () {
-  var frames = Array.prototype.slice.call(document.querySelectorAll('.frame'));
+(function (root, page) {
+  root.classList.add('js');
+  var frames = Array.prototype.slice.call(root.querySelectorAll('.frame'));
   var k = 0;
   function mark(ids, cls, on) {
     (ids || '').split(' ').forEach(function (id) {
-      var el = id && document.getElementById(id);
+      var el = id && root.querySelector('[id="' + id + '"]');
       if (el) { el.classList.toggle(cls, on); }
     });
   }
@@ -56,18 +70,17 @@ document.documentElement.classList.add('js');
     var f = frames[k];
     f.classList.add('current');
     mark(f.dataset.gate, 'hl', true); mark(f.dataset.edges, 'hl-edge', true);
-    document.getElementById('counter').textContent = (k + 1) + ' / ' + frames.length;
-    if (history.replaceState) { history.replaceState(null, '', '#' + (k + 1)); }
+    root.querySelector('.counter').textContent = (k + 1) + ' / ' + frames.length;
+    if (page && history.replaceState) { history.replaceState(null, '', '#' + (k + 1)); }
   }
-  document.getElementById('prev').onclick = function () { show(k - 1); };
-  document.getElementById('next').onclick = function () { show(k + 1); };
-  document.addEventListener('keydown', function (e) {
+  root.querySelector('.prev').onclick = function () { show(k - 1); };
+  root.querySelector('.next').onclick = function () { show(k + 1); };
+  (page ? document : root).addEventListener('keydown', function (e) {
     if (e.key === 'ArrowRight' || e.key === ' ') { show(k + 1); e.preventDefault(); }
     if (e.key === 'ArrowLeft') { show(k - 1); }
   });
-  show((parseInt(location.hash.slice(1), 10) || 1) - 1);  // steps.html#4 opens frame 4
-})();
-"""
+  show(page ? (parseInt(location.hash.slice(1), 10) || 1) - 1 : 0);  // steps.html#4: frame 4
+})"""
 
 
 def _svg(ex):
@@ -87,7 +100,8 @@ def _frame(title, body, gate="", edges=""):
             f"<h2>{html.escape(title)}</h2>{body}</section>")
 
 
-def stepper_html(ex):
+def _frames(ex):
+    """The frames: the forward table, one per backward step, the gradients."""
     c = ex.circuit
     e = html.escape
     frames = []
@@ -136,18 +150,41 @@ def stepper_html(ex):
                                 for h, _, v, g, ok in ex.closed) + "</ul>")
         frames.append(_frame("Gradients", f"<ul>{items}</ul>{closed}",
                              gate=" ".join(f"g{w.id}" for w in c.wrt)))
-    title = f"Backpropagation through {e(ex.out)}, step by step"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>{CSS}</style></head>
-<body>
-<h1>{title}</h1>
-<p>Green: forward values. Red: gradients of {e(ex.out)} flowing back along each wire.
+    return frames
+
+
+def _title(ex):
+    return f"Backpropagation through {html.escape(ex.out)}, step by step"
+
+
+def _stepper(ex, root_id, page):
+    """The stepper's root <div>: title, buttons, drawing, frames, and the script that steps."""
+    js = f"{JS}(document.getElementById('{root_id}'), {'true' if page else 'false'});"
+    return f"""<div class="gd-stepper" id="{root_id}" tabindex="-1">
+<h1>{_title(ex)}</h1>
+<p>Green: forward values. Red: gradients of {html.escape(ex.out)} flowing back along each wire.
 Keys ← → step through the frames.</p>
-<nav><button id="prev">◀ previous</button><span id="counter"></span>
-<button id="next">next ▶</button></nav>
-<div id="drawing">{_svg(ex)}</div>
-{''.join(frames)}
-<script>{JS}</script>
+<nav><button class="prev">◀ previous</button><span class="counter"></span>
+<button class="next">next ▶</button></nav>
+<div class="drawing">{_svg(ex)}</div>
+{''.join(_frames(ex))}
+<script>{js}</script>
+</div>"""
+
+
+def stepper_html(ex):
+    """The stepper as a self-contained page (`Explanation.html()`)."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_title(ex)}</title>
+<style>{PAGE_CSS}{CSS}</style></head>
+<body>
+{_stepper(ex, "stepper", page=True)}
 </body></html>
 """
+
+
+def stepper_fragment(ex):
+    """The stepper as one <div> for a notebook's output (`Explanation._repr_html_`): its style,
+    ids and keys scoped to it, so several live in one notebook, and the URL left alone."""
+    root_id = f"gd-stepper-{uuid.uuid4().hex[:12]}"
+    return f"<style>{CSS}</style>\n{_stepper(ex, root_id, page=False)}"

@@ -706,7 +706,10 @@ class Explanation:
         return text
 
     def _repr_html_(self):
-        return self.html()
+        """Jupyter's display: the stepper embedded in the notebook, scoped to its output."""
+        from graphdl.views.stepper import stepper_fragment
+
+        return stepper_fragment(self)
 
 
 class _OneHot:

@@ -1,0 +1,190 @@
+"""The HTML stepper of `Explanation.html()` in a real browser (headless Chromium via Selenium).
+
+Each page is opened offline from a file; the tests check that it logs no console error and
+requests nothing but itself, and that next / previous (and the arrow keys) walk every frame with
+the frame's gate and wires highlighted on the drawing. Screenshots go to build/screenshots/.
+Needs Debian's `chromium` and `chromium-driver`, Selenium from PyPI and Graphviz's `dot`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import graphdl as gd
+
+from .helpers import NEURON_VALUES, neuron
+
+ROOT = Path(__file__).parents[1]
+SHOTS = ROOT / "build" / "screenshots"
+MAGENTA = "rgb(209, 0, 143)"  # the stepper's highlight colour (#d1008f)
+
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="Selenium is not installed (pip install selenium)")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
+                "(apt-get install -y chromium chromium-driver)", allow_module_level=True)
+if not shutil.which("dot"):
+    pytest.skip("Graphviz's dot is missing: the stepper has no drawing to highlight",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,1000",
+                "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def explanations():
+    """(name, explanation): the lecture's circuits the stepper is shown with."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import lecture_two_layer
+    import word2vec_toy
+
+    f, _ = neuron()
+    error = lecture_two_layer.output()
+    return [
+        ("sigmoid_gates", gd.explain(f, NEURON_VALUES)),
+        ("two_layer", gd.explain(error, lecture_two_layer.values, collapse=["sigmoid"])),
+        ("word2vec_toy", gd.explain(word2vec_toy.output, word2vec_toy.values,
+                                    collapse=["log_sigmoid"])),
+    ]
+
+
+def open_offline(driver, path):
+    """Open `path`, and return what it requested beyond itself and the console's errors."""
+    driver.get_log("browser"), driver.get_log("performance")  # drop earlier pages' entries
+    driver.get(path.as_uri())
+    requests = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requests.append(message["params"]["request"]["url"])
+    external = [u for u in requests if not u.startswith(("file:", "data:", "about:"))]
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return external, errors
+
+
+def state(driver, root):
+    """What the stepper `root` shows: the visible frames' indices, the counter, the ids marked
+    highlighted, and the colours each highlighted gate is drawn in (its outline where it has one,
+    its label's text)."""
+    return driver.execute_script("""
+        var root = arguments[0];
+        var frames = Array.prototype.slice.call(root.querySelectorAll('.frame'));
+        var shown = [];
+        frames.forEach(function (f, i) { if (f.offsetParent !== null) { shown.push(i); } });
+        function ids(cls) {
+          return Array.prototype.map.call(root.querySelectorAll('.' + cls),
+                                          function (e) { return e.id; }).sort();
+        }
+        var colours = [];
+        Array.prototype.forEach.call(root.querySelectorAll('.hl'), function (g) {
+          var outline = g.querySelector('ellipse, polygon');
+          if (outline) { colours.push(getComputedStyle(outline).stroke); }
+          colours.push(getComputedStyle(g.querySelector('text')).fill);
+        });
+        return {shown: shown, counter: root.querySelector('.counter').textContent,
+                hl: ids('hl'), edges: ids('hl-edge'), colours: colours};
+    """, root)
+
+
+def frame_marks(driver, root):
+    """Each frame's gate ids and wire ids that exist on the drawing."""
+    return driver.execute_script("""
+        var root = arguments[0];
+        function present(ids) {
+          return (ids || '').split(' ').filter(function (id) {
+            return id && root.querySelector('[id="' + id + '"]'); }).sort();
+        }
+        return Array.prototype.map.call(root.querySelectorAll('.frame'), function (f) {
+          return {gate: present(f.dataset.gate), edges: present(f.dataset.edges)};
+        });
+    """, root)
+
+
+def assert_shows(driver, root, k, marks):
+    s = state(driver, root)
+    assert s["shown"] == [k], f"frame {k + 1}: frames {s['shown']} are visible"
+    assert s["counter"] == f"{k + 1} / {len(marks)}"
+    assert s["hl"] == marks[k]["gate"] and s["edges"] == marks[k]["edges"]
+    assert len(s["colours"]) >= len(marks[k]["gate"])
+    assert set(s["colours"]) <= {MAGENTA}
+
+
+@pytest.mark.parametrize("name, ex", explanations(), ids=lambda v: v if isinstance(v, str) else "")
+def test_stepper_page_walks_every_frame_offline_with_the_gate_highlighted(browser, tmp_path,
+                                                                           name, ex):
+    page = tmp_path / f"{name}.html"
+    ex.html(page)
+    external, errors = open_offline(browser, page)
+    assert external == [] and errors == []
+    root = browser.find_element("css selector", ".gd-stepper")
+    marks = frame_marks(browser, root)
+    assert len(marks) == len(ex.steps) + 2
+    # every backward step's gate is on the drawing, with the wires it sends gradients along
+    assert all(len(m["gate"]) == 1 and m["edges"] for m in marks[1:-1])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    nxt, prev = (root.find_element("css selector", b) for b in (".next", ".prev"))
+    for k in range(len(marks)):
+        assert_shows(browser, root, k, marks)
+        if k in (0, 1, len(marks) - 1):
+            browser.save_screenshot(str(SHOTS / f"{name}_frame{k + 1}.png"))
+        nxt.click()
+    assert_shows(browser, root, len(marks) - 1, marks)  # next stops at the last frame
+    assert browser.current_url.endswith(f"#{len(marks)}")
+    for k in reversed(range(len(marks) - 1)):
+        prev.click()
+        assert_shows(browser, root, k, marks)
+    root.send_keys("\ue014")  # the right arrow key
+    assert_shows(browser, root, 1, marks)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_stepper_page_opens_at_the_frame_in_its_url(browser, tmp_path):
+    f, _ = neuron()
+    ex = gd.explain(f, NEURON_VALUES)
+    page = tmp_path / "steps.html"
+    ex.html(page)
+    browser.get(page.as_uri() + "#4")
+    root = browser.find_element("css selector", ".gd-stepper")
+    assert_shows(browser, root, 3, frame_marks(browser, root))
+
+
+def test_two_notebook_steppers_of_one_circuit_step_independently(browser, tmp_path):
+    # A notebook's outputs share one page: each stepper must find its own frames and gates
+    # (the two drawings repeat the same ids), take keys only inside itself, keep the URL.
+    f, _ = neuron()
+    ex = gd.explain(f, NEURON_VALUES)
+    page = tmp_path / "notebook.html"
+    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                    f"<div>{ex._repr_html_()}</div><div>{ex._repr_html_()}</div></body></html>",
+                    encoding="utf-8")
+    external, errors = open_offline(browser, page)
+    assert external == [] and errors == []
+    first, second = browser.find_elements("css selector", ".gd-stepper")
+    marks = frame_marks(browser, first)
+    second.find_element("css selector", ".next").click()
+    second.find_element("css selector", ".next").click()
+    assert_shows(browser, first, 0, marks)
+    assert_shows(browser, second, 2, marks)
+    first.send_keys("\ue014")
+    browser.find_element("css selector", "body").send_keys("\ue014")  # outside: ignored
+    assert_shows(browser, first, 1, marks)
+    assert_shows(browser, second, 2, marks)
+    assert "#" not in browser.current_url
+    browser.save_screenshot(str(SHOTS / "notebook_two_steppers.png"))
