@@ -25,13 +25,18 @@ def _require_onnx():
         raise ImportError("graphdl.onnx needs the onnx package: pip install graphdl[onnx]") from e
 
 
-def load(model, shapes=None):
-    """The ONNX model `model` (a path or an `onnx.ModelProto`) as a graphdl `Model`; `shapes`
-    ({input name: shape}) fixes dimensions the file leaves symbolic."""
+def load(model, shapes=None, values=None):
+    """The ONNX model `model` (a path or an `onnx.ModelProto`) as a graphdl `Model`.
+
+    shapes: {input name: shape}, fixing dimensions the file leaves symbolic.
+    values: {input name: array}, the values of graph inputs that an operator needs at import
+        (Reshape's shape, Slice's starts, reduction axes, Pow's exponent, ...), used there and
+        only there: wherever else the graph reads such an input, it stays an input.
+    """
     _require_onnx()
     from graphdl.onnx.importer import load as _load
 
-    return _load(model, shapes)
+    return _load(model, shapes, values)
 
 
 def save(outputs, path=None, params=None, opset=None):

@@ -25,8 +25,9 @@ from graphdl.ops.leaf import CONST, INPUT
 @dataclass
 class Model:
     """An imported ONNX model: `outputs` in the model's order, `inputs` (its real inputs),
-    `params` ({initializer name: array}, fed by name like any input) and `nodes` ({ONNX value
-    name: graphdl node} for every value that is not a folded constant)."""
+    `params` ({initializer name: array}, fed by name like any input), `nodes` ({ONNX value
+    name: graphdl node} for every value that is not a folded constant) and `read` (the names of
+    the inputs the outputs depend on)."""
 
     outputs: list
     inputs: list
@@ -34,10 +35,18 @@ class Model:
     nodes: dict
     opset: int
     names: list = field(default_factory=list)  # the model's output names
+    read: set = field(default_factory=set)
 
     def feeds(self, **inputs):
-        """The params and the given inputs: `gd.evaluate(model.outputs, **model.feeds(x=...))`."""
-        return {**self.params, **inputs}
+        """The params and the given inputs: `gd.evaluate(model.outputs, **model.feeds(x=...))`.
+        Inputs the outputs do not read (one only a Shape reads, or one whose value was fixed at
+        import by `values`) are dropped; a name that is no input of the model is refused."""
+        declared = {n.name for n in self.inputs}
+        unknown = sorted(set(inputs) - declared)
+        if unknown:
+            raise UnsupportedOperator(f"model.feeds: {unknown} are not inputs of this model; "
+                                      f"its inputs are {sorted(declared)}")
+        return {**self.params, **{k: v for k, v in inputs.items() if k in self.read}}
 
 
 @dataclass
@@ -49,7 +58,7 @@ class Call:
     opset: int
     inputs: list
     attrs: dict
-    params: dict  # parameter node -> its initial value (read where a value must be static)
+    known: dict  # param or input node -> its value (read where a value must be static)
 
     @property
     def where(self):
@@ -66,11 +75,12 @@ class Call:
         """Input `i` as a NumPy array: it must be known at import time (`what` says why)."""
         value = self.inputs[i]
         if isinstance(value, Node):
-            if value in self.params:
-                return self.params[value]
+            if value in self.known:
+                return self.known[value]
             raise UnsupportedOperator(
                 f"{self.where}: its {what} (input {i}, {self.proto.input[i]!r}) must be known at "
-                f"import time (a constant, an initializer or computed from static shapes only)")
+                f"import time (a constant, an initializer, computed from static shapes only, or "
+                f"a graph input given in gd.onnx.load(..., values={{name: array}}))")
         return value
 
     def attr(self, name, default=None):
@@ -80,31 +90,33 @@ class Call:
         raise UnsupportedOperator(f"{self.where} (opset {self.opset}): {why}")
 
 
-def load(model, shapes=None):
+def load(model, shapes=None, values=None):
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise UnsupportedOperator("the model imports no version of the default ONNX domain")
     graph = proto.graph
-    values, params, by_node = _leaves(graph, shapes or {})
+    scope, params, known = _leaves(graph, shapes or {}, values or {})
     for node in graph.node:
-        _import_node(node, opset, values, by_node)
+        _import_node(node, opset, scope, known)
     names = [o.name for o in graph.output]
-    outputs = [_as_node(values[n]) for n in names]
+    outputs = [_as_node(scope[n]) for n in names]
     reachable = set(topological_order(outputs))
-    inputs = [values[i.name] for i in graph.input if i.name not in params]
+    inputs = [scope[i.name] for i in graph.input if i.name not in params]
     return Model(
         outputs=outputs,
         inputs=inputs,
-        params={k: v for k, v in params.items() if values[k] in reachable},
-        nodes={k: v for k, v in values.items() if isinstance(v, Node)},
+        params={k: v for k, v in params.items() if scope[k] in reachable},
+        nodes={k: v for k, v in scope.items() if isinstance(v, Node)},
         opset=opset,
         names=names,
+        read={n.name for n in inputs if n in reachable},
     )
 
 
-def _leaves(graph, shapes):
-    """The graph's inputs and initializers: {name: node or array}, the params, {node: value}."""
+def _leaves(graph, shapes, given):
+    """The graph's inputs and initializers: {name: node or array}, the params, and {node: value}
+    for the params and the inputs whose values are `given`."""
     values, params = {}, {}
     for t in graph.initializer:
         array = numpy_helper.to_array(t)
@@ -116,15 +128,43 @@ def _leaves(graph, shapes):
     for i in graph.input:
         if i.name in values:
             continue
-        tensor = i.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        shape = tuple(shapes.get(i.name, dims))
-        values[i.name] = gd.input(i.name, shape, helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-    by_node = {values[k]: v for k, v in params.items()}
-    return values, params, by_node
+        values[i.name] = _input(i, shapes)
+    known = {values[k]: v for k, v in params.items()}
+    for name, value in given.items():
+        known[_given_input(values, name)] = _given_value(values[name], value)
+    return values, params, known
 
 
-def _import_node(proto, opset, values, params):
+def _input(value_info, shapes):
+    if not value_info.type.HasField("tensor_type"):
+        raise UnsupportedOperator(
+            f"graph input {value_info.name!r} is a {value_info.type.WhichOneof('value')} value; "
+            f"graphdl imports tensors only")
+    tensor = value_info.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+    shape = tuple(shapes.get(value_info.name, dims))
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+    return gd.input(value_info.name, shape, dtype)
+
+
+def _given_input(values, name):
+    node = values.get(name)
+    if not (isinstance(node, Node) and node.op is INPUT):
+        raise UnsupportedOperator(f"gd.onnx.load(values=...): {name!r} is not a graph input")
+    return node
+
+
+def _given_value(node, value):
+    array = np.asarray(value)
+    if array.dtype != node.dtype or len(array.shape) != len(node.shape) or any(
+            d is not None and d != n for d, n in zip(node.shape, array.shape)):
+        raise UnsupportedOperator(
+            f"gd.onnx.load(values=...): input {node.name!r} is declared {node.dtype} of shape "
+            f"{node.shape}; its value is {array.dtype} of shape {array.shape}")
+    return array
+
+
+def _import_node(proto, opset, values, known):
     build = OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
     if build is None:
         raise UnsupportedOperator(
@@ -133,7 +173,7 @@ def _import_node(proto, opset, values, params):
             f"supported: {', '.join(sorted(OPS))}")
     inputs = [values[n] if n else None for n in proto.input]
     attrs = {a.name: _attribute(a) for a in proto.attribute}
-    call = Call(proto, opset, inputs, attrs, params)
+    call = Call(proto, opset, inputs, attrs, known)
     results = build(call)
     results = results if isinstance(results, tuple) else (results,)
     static = all(not isinstance(v, Node) for v in inputs)

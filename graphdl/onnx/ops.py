@@ -53,6 +53,11 @@ def _variadic(fn):
     return lambda call: functools.reduce(fn, [call.node(i) for i in range(len(call.inputs))])
 
 
+# bool only in ONNX; a where keeps them exact and broadcasting
+OPS["And"] = lambda call: gd.where(call.node(0), call.node(1), False)
+OPS["Or"] = lambda call: gd.where(call.node(0), True, call.node(1))
+OPS["Xor"] = lambda call: gd.not_equal(call.node(0), call.node(1))
+
 OPS["Max"] = _variadic(gd.maximum)
 OPS["Min"] = _variadic(gd.minimum)
 OPS["Sum"] = _variadic(lambda a, b: a + b)
@@ -91,13 +96,22 @@ def _leaky_relu(call):
 
 @op("Clip")
 def _clip(call):
-    """gd.clip: PyTorch's clamp gradient (all of it at the bounds)."""
+    """gd.clip on floats (PyTorch's clamp gradient: all of it at the bounds); integers, which
+    have no gradient, by maximum and minimum in their own dtype."""
     if call.opset < 11:
         lo, hi = call.attr("min"), call.attr("max")
     else:
         lo = call.static(1, "min").item() if call.has(1) else None
         hi = call.static(2, "max").item() if call.has(2) else None
-    return gd.clip(call.node(0), lo, hi)
+    x = call.node(0)
+    if lo is None and hi is None:
+        return x
+    if lo is not None and hi is not None and lo > hi:
+        lo = hi  # ONNX: min(max(x, lo), hi), so every value becomes hi
+    if x.dtype.kind == "f":
+        return gd.clip(x, lo, hi)
+    bounded = x if lo is None else gd.maximum(x, gd.constant(np.asarray(lo, x.dtype)))
+    return bounded if hi is None else gd.minimum(bounded, gd.constant(np.asarray(hi, x.dtype)))
 
 
 @op("Cast")
@@ -105,13 +119,22 @@ def _cast(call):
     return gd.cast(call.node(0), helper.tensor_dtype_to_np_dtype(call.attr("to")))
 
 
+@op("CastLike")
+def _cast_like(call):
+    return gd.cast(call.node(0), call.node(1).dtype)
+
+
 @op("Dropout")
 def _dropout(call):
-    if len(call.proto.output) > 1 and call.proto.output[1]:
-        call.refuse("its mask output is not supported (inference: Dropout is the identity)")
-    if call.has(2) and bool(call.static(2, "training_mode")):
-        call.refuse("training_mode=1 is not supported (inference only)")
-    return call.node(0)
+    """The identity (inference, or training with ratio 0: nothing dropped), its mask all True."""
+    ratio = call.static(1, "ratio").item() if call.has(1) else call.attr("ratio", 0.5)
+    if call.has(2) and bool(call.static(2, "training_mode")) and ratio != 0:
+        call.refuse(f"training_mode=1 with ratio {ratio} drops at random; graphdl imports "
+                    f"Dropout for inference")
+    x = call.node(0)
+    if len(call.proto.output) < 2 or not call.proto.output[1]:
+        return x
+    return x, np.ones(_static_shape(call, x), bool)
 
 
 @op("Constant")
@@ -172,30 +195,42 @@ def _gemm(call):
 
 
 def _spatial(call, x, kernel, what):
-    """(stride, dilation, four-sided padding (top, bottom, left, right)) of a 2-D window op."""
-    if x.ndim != 4:
-        call.refuse(f"only 2-D {what} (4-D input, NCHW) is supported; input has shape {x.shape}")
-    stride = tuple(call.attr("strides", (1, 1)))
-    dilation = tuple(call.attr("dilations", (1, 1)))
+    """(input as NCHW, kernel, stride, dilation, four-sided padding (top, bottom, left, right))
+    of a window op; a 1-D one (an NCL input) runs as a 2-D one over a height of 1."""
+    if x.ndim not in (3, 4) or len(kernel) != x.ndim - 2:
+        call.refuse(f"only 1-D and 2-D {what} (NCL or NCHW input) is supported; input has shape "
+                    f"{x.shape}")
+    lift, dims = (1,) * (4 - x.ndim), x.ndim - 2
+    kernel = lift + tuple(kernel)
+    stride = lift + tuple(call.attr("strides", (1,) * dims))
+    dilation = lift + tuple(call.attr("dilations", (1,) * dims))
+    x = gd.expand_dims(x, 2) if lift else x
     auto = call.attr("auto_pad", "NOTSET")
     if auto in ("NOTSET", "VALID"):
-        t, left, b, r = call.attr("pads", (0, 0, 0, 0)) if auto == "NOTSET" else (0, 0, 0, 0)
-        return stride, dilation, (t, b, left, r)
+        pads = call.attr("pads", (0,) * 2 * dims) if auto == "NOTSET" else (0,) * 2 * dims
+        begins, ends = (0,) * len(lift) + tuple(pads[:dims]), (0,) * len(lift) + tuple(pads[dims:])
+        return x, kernel, stride, dilation, (begins[0], ends[0], begins[1], ends[1])
     sides = []
     for size, k, s, d in zip(_static_shape(call, x)[2:], kernel, stride, dilation):
         total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
         small, big = total // 2, total - total // 2
         sides += [small, big] if auto == "SAME_UPPER" else [big, small]
-    return stride, dilation, tuple(sides)
+    return x, kernel, stride, dilation, tuple(sides)
+
+
+def _unlift(call, y):
+    """A window op's result in its input's rank (a 1-D op's height of 1 dropped)."""
+    return gd.squeeze(y, (2,)) if call.node(0).ndim == 3 else y
 
 
 @op("Conv")
 def _conv(call):
-    x, w = call.node(0), call.node(1)
-    stride, dilation, padding = _spatial(call, x, w.shape[2:], "convolution")
+    w = call.node(1)
+    x, _, stride, dilation, padding = _spatial(call, call.node(0), w.shape[2:], "convolution")
+    w = gd.expand_dims(w, 2) if w.ndim == 3 else w
     bias = call.node(2) if call.has(2) else None
-    return gd.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                     groups=call.attr("group", 1))
+    return _unlift(call, gd.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                                   groups=call.attr("group", 1)))
 
 
 @op("MaxPool")
@@ -204,19 +239,20 @@ def _max_pool(call):
         call.refuse("its Indices output is not supported")
     if call.attr("storage_order", 0):
         call.refuse("storage_order=1 (column-major indices) is not supported")
-    x, kernel = call.node(0), tuple(call.attr("kernel_shape"))
-    stride, dilation, padding = _spatial(call, x, kernel, "max pooling")
-    return gd.max_pool2d(x, kernel, stride, padding, dilation, bool(call.attr("ceil_mode", 0)))
+    x, kernel, stride, dilation, padding = _spatial(
+        call, call.node(0), call.attr("kernel_shape"), "max pooling")
+    return _unlift(call, gd.max_pool2d(x, kernel, stride, padding, dilation,
+                                       bool(call.attr("ceil_mode", 0))))
 
 
 @op("AveragePool")
 def _avg_pool(call):
-    x, kernel = call.node(0), tuple(call.attr("kernel_shape"))
-    stride, dilation, padding = _spatial(call, x, kernel, "average pooling")
+    x, kernel, stride, dilation, padding = _spatial(
+        call, call.node(0), call.attr("kernel_shape"), "average pooling")
     if dilation != (1, 1):
         call.refuse(f"dilated average pooling ({dilation}) is not supported")
-    return gd.avg_pool2d(x, kernel, stride, padding, bool(call.attr("ceil_mode", 0)),
-                         bool(call.attr("count_include_pad", 0)))
+    return _unlift(call, gd.avg_pool2d(x, kernel, stride, padding, bool(call.attr("ceil_mode", 0)),
+                                       bool(call.attr("count_include_pad", 0))))
 
 
 @op("GlobalAveragePool")
@@ -277,7 +313,8 @@ def _reshape(call):
 @op("Flatten")
 def _flatten(call):
     x = call.node(0)
-    axis = call.attr("axis", 1) % (x.ndim + 1)
+    axis = call.attr("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis
     return gd.reshape(x, (math.prod(_static_shape(call, x)[:axis]), -1))
 
 

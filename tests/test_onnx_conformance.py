@@ -1,0 +1,180 @@
+"""ONNX's own node conformance tests (`onnx.backend.test`, shipped in the onnx wheel) run through
+graphdl: every node test of an operator graphdl imports (`graphdl.onnx.ops.OPS`) is imported
+with `gd.onnx.load`, run both compiled (`gd.compile`, the NumPy backend users run) and by the
+reference interpreter (`gd.evaluate`), and compared with ONNX's expected outputs (values,
+shapes and dtypes). A test graphdl cannot pass is excluded by name in `EXCLUDED`, with why.
+
+`python tests/test_onnx_conformance.py` prints the pass/skip count per operator.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from onnx.backend.base import Backend, BackendRep
+from onnx.backend.test import BackendTest
+from onnx.backend.test.loader import load_model_tests
+
+import graphdl as gd
+from graphdl.onnx.ops import OPS
+
+
+def _lacking(dtype, cast_pairs, others=()):
+    """Cast and CastLike tests (plain and expanded) of a dtype graphdl's core does not have."""
+    names = [f"test_{op}_{pair}{suffix}" for pair in cast_pairs for op, suffix in
+             (("cast", ""), ("castlike", ""), ("castlike", "_expanded"))]
+    return dict.fromkeys([*names, *others], f"graphdl's core has no {dtype} dtype")
+
+
+_FLOAT8 = ["FLOAT_to_{}", "FLOAT16_to_{}", "{}_to_FLOAT", "{}_to_FLOAT16"]
+_SMALL_INT = ["FLOAT_to_{}", "FLOAT16_to_{}", "{}_to_FLOAT", "{}_to_FLOAT16", "{}_to_{}8"]
+
+# test name (without the device suffix) -> why graphdl does not pass it
+EXCLUDED = {
+    **_lacking("bfloat16", ["BFLOAT16_to_FLOAT", "FLOAT_to_BFLOAT16"],
+               ["test_range_bfloat16_type_positive_delta",
+                "test_range_bfloat16_type_positive_delta_expanded"]),
+    **_lacking("float4", [p.format("FLOAT4E2M1") for p in _FLOAT8]),
+    **{name: why for f8 in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ")
+       for name, why in _lacking("float8", [p.format(f8) for p in _FLOAT8] + [
+           f"no_saturate_{src}_to_{f8}" for src in ("FLOAT", "FLOAT16")]).items()},
+    **_lacking("float8", [], [f"test_cast_e8m0_{p.format('FLOAT8E8M0')}" for p in _FLOAT8]),
+    **{name: why for small in ("INT2", "INT4", "UINT2", "UINT4")
+       for name, why in _lacking(small.lower(), [p.format(small, small[:-1])
+                                                 for p in _SMALL_INT]).items()},
+    "test_equal_string": "graphdl's core has no string dtype",
+    "test_equal_string_broadcast": "graphdl's core has no string dtype",
+    "test_identity_opt": "an optional value: graphdl imports tensors only",
+    "test_identity_sequence": "a sequence value: graphdl imports tensors only",
+    **dict.fromkeys([f"test_div_{t}" for t in ("int8", "int16", "int32_trunc", "uint8", "uint16",
+                                                "uint32", "uint64")],
+                    "integer Div truncates; graphdl's core has true division only"),
+    **dict.fromkeys(["test_pow", "test_pow_example", "test_pow_bcast_array", *[
+        f"test_pow_types_{t}" for t in ("float32_int32", "float32_int64", "float32_uint32",
+                                        "float32_uint64", "int32_float32", "int32_int32",
+                                        "int64_float32", "int64_int64")]],
+                    "an exponent array: graphdl's pow takes one number as exponent"),
+    **dict.fromkeys(["test_reduce_max_empty_set", "test_reduce_max_empty_set_bool",
+                     "test_reduce_min_empty_set"],
+                    "graphdl refuses a max/min over an empty axis; ONNX gives -inf/+inf/False"),
+    **dict.fromkeys([f"test_range_{t}_expanded" for t in (
+        "float_type_positive_delta", "float16_type_positive_delta", "int32_type_negative_delta")],
+                    "the expansion uses Ceil; graphdl's core has no ceil"),
+    "test_averagepool_2d_dilations": "graphdl's avg_pool2d has no dilation",
+    **dict.fromkeys(["test_averagepool_3d_default", "test_averagepool_3d_dilations_small",
+                     *[f"test_averagepool_3d_dilations_large_count_include_pad_is_{p}_ceil_mode_is_{c}"
+                       for p in (0, 1) for c in (False, True)],
+                     "test_maxpool_3d_default", "test_maxpool_3d_dilations",
+                     "test_maxpool_3d_dilations_use_ref_impl",
+                     "test_maxpool_3d_dilations_use_ref_impl_large"],
+                    "3-D pooling: graphdl's pooling is 1-D and 2-D"),
+    **dict.fromkeys(["test_maxpool_with_argmax_2d_precomputed_pads",
+                     "test_maxpool_with_argmax_2d_precomputed_strides"],
+                    "MaxPool's Indices output: graphdl's max_pool2d returns values only"),
+    **dict.fromkeys(["test_batchnorm_epsilon_training_mode",
+                     "test_batchnorm_example_training_mode"],
+                    "training-mode BatchNormalization (batch statistics): inference only"),
+    **dict.fromkeys(["test_training_dropout", "test_training_dropout_default",
+                     "test_training_dropout_default_mask", "test_training_dropout_mask"],
+                    "training-mode Dropout drops at random: inference only"),
+}
+
+
+class _Rep(BackendRep):
+    """A node test's model, imported on each run: the test feeds axes, shapes and exponents as
+    graph inputs, and graphdl needs those at import (`gd.onnx.load(values=...)`)."""
+
+    def __init__(self, proto, run):
+        initializers = {t.name for t in proto.graph.initializer}
+        self.names = [i.name for i in proto.graph.input if i.name not in initializers]
+        self.proto, self._run = proto, run
+
+    def run(self, inputs, **kwargs):
+        given = dict(zip(self.names, inputs))
+        model = gd.onnx.load(self.proto, values=given)
+        return self._run(model, model.feeds(**given))
+
+
+def _backend(name, run):
+    """A `Backend` that runs imported models with `run(model, feeds)`."""
+
+    def prepare(cls, model, device="CPU", **kwargs):
+        return _Rep(model, run)
+
+    def supports_device(cls, device):
+        return device == "CPU"
+
+    return type(name, (Backend,), {"prepare": classmethod(prepare),
+                                   "supports_device": classmethod(supports_device)})
+
+
+def _compiled(model, feeds):
+    return gd.compile(model.outputs)(**feeds)
+
+
+def _interpreted(model, feeds):
+    return gd.evaluate(model.outputs, feeds)
+
+
+BACKENDS = {"Compiled": _backend("GraphdlCompiled", _compiled),
+            "Interpreted": _backend("GraphdlInterpreted", _interpreted)}
+
+
+def _node_tests():
+    """{test name: the ONNX operator it tests} for every node test; an `_expanded` test (the
+    operator's function body) tests the operator of its plain sibling."""
+    with np.errstate(all="ignore"):  # ONNX's generators make infs and NaNs on purpose
+        cases = {case.name: case for case in load_model_tests(kind="node")}
+    return {name: cases[re.sub(r"_expanded.*", "", name)].model.graph.node[0].op_type
+            for name in cases}
+
+
+OPERATOR = _node_tests()
+SELECTED = sorted(name for name, op in OPERATOR.items() if op in OPS)
+
+
+def _test_cases(kind, backend):
+    """The unittest class of ONNX's node tests for `backend`: the selected tests only, on CPU,
+    the excluded ones skipped with their reason."""
+    runner = BackendTest(backend, __name__)
+    runner.include(rf"^({'|'.join(SELECTED)})_cpu$")
+    for name in EXCLUDED:
+        runner.exclude(rf"^{name}_cpu$")
+    case = runner.test_cases["OnnxBackendNodeModelTest"]
+    for attr in [a for a in vars(case) if a.startswith("test_")]:
+        if attr.removesuffix("_cpu") not in SELECTED or not attr.endswith("_cpu"):
+            delattr(case, attr)
+    case.__name__ = case.__qualname__ = f"TestOnnxNode{kind}"
+    return case
+
+
+TestOnnxNodeCompiled = _test_cases("Compiled", BACKENDS["Compiled"])
+TestOnnxNodeInterpreted = _test_cases("Interpreted", BACKENDS["Interpreted"])
+
+
+def test_every_exclusion_names_a_selected_test_and_says_why():
+    for name, why in EXCLUDED.items():
+        assert name in SELECTED, f"{name}: not a node test of an imported operator"
+        assert why.strip(), f"{name}: no reason given"
+
+
+def table():
+    """Rows (operator, node tests passed, excluded) for every operator graphdl imports."""
+    selected = Counter(OPERATOR[name] for name in SELECTED)
+    excluded = Counter(OPERATOR[name] for name in EXCLUDED)
+    return [(op, selected[op] - excluded[op], excluded[op]) for op in sorted(OPS)]
+
+
+if __name__ == "__main__":
+    rows = table()
+    sys.stdout.write("| operator | passed | skipped |\n| --- | --- | --- |\n")
+    for op, passed, skipped in rows:
+        sys.stdout.write(f"| {op} | {passed} | {skipped} |\n")
+    sys.stdout.write(f"| total | {sum(r[1] for r in rows)} | {sum(r[2] for r in rows)} |\n")
