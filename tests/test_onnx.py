@@ -313,3 +313,45 @@ def test_abs_and_clip_import_with_pytorchs_gradients_and_export(tmp_path):
     (dx,) = gd.evaluate(gd.grad(gd.sum(imported.outputs[0]), imported.inputs), x=x0)
     np.testing.assert_array_equal(dx, xt.grad.numpy())
     _roundtrip({"y": imported.outputs[0]}, {"x": x0}, tmp_path)
+
+
+def _reshape_model(shape_type=None):
+    """Reshape(x, shape) with the shape a graph input, as ONNX's own node tests feed it."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+              shape_type or helper.make_tensor_value_info("shape", TensorProto.INT64, [2])]
+    graph = helper.make_graph([node], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_shape_fed_as_a_graph_input_is_refused_without_values_and_used_with_them():
+    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"Reshape node.*'shape'.*values="):
+        gd.onnx.load(_reshape_model())
+    x, shape = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([3, 2])
+    imported = gd.onnx.load(_reshape_model(), values={"shape": shape})
+    assert imported.read == {"x"}
+    feeds = imported.feeds(x=x, shape=shape)  # the shape, fixed at import, is not fed again
+    assert set(feeds) == {"x"}
+    np.testing.assert_array_equal(gd.compile(imported.outputs)(**feeds)[0], x.reshape(3, 2))
+
+
+def test_values_of_another_dtype_than_the_input_are_refused_naming_it():
+    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"'shape' is declared int64.*int32"):
+        gd.onnx.load(_reshape_model(), values={"shape": np.array([3, 2], np.int32)})
+
+
+def test_feeds_refuses_a_name_that_is_no_input_of_the_model():
+    imported = gd.onnx.load(_reshape_model(), values={"shape": np.array([3, 2])})
+    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"\['z'\] are not inputs.*'shape', 'x'"):
+        imported.feeds(z=np.ones(2))
+
+
+def test_sequence_graph_input_is_refused_naming_it():
+    from onnx import TensorProto, helper
+
+    sequence = helper.make_tensor_sequence_value_info("shape", TensorProto.INT64, [2])
+    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"'shape' has type sequence_type, not a tensor"):
+        gd.onnx.load(_reshape_model(sequence))

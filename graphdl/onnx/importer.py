@@ -138,8 +138,8 @@ def _leaves(graph, shapes, given):
 def _input(value_info, shapes):
     if not value_info.type.HasField("tensor_type"):
         raise UnsupportedOperator(
-            f"graph input {value_info.name!r} is a {value_info.type.WhichOneof('value')} value; "
-            f"graphdl imports tensors only")
+            f"graph input {value_info.name!r} has type {value_info.type.WhichOneof('value')}, "
+            f"not a tensor; graphdl imports tensors only")
     tensor = value_info.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
     shape = tuple(shapes.get(value_info.name, dims))
