@@ -183,10 +183,12 @@ class _Builder:
                 self.constants.append(node)
                 self.known.add(id(node))
             return Ref(node)
-        if node.op is mv.BROADCAST_TO and consumer is not None and consumer.op.kind == "elementwise":
+        if (node.op is mv.BROADCAST_TO and consumer is not None
+                and consumer.op.kind == "elementwise"):
             return self.expr(node.inputs[0], consumer)  # the consumer's broadcasting does it
         value = Apply(node, tuple(self.expr(i, node) for i in node.inputs))
-        return value if consumer is not None and consumer.op.kind == "elementwise" else _declared(value)
+        return (value if consumer is not None and consumer.op.kind == "elementwise"
+                else _declared(value))
 
     def _buffer(self, node, args):
         """The input whose array `node` may overwrite: a fresh temporary read only here, of

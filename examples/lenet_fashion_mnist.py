@@ -10,7 +10,8 @@ Without Fashion-MNIST installed, examples/data.py falls back to scikit-learn's 8
 are scaled up to 24x24 and padded to 28x28 here so that the same network applies.
 
 Run from the repository root:  python examples/lenet_fashion_mnist.py [--epochs N]
-Smoke mode (1 short epoch on a small subset):  GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py
+Smoke mode (1 short epoch on a small subset):
+    GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py
 CUDA kernels instead of NumPy code:  --backend cuda (on an NVIDIA GPU through CuPy), with
 --device cpu the same kernels on the CPU through graphdl's emulator (no GPU needed; slow).
 """

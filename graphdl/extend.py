@@ -52,7 +52,8 @@ def formula_op(name, formula, arity):
 
     return OpDef(
         name, kind="elementwise", broadcasts=True, sym=formula, pullback=pullback, impl=impl,
-        infer=lambda inputs, attrs: (ew.broadcast_shapes(inputs, name), ew.floating(name)(inputs, attrs)),
+        infer=lambda inputs, attrs: (ew.broadcast_shapes(inputs, name),
+                                     ew.floating(name)(inputs, attrs)),
         doc=f"{name}({', '.join(map(str, symbols))}) = {expr}",
     )
 
@@ -125,7 +126,8 @@ def _reference(symbols, expr):
 @functools.cache
 def _printing():
     """The printer of generated code, and the namespace its text runs in: NumPy and the
-    runtime's helpers. (graphdl reaches `codegen.numpy_backend.printers` lazily, as `compile` does.)"""
+    runtime's helpers. (graphdl reaches `codegen.numpy_backend.printers` lazily, as `compile`
+    does.)"""
     from graphdl.codegen.numpy_backend import printers
 
     return printers, printers.namespace()
@@ -160,7 +162,8 @@ class CustomOp:
         key = tuple((i.shape, i.dtype.name) for i in inputs)
         if key not in self._bodies:
             params = tuple(
-                make_node(PARAM, (), {"index": k, "shape": i.shape, "dtype": i.dtype.name, "of": self})
+                make_node(PARAM, (),
+                          {"index": k, "shape": i.shape, "dtype": i.dtype.name, "of": self})
                 for k, i in enumerate(inputs)
             )
             (out,) = leaf.lift_all([self.forward(*params)])

@@ -134,7 +134,8 @@ def _build(e, done, bindings, like):
         return arg(e)
     if e.is_Add or e.is_Mul:
         coeff, terms = (e.as_coeff_Add() if e.is_Add else e.as_coeff_Mul())
-        rest = [arg(t) for t in (sympy.Add.make_args(terms) if e.is_Add else sympy.Mul.make_args(terms))]
+        rest = [arg(t) for t in
+                (sympy.Add.make_args(terms) if e.is_Add else sympy.Mul.make_args(terms))]
         out = rest[0]
         for r in rest[1:]:
             out = ew.ADD(out, r) if e.is_Add else ew.MUL(out, r)

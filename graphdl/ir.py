@@ -174,7 +174,8 @@ class ConstValue:
 
 
 def format_shape(shape):
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return ("(" + ", ".join("?" if d is None else str(d) for d in shape)
+            + ("," if len(shape) == 1 else "") + ")")
 
 
 def describe(node, depth=1):

@@ -8,9 +8,9 @@ apart from the names generated code gives the user's values (never one with a le
 underscore); it does not make them private. This module imports neither graphdl nor codegen.
 
 The einsum and sliding-window references of convolution and pooling (`graphdl.ops.conv`) and
-the im2col kernels of generated code (`graphdl.codegen.numpy_backend.conv_kernels`) stay apart, one the other's
-oracle in the tests; the small pieces they agree on by definition (output size, padding,
-divisors, the value max-pooling pads with) are here.
+the im2col kernels of generated code (`graphdl.codegen.numpy_backend.conv_kernels`) stay apart,
+one the other's oracle in the tests; the small pieces they agree on by definition (output size,
+padding, divisors, the value max-pooling pads with) are here.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def test_templates_and_reads_from_the_text_equal_those_from_the_sympy_form(op, a
         except GraphError:  # a dtype the op refuses
             continue
         accepted += 1
-        assert elementwise_template(node) == elementwise_template(make_node(by_sympy, inputs, attrs)), dtypes
+        assert (elementwise_template(node)
+                == elementwise_template(make_node(by_sympy, inputs, attrs))), dtypes
         key = attrs_key(attrs)
         assert lower._formula_of(op, key, arity) == lower._formula_of(by_sympy, key, arity)
     assert accepted

@@ -109,7 +109,8 @@ def product(a_shape, b_shape, a_dtype="float32", b_dtype=None):
     def make(rng):
         a = gd.input("a", a_shape, a_dtype)
         b = gd.input("b", b_shape, b_dtype or a_dtype)
-        return mm.MATMUL(a, b), [_data(rng, a_shape, a_dtype), _data(rng, b_shape, b_dtype or a_dtype)]
+        return mm.MATMUL(a, b), [_data(rng, a_shape, a_dtype),
+                                 _data(rng, b_shape, b_dtype or a_dtype)]
     return make
 
 
@@ -180,7 +181,8 @@ for dt in FLOATS:
             CASES[f"{op.name}-{shape}-{axes}-{keep}-{dt}"] = reduction(op, shape, axes, keep, dt)
     for op in (rd.MAX, rd.MIN):
         for shape, axes in [((6, 33), (1,)), ((3, 700), (1,)), ((9, 4), (0,))]:
-            CASES[f"{op.name}-nan-{shape}-{axes}-{dt}"] = reduction(op, shape, axes, False, dt, True)
+            CASES[f"{op.name}-nan-{shape}-{axes}-{dt}"] = reduction(op, shape, axes, False, dt,
+                                                                    True)
     CASES[f"sum-empty-axis-{dt}"] = reduction(rd.SUM, (3, 0), (1,), False, dt)
     for shape, like in [((4, 3, 5), (3, 1)), ((2, 3), (2, 3)), ((7, 4), (4,)), ((2, 300), (1, 1))]:
         CASES[f"sum_to-{shape}-{like}-{dt}"] = with_like(mv.SUM_TO, shape, like, dt)
@@ -264,7 +266,8 @@ def _poison(shape, dtype):
 def launch(node, inputs, lowering, order):
     """What the renderer's driver does: allocate, zero when asked, launch in order. Returns
     (output, flag): the check's flag after the launches (None without a check)."""
-    out = np.zeros(node.shape, node.dtype) if lowering.zero_output else _poison(node.shape, node.dtype)
+    out = (np.zeros(node.shape, node.dtype) if lowering.zero_output
+           else _poison(node.shape, node.dtype))
     scratch = [np.zeros(count, dtype) for count, dtype in lowering.scratch]
     buffers = {"in": lambda k: inputs[k], "out": lambda: out, "scratch": lambda k: scratch[k]}
     for step in lowering.launches:
@@ -280,7 +283,8 @@ def _tolerance(node, inputs):
     dtype = np.dtype(node.dtype)
     if dtype.kind != "f" or node.op not in (rd.SUM, mv.SUM_TO, mm.MATMUL, mv.SCATTER_ADD):
         return 0.0
-    terms = inputs[0].shape[-1] if node.op is mm.MATMUL else inputs[0].size // max(math.prod(node.shape), 1)
+    terms = (inputs[0].shape[-1] if node.op is mm.MATMUL
+             else inputs[0].size // max(math.prod(node.shape), 1))
     return 4 * np.finfo(dtype).eps * max(terms, 1)
 
 

@@ -36,7 +36,8 @@ def torch_value_and_grad(fn, scores):
 
 
 def torch_hinge(s, labels):
-    """The lecture's multiclass SVM loss written in PyTorch: mean_i Σ_{j≠y} max(0, s_j − s_y + 1)."""
+    """The lecture's multiclass SVM loss written in PyTorch:
+    mean_i Σ_{j≠y} max(0, s_j − s_y + 1)."""
     correct = s.gather(1, labels[:, None])
     margins = torch.clamp(s - correct + 1, min=0)
     others = torch.ones_like(s, dtype=torch.bool).scatter(1, labels[:, None], False)

@@ -12,8 +12,9 @@ from sympy.printing.c import C99CodePrinter
 from graphdl.codegen.cuda_backend.kernels import ctype, special_float
 
 # Device functions the printed code may call, emitted once at the top of every module. NaN in
-# either operand gives NaN, as NumPy's maximum/minimum; σ and softplus from e^-|x|.
-DEVICE_FUNCTIONS = r"""
+# either operand gives NaN, as NumPy's maximum/minimum; σ and softplus from e^-|x|. (A backslash
+# ending a line joins it to the next here, so each softplus is one line of C.)
+DEVICE_FUNCTIONS = """
 template <typename T> __device__ __forceinline__ T gd_max(T a, T b) {
     return (a != a || b != b) ? a + b : (a > b ? a : b);
 }
@@ -28,8 +29,10 @@ __device__ __forceinline__ double gd_sigmoid(double a) {
     double e = exp(-fabs(a));
     return (a >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
-__device__ __forceinline__ float gd_softplus(float a) { return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
-__device__ __forceinline__ double gd_softplus(double a) { return fmax(a, 0.0) + log1p(exp(-fabs(a))); }
+__device__ __forceinline__ float gd_softplus(float a) \
+{ return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
+__device__ __forceinline__ double gd_softplus(double a) \
+{ return fmax(a, 0.0) + log1p(exp(-fabs(a))); }
 """
 
 

@@ -201,7 +201,8 @@ class _Module:
     def _constant(self, c):
         array = c.attrs["value"].array
         name = self.namer("c_const")
-        self.setup.append(f"    {name} = _xp.asarray({self.constants.text(name, array)}, order=\"C\")")
+        self.setup.append(
+            f"    {name} = _xp.asarray({self.constants.text(name, array)}, order=\"C\")")
         self.buffers[id(c)] = name
 
     # ------------------------------------------------------------------ outputs and updates
@@ -316,8 +317,8 @@ def _grid_stride_kernel(name, params, size, lines):
     """The source of a kernel whose threads run `lines` for every element i < size."""
     body = "\n".join(f"        {line}" for line in lines)
     return (f'extern "C" __global__ void {name}({", ".join(params)}) {{\n'
-            f"    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < {size}LL;"
-            f" i += (long long)blockDim.x * gridDim.x) {{\n{body}\n    }}\n}}\n")
+            f"    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;"
+            f" i < {size}LL; i += (long long)blockDim.x * gridDim.x) {{\n{body}\n    }}\n}}\n")
 
 
 def _nodes(value):

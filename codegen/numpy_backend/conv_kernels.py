@@ -275,7 +275,7 @@ def _avg_pool2d_grad(g, windows, divisor):
     return dx[crop]
 
 
-KERNELS = [_scratch, _taps, _chwn, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im, _pool_windows,
-           _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select, _in_order_of, _disjoint,
-           _avg_pool2d, _avg_pool2d_grad]
+KERNELS = [_scratch, _taps, _chwn, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im,
+           _pool_windows, _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select,
+           _in_order_of, _disjoint, _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}

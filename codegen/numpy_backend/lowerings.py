@@ -3,7 +3,8 @@ the code of each structured op, of the work ops share, of ops computed into an e
 (`out=`), and the NumPy target's fusion choices.
 
 Templates spell out each convolution's steps (windows -> columns -> one matrix product), so
-every helper a statement needs is named in it; the helpers live in `codegen.numpy_backend.conv_kernels`.
+every helper a statement needs is named in it; the helpers live in
+`codegen.numpy_backend.conv_kernels`.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ STRUCTURED.update({
         f"{_geometry(n, n.inputs[1].shape[2:])})"),
     conv.MAX_POOL2D: lambda n, x, route=None: call(
         f"{route}['max']" if route
-        else f"_max_pool2d({_pool_windows(n, x.text, n.shape[2:], conv_kernels.lowest_text(n.dtype))})"),
+        else f"_max_pool2d("
+             f"{_pool_windows(n, x.text, n.shape[2:], conv_kernels.lowest_text(n.dtype))})"),
     conv.MAX_POOL2D_GRAD: lambda n, g, x, route=None: call(
         f"_max_pool2d_grad({g.text}, {route or _max_route(n, x)})"),
     conv.MAX_POOL2D_SELECT: lambda n, u, x, route=None: call(
@@ -149,8 +151,8 @@ STRUCTURED.update({
         f"{_avg_divisor(n, n.inputs[0].shape, n.shape[2:])})"),
     conv.AVG_POOL2D_GRAD: lambda n, g, like: call(
         f"_avg_pool2d_grad({g.text}, "
-        f"{_pool_windows(n, f'numpy.zeros({n.shape}, dtype={_dtype(n)})', n.inputs[0].shape[2:], 0)}, "
-        f"{_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
+        + _pool_windows(n, f"numpy.zeros({n.shape}, dtype={_dtype(n)})", n.inputs[0].shape[2:], 0)
+        + f", {_avg_divisor(n, n.shape, n.inputs[0].shape[2:])})"),
 })
 
 # Work several statements share (`OpDef.shares`): its code, from the first member and the

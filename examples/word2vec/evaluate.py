@@ -95,7 +95,8 @@ def print_scores(scores: dict[str, float] | None) -> None:
     print(f"analogies (questions-words.txt): {scores['analogy']:.2%} of "
           f"{scores['analogy_questions']} questions in vocabulary")
     print(f"word pairs (wordsim353.tsv): Pearson {scores['pearson']:.3f}, Spearman "
-          f"{scores['spearman']:.3f}, {scores['pairs_oov_percent']:.1f}% of pairs out of vocabulary")
+          f"{scores['spearman']:.3f}, {scores['pairs_oov_percent']:.1f}% of pairs "
+          "out of vocabulary")
 
 
 def pca_plot(nb: Neighbours, path: Path) -> Path | None:

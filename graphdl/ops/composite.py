@@ -213,7 +213,8 @@ def _integer_hint(labels):
     cast = "convert them with gd.cast(labels, 'int64')"
     if labels.op is not leaf.INPUT:
         return cast
-    return f"declare them with gd.input({labels.name!r}, {tuple(labels.shape)!r}, 'int64') or {cast}"
+    return (f"declare them with gd.input({labels.name!r}, {tuple(labels.shape)!r}, 'int64') "
+            f"or {cast}")
 
 
 @composite("cross_entropy", "softmax\ncross-entropy",

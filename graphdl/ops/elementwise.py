@@ -132,13 +132,16 @@ RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: f"1/{a}", lamb
                          lambda n, g: [-(g * (n * n))], floating("reciprocal"))
 
 # exp: e^a; d/da = e^a, the output itself.
-EXP = elementwise("exp", lambda a: sympy.exp(a), lambda a: f"numpy.exp({a})", np.exp, lambda n, g: [g * n], floating("exp"))
+EXP = elementwise("exp", lambda a: sympy.exp(a), lambda a: f"numpy.exp({a})", np.exp,
+                  lambda n, g: [g * n], floating("exp"))
 
 # log: natural log; d/da = 1/a.
-LOG = elementwise("log", lambda a: sympy.log(a), lambda a: f"numpy.log({a})", np.log, lambda n, g: [g / n.inputs[0]], floating("log"))
+LOG = elementwise("log", lambda a: sympy.log(a), lambda a: f"numpy.log({a})", np.log,
+                  lambda n, g: [g / n.inputs[0]], floating("log"))
 
 # sqrt: √a; d/da = 1/(2√a) = 0.5/out.
-SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), lambda a: f"numpy.sqrt({a})", np.sqrt, lambda n, g: [(g / n) * 0.5], floating("sqrt"))
+SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), lambda a: f"numpy.sqrt({a})", np.sqrt,
+                   lambda n, g: [(g / n) * 0.5], floating("sqrt"))
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
@@ -192,7 +195,8 @@ POW = elementwise("pow", _pow_sym, _pow_text, lambda a, exponent: a ** exponent,
                   _pow_dtype)
 
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
-TANH = elementwise("tanh", lambda a: sympy.tanh(a), lambda a: f"numpy.tanh({a})", np.tanh, lambda n, g: [g * (1 - n * n)], floating("tanh"))
+TANH = elementwise("tanh", lambda a: sympy.tanh(a), lambda a: f"numpy.tanh({a})", np.tanh,
+                   lambda n, g: [g * (1 - n * n)], floating("tanh"))
 
 # sigmoid: σ(a) = 1/(1+e^-a), computed without overflow; d/da = σ(1-σ).
 # `stabilize` rewrites the decomposed sigmoid circuit into this primitive.

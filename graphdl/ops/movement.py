@@ -19,7 +19,8 @@ from graphdl.ops import elementwise as ew
 
 
 def normalize_axes(axes, ndim, what):
-    """NumPy-style axis argument (None, int or tuple; negatives count from the end) -> sorted tuple."""
+    """NumPy-style axis argument (None, int or tuple; negatives count from the end) -> sorted
+    tuple."""
     if axes is None:
         return tuple(range(ndim))
     if isinstance(axes, (int, np.integer)):
@@ -69,7 +70,8 @@ RESHAPE = register(OpDef(
 def reshape(x, shape):
     shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
     if sum(d == -1 for d in shape) > 1 or any(d < -1 for d in shape):
-        raise GraphError(f"reshape: {describe(x)}: shape {shape} may hold one -1 and no other negative")
+        raise GraphError(f"reshape: {describe(x)}: shape {shape} may hold one -1 and no other "
+                         "negative")
     return RESHAPE(x, shape=shape)
 
 
@@ -93,7 +95,8 @@ def transpose(x, axes=None):
     if axes is not None and any(not -x.ndim <= int(a) < x.ndim for a in axes):
         raise GraphError(f"transpose: axes {tuple(axes)} are out of range for {describe(x)}'s "
                          f"{x.ndim} axes")
-    axes = tuple(range(x.ndim))[::-1] if axes is None else tuple(int(a) % max(x.ndim, 1) for a in axes)
+    axes = (tuple(range(x.ndim))[::-1] if axes is None
+            else tuple(int(a) % max(x.ndim, 1) for a in axes))
     return TRANSPOSE(x, axes=axes)
 
 
@@ -218,7 +221,8 @@ SLICE = register(OpDef(
 
 # unslice: zeros shaped like `like` with g written into the slice (slice's pullback).
 UNSLICE = register(OpDef(
-    "unslice", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_unslice_impl,
+    "unslice", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype),
+    impl=_unslice_impl,
     pullback=lambda n, g: [SLICE(g, index=n.attrs["index"]), None],
 ))
 
@@ -301,7 +305,8 @@ def _check_index_impl(idx, like, axis, what, negative):
 def _check_index_infer(inputs, attrs):
     idx = inputs[0]
     if idx.dtype.kind not in "iu":
-        raise GraphError(f"{attrs['what']} must be integers, got {describe(idx)} of dtype {idx.dtype}")
+        raise GraphError(f"{attrs['what']} must be integers, got {describe(idx)} of dtype "
+                         f"{idx.dtype}")
     return idx.shape, idx.dtype
 
 

@@ -1,8 +1,8 @@
 """SymPy scalar functions for primitives SymPy lacks or writes unstably.
 
 Each carries its mathematical definition (`rewrite(sympy.exp)`, used for `sympy.diff` checks and
-closed forms) and its derivative (`fdiff`); the code printers in `codegen.numpy_backend.printers` give each a
-numerically stable spelling.
+closed forms) and its derivative (`fdiff`); the code printers in `codegen.numpy_backend.printers`
+give each a numerically stable spelling.
 """
 
 import sympy

@@ -8,9 +8,9 @@ and the rules are identities for every value, so elementwise results are bit-ide
 way. Not bit-identical: a reduction or product (sum, matmul, conv) reading a folded constant,
 which is a fresh contiguous array where the unoptimized code reads a view; NumPy's summation
 order follows memory layout, so such results differ in the last bits. The one liberty taken:
-`x + 0 -> x` may turn a result of +0.0 into -0.0, values that compare equal. Common subexpressions need no pass:
-hash-consing makes them one node. Every pass rebuilds the graph from its outputs, so nodes no
-output needs are never carried along.
+`x + 0 -> x` may turn a result of +0.0 into -0.0, values that compare equal. Common
+subexpressions need no pass: hash-consing makes them one node. Every pass rebuilds the graph from
+its outputs, so nodes no output needs are never carried along.
 """
 
 from __future__ import annotations

@@ -3,14 +3,14 @@
     python -m tests.fuzz --seed 0 --programs 300 --budget 60     # what CI runs, with a summary
     python -m tests.fuzz --seed 0 --long                         # 5000 longer programs
 
-`programs` draws random programs (DAGs ending in a scalar) over the whole public op set, with
-ties and kinks planted on purpose, `take` indices and class labels constant or fed (int64 inputs,
-so optimized graphs keep their run-time range check); `torch_ref` runs the same program in PyTorch float64;
-`differential` compares graphdl's three modes (compiled optimized, compiled unoptimized,
-`gd.evaluate`) with it: every intermediate value, the scalar, the gradient wrt every input and,
-for a subset of programs, second derivatives (double backward), within a relative tolerance of
-1e-7 scaled by each array's magnitude, NaN exactly where PyTorch has NaN. `differential.shrink`
-reduces a failing program to a few lines of graphdl; `runner` counts and groups the outcomes.
+`programs` draws random programs (DAGs ending in a scalar) over the whole public op set, with ties
+and kinks planted on purpose, `take` indices and class labels constant or fed (int64 inputs, so
+optimized graphs keep their run-time range check); `torch_ref` runs the same program in PyTorch
+float64; `differential` compares graphdl's three modes (compiled optimized, compiled unoptimized,
+`gd.evaluate`) with it: every intermediate value, the scalar, the gradient wrt every input and, for
+a subset of programs, second derivatives (double backward), within a relative tolerance of 1e-7
+scaled by each array's magnitude, NaN exactly where PyTorch has NaN. `differential.shrink` reduces a
+failing program to a few lines of graphdl; `runner` counts and groups the outcomes.
 `test_edge_values` is the float32 edge-value table.
 
 Where graphdl's conventions differ from PyTorch's on purpose (checked by hand, torch 2.x CPU):

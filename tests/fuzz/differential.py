@@ -57,7 +57,8 @@ def differs(got, expected):
                f"expected {expected[nan_g != nan_e][0]}"
     finite = np.isfinite(expected)
     if np.any(got[~finite & ~nan_e] != expected[~finite & ~nan_e]):
-        return f"infinities differ: got {got[~finite & ~nan_e]}, expected {expected[~finite & ~nan_e]}"
+        return (f"infinities differ: got {got[~finite & ~nan_e]}, "
+                f"expected {expected[~finite & ~nan_e]}")
     scale = max(1.0, float(np.max(np.abs(expected[finite]), initial=0.0)))
     error = np.abs(got[finite] - expected[finite])
     bad = error > RTOL * (np.abs(expected[finite]) + scale)

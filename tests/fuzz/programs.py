@@ -4,8 +4,8 @@ A `Program` is a list of `Step`s; step k produces slot k, and a step's `args` ar
 Inputs are steps too (`input`), so a program can grow a fresh operand of exactly the shape an op
 needs (a matmul's right side, a convolution's weights). `take` indices and class labels are a
 constant half the time and an int64 input (`index_input`, fed, never differentiated) otherwise,
-so that optimization cannot fold away their run-time range check. The last step is a float64 scalar: the
-sum of every unused slot weighted by fixed random constants.
+so that optimization cannot fold away their run-time range check. The last step is a float64
+scalar: the sum of every unused slot weighted by fixed random constants.
 
 The generator evaluates each step in PyTorch as it goes (`torch_ref.run_step`) to learn shapes
 and values: the values let it keep log/sqrt/1/x in their domain and plant ties on purpose.
@@ -423,7 +423,8 @@ def _conv2d(g):
 def _pool_params(g, x, max_pool):
     h, w = g.shape_of(x)[2:]
     k = (int(g.rng.integers(1, min(h, 3) + 1)), int(g.rng.integers(1, min(w, 3) + 1)))
-    stride = None if g.rng.random() < 0.3 else (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3)))
+    stride = (None if g.rng.random() < 0.3
+              else (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3))))
     padding = (int(g.rng.integers(0, k[0] // 2 + 1)), int(g.rng.integers(0, k[1] // 2 + 1)))
     params = {"kernel_size": k, "stride": stride, "padding": padding,
               "ceil_mode": bool(g.rng.integers(2))}

@@ -162,7 +162,8 @@ CASES = [
     *_rows("logsumexp", gd.logsumexp, _LogSumExp.apply),
     *_loss("softmax_cross_entropy", gd.softmax_cross_entropy, F.cross_entropy),
     *_loss("hinge_loss", gd.hinge_loss, _hinge_torch),
-    *_rows("mse", lambda x: gd.mse(x, np.float32(1.0)), lambda t: F.mse_loss(t, torch.ones_like(t))),
+    *_rows("mse", lambda x: gd.mse(x, np.float32(1.0)),
+           lambda t: F.mse_loss(t, torch.ones_like(t))),
     *_rows("l2", lambda x: gd.l2(x), lambda t: torch.sum(t * t)),
 ]
 

@@ -348,7 +348,8 @@ class CpuKernel:
             raise ValueError(f"{self.name}: grid {grid} has too many blocks to run on the CPU")
         if not 0 <= shared_mem <= self.max_dynamic_shared_size_bytes:
             raise ValueError(f"{self.name}: shared_mem={shared_mem} bytes, the limit is "
-                             f"{self.max_dynamic_shared_size_bytes} (max_dynamic_shared_size_bytes)")
+                             f"{self.max_dynamic_shared_size_bytes} "
+                             "(max_dynamic_shared_size_bytes)")
         mode, seed = parse_order(self._module.order if order is None else order)
         self._check_args(args)
         regions = _Regions(self.params, args, self._module.guard_bytes)
