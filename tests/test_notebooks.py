@@ -52,8 +52,6 @@ def test_notebook_runs_and_displays_drawings_and_steppers(name):
                     "(pip install nbclient nbformat ipykernel)")
     if missing(*NEEDS.get(name, [])):
         pytest.skip(f"{name} needs {', '.join(NEEDS[name])} (pip install graphdl[onnx] torch)")
-    if not shutil.which("dot"):
-        pytest.skip("Graphviz's dot is missing: the drawings would be DOT source, not SVG")
     import nbclient
     import nbformat
 
@@ -64,6 +62,8 @@ def test_notebook_runs_and_displays_drawings_and_steppers(name):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     for mime, marker, count in EXPECTED[name]:
+        if mime == "image/svg+xml" and not shutil.which("dot"):
+            continue  # without Graphviz a drawing displays its DOT source
         shown = [o for o in outputs if marker in o.get("data", {}).get(mime, "")]
         assert len(shown) == count, f"{name}: {len(shown)} {mime} outputs with {marker!r}"
 
