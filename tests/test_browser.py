@@ -126,7 +126,7 @@ def assert_shows(driver, root, k, marks):
     assert set(s["colours"]) <= {MAGENTA}
 
 
-@pytest.mark.parametrize("name, ex", explanations(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("name, ex", [pytest.param(*case, id=case[0]) for case in explanations()])
 def test_stepper_page_walks_every_frame_offline_with_the_gate_highlighted(browser, tmp_path,
                                                                            name, ex):
     page = tmp_path / f"{name}.html"
