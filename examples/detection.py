@@ -20,6 +20,9 @@ one compiled function; a second gives the head's outputs for decoding.
 Writes build/detection/predictions.png (test canvases, true boxes green, predicted red) and
 build/detection/network.png (the network, each block drawn as one gate).
 
+Measured (5,000 steps, 20,000 training canvases, 1,000 test canvases): test mAP@0.5 0.780,
+mAP@[.5:.95] 0.460; 5.8 min of CPU time (16 min wall on 2 cores shared with other jobs).
+
 Run from the repository root:  python examples/detection.py [--steps N]
 (on cores shared with other work, OPENBLAS_NUM_THREADS=1 avoids OpenBLAS threads spinning
 against the other processes: a step took ~6 s instead of ~0.1 s on 2 busy cores)
