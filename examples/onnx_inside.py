@@ -52,7 +52,7 @@ def main(out):
     label = gd.input("label", (1,), "int64")
     loss = gd.softmax_cross_entropy(logits, label).named("loss")
     image = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
-    values = model.feeds(image=image, label=np.array([2]))
+    values = {**model.feeds(image=image), "label": np.array([2])}  # the loss's own input
     print(f"imported {len(gd.topological_order(model.outputs))} graph nodes; parameters: "
           + ", ".join(f"{k} {v.shape}" for k, v in model.params.items()))
 

@@ -16,6 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import graphdl as gd
+from graphdl.errors import InputError
 from graphdl.ir import Node, topological_order
 from graphdl.onnx import UnsupportedOperator
 from graphdl.onnx.ops import OPS
@@ -44,8 +45,9 @@ class Model:
         declared = {n.name for n in self.inputs}
         unknown = sorted(set(inputs) - declared)
         if unknown:
-            raise UnsupportedOperator(f"model.feeds: {unknown} are not inputs of this model; "
-                                      f"its inputs are {sorted(declared)}")
+            raise InputError(f"model.feeds: {unknown} are not inputs of this model; its inputs "
+                             f"are {sorted(declared)} (inputs of your own graph built on it are "
+                             f"fed beside: {{**model.feeds(...), 'label': ...}})")
         return {**self.params, **{k: v for k, v in inputs.items() if k in self.read}}
 
 
