@@ -257,3 +257,10 @@ def test_a_kink_is_drawn_as_such_not_as_a_wrong_rule():
     (line,) = [s for s in source.splitlines() if "not differentiable here" in s]
     assert f"id=e{pooled.inputs[0].id}_{pooled.id}_0" in line and "tied maxima" in line
     assert "wrong gradient rule" not in source
+
+
+def test_a_mean_over_an_unknown_batch_divides_by_n_not_nan():
+    """The divisor of a mean whose size is known only at call time (batch None) drew as /nan."""
+    dot = gd.draw(gd.mean(gd.input("x", (None, 3))))
+    labels = [g.label for g in dot.circuit.gates if g.kind == "op"]
+    assert "/N" in labels and not any("nan" in label for label in labels)

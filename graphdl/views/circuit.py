@@ -186,12 +186,18 @@ def gate_label(node, consts):
 
 
 def _const_text(array):
+    if isinstance(array, str):  # a value known only at call time, by its symbol
+        return array
     a = np.asarray(array)
     if a.ndim == 0 or (a.size == 1):
         return number(a.reshape(()))
     if a.size <= 4:
         return "[" + ", ".join(number(v) for v in a.ravel()) + "]"
     return f"C{shape_text(a.shape)}"
+
+
+# The symbol of a folded operand whose value is known only at call time (a batch of None).
+_UNKNOWN = {leaf.SIZE: "N"}
 
 
 def _size_value(node):
@@ -571,7 +577,7 @@ class Circuit:
                 for k, i in enumerate(n.inputs):
                     if is_const_like(i):
                         v = const_value(i, self.values)
-                        consts[k] = v if v is not None else np.asarray(np.nan)
+                        consts[k] = v if v is not None else _UNKNOWN.get(i.op, "?")
                     else:
                         operands.append((k, unchecked(i), k in n.op.shape_only))
                 gate = Gate(n, "op", gate_label(n, consts), operands, consts)
