@@ -354,5 +354,6 @@ def test_sequence_graph_input_is_refused_naming_it():
     from onnx import TensorProto, helper
 
     sequence = helper.make_tensor_sequence_value_info("shape", TensorProto.INT64, [2])
-    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"'shape' has type sequence_type, not a tensor"):
+    with pytest.raises(gd.onnx.UnsupportedOperator,
+                       match=r"'shape' has type sequence_type, not a tensor"):
         gd.onnx.load(_reshape_model(sequence))

@@ -247,6 +247,7 @@ def table():
 
 if __name__ == "__main__":
     rows = table()
-    sys.stdout.write("| operator | passed | skipped | passed in float64 |\n| --- | --- | --- | --- |\n")
+    sys.stdout.write("| operator | passed | skipped | passed in float64 |\n"
+                     "| --- | --- | --- | --- |\n")
     for row in [*rows, ("total", *(sum(column) for column in list(zip(*rows))[1:]))]:
         sys.stdout.write("| " + " | ".join(map(str, row)) + " |\n")

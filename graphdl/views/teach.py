@@ -211,8 +211,8 @@ class Explanation:
         if a.ndim == 0:
             return fmt(a, self.digits, significant=True) if a.dtype.kind in "fiu" else str(a)
         if a.size <= 6:
-            return "[" + ", ".join(fmt(x, self.digits, significant=True) for x in a.ravel()) + "]" + \
-                (f" {shape_text(a.shape)}" if a.ndim > 1 else "")
+            entries = ", ".join(fmt(x, self.digits, significant=True) for x in a.ravel())
+            return f"[{entries}]" + (f" {shape_text(a.shape)}" if a.ndim > 1 else "")
         return f"{shape_text(a.shape)} {summary(a, self.digits, significant=True)}"
 
     def paren(self, v):
@@ -351,7 +351,8 @@ class Explanation:
                 own = expr
             lhs = sympy.Derivative(expr, var)
             t.rule = f"d({_text(expr)})/d{var} = {_text(d)}"
-            t.rule_latex = rf"\frac{{\partial}}{{\partial {var}}}\left({_latex(expr)}\right) = {_latex(d)}"
+            t.rule_latex = (rf"\frac{{\partial}}{{\partial {var}}}\left({_latex(expr)}\right) = "
+                            rf"{_latex(d)}")
             t.rule_mathml = _mathml(sympy.Eq(lhs, d, evaluate=False))
             scalar = all(np.ndim(c.value(n)) == 0 for n in syms.values())
             if scalar:
@@ -647,7 +648,8 @@ class Explanation:
     # -- Markdown -------------------------------------------------------------------------------
     def markdown(self):
         """The narration in Markdown, rules as LaTeX math ($...$)."""
-        md = [f"### Forward pass of ${_tex_name(self.out)}$", "", "| value | computed as |", "| --- | --- |"]
+        md = [f"### Forward pass of ${_tex_name(self.out)}$", "", "| value | computed as |",
+              "| --- | --- |"]
         for gate, f in self.forward:
             cell = f.replace("|", "\\|")
             md.append(f"| `{gate.handle}` | {cell} |")

@@ -429,7 +429,8 @@ class _Drawer:
         t = min(max(t, 0.0), 1.0)
         grey, red = np.array([0xcc, 0xcc, 0xcc]), np.array([0x99, 0x00, 0x00])
         rgb = (grey + t * (red - grey)).round().astype(int)
-        return {"color": "#{:02x}{:02x}{:02x}".format(*tuple(rgb)), "penwidth": f"{0.8 + 2.7 * t:.2f}"}
+        return {"color": "#{:02x}{:02x}{:02x}".format(*tuple(rgb)),
+                "penwidth": f"{0.8 + 2.7 * t:.2f}"}
 
     def _output(self, y):
         c = self.c
