@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import peak_memory
+from machine import limit_threads
 
 import graphdl as gd
 
@@ -181,20 +182,6 @@ def measure_memory(run, threads):
     traced = {"graphdl": peak_memory.traced_peak(run)}
     peak_memory.print_table({"graphdl": "graphdl (generated run)", "torch": "torch eager"}, rss,
                             traced, peak_memory.scratch_bytes(run.run))
-
-
-def limit_threads(threads):
-    """The same number of threads for torch and OpenBLAS; says how OpenBLAS was limited."""
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads, user_api="blas")
-        return f"OpenBLAS limited to {threads} thread(s)"
-    except ImportError:
-        return "OpenBLAS threads not limited (threadpoolctl missing)"
 
 
 def main():

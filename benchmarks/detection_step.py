@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import limit_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -104,19 +105,6 @@ def time_steps(g_step, t_step, batch, reps):
         cpu_ratios.append(times["g_cpu"][-1] / times["t_cpu"][-1])
     return ({k: statistics.median(v) for k, v in times.items()}, statistics.median(ratios),
             statistics.median(cpu_ratios))
-
-
-def limit_threads(threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads, user_api="blas")
-        return f"OpenBLAS limited to {threads} thread(s)"
-    except ImportError:
-        return "OpenBLAS threads not limited (threadpoolctl missing: set OPENBLAS_NUM_THREADS)"
 
 
 def main():

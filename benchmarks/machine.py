@@ -27,3 +27,18 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def limit_threads(threads):
+    """The same number of threads for torch and NumPy's OpenBLAS; says how OpenBLAS was
+    limited (two spinning OpenBLAS workers on a shared 2-core machine slow a step tenfold)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+        return f"OpenBLAS limited to {threads} thread(s)"
+    except ImportError:
+        return "OpenBLAS threads not limited (threadpoolctl missing: set OPENBLAS_NUM_THREADS)"
