@@ -16,6 +16,8 @@ and build/localization_graph.png (the network, its blocks collapsed); `gd.explai
 step where the two heads' gradients add at the trunk.
 
 Run from the repository root:  python examples/localization.py [--epochs N]
+Measured (OPENBLAS_NUM_THREADS=1, --epochs 25, 3.3 min on a shared 2-core EPYC): test accuracy
+75.1 %, mean IoU 0.714, IoU >= 0.5 for 91.1 % (the issue's target, 85 % and 0.75, not reached).
 Smoke mode (small data, 1 epoch):  GRAPHDL_SMOKE=1 python examples/localization.py
 CUDA kernels instead of NumPy code:  --backend cuda [--device cpu] (as the LeNet example).
 """
