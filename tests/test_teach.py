@@ -372,3 +372,23 @@ def test_markdown_typesets_names_upright_and_inputs_as_symbols():
     assert md.startswith(r"### Forward pass of $\mathrm{cross\_entropy}$")
     unnamed = gd.sigmoid(gd.input("a", (), "float64") * 2)
     assert r"$\mathrm{sigmoid}$" in gd.explain(unnamed, {"a": 1.0}).markdown()
+
+
+def test_abs_and_smooth_l1_are_narrated_with_sign_as_the_local_rule():
+    """explain crashed on any graph holding abs: SymPy differentiates Abs of a complex symbol
+    into re/im derivatives that NumPy cannot print; a real symbol gives sign(x)."""
+    p, t = gd.input("p", (3,)), gd.input("t", (3,))
+    values = {"p": np.array([0.0, 2.0, 0.3]), "t": np.zeros(3)}
+    text = str(gd.explain(gd.sum(gd.abs(p - t)), values))
+    assert "d(Abs(x))/dx = sign(x)" in text
+    assert "∂smooth_l1/∂p = [0, 0.3333, 0.1]" in str(gd.explain(gd.smooth_l1(p, t), values))
+
+
+def test_a_mean_over_an_unknown_batch_divides_by_the_fed_size():
+    """The divisor of a mean over a batch of None is the size fed at the probe point (/6 for a
+    (2, 3) array), and the gradient 2x/6 follows."""
+    x = gd.input("x", (None, 3))
+    values = {"x": np.ones((2, 3))}
+    assert "/6" in [g.label for g in gd.draw(gd.mean(x * x), values).circuit.gates]
+    text = str(gd.explain(gd.mean(x * x), values))
+    assert text.rstrip().endswith("= [0.3333, 0.3333, 0.3333, 0.3333, 0.3333, 0.3333] (2,3)")

@@ -265,7 +265,7 @@ class Explanation:
             comp = gate.region.composite
             if comp is None or comp.sym is None:
                 return None, {}
-            x = sympy.Symbol("x")
+            x = sympy.Symbol("x", real=True)
             return comp.sym(x), {x: gate.region.args[0]}
         if n.op.sym is None or n.op.kind != "elementwise" or gate.kind != "op":
             return None, {}
@@ -274,14 +274,17 @@ class Explanation:
         for k, inp in enumerate(n.inputs):
             if k in gate.consts:
                 v = np.asarray(gate.consts[k])
-                if v.ndim == 0 or v.size == 1:
+                if isinstance(gate.consts[k], str):  # known at call time only (a batch's N)
+                    args.append(sympy.Symbol(gate.consts[k], positive=True))
+                elif v.ndim == 0 or v.size == 1:
                     val = float(v.reshape(()))
                     args.append(sympy.Integer(int(val)) if val.is_integer()
                                 else sympy.nsimplify(val, rational=False))
                 else:
                     args.append(sympy.Symbol("C"))
                 continue
-            s = sympy.Symbol(next(operand_names))
+            # real: SymPy differentiates Abs(x) into sign(x) only for real x
+            s = sympy.Symbol(next(operand_names), real=True)
             args.append(s)
             syms[s] = inp
         try:
