@@ -11,8 +11,8 @@ are rescaled to random sizes and pasted on noisy, cluttered canvases:
 
 How a canvas is made (the same for every split; train canvases use only Fashion-MNIST's train
 items, test canvases only its test items):
-- background: uniform noise in [0, NOISE) per pixel, and CLUTTER fragments (FRAGMENT x FRAGMENT crops of other
-  items of the split, dimmed), all pasted before the items;
+- background: uniform noise in [0, NOISE) per pixel, and CLUTTER fragments (FRAGMENT x FRAGMENT
+  crops of other items of the split, dimmed), all pasted before the items;
 - each item: its whole frame (28x28) resized bilinearly to a random side in `sizes` (the aspect
   is kept), multiplied by a random contrast, pixels below VISIBLE set to 0, and pasted with the
   whole frame inside the canvas; its box is the bounding box of its remaining nonzero pixels;
