@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads must not spin
 
-import boxes_data
 import cnn_step  # benchmarks/cnn_step.py: limit_threads
 import localization as L
 import machine  # benchmarks/machine.py (this script's folder is on the path)
@@ -47,7 +46,8 @@ def _forward(t, x):
     for k, (_, _, stride, pad, pool) in enumerate(L.CONVS, 1):
         h = F.relu(F.conv2d(h, t[f"c{k}w"], t[f"c{k}b"], stride=stride, padding=pad))
         h = F.max_pool2d(h, 2) if pool else h
-    trunk = F.relu(h.reshape(len(h), -1) @ t["f1w"] + t["f1b"])
+    pooled = F.max_pool2d(h, h.shape[-1]).reshape(len(h), -1)
+    trunk = F.relu(h.reshape(len(h), -1) @ t["f1w"] + pooled @ t["f1g"] + t["f1b"])
     return trunk @ t["clsw"] + t["clsb"], trunk @ t["boxw"] + t["boxb"]
 
 
@@ -100,15 +100,16 @@ def main():
     print(f"graphdl {machine.source_version()} on {machine.cpu_model()}, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {limited}")
     params = L.init_params(np.random.default_rng(L.SEED))
-    train = L.targets(boxes_data.canvases("train", args.steps * L.BATCH, seed=1))
-    test = L.targets(boxes_data.canvases("test", args.test, seed=L.SEED))
+    train = L.canvases("train", args.steps * L.BATCH, seed=1)
+    test = L.canvases("test", args.test, seed=L.SEED)
     order = np.random.default_rng(L.SEED).permutation(len(train[0]))
     batches = [tuple(a[order[i:i + L.BATCH]] for a in train)
                for i in range(0, len(order), L.BATCH)]
     print(f"initial gradients, largest difference: {first_gradient_gap(params, batches[0]):.1e}"
           " of the largest gradient (float32)")
 
-    step, predict, state = L.build()
+    train_step, predict, state = L.build()
+    step = train_step(L.LR)  # a constant learning rate: the example's first one
     ours = {k: v.copy() for k, v in params.items()}
     torch_step, torch_predict, _ = torch_model(params)
     runs = [("graphdl", lambda x, y, box: step(x=x, y=y, t=box, **ours, **state)),

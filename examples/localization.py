@@ -2,7 +2,7 @@
 its class and its box (x, y, w, h) from one CNN with two heads, as the lecture draws it:
 
     conv1 16@5x5 stride 2 -> ReLU -> maxpool 2 -> conv2 32@3x3 -> ReLU -> maxpool 2
-      -> conv3 64@3x3 -> ReLU -> FC 128 -> ReLU  ("trunk", shared)
+      -> conv3 64@3x3 -> ReLU -> FC 128 of (flattened map, global max pool) -> ReLU  ("trunk")
       -> scores: FC 10, softmax cross-entropy on the class
       -> box:    FC 4, smooth L1 on (x, y, w, h) / 64
     loss = class loss + BOX_WEIGHT * box loss
@@ -24,6 +24,7 @@ CUDA kernels instead of NumPy code:  --backend cuda [--device cpu] (as the LeNet
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -35,7 +36,9 @@ import training
 
 import graphdl as gd
 
-SIZE, BATCH, LR, SEED = 64, 64, 1e-3, 0
+SIZE, BATCH, LR, SEED = 64, 32, 1e-3, 0
+ITEM_SIZES = (24, 40)  # item sides (the data's default, (16, 40), leaves ~10 px items)
+DECAY_AT = (0.6, 0.85)  # fractions of the epochs after which the learning rate drops 10x
 BOX_WEIGHT, BETA = 5.0, 0.05  # BETA: smooth L1 is quadratic below 0.05 * 64 = 3.2 px
 TRAIN, TEST = 12_000, 5_000  # canvases per epoch; test canvases
 SMOKE_TRAIN, SMOKE_TEST = 256, 128
@@ -49,8 +52,8 @@ def _shapes():
     for k, (c_out, kernel, *_) in enumerate(CONVS, 1):
         shapes[f"c{k}w"], shapes[f"c{k}b"] = (c_out, c_in, kernel, kernel), (c_out,)
         c_in = c_out
-    return shapes | {"f1w": (FLAT, HIDDEN), "f1b": (HIDDEN,), "clsw": (HIDDEN, 10),
-                     "clsb": (10,), "boxw": (HIDDEN, 4), "boxb": (4,)}
+    return shapes | {"f1w": (FLAT, HIDDEN), "f1g": (c_in, HIDDEN), "f1b": (HIDDEN,),
+                     "clsw": (HIDDEN, 10), "clsb": (10,), "boxw": (HIDDEN, 4), "boxb": (4,)}
 
 
 SHAPES = _shapes()
@@ -78,8 +81,10 @@ def network(x, p):
     for k, (_, _, stride, pad, pool) in enumerate(CONVS, 1):
         h = gd.relu(gd.conv2d(h, p[f"c{k}w"], p[f"c{k}b"], stride=stride, padding=pad))
         h = (gd.max_pool2d(h, 2) if pool else h).named(f"conv{k}")
+    # conv3's maxima over the whole map: features that do not depend on where the item is
+    pooled = gd.reshape(gd.max_pool2d(h, h.shape[-1]), (-1, h.shape[1]))
     h = gd.reshape(h, (-1, FLAT))
-    trunk = gd.relu(h @ p["f1w"] + p["f1b"]).named("trunk")
+    trunk = gd.relu(h @ p["f1w"] + pooled @ p["f1g"] + p["f1b"]).named("trunk")
     return ((trunk @ p["clsw"] + p["clsb"]).named("scores"),
             (trunk @ p["boxw"] + p["boxb"]).named("box"))
 
@@ -99,14 +104,31 @@ def declare():
 
 
 def build(options=None):
-    """(train_step, predict, state): the compiled step of x, y, t, the parameters and Adam's
-    state (whose initial arrays are `state`), returning the loss; predict(x, params) gives
+    """(train_step, predict, state): train_step(lr) is the compiled step (cached per lr) of x,
+    y, t, the parameters and Adam's state (whose initial arrays are `state`, shared by every
+    lr: the state's names do not depend on it), returning the loss; predict(x, params) gives
     (scores, normalised boxes). `options`: `gd.compile`'s backend and device."""
     options = options or {}
     params, loss, scores, box = declare()
-    opt = gd.optim.adam(loss, list(params.values()), LR)
-    return (gd.compile(loss, updates=opt.updates, **options),
-            gd.compile([scores, box], **options), opt.init())
+
+    @functools.cache
+    def train_step(lr):
+        names, loss, _, _ = declare()
+        return gd.compile(loss, updates=gd.optim.adam(loss, list(names.values()), lr).updates,
+                          **options)
+
+    return (train_step, gd.compile([scores, box], **options),
+            gd.optim.adam(loss, list(params.values()), LR).init())
+
+
+def learning_rate(epoch, epochs):
+    """Step decay: LR, divided by 10 after each fraction DECAY_AT of the epochs (1-based)."""
+    return LR * 0.1 ** sum(epoch > round(f * epochs) for f in DECAY_AT)
+
+
+def canvases(split, n, seed):
+    """The example's one-item canvases (items of ITEM_SIZES) as `targets`."""
+    return targets(boxes_data.canvases(split, n, sizes=ITEM_SIZES, seed=seed))
 
 
 def targets(c):
@@ -192,7 +214,7 @@ def pictures(predict, params, test):
 def main():
     epochs, options = training.parse_training(__doc__.splitlines()[0])
     n_train, n_test = sizes()
-    test = targets(boxes_data.canvases("test", n_test, seed=SEED))
+    test = canvases("test", n_test, seed=SEED)
     rng = np.random.default_rng(SEED)
     params = init_params(rng)
     train_step, predict, state = build(options)
@@ -202,10 +224,11 @@ def main():
           f"(lr {LR}); {training.describe(options)}")
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        train = targets(boxes_data.canvases("train", n_train, seed=SEED + epoch))
-        loss = train_epoch(train_step, params, state, train, rng)
+        train = canvases("train", n_train, seed=SEED + epoch)
+        lr = learning_rate(epoch, epochs)
+        loss = train_epoch(train_step(lr), params, state, train, rng)
         metrics = evaluate(predict, params, test)
-        print(f"epoch {epoch}: train loss {loss:.4f}, {report(metrics)} "
+        print(f"epoch {epoch} (lr {lr:g}): train loss {loss:.4f}, {report(metrics)} "
               f"({time.perf_counter() - start:.0f} s)")
     print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f} s; "
           f"final {report(metrics)}")

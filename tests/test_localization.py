@@ -12,12 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 L = pytest.importorskip("localization")  # examples/localization.py (imports boxes_data, data)
-import boxes_data  # examples/boxes_data.py, on the path above
 
 
 @pytest.fixture(scope="module")
 def batch():
-    return L.targets(boxes_data.canvases("train", 32, seed=11))
+    return L.canvases("train", 32, seed=11)
 
 
 def _numpy_loss(scores, box, labels, target):
@@ -32,7 +31,8 @@ def _numpy_loss(scores, box, labels, target):
 def test_localization_loss_is_cross_entropy_plus_weighted_smooth_l1(batch):
     images, labels, target = batch
     params = L.init_params(np.random.default_rng(0))
-    step, predict, state = L.build()
+    train_step, predict, state = L.build()
+    step = train_step(L.LR)
     scores, box = predict(x=images, **params)
     loss = step(x=images, y=labels, t=target, **params, **state)
     np.testing.assert_allclose(loss, _numpy_loss(scores, box, labels, target), rtol=1e-5)
@@ -41,7 +41,8 @@ def test_localization_loss_is_cross_entropy_plus_weighted_smooth_l1(batch):
 def test_training_steps_lower_the_loss_on_one_batch(batch):
     images, labels, target = batch
     params = L.init_params(np.random.default_rng(0))
-    step, _, state = L.build()
+    train_step, _, state = L.build()
+    step = train_step(L.LR)
     losses = [float(step(x=images, y=labels, t=target, **params, **state)) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -55,3 +56,27 @@ def test_evaluate_scores_perfect_predictions_as_perfect(batch):
 
     metrics = L.evaluate(oracle, {}, batch)
     assert metrics == {"accuracy": 1.0, "mean_iou": pytest.approx(1.0), "iou50": 1.0}
+
+
+def test_learning_rate_drops_tenfold_after_each_decay_fraction():
+    rates = [L.learning_rate(epoch, 20) for epoch in range(1, 21)]
+    drops = [round(f * 20) for f in L.DECAY_AT]
+    assert rates[:drops[0]] == [L.LR] * drops[0]
+    assert rates[drops[0]:drops[1]] == pytest.approx([L.LR / 10] * (drops[1] - drops[0]))
+    assert rates[drops[1]:] == pytest.approx([L.LR / 100] * (20 - drops[1]))
+
+
+def test_steps_at_two_learning_rates_share_adams_state(batch):
+    """From the same parameters and Adam state (build's), a step at LR / 10 moves the
+    parameters a tenth as far as one at LR, and each advances the state's step count."""
+    images, labels, target = batch
+    train_step, _, state = L.build()
+    start = L.init_params(np.random.default_rng(0))
+    moves = []
+    for lr in (L.LR, L.LR / 10):
+        params = {k: v.copy() for k, v in start.items()}
+        trial = {k: v.copy() for k, v in state.items()}
+        train_step(lr)(x=images, y=labels, t=target, **params, **trial)
+        moves.append(params["f1w"] - start["f1w"])
+        assert trial["adam.step"] == 1
+    np.testing.assert_allclose(moves[1], moves[0] / 10, rtol=1e-3, atol=1e-9)
