@@ -50,7 +50,8 @@ def sgd(loss, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nestero
     p = p − lr·g. State: "<param>.momentum" per parameter with momentum, and "<name>.step" where
     dampening makes the first step differ from the rule on a zero buffer."""
     params, grads = _gradients(loss, params, "sgd")
-    _number("sgd", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    _rate("sgd", lr)
+    _number("sgd", momentum=momentum, dampening=dampening, weight_decay=weight_decay)
     if nesterov and (momentum == 0 or dampening != 0):
         raise GraphError(f"sgd: nesterov needs momentum > 0 and dampening 0, got momentum="
                          f"{momentum!r}, dampening={dampening!r} (as torch.optim.SGD)")
@@ -70,7 +71,7 @@ def sgd(loss, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nestero
                 new_buf = ew.WHERE(first, g, new_buf)
             updates[buf] = new_buf
             g = g + momentum * new_buf if nesterov else new_buf
-        updates[p] = p - lr * g
+        updates[p] = p - _as(lr, p) * g
     return Optimizer(updates, state)
 
 
@@ -84,7 +85,8 @@ def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, 
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise GraphError(f"adam: betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = betas
-    _number("adam", lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    _rate("adam", lr)
+    _number("adam", beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
     for label, beta in (("beta1", beta1), ("beta2", beta2)):
         if not beta < 1:
             raise GraphError(f"adam: {label} must be in [0, 1), got {beta!r}")
@@ -93,7 +95,8 @@ def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, 
     t = step + 1
     updates[step] = t
     # as PyTorch: step_size = lr / (1 − β1^t), and √(1 − β2^t), both in double
-    step_size = lr / (1 - ew.EXP(t * float(np.log(beta1)))) if beta1 > 0 else lr
+    rate = ew.cast(lr, STEP_DTYPE) if isinstance(lr, Node) else lr
+    step_size = rate / (1 - ew.EXP(t * float(np.log(beta1)))) if beta1 > 0 else rate
     correction2 = ew.SQRT(1 - ew.EXP(t * float(np.log(beta2)))) if beta2 > 0 else 1.0
     for p, g in zip(params, grads, strict=True):
         if weight_decay != 0:
@@ -136,6 +139,18 @@ def _gradients(loss, params, what):
     return params, autodiff.grad(loss, params)
 
 
+def _rate(what, lr):
+    """A learning rate: a finite number >= 0, or a floating-point 0-d node (a schedule fed on
+    every call: `lr = gd.input("lr", ())`)."""
+    if isinstance(lr, Node):
+        if lr.shape != () or lr.dtype.kind != "f":
+            raise GraphError(f"{what}: a learning rate given as a node must be a floating-point "
+                             f"scalar, got {describe(lr)} of shape {ir.format_shape(lr.shape)} "
+                             f"and dtype {lr.dtype}")
+        return
+    _number(what, lr=lr)
+
+
 def _number(what, **values):
     """Refuse a hyperparameter that is not a finite number >= 0, naming it."""
     for label, v in values.items():
@@ -152,5 +167,5 @@ def _state(state, name, shape, dtype):
 
 
 def _as(value, like):
-    """A float64 scalar node (or a Python number) in `like`'s dtype."""
+    """A scalar node (or a Python number) in `like`'s dtype."""
     return ew.cast(value, like.dtype.name) if isinstance(value, Node) else value

@@ -75,6 +75,30 @@ def test_compiled_steps_follow_torch_optim(kind, options, dtype, rng):
                                    rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_a_learning_rate_fed_each_step_follows_torchs_schedule(kind, rng):
+    """lr as a 0-d input: one compiled step for the whole schedule, as torch's param_groups."""
+    start, batches = data(rng, "float32")
+    loss, nodes = mlp("float32")
+    lr = gd.input("lr", ())
+    options = {"momentum": 0.9} if kind == "sgd" else {}
+    opt = getattr(gd.optim, kind)(loss, list(nodes.values()), lr=lr, **options)
+    step = gd.compile(loss, updates=opt.updates)
+    params, state = {name: value.copy() for name, value in start.items()}, opt.init()
+    reference = {name: torch.tensor(v, requires_grad=True) for name, v in start.items()}
+    torch_opt = getattr(torch.optim, {"sgd": "SGD", "adam": "Adam"}[kind])(
+        reference.values(), lr=1.0, **options)
+    for rate, (x, y) in zip([0.1, 0.05, 0.02, 0.01, 0.005], batches, strict=True):
+        step(x=x, y=y, lr=np.float32(rate), **params, **state)
+        for group in torch_opt.param_groups:
+            group["lr"] = rate
+        torch_opt.zero_grad()
+        torch_mlp(reference, x, y).backward()
+        torch_opt.step()
+    for name, value in params.items():
+        np.testing.assert_allclose(value, reference[name].detach().numpy(), rtol=2e-5, atol=2e-5)
+
+
 def test_state_names_shapes_and_initial_values():
     loss, nodes = mlp("float32")
     opt = gd.optim.adam(loss, [nodes["W1"], nodes["b1"]])
@@ -103,6 +127,8 @@ def test_two_optimizers_in_one_graph_need_their_own_names(rng):
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda loss, p: gd.optim.sgd(loss, [p["W1"]], lr=-0.1), r"lr must be a finite number >= 0"),
+    (lambda loss, p: gd.optim.adam(loss, [p["W1"]], lr=gd.input("lr", (2,))),
+     r"a learning rate given as a node must be a floating-point scalar"),
     (lambda loss, p: gd.optim.sgd(loss, [p["W1"]], lr=0.1, nesterov=True),
      r"nesterov needs momentum > 0 and dampening 0"),
     (lambda loss, p: gd.optim.adam(loss, [p["W1"]], betas=(0.9, 1.0)),
