@@ -42,14 +42,7 @@ def as_images(x):
 
 def init_params(rng):
     """He initialization (ReLU layers), zero biases; float32."""
-    params = {}
-    for name, shape in SHAPES.items():
-        if len(shape) == 1:
-            params[name] = np.zeros(shape, np.float32)
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
-            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-    return params
+    return training.he_init(SHAPES, rng)
 
 
 def lenet(x, p):

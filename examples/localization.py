@@ -69,13 +69,7 @@ BUILD = Path("build")
 def init_params(rng):
     """He initialization (ReLU layers), zero biases, float32; the box head's bias starts at
     the mean box of the data (about (0.35, 0.35, 0.3, 0.3) of the canvas)."""
-    params = {}
-    for name, shape in SHAPES.items():
-        if len(shape) == 1:
-            params[name] = np.zeros(shape, np.float32)
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
-            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    params = training.he_init(SHAPES, rng)
     params["boxb"][:] = [0.35, 0.35, 0.3, 0.3]
     return params
 

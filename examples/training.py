@@ -56,6 +56,19 @@ def _epochs(parser, args):
     return epochs
 
 
+def he_init(shapes, rng):
+    """He initialization for ReLU layers (conv OIHW: fan-in C·kh·kw; matrices (in, out): fan-in
+    in), zero biases (1-D shapes); float32."""
+    params = {}
+    for name, shape in shapes.items():
+        if len(shape) == 1:
+            params[name] = np.zeros(shape, np.float32)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return params
+
+
 def accuracy(predict, params, x, y, batch=1000):
     """Test accuracy, the logits computed `batch` images at a time."""
     hits = 0
