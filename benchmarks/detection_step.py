@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import limit_threads
+from machine import limit_threads, torch_step
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -67,11 +67,7 @@ def torch_model(params):
                                reduction="sum")
         logp = F.log_softmax(out[:, D.BOX_CHANNELS:].permute(0, 2, 3, 1), dim=-1)
         cls = -(classes * logp).sum() / n_objects
-        loss = (objectness + E.BOX_WEIGHT * box) / n_objects + cls
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return torch_step(opt, (objectness + E.BOX_WEIGHT * box) / n_objects + cls)
 
     def predict(x):
         with torch.no_grad():

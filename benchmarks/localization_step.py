@@ -63,11 +63,7 @@ def torch_model(params):
     opt = torch.optim.Adam(list(t.values()), lr=L.LR)
 
     def step(x, y, box):
-        loss = _torch_loss(t, x, y, box)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return machine.torch_step(opt, _torch_loss(t, x, y, box))
 
     def predict(x):
         with torch.no_grad():

@@ -42,3 +42,12 @@ def limit_threads(threads):
         return f"OpenBLAS limited to {threads} thread(s)"
     except ImportError:
         return "OpenBLAS threads not limited (threadpoolctl missing: set OPENBLAS_NUM_THREADS)"
+
+
+def torch_step(opt, loss):
+    """One PyTorch optimizer step on `loss` (gradients set to None first, as graphdl's step
+    starts from none); the loss as a float."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
