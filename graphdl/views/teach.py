@@ -272,11 +272,12 @@ class Explanation:
         operand_names = iter(["c", "x", "y"] if n.op is ew.WHERE else ["x", "y", "z"])
         args, syms = [], {}
         for k, inp in enumerate(n.inputs):
+            if k in gate.consts and isinstance(gate.consts[k], str):  # known at call time only
+                args.append(sympy.Symbol(gate.consts[k], positive=True))
+                continue
             if k in gate.consts:
                 v = np.asarray(gate.consts[k])
-                if isinstance(gate.consts[k], str):  # known at call time only (a batch's N)
-                    args.append(sympy.Symbol(gate.consts[k], positive=True))
-                elif v.ndim == 0 or v.size == 1:
+                if v.ndim == 0 or v.size == 1:
                     val = float(v.reshape(()))
                     args.append(sympy.Integer(int(val)) if val.is_integer()
                                 else sympy.nsimplify(val, rational=False))
