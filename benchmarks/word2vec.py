@@ -1,6 +1,7 @@
-"""Skip-gram with negative sampling on one corpus slice, in one process: graphdl's compiled step
-(NumPy backend, sparse updates), gensim's Word2Vec (workers=1 and 2), and a plain hand-written
-NumPy minibatch trainer on the same batches as graphdl. Prints effective words/s (center words
+"""One word2vec model (skip-gram negative sampling by default; `--model`, `--loss` for the other
+three) on one corpus slice, in one process: graphdl's compiled step (NumPy backend, sparse
+updates), gensim's Word2Vec (workers=1 and 2), and, for skip-gram NS, a plain hand-written NumPy
+minibatch trainer on the same batches as graphdl. Prints effective words/s (center words
 trained on after subsampling, per second of training, as gensim reports them), the analogy
 accuracy and word-pair correlation (gensim's own evaluations) when the slice is big enough,
 and where one graphdl step spends its time.
@@ -8,10 +9,13 @@ and where one graphdl step spends its time.
     PYTHONPATH=. python benchmarks/word2vec.py                  # 1M-word slice (~2 min)
     PYTHONPATH=. python benchmarks/word2vec.py --words 0        # the whole corpus (longer)
     PYTHONPATH=. python benchmarks/word2vec.py --smoke          # the Lee corpus, seconds
+    PYTHONPATH=. python benchmarks/word2vec.py --words 0 --epochs 5 --model cbow --loss hs \
+        --no-profile                                           # the issue's quality comparison
 
 Settings as gensim's defaults and word2vec.c's: dim 100, window 5, min_count 5, sample 1e-3,
-negative 5, 1 epoch, lr 0.025 -> 0.0001; graphdl and the NumPy trainer use batches of 1024
-(center, context) pairs.
+negative 5, 1 epoch, lr 0.025 -> 0.0001 for all four models (gensim's defaults);
+graphdl and the NumPy trainer use batches of 1024 rows ((center, context) pairs for skip-gram,
+center words for CBOW). The analogy column adds where queen ranks for king - man + woman.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 from examples.word2vec import evaluate
 from examples.word2vec.batches import batches
 from examples.word2vec.corpus import build, read_lines
-from examples.word2vec.model import Shape, declare
+from examples.word2vec.model import LOSSES, MODELS, Shape, declare
 from examples.word2vec.train import Data, load, train
+from examples.word2vec.vocab import huffman
 
 ANALOGY_MIN_WORDS = 500_000  # below this, too few analogy questions are in the vocabulary
 
@@ -46,6 +51,8 @@ class Settings:
     epochs: int = 1
     batch: int = 1024
     seed: int = 0
+    model: str = "sg"
+    loss: str = "ns"
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,21 @@ class Run:
 
 
 def stream(data: Data, s: Settings):
-    return batches(data.corpus, data.vocab.counts, "skipgram", window=s.window,
-                   batch_size=s.batch, negative=s.negative, epochs=s.epochs, sample=s.sample,
+    mode = "skipgram" if s.model == "sg" else "cbow"
+    negative = s.negative if s.loss == "ns" else 0
+    return batches(data.corpus, data.vocab.counts, mode, window=s.window,
+                   batch_size=s.batch, negative=negative, epochs=s.epochs, sample=s.sample,
                    seed=s.seed + 1)
 
 
+def declared(data: Data, s: Settings):
+    tree = huffman(data.vocab.counts) if s.loss == "hs" else None
+    return declare(s.model, s.loss, Shape(len(data.vocab), s.dim, s.batch, s.window, s.negative),
+                   tree)
+
+
 def run_graphdl(data: Data, s: Settings) -> Run:
-    model = declare("sg", "ns", Shape(len(data.vocab), s.dim, s.batch, s.window, s.negative))
+    model = declared(data, s)
     result = train(model, data, epochs=s.epochs, window=s.window, sample=s.sample,
                    negative=s.negative, seed=s.seed, progress=False)
     return Run("graphdl (NumPy, sparse)", result.words, result.seconds, data.vocab.words,
@@ -106,8 +121,10 @@ def run_numpy(data: Data, s: Settings) -> Run:
 def run_gensim(sentences: list[list[str]], s: Settings, workers: int) -> Run:
     from gensim.models import Word2Vec
 
+    hs = s.loss == "hs"
     model = Word2Vec(vector_size=s.dim, window=s.window, min_count=s.min_count, sample=s.sample,
-                     negative=s.negative, hs=0, sg=1, workers=workers, seed=s.seed)
+                     negative=0 if hs else s.negative, hs=int(hs), sg=int(s.model == "sg"),
+                     workers=workers, seed=s.seed)
     model.build_vocab(sentences)
     start = time.perf_counter()
     effective, _raw = model.train(sentences, total_examples=len(sentences), epochs=s.epochs)
@@ -137,11 +154,11 @@ def category(line: str) -> str:
 def profile(data: Data, s: Settings, steps: int = 60) -> None:
     """Per-statement medians of graphdl's generated run() over real batches, grouped; the
     rest of a compiled call (feed checks, dispatch) and the pair generation beside them."""
-    model = declare("sg", "ns", Shape(len(data.vocab), s.dim, s.batch, s.window, s.negative))
+    model = declared(data, s)
     fn = model.compile()
     tables = model.tables(np.random.default_rng(s.seed))
-    fed = [model.feeds(b) for _, b in zip(range(steps), stream(data, s))]
-    fed = [f for f in fed if len(f["center"]) == s.batch]
+    fed = [model.feeds(b) for _, b in zip(range(steps), stream(data, s))
+           if len(b.centers) == s.batch]
     run, text, times = instrument(fn.source, "run")
     calls, bodies = [], []
     for f in fed:  # interleaved: the compiled call, then run() alone statement by statement
@@ -172,6 +189,14 @@ def profile(data: Data, s: Settings, steps: int = 60) -> None:
         print(f"  {t * 1e3:7.2f} ms  {line[:100]}")
 
 
+def queen_rank(nb: evaluate.Neighbours) -> str:
+    """Where queen comes in most_similar(king - man + woman), the query words excluded."""
+    if not all(w in nb for w in ("king", "man", "woman", "queen")):
+        return "-"
+    found = [w for w, _ in nb.most_similar(["king", "woman"], ["man"], topn=100)]
+    return str(found.index("queen") + 1) if "queen" in found else ">100"
+
+
 def raw_sentences(smoke: bool, lines: int) -> list[list[str]]:
     path, _ = build(smoke)
     return [words for _, words in zip(range(lines), read_lines(path))]
@@ -186,27 +211,33 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--trainers", default="graphdl,numpy,gensim",
                     help="comma-separated subset of graphdl,numpy,gensim")
+    ap.add_argument("--model", choices=MODELS, default="sg")
+    ap.add_argument("--loss", choices=LOSSES, default="ns")
+    ap.add_argument("--workers", default="1,2", help="gensim's worker counts, comma-separated")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
     args = ap.parse_args()
-    s = Settings(epochs=args.epochs)
+    s = Settings(epochs=args.epochs, model=args.model, loss=args.loss)
     data = load(args.smoke, s.min_count, args.words or None)
     print(f"corpus slice: {len(data.corpus.ids):,} words ({len(data.corpus.offsets) - 1:,} "
           f"lines), vocabulary {len(data.vocab):,}; {s}")
     trainers = args.trainers.split(",")
+    if (s.model, s.loss) != ("sg", "ns"):  # the hand-written trainer is skip-gram NS only
+        trainers = [t for t in trainers if t != "numpy"]
     runs = [run(data, s) for name, run in (("graphdl", run_graphdl), ("numpy", run_numpy))
             if name in trainers]
     if "gensim" in trainers and evaluate.has_gensim():
         sentences = raw_sentences(args.smoke, len(data.corpus.offsets) - 1)
-        runs += [run_gensim(sentences, s, workers) for workers in (1, 2)]
+        runs += [run_gensim(sentences, s, int(w)) for w in args.workers.split(",")]
     scored = len(data.corpus.ids) >= ANALOGY_MIN_WORDS and evaluate.has_gensim()
     print(f"\n{'trainer':26} {'eff. words':>11} {'seconds':>8} {'words/s':>9}"
-          + ("  analogy  questions  wordsim353 (Spearman)" if scored else ""))
+          + ("  analogy  questions  wordsim353 (Spearman)  queen's rank" if scored else ""))
     for r in runs:
         line = f"{r.name:26} {r.words:>11,} {r.seconds:>8.1f} {r.rate:>9,.0f}"
         if scored:
-            sc = evaluate.gensim_scores(evaluate.Neighbours(r.words_list, r.vectors))
+            nb = evaluate.Neighbours(r.words_list, r.vectors)
+            sc = evaluate.gensim_scores(nb)
             line += (f"  {sc['analogy']:>7.2%}  {sc['analogy_questions']:>9,}  "
-                     f"{sc['spearman']:>8.3f}")
+                     f"{sc['spearman']:>21.3f}  {queen_rank(nb):>12}")
         print(line, flush=True)
     if not args.no_profile:
         profile(data, s)
