@@ -6,6 +6,10 @@
 - `W - s * (scatter_add(g1, i1) + scatter_add(g2, i2) + ...)` (the gradient of `take`, an
   embedding lookup) as an indexed update of the rows the indices address: the step costs what
   the batch touches, not the size of the table (no dense zero gradient, no pass over W).
+  Where a backend can ("outer"), a g that is an outer product `coef * rows` (one number per
+  index times a row shared along index axes: the gradient of a dot product of looked-up rows,
+  as in word2vec or matrix factorization) is passed as its two factors, so that the rows
+  addressed can be summed as a sparse matrix times `rows` without g ever existing.
 
 The lowering asks this module which updates qualify; their operands become roots of the
 schedule (computed like any statement, before the first write), and the backend writes them
@@ -42,7 +46,9 @@ class ProductUpdate:
 @dataclass(frozen=True)
 class ScatterUpdate:
     """`target -= scale * Σ scatter_add(g, indices)` along `axis`, touching only the rows the
-    indices address; `terms` holds the (indices, g) node pairs."""
+    indices address; `terms` holds the (indices, g) node pairs, or (indices, rows, coef)
+    triples for g = coef * rows (coef shaped indices.shape + (1,), rows (..., D) with each
+    leading axis indices' or 1; axis 0 of a 2-D target only)."""
 
     target: object
     terms: tuple
@@ -65,6 +71,7 @@ def accumulated_updates(writes, outputs, kinds, aliases):
     reads it while targets are being written."""
     if not kinds or not any(subtract for _, _, subtract in writes):
         return {}
+    outer = "outer" in kinds
     roots = list(outputs) + [source for _, source, _ in writes]
     uses = _uses(roots)
     targets = {id(t) for t, _, _ in writes}
@@ -72,7 +79,7 @@ def accumulated_updates(writes, outputs, kinds, aliases):
     for target, source, subtract in writes:
         if not subtract or uses[id(source)] != 1 or target.dtype.kind != "f":
             continue
-        update = _accumulation(target, source, uses)
+        update = _accumulation(target, source, uses, outer)
         if update is None or update.kind not in kinds:
             continue
         operands = [*update.operands, *([update.scale] if update.scale is not None else [])]
@@ -81,7 +88,7 @@ def accumulated_updates(writes, outputs, kinds, aliases):
     return found
 
 
-def _accumulation(target, source, uses):
+def _accumulation(target, source, uses, outer):
     scale, body = _scaled(source, uses)
     if body.op is mm.MATMUL:
         a, b = body.inputs
@@ -91,7 +98,8 @@ def _accumulation(target, source, uses):
     scatters = _summands(body, uses)
     if scatters and len({s.attrs["axis"] for s in scatters}) == 1 and all(
             s.dtype == target.dtype for s in scatters):
-        terms = tuple((s.inputs[1], s.inputs[0]) for s in scatters)
+        terms = tuple(((s.inputs[1], *factors) if outer and (factors := _outer_factors(s, uses))
+                       else (s.inputs[1], s.inputs[0])) for s in scatters)
         return ScatterUpdate(target, terms, scatters[0].attrs["axis"], scale, source)
     return None
 
@@ -114,6 +122,32 @@ def _summands(node, uses):
         parts = [_summands(i, uses) for i in node.inputs]
         return None if None in parts else [s for part in parts for s in part]
     return None
+
+
+def _outer_factors(scatter, uses):
+    """(rows, coef) where the scatter_add's g (read only there) is coef * rows along axis 0 of
+    a 2-D table: coef one number per index (shape indices.shape + (1,)), rows of the table's
+    width whose leading axes are the indices' or 1 (broadcast_to's are looked through: they
+    only spread the factors, and their input is computed wherever they are). None for any
+    other g."""
+    g, indices = scatter.inputs[0], scatter.inputs[1]
+    if (scatter.attrs["axis"] != 0 or g.ndim != indices.ndim + 1 or g.op is not ew.MUL
+            or uses[id(g)] != 1):
+        return None
+    for coef, rows in (g.inputs, g.inputs[::-1]):
+        coef, rows = _unspread(coef), _unspread(rows)
+        if (coef.shape == indices.shape + (1,) and rows.ndim == g.ndim
+                and rows.shape[-1] == g.shape[-1] and coef.dtype == rows.dtype == g.dtype
+                and all(r in (1, i) for r, i in zip(rows.shape, indices.shape))):
+            return rows, coef
+    return None
+
+
+def _unspread(node):
+    """The array a broadcast_to spreads without adding axes; else the node itself."""
+    while node.op is mv.BROADCAST_TO and node.inputs[0].ndim == node.ndim:
+        node = node.inputs[0]
+    return node
 
 
 def _uses(roots):

@@ -40,7 +40,8 @@ class Target:
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
     accumulates: the updates the backend writes into the target's memory: "product"
         (`W - s * (A @ B)`, `accumulate.ProductUpdate`), "scatter" (`W - s * scatter_add(...)`,
-        an indexed update of the addressed rows, `accumulate.ScatterUpdate`).
+        an indexed update of the addressed rows, `accumulate.ScatterUpdate`), "outer" (its
+        terms may come as the two factors of an outer-product g, (indices, rows, coef)).
     """
 
     fuses_into: Callable

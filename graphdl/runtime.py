@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy
 
 __all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_lowest", "_pad",
-           "_pool_extra", "_rows_summed", "_scatter_add", "_sigmoid", "_sum_to",
+           "_pool_extra", "_row_groups", "_rows_summed", "_scatter_add", "_sigmoid", "_sum_to",
            "_sum_to_axes", "_unslice", "_where"]
 
 
@@ -81,10 +81,7 @@ def _rows_summed(indices, slices, n):
     add.at's sequential ones in the last bits."""
     if indices.size == 0:
         return indices, slices
-    indices = numpy.where(indices < 0, indices + n, indices)
-    order = numpy.argsort(indices, kind="stable")
-    ordered = indices[order]
-    starts = numpy.flatnonzero(numpy.concatenate(([True], ordered[1:] != ordered[:-1])))
+    order, rows, starts = _row_groups(indices, n)
     counts = numpy.diff(numpy.append(starts, len(order)))
     grouped = slices[order]
     sums = grouped[starts]
@@ -93,8 +90,18 @@ def _rows_summed(indices, slices, n):
         together = grouped[numpy.repeat(repeated, counts)]
         bounds = numpy.concatenate(([0], numpy.cumsum(counts[repeated])[:-1]))
         sums[repeated] = numpy.add.reduceat(together, bounds, axis=0)
-    return ordered[starts], sums
+    return rows, sums
 
+
+def _row_groups(indices, n):
+    """(order, rows, starts) for flat, non-empty `indices` into [-n, n): the stable order that
+    sorts them, the distinct rows they address (negative ones counted from the end), and
+    where each row's run begins in the sorted order."""
+    indices = numpy.where(indices < 0, indices + n, indices)
+    order = numpy.argsort(indices, kind="stable")
+    ordered = indices[order]
+    starts = numpy.flatnonzero(numpy.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return order, ordered[starts], starts
 
 
 def _check_index(indices, n, negative, what):

@@ -390,3 +390,35 @@ def test_compile_cache_is_bounded():
         gd.compile(x + float(k))
     assert len(codegen._cache) <= codegen.CACHE_SIZE
     assert gd.compile(x * 1.5) is not first  # evicted, so compiled anew
+
+
+def test_a_sum_of_a_fused_product_is_one_einsum(rng):
+    """sum(x * y) and sum_to(x * y) contract in numpy.einsum, with no product array, factors
+    broadcast as they come; a product whose factors are both 1 along a summed axis (each
+    term counted 5 times) and integer sums (numpy.sum widens them) keep numpy.sum."""
+    x, y = gd.input("x", (4, 3, 5), "float64"), gd.input("y", (4, 1, 5), "float64")
+    v, k = gd.input("v", (5,), "float64"), gd.input("k", (4, 3), "int32")
+    s = gd.expand_dims(gd.sum(x, axis=(1, 2)), 1)  # (4, 1)
+    outputs = [
+        gd.sum(x * y, axis=2),  # (4, 3): a batch of dot products
+        gd.sum(x * v, axis=(0, 2), keepdims=True),  # (1, 3, 1), v of lower rank
+        gd.sum(gd.broadcast_to(gd.expand_dims(v, 0), (4, 5)) * gd.broadcast_to(s, (4, 5)),
+               axis=0),  # (5,): an outer product's column sums
+        gd.sum(gd.broadcast_to(s * 3.0, (4, 5)) * gd.broadcast_to(s * 2.0, (4, 5)), axis=1),
+        gd.sum(k * k, axis=1),
+        gd.grad(gd.sum(gd.sum(x * gd.exp(y), axis=2) ** 2), [y])[0],  # a sum_to of a product
+    ]
+    fed = {"x": rng.standard_normal((4, 3, 5)), "y": rng.standard_normal((4, 1, 5)),
+           "v": rng.standard_normal(5), "k": rng.integers(-50, 50, (4, 3)).astype(np.int32)}
+    fn = gd.compile(outputs)
+    run = fn.source[fn.source.index("def run("):].splitlines()
+    einsums = [line.split(" = ")[1].split("  #")[0] for line in run if "numpy.einsum(" in line]
+    assert einsums[:3] == ["numpy.einsum('abc,abc->ab', x, y)",
+                           "numpy.einsum('abc,c->b', x, v).reshape((1, 3, 1))",
+                           "numpy.einsum('ab,ab->b', v.reshape((1, 5)), expand_dims)"]
+    assert len(einsums) == 5 and "numpy.einsum('abc,abc->ac', " in einsums[4]  # y's gradient
+    want = gd.evaluate(outputs, fed)
+    for got, expected in zip(fn(fed), want):
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(fn(fed)[4], (fed["k"].astype(np.int64) ** 2).sum(axis=1))

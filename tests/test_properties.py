@@ -105,8 +105,9 @@ def test_optimizer_never_changes_compiled_results(case):
     with np.errstate(all="ignore"):
         optimized = gd.compile(outs, optimize=True)(case.feeds)
         plain = gd.compile(outs, optimize=False)(case.feeds)
-    for a, b in zip(optimized, plain, strict=True):
-        assert np.array_equal(a, b, equal_nan=True), case
+    for a, b in zip(optimized, plain, strict=True):  # sums may add in another order
+        assert a.shape == b.shape and a.dtype == b.dtype, case
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=repr(case))
 
 
 @settings(max_examples=25)

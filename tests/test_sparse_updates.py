@@ -4,7 +4,9 @@ and the result equals the dense step within float rounding."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -54,6 +56,57 @@ def test_sparse_step_equals_the_dense_step(dtype, rng):
     np.testing.assert_allclose(got_loss, want_loss, rtol=tol)
     for k in ("W_in", "W_out"):
         np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol)
+
+
+def scatter_terms(source, target):
+    """The terms of the generated `_scatter_update(target, ...)` call, each as its names."""
+    call = re.search(rf"_scatter_update\({target}, [^,]+, \d+, \((.*)\)\)  #", source)
+    return [term.split(", ") for term in re.findall(r"\(([^()]*)\)", call.group(1))]
+
+
+def test_outer_product_gradients_reach_the_update_as_their_factors(rng):
+    """W_out's gradients are (σ(score) − label) times the center's row: the update gets the
+    coefficients and the rows, never their (B, K, D) products; W_in's is a sum: kept whole."""
+    loss, updates = skipgram(50, 8, 32, 5)
+    fn, _, _ = step(loss, updates, feeds(rng, 50, 8, 32, 5))
+    assert [len(t) for t in scatter_terms(fn.source, "W_out")] == [3, 3]
+    assert [len(t) for t in scatter_terms(fn.source, "W_in")] == [2]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_without_scipy_the_factors_are_multiplied_out_to_the_same_step(dtype, rng,
+                                                                        monkeypatch):
+    loss, updates = skipgram(50, 8, 32, 5, dtype)
+    fed = feeds(rng, 50, 8, 32, 5, np.dtype(dtype))
+    _, _, with_scipy = step(loss, updates, fed)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `from scipy import sparse` fails
+    _, _, without = step(loss, updates, fed)
+    _, _, dense = step(loss, updates, fed, debug=True)
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    for got in (with_scipy, without):
+        np.testing.assert_allclose(got["W_out"], dense["W_out"], rtol=tol, atol=tol)
+
+
+def test_factors_broadcast_along_index_axes_with_repeats_and_negative_indices(rng):
+    """Rows shared by the K indices of a batch row, coefficients one per index, mixed with
+    a plain term into the same table (CBOW's masked mean has this shape)."""
+    B, K, V, D = 6, 4, 5, 3
+    table = gd.input("table", (V, D), "float64")
+    idx, other = gd.input("idx", (B, K), "int64"), gd.input("other", (B,), "int64")
+    mask, h = gd.input("mask", (B, K), "float64"), gd.input("h", (B, D), "float64")
+    rows = gd.take(table, idx, axis=0)  # (B, K, D)
+    mean = gd.sum(rows * gd.expand_dims(mask, 2), axis=1) / gd.sum(mask, axis=1, keepdims=True)
+    loss = gd.sum(mean * h) + gd.sum(gd.take(table, other, axis=0) ** 2)
+    (grad,) = gd.grad(loss, [table])
+    updates = {table: table - 0.5 * grad}
+    fed = {"table": rng.standard_normal((V, D)), "idx": rng.integers(-V, V, (B, K)),
+           "other": rng.integers(0, 2, B), "mask": (rng.random((B, K)) < 0.7) + 0.0,
+           "h": rng.standard_normal((B, D))}
+    fed["mask"][:, 0] = 1.0
+    fn, _, got = step(loss, updates, fed)
+    _, _, want = step(loss, updates, fed, debug=True)
+    assert sorted(len(t) for t in scatter_terms(fn.source, "table")) == [2, 3]
+    np.testing.assert_allclose(got["table"], want["table"], rtol=1e-13, atol=1e-13)
 
 
 def test_rows_no_index_addresses_are_left_bit_for_bit(rng):

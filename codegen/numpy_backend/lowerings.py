@@ -10,6 +10,7 @@ every helper a statement needs is named in it; the helpers live in
 from __future__ import annotations
 
 import math
+import string
 
 from graphdl import runtime
 from graphdl.codegen.lower import Target
@@ -20,6 +21,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
+from graphdl.ops.elementwise import broadcast_dims
 
 
 def _axes(axes):
@@ -88,6 +90,43 @@ STRUCTURED = {
     leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
 }
+
+
+CONTRACTED_TERMS = 4096  # a dot product's length, as BLAS adds them: in order
+
+
+def contraction(n, product, shapes):
+    """The numpy.einsum subscripts for `n`, a sum or sum_to of `product` = x * y fused into
+    it, whose factors' code computes arrays of `shapes` (the product's shape broadcasts from
+    them), or None where they do not apply. einsum multiplies and adds in one loop: no
+    product array, which broadcasting often makes the largest of the step (a batch of dot
+    products, word2vec's scores, a gradient summed back over broadcast axes). Floats of one
+    dtype only (numpy.sum widens small integers, einsum does not), and sums of at most
+    CONTRACTED_TERMS terms: einsum adds in order, numpy.sum pairwise, whose float32 error
+    stays small over millions of terms."""
+    if n.op not in (rd.SUM, mv.SUM_TO) or product.op is not ew.MUL or product.ndim > 26:
+        return None
+    if (n.dtype.kind != "f" or any(i.dtype != n.dtype for i in product.inputs)
+            or broadcast_dims(shapes) != product.shape or () in shapes):
+        return None
+    if n.op is rd.SUM:
+        axes = n.attrs["axes"]
+        summed = set(range(product.ndim) if axes is None else axes)
+    else:
+        summed = set(runtime._sum_to_axes(product.shape, n.shape))
+    if math.prod(product.shape[axis] for axis in summed) > CONTRACTED_TERMS:
+        return None
+    letters = string.ascii_lowercase[:product.ndim]
+    x, y = (letters[product.ndim - len(shape):] for shape in shapes)
+    kept = "".join(c for axis, c in enumerate(letters) if axis not in summed)
+    return f"{x},{y}->{kept}"
+
+
+def contracted(n, subscripts, x, y):
+    """The einsum of `contraction`'s subscripts over the factors' code, shaped as `n`."""
+    text = f"numpy.einsum({subscripts!r}, {x.text}, {y.text})"
+    kept = subscripts.split("->")[1]
+    return call(text if len(kept) == n.ndim else f"{text}.reshape({n.shape})")
 
 
 # ---------------------------------------------------------------- convolution and pooling
@@ -192,4 +231,4 @@ def _fuses_into(consumer, position):
 
 TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op in IN_PLACE,
                 max_fused=12,  # nodes per statement: beyond that a statement stops being readable
-                accumulates=frozenset({"product", "scatter"}))  # `update_kernels`
+                accumulates=frozenset({"product", "scatter", "outer"}))  # `update_kernels`

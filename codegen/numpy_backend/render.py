@@ -14,10 +14,17 @@ import numpy as np
 
 from graphdl.codegen.accumulate import ProductUpdate, ScatterUpdate
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.lower import Expand, Ref, SharedWork, lower
+from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, lower, natural_shape
 from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, call, elementwise_template
 from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
-from graphdl.codegen.numpy_backend.lowerings import IN_PLACE, SHARED, STRUCTURED, TARGET
+from graphdl.codegen.numpy_backend.lowerings import (
+    IN_PLACE,
+    SHARED,
+    STRUCTURED,
+    TARGET,
+    contracted,
+    contraction,
+)
 from graphdl.ir import describe
 from graphdl.ops import leaf
 from graphdl.passes.stabilize import constant_base
@@ -99,7 +106,8 @@ class _Module:
             call = f"_gemm_update({target}, {scale}, {self._ref(update.a)}, {self._ref(update.b)})"
             how = "a product added into"
         else:
-            terms = "".join(f"({self._ref(i)}, {self._ref(g)}), " for i, g in update.terms)
+            terms = "".join(f"({', '.join(self._ref(n) for n in term)}), "
+                            for term in update.terms)
             call = f"_scatter_update({target}, {scale}, {update.axis}, ({terms}))"
             how = "rows updated in"
         self.helpers.update(h for h in _CALLED.findall(call) if h in HELPERS)
@@ -151,6 +159,11 @@ class _Module:
             if value.fill:
                 return call(f"numpy.full({node.shape}, {inner}, dtype=numpy.{node.dtype.name})")
             return call(f"numpy.broadcast_to({inner}, {node.shape})")
+        product = value.args[0] if value.args and isinstance(value.args[0], Apply) else None
+        if product is not None and (subscripts := contraction(
+                node, product.node, [natural_shape(a) for a in product.args])):
+            factors = [self._expr(a, product.node) for a in product.args]
+            return contracted(node, subscripts, *factors)
         args = [self._expr(a, node) for a in value.args]
         if node.op.kind == "elementwise":
             expr = elementwise_template(node).fill(args)

@@ -10,7 +10,10 @@ subtracts it, the operations the graph spells. The two differ only in rounding (
 alpha/beta arithmetic).
 
 `_scatter_update(target, scale, axis, terms)` is an update by the gradient of `take` (an
-embedding lookup): the rows the indices address move, nothing else is read or written.
+embedding lookup): the rows the indices address move, nothing else is read or written. Terms
+given as the factors of an outer product (`accumulate._outer_factors`) are summed per row as a
+sparse matrix times the factor rows, with SciPy's CSR product where SciPy is installed (the
+generated module still runs with NumPy alone: it then forms the products and sums them).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import inspect
 
 import numpy
 
-from graphdl.runtime import _index_major, _rows_summed
+from graphdl.runtime import _index_major, _row_groups, _rows_summed
 
 
 def _gemm_update(c, scale, a, b):
@@ -82,15 +85,55 @@ def _blas_gemm(dtype):
 
 
 def _scatter_update(target, scale, axis, terms):
-    """target -= scale * (the sum of scatter-adds of the (indices, g) pairs in `terms` along
-    `axis`), in place, touching only the addressed rows: an embedding's SGD step costs what
-    its batch touches, not what the table holds. Each row's slices are summed first
-    (`_rows_summed`), so a row addressed twice moves once, by the sum."""
-    indices = numpy.concatenate([i.reshape(-1) for i, _ in terms])
-    slices = numpy.concatenate([_index_major(g, i.ndim, axis) for i, g in terms])
-    rows, sums = _rows_summed(indices, slices, target.shape[axis])
+    """target -= scale * (the sum of scatter-adds of the terms along `axis`), in place,
+    touching only the rows addressed: an embedding's SGD step costs what its batch touches,
+    not what the table holds. A term is (indices, g), or (indices, rows, coef) for
+    g = coef * rows (axis 0). Each row's contributions are summed first, so a row addressed
+    twice moves once, by the sum."""
+    if all(len(term) == 2 for term in terms):
+        indices = numpy.concatenate([i.reshape(-1) for i, _ in terms])
+        slices = numpy.concatenate([_index_major(g, i.ndim, axis) for i, g in terms])
+        rows, sums = _rows_summed(indices, slices, target.shape[axis])
+    else:
+        rows, sums = _outer_rows_summed(terms, target.shape[0])
     numpy.moveaxis(target, axis, 0)[rows] -= scale * sums
 
 
+def _outer_rows_summed(terms, n):
+    """(rows, sums) as `_rows_summed` gives them, for axis-0 terms of which some are
+    (indices, rows, coef): index position p adds coef[p] times the row of `rows` it
+    broadcasts from. The sum over a row's positions is a sparse matrix (rows addressed x
+    factor rows, one coef per position) times the stacked factor rows: SciPy's CSR product,
+    one pass over the factors; without SciPy, the products formed and summed as slices."""
+    indices, coefs, sources, stacked, offset = [], [], [], [], 0
+    for index, *factors in terms:
+        if len(factors) == 1:  # (indices, g): g's slices, each with coefficient 1
+            rows = factors[0].reshape(index.size, -1)
+            coef, source = numpy.ones(index.size, rows.dtype), numpy.arange(index.size)
+        else:
+            rows, coef = factors
+            lead = rows.shape[:-1]
+            source = numpy.broadcast_to(numpy.arange(rows[..., 0].size).reshape(lead), index.shape)
+            rows = rows.reshape(-1, rows.shape[-1])
+        indices.append(index.reshape(-1))
+        coefs.append(coef.reshape(-1))
+        sources.append(source.reshape(-1) + offset)
+        stacked.append(rows)
+        offset += len(rows)
+    indices, coefs = numpy.concatenate(indices), numpy.concatenate(coefs)
+    sources, stacked = numpy.concatenate(sources), numpy.concatenate(stacked)
+    try:
+        from scipy import sparse
+    except ImportError:
+        return _rows_summed(indices, coefs[:, None] * stacked[sources], n)
+    if indices.size == 0:
+        return indices, stacked[:0]
+    order, rows, starts = _row_groups(indices, n)
+    matrix = sparse.csr_matrix((coefs[order], sources[order], numpy.append(starts, len(order))),
+                               shape=(len(rows), len(stacked)))
+    return rows, matrix @ stacked
+
+
 HELPERS = {f.__name__: inspect.getsource(f)
-           for f in (_gemm_update, _row_major, _blas_gemm, _scatter_update)}
+           for f in (_gemm_update, _row_major, _blas_gemm, _scatter_update,
+                     _outer_rows_summed)}

@@ -7,10 +7,11 @@ element: constants are folded in the node's own dtype by the op's own reference 
 and the rules are identities for every value, so elementwise results are bit-identical either
 way. Not bit-identical: a reduction or product (sum, matmul, conv) reading a folded constant,
 which is a fresh contiguous array where the unoptimized code reads a view; NumPy's summation
-order follows memory layout, so such results differ in the last bits. The one liberty taken:
-`x + 0 -> x` may turn a result of +0.0 into -0.0, values that compare equal. Common
-subexpressions need no pass: hash-consing makes them one node. Every pass rebuilds the graph from
-its outputs, so nodes no output needs are never carried along.
+order follows memory layout, so such results differ in the last bits. Likewise a sum of a
+product that one program fuses into an einsum (NumPy backend) and the other computes apart.
+The one liberty taken: `x + 0 -> x` may turn a result of +0.0 into -0.0, values that compare
+equal. Common subexpressions need no pass: hash-consing makes them one node. Every pass rebuilds
+the graph from its outputs, so nodes no output needs are never carried along.
 """
 
 from __future__ import annotations
@@ -147,6 +148,15 @@ def _reshape_reshape(node):
     return mv.RESHAPE(x.inputs[0], shape=node.shape) if x.op is mv.RESHAPE else None
 
 
+def _bound_broadcast(node):
+    """broadcast_to(x, like) -> broadcast_to(x, shape): with shapes bound, `like` is read for
+    nothing, and a reader it no longer has can fuse into the one that computes it (a gradient's
+    broadcast_to(g, like=x * y) kept x * y as an array of its own)."""
+    if len(node.inputs) == 2:
+        return mv.BROADCAST_TO(node.inputs[0], shape=node.shape)
+    return None
+
+
 SIMPLIFY = [
     Rule("mul_by_one", ew.MUL, lambda n: _unit(1)(n, True)),
     Rule("add_zero", ew.ADD, lambda n: _unit(0)(n, True)),
@@ -156,6 +166,7 @@ SIMPLIFY = [
     Rule("double_negation", ew.NEG, st.double_negation),
     Rule("transpose_of_transpose", mv.TRANSPOSE, _transpose_transpose),
     Rule("reshape_of_reshape", mv.RESHAPE, _reshape_reshape),
+    Rule("bound_broadcast", mv.BROADCAST_TO, _bound_broadcast),
 ] + [
     Rule(f"trivial_{op.name}", op, _identity)  # the identity where shape and dtype are unchanged
     for op in (mv.SUM_TO, mv.BROADCAST_TO, mv.RESHAPE, mv.TRANSPOSE, mv.EXPAND_DIMS, mv.SQUEEZE,
