@@ -168,3 +168,16 @@ def test_batches_refuse_an_unknown_mode_and_ids_past_the_counts():
         next(B.batches(_encoded([[0, 1]]), np.ones(2), "glove"))
     with pytest.raises(ValueError, match="past the 2 counts"):
         next(B.batches(_encoded([[0, 5]]), np.ones(2), "cbow"))
+
+
+def test_prefetched_yields_every_item_in_order_and_raises_where_the_producer_failed():
+    assert list(B.prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield from (1, 2)
+        raise KeyError("drawn badly")
+
+    items = B.prefetched(failing())
+    assert [next(items), next(items)] == [1, 2]
+    with pytest.raises(KeyError, match="drawn badly"):
+        next(items)

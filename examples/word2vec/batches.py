@@ -14,7 +14,9 @@ full-sized except the last one. Everything is drawn from one numpy Generator see
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,3 +131,31 @@ def batches(corpus: Encoded, counts: np.ndarray, mode: str, *, window: int = 5,
         rate = float(linear_lr(positions[0], total, lr, min_lr))
         words = 1 + np.count_nonzero(np.diff(positions))  # a center's rows are adjacent
         yield Batch(centers, contexts, mask, negatives, rate, int(words))
+
+
+def prefetched(items: Iterable, depth: int = 8) -> Iterator:
+    """`items`, drawn by a background thread up to `depth` ahead. NumPy releases the GIL in
+    its loops, so drawing the next batches overlaps the training step on a second core.
+    An exception in the thread is raised here, at the item it stopped at. Consume to the end:
+    a thread left blocked on a full queue stays until the process exits (it is a daemon)."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+
+    def produce():
+        try:
+            for item in items:
+                ready.put(item)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            ready.put(_Failed(error))
+        ready.put(end)
+
+    threading.Thread(target=produce, daemon=True, name="word2vec batches").start()
+    while (item := ready.get()) is not end:
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException

@@ -22,9 +22,10 @@ average the context rows forwards but add the unscaled error to every context ro
 gradient is the true one, the error divided by Σ mask. It is the gradient the finite-difference
 tests check; its steps on W_in are 1/(context size) of word2vec.c's.
 
-Every update is `W - lr * dW` with dW a sum of `take`'s gradients, so the NumPy backend writes
-it as `_scatter_update`: only the rows the batch addresses are touched. The CUDA backend has no
-sparse lowering: it forms the dense (V, D) gradients and updates the whole tables.
+Every update is `W - lr * dW` with dW a sum of `take`'s gradients, so both backends touch only
+the rows the batch addresses: NumPy's `_scatter_update` (where a gradient is an outer product,
+such as W_out's (σ(score) − label) times the input vector, it gets the two factors and sums each
+row's share as a sparse matrix times the vectors), CUDA's atomic adds into the table.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Builds the corpus cache (build/word2vec/), the vocabulary, one compiled SGD step
 model (see `model`), trains with the learning rate decaying linearly from 0.025 to 0.0001 (fed
 to the step as an input), saves the vectors in word2vec text format and evaluates them.
 Batches have a fixed size; the last, short batch of the run is dropped (its pairs are not
-trained on). `--smoke` trains on gensim's Lee corpus alone with tiny settings, in seconds.
+trained on). A background thread draws the batches while the step runs. `--smoke` trains on
+gensim's Lee corpus alone with tiny settings, in seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import evaluate
-from .batches import batches
+from .batches import batches, prefetched
 from .corpus import CACHE_DIR, build, read_lines
 from .model import LOSSES, MODELS, Model, Shape, declare
 from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
@@ -116,11 +117,12 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
                      sample=sample, seed=seed + 1)
     bar = Progress(expected_words(data, sample, epochs)) if progress else None
     words, dropped, losses, start = 0, 0, [], time.perf_counter()
-    for batch in stream:
-        if len(batch.centers) < model.shape.batch:
+    for batch, fed in prefetched((b, model.feeds(b) if len(b.centers) == model.shape.batch
+                                  else None) for b in stream):
+        if fed is None:
             dropped += len(batch.centers)
             continue
-        losses.append(float(step({**tables, **model.feeds(batch)})) / model.shape.batch)
+        losses.append(float(step({**tables, **fed})) / model.shape.batch)
         words += batch.words
         if bar is not None:
             bar.update(batch.words, losses[-1])
@@ -135,9 +137,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--loss", choices=LOSSES, default="ns",
                    help="negative sampling or hierarchical softmax")
     p.add_argument("--backend", choices=("numpy", "cuda"), default="numpy",
-                   help="numpy updates only the rows a batch addresses (_scatter_update); cuda "
-                        "has no sparse lowering: it forms dense (V, dim) gradients and updates "
-                        "the whole tables every step")
+                   help="both update only the rows a batch addresses: numpy by "
+                        "_scatter_update, cuda by atomic adds into the tables")
     p.add_argument("--device", choices=("cpu", "gpu"), default=None,
                    help="for --backend cuda: gpu (CuPy, the default) or cpu (the emulator)")
     p.add_argument("--epochs", type=int, help=f"default {FULL['epochs']}, smoke {SMOKE['epochs']}")
