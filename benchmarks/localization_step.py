@@ -1,6 +1,7 @@
 """The classification + localization CNN (examples/localization.py) trained by graphdl and by
 PyTorch CPU eager side by side: the same architecture, the same initial weights (graphdl's,
-copied into torch), the same canvases, minibatches and Adam schedule.
+copied into torch), the same canvases, minibatches and Adam schedule: the example's, the rate
+LR divided by 10 after 70 % and again after 90 % of the steps.
 
 Each repetition takes one training step in each framework (the order alternating), timed; the
 table gives the median step times and the median of the per-step ratios, then both models'
@@ -62,7 +63,8 @@ def torch_model(params):
     t = {name: torch.tensor(v, requires_grad=True) for name, v in params.items()}
     opt = torch.optim.Adam(list(t.values()), lr=L.LR)
 
-    def step(x, y, box):
+    def step(x, y, box, lr=L.LR):
+        opt.param_groups[0]["lr"] = lr
         return machine.torch_step(opt, _torch_loss(t, x, y, box))
 
     def predict(x):
@@ -105,23 +107,24 @@ def main():
           " of the largest gradient (float32)")
 
     train_step, predict, state = L.build()
-    step = train_step(L.LR)  # a constant learning rate: the example's first one
     ours = {k: v.copy() for k, v in params.items()}
     torch_step, torch_predict, _ = torch_model(params)
-    runs = [("graphdl", lambda x, y, box: step(x=x, y=y, t=box, **ours, **state)),
+    runs = [("graphdl", lambda x, y, box, lr: train_step(lr)(x=x, y=y, t=box, **ours, **state)),
             ("torch", torch_step)]
     times = {"graphdl": [], "torch": []}
     for i, batch in enumerate(batches):
+        lr = L.learning_rate(i + 1, len(batches))  # the example's decay, over steps
         for name, run in runs if i % 2 == 0 else runs[::-1]:
             start = time.perf_counter()
-            run(*batch)
+            run(*batch, lr)
             times[name].append(time.perf_counter() - start)
     warm = slice(min(5, len(batches) - 1), None)  # the first steps compile / warm up
     ratio = statistics.median(g / t for g, t in zip(times["graphdl"][warm],
                                                     times["torch"][warm], strict=True))
     results = {"graphdl": L.evaluate(predict, ours, test),
                "torch": L.evaluate(_as_compiled(torch_predict), {}, test)}
-    print(f"\n{len(batches)} steps of batch {L.BATCH}, {args.test} test canvases")
+    print(f"\n{len(batches)} steps of batch {L.BATCH} (lr {L.LR:g}, / 10 after "
+          f"{' and '.join(f'{f:.0%}' for f in L.DECAY_AT)} of them), {args.test} test canvases")
     print(f"{'':10} {'step ms':>9} {'accuracy':>9} {'mean IoU':>9} {'IoU>=0.5':>9}")
     for name in ("graphdl", "torch"):
         m = results[name]

@@ -16,9 +16,10 @@ KINDS = [(kind, loss) for kind in ("sg", "cbow") for loss in ("ns", "hs")]
 COUNTS = np.array([40, 30, 20, 12, 9, 6, 4])  # a tiny vocabulary, most frequent first
 
 
-def tiny_model(kind, loss, batch=4, dtype="float64", window=2, negative=2):
+def tiny_model(kind, loss, batch=4, dtype="float64", window=2, negative=2,
+               cbow_update="word2vec"):
     shape = Shape(len(COUNTS), 3, batch, window=window, negative=negative, dtype=dtype)
-    return declare(kind, loss, shape, huffman(COUNTS))
+    return declare(kind, loss, shape, huffman(COUNTS), cbow_update)
 
 
 def random_batch(rng, model, distinct_negatives=False):
@@ -53,7 +54,7 @@ def feeds(model, batch, tables):
 
 @pytest.mark.parametrize(("kind", "loss"), KINDS)
 def test_gradient_equals_finite_differences(kind, loss, rng):
-    model = tiny_model(kind, loss)
+    model = tiny_model(kind, loss, cbow_update="gradient")  # word2vec.c's rule is no gradient
     fed = feeds(model, random_batch(rng, model), random_tables(rng, model))
     del fed["lr"]  # the loss does not read it
     tables = list(model.updates)
@@ -100,14 +101,16 @@ def word2vec_c_step(model, batch, tables):
     """word2vec.c's update of one row (batch of 1), transcribed from its training loop: for
     each output row o with label y, g = (y - σ(h·o))·lr; the input error gathers g·o, o
     moves by g·h. CBOW: h is the context mean; word2vec.c adds the error to each context row
-    unscaled, the graph's true gradient divides it by the context size."""
+    unscaled, the true gradient (cbow_update="gradient") divides it by the context size."""
     W_in, W_out = tables["W_in"].copy(), tables["W_out"].copy()
     if model.kind == "sg":
         inputs, weight = batch.centers[:1], 1.0
         predicted = batch.contexts[0]
     else:
         inputs = batch.contexts[0][batch.mask[0] > 0]
-        weight, predicted = 1.0 / len(inputs), batch.centers[0]
+        weight, predicted = 1.0, batch.centers[0]
+        if model.cbow_update == "gradient":
+            weight = 1.0 / len(inputs)
     h = W_in[inputs].mean(axis=0)
     if model.loss_kind == "ns":
         rows = np.concatenate([[predicted], batch.negatives[0]])
@@ -122,11 +125,14 @@ def word2vec_c_step(model, batch, tables):
     return W_in, W_out
 
 
-@pytest.mark.parametrize(("kind", "loss"), KINDS)
-def test_one_row_step_is_word2vec_c_update(kind, loss, rng):
+@pytest.mark.parametrize(("kind", "loss", "cbow_update"),
+                         [(*k, "word2vec") for k in KINDS] + [("cbow", "ns", "gradient"),
+                                                               ("cbow", "hs", "gradient")])
+def test_one_row_step_is_word2vec_c_update(kind, loss, cbow_update, rng):
     """The losses' derivation: the SGD step on one row equals word2vec.c's per-word rule
-    (negatives distinct, as word2vec.c's sequential updates would otherwise differ)."""
-    model = tiny_model(kind, loss, batch=1)
+    (negatives distinct, as word2vec.c's sequential updates would otherwise differ); CBOW's
+    true gradient, the same with the input error divided by the context size."""
+    model = tiny_model(kind, loss, batch=1, cbow_update=cbow_update)
     batch = random_batch(rng, model, distinct_negatives=True)
     tables = random_tables(rng, model)
     want_in, want_out = word2vec_c_step(model, batch, tables)

@@ -17,10 +17,14 @@ word2vec.c takes per word; the mean would divide the rate by the batch size):
   (word2vec.c and gensim skip the depths where |f| ≥ 6, sigmoid's table edge; this graph does
   not: log σ is computed stably everywhere.)
 
-One difference from word2vec.c stays visible: CBOW's update. word2vec.c and gensim (cbow_mean=1)
-average the context rows forwards but add the unscaled error to every context row; this graph's
-gradient is the true one, the error divided by Σ mask. It is the gradient the finite-difference
-tests check; its steps on W_in are 1/(context size) of word2vec.c's.
+CBOW's update comes in two forms (`cbow_update`). word2vec.c and gensim (cbow_mean=1) average
+the context rows forwards but add the unscaled error to every context row: that is not the
+gradient of the loss, whose share for each row is the error divided by Σ mask. "word2vec" (the
+default) declares word2vec.c's rule as a graph: h = stop_gradient(mean) + (total −
+stop_gradient(total)), which is the mean forwards (total − total is exactly 0) and sends each
+context row the whole error backwards. "gradient" uses the mean itself: the true gradient,
+which the finite-difference tests check, with steps on W_in 1/(context size) of word2vec.c's
+(measured on the full corpus, 5 epochs: 5.6 % analogies where gensim gets 12.2 %).
 
 Every update is `W - lr * dW` with dW a sum of `take`'s gradients, so both backends touch only
 the rows the batch addresses: NumPy's `_scatter_update` (where a gradient is an outer product,
@@ -41,6 +45,7 @@ from .vocab import Huffman
 
 MODELS = ("sg", "cbow")
 LOSSES = ("ns", "hs")
+CBOW_UPDATES = ("word2vec", "gradient")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Model:
     loss: gd.Node
     updates: dict
     huffman: Huffman | None
+    cbow_update: str = "word2vec"  # CBOW: word2vec.c's rule or the true gradient
 
     def tables(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """word2vec.c's initialisation: W_in uniform in [-0.5/dim, 0.5/dim), W_out zeros."""
@@ -98,15 +104,19 @@ class Model:
         return gd.compile(self.loss, updates=self.updates, **options)
 
 
-def _input_vectors(kind: str, W_in, s: Shape):
-    """(B, D): the center's row (skip-gram) or the masked mean of the context rows (CBOW)."""
+def _input_vectors(kind: str, W_in, s: Shape, cbow_update: str):
+    """(B, D): the center's row (skip-gram) or the masked mean of the context rows (CBOW),
+    differentiated as `cbow_update` says (see the module's docstring)."""
     if kind == "sg":
         return gd.take(W_in, gd.input("center", (s.batch,), "int64"), axis=0)
     context = gd.input("context", (s.batch, 2 * s.window), "int64")
     mask = gd.input("mask", (s.batch, 2 * s.window), s.dtype)
     rows = gd.take(W_in, context, axis=0)  # (B, 2w, D)
     total = gd.sum(rows * gd.expand_dims(mask, 2), axis=1)
-    return total / gd.sum(mask, axis=1, keepdims=True)
+    mean = total / gd.sum(mask, axis=1, keepdims=True)
+    if cbow_update == "gradient":
+        return mean
+    return gd.stop_gradient(mean) + (total - gd.stop_gradient(total))
 
 
 def _ns_loss(v, W_out, s: Shape):
@@ -125,13 +135,17 @@ def _hs_loss(v, W_out, s: Shape):
     return -gd.sum(path_mask * gd.log_sigmoid((1 - 2 * codes) * f))
 
 
-def declare(kind: str, loss_kind: str, shape: Shape, huffman: Huffman | None = None) -> Model:
+def declare(kind: str, loss_kind: str, shape: Shape, huffman: Huffman | None = None,
+            cbow_update: str = "word2vec") -> Model:
     """The model `kind` (sg, cbow) with `loss_kind` (ns, hs) for batches of `shape`; HS needs
-    the vocabulary's Huffman tree (its depth replaces shape.depth)."""
+    the vocabulary's Huffman tree (its depth replaces shape.depth). `cbow_update`: word2vec
+    (word2vec.c's rule) or gradient (the true gradient of the mean)."""
     if kind not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {kind!r}")
     if loss_kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss_kind!r}")
+    if cbow_update not in CBOW_UPDATES:
+        raise ValueError(f"cbow_update must be one of {CBOW_UPDATES}, got {cbow_update!r}")
     if loss_kind == "hs":
         if huffman is None:
             raise ValueError("hierarchical softmax (loss 'hs') needs the vocabulary's huffman")
@@ -142,8 +156,9 @@ def declare(kind: str, loss_kind: str, shape: Shape, huffman: Huffman | None = N
     W_in = gd.input("W_in", (shape.vocab, shape.dim), shape.dtype)
     W_out = gd.input("W_out", (rows_out, shape.dim), shape.dtype)
     lr = gd.input("lr", (), shape.dtype)
-    v = _input_vectors(kind, W_in, shape)
+    v = _input_vectors(kind, W_in, shape, cbow_update)
     loss = (_ns_loss if loss_kind == "ns" else _hs_loss)(v, W_out, shape)
     d_in, d_out = gd.grad(loss, [W_in, W_out])
     updates = {W_in: W_in - lr * d_in, W_out: W_out - lr * d_out}
-    return Model(kind, loss_kind, shape, loss, updates, huffman if loss_kind == "hs" else None)
+    return Model(kind, loss_kind, shape, loss, updates, huffman if loss_kind == "hs" else None,
+                 cbow_update)

@@ -20,7 +20,7 @@ import numpy as np
 from . import evaluate
 from .batches import batches, prefetched
 from .corpus import CACHE_DIR, build, read_lines
-from .model import LOSSES, MODELS, Model, Shape, declare
+from .model import CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
 from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 
 # --smoke's defaults; an option given on the command line wins.
@@ -136,6 +136,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--model", choices=MODELS, default="sg", help="skip-gram or CBOW")
     p.add_argument("--loss", choices=LOSSES, default="ns",
                    help="negative sampling or hierarchical softmax")
+    p.add_argument("--cbow-update", choices=CBOW_UPDATES, default="word2vec",
+                   help="CBOW: word2vec.c's rule (every context row gets the mean's whole "
+                        "error) or the true gradient of the mean (1/context size of it)")
     p.add_argument("--backend", choices=("numpy", "cuda"), default="numpy",
                    help="both update only the rows a batch addresses: numpy by "
                         "_scatter_update, cuda by atomic adds into the tables")
@@ -171,7 +174,7 @@ def main(argv=None) -> None:
     print(f"corpus: {len(data.corpus.ids):,} words in the vocabulary of {len(data.vocab):,}")
     shape = Shape(len(data.vocab), args.dim, args.batch, args.window, args.negative)
     tree = huffman(data.vocab.counts) if args.loss == "hs" else None
-    model = declare(args.model, args.loss, shape, tree)
+    model = declare(args.model, args.loss, shape, tree, args.cbow_update)
     result = train(model, data, epochs=args.epochs, window=args.window, sample=args.sample,
                    negative=args.negative, seed=args.seed, backend=args.backend,
                    device=args.device, progress=not args.no_progress)
