@@ -8,8 +8,9 @@
 #      are, updated in place on the GPU)
 #   4. compute-sanitizer --tool memcheck, then --tool racecheck, over small-shape runs of them
 #   5. timings against PyTorch (TF32 off and on): fused elementwise chain (GB/s against a copy),
-#      MLP and LeNet training steps, AlexNet's conv layers and training step at batch 128;
-#      one summary table with the card, the commit and the ratios
+#      MLP and LeNet training steps, AlexNet's conv layers and training step at batch 128,
+#      a word2vec skip-gram step (pairs/s, words/s); one summary table with the card, the
+#      commit and the ratios
 #
 # Usage (repository root or anywhere):  benchmarks/gpu_check.sh [--no-gpu]
 #   --no-gpu   what needs no GPU: install, nvcc for sm_80 and sm_90, the correctness checks with
