@@ -17,6 +17,16 @@ word2vec.c takes per word; the mean would divide the rate by the batch size):
   (word2vec.c and gensim skip the depths where |f| ≥ 6, sigmoid's table edge; this graph does
   not: log σ is computed stably everywhere.)
 
+HS's inner nodes move by the mean of the updates a batch sends them, not their sum. The root
+is on every word's path: summed, a batch of 1,024 rows moves it by 1,024 updates computed
+from the same table, where word2vec.c takes 1,024 small steps that correct one another; in
+5-epoch runs on the full corpus the summed form overflowed (the scores reached inf). The input
+`share` (1 / the number of rows whose path reaches the node) scales each node's gradient;
+the score is written twice with stop_gradient so that v's gradient keeps its whole size:
+f = f_v + (share·f_nodes − stop_gradient(share·f_nodes)), f_v = v·stop_gradient(nodes),
+f_nodes = stop_gradient(v)·nodes, which forwards f_v (the difference is exactly 0). A node one
+row reaches (most of them, in a large vocabulary) moves exactly as word2vec.c moves it.
+
 CBOW's update comes in two forms (`cbow_update`). word2vec.c and gensim (cbow_mean=1) average
 the context rows forwards but add the unscaled error to every context row: that is not the
 gradient of the loss, whose share for each row is the error divided by Σ mask. "word2vec" (the
@@ -82,6 +92,7 @@ class Model:
 
     def feeds(self, batch: Batch) -> dict[str, np.ndarray]:
         """The per-batch inputs (everything but the tables) for a full-sized batch."""
+        s = self.shape
         if len(batch.centers) != self.shape.batch:
             raise ValueError(f"the model is compiled for batches of {self.shape.batch} rows, "
                              f"got {len(batch.centers)}")
@@ -95,9 +106,11 @@ class Model:
             fed["target"], fed["negatives"] = target, batch.negatives
         else:
             h = self.huffman
-            fed["points"] = h.points[target]
+            fed["points"] = points = h.points[target]
             fed["codes"] = h.codes[target].astype(self.shape.dtype)
-            fed["path_mask"] = h.mask[target].astype(self.shape.dtype)
+            fed["path_mask"] = mask = h.mask[target].astype(self.shape.dtype)
+            uses = np.bincount(points.ravel(), weights=mask.ravel(), minlength=s.vocab - 1)
+            fed["share"] = (1 / np.maximum(uses[points], 1)).astype(self.shape.dtype)
         return fed
 
     def compile(self, **options):
@@ -131,7 +144,11 @@ def _hs_loss(v, W_out, s: Shape):
     points = gd.input("points", (s.batch, s.depth), "int64")
     codes = gd.input("codes", (s.batch, s.depth), s.dtype)
     path_mask = gd.input("path_mask", (s.batch, s.depth), s.dtype)
-    f = gd.sum(gd.expand_dims(v, 1) * gd.take(W_out, points, axis=0), axis=2)  # (B, depth)
+    share = gd.input("share", (s.batch, s.depth), s.dtype)  # see the module's docstring
+    nodes, h = gd.take(W_out, points, axis=0), gd.expand_dims(v, 1)  # (B, depth, D), (B, 1, D)
+    f_v = gd.sum(h * gd.stop_gradient(nodes), axis=2)  # the score, differentiated for v only
+    f_nodes = share * gd.sum(gd.stop_gradient(h) * nodes, axis=2)  # ... for the nodes only
+    f = f_v + (f_nodes - gd.stop_gradient(f_nodes))  # forwards f_v (the difference is 0)
     return -gd.sum(path_mask * gd.log_sigmoid((1 - 2 * codes) * f))
 
 
