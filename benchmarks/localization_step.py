@@ -109,7 +109,7 @@ def main():
     train_step, predict, state = L.build()
     ours = {k: v.copy() for k, v in params.items()}
     torch_step, torch_predict, _ = torch_model(params)
-    runs = [("graphdl", lambda x, y, box, lr: train_step(lr)(x=x, y=y, t=box, **ours, **state)),
+    runs = [("graphdl", lambda x, y, box, lr: train_step(x=x, y=y, t=box, lr=lr, **ours, **state)),
             ("torch", torch_step)]
     times = {"graphdl": [], "torch": []}
     for i, batch in enumerate(batches):

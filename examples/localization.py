@@ -8,8 +8,9 @@ its class and its box (x, y, w, h) from one CNN with two heads, as the lecture d
     loss = class loss + BOX_WEIGHT * box loss
 
 The training step (forward, both losses, gradients through both heads into the shared trunk,
-Adam's update in place) is one compiled function per learning rate: LR, LR / 10 after 70 % of
-the epochs, LR / 100 after 90 % (Adam's state carries over). The trunk also reads conv3's global
+Adam's update in place) is one compiled function; the learning rate is one of its inputs (a
+float64 scalar, as PyTorch's rate is a Python float): LR, LR / 10 after 70 % of the epochs,
+LR / 100 after 90 %. The trunk also reads conv3's global
 max pool, features that do not depend on where the item is. Items are 24-40 px (ITEM_SIZES): at
 the data's default (16, 40) the smallest keep ~10 px of ink, where shirt, T-shirt and pullover
 are hard to tell apart. Each epoch trains on fresh canvases (the
@@ -29,7 +30,6 @@ CUDA kernels instead of NumPy code:  --backend cuda [--device cpu] (as the LeNet
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from pathlib import Path
@@ -103,21 +103,15 @@ def declare():
 
 
 def build(options=None):
-    """(train_step, predict, state): train_step(lr) is the compiled step (cached per lr) of x,
-    y, t, the parameters and Adam's state (whose initial arrays are `state`, shared by every
-    lr: the state's names do not depend on it), returning the loss; predict(x, params) gives
-    (scores, normalised boxes). `options`: `gd.compile`'s backend and device."""
+    """(train_step, predict, state): train_step is the compiled step of x, y, t, lr (float64),
+    the parameters and Adam's state (whose initial arrays are `state`), returning the loss;
+    predict(x, params) gives (scores, normalised boxes). `options`: `gd.compile`'s backend and
+    device."""
     options = options or {}
     params, loss, scores, box = declare()
-
-    @functools.cache
-    def train_step(lr):
-        names, loss, _, _ = declare()
-        return gd.compile(loss, updates=gd.optim.adam(loss, list(names.values()), lr).updates,
-                          **options)
-
-    return (train_step, gd.compile([scores, box], **options),
-            gd.optim.adam(loss, list(params.values()), LR).init())
+    opt = gd.optim.adam(loss, list(params.values()), gd.input("lr", (), "float64"))
+    return (gd.compile(loss, updates=opt.updates, **options),
+            gd.compile([scores, box], **options), opt.init())
 
 
 def learning_rate(epoch, epochs):
@@ -164,14 +158,15 @@ def sizes():
     return (SMOKE_TRAIN, SMOKE_TEST) if data.is_smoke() else (TRAIN, TEST)
 
 
-def train_epoch(train_step, params, state, train, rng):
-    """One pass over `train` (images, labels, boxes) in shuffled minibatches; mean loss."""
+def train_epoch(train_step, params, state, train, rng, lr):
+    """One pass over `train` (images, labels, boxes) in shuffled minibatches at rate `lr`;
+    the mean loss."""
     images, labels, boxes = train
     order = rng.permutation(len(images))
     total = 0.0
     for i in data.progress(range(0, len(order), BATCH), leave=False):
         idx = order[i:i + BATCH]
-        loss = train_step(x=images[idx], y=labels[idx], t=boxes[idx], **params, **state)
+        loss = train_step(x=images[idx], y=labels[idx], t=boxes[idx], lr=lr, **params, **state)
         total += float(loss) * len(idx)
     return total / len(images)
 
@@ -226,7 +221,7 @@ def main():
     for epoch in range(1, epochs + 1):
         train = canvases("train", n_train, seed=SEED + epoch)
         lr = learning_rate(epoch, epochs)
-        loss = train_epoch(train_step(lr), params, state, train, rng)
+        loss = train_epoch(train_step, params, state, train, rng, lr)
         metrics = evaluate(predict, params, test)
         print(f"epoch {epoch} (lr {lr:g}): train loss {loss:.4f}, {report(metrics)} "
               f"({time.perf_counter() - start:.0f} s)")

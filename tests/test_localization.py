@@ -31,19 +31,18 @@ def _numpy_loss(scores, box, labels, target):
 def test_localization_loss_is_cross_entropy_plus_weighted_smooth_l1(batch):
     images, labels, target = batch
     params = L.init_params(np.random.default_rng(0))
-    train_step, predict, state = L.build()
-    step = train_step(L.LR)
+    step, predict, state = L.build()
     scores, box = predict(x=images, **params)
-    loss = step(x=images, y=labels, t=target, **params, **state)
+    loss = step(x=images, y=labels, t=target, lr=L.LR, **params, **state)
     np.testing.assert_allclose(loss, _numpy_loss(scores, box, labels, target), rtol=1e-5)
 
 
 def test_training_steps_lower_the_loss_on_one_batch(batch):
     images, labels, target = batch
     params = L.init_params(np.random.default_rng(0))
-    train_step, _, state = L.build()
-    step = train_step(L.LR)
-    losses = [float(step(x=images, y=labels, t=target, **params, **state)) for _ in range(30)]
+    step, _, state = L.build()
+    losses = [float(step(x=images, y=labels, t=target, lr=L.LR, **params, **state))
+              for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -76,7 +75,7 @@ def test_steps_at_two_learning_rates_share_adams_state(batch):
     for lr in (L.LR, L.LR / 10):
         params = {k: v.copy() for k, v in start.items()}
         trial = {k: v.copy() for k, v in state.items()}
-        train_step(lr)(x=images, y=labels, t=target, **params, **trial)
+        train_step(x=images, y=labels, t=target, lr=lr, **params, **trial)
         moves.append(params["f1w"] - start["f1w"])
         assert trial["adam.step"] == 1
     np.testing.assert_allclose(moves[1], moves[0] / 10, rtol=1e-3, atol=1e-9)
