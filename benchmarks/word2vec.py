@@ -14,8 +14,10 @@ and where one graphdl step spends its time.
 
 Settings as gensim's defaults and word2vec.c's: dim 100, window 5, min_count 5, sample 1e-3,
 negative 5, 1 epoch, lr 0.025 -> 0.0001 for all four models (gensim's defaults);
-graphdl and the NumPy trainer use batches of 1024 rows ((center, context) pairs for skip-gram,
-center words for CBOW). The analogy column adds where queen ranks for king - man + woman.
+graphdl and the NumPy trainer use the example's batches (examples/word2vec/model.py BATCH: 1024
+rows for skip-gram NS, 256 for skip-gram HS and CBOW NS, 64 for CBOW HS; rows are (center,
+context) pairs for skip-gram, center words for CBOW). The analogy column adds where queen
+ranks for king - man + woman.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from examples.word2vec import evaluate
 from examples.word2vec.batches import batches
 from examples.word2vec.corpus import build, read_lines
-from examples.word2vec.model import LOSSES, MODELS, Shape, declare
+from examples.word2vec.model import BATCH, LOSSES, MODELS, Shape, declare
 from examples.word2vec.train import Data, load, train
 from examples.word2vec.vocab import huffman
 
@@ -49,7 +51,7 @@ class Settings:
     sample: float = 1e-3
     negative: int = 5
     epochs: int = 1
-    batch: int = 1024
+    batch: int = 1024  # main() takes the example's (model.BATCH)
     seed: int = 0
     model: str = "sg"
     loss: str = "ns"
@@ -216,7 +218,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="gensim's worker counts, comma-separated")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
     args = ap.parse_args()
-    s = Settings(epochs=args.epochs, model=args.model, loss=args.loss)
+    s = Settings(epochs=args.epochs, model=args.model, loss=args.loss,
+                 batch=BATCH[args.model, args.loss])
     data = load(args.smoke, s.min_count, args.words or None)
     print(f"corpus slice: {len(data.corpus.ids):,} words ({len(data.corpus.offsets) - 1:,} "
           f"lines), vocabulary {len(data.vocab):,}; {s}")

@@ -57,8 +57,6 @@ def test_gradient_equals_finite_differences(kind, loss, rng):
     model = tiny_model(kind, loss, cbow_update="gradient")  # word2vec.c's rule is no gradient
     fed = feeds(model, random_batch(rng, model), random_tables(rng, model))
     del fed["lr"]  # the loss does not read it
-    if loss == "hs":
-        fed["share"] = np.ones_like(fed["share"])  # the nodes' whole gradient (see below)
     tables = list(model.updates)
     grads = gd.evaluate(list(gd.grad(model.loss, tables)), fed)
     value = gd.compile(model.loss)
@@ -142,30 +140,6 @@ def test_one_row_step_is_word2vec_c_update(kind, loss, cbow_update, rng):
     model.compile()(fed)
     np.testing.assert_allclose(fed["W_in"], want_in, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fed["W_out"], want_out, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("kind", ["sg", "cbow"])
-def test_hs_nodes_move_by_the_mean_of_their_rows_updates(kind, rng):
-    """A batch of rows: each inner node moves by the mean of word2vec.c's per-row updates of
-    the rows whose path reaches it (the root: of all of them), each input row by the sum."""
-    model = tiny_model(kind, "hs", batch=6)
-    batch, tables = random_batch(rng, model), random_tables(rng, model)
-    one = tiny_model(kind, "hs", batch=1)
-    moves_in, moves_out = [], []
-    for b in range(6):
-        row = Batch(batch.centers[b:b + 1], batch.contexts[b:b + 1],
-                    None if batch.mask is None else batch.mask[b:b + 1], None, batch.lr, 1)
-        new_in, new_out = word2vec_c_step(one, row, tables)
-        moves_in.append(new_in - tables["W_in"])
-        moves_out.append(new_out - tables["W_out"])
-    reached = np.array([np.abs(m).sum(axis=1) > 0 for m in moves_out])  # (rows, nodes)
-    mean_out = sum(moves_out) / np.maximum(reached.sum(axis=0), 1)[:, None]
-    fed = feeds(model, batch, tables)
-    model.compile()(fed)
-    assert reached.all(axis=0).any()  # the root, at least, is shared by every row
-    np.testing.assert_allclose(fed["W_out"], tables["W_out"] + mean_out, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fed["W_in"], tables["W_in"] + sum(moves_in), rtol=1e-12,
-                               atol=1e-12)
 
 
 def topic_corpus(rng, lines=300, length=12):

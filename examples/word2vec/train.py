@@ -20,12 +20,12 @@ import numpy as np
 from . import evaluate
 from .batches import batches, prefetched
 from .corpus import CACHE_DIR, build, read_lines
-from .model import CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
+from .model import BATCH, CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
 from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 
 # --smoke's defaults; an option given on the command line wins.
 SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
-FULL = {"dim": 100, "epochs": 1, "min_count": 5, "batch": 1024}
+FULL = {"dim": 100, "epochs": 1, "min_count": 5}  # and model.BATCH
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--min-count", type=int, help=f"default {FULL['min_count']}")
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--negative", type=int, default=5)
-    p.add_argument("--batch", type=int, help=f"rows per step: default {FULL['batch']}, smoke "
+    p.add_argument("--batch", type=int, help="rows per step: default 1024 (sg ns), 256 (sg hs, "
+                                             "cbow ns), 64 (cbow hs); smoke "
                                              f"{SMOKE['batch']}; the last short batch is dropped")
     p.add_argument("--words", type=int, help="train on the corpus's first WORDS tokens only")
     p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
@@ -159,7 +160,8 @@ def parse(argv=None) -> argparse.Namespace:
                                             "build/word2vec/vectors-MODEL-LOSS[-smoke].txt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     args = p.parse_args(argv)
-    for key, value in (SMOKE if args.smoke else FULL).items():
+    full = {**FULL, "batch": BATCH[args.model, args.loss]}
+    for key, value in (SMOKE if args.smoke else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.out is None:
