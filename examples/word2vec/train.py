@@ -25,7 +25,7 @@ from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 
 # --smoke's defaults; an option given on the command line wins.
 SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
-FULL = {"dim": 100, "epochs": 1, "min_count": 5}  # and model.BATCH
+FULL = {"dim": 100, "epochs": 5, "min_count": 5}  # gensim's defaults; and model.BATCH
 
 
 @dataclass(frozen=True)
