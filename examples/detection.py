@@ -27,6 +27,7 @@ Run from the repository root:  python examples/detection.py [--steps N]
 (on cores shared with other work, OPENBLAS_NUM_THREADS=1 avoids OpenBLAS threads spinning
 against the other processes: a step took ~6 s instead of ~0.1 s on 2 busy cores)
 Smoke mode (tiny data, a few steps):  GRAPHDL_SMOKE=1 python examples/detection.py
+CUDA kernels instead of NumPy code:  --backend cuda [--device cpu] (as the LeNet example).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import boxes_data
 import data
 import detection_lib as D
 import numpy as np
+import training
 
 import graphdl as gd
 
@@ -99,9 +101,11 @@ def detection_loss(out, objects, boxes, classes):
             / n_objects + cls.named("class_loss")).named("loss")
 
 
-def build():
+def build(options=None):
     """(train_step, predict, state, loss): the compiled step (fed x, the targets, the
-    parameters and Adam's state by name, all updated in place) and forward pass."""
+    parameters and Adam's state by name, all updated in place) and forward pass. `options`:
+    `gd.compile`'s backend and device."""
+    options = options or {}
     s = GRID.cells
     x = gd.input("x", (None, 1, GRID.size, GRID.size))
     objects = gd.input("objects", (None, s, s))
@@ -111,7 +115,8 @@ def build():
     out = network(x, params)
     loss = detection_loss(out, objects, boxes, classes)
     opt = gd.optim.adam(loss, list(params.values()), lr=LR)
-    return gd.compile(loss, updates=opt.updates), gd.compile(out), opt.init(), loss
+    return (gd.compile(loss, updates=opt.updates, **options), gd.compile(out, **options),
+            opt.init(), loss)
 
 
 def feeds(targets):
@@ -176,16 +181,18 @@ def main():
     sizes = SMOKE if data.is_smoke() else FULL
     parser.add_argument("--steps", type=int, default=sizes["steps"],
                         help=f"training steps of batch {BATCH} (default {sizes['steps']})")
+    training.add_backend_flags(parser)
     args = parser.parse_args()
+    options = training.compile_options(parser, args)
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(SEED)
     train_set, test, targets = datasets(sizes)
     params = init_params(rng)
-    train_step, predict, state, loss = build()
+    train_step, predict, state, loss = build(options)
     print(f"grid detector: {sum(p.size for p in params.values()):,} parameters; "
           f"{len(train_set.images)} training canvases ({targets.dropped} objects lost their "
           f"cell to a larger one), {len(test.images)} test canvases; {args.steps} Adam steps "
-          f"(lr {LR}) of batch {BATCH}")
+          f"(lr {LR}) of batch {BATCH}; {training.describe(options)}")
     start = time.perf_counter()
     losses = train(lambda **f: train_step(**f, **params, **state), train_set, targets,
                    args.steps, rng, report=10 if data.is_smoke() else 500)

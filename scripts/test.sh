@@ -24,7 +24,8 @@ done
 
 # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
 if command -v g++ >/dev/null; then
-    for f in examples/lenet_fashion_mnist.py examples/alexnet.py; do
+    for f in examples/lenet_fashion_mnist.py examples/alexnet.py examples/localization.py \
+             examples/detection.py; do
         echo "== smoke: $f --backend cuda --device cpu"
         GRAPHDL_SMOKE=1 python "$f" --backend cuda --device cpu
     done
