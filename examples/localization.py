@@ -21,9 +21,10 @@ and build/localization_graph.png (the network, its blocks collapsed); `gd.explai
 step where the two heads' gradients add at the trunk.
 
 Run from the repository root:  python examples/localization.py [--epochs N]
-Measured (OPENBLAS_NUM_THREADS=1, --epochs 36, 5.5 min of training on a shared 2-core EPYC): test
-accuracy 85.0 %, mean IoU 0.819, IoU >= 0.5 for 98.0 % (the issue's target: 85 % and 0.75; the
-accuracy meets it by a hair, 83.7 % with --epochs 30 and the decay after 60 % and 85 %).
+Measured (OPENBLAS_NUM_THREADS=1, --epochs 36, 5.7 min of training on one core of a 2-core
+EPYC): test accuracy 85.04 %, mean IoU 0.819, IoU >= 0.5 for 98.0 % (the issue's target: 85 %
+and 0.75; the accuracy meets it by a hair: 85.26 % with --epochs 45, 83.7 % with --epochs 30
+and the decay after 60 % and 85 %).
 Smoke mode (small data, 1 epoch):  GRAPHDL_SMOKE=1 python examples/localization.py
 CUDA kernels instead of NumPy code:  --backend cuda [--device cpu] (as the LeNet example).
 """
