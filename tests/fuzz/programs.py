@@ -91,6 +91,8 @@ GD = {
     "div": lambda a, b: a / b,
     "where": _where,
     "getitem": _getitem,
+    "lookup_dot": lambda table, partner, indices: gd.sum(
+        gd.take(table, indices, axis=0) * gd.expand_dims(partner, 1), axis=2),
     "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
     "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
@@ -119,6 +121,10 @@ _CODE = {
 
 def _code(step):
     args = [f"v{a}" for a in step.args]
+    if step.op == "lookup_dot":
+        indices = args[2] if len(args) > 2 else _literal(step.params["indices"])
+        return (f"gd.sum(gd.take({args[0]}, {indices}, axis=0) * gd.expand_dims({args[1]}, 1), "
+                "axis=2)")
     if step.op in _CODE:
         p = dict(step.params)
         if step.op in LEAVES:
@@ -373,6 +379,19 @@ def _take(g):
     return [x, *args], {**params, "axis": axis}
 
 
+def _lookup_dot(g):
+    """Scores of looked-up rows against a partner, word2vec's shape: rows of a fresh (V, D)
+    table at indices (B, K) (repeats, negatives), times the partner (B, D) broadcast over K,
+    summed over D. The table's sgd-step update is sparse, its gradient an outer product."""
+    partner = g.pick(lambda s: len(s) == 2 and 0 not in s)
+    b, d = g.shape_of(partner)
+    v = int(g.rng.integers(2, 6))
+    table = g.fresh((v, d))
+    indices = g.rng.integers(-v, v, (b, int(g.rng.integers(1, 4))))
+    args, params = g.integers(np.asarray(indices, dtype=np.int64), "indices")
+    return [table, partner, *args], params
+
+
 def _matmul(g):
     """a @ fresh or fresh @ a, with 1-D operands and broadcast batch dimensions."""
     a = g.pick(lambda s: 1 <= len(s) <= 4)
@@ -553,6 +572,7 @@ PROPOSERS = {
     "concatenate": _concatenate,
     "getitem": _getitem,
     "take": _take,
+    "lookup_dot": _lookup_dot,
     "matmul": _matmul,
     "conv2d": _conv2d,
     "max_pool2d": _pool(True),

@@ -131,6 +131,8 @@ TORCH = {
     "concatenate": lambda *xs, axis: torch.cat(xs, axis),
     "getitem": _getitem,
     "take": _take,
+    "lookup_dot": lambda table, partner, indices: (
+        _take(table, indices, 0) * partner.unsqueeze(1)).sum(2),
     "matmul": torch.matmul,
     "conv2d": _conv2d,
     "max_pool2d": _max_pool2d,
