@@ -1,8 +1,9 @@
 """One word2vec model (skip-gram negative sampling by default; `--model`, `--loss` for the other
-three) on one corpus slice, in one process: graphdl's compiled step (NumPy backend, sparse
-updates), gensim's Word2Vec (workers=1 and 2), and, for skip-gram NS, a plain hand-written NumPy
-minibatch trainer on the same batches as graphdl. Prints effective words/s (center words
-trained on after subsampling, per second of training, as gensim reports them), the analogy
+three) on one corpus slice: graphdl's compiled step (NumPy backend, sparse updates; 1 and 2
+processes), gensim's Word2Vec (workers=1 and 2), and, for skip-gram NS, a plain hand-written
+NumPy minibatch trainer on the same batches as graphdl's one process. Prints effective words/s
+(center words trained on after subsampling, per second of training, as gensim reports them),
+the analogy
 accuracy and word-pair correlation (gensim's own evaluations) when the slice is big enough,
 and where one graphdl step spends its time.
 
@@ -84,11 +85,11 @@ def declared(data: Data, s: Settings):
                    tree)
 
 
-def run_graphdl(data: Data, s: Settings) -> Run:
+def run_graphdl(data: Data, s: Settings, workers: int = 1) -> Run:
     model = declared(data, s)
     result = train(model, data, epochs=s.epochs, window=s.window, sample=s.sample,
-                   negative=s.negative, seed=s.seed, progress=False)
-    return Run("graphdl (NumPy, sparse)", result.words, result.seconds, data.vocab.words,
+                   negative=s.negative, seed=s.seed, progress=False, workers=workers)
+    return Run(f"graphdl workers={workers}", result.words, result.seconds, data.vocab.words,
                result.tables["W_in"])
 
 
@@ -216,6 +217,8 @@ def main() -> None:
     ap.add_argument("--model", choices=MODELS, default="sg")
     ap.add_argument("--loss", choices=LOSSES, default="ns")
     ap.add_argument("--workers", default="1,2", help="gensim's worker counts, comma-separated")
+    ap.add_argument("--graphdl-workers", default="1,2",
+                    help="graphdl's process counts (examples/word2vec/parallel.py)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
     args = ap.parse_args()
     s = Settings(epochs=args.epochs, model=args.model, loss=args.loss,
@@ -226,8 +229,9 @@ def main() -> None:
     trainers = args.trainers.split(",")
     if (s.model, s.loss) != ("sg", "ns"):  # the hand-written trainer is skip-gram NS only
         trainers = [t for t in trainers if t != "numpy"]
-    runs = [run(data, s) for name, run in (("graphdl", run_graphdl), ("numpy", run_numpy))
-            if name in trainers]
+    runs = [run_graphdl(data, s, int(w)) for w in args.graphdl_workers.split(",")
+            if "graphdl" in trainers]
+    runs += [run_numpy(data, s)] if "numpy" in trainers else []
     if "gensim" in trainers and evaluate.has_gensim():
         sentences = raw_sentences(args.smoke, len(data.corpus.offsets) - 1)
         runs += [run_gensim(sentences, s, int(w)) for w in args.workers.split(",")]

@@ -16,7 +16,8 @@ for f in "${examples[@]}"; do
     GRAPHDL_SMOKE=1 python "$f"
 done
 
-for model in "--model sg --loss ns" "--model cbow --loss hs"; do
+for model in "--model sg --loss ns" "--model cbow --loss hs" \
+             "--model sg --loss ns --workers 2"; do
     echo "== smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)"
     # shellcheck disable=SC2086
     python -m examples.word2vec.train --smoke --no-progress $model

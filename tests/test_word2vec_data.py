@@ -85,6 +85,14 @@ def test_noise_table_draws_follow_unigram_to_the_three_quarters():
     assert np.all(np.abs(got / draws - expected) < 5 * stderr)
 
 
+@pytest.mark.parametrize("counts", [[1000, 300, 50, 10, 1], [5, 5, 5], [1, 10**6], [7]])
+def test_noise_table_alias_slots_hold_exactly_the_distribution(counts):
+    weights = np.asarray(counts, dtype=np.float64) ** 0.75
+    table = V.NoiseTable(np.array(counts))
+    np.testing.assert_allclose(table.probabilities(), weights / weights.sum(), rtol=1e-12)
+    assert np.all((table.keep > 0) & (table.keep <= 1))
+
+
 def test_noise_table_redraws_negatives_equal_to_the_target():
     table = V.NoiseTable(np.array([1000, 1, 1]))  # word 0 is drawn 99% of the time
     targets = np.zeros((500, 1), dtype=np.int64)

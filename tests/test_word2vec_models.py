@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from examples.word2vec import parallel
 from examples.word2vec.batches import Batch
 from examples.word2vec.model import Shape, declare
 from examples.word2vec.train import Data, train
@@ -179,3 +180,30 @@ def test_a_batch_of_another_size_is_refused(rng):
 def test_hierarchical_softmax_without_a_tree_is_refused():
     with pytest.raises(ValueError, match="needs the vocabulary's huffman"):
         declare("sg", "hs", Shape(7, 3, 4))
+
+
+def test_two_worker_processes_train_the_shared_tables(rng):
+    """examples/word2vec/parallel.py: two processes, one table in shared memory, each on its
+    share of the lines; the topics are told apart as by one process."""
+    data = topic_corpus(rng)
+    shape = Shape(len(data.vocab), 8, 32, window=2, negative=3, dtype="float32")
+    model = declare("sg", "ns", shape)
+    result = train(model, data, epochs=4, window=2, sample=0, negative=3, seed=1,
+                   progress=False, workers=2)
+    one = train(model, data, epochs=4, window=2, sample=0, negative=3, seed=1, progress=False)
+    assert abs(result.words - one.words) <= 2 * 12  # each process may split a line's words
+    assert len(result.losses) >= 200
+    unit = result.tables["W_in"] / np.linalg.norm(result.tables["W_in"], axis=1, keepdims=True)
+    topic = np.array([w[0] == "a" for w in data.vocab.words])
+    same = (unit[topic] @ unit[topic].T).mean()
+    across = (unit[topic] @ unit[~topic].T).mean()
+    assert same > across + 0.3, (same, across)
+
+
+def test_shares_cut_the_corpus_at_line_boundaries(rng):
+    data = topic_corpus(rng, lines=31)
+    parts = parallel.shares(data.corpus, 3)
+    assert np.array_equal(np.concatenate([p.ids for p in parts]), data.corpus.ids)
+    assert sum(len(p.offsets) - 1 for p in parts) == 31
+    assert all(p.offsets[0] == 0 and p.offsets[-1] == len(p.ids) for p in parts)
+    assert max(len(p.ids) for p in parts) - min(len(p.ids) for p in parts) <= 12

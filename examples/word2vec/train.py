@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import evaluate
+from . import evaluate, parallel
 from .batches import batches, prefetched
 from .corpus import CACHE_DIR, build, read_lines
 from .model import BATCH, CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
@@ -75,17 +75,22 @@ class Progress:
         self.start = self.last = time.perf_counter()
         self.words, self.loss = 0, None
 
-    def update(self, words: int, loss_per_row: float):
+    def update(self, words: int, loss_per_row: float | None):
+        """`words` more trained on; the loss of their step (None: not known here)."""
         self.words += words
-        self.loss = loss_per_row if self.loss is None else 0.98 * self.loss + 0.02 * loss_per_row
+        if loss_per_row is not None:
+            self.loss = (loss_per_row if self.loss is None
+                         else 0.98 * self.loss + 0.02 * loss_per_row)
+        shown = "" if self.loss is None else f"{self.loss:.4f}"
         now = time.perf_counter()
         if self.bar is not None:
             self.bar.update(words)
-            self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+            if shown:
+                self.bar.set_postfix(loss=shown, refresh=False)
         elif now - self.last >= self.every:
             self.last = now
             print(f"{self.words:>12,} words {self.words / (now - self.start):>10,.0f} words/s "
-                  f"loss {self.loss:.4f}", flush=True)
+                  + (f"loss {shown}" if shown else ""), flush=True)
 
     def close(self) -> float:
         """Seconds since the start."""
@@ -105,10 +110,20 @@ class Result:
 
 def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, negative: int,
           seed: int, backend: str = "numpy", device: str | None = None,
-          progress: bool = True) -> Result:
-    """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`."""
+          progress: bool = True, workers: int = 1) -> Result:
+    """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`. With
+    `workers` > 1, as many processes share the corpus and the tables (`parallel`)."""
     rng = np.random.default_rng(seed)
     tables = model.tables(rng)
+    if workers > 1:
+        bar = Progress(expected_words(data, sample, epochs)) if progress else None
+        start = time.perf_counter()
+        words, losses, dropped = parallel.train(
+            model, data.vocab.counts, data.corpus, tables, workers=workers, epochs=epochs,
+            window=window, sample=sample, negative=negative, seed=seed, backend=backend,
+            device=device, progress=None if bar is None else lambda w: bar.update(w, None))
+        seconds = bar.close() if bar is not None else time.perf_counter() - start
+        return Result(tables, words, seconds, losses, dropped)
     step = model.compile(backend=backend, device=device)
     mode = "skipgram" if model.kind == "sg" else "cbow"
     stream = batches(data.corpus, data.vocab.counts, mode, window=window,
@@ -154,6 +169,9 @@ def parse(argv=None) -> argparse.Namespace:
                                              "cbow ns), 64 (cbow hs); smoke "
                                              f"{SMOKE['batch']}; the last short batch is dropped")
     p.add_argument("--words", type=int, help="train on the corpus's first WORDS tokens only")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the corpus and the tables (as gensim's workers; "
+                        "their updates race, as gensim's do)")
     p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="vectors file (word2vec text format); default "
@@ -179,7 +197,7 @@ def main(argv=None) -> None:
     model = declare(args.model, args.loss, shape, tree, args.cbow_update)
     result = train(model, data, epochs=args.epochs, window=args.window, sample=args.sample,
                    negative=args.negative, seed=args.seed, backend=args.backend,
-                   device=args.device, progress=not args.no_progress)
+                   device=args.device, progress=not args.no_progress, workers=args.workers)
     print(f"{args.model} {args.loss}: {result.words:,} effective words in "
           f"{result.seconds:.1f} s, {result.words / result.seconds:,.0f} effective words/s, "
           f"loss per row {result.losses[-100:].mean():.4f} over the last 100 steps (the last "

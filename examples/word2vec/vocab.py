@@ -73,28 +73,50 @@ def keep_probability(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
 
 
 class NoiseTable:
-    """The unigram^power distribution of negative sampling as a cumulative table: a uniform
-    draw u in [0, 1) lands on word i where cum[i-1] <= u < cum[i]."""
+    """The unigram^power distribution of negative sampling as an alias table (Walker, Vose):
+    draw a word i uniformly, keep it with probability keep[i], else take alias[i]. O(1) per
+    draw, two small arrays (a cumulative table needs a binary search per draw, which was most
+    of the time of drawing a batch)."""
 
     def __init__(self, counts: np.ndarray, power: float = 0.75):
         weights = np.asarray(counts, dtype=np.float64) ** power
-        self.cum = np.cumsum(weights) / weights.sum()
-        self.cum[-1] = 1.0  # rounding must not leave a gap above the last word
+        scaled = weights * len(weights) / weights.sum()  # mean 1
+        self.keep, self.alias = np.ones(len(weights)), np.arange(len(weights))
+        small = [i for i, w in enumerate(scaled) if w < 1]
+        large = [i for i, w in enumerate(scaled) if w >= 1]
+        while small and large:  # pair one under-full slot with an over-full word
+            s, g = small.pop(), large[-1]
+            self.keep[s], self.alias[s] = scaled[s], g
+            scaled[g] -= 1 - scaled[s]
+            if scaled[g] < 1:
+                small.append(large.pop())
+        # left over: rounding leaves words at ~1 on either list; they keep their slot whole
+
+    def probabilities(self) -> np.ndarray:
+        """The distribution the table draws from: (keep[i] + Σ over slots aliased to i of
+        1 − keep) / V."""
+        size = len(self.keep)
+        given = np.bincount(self.alias, weights=1 - self.keep, minlength=size)
+        return (self.keep + given) / size
 
     def draw(self, rng: np.random.Generator, shape, exclude: np.ndarray | None = None):
         """Word ids of the given shape; where `exclude` (broadcast against shape) is given, a
         draw equal to it is drawn again, as word2vec skips a negative equal to its target."""
-        out = np.searchsorted(self.cum, rng.random(shape), side="right")
+        out = self._draw(rng, shape)
         if exclude is None:
             return out
-        if len(self.cum) < 2:
+        if len(self.keep) < 2:
             raise ValueError("negative sampling needs at least 2 words in the vocabulary")
         exclude = np.broadcast_to(exclude, out.shape)
         clash = np.flatnonzero(out == exclude)
         while len(clash):
-            out.flat[clash] = np.searchsorted(self.cum, rng.random(len(clash)), side="right")
+            out.flat[clash] = self._draw(rng, len(clash))
             clash = clash[out.flat[clash] == exclude.flat[clash]]
         return out
+
+    def _draw(self, rng, shape):
+        slot = rng.integers(0, len(self.keep), shape)
+        return np.where(rng.random(shape) < self.keep[slot], slot, self.alias[slot])
 
 
 @dataclass(frozen=True)

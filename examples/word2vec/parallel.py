@@ -1,0 +1,130 @@
+"""Training on several processes at once, as gensim's workers: each process takes its own share
+of the corpus's lines (its own batches, learning-rate decay and random draws) and steps the same
+tables, which live in shared memory. The updates race, as word2vec.c's and gensim's threads do
+(Hogwild): a row two processes update at once may lose one of the two updates. Processes, not
+threads: a compiled step holds the GIL between its NumPy calls, and two threads stepping one
+model were slower than one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from .batches import batches, prefetched
+from .model import Model, Shape, declare
+from .vocab import Encoded, Huffman
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one process needs to declare the model again and train on its share."""
+
+    kind: str
+    loss_kind: str
+    shape: Shape
+    huffman: Huffman | None
+    cbow_update: str
+    tables: dict  # name -> (shared memory name, shape, dtype)
+    counts: np.ndarray
+    part: Encoded
+    epochs: int
+    window: int
+    sample: float
+    negative: int
+    seed: int
+    backend: str
+    device: str | None
+
+
+def shares(corpus: Encoded, workers: int) -> list[Encoded]:
+    """`corpus` cut at line boundaries into `workers` parts of about equal numbers of words."""
+    cuts = np.searchsorted(corpus.offsets, np.linspace(0, len(corpus.ids), workers + 1))
+    cuts[0], cuts[-1] = 0, len(corpus.offsets) - 1
+    parts = []
+    for first, last in itertools.pairwise(cuts):
+        start, stop = corpus.offsets[first], corpus.offsets[last]
+        parts.append(Encoded(corpus.ids[start:stop], corpus.offsets[first:last + 1] - start))
+    return parts
+
+
+def train(model: Model, counts: np.ndarray, corpus: Encoded, tables: dict, *, workers: int,
+          epochs: int, window: int, sample: float, negative: int, seed: int, backend: str,
+          device: str | None, progress=None):
+    """Train `tables` (updated in place) on `workers` processes; (words, per-step losses of
+    every process, rows dropped). `progress(words)` is called as the processes report."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding BLAS threads
+    memory = {name: shared_memory.SharedMemory(create=True, size=t.nbytes)
+              for name, t in tables.items()}
+    try:
+        for name, t in tables.items():
+            np.ndarray(t.shape, t.dtype, buffer=memory[name].buf)[...] = t
+        spec = {name: (memory[name].name, t.shape, t.dtype.str) for name, t in tables.items()}
+        done, results = context.Value("q", 0), context.Queue()
+        processes = [context.Process(target=_work, args=(Job(
+            model.kind, model.loss_kind, model.shape, model.huffman, model.cbow_update, spec,
+            counts, part, epochs, window, sample, negative, seed + k, backend, device),
+            done, results)) for k, part in enumerate(shares(corpus, workers))]
+        for p in processes:
+            p.start()
+        reported, finished = 0, []
+        while len(finished) < workers:
+            while not results.empty():
+                finished.append(results.get())
+            if progress is not None and done.value > reported:
+                progress(done.value - reported)
+                reported = done.value
+            time.sleep(0.2)
+        for p in processes:
+            p.join()
+        for name, t in tables.items():
+            t[...] = np.ndarray(t.shape, t.dtype, buffer=memory[name].buf)
+    finally:
+        for m in memory.values():
+            m.close()
+            m.unlink()
+    failed = [f for f in finished if isinstance(f, str)]
+    if failed:
+        raise RuntimeError("a word2vec worker failed:\n" + "\n".join(failed))
+    return (sum(f[0] for f in finished), np.concatenate([f[1] for f in finished]),
+            sum(f[2] for f in finished))
+
+
+def _work(job: Job, done, results):
+    """One process: declare and compile the model, attach the shared tables, train on its part;
+    put (words, losses, dropped rows), or the traceback, on `results`."""
+    try:
+        memory = {name: shared_memory.SharedMemory(name=spec[0])
+                  for name, spec in job.tables.items()}
+        tables = {name: np.ndarray(shape, np.dtype(dtype), buffer=memory[name].buf)
+                  for name, (_, shape, dtype) in job.tables.items()}
+        model = declare(job.kind, job.loss_kind, job.shape, job.huffman, job.cbow_update)
+        step = model.compile(backend=job.backend, device=job.device)
+        stream = batches(job.part, job.counts, "skipgram" if job.kind == "sg" else "cbow",
+                         window=job.window, batch_size=job.shape.batch,
+                         negative=job.negative if job.loss_kind == "ns" else 0,
+                         epochs=job.epochs, sample=job.sample, seed=job.seed + 1)
+        words, dropped, losses = 0, 0, []
+        full = job.shape.batch
+        for batch, fed in prefetched((b, model.feeds(b) if len(b.centers) == full else None)
+                                     for b in stream):
+            if fed is None:
+                dropped += len(batch.centers)
+                continue
+            losses.append(float(step({**tables, **fed})) / full)
+            words += batch.words
+            with done.get_lock():
+                done.value += batch.words
+        del tables
+        for m in memory.values():
+            m.close()
+        results.put((words, np.array(losses), dropped))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        import traceback
+
+        results.put(traceback.format_exc())
