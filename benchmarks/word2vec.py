@@ -35,7 +35,6 @@ from mlp_step import instrument
 sys.path.insert(0, str(ROOT))
 
 from examples.word2vec import evaluate
-from examples.word2vec.batches import batches
 from examples.word2vec.corpus import build, read_lines
 from examples.word2vec.model import BATCH, LOSSES, MODELS, Shape, declare
 from examples.word2vec.train import Data, load, train
@@ -72,11 +71,10 @@ class Run:
 
 
 def stream(data: Data, s: Settings):
-    mode = "skipgram" if s.model == "sg" else "cbow"
-    negative = s.negative if s.loss == "ns" else 0
-    return batches(data.corpus, data.vocab.counts, mode, window=s.window,
-                   batch_size=s.batch, negative=negative, epochs=s.epochs, sample=s.sample,
-                   seed=s.seed + 1)
+    """The batches graphdl's trainer draws (its one process)."""
+    return declared(data, s).stream(data.corpus, data.vocab.counts, epochs=s.epochs,
+                                    window=s.window, sample=s.sample, negative=s.negative,
+                                    seed=s.seed + 1)
 
 
 def declared(data: Data, s: Settings):

@@ -52,8 +52,8 @@ import numpy as np
 
 import graphdl as gd
 
-from .batches import Batch
-from .vocab import Huffman
+from .batches import Batch, batches, prefetched
+from .vocab import Encoded, Huffman
 
 MODELS = ("sg", "cbow")
 LOSSES = ("ns", "hs")
@@ -116,6 +116,33 @@ class Model:
 
     def compile(self, **options):
         return gd.compile(self.loss, updates=self.updates, **options)
+
+    def stream(self, corpus: Encoded, counts: np.ndarray, *, epochs: int, window: int,
+               sample: float, negative: int, seed: int):
+        """The batches this model steps on (`batches.batches` in its mode, of its batch size;
+        negatives for NS only), drawn from `seed`."""
+        return batches(corpus, counts, "skipgram" if self.kind == "sg" else "cbow",
+                       window=window, batch_size=self.shape.batch,
+                       negative=negative if self.loss_kind == "ns" else 0, epochs=epochs,
+                       sample=sample, seed=seed)
+
+    def run(self, step, tables: dict, stream, report=None) -> tuple[int, np.ndarray, int]:
+        """The compiled `step` over the full batches of `stream` (their feeds made on a
+        background thread), updating `tables` in place: (center words trained on, each step's
+        loss per row, rows of the short batches dropped). `report(words, loss per row)` after
+        each step."""
+        words, dropped, losses = 0, 0, []
+        full = self.shape.batch
+        for batch, fed in prefetched((b, self.feeds(b) if len(b.centers) == full else None)
+                                     for b in stream):
+            if fed is None:
+                dropped += len(batch.centers)
+                continue
+            losses.append(float(step({**tables, **fed})) / full)
+            words += batch.words
+            if report is not None:
+                report(batch.words, losses[-1])
+        return words, np.array(losses), dropped
 
 
 def _input_vectors(kind: str, W_in, s: Shape, cbow_update: str):

@@ -16,7 +16,6 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from .batches import batches, prefetched
 from .model import Model, Shape, declare
 from .vocab import Encoded, Huffman
 
@@ -105,25 +104,18 @@ def _work(job: Job, done, results):
                   for name, (_, shape, dtype) in job.tables.items()}
         model = declare(job.kind, job.loss_kind, job.shape, job.huffman, job.cbow_update)
         step = model.compile(backend=job.backend, device=job.device)
-        stream = batches(job.part, job.counts, "skipgram" if job.kind == "sg" else "cbow",
-                         window=job.window, batch_size=job.shape.batch,
-                         negative=job.negative if job.loss_kind == "ns" else 0,
-                         epochs=job.epochs, sample=job.sample, seed=job.seed + 1)
-        words, dropped, losses = 0, 0, []
-        full = job.shape.batch
-        for batch, fed in prefetched((b, model.feeds(b) if len(b.centers) == full else None)
-                                     for b in stream):
-            if fed is None:
-                dropped += len(batch.centers)
-                continue
-            losses.append(float(step({**tables, **fed})) / full)
-            words += batch.words
+        stream = model.stream(job.part, job.counts, epochs=job.epochs, window=job.window,
+                              sample=job.sample, negative=job.negative, seed=job.seed + 1)
+
+        def report(words, _loss):
             with done.get_lock():
-                done.value += batch.words
+                done.value += words
+
+        words, losses, dropped = model.run(step, tables, stream, report)
         del tables
         for m in memory.values():
             m.close()
-        results.put((words, np.array(losses), dropped))
+        results.put((words, losses, dropped))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         import traceback
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from . import evaluate, parallel
-from .batches import batches, prefetched
 from .corpus import CACHE_DIR, build, read_lines
 from .model import BATCH, CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
 from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
@@ -125,24 +124,13 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
         seconds = bar.close() if bar is not None else time.perf_counter() - start
         return Result(tables, words, seconds, losses, dropped)
     step = model.compile(backend=backend, device=device)
-    mode = "skipgram" if model.kind == "sg" else "cbow"
-    stream = batches(data.corpus, data.vocab.counts, mode, window=window,
-                     batch_size=model.shape.batch,
-                     negative=negative if model.loss_kind == "ns" else 0, epochs=epochs,
-                     sample=sample, seed=seed + 1)
+    stream = model.stream(data.corpus, data.vocab.counts, epochs=epochs, window=window,
+                          sample=sample, negative=negative, seed=seed + 1)
     bar = Progress(expected_words(data, sample, epochs)) if progress else None
-    words, dropped, losses, start = 0, 0, [], time.perf_counter()
-    for batch, fed in prefetched((b, model.feeds(b) if len(b.centers) == model.shape.batch
-                                  else None) for b in stream):
-        if fed is None:
-            dropped += len(batch.centers)
-            continue
-        losses.append(float(step({**tables, **fed})) / model.shape.batch)
-        words += batch.words
-        if bar is not None:
-            bar.update(batch.words, losses[-1])
+    start = time.perf_counter()
+    words, losses, dropped = model.run(step, tables, stream, None if bar is None else bar.update)
     seconds = bar.close() if bar is not None else time.perf_counter() - start
-    return Result(tables, words, seconds, np.array(losses), dropped)
+    return Result(tables, words, seconds, losses, dropped)
 
 
 def parse(argv=None) -> argparse.Namespace:
