@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads must not spin
 
-import cnn_step  # benchmarks/cnn_step.py: limit_threads
 import localization as L
 import machine  # benchmarks/machine.py (this script's folder is on the path)
 import torch
@@ -94,7 +93,7 @@ def main():
     parser.add_argument("--test", type=int, default=2000, help="test canvases (default 2000)")
     parser.add_argument("--threads", type=int, default=1, help="threads of each (default 1)")
     args = parser.parse_args()
-    limited = cnn_step.limit_threads(args.threads)
+    limited = machine.limit_threads(args.threads)
     print(f"graphdl {machine.source_version()} on {machine.cpu_model()}, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {limited}")
     params = L.init_params(np.random.default_rng(L.SEED))

@@ -122,7 +122,7 @@ def _gradients(loss, params, what):
     params = [params] if isinstance(params, Node) else list(params)
     if not params:
         raise GraphError(f"{what}: no parameters given")
-    order = ir.topological_order([loss])
+    reached = {id(n) for n in ir.topological_order([loss])}  # what the loss depends on
     for p in params:
         if not isinstance(p, Node) or p.op is not leaf.INPUT:
             raise GraphError(f"{what}: parameters must be gd.input nodes (updated in place), "
@@ -130,7 +130,7 @@ def _gradients(loss, params, what):
         if p.dtype.kind != "f" or None in p.shape:
             raise GraphError(f"{what}: parameter {p.name!r} must be floating point with a known "
                              f"shape, got {ir.format_shape(p.shape)} {p.dtype}")
-        if id(loss) not in autodiff.depends_on(order, [p]):
+        if id(p) not in reached:
             raise GraphError(f"{what}: the loss {describe(loss)} does not depend on parameter "
                              f"{p.name!r}")
     if len({id(p) for p in params}) != len(params):
@@ -159,7 +159,7 @@ def _number(what, **values):
 
 
 def _state(state, name, shape, dtype):
-    """A state input called `name`; refused if the graph's optimizers already declared it."""
+    """A state input called `name`; refused if this optimizer already declared it."""
     if name in state:
         raise GraphError(f"optimizer state {name!r} declared twice: two parameters named alike?")
     state[name] = leaf.input(name, shape, dtype)

@@ -68,3 +68,11 @@ def test_one_hot_float_rows_are_still_accepted():
     labels = gd.input("onehot", (None, 10))
     loss = gd.softmax_cross_entropy(scores(), labels)
     assert loss.shape == () and loss.dtype == np.float32
+
+
+def test_integer_logits_are_refused_naming_them():
+    logits = gd.input("l", (4, 3), "int32")
+    labels = gd.input("y", (4,), "int64")
+    with pytest.raises(gd.GraphError, match=r"softmax_cross_entropy expects floating-point "
+                                            r"input, got 'l'"):
+        gd.softmax_cross_entropy(logits, labels)

@@ -23,7 +23,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.passes.optimize import prepare
-from graphdl.runtime import _avg_divisor
+from graphdl.runtime import _avg_divisor, _sum_to_axes
 
 OPSET = 17
 EMIT = {}  # OpDef -> emitter(writer, node, input names) -> output name
@@ -186,8 +186,7 @@ def _broadcast_to(w, node, names):
 def _sum_to(w, node, names):
     x, like = node.inputs
     big, small = _static(x, "sum_to"), _static(like, "sum_to")
-    lead = len(big) - len(small)
-    axes = [a for a in range(len(big)) if a < lead or (small[a - lead] == 1 and big[a] != 1)]
+    axes = list(_sum_to_axes(big, small))
     if not axes:
         return names[0]
     total = w.emit("ReduceSum", [names[0], w.ints(axes, "axes")], keepdims=1)

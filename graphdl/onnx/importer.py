@@ -70,8 +70,7 @@ class Call:
         return i < len(self.inputs) and self.inputs[i] is not None
 
     def node(self, i):
-        value = self.inputs[i]
-        return value if isinstance(value, Node) else gd.constant(value)
+        return _as_node(self.inputs[i])
 
     def static(self, i, what):
         """Input `i` as a NumPy array: it must be known at import time (`what` says why)."""

@@ -222,6 +222,7 @@ def _integer_hint(labels):
            aliases=("softmax_cross_entropy",))
 def softmax_cross_entropy(logits, labels):
     """mean over the batch of L_i = -log(e^{s_y} / Σ_j e^{s_j}) (labels: ints or one-hot rows)."""
+    logits = _floating(logits, "softmax_cross_entropy")
     target = _targets(logits, labels, "softmax_cross_entropy")
     if target.mask is None:  # weight rows: -Σ_j w_j log_softmax_j
         per_example = -target.total(log_softmax(logits))
