@@ -25,7 +25,7 @@ HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_lowest": lambda: conv.lowest}
 # What generated code calls. `_where` is numpy.where (the interpreter's, and its test oracle)
 # made branch-free; sum_to's lowering prints its `numpy.sum` inline.
 EMITTED = {"_sigmoid", "_where", "_unslice", "_scatter_add", "_index_major", "_rows_summed",
-           "_row_groups",
+           "_row_groups", "_stable_order",
            "_check_index", "_conv_out", "_pad", "_pool_extra", "_lowest", "_avg_divisor"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
 PRINTED = {"_erf"}

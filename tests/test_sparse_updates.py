@@ -192,3 +192,14 @@ def test_cuda_kernels_update_only_the_addressed_rows(rng):
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-12)
     for k in ("W_in", "W_out"):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [7, 2**16, 2**16 + 1, 2**32 + 5])
+def test_stable_order_is_numpys_stable_argsort(n, rng):
+    """One radix pass up to 2**16 rows, two up to 2**32, NumPy's comparison sort beyond: each
+    the same order as argsort(kind="stable"), ties in their order of appearance."""
+    keys = rng.integers(0, n, 3000)
+    keys[::7] = keys[0]  # many ties
+    keys[1::11] = n - 1
+    np.testing.assert_array_equal(runtime._stable_order(keys, n),
+                                  np.argsort(keys, kind="stable"))

@@ -90,38 +90,44 @@ def _scatter_update(target, scale, axis, terms):
     not what the table holds. A term is (indices, g), or (indices, rows, coef) for
     g = coef * rows (axis 0). Each row's contributions are summed first, so a row addressed
     twice moves once, by the sum."""
-    if all(len(term) == 2 for term in terms):
-        indices = numpy.concatenate([i.reshape(-1) for i, _ in terms])
-        slices = numpy.concatenate([_index_major(g, i.ndim, axis) for i, g in terms])
-        rows, sums = _rows_summed(indices, slices, target.shape[axis])
-    else:
-        rows, sums = _outer_rows_summed(terms, target.shape[0])
-    numpy.moveaxis(target, axis, 0)[rows] -= scale * sums
+    moved = numpy.moveaxis(target, axis, 0)
+    rows, sums = _scaled_row_sums(terms, axis, moved.shape[0], scale)
+    updated = numpy.take(moved, rows, axis=0)  # take, then assign: faster than `[rows] -=`
+    updated -= sums.reshape(updated.shape)
+    moved[rows] = updated
 
 
-def _outer_rows_summed(terms, n):
-    """(rows, sums) as `_rows_summed` gives them, for axis-0 terms of which some are
-    (indices, rows, coef): index position p adds coef[p] times the row of `rows` it
-    broadcasts from. The sum over a row's positions is a sparse matrix (rows addressed x
-    factor rows, one coef per position) times the stacked factor rows: SciPy's CSR product,
-    one pass over the factors; without SciPy, the products formed and summed as slices."""
-    indices, coefs, sources, stacked, offset = [], [], [], [], 0
+def _scaled_row_sums(terms, axis, n, scale):
+    """(rows, sums): the distinct rows of [0, n) the terms address and, for each, scale times
+    the sum of what the terms send there (flattened to one row each). A term (indices, g)
+    sends each index position its slice of g; (indices, rows, coef), axis 0 only, sends
+    coef[p] times the row of `rows` that position p broadcasts from. The sums are a sparse
+    matrix (rows addressed x factor rows, one coefficient per position, times scale) times the
+    factor rows stacked: SciPy's CSR product, one pass over the factors (a factor that two
+    terms share, as skip-gram's input vectors for its target and its negatives, is stacked
+    once); without SciPy, the products are formed and summed as slices (`_rows_summed`).
+    The scale multiplies each coefficient before the sum, where the graph scales the sum:
+    the two differ in rounding only."""
+    indices, coefs, sources, stacked, offsets = [], [], [], [], {}
     for index, *factors in terms:
         if len(factors) == 1:  # (indices, g): g's slices, each with coefficient 1
-            rows = factors[0].reshape(index.size, -1)
+            rows = _index_major(factors[0], index.ndim, axis).reshape(index.size, -1)
             coef, source = numpy.ones(index.size, rows.dtype), numpy.arange(index.size)
         else:
             rows, coef = factors
             lead = rows.shape[:-1]
             source = numpy.broadcast_to(numpy.arange(rows[..., 0].size).reshape(lead), index.shape)
             rows = rows.reshape(-1, rows.shape[-1])
+        key = (rows.__array_interface__["data"][0], rows.shape, rows.strides, rows.dtype.str)
+        if key not in offsets:
+            offsets[key] = sum(len(r) for r in stacked)
+            stacked.append(rows)
         indices.append(index.reshape(-1))
         coefs.append(coef.reshape(-1))
-        sources.append(source.reshape(-1) + offset)
-        stacked.append(rows)
-        offset += len(rows)
-    indices, coefs = numpy.concatenate(indices), numpy.concatenate(coefs)
-    sources, stacked = numpy.concatenate(sources), numpy.concatenate(stacked)
+        sources.append(source.reshape(-1) + offsets[key])
+    indices, coefs = numpy.concatenate(indices), numpy.concatenate(coefs) * scale
+    sources = numpy.concatenate(sources)
+    stacked = stacked[0] if len(stacked) == 1 else numpy.concatenate(stacked)
     try:
         from scipy import sparse
     except ImportError:
@@ -136,4 +142,4 @@ def _outer_rows_summed(terms, n):
 
 HELPERS = {f.__name__: inspect.getsource(f)
            for f in (_gemm_update, _row_major, _blas_gemm, _scatter_update,
-                     _outer_rows_summed)}
+                     _scaled_row_sums)}
