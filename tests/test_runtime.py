@@ -21,12 +21,13 @@ from .helpers import assert_saved_module_runs_alone
 INTERPRETED = {"_unslice", "_scatter_add", "_check_index", "_sum_to", "_sum_to_axes", "_conv_out",
                "_pad", "_pool_extra", "_avg_divisor"}
 # ... and holds as the very function objects (the op's impl, the padding value).
-HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_lowest": lambda: conv.lowest}
+HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_softplus": lambda: ew.SOFTPLUS.impl,
+        "_lowest": lambda: conv.lowest}
 # What generated code calls. `_where` is numpy.where (the interpreter's, and its test oracle)
 # made branch-free; sum_to's lowering prints its `numpy.sum` inline.
-EMITTED = {"_sigmoid", "_where", "_unslice", "_scatter_add", "_index_major", "_rows_summed",
-           "_row_groups", "_stable_order",
-           "_check_index", "_conv_out", "_pad", "_pool_extra", "_lowest", "_avg_divisor"}
+EMITTED = {"_sigmoid", "_softplus", "_where", "_unslice", "_scatter_add", "_index_major",
+           "_rows_summed", "_row_groups", "_stable_order", "_check_index", "_conv_out", "_pad",
+           "_pool_extra", "_lowest", "_avg_divisor"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
 PRINTED = {"_erf"}
 
@@ -34,7 +35,7 @@ PRINTED = {"_erf"}
 def program():
     """One training graph that reaches every runtime function: padded convolution with bias
     (sum_to), relu (the select), ceil-mode max-pooling, average pooling without the padding,
-    slicing, a sigmoid, an embedding lookup."""
+    slicing, a sigmoid, a softplus, an embedding lookup."""
     x = gd.input("x", (2, 3, 7, 7), "float64")
     w = gd.input("w", (4, 3, 3, 3), "float64")
     b = gd.input("b", (4,), "float64")
@@ -44,7 +45,8 @@ def program():
     pooled = gd.max_pool2d(h, 3, stride=2, padding=1, ceil_mode=True)
     averaged = gd.avg_pool2d(h, 2, padding=1, count_include_pad=False)
     rows, cropped = gd.take(table, idx, axis=0), averaged[:, :, 1:]
-    loss = gd.sum(gd.sigmoid(pooled)) + gd.sum(cropped * cropped) + gd.sum(rows * rows)
+    loss = (gd.sum(gd.sigmoid(pooled)) + gd.sum(cropped * cropped) + gd.sum(rows * rows)
+            + gd.sum(gd.softplus(h)))
     return [loss, *gd.grad(loss, [x, w, b, table])]
 
 

@@ -62,7 +62,7 @@ class GraphdlNumPyPrinter(NumPyPrinter):
         return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_Softplus(self, expr):
-        return f"numpy.logaddexp(0, {self._print(expr.args[0])})"
+        return f"_softplus({self._print(expr.args[0])})"
 
     def _print_Relu(self, expr):
         return f"numpy.maximum({self._print(expr.args[0])}, 0)"
