@@ -191,7 +191,10 @@ def test_two_worker_processes_train_the_shared_tables(rng):
     result = train(model, data, epochs=4, window=2, sample=0, negative=3, seed=1,
                    progress=False, workers=2)
     one = train(model, data, epochs=4, window=2, sample=0, negative=3, seed=1, progress=False)
-    assert abs(result.words - one.words) <= 2 * 12  # each process may split a line's words
+    # Every line is trained on once: a share lost or trained twice would move the count by
+    # half. It moves a little as it is: the processes draw their own windows, cut their own
+    # batches (a center split by a batch boundary counts in both) and drop their own last one.
+    assert abs(result.words - one.words) <= 0.02 * one.words
     assert len(result.losses) >= 200
     unit = result.tables["W_in"] / np.linalg.norm(result.tables["W_in"], axis=1, keepdims=True)
     topic = np.array([w[0] == "a" for w in data.vocab.words])

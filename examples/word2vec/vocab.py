@@ -115,8 +115,12 @@ class NoiseTable:
         return out
 
     def _draw(self, rng, shape):
-        slot = rng.integers(0, len(self.keep), shape)
-        return np.where(rng.random(shape) < self.keep[slot], slot, self.alias[slot])
+        """One uniform number per draw: its integer part (times V) picks the slot, its
+        fraction decides between the slot's word and its alias (float64 keeps 53 - log2(V)
+        bits for the fraction)."""
+        where = rng.random(shape) * len(self.keep)
+        slot = where.astype(np.int64)
+        return np.where(where - slot < self.keep[slot], slot, self.alias[slot])
 
 
 @dataclass(frozen=True)
