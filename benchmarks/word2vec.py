@@ -155,9 +155,11 @@ def category(line: str) -> str:
     return "elementwise and reductions"
 
 
-def profile(data: Data, s: Settings, steps: int = 60) -> None:
+def profile(data: Data, s: Settings, steps: int = 600) -> None:
     """Per-statement medians of graphdl's generated run() over real batches, grouped; the
-    rest of a compiled call (feed checks, dispatch) and the pair generation beside them."""
+    rest of a compiled call (feed checks, dispatch) and the pair generation beside them.
+    The batches alternate between the compiled call and run() alone, each batch stepped once
+    (a batch stepped twice would find its rows in the cache the second time)."""
     model = declared(data, s)
     fn = model.compile()
     tables = model.tables(np.random.default_rng(s.seed))
@@ -165,20 +167,20 @@ def profile(data: Data, s: Settings, steps: int = 60) -> None:
            if len(b.centers) == s.batch]
     run, text, times = instrument(fn.source, "run")
     calls, bodies = [], []
-    for f in fed:  # interleaved: the compiled call, then run() alone statement by statement
+    for k, f in enumerate(fed):  # alternately the compiled call and run() statement by statement
         arrays = {**tables, **f}
         start = time.perf_counter()
-        fn(arrays)
-        middle = time.perf_counter()
-        run(*(arrays[name] for name in fn.input_names))
-        calls.append(middle - start)
-        bodies.append(time.perf_counter() - middle)
+        if k % 2:
+            run(*(arrays[name] for name in fn.input_names))
+        else:
+            fn(arrays)
+        (bodies if k % 2 else calls).append(time.perf_counter() - start)
     medians = [float(np.median(times[i])) for i in range(len(text))]
     call, body = float(np.median(calls)), float(np.median(bodies))
     groups: dict[str, float] = {}
     for line, t in zip(text, medians):
         groups[category(line)] = groups.get(category(line), 0.0) + t
-    pairs = pair_generation(data, s, 10 * steps)
+    pairs = pair_generation(data, s, steps)
     print(f"\nOne graphdl step (batch {s.batch}, medians over {len(fed)} steps): compiled call "
           f"{call * 1e3:.2f} ms, its run() {body * 1e3:.2f} ms; pair generation "
           f"{pairs * 1e3:.2f} ms per batch")

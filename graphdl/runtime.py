@@ -103,7 +103,8 @@ def _row_groups(indices, n):
     """(order, rows, starts) for flat, non-empty `indices` into [-n, n): the stable order that
     sorts them, the distinct rows they address (negative ones counted from the end), and
     where each row's run begins in the sorted order."""
-    indices = numpy.where(indices < 0, indices + n, indices)
+    if indices.min() < 0:
+        indices = numpy.where(indices < 0, indices + n, indices)
     order = _stable_order(indices, n)
     ordered = indices[order]
     starts = numpy.flatnonzero(numpy.concatenate(([True], ordered[1:] != ordered[:-1])))

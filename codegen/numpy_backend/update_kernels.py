@@ -90,7 +90,7 @@ def _scatter_update(target, scale, axis, terms):
     not what the table holds. A term is (indices, g), or (indices, rows, coef) for
     g = coef * rows (axis 0). Each row's contributions are summed first, so a row addressed
     twice moves once, by the sum."""
-    moved = numpy.moveaxis(target, axis, 0)
+    moved = target if axis == 0 else numpy.moveaxis(target, axis, 0)
     rows, sums = _scaled_row_sums(terms, axis, moved.shape[0], scale)
     updated = numpy.take(moved, rows, axis=0)  # take, then assign: faster than `[rows] -=`
     updated -= sums.reshape(updated.shape)
@@ -135,7 +135,10 @@ def _scaled_row_sums(terms, axis, n, scale):
     if indices.size == 0:
         return indices, stacked[:0]
     order, rows, starts = _row_groups(indices, n)
-    matrix = sparse.csr_matrix((coefs[order], sources[order], numpy.append(starts, len(order))),
+    # SciPy's index dtype where it fits: int64 ones it would copy down to int32 first
+    kind = numpy.int32 if max(len(order), len(stacked)) < 2**31 else numpy.int64
+    pointers = numpy.append(starts, len(order)).astype(kind)
+    matrix = sparse.csr_matrix((coefs[order], sources[order].astype(kind), pointers),
                                shape=(len(rows), len(stacked)))
     return rows, matrix @ stacked
 

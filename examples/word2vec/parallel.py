@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import time
+import queue
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -73,12 +73,13 @@ def train(model: Model, counts: np.ndarray, corpus: Encoded, tables: dict, *, wo
             p.start()
         reported, finished = 0, []
         while len(finished) < workers:
-            while not results.empty():
-                finished.append(results.get())
+            try:  # a result ends the wait at once: the training time is not rounded up
+                finished.append(results.get(timeout=0.2))
+            except queue.Empty:
+                pass
             if progress is not None and done.value > reported:
                 progress(done.value - reported)
                 reported = done.value
-            time.sleep(0.2)
         for p in processes:
             p.join()
         for name, t in tables.items():
