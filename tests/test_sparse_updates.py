@@ -203,3 +203,7 @@ def test_stable_order_is_numpys_stable_argsort(n, rng):
     keys[1::11] = n - 1
     np.testing.assert_array_equal(runtime._stable_order(keys, n),
                                   np.argsort(keys, kind="stable"))
+    if n < 2**8:  # narrow index dtypes, as `take` accepts them
+        for dtype in (np.uint8, np.int16):
+            np.testing.assert_array_equal(runtime._stable_order(keys.astype(dtype), n),
+                                          np.argsort(keys, kind="stable"))

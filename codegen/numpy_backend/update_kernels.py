@@ -10,10 +10,11 @@ subtracts it, the operations the graph spells. The two differ only in rounding (
 alpha/beta arithmetic).
 
 `_scatter_update(target, scale, axis, terms)` is an update by the gradient of `take` (an
-embedding lookup): the rows the indices address move, nothing else is read or written. Terms
-given as the factors of an outer product (`accumulate._outer_factors`) are summed per row as a
-sparse matrix times the factor rows, with SciPy's CSR product where SciPy is installed (the
-generated module still runs with NumPy alone: it then forms the products and sums them).
+embedding lookup): the rows the indices address move, nothing else is read or written. Each
+row's share is summed as a sparse matrix times the factor rows (g's slices, or the two factors
+of an outer product, `accumulate._outer_factors`), with SciPy's CSR product where SciPy is
+installed (the generated module still runs with NumPy alone: it then forms the products and
+sums them).
 """
 
 from __future__ import annotations
