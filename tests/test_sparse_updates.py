@@ -13,6 +13,7 @@ import pytest
 
 import graphdl as gd
 from graphdl import runtime
+from graphdl.codegen.numpy_backend import update_kernels
 
 
 def skipgram(V, D, B, K, dtype="float32", lr=0.025):
@@ -207,3 +208,30 @@ def test_stable_order_is_numpys_stable_argsort(n, rng):
         for dtype in (np.uint8, np.int16):
             np.testing.assert_array_equal(runtime._stable_order(keys.astype(dtype), n),
                                           np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("with_scipy", [True, False])
+@pytest.mark.parametrize("case", ["empty", "int8 negative", "int64 and uint64", "3-D axis 1"])
+def test_scatter_update_matches_add_at_on_edge_indices(case, with_scipy, rng, monkeypatch):
+    """The generated `_scatter_update` against numpy.add.at: no index at all, negative indices
+    of a dtype the table's size does not fit, terms whose index dtypes differ, a middle axis."""
+    if not with_scipy:
+        monkeypatch.setitem(sys.modules, "scipy", None)
+    target, axis = rng.standard_normal((200, 3)), 0
+    if case == "empty":
+        terms = [(np.zeros(0, np.int64), np.zeros((0, 3)))]
+    elif case == "int8 negative":
+        terms = [(np.array([-1, 5, -1, 127], np.int8), rng.standard_normal((4, 3)))]
+    elif case == "int64 and uint64":
+        terms = [(np.array([3, -2]), rng.standard_normal((2, 3))),
+                 (np.array([3, 7], np.uint64), rng.standard_normal((2, 3)))]
+    else:
+        target, axis = rng.standard_normal((2, 9, 4)), 1
+        terms = [(np.array([[8, 0], [8, -1]]), rng.standard_normal((2, 2, 2, 4)))]
+    want = target.copy()
+    moved = np.moveaxis(want, axis, 0)
+    for index, g in terms:
+        slices = runtime._index_major(g, index.ndim, axis).reshape(index.shape + moved.shape[1:])
+        np.add.at(moved, index.astype(np.int64), -0.1 * slices)
+    update_kernels._scatter_update(target, 0.1, axis, terms)
+    np.testing.assert_allclose(target, want, rtol=1e-13, atol=1e-13)

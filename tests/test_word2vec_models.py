@@ -210,3 +210,21 @@ def test_shares_cut_the_corpus_at_line_boundaries(rng):
     assert sum(len(p.offsets) - 1 for p in parts) == 31
     assert all(p.offsets[0] == 0 and p.offsets[-1] == len(p.ids) for p in parts)
     assert max(len(p.ids) for p in parts) - min(len(p.ids) for p in parts) <= 12
+
+
+def test_a_worker_killed_outright_fails_the_training_instead_of_hanging_it():
+    """A process that dies without a result (killed by a signal: exit code -9) never reports;
+    the parent raises, naming the exit code, and stops the others."""
+
+    class Process:
+        def __init__(self, exitcode):
+            self.exitcode, self.killed = exitcode, False
+
+        def kill(self):
+            self.killed = True
+
+    running, killed = Process(None), Process(-9)
+    parallel._refuse_silent_deaths([running, Process(0)])  # running and finished ones: wait
+    with pytest.raises(RuntimeError, match=r"died without reporting \(exit code -9\)"):
+        parallel._refuse_silent_deaths([running, killed])
+    assert running.killed

@@ -112,7 +112,8 @@ def _scaled_row_sums(terms, axis, n, scale):
     indices, coefs, sources, stacked, offsets = [], [], [], [], {}
     for index, *factors in terms:
         if len(factors) == 1:  # (indices, g): g's slices, each with coefficient 1
-            rows = _index_major(factors[0], index.ndim, axis).reshape(index.size, -1)
+            rows = _index_major(factors[0], index.ndim, axis)
+            rows = rows.reshape(index.size, int(numpy.prod(rows.shape[1:])))  # -1 fails if empty
             coef, source = numpy.ones(index.size, rows.dtype), numpy.arange(index.size)
         else:
             rows, coef = factors
@@ -123,7 +124,7 @@ def _scaled_row_sums(terms, axis, n, scale):
         if key not in offsets:
             offsets[key] = sum(len(r) for r in stacked)
             stacked.append(rows)
-        indices.append(index.reshape(-1))
+        indices.append(index.reshape(-1).astype(numpy.intp, copy=False))  # one dtype for all
         coefs.append(coef.reshape(-1))
         sources.append(source.reshape(-1) + offsets[key])
     indices, coefs = numpy.concatenate(indices), numpy.concatenate(coefs) * scale

@@ -76,7 +76,7 @@ def train(model: Model, counts: np.ndarray, corpus: Encoded, tables: dict, *, wo
             try:  # a result ends the wait at once: the training time is not rounded up
                 finished.append(results.get(timeout=0.2))
             except queue.Empty:
-                pass
+                _refuse_silent_deaths(processes)
             if progress is not None and done.value > reported:
                 progress(done.value - reported)
                 reported = done.value
@@ -93,6 +93,15 @@ def train(model: Model, counts: np.ndarray, corpus: Encoded, tables: dict, *, wo
         raise RuntimeError("a word2vec worker failed:\n" + "\n".join(failed))
     return (sum(f[0] for f in finished), np.concatenate([f[1] for f in finished]),
             sum(f[2] for f in finished))
+
+
+def _refuse_silent_deaths(processes) -> None:
+    """A worker killed outright (out of memory, a signal) never reports: fail, not wait."""
+    dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+    if dead:
+        for p in processes:
+            p.kill()
+        raise RuntimeError(f"a word2vec worker died without reporting (exit code {dead[0]})")
 
 
 def _work(job: Job, done, results):
