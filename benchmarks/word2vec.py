@@ -239,10 +239,17 @@ def main() -> None:
         sentences = raw_sentences(args.smoke, len(data.corpus.offsets) - 1)
         runs += [run_gensim(sentences, s, int(w)) for w in args.workers.split(",")]
     scored = len(data.corpus.ids) >= ANALOGY_MIN_WORDS and evaluate.has_gensim()
+    # the issue's yardstick: each rate over gensim's with the most workers, in this very run
+    gensims = [r for r in runs if r.name.startswith("gensim")]
+    yardstick = max(gensims, key=lambda r: int(r.name.split("=")[1])) if gensims else None
     print(f"\n{'trainer':26} {'eff. words':>11} {'seconds':>8} {'words/s':>9}"
+          + (f" {'ratio':>6}" if yardstick else "")
           + ("  analogy  questions  wordsim353 (Spearman)  queen's rank" if scored else ""))
+    if yardstick:
+        print(f"(ratio: words/s over {yardstick.name}'s)")
     for r in runs:
         line = f"{r.name:26} {r.words:>11,} {r.seconds:>8.1f} {r.rate:>9,.0f}"
+        line += f" {r.rate / yardstick.rate:>6.2f}" if yardstick else ""
         if scored:
             nb = evaluate.Neighbours(r.words_list, r.vectors)
             sc = evaluate.gensim_scores(nb)

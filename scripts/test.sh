@@ -22,6 +22,8 @@ for model in "--model sg --loss ns" "--model cbow --loss hs" \
     # shellcheck disable=SC2086
     python -m examples.word2vec.train --smoke --no-progress $model
 done
+echo "== smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)"
+PYTHONPATH=. python benchmarks/word2vec.py --smoke
 
 # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
 if command -v g++ >/dev/null; then
