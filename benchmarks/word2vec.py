@@ -64,6 +64,7 @@ class Run:
     seconds: float
     words_list: list[str]
     vectors: np.ndarray
+    workers: int = 1
 
     @property
     def rate(self) -> float:
@@ -88,7 +89,7 @@ def run_graphdl(data: Data, s: Settings, workers: int = 1) -> Run:
     result = train(model, data, epochs=s.epochs, window=s.window, sample=s.sample,
                    negative=s.negative, seed=s.seed, progress=False, workers=workers)
     return Run(f"graphdl workers={workers}", result.words, result.seconds, data.vocab.words,
-               result.tables["W_in"])
+               result.tables["W_in"], workers)
 
 
 def sigmoid(x):
@@ -131,7 +132,7 @@ def run_gensim(sentences: list[list[str]], s: Settings, workers: int) -> Run:
     effective, _raw = model.train(sentences, total_examples=len(sentences), epochs=s.epochs)
     seconds = time.perf_counter() - start
     return Run(f"gensim workers={workers}", effective, seconds, list(model.wv.index_to_key),
-               model.wv.vectors)
+               model.wv.vectors, workers)
 
 
 def pair_generation(data: Data, s: Settings, steps: int) -> float:
@@ -241,7 +242,7 @@ def main() -> None:
     scored = len(data.corpus.ids) >= ANALOGY_MIN_WORDS and evaluate.has_gensim()
     # the yardstick: each rate over gensim's with the most workers, in this very run
     gensims = [r for r in runs if r.name.startswith("gensim")]
-    yardstick = max(gensims, key=lambda r: int(r.name.split("=")[1])) if gensims else None
+    yardstick = max(gensims, key=lambda r: r.workers) if gensims else None
     print(f"\n{'trainer':26} {'eff. words':>11} {'seconds':>8} {'words/s':>9}"
           + (f" {'ratio':>6}" if yardstick else "")
           + ("  analogy  questions  wordsim353 (Spearman)  queen's rank" if scored else ""))

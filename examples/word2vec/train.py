@@ -114,21 +114,24 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
     `workers` > 1, as many processes share the corpus and the tables (`parallel`)."""
     rng = np.random.default_rng(seed)
     tables = model.tables(rng)
-    if workers > 1:
-        bar = Progress(expected_words(data, sample, epochs)) if progress else None
-        start = time.perf_counter()
-        words, losses, dropped = parallel.train(
-            model, data.vocab.counts, data.corpus, tables, workers=workers, epochs=epochs,
-            window=window, sample=sample, negative=negative, seed=seed, backend=backend,
-            device=device, progress=None if bar is None else lambda w: bar.update(w, None))
-        seconds = bar.close() if bar is not None else time.perf_counter() - start
-        return Result(tables, words, seconds, losses, dropped)
-    step = model.compile(backend=backend, device=device)
-    stream = model.stream(data.corpus, data.vocab.counts, epochs=epochs, window=window,
-                          sample=sample, negative=negative, seed=seed + 1)
+    if workers > 1:  # the processes compile their own steps, inside the time measured
+
+        def run(report):
+            return parallel.train(
+                model, data.vocab.counts, data.corpus, tables, workers=workers, epochs=epochs,
+                window=window, sample=sample, negative=negative, seed=seed, backend=backend,
+                device=device,
+                progress=None if report is None else lambda words: report(words, None))
+    else:
+        step = model.compile(backend=backend, device=device)
+        stream = model.stream(data.corpus, data.vocab.counts, epochs=epochs, window=window,
+                              sample=sample, negative=negative, seed=seed + 1)
+
+        def run(report):
+            return model.run(step, tables, stream, report)
     bar = Progress(expected_words(data, sample, epochs)) if progress else None
     start = time.perf_counter()
-    words, losses, dropped = model.run(step, tables, stream, None if bar is None else bar.update)
+    words, losses, dropped = run(None if bar is None else bar.update)
     seconds = bar.close() if bar is not None else time.perf_counter() - start
     return Result(tables, words, seconds, losses, dropped)
 
