@@ -105,9 +105,13 @@ def _check(y, wrt):
 
 
 def depends_on(order, wrt):
-    """Ids of the nodes in `order` that depend on some node of `wrt` (only they need gradients)."""
+    """Ids of the nodes in `order` that depend on some node of `wrt` (only they need gradients).
+    Nothing depends on anything through an array with no elements: it holds no values to vary.
+    (A path through one would send back a sum over nothing, 0, times whatever else the chain
+    rule multiplies in: where that is infinite, as 1/count for the mean of nothing, the 0
+    became NaN.)"""
     relevant = {id(w) for w in wrt}
     for node in order:
-        if any(id(i) in relevant for i in node.inputs):
+        if any(id(i) in relevant and 0 not in i.shape for i in node.inputs):
             relevant.add(id(node))
     return relevant

@@ -410,3 +410,20 @@ def test_relu_and_mlp_grads_match_torch(rng):
     tloss.backward()
     for got, t in zip(grads, (tx, tw, tb), strict=True):
         np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 / 0
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
+def test_nothing_depends_on_anything_through_an_empty_array():
+    """The fuzzer's case: mean over an empty slice is NaN (as PyTorch's), but x1's gradient
+    reaches it only through the empty slice, so it is exactly 0, and so is its derivative
+    with respect to x0 (PyTorch: 0; the path used to send back 0 * (1 / 0) = NaN)."""
+    x0, x1 = gd.input("x0", (3,), "float64"), gd.input("x1", (3,), "float64")
+    nothing = gd.smooth_l1(x1[0:0], gd.input("x5", (0,), "float64"), reduction="mean")
+    d0, d1 = gd.grad(gd.sum(x0 * nothing), [x0, x1])
+    second = gd.grad(gd.sum(d1), x0)
+    feeds = {"x0": np.array([-0.5, 0.0, 1.0]), "x1": np.array([0.0, 1.0, -1.0]), "x5": np.zeros(0)}
+    for got in (gd.evaluate([d0, d1, second], feeds), gd.compile([d0, d1, second])(feeds)):
+        assert np.isnan(got[0]).all()  # d/dx0 is the mean of nothing, NaN
+        np.testing.assert_array_equal(got[1], np.zeros(3))
+        np.testing.assert_array_equal(got[2], np.zeros(3))
