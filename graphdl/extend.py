@@ -11,7 +11,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 
 from graphdl.errors import GraphError
 from graphdl.formula import from_sympy, kind
-from graphdl.ir import make_node
+from graphdl.ir import Node, describe, format_shape, make_node
 from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
@@ -142,6 +142,7 @@ class CustomOp:
     `custom_vjp`). Each application stays one node, so gradient checks can blame it.
 
     `forward(*args) -> node`; `pullback(inputs, out, g) -> [gradient node or None per input]`.
+    The gradients are checked as the pullback builds them (`_checked`).
     """
 
     def __init__(self, name, forward, pullback):
@@ -150,7 +151,7 @@ class CustomOp:
         self._bodies = {}
         self.op = OpDef(
             name, kind="custom", infer=self._infer, impl=self._impl,
-            pullback=lambda node, g: list(pullback(node.inputs, node, g)),
+            pullback=lambda node, g: self._checked(node, pullback(node.inputs, node, g)),
             extra={"custom": self},
         )
 
@@ -170,6 +171,22 @@ class CustomOp:
             self._bodies[key] = (params, out)
         return self._bodies[key]
 
+    def _checked(self, node, grads):
+        """The pullback's gradients, one per input: None (no gradient) or a node of the input's
+        shape and dtype. Nothing is summed down or cast here: a gradient of another shape is
+        a wrong rule, and fixing it silently would hide it."""
+        where = f"custom_op {self.name!r}: the pullback"
+        if not isinstance(grads, (list, tuple)):
+            raise GraphError(f"{where} must return a list (one gradient or None per input), "
+                             f"got {type(grads).__name__}")
+        if len(grads) != len(node.inputs):
+            raise GraphError(f"{where} returned {len(grads)} gradients for "
+                             f"{len(node.inputs)} inputs (one gradient or None per input)")
+        for k, (inp, gi) in enumerate(zip(node.inputs, grads)):
+            if gi is not None:
+                _check_gradient(f"{where}'s gradient for input {k} ({describe(inp)})", inp, gi)
+        return list(grads)
+
     def _infer(self, inputs, attrs):
         _, out = self.body(inputs)
         return out.shape, out.dtype
@@ -181,6 +198,24 @@ class CustomOp:
         bound = {id(p): np.asarray(v) for p, v in zip(params, values)}
         run([out], bound)
         return bound[id(out)]
+
+
+def _check_gradient(what, inp, gi):
+    """Raise unless `gi` is a graph node of `inp`'s shape (dimensions unknown on either side
+    match anything) and `inp`'s floating dtype."""
+    if not isinstance(gi, Node):
+        raise GraphError(f"{what} is a {type(gi).__name__}, not a graph node (or None)")
+    if inp.dtype.kind != "f":
+        raise GraphError(f"{what}: the input has dtype {inp.dtype}, which has no gradient; "
+                         "return None for it")
+    same = len(gi.shape) == len(inp.shape) and all(
+        a is None or b is None or a == b for a, b in zip(gi.shape, inp.shape))
+    if not same:
+        raise GraphError(f"{what} has shape {format_shape(gi.shape)}; the input has shape "
+                         f"{format_shape(inp.shape)} (a gradient is not summed or broadcast "
+                         "to fit)")
+    if gi.dtype != inp.dtype:
+        raise GraphError(f"{what} has dtype {gi.dtype}; the input has dtype {inp.dtype}")
 
 
 class _Like:
