@@ -44,6 +44,10 @@ class Template:
     passthrough: bool  # the whole template is one argument (stop_gradient)
     uses: tuple  # how often each argument appears in the text
 
+    def text(self):
+        """The template with its arguments named `_a0_`, `_a1_`, ..."""
+        return "".join(p if isinstance(p, str) else f"_a{p[0]}_" for p in self.pieces)
+
     def fill(self, args):
         if self.passthrough:
             return args[self.pieces[0][0]]
@@ -148,3 +152,20 @@ def _printed_dtype(text, inputs):
     probe = {f"_a{k}_": np.ones(1, i.dtype) for k, i in enumerate(inputs)}
     with np.errstate(all="ignore"):
         return np.result_type(eval(text, namespace(), probe))
+
+
+def literals_keep_dtype(node, literals):
+    """Whether `node`'s text computes its dtype with Python numbers at the argument positions
+    `literals` and arrays of the input dtypes elsewhere: NumPy takes a Python number's dtype from
+    the arrays it meets, so `where(c, -0.5, 0.0)` is float64 whatever the constants' dtype, while
+    `x - 0.5` keeps x's."""
+    return _keeps_dtype(elementwise_template(node), tuple(i.dtype for i in node.inputs),
+                        literals, node.dtype)
+
+
+@functools.cache
+def _keeps_dtype(template, dtypes, literals, dtype):
+    probe = {f"_a{k}_": d.type(1).item() if k in literals else np.ones(1, d)
+             for k, d in enumerate(dtypes)}
+    with np.errstate(all="ignore"):
+        return np.result_type(eval(template.text(), namespace(), probe)) == dtype

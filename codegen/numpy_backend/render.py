@@ -15,7 +15,14 @@ import numpy as np
 from graphdl.codegen.accumulate import ProductUpdate, ScatterUpdate
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, lower, natural_shape
-from graphdl.codegen.numpy_backend.elementwise import ATOM, UNARY, Expr, call, elementwise_template
+from graphdl.codegen.numpy_backend.elementwise import (
+    ATOM,
+    UNARY,
+    Expr,
+    call,
+    elementwise_template,
+    literals_keep_dtype,
+)
 from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
 from graphdl.codegen.numpy_backend.lowerings import (
     IN_PLACE,
@@ -27,7 +34,6 @@ from graphdl.codegen.numpy_backend.lowerings import (
 )
 from graphdl.ir import describe
 from graphdl.ops import leaf
-from graphdl.passes.stabilize import constant_base
 
 
 def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
@@ -116,7 +122,7 @@ class _Module:
 
     def _shared(self, work):
         make, hint = SHARED[work.work]
-        text = make(work.node, self._expr(Ref(work.node.inputs[work.position]), work.node))
+        text = make(work.node, self._expr(Ref(work.node.inputs[work.position])))
         self.names[id(work)] = self.namer(hint)
         self._temporary(self.names[id(work)], work.node.inputs[work.position])
         ids = ", ".join(str(n.id) for n in work.members)
@@ -126,14 +132,15 @@ class _Module:
         node = s.node
         note = f"node {node.id}: {describe(node, 2)}"
         if s.buffer is not None:  # the last use of a temporary of node's shape: overwrite it
-            args = [self._expr(a, node).text for a in s.value.args]
+            weak = weak_literals(node, s.value.args)
+            args = [self._expr(a, weak).text for a in s.value.args]
             out = self.names[id(s.buffer)]
             self._line(IN_PLACE[node.op](args, out), note)
             self.names[id(node)] = out
             return
         route = None if s.shared is None else self.names[id(s.shared)]
         self.reading.update([route] if route else [])
-        text = self._expr(s.value, None, route).text
+        text = self._expr(s.value, route=route).text
         if self.debug:
             text = (f"_check({text}, {describe(node, 2)!r}, {node.shape}, "
                     f"numpy.{node.dtype.name})")
@@ -145,26 +152,29 @@ class _Module:
         if math.prod(like.shape) * like.dtype.itemsize >= FREED_BYTES:
             self.large.add(name)
 
-    def _expr(self, value, consumer, route=None):
-        """The code of an expression tree, read by `consumer` (None: a statement's root)."""
+    def _expr(self, value, weak=False, route=None):
+        """The code of an expression tree; `weak`: whether a scalar constant it is may be
+        spelled as a Python number (`weak_literals`)."""
         if isinstance(value, Ref):
             node = value.node
-            if node.op is leaf.CONST and node.ndim == 0:
-                return literal(node, consumer)
+            if _is_literal(value):
+                return literal(node, weak)
             self.reading.add(self.names[id(node)])
             return Expr(self.names[id(node)], ATOM)
         node = value.node
         if isinstance(value, Expand):
-            inner = self._expr(value.value, consumer).text
+            inner = self._expr(value.value, value.fill).text  # numpy.full's dtype= types it
             if value.fill:
                 return call(f"numpy.full({node.shape}, {inner}, dtype=numpy.{node.dtype.name})")
             return call(f"numpy.broadcast_to({inner}, {node.shape})")
         product = value.args[0] if value.args and isinstance(value.args[0], Apply) else None
         if product is not None and (subscripts := contraction(
                 node, product.node, [natural_shape(a) for a in product.args])):
-            factors = [self._expr(a, product.node) for a in product.args]
+            weak = weak_literals(product.node, product.args)
+            factors = [self._expr(a, weak) for a in product.args]
             return contracted(node, subscripts, *factors)
-        args = [self._expr(a, node) for a in value.args]
+        weak = weak_literals(node, value.args)
+        args = [self._expr(a, weak) for a in value.args]
         if node.op.kind == "elementwise":
             expr = elementwise_template(node).fill(args)
         elif node.op not in STRUCTURED:
@@ -174,7 +184,7 @@ class _Module:
         return expr
 
     def _ref(self, node):
-        return self._expr(Ref(node), None).text
+        return self._expr(Ref(node)).text
 
     def _copy(self, node, copies):
         name = self.namer(f"{node.name or node.op.name}_copy")
@@ -223,15 +233,27 @@ def _scalar_text(array):
     return repr(value)
 
 
-def literal(const, consumer):
-    """A scalar constant as a Python literal where NumPy's weak typing gives the IR's dtype (an
-    operand that is an array, not a constant or a broadcast of one, which fusion prints as a
-    scalar), else as a typed NumPy scalar."""
+def _is_literal(value):
+    return (isinstance(value, Ref) and value.node.op is leaf.CONST and value.node.ndim == 0)
+
+
+def weak_literals(node, args):
+    """Whether the scalar constants among `node`'s arguments (`args`, as lowered) may be spelled
+    as Python numbers: where NumPy's weak typing of Python numbers still gives the node's dtype.
+    Decided on the arguments as printed, not on the node's inputs: fusion prints a broadcast
+    of a constant (or of a broadcast of one) as the bare number, so a float32 `where(c, -1/N,
+    0.0)` reading two broadcast constants would be two Python floats, computed in float64."""
+    if node.op.kind != "elementwise":
+        return False
+    literals = tuple(k for k, a in enumerate(args) if _is_literal(a))
+    return bool(literals) and literals_keep_dtype(node, literals)
+
+
+def literal(const, weak):
+    """A scalar constant as a Python literal where `weak`, else as a typed NumPy scalar."""
     array = const.attrs["value"].array
     text = _scalar_text(array)
-    weak_ok = consumer is not None and any(
-        i.dtype == array.dtype and constant_base(i) is None for i in consumer.inputs)
-    if not weak_ok:
+    if not weak:
         return call(f"numpy.{array.dtype.name}({text})")
     return Expr(text, UNARY if text.startswith("-") else ATOM)
 
