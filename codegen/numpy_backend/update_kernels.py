@@ -57,6 +57,8 @@ def _blas_gemm(dtype):
     threads, which fight NumPy's for the cores. Checked once on a small product before use:
     a library that answers wrongly is never used."""
     found = _blas_gemm.__dict__.setdefault("found", {})
+    if dtype.char not in "fd":  # no other gemm: a float16 array given to dgemm is overrun
+        return None
     if dtype.char not in found:
         found[dtype.char] = None
         import ctypes
