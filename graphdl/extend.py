@@ -40,6 +40,10 @@ def formula_op(name, formula, arity):
     expr = formula(*symbols)
     if not isinstance(expr, sympy.Expr):
         raise GraphError(f"elementwise_op {name!r}: the formula must give a SymPy expression")
+    free = sorted(map(str, expr.free_symbols - set(symbols)))
+    if free:
+        raise GraphError(f"elementwise_op {name!r}: the formula uses {', '.join(free)}, which "
+                         f"is not one of its arguments ({', '.join(map(str, symbols))})")
     # Real arguments: SymPy differentiates Abs(x) into sign(x) only for real x.
     real = sympy.symbols(f"x0:{arity}", real=True)
     derivatives = _derivatives(expr.xreplace(dict(zip(symbols, real))), real)
@@ -66,9 +70,13 @@ def _derivatives(expr, symbols):
 
 def _zero_at_steps(expr):
     expr = expr.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero)
-    return expr.replace(lambda e: isinstance(e, sympy.Derivative)
+    expr = expr.replace(lambda e: isinstance(e, sympy.Derivative)
                         and isinstance(e.expr, (sympy.floor, sympy.ceiling)),
                         lambda e: sympy.S.Zero)
+    # The chain rule through floor(2*x) gives 2*Subs(Derivative(floor(ξ), ξ), ξ, 2*x): with the
+    # derivative now 0, the substitution has nothing left to substitute into.
+    return expr.replace(lambda e: isinstance(e, sympy.Subs) and not e.expr.has(*e.variables),
+                        lambda e: e.expr)
 
 
 def _check(name, expr, derivatives, symbols):
@@ -83,16 +91,30 @@ def _check(name, expr, derivatives, symbols):
         bad = _unsupported(e)
         if bad is None:
             continue
-        what = (f"SymPy cannot differentiate {bad.expr}" if isinstance(bad, sympy.Derivative)
-                else f"SymPy's {type(bad).__name__} ({bad}) is not supported")
-        raise GraphError(f"elementwise_op {name!r}: {where}: {what}; supported: {SUPPORTED}")
+        raise GraphError(f"elementwise_op {name!r}: {where}: {_what(bad)}; supported: {SUPPORTED}")
+
+
+def _what(bad):
+    """What is wrong with the construct `bad`, in words."""
+    if isinstance(bad, sympy.Derivative):
+        return f"SymPy cannot differentiate {bad.expr}"
+    if isinstance(bad, sympy.Subs):  # the chain rule's Derivative(f(ξ), ξ) at ξ = an expression
+        at = bad.expr.expr.xreplace(dict(zip(bad.variables, bad.point)))
+        return f"SymPy cannot differentiate {at}"
+    if bad.is_number and bad.is_extended_real is False:
+        return f"{bad} (SymPy's {type(bad).__name__}) is not a real number"
+    return f"SymPy's {type(bad).__name__} ({bad}) is not supported"
 
 
 def _unsupported(expr):
-    """The first, innermost construct of `expr` that graphdl cannot compute, or None."""
+    """The first, innermost construct of `expr` that graphdl cannot compute, or None. A
+    derivative SymPy could not take comes first: it is the cause of whatever it holds."""
     if _computable(expr):
         return None
-    return next((e for e in sympy.postorder_traversal(expr)
+    underived = (e for e in sympy.preorder_traversal(expr)
+                 if isinstance(e, sympy.Derivative)
+                 or isinstance(e, sympy.Subs) and isinstance(e.expr, sympy.Derivative))
+    return next(underived, None) or next((e for e in sympy.postorder_traversal(expr)
                  if not isinstance(e, (sympy.Tuple, ExprCondPair)) and not _computable(e)), expr)
 
 

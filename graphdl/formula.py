@@ -79,7 +79,9 @@ def _logic(e, args):
 
 def kind(e):
     """Which rule of `from_sympy` builds `e`, or None where it has none."""
-    if e.is_Symbol or e.is_number or isinstance(e, BooleanAtom):
+    if e.is_number:  # a complex number (I, zoo) has no float to become
+        return None if e.is_extended_real is False else "leaf"
+    if e.is_Symbol or isinstance(e, BooleanAtom):
         return "leaf"
     if e.is_Add or e.is_Mul or e.is_Pow:
         return "arithmetic"

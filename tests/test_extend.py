@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
+import torch
 
 import graphdl as gd
 from graphdl import GraphError
@@ -176,3 +177,63 @@ def test_custom_op_of_two_inputs(rng):
     grads = gd.evaluate(gd.grad(y, [a, b]), feeds)
     for got, expected in zip(grads, graph_numeric_grads(y, feeds, ["a", "b"]), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+# --- what a formula may hold (issue 19, item 11) ------------------------------------------
+
+
+@pytest.mark.parametrize("formula,construct", [
+    (lambda x: x + sympy.Symbol("y"), "the formula uses y, which is not one of its arguments"),
+    (lambda x: x * sympy.I, "I (SymPy's ImaginaryUnit) is not a real number"),
+    (lambda x: x * sympy.log(-2), "I (SymPy's ImaginaryUnit) is not a real number"),
+    (lambda x: x + sympy.zoo, "zoo (SymPy's ComplexInfinity) is not a real number"),
+    (lambda x: sympy.Mod(2 * x, 3), "SymPy cannot differentiate Mod(2*x0, 3)"),
+], ids=["free symbol", "I", "log(-2)", "zoo", "Mod of an expression"])
+def test_a_formula_that_is_not_a_real_function_of_its_arguments_is_refused(formula, construct):
+    with pytest.raises(GraphError, match="elementwise_op 'myop'") as info:
+        gd.elementwise_op("myop", formula)
+    assert construct in str(info.value)
+
+
+def _on_every_backend(outputs, feeds):
+    """The outputs' values from the interpreter, the NumPy backend and the CUDA backend's
+    kernels compiled for the CPU."""
+    return [gd.evaluate(outputs, feeds), gd.compile(outputs)(feeds),
+            gd.compile(outputs, backend="cuda", device="cpu")(feeds)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_floor_and_ceiling_of_any_expression_have_derivative_zero(dtype):
+    steps = gd.elementwise_op("steps", lambda x: sympy.floor(2 * x) + sympy.ceiling(
+        sympy.Abs(x) / 3) + x * sympy.floor(sympy.Abs(x)))
+    x = gd.input("x", (6,), dtype)
+    xv = np.array([-3.7, -1.2, -0.4, 0.3, 1.6, 4.4], dtype)
+    y = steps(x)
+    d = gd.grad(gd.sum(y), x)
+    d2 = gd.grad(gd.sum(d), x)
+    t = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+    ty = (torch.floor(2 * t) + torch.ceil(t.abs() / 3) + t * torch.floor(t.abs()))
+    (td,) = torch.autograd.grad(ty.sum(), t, create_graph=True)
+    (td2,) = torch.autograd.grad(td.sum(), t)
+    for value, dv, d2v in _on_every_backend([y, d, d2], {"x": xv}):
+        assert value.dtype == dv.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(value, ty.detach().numpy().astype(dtype))
+        np.testing.assert_array_equal(dv, td.detach().numpy())  # floor(|x|): 0 from the steps
+        np.testing.assert_array_equal(d2v, td2.numpy())
+    h = np.asarray(1e-2, dtype)  # no step within h of the points: y is linear there
+    numeric = (gd.evaluate(y, x=xv + h) - gd.evaluate(y, x=xv - h)) / (2 * h)
+    np.testing.assert_allclose(gd.evaluate(d, x=xv), numeric, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_constants_nan_infinities_e_and_pi_print_as_themselves(dtype):
+    consts = gd.elementwise_op("consts", lambda x: sympy.Piecewise(
+        (sympy.oo, x > 2), (-sympy.oo, x < -2), (sympy.nan, sympy.Eq(x, 0)),
+        (sympy.E * x + sympy.pi, True)))
+    x = gd.input("x", (5,), dtype)
+    xv = np.array([3.0, -3.0, 0.0, 1.5, -1.0], dtype)
+    expected = np.array([np.inf, -np.inf, np.nan, np.e * 1.5 + np.pi, np.pi - np.e], dtype)
+    d = gd.grad(gd.sum(consts(x) * 1.0), x)
+    for value, dv in _on_every_backend([consts(x), d], {"x": xv}):
+        np.testing.assert_allclose(value, expected, rtol=1e-6 if dtype == "float32" else 1e-15)
+        np.testing.assert_allclose(dv, np.array([0, 0, 0, np.e, np.e], dtype), rtol=1e-6)
