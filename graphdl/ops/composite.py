@@ -112,7 +112,7 @@ def tanh(x):
 def _shift(x, axis):
     """The gradient-stopped maximum over `axis` (kept): what exp's argument is shifted by so
     that it never overflows. An empty axis has no maximum, and nothing to shift."""
-    if any(x.shape[a] == 0 for a in mv.normalize_axes(axis, x.ndim, describe(x))):
+    if any(x.shape[a] == 0 for a in mv.normalize_axes(axis, x.ndim, describe(x), scalar_axis=True)):
         return leaf.constant(0.0, x.dtype)
     return ew.stop_gradient(rd.max(x, axis, keepdims=True))
 
@@ -332,7 +332,8 @@ def binary_cross_entropy_with_logits(logits, targets, pos_weight=None, reduction
 def clip(x, lo=None, hi=None):
     """x clamped to [lo, hi] (either bound may be None), with PyTorch's `clamp` gradient: all of
     it inside the closed interval, the bounds included (maximum/minimum would split it there),
-    none outside and none at NaN, which stays NaN."""
+    none outside and none at NaN, which stays NaN. With lo > hi every number becomes hi, with
+    no gradient (NumPy's minimum(maximum(x, lo), hi), PyTorch's clamp)."""
     x = _floating(x, "clip")
     bounds = {"lo": lo, "hi": hi}
     for name, b in bounds.items():
@@ -341,8 +342,6 @@ def clip(x, lo=None, hi=None):
             raise GraphError(f"clip of {describe(x)}: {name} must be a number or None, got {b!r}")
     if lo is None and hi is None:
         raise GraphError(f"clip of {describe(x)}: give lo, hi or both")
-    if lo is not None and hi is not None and lo > hi:
-        raise GraphError(f"clip of {describe(x)}: lo={lo!r} is greater than hi={hi!r}")
     out = x
     if lo is not None:
         out = _clamp_side(out, float(lo), ew.GREATER_EQUAL, ew.LESS)

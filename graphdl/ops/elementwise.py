@@ -152,9 +152,8 @@ def _pow_dtype(inputs, attrs):
             raise GraphError(f"pow: the exponent of {describe(inputs[0])}, {exponent}, does not "
                              f"fit in its dtype {base} (NumPy's integer power); write it as a "
                              f"float: {float(exponent)!r}")
-    if inputs[0].dtype.kind in "iu" and isinstance(exponent, float) and exponent >= 0 \
-            and exponent.is_integer():
-        return np.dtype("float64")  # int32 ** 2.0 is float64 in NumPy (2 stays int32)
+    if base.kind in "biu" and isinstance(exponent, float):
+        return np.dtype("float64")  # int32 ** 0.5 and ** 2.0 are float64 in NumPy (2 stays int32)
     if float(exponent).is_integer() and not (exponent < 0 and inputs[0].dtype.kind != "f"):
         return promote(inputs, attrs)
     return floating("pow")(inputs, attrs)

@@ -18,21 +18,24 @@ from graphdl.opdef import OpDef, register
 from graphdl.ops import elementwise as ew
 
 
-def normalize_axes(axes, ndim, what):
+def normalize_axes(axes, ndim, what, scalar_axis=False):
     """NumPy-style axis argument (None, int or tuple; negatives count from the end) -> sorted
-    tuple."""
+    tuple. `scalar_axis` (reductions, squeeze): a 0-d array has the one axis 0 (alias -1),
+    which names the array itself, so nothing is reduced (NumPy's sum/max/min, PyTorch's every
+    reduction)."""
     if axes is None:
         return tuple(range(ndim))
     if isinstance(axes, (int, np.integer)):
         axes = (axes,)
+    size = 1 if scalar_axis and ndim == 0 else ndim
     out = []
     for a in axes:
-        if not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
+        if not isinstance(a, (int, np.integer)) or not -size <= a < size:
             raise GraphError(f"{what}: axis {a!r} is out of range for {ndim} dimensions")
-        out.append(int(a) % ndim)
+        out.append(int(a) % size)
     if len(set(out)) != len(out):
         raise GraphError(f"{what}: repeated axis in {tuple(axes)!r}")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()
 
 
 # reshape: x viewed with `shape` (one entry may be -1), or with the shape of a `like` input.
@@ -147,7 +150,8 @@ SQUEEZE = register(OpDef(
 def squeeze(x, axis=None):
     if axis is None:
         axis = tuple(i for i, d in enumerate(x.shape) if d == 1)
-    return SQUEEZE(x, axis=normalize_axes(axis, x.ndim, f"squeeze of {describe(x)}"))
+    return SQUEEZE(x, axis=normalize_axes(axis, x.ndim, f"squeeze of {describe(x)}",
+                                          scalar_axis=True))
 
 
 # broadcast_to: x repeated to `shape` (or to a `like` input's shape); autodiff sums it back.

@@ -63,7 +63,7 @@ MIN = _extremum("min", np.min)
 def _reduction(op):
     def reduce(x, axis=None, keepdims=False):
         (x,) = leaf.lift_all([x])
-        axes = mv.normalize_axes(axis, x.ndim, f"{op.name} of {x!r}")
+        axes = mv.normalize_axes(axis, x.ndim, f"{op.name} of {x!r}", scalar_axis=True)
         return op(x, axes=axes, keepdims=bool(keepdims))
 
     reduce.__name__ = reduce.__qualname__ = op.name
@@ -87,7 +87,7 @@ def _mean_dtypes(dtype):
 def mean(x, axis=None, keepdims=False):
     """The mean over `axis`: sum / count, in the dtypes NumPy's mean uses."""
     (x,) = leaf.lift_all([x])
-    axes = mv.normalize_axes(axis, x.ndim, f"mean of {x!r}")
+    axes = mv.normalize_axes(axis, x.ndim, f"mean of {x!r}", scalar_axis=True)
     wide, result = _mean_dtypes(x.dtype)
     total = SUM(x if x.dtype == wide else ew.cast(x, wide), axes=axes, keepdims=bool(keepdims))
     average = total / leaf.size(x, axes, wide)
