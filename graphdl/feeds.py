@@ -99,7 +99,7 @@ def _convert(node, value, in_place):
             )
         array = value
     else:
-        array = np.asarray(value)
+        array = _as_array(node, value)
         if array.dtype.kind not in "biuf":
             raise InputError(f"input {name!r} expects numbers of dtype {dtype}, got {array.dtype}")
         if dtype.kind in "iub" and array.dtype.kind == "f":
@@ -111,6 +111,17 @@ def _convert(node, value, in_place):
             _check_fits(name, array, dtype)
             array = array.astype(dtype)
     return _check_shape(node, array)
+
+
+def _as_array(node, value):
+    """value as an array; NumPy refuses a ragged nested sequence with a message that names no
+    input, so the refusal names it and the shape it expects."""
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise InputError(f"input {node.name!r} expects an array of shape "
+                         f"{format_shape(node.shape)}, got a ragged nested sequence (its lists "
+                         f"differ in length; NumPy: {error})") from None
 
 
 def _check_shape(node, array):

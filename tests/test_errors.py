@@ -127,6 +127,19 @@ def test_evaluate_with_a_wrong_shape_names_the_input():
     assert gd.evaluate(x * 2.0, images=np.ones((5, 3))).shape == (5, 3)
 
 
+def test_a_ragged_list_names_the_input_and_the_expected_shape():
+    """NumPy's own message ('setting an array element with a sequence') named no input."""
+    x = gd.input("rows", (None, 3), "float64")
+    ragged = [[1.0, 2.0, 3.0], [4.0, 5.0]]
+    expected = r"input 'rows' expects an array of shape \(\?, 3\), got a ragged nested sequence"
+    with pytest.raises(InputError, match=expected):
+        gd.evaluate(x * 2.0, rows=ragged)
+    with pytest.raises(InputError, match=expected):
+        gd.compile(x * 2.0)(rows=ragged)
+    with pytest.raises(InputError, match="'labels'.*ragged"):
+        gd.evaluate(gd.input("labels", (2,), "int64") * 2, labels=[1, [2]])
+
+
 def test_evaluate_refuses_floats_into_an_integer_input():
     i = gd.input("labels", (3,), "int64")
     with pytest.raises(InputError, match="'labels'.*floating"):
