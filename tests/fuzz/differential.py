@@ -22,7 +22,13 @@ from . import programs, torch_ref
 
 MODES = ("optimized", "unoptimized", "evaluate", "sgd-step")
 CUDA_CPU = "cuda-cpu"  # the CUDA backend's kernels on the CPU emulator (`--cuda`: slower)
-RTOL = 1e-7
+CUDA_STEP = "cuda-sgd-step"  # "sgd-step" on the CUDA backend's kernels on the CPU
+BACKEND_MODES = ("optimized", "sgd-step", CUDA_CPU, CUDA_STEP)  # `--mode backends`
+OPTIONS = {CUDA_CPU: {"backend": "cuda", "device": "cpu"}, CUDA_STEP: {"backend": "cuda",
+                                                                      "device": "cpu"}}
+# Relative tolerance by the program's dtype: float32 results are compared with the float64
+# reference, so they carry float32's rounding of every step.
+RTOL = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 LR = 0.1  # "sgd-step": every input updated in place to input - LR * its gradient
 
 # Ops whose gradient at a NaN operand is graphdl's documented convention (see __init__).
@@ -43,14 +49,16 @@ class Failure:
         return (self.mode, self.kind, self.where, self.op)
 
 
-def differs(got, expected):
-    """Why `got` is not `expected` within RTOL (scaled by the array's magnitude), or None.
-    NaN must sit exactly where the reference has NaN; infinities must match exactly."""
-    got = np.asarray(got)
+def differs(got, expected, dtype=None):
+    """Why `got` is not `expected` within the RTOL of `dtype` (the dtype `got` must have;
+    `expected`'s by default), scaled by the array's magnitude, or None. NaN must sit exactly
+    where the reference has NaN; infinities must match exactly."""
+    got, dtype = np.asarray(got), np.dtype(dtype or expected.dtype)
     if got.shape != expected.shape:
         return f"shape {got.shape}, expected {expected.shape}"
-    if got.dtype != expected.dtype:
-        return f"dtype {got.dtype}, expected {expected.dtype}"
+    if got.dtype != dtype:
+        return f"dtype {got.dtype}, expected {dtype}"
+    got = got.astype(expected.dtype)
     nan_g, nan_e = np.isnan(got), np.isnan(expected)
     if np.any(nan_g != nan_e):
         return f"NaN at {np.argwhere(nan_g != nan_e)[0].tolist()}: got {got[nan_g != nan_e][0]}, " \
@@ -61,7 +69,7 @@ def differs(got, expected):
                 f"expected {expected[~finite & ~nan_e]}")
     scale = max(1.0, float(np.max(np.abs(expected[finite]), initial=0.0)))
     error = np.abs(got[finite] - expected[finite])
-    bad = error > RTOL * (np.abs(expected[finite]) + scale)
+    bad = error > RTOL[dtype] * (np.abs(expected[finite]) + scale)
     if np.any(bad):
         k = int(np.argmax(bad))
         return f"got {got[finite][k]!r}, expected {expected[finite][k]!r} " \
@@ -71,8 +79,8 @@ def differs(got, expected):
 
 def _second_weights(program):
     rng = np.random.default_rng(program.seed + 1)
-    return [np.asarray(np.round(rng.standard_normal(program.steps[k].params["value"].shape), 3))
-            for k in program.inputs]
+    return [np.asarray(np.round(rng.standard_normal(program.steps[k].params["value"].shape), 3),
+                       program.dtype) for k in program.inputs]
 
 
 def _nan_at_kink(steps, values):
@@ -101,11 +109,13 @@ class Case:
         rng = np.random.default_rng(outputs_seed)
         self.shown = [k for k in self.intermediates if rng.random() < 0.5] \
             if rng.random() < 0.5 else []
+        # Steps also return a random half of the inputs they update: their call-time values.
+        self.returned = [k for k in program.inputs if rng.random() < 0.5]
         self.nodes = nodes
         self.skip_grads = _nan_at_kink(program.steps, self.ref_values)
 
     def expected(self, mode):
-        if mode == "sgd-step":
+        if mode in ("sgd-step", CUDA_STEP):
             return self._step_expected()
         shown = self.intermediates if mode == "evaluate" else self.shown
         expected = [("value", k, self.ref_values[k]) for k in shown]
@@ -118,34 +128,37 @@ class Case:
             [] if self.skip_grads else list(self.grads) + list(self.second))
 
     def _step_expected(self):
-        """The scalar, then each input after `input -= LR * gradient` (what `updates=` writes
-        in place: accumulated products and scatters where the lowering chooses them)."""
+        """The scalar, the returned inputs as they were at call time, then each input after
+        `input -= LR * gradient` (what `updates=` writes in place: accumulated products and
+        scatters where the lowering chooses them)."""
+        feeds = self.program.feeds()
         expected = [("value", len(self.nodes) - 1, self.ref_values[-1])]
+        expected += [("returned", k, feeds[self.program.steps[k].params["name"]])
+                     for k in self.returned]
         if not self.skip_grads:
-            feeds = self.program.feeds()
             expected += [("step", k, feeds[self.program.steps[k].params["name"]] - LR * g)
                          for k, g in zip(self.program.inputs, self.ref_grads)]
         return expected, [self.nodes[-1]]
 
-    def _step(self, feeds):
+    def _step(self, feeds, options):
         arrays = {name: np.array(value) for name, value in feeds.items()}  # updated in place
         updates = {} if self.skip_grads else {
             self.nodes[k]: self.nodes[k] - LR * g for k, g in zip(self.program.inputs, self.grads)}
-        value = gd.compile(self.nodes[-1], updates=updates)(arrays)
-        return [value] + [arrays[self.program.steps[k].params["name"]] for k in self.program.inputs]
+        outputs = [self.nodes[-1]] + [self.nodes[k] for k in self.returned]
+        got = gd.compile(outputs, updates=updates, **options)(arrays)
+        return got + [arrays[self.program.steps[k].params["name"]] for k in self.program.inputs]
 
     def run(self, mode):
         expected, outputs = self.expected(mode)
         feeds = self.program.feeds()
         with np.errstate(all="ignore"):
-            if mode == "sgd-step":
-                got = self._step(feeds)
+            if mode in ("sgd-step", CUDA_STEP):
+                got = self._step(feeds, OPTIONS.get(mode, {}))
             elif mode == "evaluate":
                 got = gd.evaluate(outputs, feeds)
-            elif mode == CUDA_CPU:
-                got = gd.compile(outputs, backend="cuda", device="cpu")(feeds)
             else:
-                got = gd.compile(outputs, optimize=mode == "optimized")(feeds)
+                got = gd.compile(outputs, optimize=mode != "unoptimized",
+                                 **OPTIONS.get(mode, {}))(feeds)
         return expected, got
 
 
@@ -170,7 +183,7 @@ def check(program, second=False, modes=MODES):
             failures.append(Failure(program.seed, mode, "crash", "run", _gist(exc), repr(exc)))
             continue
         for (where, slot, ref), value in zip(expected, got):
-            why = differs(value, ref)
+            why = differs(value, ref, program.dtype)
             if why is not None:
                 step = program.steps[slot]
                 label = step.op if where == "value" else f"{where} {step.params['name']}"
@@ -182,7 +195,7 @@ def check(program, second=False, modes=MODES):
 
 
 # ---------------------------------------------------------------- shrinking
-def _cone(steps, sinks):
+def _cone(steps, sinks, dtype):
     """The steps `sinks` depend on, renumbered, then a weighted sum of the sinks."""
     keep, stack = set(), list(sinks)
     while stack:
@@ -198,7 +211,7 @@ def _cone(steps, sinks):
     rng = np.random.default_rng(0)
     total = None
     for k in sorted(new[s] for s in sinks):
-        weights = np.asarray(np.round(rng.standard_normal(values[k].shape), 3) + 0.0)
+        weights = np.asarray(np.round(rng.standard_normal(values[k].shape), 3) + 0.0, dtype)
         out.append(programs.Step("wsum", (k,), {"weights": weights}))
         if total is not None:
             out.append(programs.Step("add", (total, len(out) - 1)))
@@ -235,7 +248,7 @@ def shrink(program, failure, second, budget=20.0):
             lifted = sorted(set(dropped) | args)
             for candidate in (dropped, lifted):
                 if candidate and time.monotonic() < deadline:
-                    smaller = _cone(steps, candidate)
+                    smaller = _cone(steps, candidate, program.dtype)
                     if len(smaller) < len(steps) and fails(smaller):
                         steps, changed = smaller, True
                         break

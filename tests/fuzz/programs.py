@@ -4,8 +4,10 @@ A `Program` is a list of `Step`s; step k produces slot k, and a step's `args` ar
 Inputs are steps too (`input`), so a program can grow a fresh operand of exactly the shape an op
 needs (a matmul's right side, a convolution's weights). `take` indices and class labels are a
 constant half the time and an int64 input (`index_input`, fed, never differentiated) otherwise,
-so that optimization cannot fold away their run-time range check. The last step is a float64
-scalar: the sum of every unused slot weighted by fixed random constants.
+so that optimization cannot fold away their run-time range check. The last step is a scalar
+of the program's float dtype (float64 unless drawn otherwise): the sum of every unused slot
+weighted by fixed random constants. `constant` steps (the size probes' folded constants) are
+graph constants.
 
 The generator evaluates each step in PyTorch as it goes (`torch_ref.run_step`) to learn shapes
 and values: the values let it keep log/sqrt/1/x in their domain and plant ties on purpose.
@@ -19,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 import graphdl as gd
 
@@ -27,7 +30,8 @@ from . import torch_ref
 GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
-LEAVES = ("input", "index_input")  # the steps fed by name: float64 values and int64 indices
+LEAVES = ("input", "index_input")  # the steps fed by name: float values and integer indices
+MAX_ELEMENTS = 1 << 22  # no value drawn beyond this (a broadcast of two large slots)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,12 @@ class Program:
     def fed(self):
         """Every step fed by name: the inputs and the index inputs."""
         return [k for k, s in enumerate(self.steps) if s.op in LEAVES]
+
+    @property
+    def dtype(self):
+        """The float dtype of every input, constant and value (float64 unless drawn otherwise)."""
+        return next((self.steps[k].params["value"].dtype for k in self.inputs),
+                    np.dtype(np.float64))
 
     def feeds(self):
         return {self.steps[k].params["name"]: self.steps[k].params["value"] for k in self.fed}
@@ -79,8 +89,9 @@ def _getitem(a, key):
 
 
 GD = {
-    "input": lambda name, value: gd.input(name, value.shape, "float64"),
-    "index_input": lambda name, value: gd.input(name, value.shape, "int64"),
+    "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
+    "index_input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
+    "constant": gd.constant,
     "neg": lambda a: -a,
     "posify": lambda a: a * a + 0.5,
     "affine": lambda a, scale, shift: a * scale + shift,
@@ -109,8 +120,9 @@ def build(program, steps=None):
 
 
 _CODE = {
-    "input": "gd.input({name!r}, {shape}, 'float64')",
-    "index_input": "gd.input({name!r}, {shape}, 'int64')",
+    "input": "gd.input({name!r}, {shape}, {dtype!r})",
+    "index_input": "gd.input({name!r}, {shape}, {dtype!r})",
+    "constant": "gd.constant({value})",
     "neg": "-{0}", "posify": "{0} * {0} + 0.5", "affine": "{0} * {scale!r} + {shift!r}",
     "pow": "{0} ** {exponent!r}", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}",
     "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
@@ -128,9 +140,11 @@ def _code(step):
     if step.op in _CODE:
         p = dict(step.params)
         if step.op in LEAVES:
-            p["shape"] = p.pop("value").shape
-        if "weights" in p:
-            p["weights"] = _literal(p["weights"])
+            value = p.pop("value")
+            p["shape"], p["dtype"] = value.shape, value.dtype.name
+        for key in ("weights", "value"):
+            if key in p:
+                p[key] = _literal(p[key])
         return _CODE[step.op].format(*args, args=", ".join(args), **p)
     kwargs = [f"{k}={_literal(v)}" for k, v in step.params.items()]
     return f"gd.{step.op}({', '.join(args + kwargs)})"
@@ -150,16 +164,24 @@ class NoSlot(Exception):
 
 
 class Generator:
-    """Draws one program from `seed`: `Generator(seed).program(n_ops)`."""
+    """Draws one program from `seed`: `Generator(seed).program(n_ops)`; `dtype` is the float
+    dtype of its inputs and constants (float32 programs keep every value in float32's range)."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, dtype="float64"):
         self.seed = seed
+        self.dtype = np.dtype(dtype)
         self.rng = np.random.default_rng(seed)
         self.steps, self.values = [], []
 
     def program(self, n_ops):
         for _ in range(int(self.rng.integers(1, 3))):
             self.fresh(self.shape())
+        self.grow(n_ops)
+        self.finish()
+        return Program(self.seed, self.steps)
+
+    def grow(self, n_ops):
+        """Random ops until the program has `n_ops` steps."""
         while len(self.steps) < n_ops:
             op = str(self.rng.choice(list(PROPOSERS)))
             mark = len(self.steps)
@@ -167,19 +189,27 @@ class Generator:
                 self.add(op, *PROPOSERS[op](self))
             except (NoSlot, RuntimeError, IndexError):  # or PyTorch refuses it (max of empty)
                 del self.steps[mark:], self.values[mark:]
-        self.finish()
-        return Program(self.seed, self.steps)
 
     # -- helpers the proposers use
     def add(self, op, args, params=None):
         step = Step(op, tuple(args), params or {})
         value = torch_ref.run_step(step, [self.values[a] for a in step.args])
+        if value.numel() > MAX_ELEMENTS or not self._representable(value):
+            raise NoSlot
         self.steps.append(step)
         self.values.append(value)
         return len(self.steps) - 1
 
+    def _representable(self, value):
+        """Whether the float64 reference `value` has no finite number beyond the program's
+        dtype (float32 would overflow where the reference does not: no bug to find there)."""
+        if not value.is_floating_point() or self.dtype == np.float64:
+            return True
+        big = value.detach().abs() > float(np.finfo(self.dtype).max)
+        return not bool(torch.any(big & torch.isfinite(value)))
+
     def fresh(self, shape, positive=False):
-        """A new float64 input of `shape`; a third of them hold tie-prone grid values."""
+        """A new float input of `shape`; a third of them hold tie-prone grid values."""
         if self.rng.random() < 0.35:
             value = self.rng.choice(GRID, size=shape)
         else:
@@ -187,7 +217,7 @@ class Generator:
         if positive:
             value = np.abs(value) + 0.25
         name = f"x{len(self.steps)}"
-        return self.add("input", (), {"name": name, "value": np.asarray(value, dtype=np.float64)})
+        return self.add("input", (), {"name": name, "value": np.asarray(value, dtype=self.dtype)})
 
     def shape(self, ndim=None):
         ndim = int(self.rng.choice(5, p=[0.1, 0.25, 0.3, 0.2, 0.15])) if ndim is None else ndim
@@ -238,7 +268,8 @@ class Generator:
         sinks = [k for k in range(len(self.steps)) if k not in used]
         total = None
         for k in sinks:
-            weights = np.asarray(np.round(self.rng.standard_normal(self.shape_of(k)), 3))
+            weights = np.round(self.rng.standard_normal(self.shape_of(k)), 3)
+            weights = np.asarray(weights, self.dtype)
             term = self.add("wsum", (k,), {"weights": weights})
             total = term if total is None else self.add("add", (total, term))
 
@@ -281,9 +312,9 @@ def _binary(positive_b=False, extra=None):
 
 
 def _broadcasts(s, t):
+    """Whether s and t broadcast, to at most MAX_ELEMENTS (two large slots would not)."""
     try:
-        np.broadcast_shapes(s, t)
-        return True
+        return math.prod(np.broadcast_shapes(s, t)) <= MAX_ELEMENTS
     except ValueError:
         return False
 
@@ -589,7 +620,7 @@ PROPOSERS = {
 }
 
 
-def generate(seed, max_ops=10):
+def generate(seed, max_ops=10, dtype="float64"):
     """The program drawn from `seed`: 2 to `max_ops` steps before the final weighted sum."""
     rng = np.random.default_rng(seed)
-    return Generator(seed).program(int(rng.integers(2, max_ops + 1)))
+    return Generator(seed, dtype).program(int(rng.integers(2, max_ops + 1)))

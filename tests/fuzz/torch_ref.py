@@ -148,12 +148,13 @@ TORCH = {
     "binary_cross_entropy_with_logits": _bce_with_logits,
     "l2": lambda *ps, lam: sum(torch.sum(p * p) for p in ps) * lam,
     "wsum": lambda a, weights: torch.sum(a * torch.from_numpy(weights)),
+    "constant": lambda value: torch.tensor(value, dtype=torch.float64),
 }
 
 
 def run_step(step, args):
-    """The value of one step given its arguments' tensors (inputs become leaves; index inputs,
-    integers, are not differentiated)."""
+    """The value of one step given its arguments' tensors, in float64 whatever the program's
+    dtype (inputs become leaves; index inputs, integers, are not differentiated)."""
     if step.op == "input":
         return torch.tensor(step.params["value"], dtype=torch.float64, requires_grad=True)
     if step.op == "index_input":
