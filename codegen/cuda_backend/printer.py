@@ -37,12 +37,16 @@ __device__ __forceinline__ double gd_softplus(double a) \
 
 
 class CudaPrinter(C99CodePrinter):
-    """Prints a formula in `dtype`'s precision (float32: `expf`, `1.5F`)."""
+    """Prints a formula in `dtype`'s precision (float32: `expf`, `1.5F`), each symbol as the
+    C expression `names` gives it."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, names):
         settings = {"type_aliases": {real: float32}} if dtype.name == "float32" else {}
         super().__init__(settings)
-        self.dtype = dtype
+        self.dtype, self.names = dtype, names
+
+    def _print_Symbol(self, expr):
+        return self.names[expr]
 
     def _print_Float(self, expr):
         return self._literal(expr)

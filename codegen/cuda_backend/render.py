@@ -1,6 +1,6 @@
 """The CUDA renderer: a `Lowered` program -> one `.cu` module (every kernel `extern "C"`, no host
-code) and a Python driver that allocates the device buffers once, launches the kernels in the
-lowering's order and hands back NumPy arrays.
+code) and a Python driver that uploads the constants once, then on each call allocates its
+device buffers, launches the kernels in the lowering's order and hands back NumPy arrays.
 
 Each fused elementwise region is one grid-stride kernel whose body is one line per graph node,
 printed from the op's SymPy form (`printer.CudaPrinter`), broadcasting through baked strides.
@@ -81,7 +81,11 @@ class _Module:
         self.lowered, self.title, self.debug, self.on_device = lowered, title, debug, on_device
         self.namer = Namer()
         self.kernel_names = Namer()
-        self.sources, self.setup, self.body = [], [], []
+        self.sources, self.body = [], []
+        self.setup = []  # once per specialization: constants (read-only)
+        # Once per call: buffers and scratch. A call shares no memory it writes with another
+        # call, so calls from several threads (or CUDA streams) are independent.
+        self.allocations = []
         self.launched = set()  # names of the kernels the driver launches
         self.buffers = {}  # node id -> driver variable holding its device array
         self.constants = Constants()
@@ -97,8 +101,8 @@ class _Module:
         for s in low.statements:
             if not isinstance(s, SharedWork):  # each member computes its own
                 self._statement(s)
-        returns = [self._to_host(o.node) for o in low.outputs]
-        self._updates(low.updates)
+        returns = [self._output(k, o.node) for k, o in enumerate(low.outputs)]
+        self._updates(low.updates)  # after the outputs are read: they hold call-time values
         self.body.append(f"    return ({''.join(r + ', ' for r in returns)})")
         cu = self._cu()
         return cu, self._driver(params, cu)
@@ -123,7 +127,7 @@ class _Module:
 
     def _buffer(self, hint, node):
         name = self.namer(f"b_{hint}")
-        self.setup.append(f"    {name} = _empty({node.shape}, numpy.{node.dtype.name})")
+        self.allocations.append(f"    {name} = _empty({node.shape}, numpy.{node.dtype.name})")
         return name
 
     def _structured(self, node, value, hint):
@@ -139,9 +143,8 @@ class _Module:
         scratch = []
         for count, dtype in lowering.scratch:
             scratch.append(self.namer(f"s_{hint}"))
-            self.setup.append(f"    {scratch[-1]} = _xp.zeros({count}, dtype=numpy.{dtype})")
-        if lowering.check is not None:
-            self.body.append(f"    {scratch[lowering.check.scratch]}.fill(0)")
+            self.allocations.append(
+                f"    {scratch[-1]} = _xp.zeros({count}, dtype=numpy.{dtype})")
         inputs = [self._device_value(a.node) for a in value.args]
         for launch in lowering.launches:
             if 0 in launch.grid:  # nothing to compute (an empty array): CUDA refuses such grids
@@ -206,18 +209,21 @@ class _Module:
         self.buffers[id(c)] = name
 
     # ------------------------------------------------------------------ outputs and updates
-    def _to_host(self, node):
-        """An output: a copy of its own, on the host (or on the device where asked), so that a
-        later call, which reuses the buffers, never overwrites it."""
+    def _output(self, k, node):
+        """Output k, a copy of its own on the host (or on the device where asked), read now:
+        before the updates write, which may write into the very array it is (an input)."""
         if _scalar_const(node):
             array = f"numpy.array({_host_literal(node)})"
             return f"_xp.asarray({array})" if self.on_device else array
-        buffer = self.buffers[id(node)]
-        return f"_xp.array({buffer})" if self.on_device else f"_host({buffer})"
+        buffer, name = self.buffers[id(node)], self.namer(f"out{k}")
+        copy = f"_xp.array({buffer})" if self.on_device else f"_host({buffer})"
+        self.body.append(f"    {name} = {copy}")
+        return name
 
     def _updates(self, updates):
-        """All new values into buffers of their own first, then every write: one simultaneous
-        assignment. Updates by take's gradient go last, straight into the target's rows."""
+        """All new values into buffers no write changes first (a source the lowering marks
+        `copy` is copied), then every write: one simultaneous assignment. Updates by take's
+        gradient go last, straight into the target's rows."""
         staged, scattered = [], [u for u in updates if isinstance(u, ScatterUpdate)]
         for u in updates:
             target = u.target
@@ -240,9 +246,11 @@ class _Module:
                                  f"{self.buffers[id(target)]}, {b}, {buf}")
             elif _scalar_const(u.source):
                 buf = f"numpy.array({_host_literal(u.source)})"
-            else:
+            elif u.copy:
                 buf = self.namer(f"new_{target.name}")
                 self.body.append(f"    {buf} = _xp.array({self.buffers[id(u.source)]})")
+            else:
+                buf = self.buffers[id(u.source)]
             staged.append((target, buf))
         for u in scattered:
             self._scatter_update(u)
@@ -286,7 +294,7 @@ class _Module:
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += self.setup
         lines += ["", f"    def run({', '.join(params)}):"]
-        lines += ["    " + line for line in self.body]
+        lines += ["    " + line for line in self.allocations + self.body]
         lines += ["", "    return run", "", "", inspect.getsource(_gpu),
                   "# graphdl passes a device in; run alone, the module runs on the GPU",
                   'run = build(*globals().get("_DEVICE") or _gpu())']
@@ -386,9 +394,12 @@ def _offset(shape, out_shape):
 
 
 def _formula(node, args):
-    """The node's SymPy form over its argument variables, printed in its compute precision
-    (arguments of another dtype are converted first: int / int divides in float64)."""
+    """The node's SymPy form printed in its compute precision over its argument variables
+    (arguments of another dtype are converted first: int / int divides in float64). Each
+    argument position is a symbol of its own, even where two read one node: over one symbol
+    SymPy would turn `a - a` into 0 and `a / a` into 1, which inf and NaN do not give."""
     compute = node.dtype if node.dtype.kind == "f" else promote(node.inputs, node.attrs)
-    symbols = [sympy.Symbol(a if dtype == compute else f"(({ctype(compute)})({a}))")
-               for a, dtype in zip(args, (i.dtype for i in node.inputs))]
-    return CudaPrinter(compute).doprint(node.op.sym(*symbols, **node.attrs))
+    slots = sympy.symbols(f"a0:{len(args)}")
+    names = {s: a if i.dtype == compute else f"(({ctype(compute)})({a}))"
+             for s, a, i in zip(slots, args, node.inputs)}
+    return CudaPrinter(compute, names).doprint(node.op.sym(*slots, **node.attrs))

@@ -340,8 +340,19 @@ def check_index(node, name):
     high = like.shape[node.attrs["axis"]]
     negative, what = node.attrs["negative"], node.attrs["what"]
     count = math.prod(idx.shape)
+    low = -high if negative else 0
     source = fill("check_index.cu", node, name, TI=_supported(node, idx.dtype, "iu"),
-                  INDEX=_index_type(count), COUNT=count, LOW=-high if negative else 0, HIGH=high)
+                  INDEX=_index_type(count), COUNT=count, LOW=low, HIGH=high,
+                  OUTSIDE=_outside(idx.dtype, low, high))
     launches = grid_stride(name, count, (("in", 0), ("out",), ("scratch", 0)))
     return Lowering(source, launches, scratch=((1, "int32"),),
                     check=Check(0, high, negative, what))
+
+
+def _outside(dtype, low, high):
+    """The C test that `value`, an index of `dtype`, lies outside [low, high). Unsigned indices
+    are compared unsigned (low <= 0 bounds none of them): a cast of a uint64 to long long
+    would wrap 2**63 and above to negative numbers, which count from the end."""
+    if dtype.kind == "u":
+        return f"value >= {high}ULL"
+    return f"(long long)value < {low}LL || (long long)value >= {high}LL"
