@@ -19,7 +19,9 @@ ONNX and NumPy's max; convolution and average pooling are floating-point only) a
 dtype's lowest value (-inf for floats: a padded cell never wins); average pooling pads with zeros
 (the divisor follows `count_include_pad`). Both accept padding beyond half the window as ONNX
 does; a window lying wholly in the padding gives the lowest value (max, no gradient) or 0
-(average without counting padding).
+(average without counting padding). In ceil mode, as in PyTorch, the last window must start
+inside the input or its left padding and is clipped where it reaches past the padded input,
+even where the kernel is larger than the padded input; an axis with no window is an error.
 
 The `impl`s are the reference semantics (sliding-window views and einsum, written for clarity);
 the NumPy backend lowers the same ops to im2col + one matrix product (`codegen/conv_kernels.py`).
@@ -220,12 +222,22 @@ CONV2D_WEIGHT_GRAD = register(OpDef(
 
 # ---------------------------------------------------------------- pooling
 def _pool_geometry(x, attrs, what):
+    """The pooled shape. As PyTorch, a window may reach past the padded input in ceil mode
+    (it is clipped), but there must be at least one window along each axis."""
     _rank4(x, what, "(N, C, H, W)")
     kernel, stride, padding = attrs["kernel"], attrs["stride"], attrs["padding"]
-    dilation = attrs.get("dilation", (1, 1))
-    _fits(x, kernel, padding, dilation, what)
+    dilation, ceil_mode = attrs.get("dilation", (1, 1)), attrs["ceil_mode"]
     out = tuple(pool_out(x.shape[2 + a], kernel[a], stride[a], padding[2 * a],
-                         padding[2 * a + 1], dilation[a], attrs["ceil_mode"]) for a in (0, 1))
+                         padding[2 * a + 1], dilation[a], ceil_mode) for a in (0, 1))
+    for a, o in enumerate(out):
+        if o is not None and o < 1:
+            k, d, s = kernel[a], dilation[a], stride[a]
+            raise GraphError(
+                f"{what}: the kernel ({k} wide with dilation {d}, spanning {d * (k - 1) + 1}) is "
+                f"larger than {describe(x)} along axis {2 + a} (size {x.shape[2 + a]}, padded "
+                f"by {padding[2 * a]}+{padding[2 * a + 1]}): "
+                + (f"even in ceil mode at stride {s} " if ceil_mode else "")
+                + "no window fits (PyTorch refuses this too)")
     return x.shape[:2] + out
 
 
