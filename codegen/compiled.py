@@ -1,7 +1,7 @@
 """Compiled: the callable a backend returns, with its source, kernels and pass reports.
 
 Compilation is specialized per set of input shapes and cached: the same shapes never compile
-twice; a new batch size compiles once.
+twice; a new batch size compiles once, also where several threads call with it at once.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import linecache
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ class Compiled:
         self._generate, self.options = generate, options
         self._in_place = {t.name for t, _ in updates}
         self._programs = {}
+        self._compiling = threading.Lock()
         self._last = None
         self._disjoint = ()  # the updated arrays the last call found disjoint
         self.compile_seconds = 0.0
@@ -124,13 +126,17 @@ class Compiled:
     def specialize(self, shapes):
         """The program for inputs of these shapes (name -> shape), compiled once."""
         key = tuple(tuple(shapes[n]) for n in self.input_names)
-        program = self._programs.get(key)
-        if program is None:
-            with collection_paused():  # passes, lowering, rendering, compiling the module
-                program = self._compile(key)
-            self._programs[key] = program
+        program = self._programs.get(key) or self._compile_once(key)
         self._last = program
         return program
+
+    def _compile_once(self, key):
+        """The program for `key`, compiled by one thread while others calling with it wait."""
+        with self._compiling:
+            if key not in self._programs:
+                with collection_paused():  # passes, lowering, rendering, compiling the module
+                    self._programs[key] = self._compile(key)
+            return self._programs[key]
 
     def _compile(self, key):
         start = time.perf_counter()

@@ -1,7 +1,9 @@
 """What every backend promises alike: outputs at call time beside updates (one simultaneous
 assignment), calls from several threads at once, values printed as the graph says (no algebra
-that changes them at 0, inf or NaN), and index checks for every integer dtype. The CUDA backend
-runs on the CPU here (`device="cpu"`: its kernels compiled with g++ against the emulator)."""
+that changes them at 0, inf or NaN), and index checks for every integer dtype. Each test runs
+on every backend and device `gd.compile` offers that this machine has: the CUDA backend on the
+CPU wherever g++ is (`device="cpu"`: its kernels against the emulator), on a GPU where CuPy
+sees one."""
 
 from __future__ import annotations
 
@@ -13,13 +15,27 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from graphdl.codegen import BACKENDS as COMPILERS
 
-needs_gxx = pytest.mark.skipif(shutil.which("g++") is None,
-                               reason="device='cpu' compiles CUDA kernels with g++")
-BACKENDS = {"numpy": {"backend": "numpy"},
-            "cuda-cpu": {"backend": "cuda", "device": "cpu"}}
+from .test_cuda_gpu import cp
+
+
+def _missing(backend, device):
+    """Why this machine cannot run `backend` on `device`, or None."""
+    if backend == "cuda" and device == "cpu" and shutil.which("g++") is None:
+        return "device='cpu' compiles CUDA kernels with g++"
+    if device == "gpu" and cp is None:
+        return "needs CuPy and an NVIDIA GPU"
+    return None
+
+
+BACKENDS = {f"{backend}-{device}": {"backend": backend, "device": device}
+            for backend, (_, devices) in COMPILERS.items() for device in devices}
+AVAILABLE = [name for name, options in BACKENDS.items() if _missing(**options) is None]
 backends = pytest.mark.parametrize("backend", [
-    "numpy", pytest.param("cuda-cpu", marks=needs_gxx)])
+    pytest.param(name, marks=pytest.mark.skipif(bool(_missing(**options)),
+                                                 reason=str(_missing(**options))))
+    for name, options in BACKENDS.items()])
 
 
 def compiled(backend, outputs, **options):
@@ -103,7 +119,7 @@ def test_calls_from_threads_are_independent(backend):
     y = gd.tanh(x * 2.0) @ gd.exp(x)  # several kernels a call: room for another call between
     fn = compiled(backend, [gd.sigmoid(x) + 1.0, y])
     feeds = [np.linspace(-1, 1, 64, dtype=np.float32) * (k + 1) for k in range(8)]
-    want = [compiled("numpy", [gd.sigmoid(x) + 1.0, y])(x=v) for v in feeds]
+    want = [compiled("numpy-cpu", [gd.sigmoid(x) + 1.0, y])(x=v) for v in feeds]
     results = _in_threads(8, lambda k: [fn(x=feeds[k]) for _ in range(4)])
     for k, calls in enumerate(results):
         for got in calls:
@@ -128,11 +144,24 @@ def test_training_steps_in_threads_update_their_own_parameters(backend):
             step(W=w, x=xs[k])
         return w
 
-    reference = compiled("numpy", loss, updates={W: W - 0.01 * dW})
+    reference = compiled("numpy-cpu", loss, updates={W: W - 0.01 * dW})
     want = [train(k, reference) for k in range(8)]
     got = _in_threads(8, lambda k: train(k, fn))
     for k in range(8):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, err_msg=f"thread {k}")
+
+
+@backends
+@pytest.mark.usefixtures("frequent_thread_switches")
+def test_threads_calling_with_a_new_shape_compile_it_once(backend):
+    x = f32("x", (None,))
+    fn = compiled(backend, gd.exp(x) + 1.0)
+    compile_one, compiled_keys = fn._compile, []
+    fn._compile = lambda key: compiled_keys.append(key) or compile_one(key)
+    results = _in_threads(4, lambda k: fn(x=np.ones(3, np.float32)))
+    assert compiled_keys == [((3,),)]
+    for got in results:
+        np.testing.assert_allclose(got, np.full(3, np.e + 1.0, np.float32), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- values as the graph says
@@ -179,12 +208,10 @@ def _bad_indices(dtype, negative):
     return sorted(values)
 
 
-def _run_both(outputs, feeds):
-    """Each backend's result or the message of the IndexError it raised."""
+def _run_each(outputs, feeds):
+    """Each available backend's result or the message of the IndexError it raised."""
     found = {}
-    for backend in BACKENDS:
-        if backend != "numpy" and shutil.which("g++") is None:
-            continue
+    for backend in AVAILABLE:
         try:
             found[backend] = compiled(backend, outputs)(**feeds)
         except IndexError as e:
@@ -197,12 +224,12 @@ def test_take_checks_indices_alike_for_every_dtype(dtype):
     E, i = f32("E", (ROWS, 2)), gd.input("i", (1,), dtype)
     table = np.arange(2.0 * ROWS, dtype=np.float32).reshape(ROWS, 2)
     for bad in _bad_indices(dtype, negative=True):
-        found = _run_both(gd.take(E, i, axis=0), {"E": table, "i": np.array([bad], dtype)})
+        found = _run_each(gd.take(E, i, axis=0), {"E": table, "i": np.array([bad], dtype)})
         assert set(map(type, found.values())) == {str}, (bad, found)
         assert len(set(found.values())) == 1, (bad, found)
     good = [ROWS - 1] + ([-ROWS, -1] if np.iinfo(dtype).min < 0 else [0])
     for index in good:
-        found = _run_both(gd.take(E, i, axis=0), {"E": table, "i": np.array([index], dtype)})
+        found = _run_each(gd.take(E, i, axis=0), {"E": table, "i": np.array([index], dtype)})
         for got in found.values():
             np.testing.assert_array_equal(got, table[[index]])
 
@@ -213,6 +240,6 @@ def test_class_labels_are_checked_alike_for_every_dtype(dtype):
     outputs = [gd.one_hot(labels, ROWS), gd.softmax_cross_entropy(logits, labels)]
     zeros = np.zeros((1, ROWS), np.float32)
     for bad in _bad_indices(dtype, negative=False):
-        found = _run_both(outputs, {"y": np.array([bad], dtype), "s": zeros})
+        found = _run_each(outputs, {"y": np.array([bad], dtype), "s": zeros})
         assert set(map(type, found.values())) == {str}, (bad, found)
         assert len(set(found.values())) == 1, (bad, found)
