@@ -111,10 +111,13 @@ def _unsupported(expr):
     derivative SymPy could not take comes first: it is the cause of whatever it holds."""
     if _computable(expr):
         return None
-    underived = (e for e in sympy.preorder_traversal(expr)
-                 if isinstance(e, sympy.Derivative)
-                 or isinstance(e, sympy.Subs) and isinstance(e.expr, sympy.Derivative))
-    return next(underived, None) or next((e for e in sympy.postorder_traversal(expr)
+    underived = next((e for e in sympy.preorder_traversal(expr)
+                      if isinstance(e, sympy.Derivative)
+                      or isinstance(e, sympy.Subs) and isinstance(e.expr, sympy.Derivative)),
+                     None)
+    if underived is not None:
+        return underived
+    return next((e for e in sympy.postorder_traversal(expr)
                  if not isinstance(e, (sympy.Tuple, ExprCondPair)) and not _computable(e)), expr)
 
 
@@ -226,7 +229,7 @@ def _check_gradient(what, inp, gi):
     """Raise unless `gi` is a graph node of `inp`'s shape (dimensions unknown on either side
     match anything) and `inp`'s floating dtype."""
     if not isinstance(gi, Node):
-        raise GraphError(f"{what} is a {type(gi).__name__}, not a graph node (or None)")
+        raise GraphError(f"{what} is of type {type(gi).__name__}, not a graph node (or None)")
     if inp.dtype.kind != "f":
         raise GraphError(f"{what}: the input has dtype {inp.dtype}, which has no gradient; "
                          "return None for it")

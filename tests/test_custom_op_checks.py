@@ -65,7 +65,7 @@ def test_what_is_not_a_list_of_nodes_is_refused():
     x = gd.input("x", (3,), "float64")
     with pytest.raises(GraphError, match="'square': the pullback must return a list"):
         _grad_of(_square(lambda inputs, out, g: g * 2.0 * inputs[0]), x)
-    with pytest.raises(GraphError, match="input 0 .* is a ndarray, not a graph node"):
+    with pytest.raises(GraphError, match="input 0 .* is of type ndarray, not a graph node"):
         _grad_of(_square(lambda inputs, out, g: [np.ones(3)]), x)
 
 
