@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from graphdl.ir import format_shape
 
 LOSSES = [gd.softmax_cross_entropy, gd.hinge_loss]
 
@@ -60,7 +61,8 @@ def test_one_hot_rows_of_the_wrong_shape_name_both_accepted_forms(shape):
 def test_integer_labels_with_a_class_axis_show_the_expected_shape():
     labels = gd.input("y", (None, 3), "int64")
     with pytest.raises(gd.GraphError, match=re.escape(
-            "without its class axis, (?,); labels 'y' have shape (?, 3) and dtype int64")):
+            "hinge_loss: class labels 'y' must have the shape of matmul('X', 'W1') without its "
+            "class axis, (?,); they have shape (?, 3); matmul('X', 'W1') has shape (?, 10)")):
         gd.hinge_loss(scores(), labels)
 
 
@@ -76,3 +78,90 @@ def test_integer_logits_are_refused_naming_them():
     with pytest.raises(gd.GraphError, match=r"softmax_cross_entropy expects floating-point "
                                             r"input, got 'l'"):
         gd.softmax_cross_entropy(logits, labels)
+
+
+def _torch_refuses(loss, logits, labels):
+    """PyTorch's counterpart refuses these labels too (the issue's yardstick)."""
+    import torch
+    import torch.nn.functional as F
+
+    fn = F.cross_entropy if loss is gd.softmax_cross_entropy else F.multi_margin_loss
+    if loss is gd.hinge_loss and labels.dtype.kind == "f":  # no probability targets there
+        return
+    with pytest.raises((RuntimeError, ValueError)):
+        fn(torch.tensor(logits), torch.tensor(labels))
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (1, 3), (1, 1), (3,)])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_float_labels_that_would_broadcast_are_refused(loss, shape):
+    """(N, 1) float labels against (N, C) logits broadcast the column over the classes: for
+    zero logits and ones the loss was 3 log 3, a number where PyTorch refuses."""
+    logits = gd.input("logits", (4, 3), "float64")
+    labels = gd.input("labels", shape, "float64")
+    with pytest.raises(gd.GraphError) as info:
+        loss(logits, labels)
+    message = str(info.value)
+    assert message.startswith(loss.__name__)
+    assert f"'labels' have shape {format_shape(shape)}" in message
+    assert "(4,)" in message and "(4, 3)" in message and "'logits'" in message
+    _torch_refuses(loss, np.zeros((4, 3)), np.ones(shape))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_column_of_labels_is_refused_with_unknown_batch(loss):
+    logits = gd.input("logits", (None, 3), "float64")
+    with pytest.raises(gd.GraphError, match=re.escape(
+            "labels must be integer class indices of shape (?,) or one-hot rows of shape (?, 3); "
+            "labels 'labels' have shape (?, 1)")):
+        loss(logits, gd.input("labels", (None, 1), "float64"))
+
+
+def _batch_mismatch(loss):
+    return (f"{loss.__name__}: class labels 'y' must have the shape of 'logits' without its "
+            f"class axis, (4,); they have shape (5,); 'logits' has shape (4, 3)")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_label_batch_unlike_the_logits_batch_is_refused_at_the_loss(loss):
+    """It was reported from inside the decomposition: `where: cannot broadcast
+    equal(expand_dims#25, ...)`."""
+    logits = gd.input("logits", (4, 3), "float64")
+    with pytest.raises(gd.GraphError, match=re.escape(_batch_mismatch(loss))):
+        loss(logits, gd.input("y", (5,), "int64"))
+    _torch_refuses(loss, np.zeros((4, 3)), np.zeros(5, np.int64))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_label_batch_unlike_the_logits_batch_is_refused_at_call_time(loss):
+    """With the batch unknown (None) until call time, the call says the same."""
+    logits = gd.input("logits", (None, 3), "float64")
+    y = gd.input("y", (None,), "int64")
+    value = loss(logits, y)
+    feeds = {"logits": np.zeros((4, 3)), "y": np.zeros(5, np.int64)}
+    with pytest.raises(gd.GraphError, match=re.escape(_batch_mismatch(loss))):
+        gd.evaluate(value, feeds)
+    with pytest.raises(gd.GraphError, match=re.escape(_batch_mismatch(loss))):
+        gd.compile(value)(feeds)
+    feeds["y"] = np.array([0, 2, 1, 0])
+    assert np.isfinite(gd.evaluate(value, feeds))
+
+
+def test_one_hot_rows_with_another_batch_are_refused_at_the_loss():
+    logits = gd.input("logits", (4, 3), "float64")
+    with pytest.raises(gd.GraphError, match=re.escape(
+            "one-hot rows of shape (4, 3); labels 'onehot' have shape (5, 3)")):
+        gd.softmax_cross_entropy(logits, gd.input("onehot", (5, 3), "float64"))
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (3,), (1, 3)])
+def test_mse_refuses_targets_that_would_broadcast(shape):
+    """PyTorch's mse_loss warns that such a target 'will likely lead to incorrect results due
+    to broadcasting'; smooth_l1 and binary_cross_entropy_with_logits refuse it, mse now too.
+    One number for every element (0-d) is still a target."""
+    prediction = gd.input("prediction", (4, 3), "float64")
+    assert gd.evaluate(gd.mse(prediction, 1.0), prediction=np.ones((4, 3))) == 0.0
+    with pytest.raises(gd.GraphError, match=re.escape(
+            f"mse: prediction 'prediction' has shape (4, 3) but target 'target' has shape "
+            f"{format_shape(shape)}; they must be equal")):
+        gd.mse(prediction, gd.input("target", shape, "float64"))

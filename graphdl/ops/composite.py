@@ -161,6 +161,17 @@ def one_hot_mask(labels, num_classes):
     return ew.EQUAL(mv.expand_dims(labels, -1), classes)
 
 
+def _class_mask(scores, labels, what):
+    """one_hot_mask of the integer class labels of `scores`, held first to one label per row
+    (the scores' shape without the class axis) by a check that names the loss and both: at
+    declaration, and at call time for dimensions unknown until then. The mask stays
+    one_hot_mask's own, which the narration recognizes."""
+    axis = scores.ndim - 1
+    rows = mv.check_index(labels, scores, axis, f"{what}: class labels {describe(labels)}",
+                          negative=False, rows=True)
+    return one_hot_mask(rows, scores.shape[axis])
+
+
 @dataclass(frozen=True)
 class _Target:
     """A loss's class targets: a boolean mask (from class indices) or weight rows (one-hot or
@@ -182,28 +193,24 @@ class _Target:
 
 
 def _targets(scores, labels, what):
-    """Integer class labels (a mask) or one-hot rows (weights) matching `scores`: a `_Target`."""
+    """The class targets of `scores`, as PyTorch's cross_entropy takes them: integer class
+    indices (a mask) of the scores' shape without the class axis, or floating-point one-hot or
+    probability rows (weights) of the scores' shape. Nothing is broadcast: a column of float
+    labels against several classes is refused, naming both accepted forms."""
     (labels,) = leaf.lift_all([labels])
     if scores.ndim < 1 or scores.shape[-1] is None:
         raise GraphError(f"{what}: {describe(scores)} needs a known class axis (the last)")
+    if labels.dtype.kind in "iu":
+        return _Target(mask=_class_mask(scores, labels, what))
+    if mv.shapes_match(labels.shape, scores.shape):
+        return _Target(weights=labels)
     indices, rows = format_shape(scores.shape[:-1]), format_shape(scores.shape)
     shapes = (f"labels {describe(labels)} have shape {format_shape(labels.shape)} and dtype "
               f"{labels.dtype}; scores {describe(scores)} have shape {rows}")
-    if labels.dtype.kind in "iu":
-        if labels.ndim != scores.ndim - 1:
-            raise GraphError(f"{what}: integer class indices must have the scores' shape "
-                             f"without its class axis, {indices}; {shapes}")
-        return _Target(mask=one_hot_mask(labels, scores.shape[-1]))
-    if labels.ndim == scores.ndim - 1:  # the shape of class indices, in a floating dtype
+    if mv.shapes_match(labels.shape, scores.shape[:-1]):  # class indices, in a float dtype
         raise GraphError(f"{what}: {shapes}. Class indices need an integer dtype: "
                          f"{_integer_hint(labels)}; one-hot rows (floating point) would have "
                          f"shape {rows}")
-    if labels.ndim == scores.ndim:
-        try:
-            ew.broadcast_shapes([scores, labels], what)
-            return _Target(weights=labels)
-        except GraphError:
-            pass  # refused below with both accepted forms
     raise GraphError(f"{what}: labels must be integer class indices of shape {indices} or "
                      f"one-hot rows of shape {rows}; {shapes}")
 
@@ -248,7 +255,13 @@ def hinge_loss(scores, labels):
 @composite("mse", "MSE", "dL/dp = 2(p − t) · g / N, dL/dt = −2(p − t) · g / N", ew.DIV,
            arity=2)
 def mse(prediction, target):
-    """Mean squared error, the mean over all elements (PyTorch's default reduction)."""
+    """Mean squared error, the mean over all elements (PyTorch's default reduction). A target
+    of another shape is refused (PyTorch warns that broadcasting it "will likely lead to
+    incorrect results"), but for one number for every element (0-d), which has no axis to
+    misalign."""
+    prediction, target = leaf.lift_all([prediction, target])
+    if target.ndim:
+        _same_shape("mse", ("prediction", prediction), ("target", target))
     diff = prediction - target
     return _named(rd.mean(diff * diff), "mse")
 
@@ -283,11 +296,17 @@ def _loss_operands(what, reduction, **operands):
     a, b = leaf.lift_all([a, b])
     for label, node in ((a_name, a), (b_name, b)):
         _floating(node, f"{what}'s {label}")
-    if a.ndim != b.ndim or any(None not in (m, n) and m != n for m, n in zip(a.shape, b.shape)):
+    _same_shape(what, (a_name, a), (b_name, b))
+    return a, b
+
+
+def _same_shape(what, named_a, named_b):
+    """Refuse two operands of different shapes (an unknown dimension matches any), naming both."""
+    (a_name, a), (b_name, b) = named_a, named_b
+    if not mv.shapes_match(a.shape, b.shape):
         raise GraphError(f"{what}: {a_name} {describe(a)} has shape {format_shape(a.shape)} but "
                          f"{b_name} {describe(b)} has shape {format_shape(b.shape)}; they must "
                          f"be equal")
-    return a, b
 
 
 def smooth_l1(pred, target, beta=1.0, reduction="mean"):

@@ -38,6 +38,12 @@ def normalize_axes(axes, ndim, what, scalar_axis=False):
     return tuple(sorted(out)) if ndim else ()
 
 
+def shapes_match(shape, expected):
+    """Whether `shape` is `expected`, an unknown (None) dimension on either side matching any."""
+    return len(shape) == len(expected) and all(
+        None in (d, e) or d == e for d, e in zip(shape, expected))
+
+
 # reshape: x viewed with `shape` (one entry may be -1), or with the shape of a `like` input.
 def _reshape_infer(inputs, attrs):
     x = inputs[0]
@@ -302,15 +308,26 @@ def concatenate(xs, axis=0):
 # check_index: the identity on integer indices that raises, naming the user's node, when one
 # falls outside [-n, n) (`negative`: NumPy's indexing from the end) or [0, n) (class labels),
 # n being the size of axis `axis` of `like` (read at call time: it may be unknown until then).
-def _check_index_impl(idx, like, axis, what, negative):
+# `rows` (class labels of the scores `like`): one index per row, so idx must have like's shape
+# without that axis; checked wherever shapes are inferred, at declaration and, for dimensions
+# unknown until then, when the graph is specialized to the fed shapes.
+def _check_index_impl(idx, like, axis, what, negative, rows=False):
     return runtime._check_index(idx, like.shape[axis], negative, what)
 
 
 def _check_index_infer(inputs, attrs):
-    idx = inputs[0]
+    idx, like = inputs
     if idx.dtype.kind not in "iu":
         raise GraphError(f"{attrs['what']} must be integers, got {describe(idx)} of dtype "
                          f"{idx.dtype}")
+    if attrs.get("rows"):
+        axis = attrs["axis"]
+        expected = like.shape[:axis] + like.shape[axis + 1:]
+        if not shapes_match(idx.shape, expected):
+            raise GraphError(f"{attrs['what']} must have the shape of {describe(like)} without "
+                             f"its class axis, {format_shape(expected)}; they have shape "
+                             f"{format_shape(idx.shape)}; {describe(like)} has shape "
+                             f"{format_shape(like.shape)}")
     return idx.shape, idx.dtype
 
 
@@ -321,9 +338,10 @@ CHECK_INDEX = register(OpDef(
 ))
 
 
-def check_index(idx, like, axis, what, negative=True):
-    """idx, checked at call time to index axis `axis` of `like`; `what` names it in the error."""
-    return CHECK_INDEX(idx, like, axis=axis, what=what, negative=negative)
+def check_index(idx, like, axis, what, negative=True, rows=False):
+    """idx, checked at call time to index axis `axis` of `like`; `what` names it in the error.
+    `rows`: idx holds one class label per row of the scores `like` (see above)."""
+    return CHECK_INDEX(idx, like, axis=axis, what=what, negative=negative, rows=rows)
 
 
 # take: gather along `axis` (an embedding lookup); the gradient is a scatter-add.

@@ -561,8 +561,8 @@ class Circuit:
             if r is not None and n is not r.out:
                 continue
             if r is not None:
-                gate = Gate(n, "region", r.label, [(k, a, False) for k, a in enumerate(r.args)],
-                            region=r)
+                args = [(k, unchecked(a), False) for k, a in enumerate(r.args)]
+                gate = Gate(n, "region", r.label, args, region=r)
             elif n.op is leaf.INPUT:
                 gate = Gate(n, "input", n.name)
             elif n.op is mv.CHECK_INDEX and id(n) not in outputs:
