@@ -10,6 +10,8 @@ accurate ones), so they run whether or not the graph is optimized.
 from __future__ import annotations
 
 import math
+import weakref
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -18,8 +20,6 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.passes.rewrite import Rule
-
-DEPTH = 8  # how far below a node the sigmoid algebra reads
 
 
 def constant_base(node):
@@ -108,8 +108,8 @@ def _number(node):
     base = constant_base(node)
     if base is None or base.attrs["value"].array.size != 1:
         return None
-    value = float(base.attrs["value"].array.item())
-    return Fraction(value) if math.isfinite(value) else None
+    value = float(base.attrs["value"].array.item())  # 0 stays opaque: 0·inf is NaN
+    return Fraction(value) if math.isfinite(value) and value != 0 else None
 
 
 # A monomial is a sorted tuple of ((kind, id), exponent): kind "s" σ(b), "c" σ(-b) (exponents of
@@ -145,89 +145,90 @@ def _product(p, q):
     return {m: a for m, a in out.items() if a}
 
 
+@dataclass(frozen=True)
 class _Reading:
-    """The region below `root` (arithmetic nodes of its dtype, DEPTH levels) as a polynomial,
-    with the hazards met on the way: e^±b and 1 + e^±b of a class, σ in a denominator."""
+    """A node read as a polynomial, with what it met on the way: `hazards`, the atoms that can
+    overflow (e^±b, 1 + e^±b, a σ in a denominator), and `anchored`, the classes b that a σ or
+    a 1 + e^w names (an e^w in no such class is left an exponential)."""
 
-    def __init__(self, root):
-        self.root = root
-        self.nodes = {}  # id -> node, for every variable: class arguments b, opaque factors
-        self.classes = set()  # ids of the arguments of σ and of 1 + e^w (not of e^w alone)
-        self._scan(root, DEPTH, {})
-
-    def _arithmetic(self, node):
-        return node.op in ARITHMETIC and node.dtype == self.root.dtype
-
-    def _scan(self, node, depth, seen):
-        if seen.get(node.id, -1) >= depth:
-            return
-        seen[node.id] = depth
-        w = node.inputs[0] if node.op is ew.SIGMOID else exp_plus_one(node)
-        if w is not None:
-            self.classes.add(_argument(w)[0].id)
-        elif depth and self._arithmetic(node):
-            for i in node.inputs:
-                self._scan(i, depth - 1, seen)
-
-    def read(self):
-        """(polynomial, hazards): each hazard an atom that can overflow, counted once."""
-        return self._read(self.root, DEPTH, {})
-
-    def _read(self, node, depth, memo):
-        key = (node.id, depth)
-        if key not in memo:
-            read = self._atom(node)
-            if read is None and depth and self._arithmetic(node):
-                read = self._combine(node, [self._read(i, depth - 1, memo) for i in node.inputs])
-            if read is None or len(read[0]) > MAX_TERMS:
-                read = self._opaque(node)
-            memo[key] = read
-        return memo[key]
-
-    def _opaque(self, node):
-        self.nodes[node.id] = node
-        return {((("o", node.id), 1),): ONE}, frozenset()
-
-    def _atom(self, node):
-        """σ(±b), e^±b and 1 + e^±b of a class as monomials; a scalar constant as a number."""
-        value = _number(node)
-        if value is not None:
-            return {(): value}, frozenset()
-        w = exp_plus_one(node)
-        if w is None and node.op in (ew.SIGMOID, ew.EXP):
-            w = node.inputs[0]
-        if w is None or _argument(w)[0].id not in self.classes:
-            return None
-        b, sign = _argument(w)
-        self.nodes[b.id] = b
-        s, c = (("s", b.id), ("c", b.id))[::sign]
-        if node.op is ew.SIGMOID:
-            return {((s, 1),): ONE}, frozenset()
-        if node.op is ew.EXP:  # e^b = σ(b)/σ(-b)
-            return {tuple(sorted([(s, 1), (c, -1)])): ONE}, frozenset([node.id])
-        return {((c, -1),): ONE}, frozenset([node.id])  # 1 + e^b = 1/σ(-b)
-
-    def _combine(self, node, reads):
-        if node.op is ew.NEG:
-            p, hazards = reads[0]
-            return {m: -a for m, a in p.items()}, hazards
-        if node.op is ew.RECIPROCAL:
-            reads = [({(): ONE}, frozenset()), *reads]
-        (p, p_hazards), (q, q_hazards) = reads
-        if node.op is ew.ADD or node.op is ew.SUB:
-            return _sum(p, q, 1 if node.op is ew.ADD else -1), p_hazards | q_hazards
-        if node.op is ew.MUL:
-            return _product(p, q), p_hazards | q_hazards
-        if len(q) != 1:  # a quotient by a sum: the sum is one opaque factor
-            q, q_hazards = self._opaque(node.inputs[-1])
-        ((m, a),) = q.items()
-        in_denominator = {("den", *k) for k, e in m if k[0] in "sc" and e > 0}
-        return _product(p, {_inverse(m): 1 / a}), p_hazards | q_hazards | in_denominator
+    poly: dict
+    hazards: frozenset = frozenset()
+    anchored: frozenset = frozenset()
 
 
-def _common(poly):
-    """The monomial dividing every term: each variable's least exponent (0 where absent)."""
-    keys = {k for m in poly for k, _ in m}
+# Each node is read once, from its inputs' readings (bottom-up, the engine's order, so a node
+# reads its inputs as already rewritten); both tables hold their nodes weakly.
+_READINGS = weakref.WeakKeyDictionary()  # node -> _Reading, or None: nothing to read
+_VARIABLES = weakref.WeakValueDictionary()  # id -> node, for every variable of a reading
+
+
+def _read(node):
+    """node as a _Reading, or None where no σ, e^w or 1 + e^w lies below it (through
+    arithmetic of its dtype): it is then an opaque factor of what reads it."""
+    if node in _READINGS:
+        return _READINGS[node]
+    reading = _atom(node)
+    if reading is None and node.op in ARITHMETIC:
+        inputs = [_read(i) if i.dtype == node.dtype else None for i in node.inputs]
+        if any(r is not None for r in inputs):
+            reading = _combine(node, [r or _plain(i) for r, i in zip(inputs, node.inputs)])
+    if reading is not None and len(reading.poly) > MAX_TERMS:
+        reading = None
+    _READINGS[node] = reading
+    return reading
+
+
+def _plain(node):
+    """A node with nothing to read in it: a number, or an opaque factor."""
+    value = _number(node)
+    if value is not None:
+        return _Reading({(): value})
+    _VARIABLES[node.id] = node
+    return _Reading({((("o", node.id), 1),): ONE})
+
+
+def _atom(node):
+    """σ(±b), e^±b and 1 + e^±b as monomials in σ(b) and σ(-b)."""
+    w = exp_plus_one(node)
+    if w is None and node.op in (ew.SIGMOID, ew.EXP) and node.dtype.kind == "f":
+        w = node.inputs[0]
+    if w is None:
+        return None
+    b, sign = _argument(w)
+    _VARIABLES[b.id] = b
+    s, c = (("s", b.id), ("c", b.id))[::sign]
+    if node.op is ew.SIGMOID:
+        return _Reading({((s, 1),): ONE}, anchored=frozenset([b.id]))
+    if node.op is ew.EXP:  # e^b = σ(b)/σ(-b)
+        return _Reading({tuple(sorted([(s, 1), (c, -1)])): ONE}, frozenset([node.id]))
+    return _Reading({((c, -1),): ONE}, frozenset([node.id]), frozenset([b.id]))  # 1/σ(-b)
+
+
+def _combine(node, readings):
+    op = node.op
+    if op is ew.NEG:
+        (p,) = readings
+        return _Reading({m: -a for m, a in p.poly.items()}, p.hazards, p.anchored)
+    if op is ew.RECIPROCAL:
+        readings = [_Reading({(): ONE}), *readings]
+    p, q = readings
+    if op is ew.ADD or op is ew.SUB:
+        poly = _sum(p.poly, q.poly, 1 if op is ew.ADD else -1)
+    elif op is ew.MUL:
+        poly = _product(p.poly, q.poly)
+    else:  # a quotient, by a monomial, or by a sum that stays one opaque factor
+        q = q if len(q.poly) == 1 else _plain(node.inputs[-1])
+        ((m, a),) = q.poly.items()
+        poly = _product(p.poly, {_inverse(m): 1 / a})
+        q = _Reading(q.poly, q.hazards | {("den", *k) for k, e in m if k[0] in "sc" and e > 0},
+                     q.anchored)
+    return _Reading(poly, p.hazards | q.hazards, p.anchored | q.anchored)
+
+
+def _common(poly, skip):
+    """The monomial dividing every term: each variable's least exponent (0 where absent),
+    except the variables in `skip`."""
+    keys = {k for m in poly for k, _ in m} - skip
     return tuple(sorted((k, e) for k in keys if (e := min(dict(m).get(k, 0) for m in poly))))
 
 
@@ -278,50 +279,65 @@ def _without_one_minus_s(poly, b):
     return out
 
 
-def _factored(poly, classes):
-    """(prefactor monomial, remaining polynomial, how many s or 1 - s left the sums)."""
-    prefactor = _common(poly)
-    rest, extracted = _divided(poly, prefactor), 0
-    for b in sorted(classes):
+def _factored(reading):
+    """(prefactor monomial, remaining polynomial, how many σ(b) or 1 - σ(b) left the sums),
+    over the anchored classes; the others keep their σ(b)^k σ(-b)^-k, an exponential."""
+    classes = {i for m in reading.poly for (kind, i), _ in m if kind in "sc"}
+    skip = {(kind, b) for b in classes - reading.anchored for kind in "sc"}
+    prefactor = _common(reading.poly, skip)
+    rest, extracted = _divided(reading.poly, prefactor), 0
+    for b in sorted(reading.anchored):
         rest = _in_s(rest, b)
         for kind, divide in (("s", _without_s), ("c", _without_one_minus_s)):
-            while (quotient := divide(rest, b)) is not None:
+            while rest and (quotient := divide(rest, b)) is not None:
                 rest, extracted = quotient, extracted + 1
                 prefactor = _times(prefactor, (((kind, b), 1),))
     return prefactor, rest, extracted
-def _doubled(u):
-    """x if u is 2·x (either order), else None."""
-    if u.op is not ew.MUL:
-        return None
-    a, b = u.inputs
-    return b if is_const(a, 2) else a if is_const(b, 2) else None
 
 
-def _tanh_pairs(m, nodes, dtype):
-    """σ(2x)·σ(-2x) = (1 - tanh²x)/4, as factor nodes, and m without those pairs: the lecture's
-    tanh differentiated through its sigmoid gets the textbook rule, sharing the forward tanh."""
-    exponents, factors = dict(m), []
-    for (kind, b), e in m:
-        x = _doubled(nodes[b]) if kind == "s" else None
-        pairs = min(e, exponents.get(("c", b), 0)) if x is not None else 0
-        if pairs > 0:
-            t = ew.TANH(x)
-            factors += [(1 - t * t) * leaf.constant(0.25, dtype)] * pairs
-            exponents[("s", b)] -= pairs
-            exponents[("c", b)] -= pairs
-    return tuple(sorted((k, e) for k, e in exponents.items() if e)), factors
-
-
-def _same(node):
-    return node
-
-
-def _monomial_node(m, coefficient, nodes, dtype, factors=()):
-    """coefficient · m · Π factors as nodes: the numerator's factors multiplied, then divided."""
-    above, below = list(factors), []
+def _parts(m):
+    """The factors m is written with, as (kind, id, power): "o" an opaque node, "s" σ(b), "c"
+    σ(-b), "e" e^b and "-e" e^-b (opposite powers of σ(b) and σ(-b)); power < 0 divides."""
+    classes = {}
+    parts = []
     for (kind, i), e in m:
-        node = {"s": ew.SIGMOID, "c": lambda b: ew.SIGMOID(ew.NEG(b))}.get(kind, _same)(nodes[i])
-        (below if kind == "d" or e < 0 else above).extend([node] * abs(e))
+        if kind in "sc":
+            classes.setdefault(i, {"s": 0, "c": 0})[kind] = e
+        else:
+            parts.append(("o", i, e if kind == "o" else -e))
+    for b, power in classes.items():
+        a, c = power["s"], power["c"]
+        if c < 0 < a:  # σ(b)^k / σ(-b)^k = e^kb
+            k = min(a, -c)
+            parts += [("e", b, k), ("s", b, a - k), ("c", b, c + k)]
+        elif a < 0 < c:
+            k = min(-a, c)
+            parts += [("-e", b, k), ("s", b, a + k), ("c", b, c - k)]
+        else:
+            parts += [("s", b, a), ("c", b, c)]
+    return [p for p in parts if p[2]]
+
+
+def _risky(monomials):
+    """The atoms writing these monomials would create that can overflow."""
+    return {(kind, i) for m in monomials for kind, i, e in _parts(m)
+            if kind in ("e", "-e") or e < 0}
+
+
+def _factor_node(kind, i):
+    """The node of a part: the opaque node, σ(±b) or e^±b."""
+    b = _VARIABLES[i]
+    if kind == "o":
+        return b
+    argument = ew.NEG(b) if kind in ("c", "-e") else b
+    return ew.SIGMOID(argument) if kind in ("s", "c") else ew.EXP(argument)
+
+
+def _monomial_node(m, coefficient, dtype):
+    """coefficient · m as nodes: the numerator's factors multiplied, then divided."""
+    above, below = [], []
+    for kind, i, e in _parts(m):
+        (above if e > 0 else below).extend([_factor_node(kind, i)] * abs(e))
     out = None
     for f in above:
         out = f if out is None else ew.MUL(out, f)
@@ -333,39 +349,35 @@ def _monomial_node(m, coefficient, nodes, dtype, factors=()):
     return ew.NEG(out) if coefficient < 0 else out
 
 
-def _written(prefactor, rest, nodes, dtype):
+def _written(prefactor, rest, dtype):
     """prefactor · Σ rest as nodes: the sum first, its terms in a fixed order."""
-    prefactor, factors = _tanh_pairs(prefactor, nodes, dtype)
     if len(rest) == 1:
         ((m, a),) = rest.items()
-        return _monomial_node(_times(prefactor, m), a, nodes, dtype, factors)
+        return _monomial_node(_times(prefactor, m), a, dtype)
     total = None
     for m, a in sorted(rest.items()):
         if total is None:
-            total = _monomial_node(m, a, nodes, dtype)
+            total = _monomial_node(m, a, dtype)
         else:
-            term = _monomial_node(m, abs(a), nodes, dtype)
+            term = _monomial_node(m, abs(a), dtype)
             total = ew.ADD(total, term) if a > 0 else ew.SUB(total, term)
-    if not prefactor and not factors:
-        return total
-    return ew.MUL(total, _monomial_node(prefactor, ONE, nodes, dtype, factors))
+    return ew.MUL(total, _monomial_node(prefactor, ONE, dtype)) if prefactor else total
 
 
 def _algebra(node):
     """node rewritten by the sigmoid algebra where that removes a hazard or a cancellation."""
     if node.dtype.kind != "f" or exp_plus_one(node) is not None:
         return None
-    reading = _Reading(node)
-    if not reading.classes:
+    reading = _read(node)
+    if reading is None or not reading.anchored or not reading.poly:
         return None
-    poly, hazards = reading.read()
-    if not poly:
+    prefactor, rest, extracted = _factored(reading)
+    if not rest:  # σ(b) + σ(-b) - 1: zero only where b is finite
         return None
-    prefactor, rest, extracted = _factored(poly, reading.classes)
-    risky = {k for m in (prefactor, *rest) for k, e in m if k[0] in "sc" and e < 0}
-    if not extracted and len(risky) >= len(hazards):
+    monomials = [_times(prefactor, *rest)] if len(rest) == 1 else [prefactor, *rest]
+    if not extracted and len(_risky(monomials)) >= len(reading.hazards):
         return None
-    out = _written(prefactor, rest, reading.nodes, node.dtype)
+    out = _written(prefactor, rest, node.dtype)
     return out if out.shape == node.shape and out.dtype == node.dtype else None
 
 
