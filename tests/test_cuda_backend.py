@@ -256,6 +256,16 @@ def test_outputs_on_device_are_copies_of_their_own(rng):
         gd.compile(x * 2.0, outputs_on_device=True)
 
 
+def test_outputs_on_device_hold_call_time_values_beside_updates():
+    W = gd.input("W", (3,), "float32")
+    fn = cuda([W, W * 2.0], updates={W: W * 10.0}, outputs_on_device=True)
+    w = np.ones(3, np.float32)
+    got, doubled = fn(W=w)
+    np.testing.assert_array_equal(got, np.ones(3))  # W as called, not W after the update
+    np.testing.assert_array_equal(doubled, np.full(3, 2.0))
+    np.testing.assert_array_equal(w, np.full(3, 10.0))
+
+
 def test_constants_in_another_memory_order_reach_kernels_c_contiguous(rng):
     """A constant keeps its array's memory order (a transposed array is Fortran-ordered);
     kernels index C order (found by the fuzzer: a folded gradient constant)."""
