@@ -40,13 +40,20 @@ def emits(*ops):
 class Writer:
     """The ONNX graph being written: nodes, initializers, and a unique value name per node."""
 
-    def __init__(self):
-        self.nodes, self.initializers, self.taken = [], [], set()
+    def __init__(self, taken=()):
+        self.nodes, self.initializers, self.taken = [], [], set(taken)
+        self.counts = {}  # hint -> the last suffix tried for it
 
     def fresh(self, hint):
-        name, k = hint, 1
+        """`hint`, or `hint_k` for the first k not taken. The search for a hint resumes where
+        its last one ended, so the thousandth "shape" costs one probe, not a thousand: export
+        is linear in the number of names. Only a clash with a name from another hint (a user's
+        `shape_3`) costs one more probe, once."""
+        name, k = hint, self.counts.get(hint, 0)
         while name in self.taken:
-            name, k = f"{hint}_{k}", k + 1
+            k += 1
+            name = f"{hint}_{k}"
+        self.counts[hint] = k
         self.taken.add(name)
         return name
 
@@ -331,19 +338,46 @@ def _channels(w, name, start, stop):
     return w.emit("Slice", [name, w.ints([start]), w.ints([stop]), w.ints([0])])
 
 
-def _pool_attrs(node):
-    return {"kernel_shape": list(node.attrs["kernel"]), "ceil_mode": int(node.attrs["ceil_mode"]),
-            **_window_attrs(node.attrs)}
+def _pool_attrs(node, size, out):
+    """MaxPool/AveragePool attributes for `node`'s windows over `size` (H, W), giving `out`
+    (OH, OW). In ceil mode PyTorch and graphdl drop a last window that would start in the end
+    padding; opset 17's output-size rule keeps it, so onnx's shape inference would give one
+    more row than onnxruntime's kernel computes, and a node shaped by the inference (a gradient's
+    Mul, Div) fails at run time. Where the rules disagree, the same windows are written in floor
+    mode, the end padding cut to where the last window ends (`_covering_ends`)."""
+    a = node.attrs
+    attrs = {"kernel_shape": list(a["kernel"]), "ceil_mode": int(a["ceil_mode"]),
+             **_window_attrs(a)}
+    if a["ceil_mode"] and _onnx_ceil_out(size, a, attrs["pads"]) != tuple(out):
+        attrs["ceil_mode"] = 0
+        attrs["pads"][2:] = _covering_ends(size, a, out)
+    return attrs
+
+
+def _onnx_ceil_out(size, a, pads):
+    dilation = a.get("dilation", (1, 1))
+    return tuple(-(-(n + pads[i] + pads[i + 2] - d * (k - 1) - 1) // s) + 1
+                 for i, (n, k, s, d) in enumerate(zip(size, a["kernel"], a["stride"], dilation)))
+
+
+def _covering_ends(size, a, out):
+    """The end padding (bottom, right) at which floor mode gives exactly `out` windows: the
+    last one's end, never below 0 (floor mode leaves fewer than a stride's cells unread)."""
+    dilation, begin = a.get("dilation", (1, 1)), a["padding"][::2]
+    return [max(0, (o - 1) * s + d * (k - 1) + 1 - n - p0)
+            for n, o, k, s, d, p0 in zip(size, out, a["kernel"], a["stride"], dilation, begin)]
 
 
 @emits(conv.MAX_POOL2D)
 def _max_pool2d(w, node, names):
-    return w.emit("MaxPool", names, node.name, **_pool_attrs(node))
+    return w.emit("MaxPool", names, node.name,
+                  **_pool_attrs(node, node.inputs[0].shape[2:], node.shape[2:]))
 
 
-def _arg_max(w, node, x_name):
+def _arg_max(w, node, x_name, out):
     """MaxPool's Indices of x: flat positions in x (N, C, H, W) of each window's maximum."""
-    _, indices = w.emit("MaxPool", [x_name], outputs=2, **_pool_attrs(node))
+    attrs = _pool_attrs(node, node.inputs[1].shape[2:], out)
+    _, indices = w.emit("MaxPool", [x_name], outputs=2, **attrs)
     return w.emit("Reshape", [indices, w.ints([-1])])
 
 
@@ -353,22 +387,32 @@ def _max_pool2d_grad(w, node, names):
     zero = numpy_helper.from_array(np.zeros(1, node.dtype))
     flat = w.emit("ConstantOfShape", [w.ints([int(np.prod(shape))])], value=zero)
     g = w.emit("Reshape", [names[0], w.ints([-1])])
-    routed = w.emit("ScatterElements", [flat, _arg_max(w, node, names[1]), g], axis=0,
-                    reduction="add")
+    arg = _arg_max(w, node, names[1], node.inputs[0].shape[2:])
+    routed = w.emit("ScatterElements", [flat, arg, g], axis=0, reduction="add")
     return w.emit("Reshape", [routed, w.ints(shape)], node.name)
 
 
 @emits(conv.MAX_POOL2D_SELECT)
 def _max_pool2d_select(w, node, names):
     u = w.emit("Reshape", [names[0], w.ints([-1])])
-    picked = w.emit("GatherElements", [u, _arg_max(w, node, names[1])], axis=0)
+    picked = w.emit("GatherElements", [u, _arg_max(w, node, names[1], node.shape[2:])], axis=0)
     return w.emit("Reshape", [picked, w.ints(_static(node, "max_pool2d_select"))], node.name)
 
 
 @emits(conv.AVG_POOL2D)
 def _avg_pool2d(w, node, names):
-    return w.emit("AveragePool", names, node.name,
-                  count_include_pad=int(node.attrs["count_include_pad"]), **_pool_attrs(node))
+    """AveragePool; where its end padding had to change (`_pool_attrs`) and padding counts in
+    the divisor, the input's own padding is made explicit zeros (a Pad) and only those cells
+    count, so a window is still clipped where the padded input ends, as in PyTorch."""
+    attrs = _pool_attrs(node, node.inputs[0].shape[2:], node.shape[2:])
+    (pt, pb, pl, pr), x = node.attrs["padding"], names[0]
+    counted = node.attrs["count_include_pad"]
+    if counted and attrs["pads"] != [pt, pl, pb, pr]:
+        ends = [min(p, e) for p, e in zip((pb, pr), attrs["pads"][2:])]
+        x = w.emit("Pad", [x, w.ints([0, 0, pt, pl, 0, 0, *ends], "pads")])
+        attrs["pads"] = [0, 0] + [e - p for p, e in zip(ends, attrs["pads"][2:])]
+        counted = False
+    return w.emit("AveragePool", [x], node.name, count_include_pad=int(counted), **attrs)
 
 
 @emits(conv.AVG_POOL2D_GRAD)
@@ -396,9 +440,7 @@ def save(outputs, path=None, params=None, opset=None):
     shapes = {n.name: n.shape for n in inputs}
     stable, _ = prepare(list(named.values()), shapes, optimize=False)
     _check_params(params, inputs)
-    w = Writer()
-    w.taken.update(named)
-    w.taken.update(shapes)
+    w = Writer(taken=[*named, *shapes])
     values = {}
     for node in topological_order(stable):
         values[node] = _value(w, node, values, params)
