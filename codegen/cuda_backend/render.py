@@ -63,17 +63,19 @@ def generate(outputs, inputs, updates=(), debug=False, device="gpu", outputs_on_
 
 def _cpu():
     """The emulator's loader and NumPy arrays as device memory, allocated poisoned (a value no
-    kernel wrote reads as NaN)."""
+    kernel wrote reads as NaN); copies are done when made."""
     from graphdl.codegen.cuda_backend.cpu.loader import empty, load
 
-    return load, np, empty
+    return load, np, empty, lambda: None
 
 
 def _gpu():
-    """CuPy's loader (NVRTC) and CuPy arrays (emitted into the driver too)."""
+    """CuPy's loader (NVRTC), CuPy arrays, and a wait for the GPU's pending work (emitted into
+    the driver too)."""
     import cupy
 
-    return (lambda source: cupy.RawModule(code=source, options=("-std=c++17",))), cupy, cupy.empty
+    return (lambda source: cupy.RawModule(code=source, options=("-std=c++17",)), cupy,
+            cupy.empty, cupy.cuda.Device().synchronize)
 
 
 class _Module:
@@ -290,9 +292,9 @@ class _Module:
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + cu + "'''", "", _HELPERS, "",
                  inspect.getsource(runtime._check_index), HELPERS["_check"],
-                 "def build(_load, _xp, _empty):", "    _module = _load(CU)",
+                 "def build(_load, _xp, _empty, _wait):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
-        lines += self.setup
+        lines += [*self.setup, "    _wait()  # uploads done: a call on any CUDA stream reads them"]
         lines += ["", f"    def run({', '.join(params)}):"]
         lines += ["    " + line for line in self.allocations + self.body]
         lines += ["", "    return run", "", "", inspect.getsource(_gpu),
