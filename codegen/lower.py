@@ -110,10 +110,10 @@ class Update:
 @dataclass
 class Lowered:
     """The program, which every backend renders in this order: the `statements`; then each of
-    the `outputs` read for the caller (copied where `copy` says, or where the backend's memory
-    is reused); then the sources of the `updates` marked `copy` copied; then the writes. So the
-    outputs are the values at call time and the updates one simultaneous assignment: no write
-    happens before every read of the old values (`tests/test_backends_agree.py`)."""
+    the `outputs` read for the caller (copied where `copy` says, or anyway: CUDA brings each
+    to the host); then the sources of the `updates` marked `copy` copied; then the writes. So
+    the outputs are the values at call time and the updates one simultaneous assignment: no
+    write happens before every read of the old values (`tests/test_backends_agree.py`)."""
 
     inputs: list
     constants: list  # array constants (ndim > 0), in order of first use

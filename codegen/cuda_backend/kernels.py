@@ -80,8 +80,8 @@ class Launch:
 
 @dataclass(frozen=True)
 class Check:
-    """An index-range check the launches make: scratch buffer `scratch` holds a flag the
-    driver zeroes before the first launch and reads after the last; nonzero means an index
+    """An index-range check the launches make: scratch buffer `scratch` holds a flag, zero as
+    each call allocates it, that the driver reads after the last launch; nonzero means an index
     failed, and the driver raises `runtime._check_index(output, high, negative, what)`'s
     error (the output, read back to the host, gives the message its first failing value)."""
 
