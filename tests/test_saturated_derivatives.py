@@ -3,9 +3,9 @@ to 1,000), float32 and float64, interpreted and compiled for both backends, agai
 values (mpmath at 50 digits) and PyTorch float64.
 
 Finite is not enough: log_sigmoid''(-50) is -1.9e-22, and a float32 result of 0.017 (a
-cancellation amplified by e^50) is as wrong as a NaN. The σ family is checked to relative
-precision down to the smallest normal float; tanh's rule 1 - tanh² (PyTorch's, and the
-primitive's) is accurate to float epsilon in absolute terms only.
+cancellation amplified by e^50) is as wrong as a NaN. Everything is checked to relative
+precision down to the smallest normal float, except the tanh primitive (an imported ONNX Tanh),
+whose rule 1 - tanh² (PyTorch's) is accurate to float epsilon in absolute terms only.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ CASES = {
     "sigmoid primitive": (ew.SIGMOID, lambda x: _sigma(x) * _sigma(-x),
                           lambda x: _sigma(x) * _sigma(-x) * (1 - 2 * _sigma(x)),
                           torch.sigmoid, 0),
+    "softplus primitive": (ew.SOFTPLUS, _sigma, lambda x: _sigma(x) * _sigma(-x),
+                           lambda t: -torch.nn.functional.logsigmoid(-t), 0),
     "softplus": (gd.softplus, _sigma, lambda x: _sigma(x) * _sigma(-x),
                  lambda t: -torch.nn.functional.logsigmoid(-t), 0),  # logaddexp's d'' is NaN
     "log_sigmoid": (gd.log_sigmoid, lambda x: _sigma(-x), lambda x: -_sigma(x) * _sigma(-x),
@@ -127,3 +129,42 @@ def test_second_derivative_of_log_sigmoid_keeps_its_tail_in_float32():
     (d2,) = gd.grad(d1, [x])
     for got in (gd.evaluate(d2, x=-50.0), gd.compile(d2)(x=-50.0)):
         np.testing.assert_allclose(got, -1.9287498e-22, rtol=1e-5)
+
+
+def test_optimizing_keeps_the_stabilized_derivatives_bit_for_bit(dtype):
+    x = gd.input("x", POINTS.shape, dtype)
+    outs = derivatives(x)
+    points = POINTS.astype(dtype)
+    for a, b in zip(gd.compile(outs)(x=points), gd.compile(outs, optimize=False)(x=points)):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+COMPOSED = {"sigmoid": (gd.sigmoid, torch.sigmoid), "tanh": (gd.tanh, torch.tanh),
+            "log_sigmoid": (gd.log_sigmoid, torch.nn.functional.logsigmoid),
+            "softplus": (gd.softplus, lambda t: -torch.nn.functional.logsigmoid(-t)),
+            "swish": (lambda x: x * gd.sigmoid(x), lambda t: t * torch.sigmoid(t)),
+            "hand-written sigmoid": (lambda x: gd.exp(x) / (1 + gd.exp(x)), torch.sigmoid)}
+
+
+def test_composed_activations_with_weighted_gradients(dtype):
+    """f(3·g(x) - 1)·y for every pair: the upstream gradient is no longer 1, the second
+    derivative differentiates the first through both circuits, and nothing may overflow where
+    PyTorch float64 is finite."""
+    x, y = gd.input("x", POINTS.shape, dtype), gd.input("y", POINTS.shape, dtype)
+    weights = np.linspace(-1, 2, POINTS.size)
+    pairs = [(f, g) for f in COMPOSED.values() for g in COMPOSED.values()]
+    outs = []
+    for (f, _), (g, _) in pairs:
+        d1 = gd.grad(gd.sum(f(g(x) * 3 - 1) * y), x)
+        outs += [d1, gd.grad(gd.sum(d1 * y), x)]
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = gd.compile(outs)(x=POINTS.astype(dtype), y=weights.astype(dtype))
+    tol = 1e-4 if dtype == "float32" else 1e-9
+    t, w = torch.tensor(POINTS, requires_grad=True), torch.tensor(weights)
+    for i, ((_, f), (_, g)) in enumerate(pairs):
+        (d1,) = torch.autograd.grad((f(g(t) * 3 - 1) * w).sum(), t, create_graph=True)
+        (d2,) = torch.autograd.grad((d1 * w).sum(), t)
+        for value, want in zip(got[2 * i:2 * i + 2], (d1.detach().numpy(), d2.numpy())):
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(value[finite], want[finite], rtol=tol, atol=tol,
+                                       err_msg=f"pair {i}")

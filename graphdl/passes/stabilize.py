@@ -2,10 +2,11 @@
 
 In float32, the lecture's sigmoid circuit `1/(1 + exp(-x))` overflows at x = -100 and its
 gradient `g·r²·e^-x` becomes 0·inf = NaN. These rules recognise such patterns, in the forward
-graph and in the gradient graphs autodiff builds from them, and replace them with sigmoid,
-softplus and tanh primitives. Unlike the optimizer's rules these change values (to the
-accurate ones), so they run whether or not the graph is optimized.
-"""
+graph and in the gradient graphs autodiff builds from them (of any order), and replace them with
+sigmoid, softplus and tanh primitives: log(1 + e^w) and log σ by softplus, 2σ(2x) - 1 by tanh,
+and every product, quotient and sum over σ, e^w and 1 + e^w by the sigmoid algebra below.
+Unlike the optimizer's rules these change values (to the accurate ones), so they run whether
+or not the graph is optimized."""
 
 from __future__ import annotations
 
