@@ -1,6 +1,6 @@
 """ONNX models in and out of graphdl (needs `pip install graphdl[onnx]`).
 
-    model = gd.onnx.load("lenet.onnx")      # a file or an onnx.ModelProto
+    model = gd.onnx.load("lenet.onnx")      # a path, a file, its bytes or an onnx.ModelProto
     model.outputs, model.inputs, model.params, model.nodes
     gd.onnx.save(outputs, "model.onnx", params={"w": w0})
 
@@ -26,9 +26,11 @@ def _require_onnx():
 
 
 def load(model, shapes=None, values=None):
-    """The ONNX model `model` (a path or an `onnx.ModelProto`) as a graphdl `Model`.
+    """The ONNX model `model` (a path, a binary file, its serialized bytes or an
+    `onnx.ModelProto`) as a graphdl `Model`.
 
-    shapes: {input name: shape}, fixing dimensions the file leaves symbolic.
+    shapes: {input name: shape}, fixing dimensions the file leaves symbolic (a name that is no
+        input, or a shape of another rank or size than the declared one, is a GraphError).
     values: {input name: array}, the values of graph inputs that an operator needs at import
         (Reshape's shape, Slice's starts, reduction axes, Pow's exponent, ...), used there and
         only there: wherever else the graph reads such an input, it stays an input.

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 import graphdl as gd
-from graphdl.errors import InputError
+from graphdl.errors import GraphError, InputError
 from graphdl.ir import Node, topological_order
 from graphdl.onnx import UnsupportedOperator
 from graphdl.onnx.ops import OPS
@@ -90,9 +91,13 @@ class Call:
     def refuse(self, why):
         raise UnsupportedOperator(f"{self.where} (opset {self.opset}): {why}")
 
+    def malformed(self, why):
+        """The node breaks ONNX's own rules (an attribute of the wrong length, a missing one)."""
+        raise GraphError(f"{self.where}: {why}")
+
 
 def load(model, shapes=None, values=None):
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
+    proto = _model_proto(model)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise UnsupportedOperator("the model imports no version of the default ONNX domain")
@@ -115,6 +120,23 @@ def load(model, shapes=None, values=None):
     )
 
 
+def _model_proto(model):
+    """`model` as a ModelProto: given as one, as its serialized bytes (`onnx.load_from_string`'s
+    argument) or as a path or binary file; an empty or undecodable one is refused by name."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    serialized = isinstance(model, bytes | bytearray | memoryview)
+    what = f"the {len(model)} bytes given" if serialized else repr(str(model))
+    try:
+        proto = onnx.load_from_string(bytes(model)) if serialized else onnx.load(model)
+    except DecodeError as e:
+        raise GraphError(f"gd.onnx.load: {what}: not an ONNX model ({e})") from None
+    if not proto.HasField("graph"):
+        empty = "empty" if not proto.ByteSize() else "no graph in it"
+        raise GraphError(f"gd.onnx.load: {what}: not an ONNX model ({empty})")
+    return proto
+
+
 def _leaves(graph, shapes, given):
     """The graph's inputs and initializers: {name: node or array}, the params, and {node: value}
     for the params and the inputs whose values are `given`."""
@@ -126,9 +148,12 @@ def _leaves(graph, shapes, given):
             params[t.name] = array
         else:  # integer initializers are shapes, axes and indices: constants
             values[t.name] = array
-    for i in graph.input:
-        if i.name in values:
-            continue
+    inputs = [i for i in graph.input if i.name not in values]
+    unknown = sorted(set(shapes) - {i.name for i in inputs})
+    if unknown:
+        raise GraphError(f"gd.onnx.load(shapes=...): {', '.join(map(repr, unknown))} is no input "
+                         f"of the model; its inputs are {sorted(i.name for i in inputs)}")
+    for i in inputs:
         values[i.name] = _input(i, shapes)
     known = {values[k]: v for k, v in params.items()}
     for name, value in given.items():
@@ -144,6 +169,12 @@ def _input(value_info, shapes):
     tensor = value_info.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
     shape = tuple(shapes.get(value_info.name, dims))
+    if len(shape) != len(dims) or any(d not in (None, n) for d, n in zip(dims, shape)):
+        declared = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or None
+                         for d in tensor.shape.dim)
+        raise GraphError(f"gd.onnx.load(shapes=...): input {value_info.name!r} is given shape "
+                         f"{shape}; the model declares {declared}: a shape fixes its symbolic "
+                         f"dimensions only")
     dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
     return gd.input(value_info.name, shape, dtype)
 
@@ -172,7 +203,7 @@ def _import_node(proto, opset, values, known):
             f"ONNX operator {proto.op_type!r} (domain {proto.domain or 'ai.onnx'!r}, node "
             f"{proto.name or proto.output[0]!r}, opset {opset}) has no graphdl import; "
             f"supported: {', '.join(sorted(OPS))}")
-    inputs = [values[n] if n else None for n in proto.input]
+    inputs = [_defined(values, n, proto) if n else None for n in proto.input]
     attrs = {a.name: _attribute(a) for a in proto.attribute}
     call = Call(proto, opset, inputs, attrs, known)
     results = build(call)
@@ -185,6 +216,14 @@ def _import_node(proto, opset, values, known):
             value = np.asarray(gd.evaluate(value))
         values[name] = value
     _name(results[0], proto)
+
+
+def _defined(values, name, proto):
+    if name not in values:
+        raise GraphError(
+            f"{proto.op_type} node {proto.name or proto.output[0]!r} reads {name!r}, which is no "
+            f"graph input, initializer or output of an earlier node")
+    return values[name]
 
 
 def _attribute(a):

@@ -197,17 +197,19 @@ def _gemm(call):
 def _spatial(call, x, kernel, what):
     """(input as NCHW, kernel, stride, dilation, four-sided padding (top, bottom, left, right))
     of a window op; a 1-D one (an NCL input) runs as a 2-D one over a height of 1."""
+    if kernel is None:
+        call.malformed("it has no kernel_shape attribute")
     if x.ndim not in (3, 4) or len(kernel) != x.ndim - 2:
         call.refuse(f"only 1-D and 2-D {what} (NCL or NCHW input) is supported; input has shape "
                     f"{x.shape}")
     lift, dims = (1,) * (4 - x.ndim), x.ndim - 2
     kernel = lift + tuple(kernel)
-    stride = lift + tuple(call.attr("strides", (1,) * dims))
-    dilation = lift + tuple(call.attr("dilations", (1,) * dims))
+    stride = lift + _window_attr(call, "strides", dims, 1)
+    dilation = lift + _window_attr(call, "dilations", dims, 1)
     x = gd.expand_dims(x, 2) if lift else x
     auto = call.attr("auto_pad", "NOTSET")
     if auto in ("NOTSET", "VALID"):
-        pads = call.attr("pads", (0,) * 2 * dims) if auto == "NOTSET" else (0,) * 2 * dims
+        pads = _window_attr(call, "pads", 2 * dims, 0) if auto == "NOTSET" else (0,) * 2 * dims
         begins, ends = (0,) * len(lift) + tuple(pads[:dims]), (0,) * len(lift) + tuple(pads[dims:])
         return x, kernel, stride, dilation, (begins[0], ends[0], begins[1], ends[1])
     sides = []
@@ -216,6 +218,15 @@ def _spatial(call, x, kernel, what):
         small, big = total // 2, total - total // 2
         sides += [small, big] if auto == "SAME_UPPER" else [big, small]
     return x, kernel, stride, dilation, tuple(sides)
+
+
+def _window_attr(call, name, length, default):
+    """A window op's per-axis attribute (`length` numbers: one per spatial axis, pads two)."""
+    values = tuple(call.attr(name, (default,) * length))
+    if len(values) != length:
+        call.malformed(f"{name} {list(values)} must have {length} numbers for its "
+                       f"{call.node(0).ndim - 2}-D input {call.node(0).shape}")
+    return values
 
 
 def _unlift(call, y):
