@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections import OrderedDict
 from functools import partial
 
@@ -19,6 +20,7 @@ from graphdl.ops import leaf
 BACKENDS = {"numpy": ("graphdl.codegen.numpy_backend", ("cpu",)),
             "cuda": ("graphdl.codegen.cuda_backend", ("gpu", "cpu"))}
 _cache = OrderedDict()  # the most recently used compiled functions, by graph and options
+_cache_lock = threading.Lock()  # gd.compile may be called from several threads at once
 CACHE_SIZE = 128
 
 
@@ -52,20 +54,26 @@ def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=T
         raise GraphError(f"compile: outputs_on_device is for backend='cuda', not {backend!r}")
     key = (tuple(outputs), single, tuple(updates), backend, device, debug,
            bool(outputs_on_device), tuple(options.items()))
-    if key in _cache:
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _new_compiled(outputs, single, updates, backend, device, debug,
+                                        outputs_on_device, options)
+            if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
+                _cache.popitem(last=False)
         _cache.move_to_end(key)
         return _cache[key]
+
+
+def _new_compiled(outputs, single, updates, backend, device, debug, outputs_on_device, options):
+    """A `Compiled` for these outputs; it specializes (generates code) on its first call."""
     roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
     inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
     module = importlib.import_module(BACKENDS[backend][0])
     generate = partial(module.generate, debug=debug,
                        **({} if backend == "numpy" else
                           {"device": device, "outputs_on_device": bool(outputs_on_device)}))
-    _cache[key] = Compiled(outputs, single, updates, inputs, generate, options,
-                           device_arrays=backend == "cuda" and device == "gpu")
-    if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
-        _cache.popitem(last=False)
-    return _cache[key]
+    return Compiled(outputs, single, updates, inputs, generate, options,
+                    device_arrays=backend == "cuda" and device == "gpu")
 
 
 def _device(backend, device):
