@@ -1,22 +1,158 @@
-"""CI's share of the differential fuzzer: a few hundred programs from a fixed seed within a time
-budget, against PyTorch float64, in all three modes. No failure is expected: each one printed is
-a bug (or a convention to document in `tests/fuzz/__init__.py`), with its reproducer."""
+"""CI's share of the differential fuzzer, one test per mode: programs from fixed seeds within a
+time budget each. No failure is expected: each one printed is a bug (or a convention to
+document in `tests/fuzz/__init__.py`), with its reproducer. The `planted` tests show that each
+mode fails on a bug of its kind."""
 
 from __future__ import annotations
 
-import numpy as np
+import inspect
+import shutil
+import time
 
-from . import programs, runner
+import numpy as np
+import pytest
+
+import graphdl as gd
+
+from . import backends, programs, runner, sizes, threads
 
 SEED, PROGRAMS, BUDGET_SECONDS = 20240607, 1000, 40.0
+needs_gpp = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+
+
+def _numpy_thresholds():
+    """Seeds of every side of every NumPy size threshold (in both dtypes' turns)."""
+    n = len(sizes.THRESHOLDS)
+    return [s for s in range(3 * n) if sizes.THRESHOLDS[s % n].modes == sizes.NUMPY]
+
+
+def _cuda_thresholds():
+    """One seed per CUDA size threshold, its side turning with the threshold's place."""
+    n = len(sizes.THRESHOLDS)
+    return [i + n * (i % 3) for i, t in enumerate(sizes.THRESHOLDS) if t.modes == sizes.CUDA]
+
+
+# mode -> (seeds, at least this many programs, budget in seconds)
+CI = {
+    "random": (range(SEED, SEED + PROGRAMS), 100, BUDGET_SECONDS),
+    "sizes": (_numpy_thresholds(), len(_numpy_thresholds()), 30.0),
+    "sizes-cuda": (_cuda_thresholds(), 6, 25.0),
+    "threads": (range(SEED, SEED + 40), 10, 8.0),
+    "threads-cuda": (range(SEED, SEED + 40), 1, 10.0),
+    "backends": (range(SEED, SEED + 40), 2, 20.0),
+}
+
+
+def _run(name, monkeypatch=None):
+    seeds, least, budget = CI[name]
+    if name == "threads-cuda" and monkeypatch:  # the CUDA emulator: two calls per thread
+        monkeypatch.setattr(threads, "CALLS", 2)
+    mode = name.removesuffix("-cuda")
+    if name == "threads":
+        monkeypatch.setattr(threads, "MODES", ("numpy-threads",))
+    if name == "threads-cuda":
+        monkeypatch.setattr(threads, "MODES", ("cuda-threads",))
+    result = runner.run(seeds, budget, mode=mode)
+    summary = runner.report(result, shrink=False)
+    print(summary)
+    assert result.programs >= least, f"too few programs ran within the budget\n{summary}"
+    return result, summary
 
 
 def test_graphdl_matches_pytorch_on_random_programs():
-    result = runner.run(SEED, PROGRAMS, BUDGET_SECONDS)
-    summary = runner.report(result, shrink=False)
-    print(summary)
-    assert result.programs >= 100, f"too few programs ran within the budget\n{summary}"
+    result, summary = _run("random")
     assert not result.failures, f"graphdl differs from PyTorch:\n{summary}"
+
+
+def test_both_sides_of_every_numpy_size_threshold():
+    result, summary = _run("sizes")
+    assert not result.failures, f"graphdl differs from PyTorch:\n{summary}"
+
+
+@needs_gpp
+def test_both_sides_of_every_cuda_size_threshold():
+    result, summary = _run("sizes-cuda")
+    assert not result.failures, f"graphdl differs from PyTorch:\n{summary}"
+
+
+def test_one_numpy_function_called_from_threads(monkeypatch):
+    result, summary = _run("threads", monkeypatch)
+    assert not result.failures, f"threaded calls differ:\n{summary}"
+
+
+@needs_gpp
+def test_one_cuda_function_called_from_threads(monkeypatch):
+    result, summary = _run("threads-cuda", monkeypatch)
+    assert not result.failures, f"threaded calls differ:\n{summary}"
+
+
+@needs_gpp
+def test_numpy_and_cuda_agree_with_pytorch_and_each_other():
+    result, summary = _run("backends")
+    assert not result.failures, f"the backends differ:\n{summary}"
+
+
+# ---------------------------------------------------------------- the modes catch bugs
+def _corrupt_outputs(monkeypatch, wrong, backend="numpy"):
+    """gd.compile whose functions on `backend` return wrong(array) for every array returned."""
+    compile_ = gd.compile
+
+    def planted(*args, **kwargs):
+        fn = compile_(*args, **kwargs)
+        if kwargs.get("backend", "numpy") != backend:
+            return fn
+        return lambda *a, **k: [wrong(np.array(r)) for r in fn(*a, **k)]
+    monkeypatch.setattr(gd, "compile", planted)
+
+
+def test_planted_size_bug_is_found_above_its_threshold_only(monkeypatch):
+    """A result off by one part in 1e5 wherever an array holds more than 64 KiB of float32:
+    the `del` threshold's side +1 (float32) fails, its side -1 (float32) passes."""
+    k = next(i for i, t in enumerate(sizes.THRESHOLDS) if t.where.endswith("FREED_BYTES"))
+    limit = sizes.THRESHOLDS[k].value // 4
+
+    def wrong(a):
+        if a.size > limit:
+            a.flat[0] += 1e-3 * max(1.0, float(np.abs(a).max()))
+        return a
+    _corrupt_outputs(monkeypatch, wrong)
+    n = len(sizes.THRESHOLDS)
+    below, above = (runner.run([k + turn * n], 10, mode="sizes") for turn in (0, 2))
+    assert not below.failures and above.failures
+
+
+def test_planted_race_is_found_by_threaded_calls(monkeypatch):
+    """Functions that keep their result in one shared place, as a shared buffer would."""
+    compile_ = gd.compile
+
+    def racy(*args, **kwargs):
+        fn, shared = compile_(*args, **kwargs), {}
+
+        def call(*a, **k):
+            shared["result"] = fn(*a, **k)
+            time.sleep(1e-3)  # another thread's call overwrites it meanwhile
+            return shared["result"]
+        return call
+    monkeypatch.setattr(gd, "compile", racy)
+    program, _ = runner.program_of(SEED)
+    assert {f.mode for f in threads.check(program, ("numpy-threads",))} == {"numpy-threads"}
+
+
+@needs_gpp
+def test_planted_nan_loss_is_found_by_edge_values(monkeypatch):
+    """A backend that turns NaN into 0 (as `x - x` simplified to 0 would)."""
+    _corrupt_outputs(monkeypatch, lambda a: np.where(np.isnan(a), 0, a).astype(a.dtype), "cuda")
+    found = [f for s in range(SEED, SEED + 10) for f in backends.edges(runner.program_of(s)[0])]
+    assert found and {f.mode for f in found} == {"edges"}
+
+
+def test_size_table_literals_are_still_in_the_code():
+    """A threshold that is a bare literal in the code names its text: if the code changes, so
+    must the table."""
+    for threshold in sizes.THRESHOLDS:
+        if threshold.literal:
+            where, text = threshold.literal
+            assert text in inspect.getsource(where), (threshold.name, text)
 
 
 def test_generator_feeds_take_indices_and_class_labels_as_int64_inputs():
