@@ -165,3 +165,96 @@ def test_mse_refuses_targets_that_would_broadcast(shape):
             f"mse: prediction 'prediction' has shape (4, 3) but target 'target' has shape "
             f"{format_shape(shape)}; they must be equal")):
         gd.mse(prediction, gd.input("target", shape, "float64"))
+
+
+# Call-time shape checks of float labels and of the operands of elementwise losses: with a
+# dimension unknown (None) at declaration, the fed shapes are checked at the call, with the
+# message the declaration gives for those shapes (not from inside the decomposition: `mul:
+# cannot broadcast 'oh' (shape (5, 3)) and 'log_softmax' (shape (4, 3))`).
+SHAPE_CHECKED = {  # loss -> (first operand's name, second's): the second is checked
+    gd.softmax_cross_entropy: ("logits", "labels"),
+    gd.hinge_loss: ("logits", "labels"),
+    gd.mse: ("prediction", "target"),
+    gd.smooth_l1: ("pred", "target"),
+    gd.binary_cross_entropy_with_logits: ("logits", "targets"),
+}
+RUNS = {
+    "interpreter": lambda outs: lambda feeds: gd.evaluate(outs, feeds),
+    "numpy": lambda outs: gd.compile(outs),
+    "numpy-O0": lambda outs: gd.compile(outs, optimize=False),
+    "cuda-cpu": lambda outs: gd.compile(outs, backend="cuda", device="cpu"),
+    "cuda-cpu-O0": lambda outs: gd.compile(outs, backend="cuda", device="cpu", optimize=False),
+}
+
+
+def _declared_message(loss, shapes):
+    """What declaring `loss` on inputs of these (concrete) shapes says."""
+    operands = [gd.input(name, shape, "float64") for name, shape in zip(SHAPE_CHECKED[loss],
+                                                                       shapes)]
+    with pytest.raises(gd.GraphError) as info:
+        loss(*operands)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("loss", list(SHAPE_CHECKED), ids=lambda f: f.__name__)
+def test_operands_of_another_batch_are_refused_at_call_time_as_at_declaration(loss, run):
+    first, second = SHAPE_CHECKED[loss]
+    operands = [gd.input(name, (None, 3), "float64") for name in (first, second)]
+    value = loss(*operands)
+    outs = [value, *gd.grad(value, operands)]
+    fn = RUNS[run](outs)
+    feeds = {first: np.zeros((4, 3)), second: np.zeros((5, 3))}
+    with pytest.raises(gd.GraphError) as info:
+        fn(feeds)
+    message = str(info.value)
+    assert message == _declared_message(loss, [(4, 3), (5, 3)])
+    assert message.startswith(f"{loss.__name__}: ")
+    assert f"'{first}' ha" in message and f"'{second}' ha" in message
+    assert "(4, 3)" in message and "(5, 3)" in message
+    feeds[second] = np.full((4, 3), 0.5)
+    assert all(np.isfinite(v).all() for v in fn(feeds))
+
+
+def test_float_labels_of_another_batch_name_both_accepted_forms_at_call_time():
+    logits = gd.input("logits", (None, 3), "float64")
+    value = gd.softmax_cross_entropy(logits, gd.input("oh", (None, 3), "float64"))
+    with pytest.raises(gd.GraphError, match=re.escape(
+            "softmax_cross_entropy: labels must be integer class indices of shape (4,) or "
+            "one-hot rows of shape (4, 3); labels 'oh' have shape (5, 3) and dtype float64; "
+            "scores 'logits' have shape (4, 3)")):
+        gd.evaluate(value, logits=np.zeros((4, 3)), oh=np.zeros((5, 3)))
+
+
+def _checked_loss(loss, batch, prefix=""):
+    return loss(*(gd.input(prefix + name, (batch, 3), "float64") for name in SHAPE_CHECKED[loss]))
+
+
+@pytest.mark.parametrize("loss", list(SHAPE_CHECKED), ids=lambda f: f.__name__)
+def test_the_call_time_check_leaves_no_statement_in_optimized_code(loss):
+    """Once the fed shapes are bound the check has passed: the optimizer removes it. Without
+    the optimizer it stays, an alias."""
+    value = _checked_loss(loss, None)
+    outs = [value, *gd.grad(value, list(value.inputs))]
+    feeds = {name: np.full((4, 3), 0.5) for name in SHAPE_CHECKED[loss]}
+    for fn in (gd.compile(outs), gd.compile(outs, backend="cuda", device="cpu")):
+        fn(feeds)
+        assert "check_shape" not in fn.source
+    unoptimized = gd.compile(outs, optimize=False)
+    unoptimized(feeds)
+    assert "check_shape = " in unoptimized.source
+
+
+@pytest.mark.parametrize("loss", list(SHAPE_CHECKED), ids=lambda f: f.__name__)
+def test_a_loss_of_unknown_batch_is_drawn_and_explained_as_one_of_known_batch(loss):
+    """The check is no gate, and the gates it guards name (and differentiate by) what it
+    checks."""
+    feeds = {f"drawn_{name}": np.linspace(-1, 1, 12).reshape(4, 3) / k  # hinge margins > 0
+             for k, name in enumerate(SHAPE_CHECKED[loss], 4)}
+    texts, gates = [], []
+    for batch in (None, 4):  # inputs of their own: gates are in creation order, and no node
+        value = _checked_loss(loss, batch, "drawn_")  # of another test's graph comes first
+        texts.append(str(gd.explain(value, feeds)).replace("(?", "(4"))
+        gates.append([g.label for g in gd.draw(value, feeds, collapse=()).circuit.gates])
+    assert texts[0] == texts[1] and gates[0] == gates[1]
+    assert "check_shape" not in texts[0] and "node " not in texts[0]

@@ -230,6 +230,11 @@ CASES: dict[str, list[Case]] = {
           ((6,), lambda shape: lambda rng: rng.integers(-5, 5, shape), "int64"), ((5, 3), normal),
           grads=()),
     ],
+    "check_shape": [
+        C("check_shape", lambda x, like: R["check_shape"](
+            x, like, explain=lambda *_: "unreachable", what="x"), ((4, 3), normal),
+          ((4, 3), normal), grads=(0,)),
+    ],
     "conv2d": [
         C("conv2d[plain]", gd.conv2d, ((2, 3, 6, 5), normal), ((4, 3, 3, 2), normal)),
         C("conv2d[all-args]", lambda x, w: R["conv2d"](x, w, **CONV), ((2, 4, 7, 6), normal),

@@ -230,7 +230,7 @@ def _lowering(*copies, zero_output=False):
     return Lowering(source, sum((launches for _, launches in copies), ()), zero_output)
 
 
-@register(mv.RESHAPE, mv.EXPAND_DIMS, mv.SQUEEZE)
+@register(mv.RESHAPE, mv.EXPAND_DIMS, mv.SQUEEZE, mv.CHECK_SHAPE)
 def plain_copy(node, name):
     count = math.prod(node.shape)
     return _lowering(_copy(node, name, 0, (count,), (1,), (1,)))

@@ -84,6 +84,7 @@ STRUCTURED = {
     mv.CHECK_INDEX: lambda n, i, like: call(
         f"_check_index({i.text}, {n.inputs[1].shape[n.attrs['axis']]}, {n.attrs['negative']}, "
         f"{n.attrs['what']!r})"),
+    mv.CHECK_SHAPE: lambda n, x, like: x,  # checked when the graph took the fed shapes
     mv.SCATTER_ADD: lambda n, g, i, like: call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
     leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),

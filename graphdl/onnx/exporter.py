@@ -134,10 +134,10 @@ def _cast(w, node, names):
     return w.cast(names[0], node.inputs[0], node.dtype)
 
 
-@emits(ew.STOP_GRADIENT, mv.CHECK_INDEX)
+@emits(ew.STOP_GRADIENT, mv.CHECK_INDEX, mv.CHECK_SHAPE)
 def _identity(w, node, names):
     """stop_gradient is the identity forward; check_index's range check has no ONNX form (an
-    out-of-range index fails in Gather instead)."""
+    out-of-range index fails in Gather instead), nor has check_shape's."""
     return names[0]
 
 

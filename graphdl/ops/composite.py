@@ -196,23 +196,26 @@ def _targets(scores, labels, what):
     """The class targets of `scores`, as PyTorch's cross_entropy takes them: integer class
     indices (a mask) of the scores' shape without the class axis, or floating-point one-hot or
     probability rows (weights) of the scores' shape. Nothing is broadcast: a column of float
-    labels against several classes is refused, naming both accepted forms."""
+    labels against several classes is refused, naming both accepted forms, at declaration and,
+    for dimensions unknown until then, at the call."""
     (labels,) = leaf.lift_all([labels])
     if scores.ndim < 1 or scores.shape[-1] is None:
         raise GraphError(f"{what}: {describe(scores)} needs a known class axis (the last)")
     if labels.dtype.kind in "iu":
         return _Target(mask=_class_mask(scores, labels, what))
-    if mv.shapes_match(labels.shape, scores.shape):
-        return _Target(weights=labels)
+    return _Target(weights=mv.check_shape(labels, scores, _labels_mismatch, what))
+
+
+def _labels_mismatch(labels, scores, what):
+    """What the loss `what` says of float labels without the shape of its scores."""
     indices, rows = format_shape(scores.shape[:-1]), format_shape(scores.shape)
     shapes = (f"labels {describe(labels)} have shape {format_shape(labels.shape)} and dtype "
               f"{labels.dtype}; scores {describe(scores)} have shape {rows}")
     if mv.shapes_match(labels.shape, scores.shape[:-1]):  # class indices, in a float dtype
-        raise GraphError(f"{what}: {shapes}. Class indices need an integer dtype: "
-                         f"{_integer_hint(labels)}; one-hot rows (floating point) would have "
-                         f"shape {rows}")
-    raise GraphError(f"{what}: labels must be integer class indices of shape {indices} or "
-                     f"one-hot rows of shape {rows}; {shapes}")
+        return (f"{what}: {shapes}. Class indices need an integer dtype: "
+                f"{_integer_hint(labels)}; one-hot rows (floating point) would have shape {rows}")
+    return (f"{what}: labels must be integer class indices of shape {indices} or one-hot rows "
+            f"of shape {rows}; {shapes}")
 
 
 def _integer_hint(labels):
@@ -261,7 +264,7 @@ def mse(prediction, target):
     misalign."""
     prediction, target = leaf.lift_all([prediction, target])
     if target.ndim:
-        _same_shape("mse", ("prediction", prediction), ("target", target))
+        target = _same_shape("mse", ("prediction", prediction), ("target", target))
     diff = prediction - target
     return _named(rd.mean(diff * diff), "mse")
 
@@ -296,17 +299,21 @@ def _loss_operands(what, reduction, **operands):
     a, b = leaf.lift_all([a, b])
     for label, node in ((a_name, a), (b_name, b)):
         _floating(node, f"{what}'s {label}")
-    _same_shape(what, (a_name, a), (b_name, b))
-    return a, b
+    return a, _same_shape(what, (a_name, a), (b_name, b))
 
 
 def _same_shape(what, named_a, named_b):
-    """Refuse two operands of different shapes (an unknown dimension matches any), naming both."""
+    """b, held to a's shape (an unknown dimension matches any until the call), refused
+    otherwise naming both."""
     (a_name, a), (b_name, b) = named_a, named_b
-    if not mv.shapes_match(a.shape, b.shape):
-        raise GraphError(f"{what}: {a_name} {describe(a)} has shape {format_shape(a.shape)} but "
-                         f"{b_name} {describe(b)} has shape {format_shape(b.shape)}; they must "
-                         f"be equal")
+    return mv.check_shape(b, a, _operands_mismatch, (what, a_name, b_name))
+
+
+def _operands_mismatch(b, a, names):
+    """What the loss names[0] says of operands a and b (names[1:]) of different shapes."""
+    what, a_name, b_name = names
+    return (f"{what}: {a_name} {describe(a)} has shape {format_shape(a.shape)} but {b_name} "
+            f"{describe(b)} has shape {format_shape(b.shape)}; they must be equal")
 
 
 def smooth_l1(pred, target, beta=1.0, reduction="mean"):

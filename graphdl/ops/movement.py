@@ -344,6 +344,36 @@ def check_index(idx, like, axis, what, negative=True, rows=False):
     return CHECK_INDEX(idx, like, axis=axis, what=what, negative=negative, rows=rows)
 
 
+# check_shape: the identity on x, whose shape rule requires x to have the shape of `like` (an
+# unknown dimension matching any) and otherwise raises the text `explain(x, like, what)`: the
+# caller's own message (a loss naming its operands), at declaration and again when the graph
+# is specialized to the fed shapes. Once shapes are bound it has nothing left to do, and the
+# optimizer removes it.
+def _check_shape_infer(inputs, attrs):
+    x, like = inputs
+    if not shapes_match(x.shape, like.shape):
+        raise GraphError(attrs["explain"](x, like, attrs["what"]))
+    return x.shape, x.dtype
+
+
+CHECK_SHAPE = register(OpDef(
+    "check_shape", infer=_check_shape_infer, impl=lambda x, like, explain, what: x,
+    shape_only=(1,), aliases=True,  # returns x itself
+    pullback=lambda n, g: [g, None],
+))
+
+
+def check_shape(x, like, explain, what):
+    """x, held to the shape of `like` now and, where a dimension is unknown until the call, at
+    the call; a mismatch raises GraphError(explain(x, like, what)). Where every dimension is
+    known the check now is the whole check, and x is returned as it is (no node)."""
+    attrs = {"explain": explain, "what": what}
+    if None in x.shape + like.shape:
+        return CHECK_SHAPE(x, like, **attrs)
+    _check_shape_infer((x, like), attrs)
+    return x
+
+
 # take: gather along `axis` (an embedding lookup); the gradient is a scatter-add.
 # Indices follow NumPy: -1 is the last entry; outside [-n, n) they raise, naming the indices.
 def _take_infer(inputs, attrs):

@@ -157,6 +157,12 @@ def _bound_broadcast(node):
     return None
 
 
+def _bound_check(node):
+    """check_shape(x, like) -> x: the optimizer runs on bound shapes, so the check has already
+    passed (its shape rule ran when `specialize` rebuilt it with the fed shapes)."""
+    return node.inputs[0]
+
+
 SIMPLIFY = [
     Rule("mul_by_one", ew.MUL, lambda n: _unit(1)(n, True)),
     Rule("add_zero", ew.ADD, lambda n: _unit(0)(n, True)),
@@ -167,6 +173,7 @@ SIMPLIFY = [
     Rule("transpose_of_transpose", mv.TRANSPOSE, _transpose_transpose),
     Rule("reshape_of_reshape", mv.RESHAPE, _reshape_reshape),
     Rule("bound_broadcast", mv.BROADCAST_TO, _bound_broadcast),
+    Rule("bound_check_shape", mv.CHECK_SHAPE, _bound_check),
 ] + [
     Rule(f"trivial_{op.name}", op, _identity)  # the identity where shape and dtype are unchanged
     for op in (mv.SUM_TO, mv.BROADCAST_TO, mv.RESHAPE, mv.TRANSPOSE, mv.EXPAND_DIMS, mv.SQUEEZE,

@@ -121,7 +121,8 @@ SYMBOLS = {
     mv.TRANSPOSE: "ᵀ", mv.RESHAPE: "reshape", mv.EXPAND_DIMS: "expand", mv.SQUEEZE: "squeeze",
     mv.BROADCAST_TO: "broadcast", mv.SUM_TO: "sum_to", mv.SLICE: "slice", mv.UNSLICE: "unslice",
     mv.CONCATENATE: "concat", mv.TAKE: "take", mv.SCATTER_ADD: "scatter_add",
-    mv.CHECK_INDEX: "check_index", leaf.SIZE: "size", leaf.ZEROS_LIKE: "zeros_like",
+    mv.CHECK_INDEX: "check_index", mv.CHECK_SHAPE: "check_shape", leaf.SIZE: "size",
+    leaf.ZEROS_LIKE: "zeros_like",
     cv.CONV2D: "conv2d", cv.CONV2D_INPUT_GRAD: "conv2d_input_grad",
     cv.CONV2D_WEIGHT_GRAD: "conv2d_weight_grad", cv.MAX_POOL2D: "max_pool2d",
     cv.MAX_POOL2D_GRAD: "max_pool2d_grad", cv.MAX_POOL2D_SELECT: "max_pool2d_select",
@@ -354,10 +355,14 @@ def lookup(circuit, node):
     return Lookup(table, index, rows, size, node.op is mv.SCATTER_ADD)
 
 
+# Call-time checks: identities that raise on bad indices or shapes, drawn nowhere.
+CHECKS = (mv.CHECK_INDEX, mv.CHECK_SHAPE)
+
+
 def unchecked(node):
-    """The indices a bounds check guards (the node itself if it is none): drawings and
-    narrations show the indices as fed, not the check."""
-    while node.op is mv.CHECK_INDEX:
+    """The array a check guards (the node itself if it is none): drawings and narrations show
+    the indices or operands as fed, not the check."""
+    while node.op in CHECKS:
         node = node.inputs[0]
     return node
 
@@ -565,8 +570,8 @@ class Circuit:
                 gate = Gate(n, "region", r.label, args, region=r)
             elif n.op is leaf.INPUT:
                 gate = Gate(n, "input", n.name)
-            elif n.op is mv.CHECK_INDEX and id(n) not in outputs:
-                continue  # a run-time bounds check: the gates it guards read its indices
+            elif n.op in CHECKS and id(n) not in outputs:
+                continue  # a call-time check: the gates it guards read what it checks
             elif is_const_like(n):
                 if id(n) not in outputs:
                     continue

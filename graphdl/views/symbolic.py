@@ -59,8 +59,9 @@ LEAVES = {
 TO_SYMPY = {
     ew.STOP_GRADIENT: lambda n, args: StopGradient(args[0]),
     ew.POW: lambda n, args: args[0] ** _number(n.attrs["exponent"]),  # x**2, sqrt(x): readable
+    # identities on scalars
     **dict.fromkeys([rd.SUM, rd.MAX, rd.MIN, mv.RESHAPE, mv.SQUEEZE, mv.EXPAND_DIMS,
-                     mv.BROADCAST_TO, mv.SUM_TO, mv.TRANSPOSE], _first),  # identities on scalars
+                     mv.BROADCAST_TO, mv.SUM_TO, mv.TRANSPOSE, mv.CHECK_SHAPE], _first),
 }
 
 # Built-ins that need arrays of one or more dimensions (or integer indices): never in a scalar

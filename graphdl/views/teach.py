@@ -35,7 +35,7 @@ from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.ops.composite import one_hot, one_hot_mask
 from graphdl.ops.scalar import Sigmoid
-from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary
+from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary, unchecked
 
 _SUP = {"2": "²", "3": "³"}
 
@@ -287,7 +287,7 @@ class Explanation:
             # real: SymPy differentiates Abs(x) into sign(x) only for real x
             s = sympy.Symbol(next(operand_names), real=True)
             args.append(s)
-            syms[s] = inp
+            syms[s] = unchecked(inp)  # the operand as drawn, not its call-time check
         try:
             attrs = dict(n.attrs)
             return n.op.sym(*args, **attrs), syms
@@ -343,7 +343,7 @@ class Explanation:
         t = Term(src, c.handle(src), k)
         t.contribution = c.wire_grad(gate, k)
         var = next((s for s, n in syms.items() if n is src and gate.kind == "region"
-                    or n is src and gate.node.inputs[k] is src), None)
+                    or n is src and unchecked(gate.node.inputs[k]) is src), None)
         if expr is not None and var is not None:
             d = sympy.diff(expr, var)
             own = None  # the gate's own output inside its derivative: σ(1 - σ), 1 - tanh²
@@ -851,6 +851,7 @@ RULES = {
     mv.CONCATENATE: lambda w: f"{w.dx} = the part of {w.dy} where {w.x} was concatenated",
     mv.TAKE: lambda w: f"{w.dx} = {w.dy} scatter-added into the gathered positions of {w.x}",
     mv.SCATTER_ADD: lambda w: f"{w.dx} = {w.dy} gathered at the positions {w.x} was added to",
+    mv.CHECK_SHAPE: lambda w: f"{w.dx} = {w.dy} (a shape check: the identity)",
     cv.CONV2D: _conv_rule,
     cv.MAX_POOL2D: lambda w: (f"{w.dx} = {w.dy} routed to the maximum of each window "
                               f"(0 elsewhere) → {w.shape}"),
