@@ -168,3 +168,27 @@ def test_composed_activations_with_weighted_gradients(dtype):
             finite = np.isfinite(want)
             np.testing.assert_allclose(value[finite], want[finite], rtol=tol, atol=tol,
                                        err_msg=f"pair {i}")
+
+
+def test_an_unknown_length_compiles_as_a_known_one(dtype):
+    """Autodiff sums a gradient back to its input's shape wherever that shape is unknown; once
+    the shape is fed those sums are identities, and they must not hide e^-x from the σ that
+    cancels it (the binary cross-entropy's gradient over a batch of None overflowed at -300)."""
+
+    def outputs(shape):
+        x, t = gd.input("x", shape, dtype), gd.input("t", shape, dtype)
+        d1 = gd.grad(gd.binary_cross_entropy_with_logits(x, t), x)
+        outs = [d1, gd.grad(gd.sum(d1), x)]
+        for name, (build, *_) in CASES.items():
+            if name != "binary_cross_entropy_with_logits":  # its case builds a constant target
+                d1 = gd.grad(gd.sum(build(x)), x)
+                outs += [d1, gd.grad(gd.sum(d1), x)]
+        return outs
+
+    feeds = {"x": POINTS.astype(dtype), "t": np.full(POINTS.shape, T, dtype)}
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for optimize in (True, False):
+            unknown = gd.compile(outputs((None,)), optimize=optimize)(**feeds)
+            known = gd.compile(outputs(POINTS.shape), optimize=optimize)(**feeds)
+            for i, (a, b) in enumerate(zip(unknown, known)):
+                assert np.array_equal(a, b), (optimize, i, a, b)

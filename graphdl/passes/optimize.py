@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,12 +61,25 @@ def inline_custom(outputs):
 
 # --- specialize: bind unknown (None) dimensions to the shapes of the arrays fed.
 def specialize(outputs, shapes):
+    """The graph for the fed shapes. Where a shape was unknown, autodiff sums a gradient back to
+    its input's shape and broadcasts it to its output's (`sum_to`, `broadcast_to` with a `like`
+    input); where the bound shapes show these are identities they go, so the graph is the one
+    a declaration with these shapes gives: `stabilize` then sees the same products (such a
+    node between e^-x and the σ that cancels it would hide the pair)."""
     mapping = {}
     for node in topological_order(outputs):
         if node.op is leaf.INPUT and shapes[node.name] != node.shape:
             mapping[node] = leaf.input(node.name, shapes[node.name], node.dtype.name)
-    new, _ = substitute(outputs, mapping)
-    return new, {}
+    dropped = Counter()
+
+    def bound_identity(node):
+        if node.op in (mv.SUM_TO, mv.BROADCAST_TO) and (out := _identity(node)) is not None:
+            dropped[f"bound_{node.op.name}"] += 1
+            return out
+        return None
+
+    new, _ = substitute(outputs, mapping, bound_identity)
+    return new, dropped
 
 
 # --- fold_constants: evaluate nodes whose inputs are all constants.
