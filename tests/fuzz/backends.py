@@ -5,7 +5,7 @@ Each random program runs compiled on NumPy and on the CUDA backend's kernels on 
 plain call and as a training step (`updates=`) that also returns inputs it updates (their
 call-time values). Then the "edges" mode feeds the same program, in float32 or float64,
 edge values (±0, ±denormal, ±inf, NaN) at a third of its float entries, and its index inputs
-in an integer dtype drawn from INDEX_DTYPES, a third of the time with one index out of range
+in an integer dtype drawn from INDEX_DTYPES, half the time with one index out of range
 (the dtype's largest or smallest value): NumPy compiled, CUDA and `gd.evaluate` must agree on
 every intermediate, the scalar and the gradients (NaN at the same places, infinities equal,
 finite numbers within `differential.RTOL`), or all raise the same kind of error.
@@ -40,7 +40,7 @@ def _edged(value, dtype, rng):
 
 def _index(value, rng):
     """The indices in a dtype drawn among those that hold them (negative ones folded to
-    -v - 1 for an unsigned dtype: still in range), a third of the time with one entry the
+    -v - 1 for an unsigned dtype: still in range), half the time with one entry the
     dtype's extreme (out of range for any array here)."""
     dtype = np.dtype(str(rng.choice(INDEX_DTYPES)))
     if dtype.kind == "u":
@@ -49,7 +49,7 @@ def _index(value, rng):
     if value.size and (value.min() < info.min or value.max() > info.max):
         dtype, info = np.dtype(np.int64), np.iinfo(np.int64)
     value = value.astype(dtype)
-    if value.size and rng.random() < 1 / 3:
+    if value.size and rng.random() < 1 / 2:
         value.flat[int(rng.integers(value.size))] = info.max if rng.random() < 0.5 or \
             dtype.kind == "u" else info.min
     return value

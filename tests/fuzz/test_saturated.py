@@ -6,7 +6,8 @@
 - every elementwise op (unary, binary on the outer grid, and binary on one node twice: x - x,
   x / x) at the edge values ±0, ±denormal, ±inf, NaN, value and gradient: the CUDA backend
   (on the CPU) and the interpreter against NumPy compiled, whose own values PyTorch checks in
-  `test_edge_values`.
+  `test_edge_values`;
+- `take` with an index at each index dtype's extremes: IndexError everywhere.
 """
 
 from __future__ import annotations
@@ -163,3 +164,21 @@ def test_every_elementwise_op_agrees_with_numpy_on_edge_values(run, dtype):
     problems = [f"{label}: {why}" for label, g, e in zip(labels, got, reference)
                 if (why := differential.differs(g, np.asarray(e, np.float64), dtype))]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("dtype", backends.INDEX_DTYPES)
+@pytest.mark.parametrize("run", RUN_IDS[1:])
+def test_every_index_dtype_is_range_checked_as_numpy_does(run, dtype):
+    """take with an index at its dtype's largest (and smallest) value raises IndexError on
+    every backend, forward and gradient."""
+    info = np.iinfo(dtype)
+    x = gd.input("x", (3, 2), "float64")
+    i = gd.input("i", (2,), dtype)
+    y = gd.take(x, i, axis=0)
+    outputs = [y, *gd.grad(gd.sum(y), [x])]
+    for extreme in {info.max, info.min} - {0}:
+        feeds = {"x": np.ones((3, 2)), "i": np.array([0, extreme], dtype)}
+        with pytest.raises(IndexError):
+            _run(RUNS["numpy"], outputs, feeds)
+        with pytest.raises(IndexError):
+            _run(RUNS[run], outputs, feeds)
