@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def _tanh(node):  # 2·σ(2x) - 1 = tanh(x), the lecture's tanh
 
 MAX_TERMS = 64  # a longer sum stays an opaque factor (products of sums multiply their terms)
 ARITHMETIC = (ew.MUL, ew.DIV, ew.NEG, ew.ADD, ew.SUB, ew.RECIPROCAL)
-ONE = Fraction(1)
+ONE = 1  # coefficients are ints, Fractions only where not whole: ints are much faster
 
 
 def _argument(w):
@@ -105,17 +105,22 @@ def _argument(w):
 
 
 def _number(node):
-    """The finite number a scalar constant (or a broadcast of one) holds, as a Fraction."""
+    """The finite number a scalar constant (or a broadcast of one) holds, exactly."""
     base = constant_base(node)
     if base is None or base.attrs["value"].array.size != 1:
         return None
     value = float(base.attrs["value"].array.item())  # 0 stays opaque: 0·inf is NaN
-    return Fraction(value) if math.isfinite(value) and value != 0 else None
+    return _exact(Fraction(value)) if math.isfinite(value) and value != 0 else None
+
+
+def _exact(fraction):
+    """A Fraction as an int where it is whole."""
+    return fraction.numerator if fraction.denominator == 1 else fraction
 
 
 # A monomial is a sorted tuple of ((kind, id), exponent): kind "s" σ(b), "c" σ(-b) (exponents of
 # either sign), "o" an opaque numerator, "d" an opaque denominator (kept apart: no x/x = 1). A
-# polynomial is a dict monomial -> Fraction with no zero coefficient.
+# polynomial is a dict monomial -> coefficient (int or Fraction), none of them zero.
 
 def _times(m, n):
     out = dict(m)
@@ -146,8 +151,7 @@ def _product(p, q):
     return {m: a for m, a in out.items() if a}
 
 
-@dataclass(frozen=True)
-class _Reading:
+class _Reading(NamedTuple):
     """A node read as a polynomial, with what it met on the way: `hazards`, the atoms that can
     overflow (e^±b, 1 + e^±b, a σ in a denominator), and `anchored`, the classes b that a σ or
     a 1 + e^w names (an e^w in no such class is left an exponential)."""
@@ -161,13 +165,15 @@ class _Reading:
 # reads its inputs as already rewritten); both tables hold their nodes weakly.
 _READINGS = weakref.WeakKeyDictionary()  # node -> _Reading, or None: nothing to read
 _VARIABLES = weakref.WeakValueDictionary()  # id -> node, for every variable of a reading
+_UNREAD = object()
 
 
 def _read(node):
     """node as a _Reading, or None where no σ, e^w or 1 + e^w lies below it (through
     arithmetic of its dtype): it is then an opaque factor of what reads it."""
-    if node in _READINGS:
-        return _READINGS[node]
+    reading = _READINGS.get(node, _UNREAD)
+    if reading is not _UNREAD:
+        return reading
     reading = _atom(node)
     if reading is None and node.op in ARITHMETIC:
         inputs = [_read(i) if i.dtype == node.dtype else None for i in node.inputs]
@@ -220,7 +226,7 @@ def _combine(node, readings):
     else:  # a quotient, by a monomial, or by a sum that stays one opaque factor
         q = q if len(q.poly) == 1 else _plain(node.inputs[-1])
         ((m, a),) = q.poly.items()
-        poly = _product(p.poly, {_inverse(m): 1 / a})
+        poly = _product(p.poly, {_inverse(m): _exact(Fraction(1, a))})
         q = _Reading(q.poly, q.hazards | {("den", *k) for k, e in m if k[0] in "sc" and e > 0},
                      q.anchored)
     return _Reading(poly, p.hazards | q.hazards, p.anchored | q.anchored)
@@ -241,6 +247,8 @@ def _divided(poly, m):
 
 def _in_s(poly, b):
     """poly with σ(-b) written 1 - σ(b) (its exponents of σ(-b) are not negative)."""
+    if all(("c", b) not in dict(m) for m in poly):
+        return poly
     out = {}
     for m, a in poly.items():
         rest = dict(m)
@@ -272,7 +280,7 @@ def _without_one_minus_s(poly, b):
         return None
     out = {}
     for rest, coefficients in groups.items():
-        partial = Fraction(0)
+        partial = 0
         for k in range(max(coefficients)):
             partial += coefficients.get(k, 0)
             if partial:
@@ -372,6 +380,12 @@ def _algebra(node):
     reading = _read(node)
     if reading is None or not reading.anchored or not reading.poly:
         return None
+    if len(reading.poly) == 1:  # a monomial: nothing to factor, it is written as it stands
+        ((m, a),) = reading.poly.items()
+        if len(_risky([m])) >= len(reading.hazards):
+            return None
+        out = _monomial_node(m, a, node.dtype)
+        return out if out.shape == node.shape and out.dtype == node.dtype else None
     prefactor, rest, extracted = _factored(reading)
     if not rest:  # σ(b) + σ(-b) - 1: zero only where b is finite
         return None
