@@ -1,7 +1,16 @@
 """Differential fuzzing of graphdl against PyTorch float64.
 
-    python -m tests.fuzz --seed 0 --programs 300 --budget 60     # what CI runs, with a summary
+    python -m tests.fuzz --seed 0 --programs 300 --budget 60     # random programs, a summary
     python -m tests.fuzz --seed 0 --long                         # 5000 longer programs
+    python -m tests.fuzz --mode sizes|threads|backends|all [--long] [--cuda]
+
+Modes besides these random programs: `sizes` (both sides of every size threshold in the code,
+`sizes.THRESHOLDS`, float32 and float64, 10^4 to 10^6 elements), `threads` (one compiled
+function called from 8 threads, training steps per thread, NumPy and CUDA-on-CPU), `backends`
+(NumPy and CUDA-on-CPU against PyTorch, training steps returning updated inputs, and against
+each other on edge values and every index dtype). `test_saturated` holds the tables: second
+derivatives of every smooth op at |x| up to 1,000, every elementwise op at edge values, index
+dtypes at their extremes, on every backend. `test_fuzz` runs each mode's CI share.
 
 `programs` draws random programs (DAGs ending in a scalar) over the whole public op set, with ties
 and kinks planted on purpose, `take` indices and class labels constant or fed (int64 inputs, so
