@@ -189,3 +189,28 @@ def test_prefetched_yields_every_item_in_order_and_raises_where_the_producer_fai
     assert [next(items), next(items)] == [1, 2]
     with pytest.raises(KeyError, match="drawn badly"):
         next(items)
+
+
+def test_corpus_help_prints_the_sources_and_builds_nothing(capsys, monkeypatch):
+    monkeypatch.setattr(corpus, "build", lambda *a, **k: pytest.fail("--help built the corpus"))
+    with pytest.raises(SystemExit) as exit_:
+        corpus.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for source in corpus.SOURCES:
+        assert f"{source.name} ({source.package})" in out
+
+
+def test_corpus_check_names_each_skipped_source_and_its_package(capsys, monkeypatch):
+    def missing():
+        raise corpus.SourceMissing("the `bible` program is missing (apt-get install bible-kjv)")
+
+    sources = tuple(s if s.name != "bible" else corpus.Source("bible", missing, s.read, s.package)
+                    for s in corpus.SOURCES)
+    monkeypatch.setattr(corpus, "SOURCES", sources)
+    monkeypatch.setattr(corpus, "build", lambda *a, **k: pytest.fail("--check built the corpus"))
+    corpus.main(["--check"])
+    out = capsys.readouterr().out
+    assert "SKIPPED bible        Debian: bible-kjv" in out
+    assert "apt-get install bible-kjv" in out
+    assert "sources skipped" in out
