@@ -34,6 +34,7 @@ from mlp_step import instrument
 
 sys.path.insert(0, str(ROOT))
 
+from examples import smoke
 from examples.word2vec import evaluate
 from examples.word2vec.corpus import build, read_lines
 from examples.word2vec.model import BATCH, LOSSES, MODELS, Shape, declare
@@ -184,14 +185,14 @@ def profile(data: Data, s: Settings, steps: int = 600) -> None:
     pairs = pair_generation(data, s, steps)
     print(f"\nOne graphdl step (batch {s.batch}, medians over {len(fed)} steps): compiled call "
           f"{call * 1e3:.2f} ms, its run() {body * 1e3:.2f} ms; pair generation "
-          f"{pairs * 1e3:.2f} ms per batch")
+          f"{pairs * 1e3:.2f} ms per batch{smoke.tag()}")
     groups["Python between the statements"] = body - sum(medians)
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {t * 1e3:7.2f} ms {t / (call + pairs):6.1%}  {name}")
     print(f"  {(call - body) * 1e3:7.2f} ms {(call - body) / (call + pairs):6.1%}  "
           "the call around run() (feed checks, dispatch)")
     print(f"  {pairs * 1e3:7.2f} ms {pairs / (call + pairs):6.1%}  pair generation (batches.py)")
-    print("per statement:")
+    print(f"per statement:{smoke.tag()}")
     for line, t in sorted(zip(text, medians), key=lambda lt: -lt[1])[:8]:
         print(f"  {t * 1e3:7.2f} ms  {line[:100]}")
 
@@ -225,6 +226,11 @@ def main() -> None:
                     help="graphdl's process counts (examples/word2vec/parallel.py)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
     args = ap.parse_args()
+    smoke.enable(args.smoke)
+    smoke.note("graphdl ~152-155k effective words/s on one process, its 2 processes 0.50-0.55x "
+               "gensim's 2 workers (one epoch of the full corpus on a quiet 2-core box: "
+               "PYTHONPATH=. python benchmarks/word2vec.py --words 0 --no-profile; "
+               "benchmarks/README.md)")
     s = Settings(epochs=args.epochs, model=args.model, loss=args.loss,
                  batch=BATCH[args.model, args.loss])
     data = load(args.smoke, s.min_count, args.words or None)
@@ -245,7 +251,8 @@ def main() -> None:
     yardstick = max(gensims, key=lambda r: r.workers) if gensims else None
     print(f"\n{'trainer':26} {'eff. words':>11} {'seconds':>8} {'words/s':>9}"
           + (f" {'ratio':>6}" if yardstick else "")
-          + ("  analogy  questions  wordsim353 (Spearman)  queen's rank" if scored else ""))
+          + ("  analogy  questions  wordsim353 (Spearman)  queen's rank" if scored else "")
+          + smoke.tag())
     if yardstick:
         print(f"(ratio: words/s over {yardstick.name}'s)")
     for r in runs:
@@ -256,7 +263,7 @@ def main() -> None:
             sc = evaluate.gensim_scores(nb)
             line += (f"  {sc['analogy']:>7.2%}  {sc['analogy_questions']:>9,}  "
                      f"{sc['spearman']:>21.3f}  {queen_rank(nb):>12}")
-        print(line, flush=True)
+        print(line + smoke.tag(), flush=True)
     if not args.no_profile:
         profile(data, s)
 

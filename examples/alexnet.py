@@ -21,6 +21,7 @@ import time
 
 import data
 import numpy as np
+import smoke
 import training
 
 import graphdl as gd
@@ -89,6 +90,9 @@ def main():
     args = parser.parse_args()
     options = training.compile_options(parser, args)
     batch = args.batch or (1 if data.is_smoke() else 4)
+    smoke.note("the same shapes, parameter and FLOP counts (they do not depend on the mode), and "
+               "the loss, gradient norms and time of a second call, compiling excluded, on a "
+               "batch of 4 (python examples/alexnet.py)")
 
     _, logits, layers, params = declare()
     n_params, neurons, flops = summary(layers)
@@ -120,9 +124,9 @@ def main():
           f"loss {float(loss_value):.3f} (chance level: ln 1000 = {np.log(1000):.3f}), "
           f"{elapsed:.2f} s "
           f"({3 * flops * batch / elapsed / 1e9:.1f} GFLOP/s counting backward as 2x forward); "
-          f"first call, compiling included: {compiled:.2f} s")
+          f"first call, compiling included: {compiled:.2f} s{smoke.tag()}")
     print("gradient norms: " + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()
-                                          if k.endswith("_w")))
+                                          if k.endswith("_w")) + smoke.tag())
     assert all(np.isfinite(v) for v in norms.values())
 
 

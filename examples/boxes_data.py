@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import data
 import numpy as np
+import smoke
 
 SPLITS = ("train", "test")
 CLASS_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat",
@@ -125,6 +126,7 @@ def save_grid(path, images, true, pred, columns=6):
                 ax.text(x, ty, CLASS_NAMES[label], color=colour, fontsize=6, va=va)
     fig.suptitle("green: true box and class; red: predicted", fontsize=9)
     fig.tight_layout()
+    smoke.stamp(fig)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -40,6 +40,7 @@ import boxes_data
 import data
 import detection_lib as D
 import numpy as np
+import smoke
 import training
 
 import graphdl as gd
@@ -149,7 +150,8 @@ def train(step, train_set, targets, steps, rng, report=500):
         losses.append(float(step(x=train_set.images[idx], **batch)))
         if i % report == 0 or i == steps:
             print(f"step {i}/{steps}: mean loss of the last {min(report, i)} steps "
-                  f"{np.mean(losses[-report:]):.4f} ({time.perf_counter() - start:.0f} s)")
+                  f"{np.mean(losses[-report:]):.4f} ({time.perf_counter() - start:.0f} s)"
+                  + smoke.tag())
     return losses
 
 
@@ -184,6 +186,8 @@ def main():
     training.add_backend_flags(parser)
     args = parser.parse_args()
     options = training.compile_options(parser, args)
+    smoke.note("test mAP@0.5 0.780, mAP@[.5:.95] 0.460 on 1,000 test canvases after 5,000 steps "
+               "(OPENBLAS_NUM_THREADS=1 python examples/detection.py)")
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(SEED)
     train_set, test, targets = datasets(sizes)
@@ -197,15 +201,16 @@ def main():
     losses = train(lambda **f: train_step(**f, **params, **state), train_set, targets,
                    args.steps, rng, report=10 if data.is_smoke() else 500)
     print(f"trained in {(time.perf_counter() - start) / 60:.1f} min (compiling: "
-          f"{train_step.compile_seconds:.2f} s); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+          f"{train_step.compile_seconds:.2f} s); loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+          + smoke.tag())
     maps, detections = evaluate(lambda x: predict(x=x, **params), test)
     print(f"test COCO mAP@0.5 {maps['mAP@0.5']:.3f}, mAP@[.5:.95] {maps['mAP@[.5:.95]']:.3f} "
-          f"(pycocotools, {len(test.images)} canvases)")
+          f"(pycocotools, {len(test.images)} canvases){smoke.tag()}")
     shown = [(b[s >= 0.5], lab[s >= 0.5]) for b, s, lab in detections[:18]]
     grid_png = os.path.join(OUT, "predictions.png")
     boxes_data.save_grid(grid_png, test.images[:18],
                          list(zip(test.boxes[:18], test.labels[:18])), shown)
-    print(f"predictions (score >= 0.5): {grid_png}; network: {draw_network(loss)}")
+    print(f"predictions (score >= 0.5): {grid_png}{smoke.tag()}; network: {draw_network(loss)}")
     return losses, maps
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import data
 import numpy as np
+import smoke
 
 import graphdl as gd
 
@@ -95,6 +96,7 @@ def save_png(path, panels, titles):
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     fig.tight_layout()
+    smoke.stamp(fig)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return "matplotlib"
@@ -119,6 +121,8 @@ def main():
     parser.add_argument("--out", default="build/gaussian_blur.png", help="the PNG to write")
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    smoke.note("the same kernels (they do not depend on the mode), and the blurs of the whole "
+               "image, not of its 128x128 centre (python examples/gaussian_blur.py)")
 
     narrow = gaussian(1.0)
     sigma = solve_sigma(SLIDE_WIDE["centre"], SLIDE_WIDE["corner"])
@@ -151,10 +155,10 @@ def main():
     for name, b in zip(("sigma 1", "sigma 10"), out[0]):
         detail = np.abs(np.diff(b[3:-3, 3:-3], axis=1)).mean()
         print(f"{name}: mean |horizontal difference| {detail:.4f} "
-              f"(original {np.abs(np.diff(interior, axis=1)).mean():.4f})")
+              f"(original {np.abs(np.diff(interior, axis=1)).mean():.4f}){smoke.tag()}")
     how = save_png(args.out, [image, out[0, 0], out[0, 1]],
                    ["original", "7x7 Gaussian, sigma = 1", "7x7 Gaussian, sigma = 10"])
-    print(f"wrote {args.out} (original | sigma 1 | sigma 10) with {how}")
+    print(f"wrote {args.out} (original | sigma 1 | sigma 10) with {how}{smoke.tag()}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import data
 import numpy as np
+import smoke
 import training
 
 import graphdl as gd
@@ -70,6 +71,8 @@ def build(lr, mu, options):
 
 def main():
     epochs, options = training.parse_training(__doc__.splitlines()[0])
+    smoke.note("88.53 % test accuracy on Fashion-MNIST after 5 epochs of all 60,000 images "
+               "(python examples/lenet_fashion_mnist.py)")
     x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=data.is_smoke())
     splits = as_images(x_train), y_train, as_images(x_test), y_test
     rng = np.random.default_rng(SEED)

@@ -38,6 +38,7 @@ from pathlib import Path
 import boxes_data
 import data
 import numpy as np
+import smoke
 import training
 
 import graphdl as gd
@@ -183,7 +184,7 @@ def show_fan_out(params, test):
     step = next(block for block in text.split("\n\n")
                 if block.startswith("Step") and "upstream ∂loss/∂trunk = " in block)
     heads = re.findall(r"\(from @ gate (v\d+)\)", step)  # the heads' products read the trunk
-    print("gd.explain, the step at the shared trunk (two heads' gradients add):")
+    print(f"gd.explain, the step at the shared trunk (two heads' gradients add){smoke.tag()}:")
     for line in text.splitlines():
         if any(line.startswith(f"  {head} = ") for head in heads):
             print(line.split(" = (")[0])
@@ -201,13 +202,18 @@ def pictures(predict, params, test):
     _, loss, _, _ = declare()
     values = {"x": images[:2], "y": labels[:2], "t": boxes[:2], **params}
     drawing = gd.draw(loss, values, collapse=BLOCKS + ["class_loss", "box_loss"],
-                      title="classification + localization: two heads on a shared trunk")
+                      title="classification + localization: two heads on a shared trunk"
+                      + smoke.tag())
     drawing.render(outfile=BUILD / "localization_graph.png")
-    print(f"saved {BUILD / 'localization_boxes.png'} and {BUILD / 'localization_graph.png'}")
+    print(f"saved {BUILD / 'localization_boxes.png'} and {BUILD / 'localization_graph.png'}"
+          + smoke.tag())
 
 
 def main():
     epochs, options = training.parse_training(__doc__.splitlines()[0])
+    smoke.note("test accuracy 85.04 %, mean IoU 0.819, IoU >= 0.5 for 98.0 % of 5,000 test "
+               "canvases after 36 epochs (OPENBLAS_NUM_THREADS=1 python examples/localization.py "
+               "--epochs 36)")
     n_train, n_test = sizes()
     test = canvases("test", n_test, seed=SEED)
     rng = np.random.default_rng(SEED)
@@ -225,9 +231,9 @@ def main():
         loss = train_epoch(train_step, params, state, train, rng, lr)
         metrics = evaluate(predict, params, test)
         print(f"epoch {epoch} (lr {lr:g}): train loss {loss:.4f}, {report(metrics)} "
-              f"({time.perf_counter() - start:.0f} s)")
+              f"({time.perf_counter() - start:.0f} s){smoke.tag()}")
     print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f} s; "
-          f"final {report(metrics)}")
+          f"final {report(metrics)}{smoke.tag()}")
     pictures(predict, params, test)
     show_fan_out(params, test)
 

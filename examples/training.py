@@ -8,6 +8,7 @@ import time
 
 import data
 import numpy as np
+import smoke
 
 
 def parse_epochs(description):
@@ -93,10 +94,10 @@ def train(train_step, predict, params, state, splits, epochs, batch, rng):
             total += float(loss) * len(idx)
         acc = accuracy(predict, params, x_test, y_test)
         print(f"epoch {epoch}: train loss {total / len(x_train):.4f}, test accuracy {acc:.2%} "
-              f"({time.perf_counter() - start:.0f} s)")
+              f"({time.perf_counter() - start:.0f} s){smoke.tag()}")
     print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f} s "
-          f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s)")
-    print(f"final test accuracy on {data.dataset_name}: {acc:.2%}")
+          f"(compiling: {train_step.compile_seconds + predict.compile_seconds:.2f} s){smoke.tag()}")
+    print(f"final test accuracy on {data.dataset_name}: {acc:.2%}{smoke.tag()}")
     return acc
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import smoke
+
 PLOT_PAIRS = (("germany", "berlin"), ("france", "paris"), ("italy", "rome"), ("spain", "madrid"),
               ("russia", "moscow"), ("japan", "tokyo"), ("china", "beijing"),
               ("greece", "athens"), ("egypt", "cairo"), ("england", "london"),
@@ -70,7 +72,7 @@ def print_neighbours(nb: Neighbours) -> None:
 
 
 def _listing(found) -> str:
-    return ", ".join(f"{w} {s:.3f}" for w, s in found)
+    return ", ".join(f"{w} {s:.3f}" for w, s in found) + smoke.tag()
 
 
 def gensim_scores(nb: Neighbours) -> dict[str, float] | None:
@@ -93,10 +95,10 @@ def print_scores(scores: dict[str, float] | None) -> None:
         print("gensim is not installed: analogy and word-pair evaluations skipped")
         return
     print(f"analogies (questions-words.txt): {scores['analogy']:.2%} of "
-          f"{scores['analogy_questions']} questions in vocabulary")
+          f"{scores['analogy_questions']} questions in vocabulary{smoke.tag()}")
     print(f"word pairs (wordsim353.tsv): Pearson {scores['pearson']:.3f}, Spearman "
           f"{scores['spearman']:.3f}, {scores['pairs_oov_percent']:.1f}% of pairs "
-          "out of vocabulary")
+          f"out of vocabulary{smoke.tag()}")
 
 
 def pca_plot(nb: Neighbours, path: Path) -> Path | None:
@@ -126,6 +128,7 @@ def pca_plot(nb: Neighbours, path: Path) -> Path | None:
     for k in range(0, len(words), 2):
         ax.annotate("", xy[k + 1], xy[k], arrowprops={"arrowstyle": "->", "alpha": 0.4})
     ax.set_title("word2vec: first two principal components")
+    smoke.stamp(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
