@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import numpy
 
 from graphdl.errors import GraphError, InputError
 from graphdl.ir import format_shape
@@ -57,8 +57,9 @@ def unique_inputs(inputs):
 def bind(inputs, feeds, in_place=(), device_arrays=False):
     """Check `feeds` (name -> value) against `inputs`; return arrays in the order of `inputs`.
 
-    Floats, ints and bools convert to a float input's dtype (float64 into float32 is cast);
-    floats into an integer input are refused, and so are integers outside its range. Inputs
+    Floats, ints and bools convert to a float input's dtype, rounded (float64 into float32 is
+    cast), unless a finite number would overflow to ±inf; floats into an integer input are
+    refused, and so are integers outside its range; a bool input takes bools only. Inputs
     named in `in_place` are updated by the call, so they must already be arrays of exactly the
     declared dtype. `device_arrays`: the function runs on a GPU, so arrays already in its
     memory (CuPy's, or any with `__cuda_array_interface__`) pass as they are, never copied.
@@ -92,7 +93,8 @@ def _device(node, value, accepted):
 def _convert(node, value, in_place):
     name, dtype = node.name, node.dtype
     if in_place:
-        if not isinstance(value, np.ndarray) or value.dtype != dtype or not value.flags.writeable:
+        if (not isinstance(value, numpy.ndarray) or value.dtype != dtype
+                or not value.flags.writeable):
             raise InputError(
                 f"input {name!r} is updated in place, so it must be a writeable numpy array of "
                 f"dtype {dtype}, got {type(value).__name__} {getattr(value, 'dtype', '')}"
@@ -107,9 +109,7 @@ def _convert(node, value, in_place):
                 f"input {name!r} is {dtype}: refusing floating-point values ({array.dtype})")
         if dtype.kind == "b" and array.dtype.kind != "b":
             raise InputError(f"input {name!r} is bool, got {array.dtype}")
-        if array.dtype != dtype:
-            _check_fits(name, array, dtype)
-            array = array.astype(dtype)
+        array = _cast_input(array, dtype, name, InputError)
     return _check_shape(node, array)
 
 
@@ -117,7 +117,7 @@ def _as_array(node, value):
     """value as an array; NumPy refuses a ragged nested sequence with a message that names no
     input, so the refusal names it and the shape it expects."""
     try:
-        return np.asarray(value)
+        return numpy.asarray(value)
     except ValueError as error:
         raise InputError(f"input {node.name!r} expects an array of shape "
                          f"{format_shape(node.shape)}, got a ragged nested sequence (its lists "
@@ -135,14 +135,33 @@ def _check_shape(node, array):
     return array
 
 
-def _check_fits(name, array, dtype):
-    """Integers converted to a narrower integer input must fit: astype would wrap them around."""
-    if dtype.kind not in "iu" or array.dtype.kind not in "iu" or np.can_cast(array.dtype, dtype):
-        return
-    info = np.iinfo(dtype)
-    outside = np.extract((array < info.min) | (array > info.max), array)
-    if outside.size:
-        raise InputError(
-            f"input {name!r} is {dtype}: value {outside[0]} does not fit its range "
-            f"[{info.min}, {info.max}]"
-        )
+def _cast_input(array, dtype, name, error=ValueError):
+    """`array` as an input's declared `dtype`, rounded as NumPy rounds, but never a number
+    changed beyond rounding: a finite number that would overflow to ±inf, or an integer outside
+    an integer input's range (NumPy would wrap it around), raises `error` naming the input.
+    Underflow to 0 (or a denormal) is rounding and passes; NaN, ±inf and -0.0 pass as they are.
+    Kinds NumPy does not cast 'same_kind' (floats into an integer input) raise its TypeError
+    (`bind` refuses them first, by name). Generated modules hold this very text (their NumPy is
+    `numpy`), so a saved module converts its inputs as `fn` does."""
+    if array.dtype == dtype:
+        return array
+    exact = numpy.can_cast(array.dtype, dtype)  # every value fits: nothing to check
+    target = numpy.dtype(dtype)
+    integers = target.kind in "iu" and array.dtype.kind in "iu"
+    if integers and not exact:
+        info = numpy.iinfo(target)  # checked before the cast, which would wrap silently
+        outside = numpy.extract((array < info.min) | (array > info.max), array)
+        if outside.size:
+            raise error(f"input {name!r} is {target}: value {outside[0]} does not fit its "
+                        f"range [{info.min}, {info.max}]")
+    casting = "unsafe" if integers else "same_kind"  # int into uint: in range, checked above
+    with numpy.errstate(over="ignore"):  # an overflow is refused below, naming the input
+        result = array.astype(target, casting=casting)
+    if not exact and target.kind == "f" and result.size and not (  # two passes, no temporary:
+            numpy.isfinite(result.max()) and numpy.isfinite(result.min())):  # inf or NaN? look
+        overflowed = numpy.extract(numpy.isinf(result) & numpy.isfinite(array), array)
+        if overflowed.size:
+            largest = numpy.finfo(target).max.item()
+            raise error(f"input {name!r} is {target}: value {overflowed[0]} overflows it "
+                        f"(its largest finite value is {largest:g}) and would become inf")
+    return result

@@ -11,6 +11,7 @@ import graphdl as gd
 from graphdl import codegen
 from graphdl.codegen.numpy_backend import helpers as numpy_helpers
 from graphdl.codegen.numpy_backend import lowerings
+from graphdl.codegen.numpy_backend.render import CAST_INPUT
 from graphdl.errors import GraphError, InputError
 from graphdl.runtime import _sigmoid as stable_sigmoid
 
@@ -224,12 +225,15 @@ def test_hostile_names_never_become_code(rng):
     grads = gd.grad(y, inputs)
     fn = gd.compile([y, *grads])
     tree = ast.parse(fn.source)
+    cast = [n for n in tree.body if getattr(n, "name", None) == "_cast_input"]
+    assert ast.unparse(cast[0]) == ast.unparse(ast.parse(CAST_INPUT))  # graphdl's own text
+    tree.body.remove(cast[0])
     imports = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert imports == ["numpy"]
     identifiers = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert "os" not in identifiers and "__import__" not in identifiers
     calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    assert all(c.startswith("numpy.") for c in calls), calls
+    assert all(c.startswith("numpy.") or c == "_cast_input" for c in calls), calls
     feeds = {n: rng.standard_normal(2).astype(np.float32) for n in names}
     for got, want in zip(fn(feeds), gd.evaluate([y, *grads], feeds)):
         np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -32,7 +32,7 @@ from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.cuda_backend.structured import scatter_update
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
 from graphdl.codegen.numpy_backend.helpers import HELPERS
-from graphdl.codegen.numpy_backend.render import Constants, Namer, comment
+from graphdl.codegen.numpy_backend.render import CAST_INPUT, Constants, Namer, comment
 from graphdl.errors import GraphError
 from graphdl.ir import describe
 from graphdl.ops import leaf
@@ -102,7 +102,7 @@ class _Module:
         params = [self.namer(n.name) for n in low.inputs]
         for n, p in zip(low.inputs, params):
             self.buffers[id(n)] = f"d_{p}"
-            self.body.append(f"    d_{p} = _xp.asarray({p}, order=\"C\")")  # keeps 0-d arrays 0-d
+            self.body.append(f"    d_{p} = _xp.asarray({_fed(n, p)}, order=\"C\")")  # 0-d stays 0-d
         for c in low.constants:
             self._constant(c)
         for s in low.statements:
@@ -297,7 +297,7 @@ class _Module:
         lines = [doc, "import numpy", "", *self.constants.preamble(), "",
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + cu + "'''", "", _HELPERS, "",
-                 inspect.getsource(runtime._check_index), HELPERS["_check"],
+                 inspect.getsource(runtime._check_index), HELPERS["_check"], CAST_INPUT,
                  "def build(_load, _xp, _empty, _wait):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += [*self.setup, "    _wait()  # uploads done: a call on any CUDA stream reads them"]
@@ -338,6 +338,14 @@ def _store(target, value):
     else:
         numpy.copyto(target, _host(value))
 '''
+
+
+def _fed(node, param):
+    """The driver's text for input `param` of `node`'s declared dtype: a GPU array as it is
+    (`fn` has checked its dtype), anything else cast on the host as `fn` casts it (a kernel
+    would read float64 memory as float32)."""
+    return (f"{param} if hasattr({param}, '__cuda_array_interface__') else "
+            f"_cast_input(numpy.asarray({param}), numpy.{node.dtype.name}, {node.name!r})")
 
 
 def _grid_stride_kernel(name, params, size, lines):

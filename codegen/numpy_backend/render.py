@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 import io
 import keyword
 import math
@@ -32,6 +33,7 @@ from graphdl.codegen.numpy_backend.lowerings import (
     contracted,
     contraction,
 )
+from graphdl.feeds import _cast_input
 from graphdl.ir import describe
 from graphdl.ops import leaf
 
@@ -205,21 +207,24 @@ class _Module:
         lines += ["import numpy", ""]
         lines += self.constants.preamble() + self.consts + [""] * bool(self.consts)
         lines += [HELPERS[h] for h in sorted(helpers)]
+        bind = self._bind_inputs()
+        lines += [CAST_INPUT] * bool(bind)
         lines.append(f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}")
         lines.append("")
         lines.append(f"def run({', '.join(self.params)}):")
-        lines += self._bind_inputs()
+        lines += bind
         lines += self.body
         return "\n".join(lines) + "\n"
 
     def _bind_inputs(self):
-        """Each input as an array of its declared dtype, as `fn` binds it: Python numbers and
-        float64 into float32 convert, floats into an integer input are refused ('same_kind'), an
-        array of that dtype passes as it is. Updated inputs stay as given: a converted copy
-        would not receive the update."""
+        """Each input as an array of its declared dtype, by `fn`'s own cast (`_cast_input`):
+        Python numbers and float64 into float32 round, a finite number overflowing to inf and
+        an integer outside its input's range are refused by name, floats into an integer input
+        by NumPy ('same_kind'), an array of that dtype passes as it is. Updated inputs stay as
+        given: a converted copy would not receive the update."""
         targets = {id(u.target) for u in self.lowered.updates}
-        return [f"    {p} = numpy.asarray({p}).astype(numpy.{n.dtype.name}, copy=False, "
-                f"casting='same_kind')  # node {n.id}: input {comment(n.name)!r} as {n.dtype}"
+        return [f"    {p} = _cast_input(numpy.asarray({p}), numpy.{n.dtype.name}, {n.name!r})"
+                f"  # node {n.id}: input {comment(n.name)!r} as {n.dtype}"
                 for n, p in zip(self.lowered.inputs, self.params) if id(n) not in targets]
 
 
@@ -291,6 +296,8 @@ class Constants:
         np.savez(data, **self.large)
         return {".npz": data.getvalue()}
 
+
+CAST_INPUT = inspect.getsource(_cast_input)  # how generated modules convert what they are fed
 
 FREED_BYTES = 1 << 16  # smaller temporaries are not worth a `del` line
 
