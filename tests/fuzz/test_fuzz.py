@@ -32,14 +32,18 @@ def _cuda_thresholds():
     return [i + n * (i % 3) for i, t in enumerate(sizes.THRESHOLDS) if t.modes == sizes.CUDA]
 
 
-# mode -> (seeds, at least this many programs, budget in seconds)
+EVERY = float("inf")  # no time budget: every seed runs, whatever the machine's load
+
+# mode -> (seeds, at least this many programs, budget in seconds). Coverage that must be whole
+# (each side of each size threshold) and the slow CUDA-emulator modes run a fixed set of seeds
+# to the end, so a loaded machine makes them slower, never flaky.
 CI = {
     "random": (range(SEED, SEED + PROGRAMS), 100, BUDGET_SECONDS),
-    "sizes": (_numpy_thresholds(), len(_numpy_thresholds()), 30.0),
-    "sizes-cuda": (_cuda_thresholds(), 6, 25.0),
+    "sizes": (_numpy_thresholds(), None, EVERY),
+    "sizes-cuda": (_cuda_thresholds(), None, EVERY),
     "threads": (range(SEED, SEED + 40), 10, 8.0),
-    "threads-cuda": (range(SEED, SEED + 40), 1, 10.0),
-    "backends": (range(SEED, SEED + 40), 2, 20.0),
+    "threads-cuda": (range(SEED, SEED + 1), None, EVERY),
+    "backends": (range(SEED, SEED + 3), None, EVERY),
 }
 
 
@@ -55,7 +59,10 @@ def _run(name, monkeypatch=None):
     result = runner.run(seeds, budget, mode=mode)
     summary = runner.report(result, shrink=False)
     print(summary)
-    assert result.programs >= least, f"too few programs ran within the budget\n{summary}"
+    if least is None:
+        assert result.programs and result.programs + result.skipped == len(seeds), summary
+    else:
+        assert result.programs >= least, f"too few programs ran within the budget\n{summary}"
     return result, summary
 
 
