@@ -274,3 +274,113 @@ def test_array_beyond_32_bit_indexing_is_refused():
     x = gd.input("huge", (2 ** 16, 2, 2 ** 8, 2 ** 8), "float32")
     with pytest.raises(gd.GraphError, match="32-bit indexing"):
         cuda_conv.max_pool2d(gd.max_pool2d(x, 2), "k")
+
+
+# ---------------------------------------------------------------- inf and NaN
+# A kernel tap whose window misses an input pixel adds nothing to that pixel's gradient: not
+# 0 * w, which is NaN for an inf or NaN weight (NumPy's col2im, the reference and PyTorch only
+# ever form the products of taps that land). A padding cell is a real zero: 0 * inf is NaN in
+# the forward pass and the weight gradient, in all three alike (PyTorch in float64; its float32
+# oneDNN path skips the padding there, giving fewer NaNs: the sweep compares float64).
+def inf_corner_case(stride, padding):
+    x, w = gd.input("x", (1, 1, 4, 4), "float64"), gd.input("w", (1, 1, 2, 2), "float64")
+    (gx,) = gd.grad(gd.sum(gd.conv2d(x, w, stride=stride, padding=padding)), [x])
+    return gx, {"x": np.ones((1, 1, 4, 4)), "w": np.array([[[[np.inf, 1.0], [1.0, 1.0]]]])}
+
+
+INF, NAN = np.inf, np.nan
+INF_CORNER = {  # (stride, padding): NumPy's and PyTorch's input gradient
+    (1, 0): [[INF, INF, INF, 1], [INF, INF, INF, 2], [INF, INF, INF, 2], [1, 2, 2, 1]],
+    (2, 0): [[INF, 1, INF, 1], [1, 1, 1, 1], [INF, 1, INF, 1], [1, 1, 1, 1]],
+    ((2, 1), 1): [[2, 2, 2, 2], [INF] * 4, [2, 2, 2, 2], [INF] * 4],
+    (1, 1): [[INF] * 4] * 4,
+}
+
+
+def assert_same_non_finite(got, want):
+    """NaN exactly where `want` has one, the infinities equal, the finite values close."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride, padding", list(INF_CORNER))
+def test_inf_weight_reaches_only_the_pixels_its_windows_cover(stride, padding):
+    gx, feed = inf_corner_case(stride, padding)
+    want = np.array(INF_CORNER[stride, padding])[None, None]
+    assert_same_non_finite(gd.compile([gx])(**feed)[0], want)
+    assert_same_non_finite(gd.compile([gx], backend="cuda", device="cpu")(**feed)[0], want)
+
+
+SWEEP = [(stride, padding, dilation, groups) for stride in (1, 2, (2, 1)) for padding in (0, 1)
+         for dilation in (1, 2) for groups in (1, 2)]
+PLANTED = ("w", "g")  # where an inf and a NaN are planted (first and last cell): weights, dy
+
+
+def sweep_id(cfg):
+    return "s{}_p{}_d{}_g{}".format(*(str(v).replace(", ", "x") for v in cfg))
+
+
+def sweep_nodes(cfg):
+    """conv2d and its two gradients on float64 x (2, 4, 7, 6), w (4, 4/groups, 2, 3)."""
+    stride, padding, dilation, groups = cfg
+    x, w = gd.input("x", (2, 4, 7, 6), "float64"), gd.input("w", (4, 4 // groups, 2, 3), "float64")
+    y = gd.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = gd.input("g", y.shape, "float64")
+    return {"conv2d": y, "input_grad": cv.CONV2D_INPUT_GRAD(g, w, x, **y.attrs),
+            "weight_grad": cv.CONV2D_WEIGHT_GRAD(x, g, w, **y.attrs)}, (x, w, g)
+
+
+def planted_feed(inputs, planted):
+    rng = np.random.default_rng(5)
+    feed = {i.name: rng.standard_normal(i.shape) for i in inputs}
+    feed[planted].reshape(-1)[[0, -1]] = INF, NAN
+    return feed
+
+
+SWEEP_NODES = {sweep_id(cfg): sweep_nodes(cfg) for cfg in SWEEP}
+SWEEP_LOWERINGS = {(key, op): STRUCTURED[node.op](node, kernel_name(f"nonfinite_{key}_{op}"))
+                   for key, (nodes, _) in SWEEP_NODES.items() for op, node in nodes.items()}
+
+
+@pytest.fixture(scope="module")
+def sweep_module():
+    return load("\n".join(lowering.source for lowering in SWEEP_LOWERINGS.values()))
+
+
+def sweep_cuda(module, key, feed):
+    """The three ops' values from the CUDA kernels on the CPU emulator."""
+    nodes, _ = SWEEP_NODES[key]
+    return {op: run(module, node, SWEEP_LOWERINGS[key, op], [feed[i.name] for i in node.inputs],
+                    "forward") for op, node in nodes.items()}
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+@pytest.mark.parametrize("key", list(SWEEP_NODES))
+def test_inf_and_nan_match_numpy(sweep_module, key, planted):
+    nodes, inputs = SWEEP_NODES[key]
+    feed = planted_feed(inputs, planted)
+    with np.errstate(invalid="ignore"):  # NumPy warns of the NaNs its products make
+        want = dict(zip(nodes, gd.compile(list(nodes.values()))(**feed)))
+    got = sweep_cuda(sweep_module, key, feed)
+    for op in nodes:
+        assert np.isfinite(want[op]).any(), op  # the plants leave finite cells to compare
+        assert_same_non_finite(got[op], want[op])
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+@pytest.mark.parametrize("key", list(SWEEP_NODES))
+def test_inf_and_nan_match_torch(sweep_module, key, planted):
+    torch = pytest.importorskip("torch")
+    nodes, inputs = SWEEP_NODES[key]
+    feed = planted_feed(inputs, planted)
+    attrs = nodes["conv2d"].attrs
+    (pt, pb, pl, pr) = attrs["padding"]
+    assert (pt, pl) == (pb, pr)  # symmetric: torch's padding argument
+    x, w = (torch.tensor(feed[n], requires_grad=True) for n in ("x", "w"))
+    y = torch.nn.functional.conv2d(x, w, stride=attrs["stride"], padding=(pt, pl),
+                                   dilation=attrs["dilation"], groups=attrs["groups"])
+    gx, gw = torch.autograd.grad(y, [x, w], torch.tensor(feed["g"]))
+    want = {"conv2d": y.detach().numpy(), "input_grad": gx.numpy(), "weight_grad": gw.numpy()}
+    got = sweep_cuda(sweep_module, key, feed)
+    for op in nodes:
+        assert_same_non_finite(got[op], want[op])

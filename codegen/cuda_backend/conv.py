@@ -10,7 +10,11 @@ sum_k A[m, k] B[k, p], whose operands are read from the node's inputs through in
     conv2d_input_grad  C/g      N*H*W         O/g*KH*KW      w    g where a tap lands
     conv2d_weight_grad O/g      C/g*KH*KW     N*OH*OW        g    x through the windows
 
-The weight gradient's K axis runs over the batch and the output pixels: it is split across
+The input gradient's B is masked: a kernel tap that lands on no output pixel is no product,
+skipped where the block's A tile holds an inf or NaN (0 * inf would be NaN), so that a
+non-finite weight reaches only the pixels its windows cover, as NumPy's col2im and PyTorch give.
+A padding cell of x is a real zero (0 * inf = NaN in the forward pass and weight gradient, there
+too). The weight gradient's K axis runs over the batch and the output pixels: it is split across
 blocks (partial sums added atomically into a zeroed output) when its M x P tiles alone would
 leave the GPU idle. Pooling runs one thread per output (per input cell for the average's
 gradient, gathered), the max family recomputing each window's arg-max.
@@ -73,8 +77,9 @@ def _split_k(k, blocks, groups):
     return -(-steps // per_split), per_split * BK
 
 
-def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False):
-    """The Lowering of one implicit GEMM whose A is the node's second input, B its first."""
+def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False, masked=False):
+    """The Lowering of one implicit GEMM whose A is the node's second input, B its first;
+    `masked`: B's map says which cells are products at all (the others are skipped)."""
     b, a = node.inputs[:2]
     _check(node)
     groups = geometry["groups"]
@@ -86,8 +91,8 @@ def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False):
     source = _fill(
         "conv_gemm.cu", name=name, what=comment(describe(node)), t=ctype(node.dtype),
         ta=ctype(a.dtype), tb=ctype(b.dtype), m=m, p=p, k=k, split=splits, bm=bm, bn=BN, bk=BK,
-        k_per_split=k_per_split, b_k_fast=str(b_k_fast).lower(), threads=threads,
-        maps=_fill(maps), **geometry)
+        k_per_split=k_per_split, b_k_fast=str(b_k_fast).lower(), masked=str(masked).lower(),
+        threads=threads, maps=_fill(maps), **geometry)
     launch = Launch(name, grid + (groups * splits,), (threads,), (("in", 1), ("in", 0), ("out",)))
     return Lowering(source, (launch,), zero_output=splits > 1)
 
@@ -107,7 +112,7 @@ def conv2d_input_grad(node, name):
     geo = _conv_geometry(x.shape, w.shape, g.shape, node.attrs)
     groups, (n, c, h, wd), (o, _, kh, kw) = geo["groups"], x.shape, w.shape
     return _gemm(node, name, "conv_input_grad.cu", geo, m=c // groups, p=n * h * wd,
-                 k=o // groups * kh * kw)
+                 k=o // groups * kh * kw, masked=True)
 
 
 @register(conv.CONV2D_WEIGHT_GRAD)

@@ -4,7 +4,7 @@ __device__ __forceinline__ T a_at(const TA* w, int grp, int m, int k)
 {
     return T(w[(grp * OG + m) * K + k]);
 }
-__device__ __forceinline__ T b_at(const TB* x, int grp, int k, int p)
+__device__ __forceinline__ T b_at(const TB* x, int grp, int k, int p, bool&)
 {
     return x_at(x, grp, k / (KH * KW), k / KW % KH, k % KW, p / (OH * OW), p / OW % OH, p % OW);
 }

@@ -5,7 +5,7 @@ __device__ __forceinline__ T a_at(const TA* g, int grp, int m, int k)
 {
     return T(g[((k / (OH * OW)) * O + grp * OG + m) * (OH * OW) + k % (OH * OW)]);
 }
-__device__ __forceinline__ T b_at(const TB* x, int grp, int k, int p)
+__device__ __forceinline__ T b_at(const TB* x, int grp, int k, int p, bool&)
 {
     return x_at(x, grp, p / (KH * KW), p / KW % KH, p % KW, k / (OH * OW), k / OW % OH, k % OW);
 }
