@@ -248,7 +248,8 @@ def test_cli_explain_into_a_closed_pipe_exits_quietly(tmp_path):
 
 
 def readme_neuron(dtype):
-    """The README's neuron: gd.sigmoid of the weighted sum, named f, in `dtype`."""
+    """The neuron of the README's picture (docs/TEACHING.md): gd.sigmoid of the weighted sum,
+    named f, in `dtype`."""
     w0, x0, w1, x1, w2 = (gd.input(name, (), dtype) for name in VALUES)
     return gd.sigmoid(w0 * x0 + w1 * x1 + w2).named("f")
 

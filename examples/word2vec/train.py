@@ -26,7 +26,7 @@ from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 # --smoke's defaults; an option given on the command line wins.
 SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
 FULL = {"dim": 100, "epochs": 5, "min_count": 5}  # gensim's defaults; and model.BATCH
-# 5 epochs of the full corpus (the README's results): analogies, WordSim353 Spearman; queen 1st
+# 5 epochs of the full corpus (docs/RESULTS.md): analogies, WordSim353 Spearman; queen 1st
 FULL_SCORES = {("sg", "ns"): ("13.29 %", 0.577), ("sg", "hs"): ("14.87 %", 0.635),
                ("cbow", "ns"): ("11.70 %", 0.463), ("cbow", "hs"): ("10.70 %", 0.552)}
 
