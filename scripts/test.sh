@@ -1,35 +1,102 @@
 #!/usr/bin/env bash
-# Project test command: unit tests, then every example in smoke mode.
+# Project test command. From the repository root, as a normal user or root (it installs into
+# .venv only; as root it apt-gets python3-venv if `python3 -m venv` needs it):
+#   bash scripts/test.sh           the full tier (CI's): every test, on every core (pytest-xdist),
+#                                  then every example in smoke mode
+#   bash scripts/test.sh --quick   the quick tier: the tests not marked slow, on every core; no
+#                                  example runs
+# Other arguments go to pytest (e.g. `-x`, `-k name`, `-n 0` for one process).
+#
+# Every stage runs even when an earlier one failed; the summary at the end names the failed
+# stages, and the exit status is 1 when any failed.
+#
+# Optional system packages: without them the tests that need them skip, saying so, and the
+# examples fall back (see scripts/install_system.sh, which installs them as root or via sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/_venv.sh
 
+quick=0
+pytest_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=1 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) pytest_args+=("$arg") ;;
+    esac
+done
+
+source scripts/_venv.sh
 pip_install -e '.[test]'
 pip_install torch==2.13.0
 
-python -m pytest tests
+# What this machine lacks, and what the run does without it.
+fmnist="${GRAPHDL_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+echo "== optional system packages (apt-get install ...; or bash scripts/install_system.sh)"
+optional() {  # optional WHAT PACKAGES WITHOUT_IT FOUND
+    if [ "$4" = 1 ]; then
+        printf '   found    %s\n' "$1"
+    else
+        printf '   MISSING  %-34s %s (apt: %s)\n' "$1" "$3" "$2"
+    fi
+}
+optional "dot (Graphviz)" graphviz "drawing tests skip; drawings are DOT source" \
+    "$(command -v dot >/dev/null && echo 1 || echo 0)"
+optional "g++" g++ "CUDA-on-the-CPU tests and example runs skip" \
+    "$(command -v g++ >/dev/null && echo 1 || echo 0)"
+optional "chromium, chromedriver" "chromium chromium-driver" "browser tests skip" \
+    "$( (command -v chromium || command -v chromium-browser) >/dev/null \
+        && command -v chromedriver >/dev/null && echo 1 || echo 0)"
+optional "Fashion-MNIST ($fmnist)" dataset-fashion-mnist \
+    "the CNN examples use scikit-learn's 8x8 digits" \
+    "$([ "$fmnist" != none ] && [ -f "$fmnist/train-images-idx3-ubyte.gz" ] && echo 1 || echo 0)"
 
-shopt -s nullglob
-examples=(examples/*.py)
-for f in "${examples[@]}"; do
-    echo "== smoke: $f"
-    GRAPHDL_SMOKE=1 python "$f"
-done
+failed=()
+stage() {  # stage NAME COMMAND...: run it, remember NAME if it fails
+    local name="$1"
+    shift
+    echo "== $name"
+    if ! "$@"; then
+        echo "== FAILED: $name" >&2
+        failed+=("$name")
+    fi
+}
+start=$SECONDS
 
-for model in "--model sg --loss ns" "--model cbow --loss hs" \
-             "--model sg --loss ns --workers 2"; do
-    echo "== smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)"
-    # shellcheck disable=SC2086
-    python -m examples.word2vec.train --smoke --no-progress $model
-done
-echo "== smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)"
-PYTHONPATH=. python benchmarks/word2vec.py --smoke
+if [ "$quick" = 1 ]; then
+    stage "pytest (quick tier: -m 'not slow')" \
+        python -m pytest tests -n auto -m "not slow" -rs ${pytest_args[@]+"${pytest_args[@]}"}
+else
+    stage "pytest (full)" python -m pytest tests -n auto -rs ${pytest_args[@]+"${pytest_args[@]}"}
 
-# The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
-if command -v g++ >/dev/null; then
-    for f in examples/lenet_fashion_mnist.py examples/alexnet.py examples/localization.py \
-             examples/detection.py; do
-        echo "== smoke: $f --backend cuda --device cpu"
-        GRAPHDL_SMOKE=1 python "$f" --backend cuda --device cpu
+    shopt -s nullglob
+    for f in examples/*.py; do
+        stage "smoke: $f" env GRAPHDL_SMOKE=1 python "$f"
     done
+    for model in "--model sg --loss ns" "--model cbow --loss hs" \
+                 "--model sg --loss ns --workers 2"; do
+        # shellcheck disable=SC2086
+        stage "smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)" \
+            python -m examples.word2vec.train --smoke --no-progress $model
+    done
+    stage "smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)" \
+        env PYTHONPATH=. python benchmarks/word2vec.py --smoke
+
+    # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
+    if command -v g++ >/dev/null; then
+        for f in examples/lenet_fashion_mnist.py examples/alexnet.py examples/localization.py \
+                 examples/detection.py; do
+            stage "smoke: $f --backend cuda --device cpu" \
+                env GRAPHDL_SMOKE=1 python "$f" --backend cuda --device cpu
+        done
+    else
+        echo "== skipped: the CNN examples with --backend cuda --device cpu (g++ is missing)"
+    fi
 fi
+
+tier=$([ "$quick" = 1 ] && echo quick || echo full)
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "== scripts/test.sh ($tier): ${#failed[@]} stage(s) FAILED in $((SECONDS - start)) s:" >&2
+    printf '   %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "== scripts/test.sh ($tier): every stage passed in $((SECONDS - start)) s"

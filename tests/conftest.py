@@ -1,4 +1,5 @@
-"""Shared test settings: a deterministic hypothesis profile and seeded random generators."""
+"""Shared test settings: a deterministic hypothesis profile, seeded random generators, and the
+`slow` mark that the quick tier leaves out."""
 
 from __future__ import annotations
 
@@ -17,6 +18,50 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("graphdl")
+
+# The quick tier (`bash scripts/test.sh --quick`, i.e. `pytest -m "not slow"`) leaves out the
+# tests marked slow here: whole files where nearly all the time goes to slow tests, and single
+# tests (every parametrization) of 3 s or more. Seconds: `pytest tests -n 2 --durations=0` on 2
+# cores under load (about 4x an idle machine's), 2026-12; a new slow test belongs here.
+SLOW_FILES = {
+    "tests/fuzz/test_fuzz.py",  # 198 s: the fuzzer's CI share, on time budgets
+    "tests/fuzz/test_saturated.py",  # 63 s
+    "tests/test_backends_agree.py",  # 93 s
+    "tests/test_browser.py",  # headless Chromium, where installed
+    "tests/test_compiled_source.py",  # 34 s
+    "tests/test_cuda_backend.py",  # 176 s (g++ builds, nvcc where installed)
+    "tests/test_cuda_conv.py",  # 39 s
+    "tests/test_detection.py",  # 182 s (training the example's detector)
+    "tests/test_extend.py",  # 14 s
+    "tests/test_ir.py",  # 11 s
+    "tests/test_label_errors.py",  # 64 s
+    "tests/test_localization.py",  # 53 s
+    "tests/test_pool_ceil_mode.py",  # 45 s
+    "tests/test_saturated_derivatives.py",  # 21 s
+    "tests/test_word2vec_models.py",  # 14 s
+}
+SLOW_TESTS = {
+    "tests/test_boxes_data.py::test_box_is_the_bounding_box_of_the_pasted_nonzero_pixels",  # 11
+    "tests/test_boxes_data.py::test_items_come_from_their_own_split_and_labels_follow_the_sources",
+    "tests/test_codegen.py::test_deep_graph_compiles_without_recursion_limit",  # 7 s
+    "tests/test_compiled_semantics.py::test_large_constants_live_beside_the_module_not_in_its_text",
+    "tests/test_notebooks.py::test_notebook_runs_and_displays_drawings_and_steppers",  # 23 s
+    "tests/test_onnx.py::test_imported_gradients_match_pytorch_autograd",  # 4 s
+    "tests/test_onnx.py::test_imported_models_match_pytorch_and_onnxruntime",  # 3 s
+    "tests/test_optim.py::test_compiled_steps_follow_torch_optim",  # 9 s
+    "tests/test_properties.py::test_grad_matches_finite_differences",  # 5 s
+    "tests/test_sparse_updates.py::test_cuda_kernels_update_only_the_addressed_rows",  # 7 s
+    "tests/test_teach.py::test_cli_explain_into_a_closed_pipe_exits_quietly",  # 6 s
+    "tests/test_teach.py::test_installed_graphdl_command_explains_a_file",  # 6 s
+    "tests/test_teach_embedding.py::test_the_toy_example_runs_and_prints_the_huffman_codes",  # 7
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path, _, name = item.nodeid.partition("::")
+        if path in SLOW_FILES or f"{path}::{name.split('[')[0]}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
