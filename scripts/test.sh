@@ -64,9 +64,9 @@ start=$SECONDS
 
 if [ "$quick" = 1 ]; then
     stage "pytest (quick tier: -m 'not slow')" \
-        python -m pytest tests -n auto -m "not slow" -rs ${pytest_args[@]+"${pytest_args[@]}"}
+        python -m pytest tests -n auto -m "not slow" -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
 else
-    stage "pytest (full)" python -m pytest tests -n auto -rs ${pytest_args[@]+"${pytest_args[@]}"}
+    stage "pytest (full)" python -m pytest tests -n auto -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
 
     shopt -s nullglob
     for f in examples/*.py; do

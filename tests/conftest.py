@@ -1,7 +1,9 @@
-"""Shared test settings: a deterministic hypothesis profile, seeded random generators, and the
-`slow` mark that the quick tier leaves out."""
+"""Shared test settings: a deterministic hypothesis profile, seeded random generators, the
+`slow` mark that the quick tier leaves out, and skips where a system program is missing."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -68,3 +70,38 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A freshly seeded generator per test, so tests do not depend on their order."""
     return np.random.default_rng(20240607)
+
+
+# Programs from system packages that some tests need part of the way (a test that checks the
+# NumPy backend and then CUDA on the CPU, an example that renders its drawing). Where one is not
+# installed, the error graphdl raises for it turns the test into a skip that names the package;
+# where it is installed, the same error is a failure as any other.
+_PROGRAMS = (  # (program, the error's class name, what its message says, the skip reason)
+    ("g++", "BuildError", "g++ was not found",
+     "g++ is not installed: CUDA kernels run on the CPU compiled by g++ (apt-get install g++)"),
+    ("dot", "DotNotFound", "",
+     "Graphviz's dot is not installed: the drawing cannot be rendered (apt-get install graphviz)"),
+)
+
+
+def _missing_program(error):
+    """The skip reason when `error` (or an exception it was raised from) says that a program
+    which is indeed not on PATH is missing; else None."""
+    while error is not None:
+        for program, kind, says, reason in _PROGRAMS:
+            if (type(error).__name__ == kind and says in str(error)
+                    and shutil.which(program) is None):
+                return reason
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.excinfo is not None and report.failed and not hasattr(report, "wasxfail"):
+        reason = _missing_program(call.excinfo.value)
+        if reason is not None:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {reason}")
+    return report
