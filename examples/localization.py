@@ -204,9 +204,12 @@ def pictures(predict, params, test):
     drawing = gd.draw(loss, values, collapse=BLOCKS + ["class_loss", "box_loss"],
                       title="classification + localization: two heads on a shared trunk"
                       + smoke.tag())
-    drawing.render(outfile=BUILD / "localization_graph.png")
-    print(f"saved {BUILD / 'localization_boxes.png'} and {BUILD / 'localization_graph.png'}"
-          + smoke.tag())
+    try:
+        drawing.render(outfile=BUILD / "localization_graph.png")
+        graph = BUILD / "localization_graph.png"
+    except gd.DotNotFound as e:
+        graph = f"no drawing of the graph ({e})"
+    print(f"saved {BUILD / 'localization_boxes.png'} and {graph}" + smoke.tag())
 
 
 def main():

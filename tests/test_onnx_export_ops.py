@@ -94,8 +94,18 @@ def _elementwise_case():
     return {"y": y, "dW": dW, "ddW": ddW, "zero": unused}, {"x": (4, 3), "W": (3, 3)}
 
 
+def _unknown_batch_case():
+    """A loss whose batch is unknown at declaration: its targets' shape is checked against the
+    logits' once the shapes are known (`check_shape`, exported as Identity). Only the forward
+    graph: a gradient's `sum_to` needs static shapes to export."""
+    x, t = gd.input("x", (None, 3)), gd.input("t", (None, 3))
+    y = gd.binary_cross_entropy_with_logits(x, t, reduction="none")
+    return {"y": y}, {"x": (4, 3), "t": (4, 3)}
+
+
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
-         "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case}
+         "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
+         "unknown_batch": _unknown_batch_case}
 
 
 def _feeds(shapes, seed):
