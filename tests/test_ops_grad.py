@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import sympy
 
 import graphdl as gd
+from graphdl import runtime
 from graphdl.ops.scalar import Cast, Relu, Sigmoid, Softplus, Where
 from graphdl.views.check import check_op
 
@@ -481,6 +483,42 @@ def test_every_op_with_a_sym_form_is_checked_against_sympy():
     assert with_sym == set(SYM_SPECS) | set(SYM_EXCLUDED)
 
 
+def _math_on_arrays(fn):
+    """A `math` function of one float applied per element (NumPy has no erf, erfc, gamma)."""
+    def apply(a):
+        a = np.asarray(a, dtype=np.float64)
+        return np.asarray(np.frompyfunc(fn, 1, 1)(a), dtype=np.float64)
+    return apply
+
+
+# SymPy's NumPy printer leaves erf and friends as bare names that `modules="numpy"` resolves to
+# `math.erf` and the like, which raise TypeError on arrays; these names run on arrays instead
+# (erf is graphdl's runtime `_erf`, the C library's erf per element, as generated code has it).
+ARRAY_MATH = {"erf": runtime._erf, "erfc": _math_on_arrays(math.erfc),
+              "gamma": _math_on_arrays(math.gamma), "lgamma": _math_on_arrays(math.lgamma)}
+
+
+def numpy_function(symbols, expr):
+    """`expr` as a NumPy function of `symbols` (SymPy's own printer, independent of graphdl's),
+    evaluating erf and friends elementwise on arrays."""
+    return sympy.lambdify(symbols, expr, modules=[ARRAY_MATH, "numpy"])
+
+
+def test_numpy_function_evaluates_erf_and_friends_on_arrays():
+    x = sympy.Symbol("x", real=True)
+    a = np.linspace(-2.0, 2.0, 9)
+    cases = {sympy.erf(x): [math.erf(v) for v in a], sympy.erfc(x): [math.erfc(v) for v in a],
+             x * sympy.erf(x) / 2: [v * math.erf(v) / 2 for v in a],
+             sympy.diff(x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2, x):
+                 [(1 + math.erf(v / math.sqrt(2))) / 2 + v * math.exp(-v * v / 2)
+                  / math.sqrt(2 * math.pi) for v in a],
+             sympy.gamma(x + 3): [math.gamma(v + 3) for v in a],
+             sympy.loggamma(x + 3): [math.lgamma(v + 3) for v in a]}
+    for expr, expected in cases.items():
+        np.testing.assert_allclose(numpy_function([x], expr)(a), expected, rtol=1e-14,
+                                   err_msg=str(expr))
+
+
 def _independent_form(expr):
     """The scalar form in elementary functions, so that sympy.diff (not the op's own `fdiff`)
     gives the derivative."""
@@ -510,7 +548,7 @@ def test_pullback_matches_sympy_diff(name, attrs, domains, rng):
     numeric = [v.astype(np.float64) for v in values]
     for k, got in zip(wrt, grads, strict=True):
         derivative = sympy.diff(expr, symbols[k])
-        f = sympy.lambdify(symbols, derivative, modules="numpy")
+        f = numpy_function(symbols, derivative)
         expected = np.broadcast_to(np.asarray(f(*numeric), dtype=np.float64), shape)
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12,
                                    err_msg=f"d {name} / d arg{k}: sympy says {derivative}")
@@ -526,7 +564,7 @@ def test_sympy_forms_match_the_reference_implementations(rng):
         expr = _independent_form(op.sym(*symbols, **attrs))
         samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape)}
         values = [samplers[d](rng) for d in domains]
-        f = sympy.lambdify(symbols, expr, modules="numpy")
+        f = numpy_function(symbols, expr)
         expected = np.broadcast_to(f(*[v.astype(np.float64) for v in values]), shape)
         got = op.impl(*values, **attrs)
         np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=name)
