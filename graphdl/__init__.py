@@ -8,6 +8,10 @@ draw and explain it, and compile it to NumPy source.
     fn(a=0.5)
 """
 
+from graphdl import _tree
+
+_tree.install()  # graphdl.codegen from this tree's codegen/, installed or not (graphdl/_tree.py)
+
 from graphdl import (
     frontend,  # noqa: F401  (installs the operators on Node)
     optim,
