@@ -88,6 +88,18 @@ def _getitem(a, key):
     return a[key]
 
 
+def _round_trip(a, via):
+    return gd.cast(gd.cast(a, via), a.dtype)
+
+
+def _masked(x, labels, num_classes):
+    """x masked by the one-hot rows of its class labels (a constant labels array is made a graph
+    constant: `gd.one_hot` takes nodes)."""
+    if isinstance(labels, np.ndarray):
+        labels = gd.constant(labels)
+    return gd.one_hot(labels, num_classes, dtype=x.dtype) * x
+
+
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
     "index_input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
@@ -102,6 +114,8 @@ GD = {
     "div": lambda a, b: a / b,
     "where": _where,
     "getitem": _getitem,
+    "cast": _round_trip,
+    "one_hot": _masked,
     "lookup_dot": lambda table, partner, indices: gd.sum(
         gd.take(table, indices, axis=0) * gd.expand_dims(partner, 1), axis=2),
     "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
@@ -125,6 +139,7 @@ _CODE = {
     "constant": "gd.constant({value})",
     "neg": "-{0}", "posify": "{0} * {0} + 0.5", "affine": "{0} * {scale!r} + {shift!r}",
     "pow": "{0} ** {exponent!r}", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}",
+    "cast": "gd.cast(gd.cast({0}, {via!r}), {0}.dtype)",
     "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
     "wsum": "gd.sum({0} * gd.constant({weights}))",
     "concatenate": "gd.concatenate([{args}], axis={axis})",
@@ -137,6 +152,10 @@ def _code(step):
         indices = args[2] if len(args) > 2 else _literal(step.params["indices"])
         return (f"gd.sum(gd.take({args[0]}, {indices}, axis=0) * gd.expand_dims({args[1]}, 1), "
                 "axis=2)")
+    if step.op == "one_hot":
+        labels = args[1] if len(args) > 1 else f"gd.constant({_literal(step.params['labels'])})"
+        return (f"gd.one_hot({labels}, {step.params['num_classes']}, dtype={args[0]}.dtype) * "
+                f"{args[0]}")
     if step.op in _CODE:
         p = dict(step.params)
         if step.op in LEAVES:
@@ -527,6 +546,32 @@ def _hinge(g):
     return [x, *args], params
 
 
+def _one_hot(g):
+    """x times the one-hot rows of class labels over its last axis (the labels a constant or a
+    fed int64 input, whose range check runs at run time)."""
+    x = g.pick(lambda s: 1 <= len(s) <= 3 and s[-1] >= 1)  # a class axis
+    shape = g.shape_of(x)
+    args, params = g.integers(_labels(g, shape[:-1], shape[-1]), "labels")
+    return [x, *args], {**params, "num_classes": shape[-1]}
+
+
+def _cast(g):
+    """A round trip through the other float dtype (float32 rounds a float64 program's values);
+    the gradient passes through both casts."""
+    return [g.pick()], {"via": str(g.rng.choice(["float32", "float64"]))}
+
+
+def _sum_to(g):
+    """x summed down to the shape of `like`, a slot or fresh input broadcasting to x's shape
+    (read for its shape only: its gradient is zero)."""
+    x = g.pick()
+    sx = g.shape_of(x)
+    like = g.pick_or_none(lambda s: _broadcasts(s, sx) and np.broadcast_shapes(s, sx) == sx)
+    if like is None or g.rng.random() < 0.5:
+        like = g.fresh(_broadcast_partner(g, sx))
+    return [x, like], {}
+
+
 def _mse(g):
     a = g.pick()
     return [a, g.fresh(g.shape_of(a))], {}
@@ -583,6 +628,8 @@ PROPOSERS = {
     "abs": _unary("abs"),
     "clip": _clip,
     "stop_gradient": _unary("stop_gradient"),
+    "zeros_like": _unary("zeros_like"),
+    "cast": _cast,
     "pow": _pow,
     "add": _binary(),
     "sub": _binary(),
@@ -603,6 +650,8 @@ PROPOSERS = {
     "concatenate": _concatenate,
     "getitem": _getitem,
     "take": _take,
+    "one_hot": _one_hot,
+    "sum_to": _sum_to,
     "lookup_dot": _lookup_dot,
     "matmul": _matmul,
     "conv2d": _conv2d,

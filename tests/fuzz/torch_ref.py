@@ -88,6 +88,10 @@ def _bce_with_logits(x, t, pos_weight=None, reduction="mean"):
     return F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction=reduction)
 
 
+def _one_hot(x, labels, num_classes):
+    return F.one_hot(torch.as_tensor(labels), num_classes).to(x.dtype) * x
+
+
 def _where(a, b, cmp):
     return torch.where(getattr(torch, {"greater_equal": "ge", "less_equal": "le",
                                        "not_equal": "ne", "equal": "eq", "greater": "gt",
@@ -110,6 +114,8 @@ TORCH = {
     "abs": torch.abs,
     "clip": lambda a, lo, hi: torch.clamp(a, lo, hi),
     "stop_gradient": torch.Tensor.detach,
+    "zeros_like": torch.zeros_like,  # no gradient flows through it
+    "cast": lambda a, via: a.to(getattr(torch, via)).to(torch.float64),
     "pow": lambda a, exponent: torch.pow(a, exponent),
     "add": torch.add,
     "sub": torch.sub,
@@ -131,6 +137,8 @@ TORCH = {
     "concatenate": lambda *xs, axis: torch.cat(xs, axis),
     "getitem": _getitem,
     "take": _take,
+    "one_hot": _one_hot,
+    "sum_to": lambda x, like: x.sum_to_size(like.shape),
     "lookup_dot": lambda table, partner, indices: (
         _take(table, indices, 0) * partner.unsqueeze(1)).sum(2),
     "matmul": torch.matmul,
