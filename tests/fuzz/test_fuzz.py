@@ -173,4 +173,4 @@ def test_generator_feeds_take_indices_and_class_labels_as_int64_inputs():
                 assert k not in program.inputs
                 assert program.feeds()[program.steps[k].params["name"]].dtype == np.int64
                 consumers |= {s.op for s in program.steps if k in s.args}
-    assert consumers == {"take", "lookup_dot", "softmax_cross_entropy", "hinge_loss"}
+    assert consumers == {"take", "lookup_dot", "softmax_cross_entropy", "hinge_loss", "one_hot"}
