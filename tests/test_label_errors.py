@@ -258,3 +258,10 @@ def test_a_loss_of_unknown_batch_is_drawn_and_explained_as_one_of_known_batch(lo
         gates.append([g.label for g in gd.draw(value, feeds, collapse=()).circuit.gates])
     assert texts[0] == texts[1] and gates[0] == gates[1]
     assert "check_shape" not in texts[0] and "node " not in texts[0]
+
+
+def test_one_hot_takes_an_array_of_labels_as_other_label_ops_do():
+    rows = gd.evaluate(gd.one_hot(np.array([[0, 1, 2], [3, 0, 1]]), 4, dtype="float64"))
+    np.testing.assert_array_equal(rows, np.eye(4)[[[0, 1, 2], [3, 0, 1]]])
+    with pytest.raises(gd.GraphError, match="must be integers"):
+        gd.one_hot(np.array([0.5, 1.0]), 4)

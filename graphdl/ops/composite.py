@@ -147,7 +147,8 @@ def softmax(x, axis=-1):
 
 
 def one_hot(labels, num_classes, dtype="float32"):
-    """labels (integers) -> one-hot rows along a new last axis."""
+    """labels (integers: a node, an array or a list) -> one-hot rows along a new last axis."""
+    (labels,) = leaf.lift_all([labels])
     return ew.cast(one_hot_mask(labels, num_classes), dtype)
 
 
