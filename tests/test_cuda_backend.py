@@ -276,3 +276,66 @@ def test_constants_in_another_memory_order_reach_kernels_c_contiguous(rng):
     y = x / gd.constant(table)
     xv = rng.standard_normal((20, 30))
     assert_close([cuda(y)(x=xv)], [xv / table], "float64")
+
+
+# ---------------------------------------------------------------- constants NVRTC can compile
+CONSTANT_FORMULAS = {  # SymPy's C printer spells each of these as a <math.h> macro (M_SQRT2, ...)
+    "sqrt2_ln2": lambda x: sympy.sqrt(2) * x + sympy.log(2),
+    "pi_e": lambda x: sympy.pi * x + sympy.E + 1 / sympy.pi + 2 / sympy.pi + sympy.pi / 4,
+    "roots": lambda x: x / sympy.sqrt(2) + 2 / sympy.sqrt(sympy.pi) + sympy.sqrt(sympy.pi) * x,
+    "logs": lambda x: sympy.log(10) * x + 1 / sympy.log(2) + sympy.log(sympy.E * 2) + sympy.pi / 2,
+    "gelu": lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
+    "gelu_tanh": lambda x: x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + x**3 / 20))) / 2,
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(CONSTANT_FORMULAS))
+def test_math_constants_print_as_literals_and_equal_the_numpy_backend(name, dtype):
+    """sqrt(2), log(2), 1/pi, 2/sqrt(pi), ...: SymPy's C printer writes M_SQRT2, M_LN2, ...,
+    which NVRTC does not define (nor does the emulator). Their values, in the kernel's precision,
+    and the gradient's."""
+    op = gd.elementwise_op(f"const_{name}", CONSTANT_FORMULAS[name])
+    x = gd.input("x", (9,), dtype)
+    y = op(x)
+    outs = [y, gd.grad(gd.sum(y * y), x)]
+    fn = cuda(outs)
+    assert not re.findall(r"\bM_\w+", fn.source)
+    xv = np.linspace(-3, 3, 9).astype(dtype)
+    assert_close(fn({"x": xv}), gd.compile(outs)({"x": xv}), dtype)
+
+
+def test_constants_keep_their_float64_values_bit_for_bit():
+    x = gd.input("x", (9,), "float64")
+    outs = [gd.elementwise_op(f"exact_{name}", CONSTANT_FORMULAS[name])(x)
+            for name in ("sqrt2_ln2", "pi_e", "gelu")]
+    xv = np.linspace(-3, 3, 9)
+    for got, want in zip(cuda(outs)({"x": xv}), gd.compile(outs)({"x": xv}), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_builtin_elementwise_formula_or_derivative_prints_a_math_h_macro(dtype):
+    import inspect
+
+    from graphdl.codegen.cuda_backend.printer import CudaPrinter
+    from graphdl.opdef import REGISTRY
+
+    printed = 0
+    for op in REGISTRY.values():
+        if op.kind != "elementwise" or op.sym is None:
+            continue
+        xs = sympy.symbols(f"x0:{len(inspect.signature(op.sym).parameters)}", real=True)
+        try:
+            form = op.sym(*xs)
+        except (TypeError, ValueError):  # cast, pow: forms that take attributes
+            continue
+        printer = CudaPrinter(np.dtype(dtype), {x: f"v{k}" for k, x in enumerate(xs)})
+        for f in [form, *(sympy.diff(form, x) for x in xs)]:
+            if f.has(sympy.Derivative):  # where's condition: SymPy cannot differentiate it
+                continue
+            text = printer.doprint(f)
+            assert not re.findall(r"\bM_\w+", text), (op.name, text)
+            printed += 1
+    sqrt2 = CudaPrinter(np.dtype(dtype), {}).doprint(sympy.sqrt(2) / sympy.pi + sympy.log(2))
+    assert printed > 20 and not re.findall(r"\bM_\w+", sqrt2), sqrt2

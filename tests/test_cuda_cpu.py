@@ -4,7 +4,9 @@ two thread orders, and the checks that turn kernel bugs into errors or NaNs."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -612,3 +614,30 @@ extern "C" __global__ void twice(const float* x, float* y, int n) {{
         assert y[0] == 2.0 + k
         counts.append(mappings())
     assert counts[2] - counts[1] < 50  # the shared object's own few, not one per fiber
+
+
+# ---------------------------------------------------------------- no more permissive than NVRTC
+
+@needs_gxx
+@pytest.mark.parametrize("macro", ["M_SQRT2", "M_PI", "M_LN2", "M_PIf", "M_SQRT1_2l"])
+def test_math_h_constants_do_not_build_as_nvrtc_has_none(macro, tmp_path, monkeypatch):
+    """NVRTC defines no M_PI, M_SQRT2, ...: a kernel naming one must fail here too, even after
+    including <cmath> and <math.h> itself (glibc defines them with g++'s _GNU_SOURCE)."""
+    monkeypatch.setenv(loader.CACHE_ENV, str(tmp_path))
+    source = f"""#include <cmath>
+#include <math.h>
+extern "C" __global__ void scale(double* y) {{ y[threadIdx.x] *= (double){macro}; }}
+"""
+    with pytest.raises(BuildError, match=f"{macro}. was not declared"):
+        load(source)
+
+
+@needs_gxx
+def test_the_header_leaves_no_math_h_constant_defined():
+    """Every M_ macro of every width (M_PI, M_PIf, M_PIl, M_PIf128, ...), checked on what g++
+    itself has defined after the force-included header."""
+    done = subprocess.run(
+        ["g++", *loader.FLAGS, "-I", str(loader.INCLUDE_DIR), "-include", str(loader.HEADER),
+         "-dM", "-E", "-x", "c++", "-"], input="", capture_output=True, text=True, check=True)
+    defined = sorted(m for m in re.findall(r"#define (\w+)", done.stdout) if m.startswith("M_"))
+    assert defined == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import sympy
 from sympy.codegen.ast import float32, real
-from sympy.printing.c import C99CodePrinter
+from sympy.printing.c import C99CodePrinter, get_math_macros
 
 from graphdl.codegen.cuda_backend.kernels import ctype, special_float
 
@@ -36,14 +36,36 @@ __device__ __forceinline__ double gd_softplus(double a) \
 """
 
 
+
+def _macro_values():
+    """SymPy's table of the constants it prints as <math.h> macros (`sqrt(2)`: M_SQRT2, `log(2)`:
+    M_LN2, `1/sqrt(2)`, `2/pi`, ...) -> each macro's value, the constant rounded to float64 once,
+    as glibc's macro reads. Some keys (`2/Sqrt(pi)`, codegen's Sqrt) do not evaluate: their value
+    is their macro's."""
+    table = get_math_macros()
+    by_name = {}
+    for expr, name in table.items():
+        try:
+            by_name[name] = float(expr.evalf(30))
+        except TypeError:
+            continue
+    return {expr: by_name[name] for expr, name in table.items()}
+
+
+MACRO_VALUES = _macro_values()
+
+
 class CudaPrinter(C99CodePrinter):
     """Prints a formula in `dtype`'s precision (float32: `expf`, `1.5F`), each symbol as the
-    C expression `names` gives it."""
+    C expression `names` gives it. Constants SymPy would print as <math.h> macros (M_SQRT2,
+    M_LN2, ...: NVRTC has none) print as literals, in the same places."""
 
     def __init__(self, dtype, names):
-        settings = {"type_aliases": {real: float32}} if dtype.name == "float32" else {}
-        super().__init__(settings)
         self.dtype, self.names = dtype, names
+        settings = {"math_macros": {e: self._literal(v) for e, v in MACRO_VALUES.items()}}
+        if dtype.name == "float32":
+            settings["type_aliases"] = {real: float32}
+        super().__init__(settings)
 
     def _print_Symbol(self, expr):
         return self.names[expr]
