@@ -157,9 +157,19 @@ def one_hot_mask(labels, num_classes):
     if labels.dtype.kind not in "iu":
         raise GraphError(f"one_hot: labels {describe(labels)} must be integers, got {labels.dtype}")
     classes = leaf.constant(np.arange(num_classes, dtype=labels.dtype))
-    # a label outside [0, classes) would give a row of zeros (a silently finite loss): refused
-    labels = mv.check_index(labels, classes, 0, f"class labels {describe(labels)}", negative=False)
+    # a label outside [0, classes) would give a row of zeros (a silently finite loss): refused,
+    # unless a loss's own check (`_class_mask`) has just held them to these classes
+    if not _checked_labels(labels, num_classes):
+        labels = mv.check_index(labels, classes, 0, f"class labels {describe(labels)}",
+                                negative=False)
     return ew.EQUAL(mv.expand_dims(labels, -1), classes)
+
+
+def _checked_labels(labels, num_classes):
+    """Whether labels come out of a check that holds them to [0, num_classes)."""
+    if labels.op is not mv.CHECK_INDEX or labels.attrs["negative"]:
+        return False
+    return labels.inputs[1].shape[labels.attrs["axis"]] == num_classes
 
 
 def _class_mask(scores, labels, what):

@@ -890,18 +890,25 @@ def _one_hots(outputs):
 
 def _one_hot_labels(node):
     """The labels `node` is the one-hot encoding (or boolean one-hot mask) of, or None. one_hot
-    is cast(labels[..., None] == classes) over checked labels: the candidate four (three)
-    inputs up is confirmed by rebuilding it (hash-consing makes `is` exact)."""
+    is cast(labels[..., None] == classes) over checked labels (checked by one_hot itself, or
+    already by a loss): the checked labels three (two) inputs up (a loss's check: drawn by
+    what it checks), or what they check, confirmed by rebuilding the encoding from it
+    (hash-consing makes `is` exact)."""
     if node.ndim == 0 or node.shape[-1] is None or node.op not in (ew.CAST, ew.EQUAL):
         return None
-    labels = node
-    for _ in range(4 if node.op is ew.CAST else 3):  # the boolean mask is one step shorter
-        if not labels.inputs:
+    checked = node
+    for _ in range(3 if node.op is ew.CAST else 2):  # the boolean mask is one step shorter
+        if not checked.inputs:
             return None
-        labels = labels.inputs[0]
-    try:
-        rebuilt = (one_hot(labels, node.shape[-1], node.dtype) if node.op is ew.CAST
-                   else one_hot_mask(labels, node.shape[-1]))
-    except GraphError:
+        checked = checked.inputs[0]
+    if checked.op is not mv.CHECK_INDEX:
         return None
-    return labels if rebuilt is node else None
+    for labels in (checked, checked.inputs[0]):
+        try:
+            rebuilt = (one_hot(labels, node.shape[-1], node.dtype) if node.op is ew.CAST
+                       else one_hot_mask(labels, node.shape[-1]))
+        except GraphError:
+            continue
+        if rebuilt is node:
+            return labels
+    return None
