@@ -24,6 +24,7 @@ from graphdl import feeds as fd
 from graphdl.errors import InputError
 from graphdl.ir import format_shape
 from graphdl.ops import leaf
+from graphdl.ops.movement import shapes_match
 from graphdl.passes.optimize import prepare
 from graphdl.passes.rewrite import collection_paused
 
@@ -260,8 +261,7 @@ def _bound(node, shape):
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
             for d in shape):
         raise InputError(f"input {node.name!r}: sizes are non-negative integers, not {shape!r}")
-    if len(shape) != len(declared) or any(d is not None and d != s
-                                          for d, s in zip(declared, shape)):
+    if not shapes_match(tuple(shape), declared):
         raise InputError(f"input {node.name!r} is declared with shape {format_shape(declared)}, "
                          f"not {format_shape(shape)}")
     return tuple(int(d) for d in shape)

@@ -15,6 +15,7 @@ from graphdl.ir import Node, describe, format_shape, make_node
 from graphdl.opdef import OpDef
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
+from graphdl.ops import movement as mv
 
 SUPPORTED = ("arithmetic and powers, the functions NumPy has (exp, log, sqrt, sin, tanh, floor, "
              "atan2, ...), Abs, sign, Max, Min, Heaviside, Piecewise (with comparisons, And, Or, "
@@ -233,9 +234,7 @@ def _check_gradient(what, inp, gi):
     if inp.dtype.kind != "f":
         raise GraphError(f"{what}: the input has dtype {inp.dtype}, which has no gradient; "
                          "return None for it")
-    same = len(gi.shape) == len(inp.shape) and all(
-        a is None or b is None or a == b for a, b in zip(gi.shape, inp.shape))
-    if not same:
+    if not mv.shapes_match(gi.shape, inp.shape):
         raise GraphError(f"{what} has shape {format_shape(gi.shape)}; the input has shape "
                          f"{format_shape(inp.shape)} (a gradient is not summed or broadcast "
                          "to fit)")
