@@ -1,25 +1,32 @@
-"""Updates accumulated into their target, where a backend can:
+"""Updates accumulated into their target: rewrites of a lowered program (`lower.Lowered`) that
+a backend registers on its `Target` (`rewrites`) for the writes it can do in place:
 
-- `W - s * (A @ B)` as one matrix product adding into W's memory (BLAS's `gemm` with
-  alpha = -s, beta = 1): the product, its scaled copy and the subtraction never exist as arrays
-  of their own (for an SGD step on a large weight matrix: two passes and a temporary saved);
-- `W - s * (scatter_add(g1, i1) + scatter_add(g2, i2) + ...)` (the gradient of `take`, an
-  embedding lookup) as an indexed update of the rows the indices address: the step costs what
-  the batch touches, not the size of the table (no dense zero gradient, no pass over W).
-  Where a backend can ("outer"), a g that is an outer product `coef * rows` (one number per
-  index times a row shared along index axes: the gradient of a dot product of looked-up rows,
-  as in word2vec or matrix factorization) is passed as its two factors, so that the rows
-  addressed can be summed as a sparse matrix times `rows` without g ever existing.
+- `accumulate_products`: `W - s * (A @ B)` as one matrix product adding into W's memory
+  (BLAS's `gemm` with alpha = -s, beta = 1): the product, its scaled copy and the subtraction
+  never exist as arrays of their own (for an SGD step on a large weight matrix: two passes and
+  a temporary saved);
+- `accumulate_scatters`: `W - s * (scatter_add(g1, i1) + scatter_add(g2, i2) + ...)` (the
+  gradient of `take`, an embedding lookup) as an indexed update of the rows the indices
+  address: the step costs what the batch touches, not the size of the table (no dense zero
+  gradient, no pass over W). Where a backend asks (`outer`), a g that is an outer product
+  `coef * rows` (one number per index times a row shared along index axes: the gradient of a
+  dot product of looked-up rows, as in word2vec or matrix factorization) is passed as its two
+  factors, so that the rows addressed can be summed as a sparse matrix times `rows` without g
+  ever existing.
 
-The lowering asks this module which updates qualify; their operands become roots of the
-schedule (computed like any statement, before the first write), and the backend writes them
-into the target in place of the usual subtraction.
+Each rewrite puts a `ProductUpdate` or `ScatterUpdate` in place of every `Update` that
+qualifies and lowers the program afresh (`lower.relowered`): the operands become roots of the
+schedule (computed like any statement, before the first write), what only the update read (the
+product, the dense gradient) is no longer computed, and the backend writes them into the target
+in place of the usual subtraction.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from graphdl.codegen.lower import Update, passthrough, relowered
 from graphdl.ir import topological_order
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
@@ -27,8 +34,17 @@ from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 
 
+class _Accumulated:
+    """What the accumulated updates share."""
+
+    @property
+    def roots(self):
+        """The nodes the write reads, computed before it: the operands and the scale."""
+        return (*self.operands, *(() if self.scale is None else (self.scale,)))
+
+
 @dataclass(frozen=True)
-class ProductUpdate:
+class ProductUpdate(_Accumulated):
     """`target -= scale * (a @ b)`, in place; `scale` is a 0-d node or None (one)."""
 
     target: object
@@ -36,7 +52,6 @@ class ProductUpdate:
     b: object
     scale: object
     source: object  # the node the graph computes, `scale * (a @ b)`: for provenance
-    kind = "product"
 
     @property
     def operands(self):
@@ -44,7 +59,7 @@ class ProductUpdate:
 
 
 @dataclass(frozen=True)
-class ScatterUpdate:
+class ScatterUpdate(_Accumulated):
     """`target -= scale * Σ scatter_add(g, indices)` along `axis`, touching only the rows the
     indices address; `terms` holds the (indices, g) node pairs, or (indices, rows, coef)
     triples for g = coef * rows (coef shaped indices.shape + (1,), rows (..., D) with each
@@ -55,46 +70,64 @@ class ScatterUpdate:
     axis: int
     scale: object
     source: object
-    kind = "scatter"
 
     @property
     def operands(self):
         return tuple(node for term in self.terms for node in term)
 
 
-def accumulated_updates(writes, outputs, kinds, aliases):
-    """The subtracting writes ((target, source, subtract) triples) a backend may accumulate,
-    as {target id: ProductUpdate | ScatterUpdate}, of the `kinds` it can ("product",
-    "scatter": `Target.accumulates`). Every node between the source and the
-    operands must be read nowhere else. `aliases(node)`: the inputs node's array may share
-    memory with; an operand that may be an updated input is refused, since accumulation
-    reads it while targets are being written."""
-    if not kinds or not any(subtract for _, _, subtract in writes):
-        return {}
-    outer = "outer" in kinds
-    roots = list(outputs) + [source for _, source, _ in writes]
-    uses = _uses(roots)
-    targets = {id(t) for t, _, _ in writes}
-    found = {}
-    for target, source, subtract in writes:
-        if not subtract or uses[id(source)] != 1 or target.dtype.kind != "f":
-            continue
-        update = _accumulation(target, source, uses, outer)
-        if update is None or update.kind not in kinds:
-            continue
-        operands = [*update.operands, *([update.scale] if update.scale is not None else [])]
-        if not any(id(i) in targets for operand in operands for i in aliases(operand)):
-            found[id(target)] = update
+def accumulate_products(lowered):
+    """The program with each update `W - s * (A @ B)` (2-D operands of W's dtype) that can be
+    accumulated written as a `ProductUpdate`."""
+    return _accumulate(lowered, _product)
+
+
+def accumulate_scatters(outer=False):
+    """The rewrite writing each update `W - s * Σ scatter_add(g, indices)` (one axis, W's
+    dtype) that can be accumulated as a `ScatterUpdate`; `outer`: a term whose g is an outer
+    product comes as its two factors (`_outer_factors`), for a backend that sums them without
+    forming g."""
+    return functools.partial(_accumulate, accumulation=functools.partial(_scatter, outer=outer))
+
+
+def _accumulate(lowered, accumulation):
+    """`lowered` with what `accumulation(target, source, uses)` makes of each subtracting
+    `Update` in its place, lowered afresh; `lowered` itself where it makes nothing."""
+    updates = lowered.updates
+    if not any(isinstance(u, Update) and u.subtract for u in updates):
+        return lowered
+    uses = _uses([o.node for o in lowered.outputs] + [n for u in updates for n in u.roots])
+    targets = {id(u.target) for u in updates}
+    found = [_accumulated(u, accumulation, uses, targets) or u for u in updates]
+    return lowered if all(f is u for f, u in zip(found, updates)) else relowered(lowered, found)
+
+
+def _accumulated(update, accumulation, uses, targets):
+    """The accumulation of a subtracting `update` of a float target, or None. Every node
+    between the source and the operands must be read nowhere else (`uses`: reads by nodes
+    and the program's roots), and no operand may share memory with an updated input
+    (`targets`: their ids), since accumulation reads it while targets are being written."""
+    if (not isinstance(update, Update) or not update.subtract or uses[id(update.source)] != 1
+            or update.target.dtype.kind != "f"):
+        return None
+    found = accumulation(update.target, update.source, uses)
+    if found is None or any(id(i) in targets for node in found.roots for i in input_aliases(node)):
+        return None
     return found
 
 
-def _accumulation(target, source, uses, outer):
+def _product(target, source, uses):
     scale, body = _scaled(source, uses)
-    if body.op is mm.MATMUL:
-        a, b = body.inputs
-        if a.ndim == b.ndim == 2 and a.dtype == b.dtype == body.dtype == target.dtype:
-            return ProductUpdate(target, a, b, scale, source)
+    if body.op is not mm.MATMUL:
         return None
+    a, b = body.inputs
+    if a.ndim == b.ndim == 2 and a.dtype == b.dtype == body.dtype == target.dtype:
+        return ProductUpdate(target, a, b, scale, source)
+    return None
+
+
+def _scatter(target, source, uses, outer):
+    scale, body = _scaled(source, uses)
     scatters = _summands(body, uses)
     if scatters and len({s.attrs["axis"] for s in scatters}) == 1 and all(
             s.dtype == target.dtype for s in scatters):
@@ -161,12 +194,12 @@ def _uses(roots):
     return uses
 
 
-def input_aliases(node, passthrough):
+def input_aliases(node):
     """The graph inputs whose memory `node`'s array may be (through views, and elementwise
     ops whose formula is one of their arguments; never an input read for its shape only)."""
     if node.op is leaf.INPUT:
         return {node}
     if node.op.aliases or (node.op.kind == "elementwise" and passthrough(node)):
-        return set().union(*(input_aliases(i, passthrough) for k, i in enumerate(node.inputs)
+        return set().union(*(input_aliases(i) for k, i in enumerate(node.inputs)
                              if k not in node.op.shape_only))
     return set()

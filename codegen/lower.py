@@ -5,7 +5,10 @@ things out: the statements in execution order (each computes one node; its expre
 holds the nodes fused into it), work shared between statements, the buffer plan (which
 statement overwrites a dead temporary, which results are fresh arrays and which may alias an
 input), the array constants, the outputs (and which must be copied for the caller) and the
-in-place updates (and which of their sources must be copied before the first write).
+in-place updates (and which of their sources must be copied before the first write). A
+backend may then rewrite the program (`Target.rewrites`, applied by `rewritten`): replace
+updates by writes of its own that read other nodes (`codegen.accumulate`), the program lowered
+afresh around them (`relowered`).
 
 Expressions are trees of `Ref` (a value that exists before the statement: an input, a constant,
 an earlier statement's result), `Apply` (an op computed inside the statement) and `Expand`
@@ -19,9 +22,8 @@ from __future__ import annotations
 import ast
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from graphdl.codegen.accumulate import accumulated_updates, input_aliases
 from graphdl.codegen.schedule import schedule
 from graphdl.ir import attrs_key
 from graphdl.ops import elementwise as ew
@@ -38,16 +40,15 @@ class Target:
         code (a backend that spells an argument twice must not recompute it twice).
     writes_into(node): can the backend compute `node` into an existing buffer of its shape.
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
-    accumulates: the updates the backend writes into the target's memory: "product"
-        (`W - s * (A @ B)`, `accumulate.ProductUpdate`), "scatter" (`W - s * scatter_add(...)`,
-        an indexed update of the addressed rows, `accumulate.ScatterUpdate`), "outer" (its
-        terms may come as the two factors of an outer-product g, (indices, rows, coef)).
+    rewrites: what the backend does to the lowered program, in order (each `Lowered` ->
+        `Lowered`, applied by `rewritten`): such as the updates it writes into the target's
+        memory (`accumulate.accumulate_products`, `accumulate.accumulate_scatters`).
     """
 
     fuses_into: Callable
     writes_into: Callable
     max_fused: int
-    accumulates: frozenset = frozenset()
+    rewrites: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,19 @@ class Output:
 
 @dataclass(frozen=True)
 class Update:
-    """Write `source` into the input `target` (`subtract`: `target -= source`, in place)."""
+    """Write `source` into the input `target` (`subtract`: `target -= source`, in place).
+    `copy`, which the lowering decides: the source may alias what a write changes, so it is
+    copied before the first write."""
 
     target: object
     source: object
     subtract: bool
-    copy: bool  # the source may alias what a write changes: copied before the first write
+    copy: bool = False
+
+    @property
+    def roots(self):
+        """The nodes the write reads, computed before it."""
+        return (self.source,)
 
 
 @dataclass
@@ -113,26 +121,45 @@ class Lowered:
     the `outputs` read for the caller (copied where `copy` says, or anyway: CUDA brings each
     to the host); then the sources of the `updates` marked `copy` copied; then the writes. So
     the outputs are the values at call time and the updates one simultaneous assignment: no
-    write happens before every read of the old values (`tests/test_backends_agree.py`)."""
+    write happens before every read of the old values (`tests/test_backends_agree.py`).
+    `lower` makes every update an `Update`; a rewrite may put a write of its own in its place
+    (`accumulate.ProductUpdate`, `ScatterUpdate`), which reads the nodes its `roots` name."""
 
     inputs: list
     constants: list  # array constants (ndim > 0), in order of first use
     statements: list  # SharedWork | Statement, in execution order
     outputs: list
-    updates: list  # Update | accumulate.ProductUpdate | ScatterUpdate, in `updates` order
+    updates: list  # Update or a rewrite's write, in `updates` order
     kernels: list  # the schedule's kernels (one per statement of a graph node)
+    target: Target  # the backend it is lowered for
+    fuse: bool  # False: one statement per node, not rewritten (a backend's debug mode)
 
 
 def lower(outputs, inputs, updates, target, fuse=True):
     """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
-    pairs: one simultaneous assignment, written after everything else is computed)."""
-    writes = [_write(t, v) for t, v in updates]
-    accumulated = (accumulated_updates(writes, outputs, target.accumulates,
-                                       lambda n: input_aliases(n, _passthrough)) if fuse else {})
-    roots = list(outputs)
-    for t, source, _ in writes:
-        a = accumulated.get(id(t))
-        roots += [source] if a is None else [*a.operands, *[a.scale] * (a.scale is not None)]
+    pairs: one simultaneous assignment, written after everything else is computed), each as
+    an `Update`: the target's rewrites come after (`rewritten`)."""
+    return _lowered(list(outputs), list(inputs), [_write(t, v) for t, v in updates], target,
+                    fuse)
+
+
+def rewritten(lowered):
+    """`lowered` after its target's rewrites, in order; none where it is unfused (debug: every
+    node its own statement, each checked)."""
+    for rewrite in lowered.target.rewrites if lowered.fuse else ():
+        lowered = rewrite(lowered)
+    return lowered
+
+
+def relowered(lowered, updates):
+    """`lowered` with `updates` in place of its own (a rewrite's), lowered afresh around them:
+    what only the old updates read is no longer computed, what the new ones read is."""
+    return _lowered([o.node for o in lowered.outputs], lowered.inputs, updates, lowered.target,
+                    lowered.fuse)
+
+
+def _lowered(outputs, inputs, updates, target, fuse):
+    roots = [*outputs, *(node for u in updates for node in u.roots)]
     plan = schedule(roots, target, fuse)
     builder = _Builder(plan, target, fuse)
     for kernel in plan.kernels:
@@ -144,18 +171,17 @@ def lower(outputs, inputs, updates, target, fuse=True):
     for o in outputs:  # a repeated output gets a copy of its own too
         outs.append(Output(o, id(o) not in fresh or id(o) in returned))
         returned.add(id(o))
-    ups = [accumulated.get(id(t)) or
-           Update(t, source, subtract, not (id(source) in fresh or source.op is leaf.CONST))
-           for t, source, subtract in writes]
-    return Lowered(list(inputs), builder.constants, builder.statements, outs, ups, plan.kernels)
+    ups = [replace(u, copy=not (id(u.source) in fresh or u.source.op is leaf.CONST))
+           if isinstance(u, Update) else u for u in updates]
+    return Lowered(inputs, builder.constants, builder.statements, outs, ups, plan.kernels,
+                   target, fuse)
 
 
 def _write(target, value):
-    """(target, source, subtract): `W - X` updates W in place by subtracting X; anything else
-    is copied into W."""
+    """`W - X` updates W in place by subtracting X; anything else is copied into W."""
     if value.op is ew.SUB and value.inputs[0] is target:
-        return target, value.inputs[1], True
-    return target, value, False
+        return Update(target, value.inputs[1], True)
+    return Update(target, value, False)
 
 
 class _Builder:
@@ -215,7 +241,7 @@ def _fresh(value):
     if isinstance(value, Expand):
         return value.fill
     node = value.node
-    return not (node.op.aliases or node.op.kind == "elementwise" and _passthrough(node))
+    return not (node.op.aliases or node.op.kind == "elementwise" and passthrough(node))
 
 
 def _declared(value):
@@ -250,7 +276,7 @@ def _reads_array(value):
     return any(_reads_array(a) for k, a in enumerate(value.args) if k in positions)
 
 
-def _passthrough(node):
+def passthrough(node):
     """Whether an elementwise node's formula is one of its arguments (`lambda a: a`)."""
     return _formula(node)[0]
 

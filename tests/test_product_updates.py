@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from graphdl.codegen import cuda_backend, numpy_backend
+from graphdl.codegen.accumulate import ProductUpdate
+from graphdl.codegen.lower import Statement, Update, lower, rewritten
 from graphdl.codegen.numpy_backend import update_kernels as blas
 
 
@@ -106,6 +109,27 @@ def test_a_product_reading_an_updated_input_is_not_accumulated(rng):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["W2"], feeds["W2"] - 0.5 * (feeds["W1"].T @ feeds["A"]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_lowering_writes_plain_updates_that_the_numpy_target_rewrites():
+    """`lower` knows no accumulation: the update is an `Update` and its product a statement.
+    The NumPy target's rewrites make it a `ProductUpdate` and drop the product's statement;
+    CUDA's (scatters only) and an unfused program (debug) keep the plain update."""
+    x, W = gd.input("x", (6, 4)), gd.input("W", (4, 3))
+    dW = gd.transpose(x) @ gd.tanh(x @ W)
+    args = ([gd.sum(x)], [x, W], [(W, W - 0.1 * dW)])
+
+    def products(program):  # statements computing dW
+        return sum(isinstance(s, Statement) and s.node is dW for s in program.statements)
+
+    plain = lower(*args, numpy_backend.lowerings.TARGET)
+    assert [type(u) for u in plain.updates] == [Update] and products(plain) == 1
+    (update,) = rewritten(plain).updates
+    assert isinstance(update, ProductUpdate) and update.b is dW.inputs[1]
+    assert products(rewritten(plain)) == 0
+    for program in (lower(*args, cuda_backend.render.TARGET),
+                    lower(*args, numpy_backend.lowerings.TARGET, fuse=False)):
+        assert [type(u) for u in rewritten(program).updates] == [Update]
 
 
 def test_debug_mode_keeps_one_checked_statement_per_node():

@@ -18,7 +18,7 @@ import numpy as np
 import sympy
 
 from graphdl import runtime
-from graphdl.codegen.accumulate import ScatterUpdate
+from graphdl.codegen.accumulate import ScatterUpdate, accumulate_scatters
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import (
     C_TYPES,
@@ -30,7 +30,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.cuda_backend.structured import scatter_update
-from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower
+from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower, rewritten
 from graphdl.codegen.numpy_backend.helpers import HELPERS
 from graphdl.codegen.numpy_backend.render import CAST_INPUT, Constants, Namer, comment
 from graphdl.errors import GraphError
@@ -49,12 +49,12 @@ def _fuses_into(consumer, position):
 
 TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind == "elementwise",
                 max_fused=64,  # lines per kernel body: registers, not readability, bound it
-                accumulates=frozenset({"scatter"}))  # atomics into the addressed rows
+                rewrites=(accumulate_scatters(),))  # atomics into the addressed rows
 
 
 def generate(outputs, inputs, updates=(), debug=False, device="gpu", outputs_on_device=False,
              title="graphdl program"):
-    lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
+    lowered = rewritten(lower(outputs, inputs, updates, TARGET, fuse=not debug))
     module = _Module(lowered, title, debug, outputs_on_device, device)
     cu, driver = module.render()
     env = {"_DEVICE": _cpu() if device == "cpu" else _gpu(), **module.constants.env()}

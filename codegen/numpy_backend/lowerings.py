@@ -13,6 +13,7 @@ import math
 import string
 
 from graphdl import runtime
+from graphdl.codegen.accumulate import accumulate_products, accumulate_scatters
 from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
@@ -232,4 +233,4 @@ def _fuses_into(consumer, position):
 
 TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op in IN_PLACE,
                 max_fused=12,  # nodes per statement: beyond that a statement stops being readable
-                accumulates=frozenset({"product", "scatter", "outer"}))  # `update_kernels`
+                rewrites=(accumulate_products, accumulate_scatters(outer=True)))  # `update_kernels`

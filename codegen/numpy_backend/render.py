@@ -15,7 +15,7 @@ import numpy as np
 
 from graphdl.codegen.accumulate import ProductUpdate, ScatterUpdate
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, lower, natural_shape
+from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, lower, natural_shape, rewritten
 from graphdl.codegen.numpy_backend.elementwise import (
     ATOM,
     UNARY,
@@ -42,7 +42,7 @@ def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
     """The module computing `outputs` and applying `updates` ((input node, new value node)
     pairs: one simultaneous assignment), as `Generated`. `debug`: one
     statement per node, each checked for its declared shape and dtype and for NaN/Inf."""
-    lowered = lower(outputs, inputs, updates, TARGET, fuse=not debug)
+    lowered = rewritten(lower(outputs, inputs, updates, TARGET, fuse=not debug))
     module = _Module(lowered, debug, title)
     source = module.source()
     return Generated(source, source, lowered.kernels, module.constants.env(),
