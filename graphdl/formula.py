@@ -8,17 +8,34 @@ import sympy
 from sympy.logic.boolalg import BooleanAtom
 
 from graphdl.errors import GraphError
+from graphdl.opdef import REGISTRY
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 
+
+def _applied(arity, relation=False):
+    """SymPy function (or relation) -> the built-in elementwise op of `arity` operands whose
+    SymPy form is that function applied to its operands and nothing else: exp(x), Max(x, y),
+    x > y. Read from the registry, so that a new op with such a form is built without an edit."""
+    symbols = sympy.symbols(f"x0:{arity}")
+    found = {}
+    for op in REGISTRY.values():
+        if op.kind != "elementwise" or op.sym is None:
+            continue
+        try:
+            e = op.sym(*symbols)
+        except TypeError:  # another number of operands, or attributes (pow's exponent)
+            continue
+        if (e.is_Relational if relation else e.is_Function) and e.args == symbols:
+            found[e.func] = op
+    return found
+
+
 # SymPy -> graph: a SymPy function or relation is built by the op whose SymPy form it is.
-_X, _Y = sympy.symbols("x y")
-_UNARY = {op.sym(_X).func: op for op in (ew.EXP, ew.LOG, ew.TANH, ew.SIGMOID, ew.SOFTPLUS,
-                                         ew.RELU)}
-_FOLDED = {op.sym(_X, _Y).func: op for op in (ew.MAXIMUM, ew.MINIMUM)}  # Max(a, b, c): pairwise
-_WHERE = ew.WHERE.sym(_X, _Y, _X).func
-_COMPARE = {op.sym(_X, _Y).func: op for op in (ew.GREATER, ew.GREATER_EQUAL, ew.LESS,
-                                               ew.LESS_EQUAL, ew.EQUAL, ew.NOT_EQUAL)}
+_UNARY = _applied(1)
+_FOLDED = _applied(2)  # Max(a, b, c): pairwise
+_WHERE = ew.WHERE.sym(*sympy.symbols("c x y")).func  # its condition is cast to bool first
+_COMPARE = _applied(2, relation=True)
 _LOGIC = (sympy.And, sympy.Or, sympy.Not)
 _derived_ops = {}
 

@@ -252,3 +252,26 @@ def test_where_in_a_user_formula_differentiates_into_the_built_in_where():
     assert ew.WHERE in ops and not any(op.name == "Where" for op in ops)
     got = gd.evaluate(g, c=np.array([1.0, 0.0, 1.0]), a=np.array([1.0, 2.0, 3.0]), b=np.zeros(3))
     np.testing.assert_array_equal(got, [2.0, 0.0, 6.0])
+
+
+def test_each_sympy_function_of_a_built_in_op_is_built_as_that_op():
+    """`from_sympy` finds in the registry the op that builds a SymPy function or relation:
+    every built-in whose SymPy form is one applied to its operands (a new one included)."""
+    from graphdl.formula import from_sympy
+    from graphdl.opdef import REGISTRY
+
+    x = gd.input("x", (3,), "float64")
+    y = gd.input("y", (3,), "float64")
+    built = set()
+    for op in REGISTRY.values():
+        if op.kind != "elementwise" or op.sym is None or op.name == "where":  # cast to bool
+            continue
+        for symbols, nodes in ((sympy.symbols("a:1"), (x,)), (sympy.symbols("a:2"), (x, y))):
+            try:
+                e = op.sym(*symbols)
+            except TypeError:  # another number of operands, or attributes
+                continue
+            if (e.is_Function or e.is_Relational) and e.args == symbols:
+                assert from_sympy(e, dict(zip(symbols, nodes)), x).op is op, op.name
+                built.add(op.name)
+    assert {"exp", "abs", "relu", "maximum", "greater", "not_equal"} <= built

@@ -1,6 +1,6 @@
-"""The views (draw, explain, symbolic) find each op's rules by its OpDef, never by its name: a
-user op named like a built-in is drawn, narrated and converted by its own formula. One
-completeness test per registry: every built-in op has its label, narration rule and closed form.
+"""The views (draw, explain, symbolic) find each op's rules on its OpDef, never by its name: a
+user op named like a built-in is drawn, narrated and converted by its own formula. That every
+built-in op has its narration, closed form and kinks is `tests/test_facets.py`'s check.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import pytest
 import sympy
 
 import graphdl as gd
-from graphdl.opdef import REGISTRY
+from graphdl.opdef import OpDef
 from graphdl.ops.composite import COMPOSITES
 from graphdl.views import circuit, teach
-from graphdl.views.symbolic import LEAVES, NOT_SCALAR, TO_SYMPY
 
 VALUES = {"x": 0.5}
 
@@ -122,30 +121,21 @@ def test_a_custom_op_named_like_a_builtin_is_drawn_and_narrated_as_itself():
     assert gd.symbolic(y) == 3 * sympy.Symbol("x")
 
 
-# ---------------------------------------------------------------------------------------------
-# Completeness: one test per registry
-
-
-def test_every_builtin_op_has_a_label():
-    missing = [name for name, op in REGISTRY.items()
-               if op.kind != "leaf" and op not in circuit.SYMBOLS]
-    assert missing == []  # leaves are labelled by their name (inputs) or value (constants)
-
-
-def test_every_builtin_op_has_a_narration_rule():
-    missing = [name for name, op in REGISTRY.items()
-               if op.kind != "leaf" and op not in teach.RULES and op not in teach.GENERIC
-               and not (op.kind == "elementwise" and op.sym is not None)]
-    assert missing == []
-    assert not set(teach.RULES) & teach.GENERIC
-
-
-def test_every_builtin_op_has_a_closed_form_or_is_declared_non_scalar():
-    missing = [name for name, op in REGISTRY.items()
-               if op not in LEAVES and op not in TO_SYMPY and op.sym is None
-               and op not in NOT_SCALAR]
-    assert missing == []
-    assert not NOT_SCALAR & (set(TO_SYMPY) | set(LEAVES))
+def test_a_new_op_is_drawn_narrated_converted_and_checked_by_its_own_facets():
+    """Everything the views need of an op is on its OpDef: a new op needs no edit in them."""
+    twice = OpDef("twice", infer=lambda inputs, attrs: (inputs[0].shape, inputs[0].dtype),
+                  impl=lambda x: 2 * x, pullback=lambda n, g: [g * 2.0],
+                  label=lambda node, folded: "×2", narration=lambda w: f"{w.dx} = 2·{w.dy}",
+                  closed_form=lambda node, args: 2 * args[0],
+                  kinks=lambda node, arrays, reach: "a kink everywhere")
+    x = gd.input("x", (), "float64")
+    y = twice(x)
+    assert gd.draw(y).node_labels[f"n{y.id}"] == "×2"
+    (step,) = gd.explain(y, VALUES).steps
+    assert step.terms[0].rule == "∂v1/∂x = 2·∂v1/∂v1"
+    assert gd.symbolic(y) == 2 * sympy.Symbol("x")
+    (unchecked,) = gd.check_grad(y, VALUES).unchecked
+    assert unchecked.kink == "a kink everywhere"
 
 
 def _composite_examples():

@@ -44,6 +44,7 @@ from graphdl.opdef import OpDef, register
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
 
 
 # ---------------------------------------------------------------- output sizes
@@ -194,11 +195,25 @@ def _conv_attrs(n):
     return {k: n.attrs[k] for k in CONV_ATTRS}
 
 
+def _conv_narration(w):
+    if w.k == 0:
+        return (f"{w.dx} = {w.dy} convolved back through the kernel {w.args[1]} (the transposed "
+                f"convolution) → {w.shape}")
+    return (f"{w.dx} = the correlation of {w.args[0]} with {w.dy}: each weight gets Σ over "
+            f"positions of its input window × {w.dy} → {w.shape}")
+
+
+# What the views say of these ops: none is in a scalar graph, and a gradient op is narrated by
+# the generic rule (its pullback applied to the upstream gradient).
+_RANK4 = "needs 4-D arrays"
+_GRADIENT_OP = "a gradient op: its own derivative is second order"
+
 CONV2D = register(OpDef(
     "conv2d", infer=_conv_infer, impl=_conv_impl,
     pullback=lambda n, g: [CONV2D_INPUT_GRAD(g, n.inputs[1], n.inputs[0], **_conv_attrs(n)),
                            CONV2D_WEIGHT_GRAD(n.inputs[0], g, n.inputs[1], **_conv_attrs(n))],
     doc="2-D convolution (cross-correlation, as PyTorch), NCHW x OIHW",
+    narration=_conv_narration, closed_form=_RANK4, kinks="linear in each input",
 ))
 
 # conv2d_input_grad(g, w, like=x): the transposed convolution, conv2d's adjoint in x.
@@ -208,6 +223,7 @@ CONV2D_INPUT_GRAD = register(OpDef(
     pullback=lambda n, u: [CONV2D(u, n.inputs[1], **_conv_attrs(n)),
                            CONV2D_WEIGHT_GRAD(u, n.inputs[0], n.inputs[1], **_conv_attrs(n)),
                            None],
+    narration=_GRADIENT_OP, closed_form=_RANK4, kinks="linear in each input",
 ))
 
 # conv2d_weight_grad(x, g, like=w): the correlation of x with g, conv2d's adjoint in w.
@@ -217,6 +233,7 @@ CONV2D_WEIGHT_GRAD = register(OpDef(
     pullback=lambda n, v: [CONV2D_INPUT_GRAD(n.inputs[1], v, n.inputs[0], **_conv_attrs(n)),
                            CONV2D(n.inputs[0], v, **_conv_attrs(n)),
                            None],
+    narration=_GRADIENT_OP, closed_form=_RANK4, kinks="linear in each input",
 ))
 
 
@@ -306,10 +323,26 @@ def _pool_attrs(n, names):
     return {k: n.attrs[k] for k in names}
 
 
+def _tie_kink(node, arrays, reach):
+    # the windows padded with -inf: a padded cell never ties with a real maximum
+    windows, _, _ = _max_windows(arrays[0], **_pool_attrs(node, POOL_ATTRS))
+    if not rd.tie_within(windows, -1, reach):
+        return None
+    return ("a max-pool window with tied maxima; PyTorch's convention gives the whole gradient "
+            "to the first maximum in scan order")
+
+
+# The gradient ops of max_pool2d are linear in the gradient they route: the arg-maxes are not
+# differentiated, so a tie does not make their checks straddle a kink.
+_ROUTES = "linear in the gradient it routes (the arg-maxes are not differentiated)"
+
 MAX_POOL2D = register(OpDef(
     "max_pool2d", infer=_pool_infer("max_pool2d", floating=False), impl=_max_pool_impl,
     shares=("max_pool2d_route", 0),  # window maxima and arg-maxes of x, for its gradients too
     pullback=lambda n, g: [MAX_POOL2D_GRAD(g, n.inputs[0], **_pool_attrs(n, POOL_ATTRS))],
+    narration=lambda w: (f"{w.dx} = {w.dy} routed to the maximum of each window (0 elsewhere) "
+                         f"→ {w.shape}"),
+    closed_form=_RANK4, kinks=_tie_kink,
 ))
 
 
@@ -337,6 +370,7 @@ MAX_POOL2D_GRAD = register(OpDef(
     shares=("max_pool2d_route", 1),
     pullback=lambda n, u: [MAX_POOL2D_SELECT(u, n.inputs[1], **_pool_attrs(n, POOL_ATTRS)),
                            None],  # piecewise constant in x: zero almost everywhere
+    narration=_GRADIENT_OP, closed_form=_RANK4, kinks=_ROUTES,
 ))
 
 # max_pool2d_select(u, x): u read at each window's arg-max in x (max_pool2d(x) is select(x, x)).
@@ -344,6 +378,7 @@ MAX_POOL2D_SELECT = register(OpDef(
     "max_pool2d_select", infer=_select_infer, impl=_max_pool_select_impl,
     shares=("max_pool2d_route", 1),
     pullback=lambda n, v: [MAX_POOL2D_GRAD(v, n.inputs[1], **_pool_attrs(n, POOL_ATTRS)), None],
+    narration=_GRADIENT_OP, closed_form=_RANK4, kinks=_ROUTES,
 ))
 
 
@@ -365,6 +400,9 @@ def _avg_pool_grad_impl(g, like, kernel, stride, padding, ceil_mode, count_inclu
 AVG_POOL2D = register(OpDef(
     "avg_pool2d", infer=_pool_infer("avg_pool2d", floating=True), impl=_avg_pool_impl,
     pullback=lambda n, g: [AVG_POOL2D_GRAD(g, n.inputs[0], **_pool_attrs(n, AVG_ATTRS))],
+    narration=lambda w: (f"{w.dx} = {w.dy} spread evenly over each window (÷ its divisor) "
+                         f"→ {w.shape}"),
+    closed_form=_RANK4, kinks="linear",
 ))
 
 # avg_pool2d_grad(g, like=x): each window's g spread evenly over it (avg_pool2d's adjoint).
@@ -372,6 +410,7 @@ AVG_POOL2D_GRAD = register(OpDef(
     "avg_pool2d_grad", infer=_grad_like_infer("avg_pool2d_grad"), impl=_avg_pool_grad_impl,
     shape_only=(1,),
     pullback=lambda n, u: [AVG_POOL2D(u, **_pool_attrs(n, AVG_ATTRS)), None],
+    narration=_GRADIENT_OP, closed_form=_RANK4, kinks="linear",
 ))
 
 

@@ -91,7 +91,8 @@ def boolean(inputs, attrs):
     return np.dtype(bool)
 
 
-def elementwise(name, sym, text, impl, pullback, dtype_rule=promote, doc="", aliases=False):
+def elementwise(name, sym, text, impl, pullback, dtype_rule=promote, doc="", aliases=False,
+                label=None, closed_form=None):
     """Declare and register an elementwise primitive (`text`: `OpDef.numpy_text`)."""
     def infer(inputs, attrs):
         return broadcast_shapes(inputs, name), dtype_rule(inputs, attrs)
@@ -99,20 +100,34 @@ def elementwise(name, sym, text, impl, pullback, dtype_rule=promote, doc="", ali
     return register(OpDef(
         name, infer=infer, impl=impl, pullback=pullback, sym=sym, numpy_text=text,
         kind="elementwise",
-        broadcasts=True, doc=doc, aliases=aliases,
+        broadcasts=True, doc=doc, aliases=aliases, label=label, closed_form=closed_form,
     ))
 
 
+def _binary_label(symbol, text):
+    """The label of a binary op: `symbol`, or `text(k, v)` when one operand, at position k, is a
+    constant folded into the gate, printed v: +1, /2, > 0."""
+    def label(node, folded):
+        if len(folded) != 1:
+            return symbol
+        ((k, v),) = folded.items()
+        return text(k, v)
+    return label
+
+
 # add: a + b; both inputs get g.
-ADD = elementwise("add", lambda a, b: a + b, lambda a, b: f"{a} + {b}", np.add, lambda n, g: [g, g])
+ADD = elementwise("add", lambda a, b: a + b, lambda a, b: f"{a} + {b}", np.add, lambda n, g: [g, g],
+                  label=_binary_label("+", lambda k, v: v if v.startswith("−") else f"+{v}"))
 
 # sub: a - b; the subtrahend gets -g.
 SUB = elementwise("sub", lambda a, b: a - b, lambda a, b: f"{a} - {b}", np.subtract,
-                  lambda n, g: [g, -g], numeric("sub", "for exclusive or use gd.not_equal(a, b)"))
+                  lambda n, g: [g, -g], numeric("sub", "for exclusive or use gd.not_equal(a, b)"),
+                  label=_binary_label("−", lambda k, v: f"−{v}" if k == 1 else f"{v} − x"))
 
 # mul: a * b; each input gets g times the other.
 MUL = elementwise("mul", lambda a, b: a * b, lambda a, b: f"{a}*{b}", np.multiply,
-                  lambda n, g: [g * n.inputs[1], g * n.inputs[0]])
+                  lambda n, g: [g * n.inputs[1], g * n.inputs[0]],
+                  label=_binary_label("*", lambda k, v: f"*{v}"))
 
 def _div_dtype(inputs, attrs):
     dtype = promote(inputs, attrs)
@@ -121,15 +136,16 @@ def _div_dtype(inputs, attrs):
 
 # div: a / b (true division: integers give float64); d/db = -a/b² = -out/b.
 DIV = elementwise("div", lambda a, b: a / b, lambda a, b: f"{a}/{b}", np.true_divide,
-                  lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])], _div_dtype)
+                  lambda n, g: [g / n.inputs[1], -(g * n / n.inputs[1])], _div_dtype,
+                  label=_binary_label("/", lambda k, v: f"/{v}" if k == 1 else f"{v}/x"))
 
 # neg: -a.
 NEG = elementwise("neg", lambda a: -a, lambda a: f"-{a}", np.negative, lambda n, g: [-g],
-                  numeric("neg", "for logical not use gd.equal(a, False)"))
+                  numeric("neg", "for logical not use gd.equal(a, False)"), label="*−1")
 
 # reciprocal: 1/a; d/da = -1/a² = -out², written -(g * (out*out)) so `stabilize` can spot it.
 RECIPROCAL = elementwise("reciprocal", lambda a: 1 / a, lambda a: f"1/{a}", lambda a: 1 / a,
-                         lambda n, g: [-(g * (n * n))], floating("reciprocal"))
+                         lambda n, g: [-(g * (n * n))], floating("reciprocal"), label="1/x")
 
 # exp: e^a; d/da = e^a, the output itself.
 EXP = elementwise("exp", lambda a: sympy.exp(a), lambda a: f"numpy.exp({a})", np.exp,
@@ -141,7 +157,7 @@ LOG = elementwise("log", lambda a: sympy.log(a), lambda a: f"numpy.log({a})", np
 
 # sqrt: √a; d/da = 1/(2√a) = 0.5/out.
 SQRT = elementwise("sqrt", lambda a: sympy.sqrt(a), lambda a: f"numpy.sqrt({a})", np.sqrt,
-                   lambda n, g: [(g / n) * 0.5], floating("sqrt"))
+                   lambda n, g: [(g / n) * 0.5], floating("sqrt"), label="√")
 
 def _pow_dtype(inputs, attrs):
     exponent = attrs["exponent"]
@@ -189,9 +205,23 @@ def _pow_pullback(n, g):
     return [g * (n.inputs[0] ** (e - 1)) * e]
 
 
-# pow: a ** exponent (a Python number); d/da = exponent · a^(exponent-1).
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _pow_label(node, folded):
+    """x², x⁻¹; x^0.5 for an exponent that is not a small integer."""
+    e = node.attrs["exponent"]
+    if float(e).is_integer() and abs(e) < 100:
+        return "x" + str(int(e)).translate(_SUPERSCRIPT)
+    return f"x^{e:g}"
+
+
+# pow: a ** exponent (a Python number); d/da = exponent · a^(exponent-1). Its closed form holds
+# the exponent as a simple fraction where it is one (x**2, sqrt(x): readable), unlike `sym`,
+# which keeps the exact double the code prints.
 POW = elementwise("pow", _pow_sym, _pow_text, lambda a, exponent: a ** exponent, _pow_pullback,
-                  _pow_dtype)
+                  _pow_dtype, label=_pow_label,
+                  closed_form=lambda n, args: args[0] ** scalar.exact(n.attrs["exponent"]))
 
 # tanh: d/da = 1 - tanh² (a stable primitive; gd.tanh declares the lecture's decomposition).
 TANH = elementwise("tanh", lambda a: sympy.tanh(a), lambda a: f"numpy.tanh({a})", np.tanh,
@@ -201,7 +231,7 @@ TANH = elementwise("tanh", lambda a: sympy.tanh(a), lambda a: f"numpy.tanh({a})"
 # `stabilize` rewrites the decomposed sigmoid circuit into this primitive.
 SIGMOID = elementwise("sigmoid", lambda a: scalar.Sigmoid(a), lambda a: f"_sigmoid({a})",
                       runtime._sigmoid,  # σ from e^-|a|: no overflow
-                      lambda n, g: [g * (n * (1 - n))], floating("sigmoid"))
+                      lambda n, g: [g * (n * (1 - n))], floating("sigmoid"), label="σ")
 
 # softplus: log(1 + e^a), computed from e^-|a| without overflow; d/da = σ(a).
 SOFTPLUS = elementwise("softplus", lambda a: scalar.Softplus(a),
@@ -219,7 +249,7 @@ RELU = elementwise("relu", lambda a: scalar.Relu(a), lambda a: f"numpy.maximum({
 ABS = elementwise("abs", lambda a: sympy.Abs(a), lambda a: f"numpy.abs({a})", np.abs,
                   lambda n, g: [WHERE(GREATER(n.inputs[0], 0), g,
                                       WHERE(LESS(n.inputs[0], 0), -g, 0))],
-                  numeric("abs", "a bool is its own absolute value"))
+                  numeric("abs", "a bool is its own absolute value"), label="|x|")
 
 
 def _extremum_pullback(winner):
@@ -235,10 +265,12 @@ def _extremum_pullback(winner):
 # maximum / minimum: NaN-propagating, as NumPy's.
 MAXIMUM = elementwise("maximum", lambda a, b: sympy.Max(a, b),
                       lambda a, b: f"numpy.maximum({a}, {b})", np.maximum,
-                      _extremum_pullback(lambda a, b: GREATER(a, b)))
+                      _extremum_pullback(lambda a, b: GREATER(a, b)),
+                      label=_binary_label("max", lambda k, v: f"max(·, {v})"))
 MINIMUM = elementwise("minimum", lambda a, b: sympy.Min(a, b),
                       lambda a, b: f"numpy.minimum({a}, {b})", np.minimum,
-                      _extremum_pullback(lambda a, b: LESS(a, b)))
+                      _extremum_pullback(lambda a, b: LESS(a, b)),
+                      label=_binary_label("min", lambda k, v: f"min(·, {v})"))
 
 
 def _where_dtype(inputs, attrs):
@@ -255,21 +287,23 @@ WHERE = elementwise("where", lambda c, a, b: scalar.Where(c, a, b),
                     _where_dtype)
 
 
-def _comparison(name, relation, impl):
+def _comparison(name, relation, impl, symbol):
     """A comparison: its SymPy form is the relation of that name (`sympy.StrictGreaterThan`),
-    printed as the NumPy function of the op's name."""
+    printed as the NumPy function of the op's name; drawn `symbol`, `> 0` with a constant."""
     return elementwise(name, lambda a, b: getattr(sympy, relation)(a, b),
                        lambda a, b: f"numpy.{name}({a}, {b})", impl,
-                       lambda n, g: [None, None], boolean)
+                       lambda n, g: [None, None], boolean,
+                       label=_binary_label(symbol, lambda k, v: f"{symbol} {v}" if k == 1
+                                    else f"{v} {symbol}"))
 
 
 # Comparisons give bool and have no gradient.
-GREATER = _comparison("greater", "StrictGreaterThan", np.greater)
-GREATER_EQUAL = _comparison("greater_equal", "GreaterThan", np.greater_equal)
-LESS = _comparison("less", "StrictLessThan", np.less)
-LESS_EQUAL = _comparison("less_equal", "LessThan", np.less_equal)
-EQUAL = _comparison("equal", "Eq", np.equal)
-NOT_EQUAL = _comparison("not_equal", "Ne", np.not_equal)
+GREATER = _comparison("greater", "StrictGreaterThan", np.greater, ">")
+GREATER_EQUAL = _comparison("greater_equal", "GreaterThan", np.greater_equal, "≥")
+LESS = _comparison("less", "StrictLessThan", np.less, "<")
+LESS_EQUAL = _comparison("less_equal", "LessThan", np.less_equal, "≤")
+EQUAL = _comparison("equal", "Eq", np.equal, "==")
+NOT_EQUAL = _comparison("not_equal", "Ne", np.not_equal, "≠")
 
 # cast: convert to attrs["dtype"]; the gradient is cast back (none flows into integers).
 CAST = elementwise(
@@ -280,19 +314,28 @@ CAST = elementwise(
                   else None],
     lambda inputs, attrs: check_dtype(attrs["dtype"], f"cast of {describe(inputs[0])}"),
     aliases=True,  # to its own dtype: the input itself
+    label=lambda node, folded: f"cast {node.attrs['dtype']}",
 )
 
-# stop_gradient: the identity forward, no gradient backward (as in JAX).
+# stop_gradient: the identity forward, no gradient backward (as in JAX). Its SymPy form is the
+# identity the code prints; its closed form is a function whose derivative is zero.
 STOP_GRADIENT = elementwise("stop_gradient", lambda a: a, lambda a: a, lambda a: a,
                             lambda n, g: [None],
-                            aliases=True)
+                            aliases=True, label="stop ∇",
+                            closed_form=lambda n, args: scalar.StopGradient(args[0]))
 
+
+# erf: the error function, 2/√π ∫₀ᵃ e^(-t²) dt; d/da = 2/√π · e^(-a²).
+ERF = elementwise("erf", lambda a: sympy.erf(a), lambda a: f"_erf({a})", runtime._erf,
+                  lambda n, g: [g * (EXP(-(n.inputs[0] * n.inputs[0])) * _TWO_OVER_SQRT_PI)],
+                  floating("erf"))
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 def cast(x, dtype):
     return CAST(x, dtype=check_dtype(dtype, f"cast of {describe(x)}").name)
 
 
-exp, log, sqrt, reciprocal, relu = EXP, LOG, SQRT, RECIPROCAL, RELU
+exp, log, sqrt, reciprocal, relu, erf = EXP, LOG, SQRT, RECIPROCAL, RELU, ERF
 maximum, minimum, where, stop_gradient = MAXIMUM, MINIMUM, WHERE, STOP_GRADIENT
 greater, greater_equal, less, less_equal = GREATER, GREATER_EQUAL, LESS, LESS_EQUAL
 equal, not_equal = EQUAL, NOT_EQUAL

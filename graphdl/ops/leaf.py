@@ -10,6 +10,7 @@ import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.ir import ConstValue, Node, describe, make_node
+from graphdl.lazy import sympy
 from graphdl.opdef import OpDef, register
 
 DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16",
@@ -132,6 +133,8 @@ ZEROS_LIKE = register(OpDef(
     infer=lambda inputs, a: (inputs[0].shape, inputs[0].dtype),
     impl=lambda x: np.zeros_like(x),
     pullback=lambda node, g: [None],
+    narration="no gradient flows through it", kinks="constant",
+    closed_form=lambda node, args: sympy.Integer(0),
 ))
 
 
@@ -147,6 +150,8 @@ SIZE = register(OpDef(
     infer=lambda inputs, a: ((), np.dtype(a["dtype"])),
     impl=lambda x, axes, dtype: np.asarray(math.prod(x.shape[i] for i in axes), dtype=dtype),
     pullback=lambda node, g: [None],
+    narration="no gradient flows through it", kinks="constant",
+    closed_form=lambda node, args: sympy.Integer(1),  # in a scalar graph: the size of a scalar
 ))
 
 

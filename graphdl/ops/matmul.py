@@ -29,11 +29,21 @@ def _matmul_infer(inputs, attrs):
     return batch + (a.shape[-2], b.shape[-1]), ew.promote(inputs, attrs)
 
 
+def _narration(w):
+    (a, b), out = w.args, w.shape_of(w.node)
+    sa, sb = (w.shape_of(i) for i in w.node.inputs)
+    if w.k == 0:
+        return f"{w.y} = {a} @ {b}: {w.dx} = {w.dy} · {b}ᵀ  {out}·{sb}ᵀ → {w.shape}"
+    return f"{w.y} = {a} @ {b}: {w.dx} = {a}ᵀ · {w.dy}  {sa}ᵀ·{out} → {w.shape}"
+
+
 # matmul (operands of 2 or more dims): dA = g @ Bᵀ, dB = Aᵀ @ g, summed over broadcast batches.
 MATMUL = register(OpDef(
     "matmul", infer=_matmul_infer, impl=np.matmul, broadcasts=True,
     pullback=lambda n, g: [MATMUL(g, mv.swap_last(n.inputs[1])),
                            MATMUL(mv.swap_last(n.inputs[0]), g)],
+    label="@", narration=_narration, closed_form="needs arrays of two or more dimensions",
+    kinks="smooth (bilinear)",
 ))
 
 

@@ -44,6 +44,14 @@ def shapes_match(shape, expected):
         None in (d, e) or d == e for d, e in zip(shape, expected))
 
 
+def scalar_identity(node, args):
+    """The closed form of an op that is the identity on a scalar (a reshape, a sum of one)."""
+    return args[0]
+
+
+_ARRAYS_ONLY = "needs arrays of one or more dimensions"  # no closed form: never in a scalar graph
+
+
 # reshape: x viewed with `shape` (one entry may be -1), or with the shape of a `like` input.
 def _reshape_infer(inputs, attrs):
     x = inputs[0]
@@ -73,6 +81,8 @@ RESHAPE = register(OpDef(
     "reshape", infer=_reshape_infer, shape_only=(1,), view=True,
     impl=lambda x, like=None, shape=None: x.reshape(shape if like is None else like.shape),
     pullback=lambda n, g: [RESHAPE(g, n.inputs[0]), None][: len(n.inputs)],
+    narration=lambda w: f"{w.dx} = reshape({w.dy}) to {w.x}'s shape {w.shape}",
+    closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -97,6 +107,10 @@ TRANSPOSE = register(OpDef(
     "transpose", infer=_transpose_infer, impl=lambda x, axes: np.transpose(x, axes),
     view=True,
     pullback=lambda n, g: [TRANSPOSE(g, axes=tuple(np.argsort(n.attrs["axes"]).tolist()))],
+    label=lambda node, folded: "ᵀ" if node.ndim <= 2 else f"transpose {node.attrs['axes']}",
+    narration=lambda w: (f"{w.dx} = {w.dy} transposed back "
+                         f"(axes {tuple(np.argsort(w.node.attrs['axes']))})"),
+    closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -116,6 +130,10 @@ def swap_last(x):
     return TRANSPOSE(x, axes=tuple(axes))
 
 
+def _shape_restored(w):
+    return f"{w.dx} = {w.dy} with {w.x}'s shape {w.shape} restored"
+
+
 # expand_dims: insert size-1 axes (positions in the output); the gradient squeezes them.
 def _expand_infer(inputs, attrs):
     x = inputs[0]
@@ -129,6 +147,7 @@ EXPAND_DIMS = register(OpDef(
     "expand_dims", infer=_expand_infer, impl=lambda x, axis: np.expand_dims(x, axis),
     view=True,
     pullback=lambda n, g: [SQUEEZE(g, axis=n.attrs["axis"])],
+    label="expand", narration=_shape_restored, closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -150,6 +169,7 @@ SQUEEZE = register(OpDef(
     "squeeze", infer=_squeeze_infer, impl=lambda x, axis: np.squeeze(x, axis),
     view=True,
     pullback=lambda n, g: [EXPAND_DIMS(g, axis=n.attrs["axis"])],
+    narration=_shape_restored, closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -182,6 +202,9 @@ BROADCAST_TO = register(OpDef(
     "broadcast_to", infer=_broadcast_infer, broadcasts=True, shape_only=(1,), view=True,
     impl=lambda x, like=None, shape=None: np.broadcast_to(x, shape if like is None else like.shape),
     pullback=lambda n, g: [g, None][: len(n.inputs)],
+    label="broadcast",
+    narration=lambda w: f"{w.dx} = {w.dy} summed over the broadcast axes to {w.shape}",
+    closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -202,6 +225,8 @@ SUM_TO = register(OpDef(
     "sum_to", shape_only=(1,), aliases=True,  # nothing to sum: the input itself
     infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype), impl=_sum_to_impl,
     pullback=lambda n, g: [BROADCAST_TO(g, n.inputs[0]), None],
+    narration=lambda w: f"{w.dx} = {w.dy} broadcast back to {w.shape}",
+    closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -227,6 +252,8 @@ SLICE = register(OpDef(
     "slice", infer=_slice_infer, impl=lambda x, index: x[tuple(slice(*s) for s in index)],
     view=True,
     pullback=lambda n, g: [UNSLICE(g, n.inputs[0], index=n.attrs["index"])],
+    narration=lambda w: f"{w.dx} = zeros of {w.x}'s shape with {w.dy} written into the slice",
+    closed_form=_ARRAYS_ONLY, kinks="linear",
 ))
 
 # unslice: zeros shaped like `like` with g written into the slice (slice's pullback).
@@ -234,6 +261,8 @@ UNSLICE = register(OpDef(
     "unslice", shape_only=(1,), infer=lambda inputs, a: (inputs[1].shape, inputs[0].dtype),
     impl=_unslice_impl,
     pullback=lambda n, g: [SLICE(g, index=n.attrs["index"]), None],
+    narration=lambda w: f"{w.dx} = the slice of {w.dy} where {w.x} was written",
+    closed_form=_ARRAYS_ONLY, kinks="linear",
 ))
 
 
@@ -293,6 +322,9 @@ def _concat_pullback(n, g):
 CONCATENATE = register(OpDef(
     "concatenate", infer=_concat_infer, pullback=_concat_pullback,
     impl=lambda *xs, axis: np.concatenate(xs, axis=axis),
+    label="concat",
+    narration=lambda w: f"{w.dx} = the part of {w.dy} where {w.x} was concatenated",
+    closed_form=_ARRAYS_ONLY, kinks="linear",
 ))
 
 
@@ -335,6 +367,8 @@ CHECK_INDEX = register(OpDef(
     "check_index", infer=_check_index_infer, impl=_check_index_impl, shape_only=(1,),
     aliases=True,  # returns the indices it checked
     pullback=lambda n, g: [None, None],
+    narration="no gradient flows through it", closed_form="needs integer indices",
+    kinks="no gradient flows through it",
 ))
 
 
@@ -360,6 +394,8 @@ CHECK_SHAPE = register(OpDef(
     "check_shape", infer=_check_shape_infer, impl=lambda x, like, explain, what: x,
     shape_only=(1,), aliases=True,  # returns x itself
     pullback=lambda n, g: [g, None],
+    narration=lambda w: f"{w.dx} = {w.dy} (a shape check: the identity)",
+    closed_form=scalar_identity, kinks="linear",
 ))
 
 
@@ -387,6 +423,8 @@ def _take_infer(inputs, attrs):
 TAKE = register(OpDef(
     "take", infer=_take_infer, impl=lambda a, idx, axis: np.take(a, idx, axis=axis),
     pullback=lambda n, g: [SCATTER_ADD(g, n.inputs[1], n.inputs[0], axis=n.attrs["axis"]), None],
+    narration=lambda w: f"{w.dx} = {w.dy} scatter-added into the gathered positions of {w.x}",
+    closed_form=_ARRAYS_ONLY, kinks="linear",
 ))
 
 
@@ -399,6 +437,8 @@ SCATTER_ADD = register(OpDef(
     "scatter_add", shape_only=(2,), infer=lambda inputs, a: (inputs[2].shape, inputs[0].dtype),
     impl=_scatter_add_impl,
     pullback=lambda n, g: [TAKE(g, n.inputs[1], axis=n.attrs["axis"]), None, None],
+    narration=lambda w: f"{w.dx} = {w.dy} gathered at the positions {w.x} was added to",
+    closed_form=_ARRAYS_ONLY, kinks="linear",
 ))
 
 

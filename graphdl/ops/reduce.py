@@ -27,11 +27,47 @@ def _spread(n, g):
     return mv.broadcast_like(g, n.inputs[0])
 
 
+def _label(symbol):
+    """Σ over every axis, `Σ axis 1` over some."""
+    def label(node, folded):
+        axes = node.attrs["axes"]
+        if len(axes) == node.inputs[0].ndim:
+            return symbol
+        return f"{symbol} axis {','.join(map(str, axes))}"
+    return label
+
+
 # sum: every input element gets the gradient of its sum.
 SUM = register(OpDef(
     "sum", infer=_reduce_infer, pullback=lambda n, g: [_spread(n, g)],
     impl=lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
+    label=_label("Σ"),
+    narration=lambda w: (f"{w.y} = Σ {w.x} over axes {list(w.node.attrs['axes'])}: every "
+                         f"element of {w.x} gets {w.dy}, i.e. {w.dx} = broadcast({w.dy}) to "
+                         f"{w.shape}"),
+    closed_form=mv.scalar_identity, kinks="linear",
 ))
+
+
+def tie_within(values, axis, reach, top=True):
+    """Whether the `top` (largest, else smallest) two values along `axis` lie within `reach`:
+    where the maximum (minimum) has a kink."""
+    if values.shape[axis] < 2:
+        return False
+    s = np.sort(values, axis=axis)
+    first, second = (-1, -2) if top else (0, 1)
+    gap = np.abs(np.take(s, first, axis) - np.take(s, second, axis))
+    return bool(np.any(gap <= reach))
+
+
+def _tie_kink(node, arrays, reach):
+    (x,) = arrays
+    axes = node.attrs["axes"]
+    flat = np.moveaxis(x, axes, range(-len(axes), 0)).reshape(*np.delete(x.shape, axes), -1)
+    if not tie_within(flat, -1, reach, node.op is MAX):
+        return None
+    return (f"a tie for the {node.op.name} over axes {axes}; PyTorch's convention (amax/amin) "
+            f"splits the gradient evenly among the tied elements")
 
 
 def _extremum(name, impl):
@@ -53,6 +89,10 @@ def _extremum(name, impl):
     return register(OpDef(
         name, infer=infer, pullback=pullback,
         impl=lambda x, axes, keepdims: impl(x, axis=axes, keepdims=keepdims),
+        label=_label(name),
+        narration=lambda w: (f"{w.y} = {name} of {w.x}: {w.dx} = {w.dy} at the {name}imum "
+                             "(split among ties), 0 elsewhere"),
+        closed_form=mv.scalar_identity, kinks=_tie_kink,
     ))
 
 

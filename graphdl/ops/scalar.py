@@ -2,8 +2,11 @@
 
 Each carries its mathematical definition (`rewrite(sympy.exp)`, used for `sympy.diff` checks and
 closed forms) and its derivative (`fdiff`); the code printers in `codegen.numpy_backend.printers`
-give each a numerically stable spelling.
+give each a numerically stable spelling. `StopGradient` is found in closed forms only
+(`gd.symbolic`), as are the constants `exact` gives.
 """
+
+from fractions import Fraction
 
 import sympy
 
@@ -52,3 +55,20 @@ class Cast(sympy.Function):
 
     def fdiff(self, argindex=1):
         return sympy.S.One
+
+
+class StopGradient(sympy.Function):
+    """The identity whose derivative is zero."""
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+
+def exact(value):
+    """A constant as SymPy holds it in closed forms: integers and simple fractions (½) exactly,
+    other values as floats."""
+    v = float(value)
+    if v.is_integer():
+        return sympy.Integer(int(v))
+    f = Fraction(v).limit_denominator(64)
+    return sympy.Rational(f.numerator, f.denominator) if float(f) == v else sympy.Float(v)

@@ -22,10 +22,8 @@ import numpy as np
 from graphdl import autodiff
 from graphdl.interpret import evaluate, run
 from graphdl.ir import describe, topological_order
-from graphdl.ops import conv as cv
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
-from graphdl.ops import reduce as rd
 
 REACH = 10  # a kink closer than REACH · eps to the probe is within the finite differences' step
 MOVE = 1e3  # a probe at a kink moves by MOVE · eps · (the input's scale): far out of REACH
@@ -205,7 +203,7 @@ def kink_at(node, args, reach):
     kink, and the convention its pullback follows there), or None where it is."""
     if not any(i.dtype.kind == "f" for i in node.inputs):
         return None  # nothing to perturb: integer comparisons (one_hot's) are exact
-    find = STRUCTURED_KINKS.get(node.op)
+    find = node.op.kinks if callable(node.op.kinks) else None  # a string: it has none
     if find is None and node.op.kind == "elementwise" and node.op.sym is not None:
         find = _elementwise_kink
     elif find is None and node.op.kind == "custom":
@@ -214,41 +212,6 @@ def kink_at(node, args, reach):
         return None
     with np.errstate(invalid="ignore", over="ignore"):  # -inf - -inf: no kink (NaN <= reach)
         return find(node, args, reach)
-
-
-def _tie(values, axis, reach, top):
-    """Whether the `top` (largest, else smallest) two values along `axis` lie within `reach`."""
-    if values.shape[axis] < 2:
-        return False
-    s = np.sort(values, axis=axis)
-    first, second = (-1, -2) if top else (0, 1)
-    gap = np.abs(np.take(s, first, axis) - np.take(s, second, axis))
-    return bool(np.any(gap <= reach))
-
-
-def _reduction_kink(node, args, reach):
-    (x,) = args
-    axes = node.attrs["axes"]
-    flat = np.moveaxis(x, axes, range(-len(axes), 0)).reshape(*np.delete(x.shape, axes), -1)
-    if not _tie(flat, -1, reach, node.op is rd.MAX):
-        return None
-    return (f"a tie for the {node.op.name} over axes {axes}; PyTorch's convention (amax/amin) "
-            f"splits the gradient evenly among the tied elements")
-
-
-def _pool_kink(node, args, reach):
-    attrs = {k: node.attrs[k] for k in cv.POOL_ATTRS}
-    # the windows padded with -inf: a padded cell never ties with a real maximum
-    windows, _, _ = cv._max_windows(args[0], **attrs)
-    if not _tie(windows, -1, reach, top=True):
-        return None
-    return ("a max-pool window with tied maxima; PyTorch's convention gives the whole gradient "
-            "to the first maximum in scan order")
-
-
-# Structured ops with kinks. max_pool2d's gradient ops are linear in the gradient they route
-# (the arg-maxes are not differentiated), so a tie does not make their checks straddle a kink.
-STRUCTURED_KINKS = {rd.MAX: _reduction_kink, rd.MIN: _reduction_kink, cv.MAX_POOL2D: _pool_kink}
 
 
 def _elementwise_kink(node, args, reach):

@@ -23,12 +23,9 @@ from graphdl import autodiff
 from graphdl.errors import GraphError
 from graphdl.interpret import evaluate, run
 from graphdl.ir import Node, consumers, topological_order
-from graphdl.ops import conv as cv
-from graphdl.ops import elementwise as ew
+from graphdl.opdef import REGISTRY
 from graphdl.ops import leaf
-from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
-from graphdl.ops import reduce as rd
 from graphdl.ops.composite import COMPOSITES, find_composite
 
 # ---------------------------------------------------------------------------------------------
@@ -109,81 +106,18 @@ class Gate:
     handle: str = ""  # how narration and drawing refer to the gate's value
 
 
-# The symbol of every built-in op, keyed by its OpDef: a user op, whatever its name, is labelled
-# by its name. Leaves (inputs, constants) are labelled by their name or value.
-SYMBOLS = {
-    ew.ADD: "+", ew.SUB: "−", ew.MUL: "*", ew.DIV: "/", ew.NEG: "*−1", ew.RECIPROCAL: "1/x",
-    ew.EXP: "exp", ew.LOG: "log", ew.SQRT: "√", ew.POW: "pow", ew.TANH: "tanh", ew.SIGMOID: "σ",
-    ew.SOFTPLUS: "softplus", ew.RELU: "relu", ew.ABS: "|x|", ew.MAXIMUM: "max", ew.MINIMUM: "min",
-    ew.GREATER: ">", ew.GREATER_EQUAL: "≥", ew.LESS: "<", ew.LESS_EQUAL: "≤", ew.EQUAL: "==",
-    ew.NOT_EQUAL: "≠", ew.WHERE: "where", ew.CAST: "cast", ew.STOP_GRADIENT: "stop ∇",
-    mm.MATMUL: "@", rd.SUM: "Σ", rd.MAX: "max", rd.MIN: "min",
-    mv.TRANSPOSE: "ᵀ", mv.RESHAPE: "reshape", mv.EXPAND_DIMS: "expand", mv.SQUEEZE: "squeeze",
-    mv.BROADCAST_TO: "broadcast", mv.SUM_TO: "sum_to", mv.SLICE: "slice", mv.UNSLICE: "unslice",
-    mv.CONCATENATE: "concat", mv.TAKE: "take", mv.SCATTER_ADD: "scatter_add",
-    mv.CHECK_INDEX: "check_index", mv.CHECK_SHAPE: "check_shape", leaf.SIZE: "size",
-    leaf.ZEROS_LIKE: "zeros_like",
-    cv.CONV2D: "conv2d", cv.CONV2D_INPUT_GRAD: "conv2d_input_grad",
-    cv.CONV2D_WEIGHT_GRAD: "conv2d_weight_grad", cv.MAX_POOL2D: "max_pool2d",
-    cv.MAX_POOL2D_GRAD: "max_pool2d_grad", cv.MAX_POOL2D_SELECT: "max_pool2d_select",
-    cv.AVG_POOL2D: "avg_pool2d", cv.AVG_POOL2D_GRAD: "avg_pool2d_grad",
-}
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-
-
-def _pow_label(node):
-    e = node.attrs["exponent"]
-    if float(e).is_integer() and abs(e) < 100:
-        return "x" + str(int(e)).translate(_SUPERSCRIPT)
-    return f"x^{e:g}"
-
-
-def _reduction_label(node):
-    axes = node.attrs["axes"]
-    if len(axes) == node.inputs[0].ndim:
-        return SYMBOLS[node.op]
-    return f"{SYMBOLS[node.op]} axis {','.join(map(str, axes))}"
-
-
-# Ops whose label shows their attributes: x², Σ axis 1, cast float64.
-_ATTR_LABELS = {
-    ew.POW: _pow_label, rd.SUM: _reduction_label, rd.MAX: _reduction_label,
-    rd.MIN: _reduction_label, ew.CAST: lambda node: f"cast {node.attrs['dtype']}",
-    mv.TRANSPOSE: lambda node: "ᵀ" if node.ndim <= 2 else f"transpose {node.attrs['axes']}",
-}
-
-
-def _compared(k, v, symbol):
-    return f"{symbol} {v}" if k == 1 else f"{v} {symbol}"
-
-
-# Binary ops with one constant operand (at position k, printed v) folded into the gate: +1, /2.
-_FOLDED_LABELS = {
-    ew.ADD: lambda k, v, symbol: v if v.startswith("−") else f"+{v}",
-    ew.MUL: lambda k, v, symbol: f"*{v}",
-    ew.SUB: lambda k, v, symbol: f"−{v}" if k == 1 else f"{v} − x",
-    ew.DIV: lambda k, v, symbol: f"/{v}" if k == 1 else f"{v}/x",
-    ew.MAXIMUM: lambda k, v, symbol: f"{symbol}(·, {v})",
-    ew.MINIMUM: lambda k, v, symbol: f"{symbol}(·, {v})",
-    **dict.fromkeys([ew.GREATER, ew.GREATER_EQUAL, ew.LESS, ew.LESS_EQUAL, ew.EQUAL,
-                     ew.NOT_EQUAL], _compared),
-}
-
-
 def gate_label(node, consts):
-    """The lecture's symbol for `node`, constants folded in: +1, *−1, 1/x, x², Σ axis 1."""
-    op = node.op
-    if op in _ATTR_LABELS:
-        return _ATTR_LABELS[op](node)
-    if op not in SYMBOLS:  # a user op: its name, with the constants folded into it shown
-        if not consts:
-            return op.name
-        shown = (_const_text(consts[k]) if k in consts else "·" for k in range(len(node.inputs)))
-        return f"{op.name}({', '.join(shown)})"
-    if len(consts) == 1 and len(node.inputs) == 2 and op in _FOLDED_LABELS:
-        ((k, v),) = consts.items()
-        return _FOLDED_LABELS[op](k, _const_text(v), SYMBOLS[op])
-    return SYMBOLS[op]
+    """The lecture's symbol for `node` (its op's `label`), constants folded in: +1, *−1, 1/x,
+    x², Σ axis 1. A built-in's plain label is its whole symbol (`where(c, a, 0)` is the gate
+    `where`); a user op's shows the constants folded into it: `mix(·, 2)`."""
+    label = node.op.label
+    folded = {k: _const_text(v) for k, v in consts.items()}
+    if callable(label):
+        return label(node, folded)
+    if not folded or REGISTRY.get(node.op.name) is node.op:
+        return label
+    shown = (folded.get(k, "·") for k in range(len(node.inputs)))
+    return f"{label}({', '.join(shown)})"
 
 
 def _const_text(array):
@@ -576,7 +510,7 @@ class Circuit:
                 if id(n) not in outputs:
                     continue
                 v = const_value(n, self.values)
-                gate = Gate(n, "const", _const_text(v) if v is not None else SYMBOLS[n.op])
+                gate = Gate(n, "const", _const_text(v) if v is not None else n.op.label)
             else:
                 consts, operands = {}, []
                 for k, i in enumerate(n.inputs):

@@ -27,12 +27,9 @@ from sympy.printing.str import StrPrinter
 
 from graphdl.errors import GraphError
 from graphdl.ir import Node, topological_order
-from graphdl.ops import conv as cv
 from graphdl.ops import elementwise as ew
-from graphdl.ops import leaf
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
-from graphdl.ops import reduce as rd
 from graphdl.ops.composite import one_hot, one_hot_mask
 from graphdl.ops.scalar import Sigmoid
 from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary, unchecked
@@ -514,8 +511,8 @@ class Explanation:
                 return f"{comp.symbol.replace(chr(10), ' ')} block: {comp.rule}"
             return (f"{gate.label} block: the chain rule through its {gate.region.size} gates "
                     f"(collapsed), applied to {dy}")
-        rule = RULES.get(n.op)
-        if rule is not None:
+        rule = n.op.narration
+        if callable(rule):
             x = c.handle(src)
             return rule(Wire(n, k, src, gate.handle, x, dy, self.d(x),
                              [c.handle(i) for i in n.inputs]))
@@ -787,10 +784,10 @@ def _indices(value):
 
 
 # ---------------------------------------------------------------------------------------------
-# Narration rules of structured ops, keyed by the OpDef. Elementwise ops need none: their rule is
-# `sympy.diff` of their SymPy form (`OpDef.sym`), a user op's included. An op in neither, such as
-# a gradient op (`conv2d_input_grad`) or a custom op, is narrated by the generic rule: "its
-# pullback applied to the upstream gradient".
+# Narration rules: an elementwise op's is `sympy.diff` of its SymPy form (`OpDef.sym`), a user
+# op's included; another op's is its `OpDef.narration`, called with the `Wire` narrated. An op
+# without one (a gradient op such as `conv2d_input_grad`, whose narration says why; a custom op)
+# is narrated by the generic rule: "its pullback applied to the upstream gradient".
 
 
 @dataclass
@@ -811,58 +808,8 @@ class Wire:
     def shape(self):
         return shape_text(self.src.shape)
 
-
-def _matmul_rule(w):
-    (a, b), out = w.args, shape_text(w.node.shape)
-    sa, sb = (shape_text(i.shape) for i in w.node.inputs)
-    if w.k == 0:
-        return f"{w.y} = {a} @ {b}: {w.dx} = {w.dy} · {b}ᵀ  {out}·{sb}ᵀ → {w.shape}"
-    return f"{w.y} = {a} @ {b}: {w.dx} = {a}ᵀ · {w.dy}  {sa}ᵀ·{out} → {w.shape}"
-
-
-def _extremum_rule(which):
-    return lambda w: (f"{w.y} = {which} of {w.x}: {w.dx} = {w.dy} at the {which}imum (split "
-                      "among ties), 0 elsewhere")
-
-
-def _conv_rule(w):
-    if w.k == 0:
-        return (f"{w.dx} = {w.dy} convolved back through the kernel {w.args[1]} (the transposed "
-                f"convolution) → {w.shape}")
-    return (f"{w.dx} = the correlation of {w.args[0]} with {w.dy}: each weight gets Σ over "
-            f"positions of its input window × {w.dy} → {w.shape}")
-
-
-RULES = {
-    mm.MATMUL: _matmul_rule,
-    rd.SUM: lambda w: (f"{w.y} = Σ {w.x} over axes {list(w.node.attrs['axes'])}: every element "
-                       f"of {w.x} gets {w.dy}, i.e. {w.dx} = broadcast({w.dy}) to {w.shape}"),
-    rd.MAX: _extremum_rule("max"),
-    rd.MIN: _extremum_rule("min"),
-    mv.RESHAPE: lambda w: f"{w.dx} = reshape({w.dy}) to {w.x}'s shape {w.shape}",
-    mv.TRANSPOSE: lambda w: (f"{w.dx} = {w.dy} transposed back "
-                             f"(axes {tuple(np.argsort(w.node.attrs['axes']))})"),
-    mv.EXPAND_DIMS: lambda w: f"{w.dx} = {w.dy} with {w.x}'s shape {w.shape} restored",
-    mv.SQUEEZE: lambda w: f"{w.dx} = {w.dy} with {w.x}'s shape {w.shape} restored",
-    mv.BROADCAST_TO: lambda w: f"{w.dx} = {w.dy} summed over the broadcast axes to {w.shape}",
-    mv.SUM_TO: lambda w: f"{w.dx} = {w.dy} broadcast back to {w.shape}",
-    mv.SLICE: lambda w: f"{w.dx} = zeros of {w.x}'s shape with {w.dy} written into the slice",
-    mv.UNSLICE: lambda w: f"{w.dx} = the slice of {w.dy} where {w.x} was written",
-    mv.CONCATENATE: lambda w: f"{w.dx} = the part of {w.dy} where {w.x} was concatenated",
-    mv.TAKE: lambda w: f"{w.dx} = {w.dy} scatter-added into the gathered positions of {w.x}",
-    mv.SCATTER_ADD: lambda w: f"{w.dx} = {w.dy} gathered at the positions {w.x} was added to",
-    mv.CHECK_SHAPE: lambda w: f"{w.dx} = {w.dy} (a shape check: the identity)",
-    cv.CONV2D: _conv_rule,
-    cv.MAX_POOL2D: lambda w: (f"{w.dx} = {w.dy} routed to the maximum of each window "
-                              f"(0 elsewhere) → {w.shape}"),
-    cv.AVG_POOL2D: lambda w: (f"{w.dx} = {w.dy} spread evenly over each window (÷ its "
-                              f"divisor) → {w.shape}"),
-}
-
-# Structured built-ins narrated by the generic rule on purpose: gradient ops (their own
-# derivatives are second order) and ops through which no gradient flows.
-GENERIC = {cv.CONV2D_INPUT_GRAD, cv.CONV2D_WEIGHT_GRAD, cv.MAX_POOL2D_GRAD,
-           cv.MAX_POOL2D_SELECT, cv.AVG_POOL2D_GRAD, mv.CHECK_INDEX, leaf.SIZE, leaf.ZEROS_LIKE}
+    def shape_of(self, node):
+        return shape_text(node.shape)
 
 
 def explain(outputs, values, wrt=None, *, collapse=(), digits=4, closed_form=True,
