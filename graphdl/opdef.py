@@ -49,7 +49,7 @@ class OpDef:
     kinks: Callable | str | None = None  # not elementwise: (node, arrays, reach) -> why a
     #   gradient check within `reach` of the inputs straddles a kink, or None; elementwise: `sym`
     narration: Callable | str | None = None  # not elementwise: (wire) -> the rule of one wire of
-    #   the backward step in words (`gd.explain`), `wire` a `graphdl.views.teach.Wire` (the
+    #   the backward step in words (`gd.explain`), `wire` a `graphdl.views.steps.Wire` (the
     #   handles y, x, dy, dx, args); elementwise ops are narrated from `sym`
     impls: dict = field(default_factory=dict)  # facet -> what a package registered (`implements`)
     doc: str = ""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import graphdl as gd
-from graphdl.views.circuit import fmt
+from graphdl.views.numbers import fmt
 
 from .test_viz import mlp
 

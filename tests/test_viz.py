@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.views.circuit import fmt
+from graphdl.views.numbers import fmt
 
 from .helpers import NEURON_VALUES, neuron
 

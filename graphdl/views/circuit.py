@@ -2,8 +2,9 @@
 
 A graph is seen as the lecture draws it: gates joined by wires. Each non-leaf node is a gate
 labelled with its symbol; a constant operand is folded into the gate's label (`x + 1` is the
-gate `+1`, `-x` the gate `*−1`), so constants are not drawn as leaves of their own. Named
-composites (`sigmoid`, `softmax`, a loss, a whole layer) may be collapsed into one gate.
+gate `+1`, `-x` the gate `*−1`), so constants are not drawn as leaves of their own (see
+`graphdl.views.labels`). Named composites (`sigmoid`, `softmax`, a loss, a whole layer) may be
+collapsed into one gate (see `graphdl.views.composites`).
 
 With input values, every wire carries its forward value and, for a scalar output, the gradient
 of the output that flows back along that wire: the contribution of the consumer's pullback
@@ -13,7 +14,6 @@ each gate's share and the node's gradient is their sum.
 
 from __future__ import annotations
 
-import math
 from collections import ChainMap
 from dataclasses import dataclass, field
 
@@ -23,61 +23,11 @@ from graphdl import autodiff
 from graphdl.errors import GraphError
 from graphdl.interpret import evaluate, run
 from graphdl.ir import Node, consumers, topological_order
-from graphdl.opdef import REGISTRY
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
 from graphdl.ops.composite import COMPOSITES, find_composite
-
-# ---------------------------------------------------------------------------------------------
-# Number formatting
-
-
-def fmt(x, digits=2, significant=False):
-    """A scalar as text: `digits` decimals (drawings) or significant digits (narration)."""
-    x = float(x)
-    if not math.isfinite(x):
-        return str(x)
-    if significant:
-        s = f"{x:.{digits}g}"
-        if "e" not in s and "." not in s and abs(x) >= 10 ** digits:
-            s = f"{x:.{digits}e}"
-        return s
-    s = f"{x:.{digits}f}"
-    if abs(x) >= 1e6 or (x != 0 and abs(x) < 10 ** -digits / 2):
-        s = f"{x:.{max(digits - 1, 1)}e}"  # 3.1e-07 rather than 0.00: vanishing stays visible
-    return s
-
-
-def number(value):
-    """A constant for a gate label: integers without decimals, negatives with a true minus."""
-    v = float(value)
-    s = str(int(v)) if v.is_integer() and abs(v) < 1e6 else f"{v:g}"
-    return s.replace("-", "−")
-
-
-def summary(array, digits=2, significant=False):
-    """One line for a tensor: its norm, and its mean where that says something (the shape is
-    shown separately)."""
-    raw = np.asarray(array)
-    if raw.dtype.kind in "iub" and raw.size <= 8:
-        return "[" + ", ".join(str(v) for v in raw.ravel().tolist()) + "]"
-    a = raw.astype(np.float64)
-    norm = float(np.linalg.norm(a.ravel()))
-    text = f"‖·‖={fmt(norm, digits, significant)}"
-    mean = float(a.mean()) if a.size else 0.0
-    # A mean under 1% of the entries' root mean square reads as a zero-mean tensor anyway (a
-    # softmax gradient's -1.9e-10 is rounding noise of an exact zero): only the norm is shown.
-    if abs(mean) * math.sqrt(a.size) >= 0.01 * norm > 0:
-        text = f"μ={fmt(mean, digits, significant)} {text}"
-    return text
-
-
-def shape_text(shape):
-    return "(" + ",".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-# ---------------------------------------------------------------------------------------------
-# Gates
+from graphdl.views.composites import dominated, match_composite, region_nodes
+from graphdl.views.labels import UNKNOWN, const_text, const_value, gate_label, is_const_like
 
 
 @dataclass(eq=False)
@@ -106,189 +56,6 @@ class Gate:
     handle: str = ""  # how narration and drawing refer to the gate's value
 
 
-def gate_label(node, consts):
-    """The lecture's symbol for `node` (its op's `label`), constants folded in: +1, *−1, 1/x,
-    x², Σ axis 1. A built-in's plain label is its whole symbol (`where(c, a, 0)` is the gate
-    `where`); a user op's shows the constants folded into it: `mix(·, 2)`."""
-    label = node.op.label
-    folded = {k: _const_text(v) for k, v in consts.items()}
-    if callable(label):
-        return label(node, folded)
-    if not folded or REGISTRY.get(node.op.name) is node.op:
-        return label
-    shown = (folded.get(k, "·") for k in range(len(node.inputs)))
-    return f"{label}({', '.join(shown)})"
-
-
-def _const_text(array):
-    if isinstance(array, str):  # a value known only at call time, by its symbol
-        return array
-    a = np.asarray(array)
-    if a.ndim == 0 or (a.size == 1):
-        return number(a.reshape(()))
-    if a.size <= 4:
-        return "[" + ", ".join(number(v) for v in a.ravel()) + "]"
-    return f"C{shape_text(a.shape)}"
-
-
-# The symbol of a folded operand whose value is known only at call time (a batch of None).
-_UNKNOWN = {leaf.SIZE: "N"}
-
-
-def _size_value(node):
-    dims = [node.inputs[0].shape[a] for a in node.attrs["axes"]]
-    return None if None in dims else np.asarray(math.prod(dims))
-
-
-# Operands folded into their consumer's label, and their value when no evaluation gave one.
-CONST_LIKE = {
-    leaf.CONST: lambda node: node.attrs["value"].array,
-    leaf.SIZE: _size_value,
-    leaf.ZEROS_LIKE: lambda node: np.asarray(0.0),
-}
-
-
-def const_value(node, values):
-    """The value of a constant-like operand (a constant, a `size`, a `zeros_like`), or None."""
-    if id(node) in values:
-        return values[id(node)]
-    return CONST_LIKE[node.op](node)
-
-
-def is_const_like(node):
-    return node.op in CONST_LIKE
-
-
-# ---------------------------------------------------------------------------------------------
-# Composites (declared in `graphdl.ops.composite`): recognized by re-applying the composite to
-# candidate inputs. Nodes are hash-consed, so `sigmoid(x) is node` holds exactly when `node` is
-# the sigmoid circuit of `x`.
-
-
-def _ancestors(out, depth):
-    """Non-constant nodes within `depth` steps above `out`, nearest first."""
-    seen, frontier, found = {id(out)}, [out], []
-    for _ in range(depth):
-        nxt = []
-        for n in frontier:
-            for i in n.inputs:
-                if id(i) not in seen and not is_const_like(i):
-                    seen.add(id(i))
-                    found.append(i)
-                    nxt.append(i)
-        frontier = nxt
-    return found
-
-
-def match_composite(composite, out, depth=14):
-    """The arguments `args` with `composite.fn(*args) is out`, searched among the nodes within
-    `depth` steps above `out`, or None. Of several (the one-hot rows and the integer labels
-    both rebuild a loss), the one spanning the most nodes."""
-    cands = _ancestors(out, depth)
-    if composite.arity == 1:
-        tuples = ((x,) for x in cands)
-    else:
-        tuples = ((x, y) for x in cands for y in cands if x is not y)
-    found = []
-    for args in tuples:
-        if _rebuilds(composite, args, out):
-            found.append(list(args))
-            if composite.arity == 1:
-                break
-    if not found:
-        return None
-    return max(found, key=lambda a: len(_region_nodes(out, a) or ()))
-
-
-def _rebuilds(composite, args, out):
-    try:
-        return composite.fn(*args) is out
-    except (GraphError, TypeError, ValueError, IndexError, KeyError):  # wrong dtypes or shapes
-        return False
-
-
-def _region_nodes(out, args):
-    """Ids of the nodes computing `out` from `args` (constants inside included)."""
-    stop = {id(a) for a in args}
-    nodes = set()
-    stack = [out]
-    while stack:
-        n = stack.pop()
-        if id(n) in nodes or id(n) in stop:
-            continue
-        if n.op is leaf.INPUT:
-            return None  # `out` depends on an input that is not one of `args`
-        nodes.add(id(n))
-        stack.extend(n.inputs)
-    return nodes
-
-
-def _dominated(out, users):
-    """The generic region of a named node: `out` and the unnamed nodes only it uses."""
-    region = {id(out)}
-    candidates = sorted(topological_order([out]), key=lambda n: -n.id)
-    for n in candidates:
-        if n is out or n.op is leaf.INPUT or (n.name is not None and not is_const_like(n)):
-            continue
-        us = users.get(id(n), [])
-        if us and all(id(u) in region for u in us):
-            region.add(id(n))
-    # the region's arguments: nodes outside it feeding nodes inside, in order of appearance
-    args, seen = [], set()
-    for n in sorted((m for m in topological_order([out]) if id(m) in region), key=lambda m: m.id):
-        for i in n.inputs:
-            if id(i) not in region and id(i) not in seen and not is_const_like(i):
-                seen.add(id(i))
-                args.append(i)
-    return region, args
-
-
-# ---------------------------------------------------------------------------------------------
-# Embedding lookups: a `take` along axis 0 reads whole rows of its table (one-hot rows times the
-# table); its gradient, a `scatter_add` along axis 0, is non-zero in those rows only.
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """The rows a lookup gate reads (take) or writes (scatter_add) at the probe point."""
-
-    table: Node  # the table the rows belong to (for scatter_add, the node it is shaped like)
-    index: Node  # the indices as fed, before their bounds check
-    rows: np.ndarray  # the index values flattened, negative ones counted from the end
-    size: int  # the number of rows of the table
-    writes: bool  # scatter_add: its value is zero outside the rows
-
-    @property
-    def distinct(self):
-        """The rows, each once, in the order the indices first name them."""
-        _, first = np.unique(self.rows, return_index=True)
-        return self.rows[np.sort(first)]
-
-    @property
-    def unit(self):
-        """What one index selects: a row of a matrix, an entry of a vector."""
-        return "row" if self.table.ndim > 1 else "entry"
-
-    @property
-    def units(self):
-        return "rows" if self.table.ndim > 1 else "entries"
-
-
-def lookup(circuit, node):
-    """The `Lookup` of an axis-0 take or scatter_add with known indices, else None."""
-    if node.op not in (mv.TAKE, mv.SCATTER_ADD) or node.attrs["axis"] != 0:
-        return None
-    index = node.inputs[1]
-    values = circuit.value(index)
-    table = node.inputs[0] if node.op is mv.TAKE else node.inputs[2]
-    if values is None or circuit.value(table) is None:
-        return None
-    index = unchecked(index)  # name the indices the user fed, not their check
-    size = circuit.value(table).shape[0]  # as fed: the declared size may be unknown (None)
-    rows = np.ravel(values).astype(np.int64) % size
-    return Lookup(table, index, rows, size, node.op is mv.SCATTER_ADD)
-
-
 # Call-time checks: identities that raise on bad indices or shapes, drawn nowhere.
 CHECKS = (mv.CHECK_INDEX, mv.CHECK_SHAPE)
 
@@ -299,18 +66,6 @@ def unchecked(node):
     while node.op in CHECKS:
         node = node.inputs[0]
     return node
-
-
-def rows_text(rows, limit=8):
-    """Row numbers as a short list: [2], [3, 1, 3], [4, 0, 7, …] (512 in all)."""
-    rows = [int(r) for r in np.ravel(rows)]
-    if len(rows) <= limit:
-        return "[" + ", ".join(map(str, rows)) + "]"
-    return "[" + ", ".join(map(str, rows[:limit])) + f", …] ({len(rows)} in all)"
-
-
-# ---------------------------------------------------------------------------------------------
-# The circuit
 
 
 class Circuit:
@@ -421,13 +176,13 @@ class Circuit:
         for item in collapse:
             if isinstance(item, tuple):
                 label, out, args = item
-                nodes = _region_nodes(out, args)
+                nodes = region_nodes(out, args)
                 if nodes is None:
                     raise GraphError(f"collapse {label!r}: the output depends on inputs "
                                      "other than the given arguments")
                 regions.append(Region(label, out, list(args), nodes))
             elif isinstance(item, Node):
-                nodes, args = _dominated(item, self.users)
+                nodes, args = dominated(item, self.users)
                 regions.append(Region(item.name or gate_label(item, {}), item, args, nodes))
             elif find_composite(item) is not None:
                 regions += self._composite_regions(find_composite(item))
@@ -441,12 +196,12 @@ class Circuit:
         for n in self.order:
             if comp.arity is None:  # recognized by the name it gives its output
                 if n.name == comp.name and n.op is comp.root:
-                    nodes, args = _dominated(n, self.users)
+                    nodes, args = dominated(n, self.users)
                     found.append(Region(comp.symbol, n, args, nodes, comp))
                 continue
             if n.inputs and not is_const_like(n) and self._plausible(comp, n):
                 args = match_composite(comp, n)
-                nodes = None if args is None else _region_nodes(n, args)
+                nodes = None if args is None else region_nodes(n, args)
                 if nodes is not None:
                     found.append(Region(comp.symbol, n, args, nodes, comp))
         return found
@@ -458,7 +213,7 @@ class Circuit:
                              f"{', '.join(sorted(COMPOSITES))}")
         regions = []
         for n in named:
-            nodes, args = _dominated(n, self.users)
+            nodes, args = dominated(n, self.users)
             regions.append(Region(name, n, args, nodes))
         return regions
 
@@ -510,13 +265,13 @@ class Circuit:
                 if id(n) not in outputs:
                     continue
                 v = const_value(n, self.values)
-                gate = Gate(n, "const", _const_text(v) if v is not None else n.op.label)
+                gate = Gate(n, "const", const_text(v) if v is not None else n.op.label)
             else:
                 consts, operands = {}, []
                 for k, i in enumerate(n.inputs):
                     if is_const_like(i):
                         v = const_value(i, self.values)
-                        consts[k] = v if v is not None else _UNKNOWN.get(i.op, "?")
+                        consts[k] = v if v is not None else UNKNOWN.get(i.op, "?")
                     else:
                         operands.append((k, unchecked(i), k in n.op.shape_only))
                 gate = Gate(n, "op", gate_label(n, consts), operands, consts)

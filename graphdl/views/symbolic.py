@@ -40,7 +40,7 @@ def _convert(y, sigmoid, exprs):
     """`to_sympy` with `exprs` (node id -> expression) holding the nodes already converted: a
     custom op's body is converted with its params bound to the op's arguments."""
     from graphdl.ops.composite import COMPOSITES
-    from graphdl.views.circuit import match_composite
+    from graphdl.views.composites import match_composite
 
     comp = COMPOSITES["sigmoid"] if sigmoid else None
     for n in topological_order([y]):

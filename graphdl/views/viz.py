@@ -20,7 +20,9 @@ import numpy as np
 
 from graphdl.ir import Node, topological_order
 from graphdl.ops import leaf
-from graphdl.views.circuit import Circuit, fmt, lookup, rows_text, shape_text, summary
+from graphdl.views.circuit import Circuit
+from graphdl.views.lookups import lookup
+from graphdl.views.numbers import fmt, rows_text, shape_text, summary
 
 LISTED = 4  # the rows a lookup's label and wires list before "…"
 GREEN, RED, GREY, MAGENTA, ORANGE = "#1a7f37", "#cf222e", "#8c959f", "#d1008f", "#e36209"
