@@ -24,6 +24,7 @@ from graphdl.opdef import REGISTRY, OpDef
 from graphdl.ops.composite import (
     binary_cross_entropy_with_logits,
     clip,
+    gelu,
     hinge_loss,
     l2,
     log_sigmoid,
@@ -43,6 +44,7 @@ from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: 
 from graphdl.ops.elementwise import (
     cast,
     equal,
+    erf,
     exp,
     greater,
     greater_equal,
@@ -71,6 +73,7 @@ from graphdl.ops.movement import (
     transpose,
 )
 from graphdl.ops.reduce import max, mean, min, sum
+from graphdl.ops.scan import cumsum
 
 # Imported on first use: they need SymPy (or graphviz), which declaring a graph does not.
 _LAZY = {
@@ -123,14 +126,17 @@ __all__ = [
     "concatenate",
     "constant",
     "conv2d",
+    "cumsum",
     "custom_op",
     "draw",
     "elementwise_op",
     "equal",
+    "erf",
     "evaluate",
     "exp",
     "expand_dims",
     "explain",
+    "gelu",
     "grad",
     "greater",
     "greater_equal",

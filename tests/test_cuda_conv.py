@@ -18,7 +18,6 @@ import pytest
 import graphdl as gd
 from graphdl.codegen.cuda_backend import conv as cuda_conv
 from graphdl.codegen.cuda_backend.cpu.loader import load
-from graphdl.codegen.cuda_backend.kernels import STRUCTURED
 from graphdl.codegen.cuda_backend.render import generate
 from graphdl.ops import conv as cv
 
@@ -135,7 +134,7 @@ def kernel_name(case_id):
     return "k_" + re.sub(r"\W", "_", case_id)
 
 
-LOWERINGS = {case_id: STRUCTURED[node.op](node, kernel_name(case_id))
+LOWERINGS = {case_id: node.op.impls["cuda"](node, kernel_name(case_id))
              for case_id, (node, _) in CASES.items()}
 SOURCE = "\n".join(lowering.source for lowering in LOWERINGS.values())
 
@@ -148,7 +147,7 @@ def module():
 def test_every_conv_and_pool_op_has_its_cuda_kernel():
     ops = (cv.CONV2D, cv.CONV2D_INPUT_GRAD, cv.CONV2D_WEIGHT_GRAD, cv.MAX_POOL2D,
            cv.MAX_POOL2D_GRAD, cv.MAX_POOL2D_SELECT, cv.AVG_POOL2D, cv.AVG_POOL2D_GRAD)
-    assert {STRUCTURED[op].__module__ for op in ops} == {cuda_conv.__name__}
+    assert {op.impls["cuda"].__module__ for op in ops} == {cuda_conv.__name__}
     assert {node.op for node, _ in CASES.values()} == set(ops)
 
 
@@ -223,7 +222,7 @@ def nvcc_lowerings():
         full = [case for cfg in FULL_SIZE_CONV.values() for case in conv_cases(cfg, dtype)]
         full += [case for cfg in FULL_SIZE_MAX.values() for case in max_cases(cfg, dtype, ties)]
         full += [case for cfg in FULL_SIZE_AVG.values() for case in avg_cases(cfg, dtype)]
-        lowerings += [STRUCTURED[node.op](node, f"full_{op}_{k}_{dtype}")
+        lowerings += [node.op.impls["cuda"](node, f"full_{op}_{k}_{dtype}")
                       for k, (op, node, _) in enumerate(full)]
     return lowerings
 
@@ -338,7 +337,7 @@ def planted_feed(inputs, planted):
 
 
 SWEEP_NODES = {sweep_id(cfg): sweep_nodes(cfg) for cfg in SWEEP}
-SWEEP_LOWERINGS = {(key, op): STRUCTURED[node.op](node, kernel_name(f"nonfinite_{key}_{op}"))
+SWEEP_LOWERINGS = {(key, op): node.op.impls["cuda"](node, kernel_name(f"nonfinite_{key}_{op}"))
                    for key, (nodes, _) in SWEEP_NODES.items() for op, node in nodes.items()}
 
 

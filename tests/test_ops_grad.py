@@ -108,6 +108,12 @@ CASES: dict[str, list[Case]] = {
     "neg": [C("neg", lambda a: -a, ((3, 2), normal))],
     "reciprocal": [C("reciprocal", lambda a: R["reciprocal"](a), ((2, 3), away_from_zero))],
     "exp": [C("exp", gd.exp, ((2, 3), normal))],
+    "erf": [C("erf", gd.erf, ((2, 3), normal))],
+    "cumsum": [
+        C("cumsum[axis1]", lambda a: gd.cumsum(a, 1), ((2, 3), normal)),
+        C("cumsum[reverse]", lambda a: gd.cumsum(a, 0, reverse=True), ((4, 2), normal)),
+        C("cumsum[flat]", gd.cumsum, ((2, 3, 2), normal)),
+    ],
     "log": [C("log", gd.log, ((2, 3), positive))],
     "sqrt": [C("sqrt", gd.sqrt, ((2, 3), positive))],
     "pow": [
@@ -458,6 +464,7 @@ SYM_SPECS = {
     "neg": [({}, ("real",))],
     "reciprocal": [({}, ("positive",))],
     "exp": [({}, ("real",))],
+    "erf": [({}, ("real",))],
     "log": [({}, ("positive",))],
     "sqrt": [({}, ("positive",))],
     "pow": [({"exponent": 3}, ("real",)), ({"exponent": 0.5}, ("positive",)),

@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import pathlib
 import string
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from graphdl.opdef import implements
 
 TEMPLATES = pathlib.Path(__file__).parent / "templates"
 THREADS = 256  # threads per block of the grid-stride kernels
@@ -106,14 +107,7 @@ def grid_stride(kernel, count, args):
     return (Launch(kernel, (blocks(count),), (THREADS,), args),) if count else ()
 
 
-# OpDef -> function(node, name) -> Lowering
-STRUCTURED: dict[object, Callable] = {}
-
-
 def register(*ops):
-    """Register a lowering function for the given OpDefs."""
-    def add(function):
-        for op in ops:
-            STRUCTURED[op] = function
-        return function
-    return add
+    """Register a lowering function, (node, name) -> Lowering, as the "cuda" facet of the given
+    OpDefs (`op.impls["cuda"]`)."""
+    return implements("cuda", *ops)

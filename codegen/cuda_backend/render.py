@@ -4,9 +4,11 @@ device buffers, launches the kernels in the lowering's order and hands back NumP
 
 Each fused elementwise region is one grid-stride kernel whose body is one line per graph node,
 printed from the op's SymPy form (`printer.CudaPrinter`), broadcasting through baked strides.
-Structured ops take their kernels from the per-op lowerings (`kernels.STRUCTURED`, filled by
-`structured` and `conv`). The driver runs unchanged on a GPU (CuPy) and on the CPU (the
-emulator in `cpu/`): only the loader and the array module differ.
+Structured ops take their kernels from the per-op lowerings registered as their "cuda" facet
+(`op.impls["cuda"]`, by `structured` and `conv`); an op with none runs its reference
+implementation on the host (a round trip, with one warning). The driver runs unchanged on a
+GPU (CuPy) and on the CPU (the emulator in `cpu/`): only the loader and the array module
+differ.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from graphdl.codegen.accumulate import ScatterUpdate, accumulate_scatters
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import (
     C_TYPES,
-    STRUCTURED,
     THREADS,
     blocks,
     ctype,
@@ -31,7 +32,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.cuda_backend.structured import scatter_update
 from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower, rewritten
-from graphdl.codegen.numpy_backend.helpers import HELPERS
+from graphdl.codegen.numpy_backend.helpers import HELPERS, reference_call
 from graphdl.codegen.numpy_backend.render import CAST_INPUT, Constants, Namer, comment
 from graphdl.errors import GraphError
 from graphdl.ir import describe
@@ -96,6 +97,7 @@ class _Module:
         self.launched = set()  # names of the kernels the driver launches
         self.buffers = {}  # node id -> driver variable holding its device array
         self.constants = Constants()
+        self.uses_reference = False  # an op without a kernel runs `_reference` on the host
 
     def render(self):
         low = self.lowered
@@ -138,10 +140,11 @@ class _Module:
         return name
 
     def _structured(self, node, value, hint):
-        if node.op not in STRUCTURED:
-            raise NotImplementedError(f"the CUDA backend has no kernel for op {node.op!r}")
+        if "cuda" not in node.op.impls:
+            self._on_host(node, value)
+            return
         name = self.kernel_names(f"k_{hint}")
-        lowering = STRUCTURED[node.op](node, name)
+        lowering = node.op.impls["cuda"](node, name)
         self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{lowering.source}")
         out = self.buffers[id(node)]
         note = f"  # node {node.id}: {comment(describe(node, 2))}"
@@ -162,6 +165,15 @@ class _Module:
         if check is not None:  # an index check: the runtime's message names the node
             self.body.append(f"    if int(_host({scratch[check.scratch]})[0]): _check_index("
                              f"_host({out}), {check.high}, {check.negative}, {check.what!r})")
+
+    def _on_host(self, node, value):
+        """The node's reference implementation on host copies of its inputs, its result copied
+        into the node's device buffer: slow, never wrong."""
+        inputs = [f"_host({self._device_value(a.node)})" for a in value.args]
+        call = reference_call(node, inputs, "CUDA", "a host round trip")
+        self.uses_reference = True
+        self.body.append(f"    {self.buffers[id(node)]}[...] = _xp.asarray({call})  "
+                         f"# node {node.id}: {comment(describe(node, 2))} (reference, on the host)")
 
     def _elementwise(self, node, value, hint):
         """One grid-stride kernel for the fused region `value` computing node's elements."""
@@ -298,6 +310,7 @@ class _Module:
                  f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
                  "CU = r'''" + cu + "'''", "", _HELPERS, "",
                  inspect.getsource(runtime._check_index), HELPERS["_check"], CAST_INPUT,
+                 *[HELPERS["_reference"]] * self.uses_reference,
                  "def build(_load, _xp, _empty, _wait):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += [*self.setup, "    _wait()  # uploads done: a call on any CUDA stream reads them"]

@@ -26,7 +26,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.numpy_backend.render import comment
 from graphdl.ir import describe
-from graphdl.ops import leaf
+from graphdl.ops import leaf, scan
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -332,6 +332,17 @@ def scatter_update(update, indices, g, name):
                   INDEX=_index_type(math.prod(target.shape), count),
                   **_along(target.shape, axis, math.prod(indices.shape)))
     return source, count
+
+
+@register(scan.CUMSUM)
+def cumsum(node, name):
+    (x,) = node.inputs
+    along = _along(x.shape, node.attrs["axis"], 0)
+    lines = along["OUTER"] * along["INNER"]
+    source = fill("cumsum.cu", node, name, T=_supported(node, x.dtype),
+                  R=_supported(node, node.dtype), INDEX=_index_type(math.prod(x.shape)),
+                  LINES=lines, REVERSE=int(node.attrs["reverse"]), **along)
+    return Lowering(source, grid_stride(name, lines, (("in", 0), ("out",))))
 
 
 @register(mv.CHECK_INDEX)

@@ -9,12 +9,14 @@ Convolution and pooling kernels come from `conv_kernels`, the accumulated update
 
 from __future__ import annotations
 
+import ast
 import inspect
 
 import numpy
 
 from graphdl import runtime
 from graphdl.codegen.numpy_backend import conv_kernels, update_kernels
+from graphdl.facets import fallback_warning
 
 
 def _check(value, where, shape, dtype):
@@ -28,9 +30,41 @@ def _check(value, where, shape, dtype):
     return value
 
 
+def _reference(op, *args, **attrs):
+    """Built-in op `op`'s reference implementation, for a backend with no kernel for it: a
+    fresh array (a reference may return its input)."""
+    from graphdl.opdef import REGISTRY
+
+    return numpy.array(REGISTRY[op].impl(*args, **attrs))
+
+
+def reference_call(node, args, backend, how):
+    """The text of a call of node's reference implementation on the texts `args` (a fallback,
+    announced by one warning), converted to the node's dtype."""
+    from graphdl.opdef import REGISTRY
+
+    if REGISTRY.get(node.op.name) is not node.op:
+        raise NotImplementedError(f"the {backend} backend has no kernel for op {node.op.name!r}, "
+                                  f"which is no registered op: no reference to fall back to")
+    attrs = node.attrs
+    for key, value in attrs.items():
+        try:
+            readable = ast.literal_eval(repr(value)) == value
+        except (ValueError, SyntaxError):
+            readable = False
+        if not readable:
+            raise NotImplementedError(
+                f"the {backend} backend has no kernel for op {node.op.name!r}, and its attribute "
+                f"{key}={value!r} cannot be written into generated code for the reference")
+    fallback_warning(node.op, backend, how)
+    keywords = "".join(f", {k}={v!r}" for k, v in attrs.items())
+    return (f"numpy.asarray(_reference({node.op.name!r}, {', '.join(args)}{keywords}), "
+            f"dtype=numpy.{node.dtype.name})")
+
+
 HELPERS = {  # emitted into a generated module only when its code calls them
     f.__name__: inspect.getsource(f)
-    for f in [*(getattr(runtime, name) for name in runtime.__all__), _check]
+    for f in [*(getattr(runtime, name) for name in runtime.__all__), _check, _reference]
 }
 HELPERS.update(conv_kernels.HELPERS)
 HELPERS.update(update_kernels.HELPERS)

@@ -1,6 +1,7 @@
 """The NumPy backend's per-op lowerings, registered against the OpDef objects (never by name):
-the code of each structured op, of the work ops share, of ops computed into an existing buffer
-(`out=`), and the NumPy target's fusion choices.
+the code of each structured op (its "numpy" facet, `op.impls["numpy"]`: (node, *argument
+Exprs) -> Expr), of the work ops share, of ops computed into an existing buffer (`out=`), and
+the NumPy target's fusion choices.
 
 Templates spell out each convolution's steps (windows -> columns -> one matrix product), so
 every helper a statement needs is named in it; the helpers live in
@@ -17,7 +18,8 @@ from graphdl.codegen.accumulate import accumulate_products, accumulate_scatters
 from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
-from graphdl.ops import conv, leaf
+from graphdl.opdef import implements_each
+from graphdl.ops import conv, leaf, scan
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
@@ -61,11 +63,18 @@ def _transpose(n, a):
     return call(f"{a.at(ATOM)}.transpose({n.attrs['axes']})")
 
 
+def _cumsum(n, a):
+    axis = n.attrs["axis"]
+    if n.attrs["reverse"]:
+        return call(f"numpy.flip(numpy.cumsum(numpy.flip({a.text}, {axis}), {axis}), {axis})")
+    return call(f"numpy.cumsum({a.text}, {axis})")
+
+
 def _dtype(n):
     return f"numpy.{n.dtype.name}"
 
 
-STRUCTURED = {
+implements_each("numpy", {
     mm.MATMUL: lambda n, a, b: Expr(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL),
     rd.SUM: _reduce("sum"),
     rd.MAX: _reduce("max"),
@@ -88,10 +97,11 @@ STRUCTURED = {
     mv.CHECK_SHAPE: lambda n, x, like: x,  # checked when the graph took the fed shapes
     mv.SCATTER_ADD: lambda n, g, i, like: call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
+    scan.CUMSUM: _cumsum,
     leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
     leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
-}
+})
 
 
 CONTRACTED_TERMS = 4096  # a dot product's length, as BLAS adds them: in order
@@ -169,7 +179,7 @@ def _avg_divisor(n, shape, out):
             f"{tuple(out)}, {a['count_include_pad']})")
 
 
-STRUCTURED.update({
+implements_each("numpy", {
     conv.CONV2D: lambda n, x, w: call(
         f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
         f"{n.shape})"),

@@ -24,11 +24,10 @@ from graphdl.codegen.numpy_backend.elementwise import (
     elementwise_template,
     literals_keep_dtype,
 )
-from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
+from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS, reference_call
 from graphdl.codegen.numpy_backend.lowerings import (
     IN_PLACE,
     SHARED,
-    STRUCTURED,
     TARGET,
     contracted,
     contraction,
@@ -179,10 +178,11 @@ class _Module:
         args = [self._expr(a, weak) for a in value.args]
         if node.op.kind == "elementwise":
             expr = elementwise_template(node).fill(args)
-        elif node.op not in STRUCTURED:
-            raise NotImplementedError(f"the NumPy backend has no lowering for op {node.op!r}")
+        elif "numpy" in node.op.impls:
+            shared = {} if route is None else {"route": route}
+            expr = node.op.impls["numpy"](node, *args, **shared)
         else:
-            expr = STRUCTURED[node.op](node, *args, **({} if route is None else {"route": route}))
+            expr = call(reference_call(node, [a.text for a in args], "NumPy", "calls its `impl`"))
         return expr
 
     def _ref(self, node):

@@ -1,5 +1,7 @@
 """graphdl -> ONNX: the graph `gd.evaluate` runs (custom ops inlined, stabilized) written with
-one ONNX emitter per graphdl op, keyed by the OpDef (`EMIT`), at opset 17.
+one ONNX emitter per graphdl op, registered as the op's "onnx" facet (`op.impls["onnx"]`), at
+opset 17. An elementwise op without one (a new primitive, a user's `elementwise_op`) is written
+from its SymPy form, one ONNX operator per SymPy construct (`SYMPY_OPERATORS`).
 
 Ops with an ONNX operator of their own map to it (sigmoid -> Sigmoid, softplus -> Softplus,
 conv2d -> Conv). Gradient ops are written in ONNX terms: conv2d_input_grad as ConvTranspose,
@@ -18,7 +20,9 @@ from onnx import helper, numpy_helper
 
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, topological_order
-from graphdl.ops import conv, leaf, matmul
+from graphdl.lazy import sympy
+from graphdl.opdef import REGISTRY, implements
+from graphdl.ops import conv, leaf, matmul, scan
 from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -26,15 +30,11 @@ from graphdl.passes.optimize import prepare
 from graphdl.runtime import _avg_divisor, _sum_to_axes
 
 OPSET = 17
-EMIT = {}  # OpDef -> emitter(writer, node, input names) -> output name
 
 
 def emits(*ops):
-    def declare(fn):
-        for op in ops:
-            EMIT[op] = fn
-        return fn
-    return declare
+    """Register an emitter, (writer, node, input names) -> output name, for `ops`."""
+    return implements("onnx", *ops)
 
 
 class Writer:
@@ -104,16 +104,16 @@ for _op, _onnx in {ew.ADD: "Add", ew.SUB: "Sub", ew.MUL: "Mul", ew.DIV: "Div",
                    ew.NEG: "Neg", ew.RECIPROCAL: "Reciprocal", ew.EXP: "Exp", ew.LOG: "Log",
                    ew.SQRT: "Sqrt", ew.TANH: "Tanh", ew.SIGMOID: "Sigmoid",
                    ew.SOFTPLUS: "Softplus", ew.RELU: "Relu", ew.ABS: "Abs"}.items():
-    EMIT[_op] = _direct(_onnx)
+    emits(_op)(_direct(_onnx))
 
 for _op, _onnx in {ew.GREATER: "Greater", ew.GREATER_EQUAL: "GreaterOrEqual", ew.LESS: "Less",
                    ew.LESS_EQUAL: "LessOrEqual", ew.EQUAL: "Equal"}.items():
-    EMIT[_op] = _direct(_onnx, compare=True)
+    emits(_op)(_direct(_onnx, compare=True))
 
 
 @emits(ew.NOT_EQUAL)
 def _not_equal(w, node, names):
-    return w.emit("Not", [EMIT[ew.EQUAL](w, node, names)], node.name)
+    return w.emit("Not", [ew.EQUAL.impls["onnx"](w, node, names)], node.name)
 
 
 @emits(ew.POW)
@@ -132,6 +132,46 @@ def _where(w, node, names):
 @emits(ew.CAST)
 def _cast(w, node, names):
     return w.cast(names[0], node.inputs[0], node.dtype)
+
+
+# The ONNX operator of each SymPy function an elementwise op's form may use (by SymPy's name).
+SYMPY_OPERATORS = {"exp": "Exp", "log": "Log", "tanh": "Tanh", "erf": "Erf", "Abs": "Abs",
+                   "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceiling": "Ceil",
+                   "sign": "Sign", "Sigmoid": "Sigmoid", "Softplus": "Softplus", "Relu": "Relu",
+                   "Max": "Max", "Min": "Min", "Add": "Add", "Mul": "Mul"}
+
+
+def _from_sym(w, node, names):
+    """An elementwise op written from its SymPy form over operands cast to its dtype: one ONNX
+    operator per SymPy construct, constants in the node's dtype."""
+    if node.dtype.kind != "f":
+        raise GraphError(f"ONNX export: {node.op.name!r} ({describe(node)}) has no ONNX emitter, "
+                         f"and only floating-point ops are written from their SymPy form")
+    symbols = sympy.symbols(f"a0:{len(names)}")
+    operands = dict(zip(symbols, _same_type(w, node, names)))
+    return _sym_value(w, node, node.op.sym(*symbols, **node.attrs), operands, node.name)
+
+
+def _sym_value(w, node, expr, operands, hint):
+    if expr in operands:
+        return operands[expr]
+    if expr.is_Number:
+        return w.const(np.asarray(float(expr), node.dtype), "c")
+    if expr.is_Pow and expr.exp in (-1, sympy.Rational(1, 2)):
+        base = _sym_value(w, node, expr.base, operands, None)
+        return w.emit("Reciprocal" if expr.exp == -1 else "Sqrt", [base], hint)
+    args = [_sym_value(w, node, a, operands, None) for a in expr.args]
+    if expr.is_Pow:
+        return w.emit("Pow", args, hint)
+    operator = SYMPY_OPERATORS.get(type(expr).__name__)
+    if operator is None:
+        raise GraphError(f"ONNX export: {node.op.name!r} ({describe(node)}): its SymPy form uses "
+                         f"{type(expr).__name__}, which has no ONNX operator here "
+                         f"(SYMPY_OPERATORS)")
+    value = args[0]
+    for k, arg in enumerate(args[1:]):  # Add and Mul are binary in ONNX
+        value = w.emit(operator, [value, arg], hint if k == len(args) - 2 else None)
+    return value if len(args) > 1 else w.emit(operator, args, hint)
 
 
 @emits(ew.STOP_GRADIENT, mv.CHECK_INDEX, mv.CHECK_SHAPE)
@@ -254,6 +294,13 @@ def _concatenate(w, node, names):
 @emits(mv.TAKE)
 def _take(w, node, names):
     return w.emit("Gather", names, node.name, axis=node.attrs["axis"])
+
+
+@emits(scan.CUMSUM)
+def _cumsum(w, node, names):
+    (x,) = _same_type(w, node, names)  # ONNX sums in the input's type: NumPy's widened one
+    return w.emit("CumSum", [x, w.ints(node.attrs["axis"], "axis")], node.name,
+                  reverse=int(node.attrs["reverse"]))
 
 
 @emits(mv.SCATTER_ADD)
@@ -489,10 +536,14 @@ def _value(w, node, values, params):
         return node.name
     if node.op is leaf.CONST:
         return w.const(node.attrs["value"].array, "const")
-    emit = EMIT.get(node.op)
+    emit = node.op.impls.get("onnx")
+    if emit is None and node.op.kind == "elementwise" and node.op.sym is not None:
+        emit = _from_sym
     if emit is None:
+        exportable = sorted(op.name for op in REGISTRY.values() if "onnx" in op.impls)
         raise GraphError(f"ONNX export: graphdl op {node.op.name!r} ({describe(node)}) has no "
-                         f"ONNX form; exportable ops: {sorted(op.name for op in EMIT)}")
+                         f"ONNX form; exportable ops: elementwise ops with a SymPy form and "
+                         f"{exportable}")
     return emit(w, node, [values[i] for i in node.inputs])
 
 

@@ -354,6 +354,24 @@ def _gather(call):
     return gd.take(call.node(0), call.node(1), axis=call.attr("axis", 0))
 
 
+@op("CumSum")
+def _cumsum(call):
+    x = call.node(0)
+    axis = int(np.asarray(call.static(1, "the axis")).reshape(-1)[0]) % max(x.ndim, 1)
+    reverse = bool(call.attr("reverse", 0))
+    y = gd.cumsum(x, axis, reverse=reverse)
+    if y.dtype != x.dtype:  # ONNX sums in the input's type, NumPy widens small integers
+        y = gd.cast(y, x.dtype)
+    if not call.attr("exclusive", 0):
+        return y
+    # exclusive: each sum without its own element, i.e. the inclusive sums shifted by one
+    def along(start, stop):
+        return y[(slice(None),) * axis + (slice(start, stop),)]
+    zero = gd.zeros_like(along(0, 1))
+    shifted = [along(1, None), zero] if reverse else [zero, along(0, -1)]
+    return gd.concatenate(shifted, axis)
+
+
 @op("Expand")
 def _expand(call):
     x = call.node(0)

@@ -13,6 +13,7 @@ read `COMPOSITES`; they recognize a composite by calling it again on candidate a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,6 +109,18 @@ def tanh(x):
     x = _floating(x, "tanh")
     return _named(2 * sigmoid(2 * x) - 1, "tanh")
 
+
+
+@composite("gelu", "gelu", "d gelu/dx = Φ(x) + x·φ(x)", ew.MUL,
+           sym=lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2)
+def gelu(x):
+    """gelu(x) = x·Φ(x) = x/2 · (1 + erf(x/√2)), Φ the standard normal CDF: PyTorch's exact
+    form (`approximate='none'`)."""
+    x = _floating(x, "gelu")
+    return _named(0.5 * x * (1 + ew.ERF(x * _SQRT_HALF)), "gelu")
+
+
+_SQRT_HALF = math.sqrt(0.5)
 
 def _shift(x, axis):
     """The gradient-stopped maximum over `axis` (kept): what exp's argument is shifted by so

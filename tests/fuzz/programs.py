@@ -343,6 +343,14 @@ def _reduce(g):
     return [x], {"axis": g.axis(len(g.shape_of(x))), "keepdims": bool(g.rng.integers(2))}
 
 
+def _cumsum(g):
+    x = g.pick()
+    ndim = len(g.shape_of(x))
+    axis = g.axis(ndim) if ndim else None
+    axis = axis[0] if isinstance(axis, tuple) else axis  # one axis, or None: the flattened x
+    return [x], {"axis": axis, "reverse": bool(g.rng.integers(2))}
+
+
 def _reshape(g):
     x = g.pick()
     size = math.prod(g.shape_of(x))
@@ -617,6 +625,8 @@ PROPOSERS = {
     "affine": _unary("affine", params=lambda g: {"scale": float(g.rng.choice([2.0, -0.5, 3.0])),
                                                   "shift": float(g.rng.choice([0.0, 1.0, -0.5]))}),
     "exp": _unary("exp"),
+    "erf": _unary("erf"),
+    "gelu": _unary("gelu"),
     "log": _unary("log", positive=True),
     "sqrt": _unary("sqrt", positive=True),
     "reciprocal": _unary("reciprocal", positive=True),
@@ -639,6 +649,7 @@ PROPOSERS = {
     "minimum": _binary(),
     "where": _binary(extra=lambda g: {"cmp": str(g.rng.choice(COMPARISONS))}),
     "sum": _reduce,
+    "cumsum": _cumsum,
     "mean": _reduce,
     "max": _reduce,
     "min": _reduce,

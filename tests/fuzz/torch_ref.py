@@ -98,11 +98,22 @@ def _where(a, b, cmp):
                                        "less": "lt"}[cmp])(a, b), a, b)
 
 
+def _cumsum(x, axis, reverse):
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    if reverse:
+        return torch.flip(torch.cumsum(torch.flip(x, [axis]), axis), [axis])
+    return torch.cumsum(x, axis)
+
+
 TORCH = {
     "neg": torch.neg,
     "posify": lambda a: a * a + 0.5,
     "affine": lambda a, scale, shift: a * scale + shift,
     "exp": torch.exp,
+    "erf": torch.erf,
+    "gelu": torch.nn.functional.gelu,
+    "cumsum": _cumsum,
     "log": torch.log,
     "sqrt": torch.sqrt,
     "reciprocal": torch.reciprocal,
