@@ -106,7 +106,7 @@ FACETS = (
           "-> SymPy, or a string saying why it has none", _scalar_form),
     Facet("kinks", "not elementwise: kinks=(node, arrays, reach) -> why or None, or a string "
           "('linear', 'smooth')", _field("kinks")),
-    Facet("narration", "not elementwise: narration=(step) -> the backward rule in words, or a "
+    Facet("narration", "not elementwise: narration=(wire) -> the backward rule in words, or a "
           "string saying why the generic rule is right", _field("narration")),
     Facet("numpy", "not elementwise: @implements('numpy', OP) in "
           "codegen/numpy_backend/lowerings.py (else the reference runs)",

@@ -151,6 +151,7 @@ def _composite_examples():
         "sigmoid": gd.sigmoid(s) * 2.0,
         "tanh": gd.tanh(s) * 2.0,
         "softplus": gd.softplus(s) * 2.0,
+        "gelu": gd.gelu(s) * 2.0,
         "log_sigmoid": gd.log_sigmoid(s) * 2.0,
         "softmax": gd.sum(gd.softmax(v) * t),
         "log_softmax": gd.sum(gd.log_softmax(v) * t),
