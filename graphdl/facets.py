@@ -102,8 +102,8 @@ def _onnx(op):
 FACETS = (
     Facet("gradient", "pullback=(node, g) -> [gradient node or None per input] in its block",
           _gradient),
-    Facet("scalar form", "elementwise: sym=(*symbols) -> SymPy; else closed_form=(node, args) "
-          "-> SymPy, or a string saying why it has none", _scalar_form),
+    Facet("scalar form", "sym=(*symbols) -> SymPy (elementwise), else closed_form=(node, args) "
+          "-> SymPy or a string saying why it has none", _scalar_form),
     Facet("kinks", "not elementwise: kinks=(node, arrays, reach) -> why or None, or a string "
           "('linear', 'smooth')", _field("kinks")),
     Facet("narration", "not elementwise: narration=(wire) -> the backward rule in words, or a "
@@ -169,12 +169,14 @@ def table(ops=None):
     """Every op's state of every facet, as a text table."""
     rows = report(ops)
     names = [f.name for f, _, _ in next(iter(rows.values()))]
-    width = max(map(len, rows))
-    lines = [" " * width + "  " + "  ".join(names)]
+    widths = [max([len(n)] + [len(states[k][1]) for states in rows.values()])
+              for k, n in enumerate(names)]
+    first = max(map(len, rows))
+    lines = [" " * first + "  " + "  ".join(n.ljust(w) for n, w in zip(names, widths))]
     for name, states in rows.items():
-        cells = [state.ljust(len(f.name)) for f, state, _ in states]
-        lines.append(name.ljust(width) + "  " + "  ".join(cells))
-    return "\n".join(lines)
+        cells = [state.ljust(w) for (_, state, _), w in zip(states, widths)]
+        lines.append(name.ljust(first) + "  " + "  ".join(cells))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv=None):
