@@ -1,6 +1,7 @@
 """SymPy's C99 printer, adjusted so that each elementwise op prints as graphdl computes it in
-CUDA C: single-precision functions for float32 (`expf`, not `exp`), NumPy's NaN-propagating
-maximum/minimum, the stable sigmoid and softplus as device functions, where as `?:`, casts."""
+CUDA C: single-precision functions for float32 (`expf`, not `exp`) and literals in the formula's
+precision. The "cuda" spellings of `graphdl.spellings` call NumPy's NaN-propagating
+maximum/minimum and the stable sigmoid and softplus, the device functions below; where is `?:`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter, get_math_macros
 
 from graphdl.codegen.cuda_backend.kernels import ctype, special_float
+from graphdl.spellings import SpelledPrinter
 
 # Device functions the printed code may call, emitted once at the top of every module. NaN in
 # either operand gives NaN, as NumPy's maximum/minimum; σ and softplus from e^-|x|. (A backslash
@@ -55,10 +57,12 @@ def _macro_values():
 MACRO_VALUES = _macro_values()
 
 
-class CudaPrinter(C99CodePrinter):
+class CudaPrinter(SpelledPrinter, C99CodePrinter):
     """Prints a formula in `dtype`'s precision (float32: `expf`, `1.5F`), each symbol as the
     C expression `names` gives it. Constants SymPy would print as <math.h> macros (M_SQRT2,
     M_LN2, ...: NVRTC has none) print as literals, in the same places."""
+
+    target = "cuda"
 
     def __init__(self, dtype, names):
         self.dtype, self.names = dtype, names
@@ -66,6 +70,12 @@ class CudaPrinter(C99CodePrinter):
         if dtype.name == "float32":
             settings["type_aliases"] = {real: float32}
         super().__init__(settings)
+
+    def _fields(self):  # {dtype:ctype}: the C type the formula computes in
+        return {**super()._fields(), "dtype": sympy.Symbol(self.dtype.name)}
+
+    def _convert_ctype(self, dtype):  # {1:ctype}: a dtype, named by a symbol, as its C type
+        return ctype(dtype.name)
 
     def _print_Symbol(self, expr):
         return self.names[expr]
@@ -103,39 +113,3 @@ class CudaPrinter(C99CodePrinter):
 
     def _literal(self, value):  # repr: the shortest text that reads back exactly
         return f"{float(value)!r}F" if self.dtype.name == "float32" else repr(float(value))
-
-    def _binary(self, name, expr):
-        out = self._print(expr.args[0])
-        for a in expr.args[1:]:
-            out = f"{name}({out}, {self._print(a)})"
-        return out
-
-    def _print_Max(self, expr):
-        return self._binary("gd_max", expr)
-
-    def _print_Min(self, expr):
-        return self._binary("gd_min", expr)
-
-    def _print_Sigmoid(self, expr):
-        return f"gd_sigmoid({self._print(expr.args[0])})"
-
-    def _print_Softplus(self, expr):
-        return f"gd_softplus({self._print(expr.args[0])})"
-
-    def _print_Relu(self, expr):
-        a = self._print(expr.args[0])
-        return f"gd_max({a}, ({ctype(self.dtype)})0)"
-
-    def _print_Where(self, expr):
-        c, a, b = (self._print(x) for x in expr.args)
-        return f"(({c}) ? ({a}) : ({b}))"
-
-    def _print_Cast(self, expr):
-        return f"(({ctype(expr.args[1].name)})({self._print(expr.args[0])}))"
-
-    def _print_Piecewise(self, expr):
-        out = special_float(np.nan, self.dtype)
-        for value, cond in reversed(expr.args):
-            out = (self._print(value) if cond == sympy.true
-                   else f"(({self._print(cond)}) ? ({self._print(value)}) : ({out}))")
-        return out

@@ -1,18 +1,25 @@
 """SymPy scalar functions for primitives SymPy lacks or writes unstably.
 
 Each carries its mathematical definition (`rewrite(sympy.exp)`, used for `sympy.diff` checks and
-closed forms) and its derivative (`fdiff`); the code printers in `codegen.numpy_backend.printers`
-give each a numerically stable spelling. `StopGradient` is found in closed forms only
+closed forms), its derivative (`fdiff`) and its `spellings` (`graphdl.spellings`): in generated
+code the numerically stable primitive (the runtime's `_sigmoid`, the CUDA printer's device
+`gd_sigmoid`), in the narration the lecture's name. `StopGradient` is found in closed forms only
 (`gd.symbolic`), as are the constants `exact` gives.
 """
 
 from fractions import Fraction
+from typing import ClassVar
 
 import sympy
 
 
 class Sigmoid(sympy.Function):
     """σ(x) = 1 / (1 + e^-x)."""
+
+    spellings: ClassVar = {
+        "numpy": "_sigmoid({0})", "cuda": "gd_sigmoid({0})",  # from e^-|x|: no overflow
+        "text": "σ({0})", "latex": r"\sigma\left({0}\right)",
+    }
 
     def fdiff(self, argindex=1):
         s = Sigmoid(self.args[0])
@@ -25,6 +32,8 @@ class Sigmoid(sympy.Function):
 class Softplus(sympy.Function):
     """softplus(x) = log(1 + e^x)."""
 
+    spellings: ClassVar = {"numpy": "_softplus({0})", "cuda": "gd_softplus({0})"}
+
     def fdiff(self, argindex=1):
         return Sigmoid(self.args[0])
 
@@ -34,6 +43,11 @@ class Softplus(sympy.Function):
 
 class Relu(sympy.Function):
     """max(x, 0); its derivative at 0 is taken as 0, as in PyTorch."""
+
+    spellings: ClassVar = {
+        "numpy": "numpy.maximum({0}, 0)", "cuda": "gd_max({0}, ({dtype:ctype})0)",
+        "text": "relu({0})", "latex": r"\operatorname{{relu}}\left({0}\right)",
+    }
 
     def fdiff(self, argindex=1):
         return sympy.Heaviside(self.args[0], 0)
@@ -45,6 +59,13 @@ class Relu(sympy.Function):
 class Where(sympy.Function):
     """where(c, a, b): a where c holds, else b."""
 
+    spellings: ClassVar = {
+        "numpy": "_where({0}, {1}, {2})",  # the runtime's numpy.where, faster
+        "cuda": "(({0}) ? ({1}) : ({2}))",
+        "text": "where({0}, {1}, {2})",
+        "latex": r"\operatorname{{where}}\left({0}, {1}, {2}\right)",
+    }
+
     def fdiff(self, argindex=1):
         c, _, _ = self.args
         return {1: sympy.S.Zero, 2: Where(c, 1, 0), 3: Where(c, 0, 1)}[argindex]
@@ -52,6 +73,9 @@ class Where(sympy.Function):
 
 class Cast(sympy.Function):
     """cast(x, dtype): x converted to the dtype named by the second (symbol) argument."""
+
+    spellings: ClassVar = {"numpy": "numpy.asarray({0}, dtype=numpy.{1})",
+                           "cuda": "(({1:ctype})({0}))"}
 
     def fdiff(self, argindex=1):
         return sympy.S.One

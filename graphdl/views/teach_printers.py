@@ -1,6 +1,7 @@
 """SymPy expressions as the narration prints them: a compact line of text (x·y, σ(x)·(1 - σ(x))),
 LaTeX and MathML, in the names the narration uses (σ, relu, where; a step function as `1 if x > 0
-else 0`); and numbers plugged into them without SymPy evaluating the result."""
+else 0`: the "text", "latex" and "mathml" spellings of `graphdl.spellings`); and numbers plugged
+into them without SymPy evaluating the result."""
 
 from __future__ import annotations
 
@@ -11,81 +12,42 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.str import StrPrinter
 
+from graphdl.spellings import SpelledPrinter
 from graphdl.views.numbers import fmt
 
 _SUP = {"2": "²", "3": "³"}
+_TOKENS = re.compile(r"\{(\d+)\}|(\d+)|([A-Za-z]+)|(\S)")  # an argument, number, word, symbol
 
 
-def _step_condition(e):
-    """`>` or `≥` for a step function H(x, h0) that is 0 or 1 at 0 (relu's derivative is
-    H(x, 0)), None for another value at 0."""
-    at_zero = e.args[1] if len(e.args) > 1 else None
-    return {sympy.S.Zero: ">", sympy.S.One: "≥"}.get(at_zero)
+class _TextPrinter(SpelledPrinter, StrPrinter):
+    target = "text"
 
 
-class _TextPrinter(StrPrinter):
-    """SymPy's text form, in the names the narration uses: σ, relu, where, ==, ≠, and a step
-    function as `1 if x > 0 else 0`."""
+class _LatexPrinter(SpelledPrinter, LatexPrinter):
+    target = "latex"
 
-    def _print_Sigmoid(self, e):
-        return f"σ({self._print(e.args[0])})"
-
-    def _print_Relu(self, e):
-        return f"relu({self._print(e.args[0])})"
-
-    def _print_Where(self, e):
-        return f"where({', '.join(self._print(a) for a in e.args)})"
-
-    def _print_Heaviside(self, e):
-        cond = _step_condition(e)
-        if cond is None:
-            return super()._print_Heaviside(e)
-        return f"(1 if {self._print(e.args[0])} {cond} 0 else 0)"
-
-    def _print_Equality(self, e):
-        return f"{self._print(e.lhs)} == {self._print(e.rhs)}"
-
-    def _print_Unequality(self, e):
-        return f"{self._print(e.lhs)} ≠ {self._print(e.rhs)}"
+    def _spell(self, spelled, expr, exp=None):  # exp: the function raised to a power, σ(x)²
+        return super()._spell(spelled, expr) + (f"^{{{exp}}}" if exp else "")
 
 
-class _LatexPrinter(LatexPrinter):
-    def _print_Sigmoid(self, e, exp=None):
-        return self._named(r"\sigma", e, exp)
+class _MathMLPrinter(SpelledPrinter, MathMLPresentationPrinter):
+    target = "mathml"
 
-    def _print_Relu(self, e, exp=None):
-        return self._named(r"\operatorname{relu}", e, exp)
+    def doprint(self, expr):  # SymPy's prints the top level with Printer._print, past the table
+        return self._print(expr).toxml().encode("ascii", "xmlcharrefreplace").decode()
 
-    def _print_Where(self, e, exp=None):
-        return self._named(r"\operatorname{where}", e, exp)
-
-    def _named(self, name, e, exp):
-        args = ", ".join(self._print(a) for a in e.args)
-        return rf"{name}\left({args}\right)" + (f"^{{{exp}}}" if exp else "")
-
-    def _print_Heaviside(self, e, exp=None):
-        cond = _step_condition(e)
-        if cond is None:
-            return super()._print_Heaviside(e, exp)
-        rel = {">": ">", "≥": r"\geq"}[cond]
-        return (rf"\left(1 \text{{ if }} {self._print(e.args[0])} {rel} 0 \text{{ else }} "
-                r"0\right)")
-
-
-class _MathMLPrinter(MathMLPresentationPrinter):
-    def _print_Heaviside(self, e):
-        cond = _step_condition(e)
-        if cond is None:
-            return self._print_Function(e)
+    def _spell(self, spelled, expr):
+        """A row of the spelling's tokens: each argument printed, a number as <mn>, a word as
+        spaced <mtext>, any other character as <mo>."""
         row = self.dom.createElement("mrow")
-        parts = [("mo", "("), ("mn", "1"), ("mtext", "\u00a0if\u00a0"), e.args[0], ("mo", cond),
-                 ("mn", "0"), ("mtext", "\u00a0else\u00a0"), ("mn", "0"), ("mo", ")")]
-        for part in parts:
-            if isinstance(part, tuple):
-                element = self.dom.createElement(part[0])
-                element.appendChild(self.dom.createTextNode(part[1]))
-            else:
-                element = self._print(part)
+        for arg, number, word, symbol in _TOKENS.findall(spelled):
+            if arg:
+                row.appendChild(self._print(expr.args[int(arg)]))
+                continue
+            tag, text = (("mn", number) if number else ("mtext", f"\u00a0{word}\u00a0") if word
+                         else ("mo", symbol))
+            element = self.dom.createElement(tag)
+            element.appendChild(self.dom.createTextNode(text))
             row.appendChild(element)
         return row
 
