@@ -1,6 +1,9 @@
 """Code generation: an optimized graph in, a `Compiled` callable (source text + function) out.
 
 `codegen` imports `graphdl`, never the reverse; `graphdl.compile` reaches this package lazily.
+A backend is the `BACKEND` object its package defines, a `backend.Backend` (whose docstring is
+the protocol): `BACKENDS` names the packages, each imported on first use, so a NumPy compile
+imports nothing of CUDA's.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape, graph_inputs
 from graphdl.ops import leaf
 
-# backend -> (module with `generate`, the devices it runs on; the first is the default)
-BACKENDS = {"numpy": ("graphdl.codegen.numpy_backend", ("cpu",)),
-            "cuda": ("graphdl.codegen.cuda_backend", ("gpu", "cpu"))}
+BACKENDS = {"numpy": "graphdl.codegen.numpy_backend",  # backend name -> module with BACKEND
+            "cuda": "graphdl.codegen.cuda_backend"}
 _cache = OrderedDict()  # the most recently used compiled functions, by graph and options
 _cache_lock = threading.Lock()  # gd.compile may be called from several threads at once
 CACHE_SIZE = 128
@@ -47,64 +49,54 @@ def compile(outputs, backend="numpy", *, device=None, optimize=True, stabilize=T
             raise GraphError(f"compile: output {i} is {o!r}, not a graph node")
     if backend not in BACKENDS:
         raise GraphError(f"compile: unknown backend {backend!r}; available: {sorted(BACKENDS)}")
-    device = _device(backend, device)
+    chosen = backend_named(backend)
+    device = _device(chosen, device)
     updates = _check_updates(updates or {})
     options = {"optimize": bool(optimize), "stabilize": bool(stabilize)}
-    if outputs_on_device and backend != "cuda":
-        raise GraphError(f"compile: outputs_on_device is for backend='cuda', not {backend!r}")
+    given = {"outputs_on_device": True} if outputs_on_device else {}  # the backend's options
+    _check_options(chosen, given)
     key = (tuple(outputs), single, tuple(updates), backend, device, debug,
            bool(outputs_on_device), tuple(options.items()))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = _new_compiled(outputs, single, updates, backend, device, debug,
-                                        outputs_on_device, options)
+            _cache[key] = _new_compiled(outputs, single, updates, chosen, device, debug, given,
+                                        options)
             if len(_cache) > CACHE_SIZE:  # the cache holds graphs alive: keep it bounded
                 _cache.popitem(last=False)
         _cache.move_to_end(key)
         return _cache[key]
 
 
-def _new_compiled(outputs, single, updates, backend, device, debug, outputs_on_device, options):
+def backend_named(name):
+    """The `Backend` called `name` (its module imported on first use)."""
+    return importlib.import_module(BACKENDS[name]).BACKEND
+
+
+def _new_compiled(outputs, single, updates, backend, device, debug, given, options):
     """A `Compiled` for these outputs; it specializes (generates code) on its first call."""
     roots = outputs + [v for _, v in updates] + [t for t, _ in updates]
     inputs = list(fd.unique_inputs(graph_inputs(roots)).values())
-    module = importlib.import_module(BACKENDS[backend][0])
-    generate = partial(module.generate, debug=debug,
-                       **({} if backend == "numpy" else
-                          {"device": device, "outputs_on_device": bool(outputs_on_device)}))
+    generate = partial(backend.generate, debug=debug, device=device, **given)
     return Compiled(outputs, single, updates, inputs, generate, options,
-                    device_arrays=backend == "cuda" and device == "gpu")
+                    device_arrays=device in backend.array_devices)
 
 
 def _device(backend, device):
-    devices = BACKENDS[backend][1]
+    devices = backend.devices
     device = devices[0] if device is None else device
     if device not in devices:
-        raise GraphError(f"compile: backend {backend!r} runs on {' or '.join(devices)}, "
+        raise GraphError(f"compile: backend {backend.name!r} runs on {' or '.join(devices)}, "
                          f"not {device!r}")
-    if backend == "cuda" and device == "gpu":
-        _require_gpu()
+    backend.check_device(device)
     return device
 
 
-def _require_gpu():
-    """A clear error, never a silent fallback, where CuPy or a GPU is missing."""
-    try:
-        import cupy
-    except ImportError as e:
-        reason = f"CuPy is not installed ({e})"
-    else:
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except cupy.cuda.runtime.CUDARuntimeError as e:  # no driver, no device
-            reason = f"CUDA reports {e}"
-        else:
-            if count:
-                return
-            reason = "CuPy sees no GPU"
-    raise GraphError(
-        f"compile: backend='cuda' runs on an NVIDIA GPU through CuPy (pip install "
-        f"'graphdl[cuda]'), and here {reason}. device='cpu' runs the same kernels on the CPU.")
+def _check_options(backend, given):
+    for option in given:
+        if option not in backend.options:  # the error names the backends taking it (all imported)
+            takers = " or ".join(f"backend={name!r}" for name in BACKENDS
+                                 if option in backend_named(name).options)
+            raise GraphError(f"compile: {option} is for {takers}, not {backend.name!r}")
 
 
 def _check_updates(updates):

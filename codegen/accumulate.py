@@ -1,4 +1,4 @@
-"""Updates accumulated into their target: rewrites of a lowered program (`lower.Lowered`) that
+"""Updates accumulated into their target: rewrites of a lowered program (`lower.Program`) that
 a backend registers on its `Target` (`rewrites`) for the writes it can do in place:
 
 - `accumulate_products`: `W - s * (A @ B)` as one matrix product adding into W's memory
@@ -76,10 +76,10 @@ class ScatterUpdate(_Accumulated):
         return tuple(node for term in self.terms for node in term)
 
 
-def accumulate_products(lowered):
+def accumulate_products(program):
     """The program with each update `W - s * (A @ B)` (2-D operands of W's dtype) that can be
     accumulated written as a `ProductUpdate`."""
-    return _accumulate(lowered, _product)
+    return _accumulate(program, _product)
 
 
 def accumulate_scatters(outer=False):
@@ -90,16 +90,16 @@ def accumulate_scatters(outer=False):
     return functools.partial(_accumulate, accumulation=functools.partial(_scatter, outer=outer))
 
 
-def _accumulate(lowered, accumulation):
-    """`lowered` with what `accumulation(target, source, uses)` makes of each subtracting
-    `Update` in its place, lowered afresh; `lowered` itself where it makes nothing."""
-    updates = lowered.updates
+def _accumulate(program, accumulation):
+    """`program` with what `accumulation(target, source, uses)` makes of each subtracting
+    `Update` in its place, lowered afresh; `program` itself where it makes nothing."""
+    updates = program.updates
     if not any(isinstance(u, Update) and u.subtract for u in updates):
-        return lowered
-    uses = _uses([o.node for o in lowered.outputs] + [n for u in updates for n in u.roots])
+        return program
+    uses = _uses([o.node for o in program.outputs] + [n for u in updates for n in u.roots])
     targets = {id(u.target) for u in updates}
     found = [_accumulated(u, accumulation, uses, targets) or u for u in updates]
-    return lowered if all(f is u for f, u in zip(found, updates)) else relowered(lowered, found)
+    return program if all(f is u for f, u in zip(found, updates)) else relowered(program, found)
 
 
 def _accumulated(update, accumulation, uses, targets):

@@ -54,7 +54,7 @@ def _check_declared(results, declared):
                 f"dtype {r.dtype}, but the graph declares {shape} {dtype}")
 
 
-class Program:
+class Specialization:
     """One specialization: the input `shapes` (name -> shape) it was compiled for, what the
     backend generated (`source`, `kernels`), the pass `reports` and the `run` function it
     defines (inputs by position)."""
@@ -147,10 +147,10 @@ class Compiled:
         self._disjoint = tuple(a for _, _, a in updated)
 
     def specialize(self, shapes=None, /, **kwargs):
-        """The program for inputs of these shapes, compiled once: `fn.specialize(x=(64, 784))`
-        or `fn.specialize({"x": (64, 784)})`; an input whose declared shape has no unknown
-        dimension may be left out. Its `.source`, `.kernels`, `.reports` and `.save` are those
-        of that specialization, which `fn.source` then shows."""
+        """The `Specialization` for inputs of these shapes, compiled once:
+        `fn.specialize(x=(64, 784))` or `fn.specialize({"x": (64, 784)})`; an input whose
+        declared shape has no unknown dimension may be left out. Its `.source`, `.kernels`,
+        `.reports` and `.save` are those of that specialization, which `fn.source` then shows."""
         shapes = fd.merge(shapes, kwargs)
         unknown = sorted(set(shapes) - set(self.input_names))
         if unknown:
@@ -187,8 +187,8 @@ class Compiled:
         generated = self._generate(final[:n_out], inputs, updates)
         filename = f"<graphdl program {id(self)}.{len(self._programs)}>"
         declared = [(o.shape, o.dtype) for o in final[:n_out]]
-        program = Program(generated, reports, filename, declared,
-                          dict(zip(self.input_names, key)))
+        program = Specialization(generated, reports, filename, declared,
+                                 dict(zip(self.input_names, key)))
         self.compile_seconds += time.perf_counter() - start
         return program
 
@@ -244,7 +244,7 @@ class Compiled:
         return self._current().reports
 
     def save(self, path):
-        """Save the most recently used specialization (`Program.save`)."""
+        """Save the most recently used specialization (`Specialization.save`)."""
         self._current().save(path)
 
 

@@ -1,6 +1,6 @@
-"""The backend-neutral lowering: an optimized graph -> a `Lowered` program that a backend renders.
+"""The backend-neutral lowering: an optimized graph -> a `Program` that a backend renders.
 
-A `Lowered` program is what every backend needs decided for it, so that a backend only spells
+A `Program` is what every backend needs decided for it, so that a backend only spells
 things out: the statements in execution order (each computes one node; its expression tree
 holds the nodes fused into it), work shared between statements, the buffer plan (which
 statement overwrites a dead temporary, which results are fresh arrays and which may alias an
@@ -40,8 +40,8 @@ class Target:
         code (a backend that spells an argument twice must not recompute it twice).
     writes_into(node): can the backend compute `node` into an existing buffer of its shape.
     max_fused: nodes per fused statement (readability for NumPy, registers for CUDA).
-    rewrites: what the backend does to the lowered program, in order (each `Lowered` ->
-        `Lowered`, applied by `rewritten`): such as the updates it writes into the target's
+    rewrites: what the backend does to the lowered program, in order (each `Program` ->
+        `Program`, applied by `rewritten`): such as the updates it writes into the target's
         memory (`accumulate.accumulate_products`, `accumulate.accumulate_scatters`).
     """
 
@@ -116,7 +116,7 @@ class Update:
 
 
 @dataclass
-class Lowered:
+class Program:
     """The program, which every backend renders in this order: the `statements`; then each of
     the `outputs` read for the caller (copied where `copy` says, or anyway: CUDA brings each
     to the host); then the sources of the `updates` marked `copy` copied; then the writes. So
@@ -136,26 +136,26 @@ class Lowered:
 
 
 def lower(outputs, inputs, updates, target, fuse=True):
-    """The `Lowered` program computing `outputs` and applying `updates` ((input, new value)
+    """The `Program` computing `outputs` and applying `updates` ((input, new value)
     pairs: one simultaneous assignment, written after everything else is computed), each as
     an `Update`: the target's rewrites come after (`rewritten`)."""
     return _lowered(list(outputs), list(inputs), [_write(t, v) for t, v in updates], target,
                     fuse)
 
 
-def rewritten(lowered):
-    """`lowered` after its target's rewrites, in order; none where it is unfused (debug: every
+def rewritten(program):
+    """`program` after its target's rewrites, in order; none where it is unfused (debug: every
     node its own statement, each checked)."""
-    for rewrite in lowered.target.rewrites if lowered.fuse else ():
-        lowered = rewrite(lowered)
-    return lowered
+    for rewrite in program.target.rewrites if program.fuse else ():
+        program = rewrite(program)
+    return program
 
 
-def relowered(lowered, updates):
-    """`lowered` with `updates` in place of its own (a rewrite's), lowered afresh around them:
+def relowered(program, updates):
+    """`program` with `updates` in place of its own (a rewrite's), lowered afresh around them:
     what only the old updates read is no longer computed, what the new ones read is."""
-    return _lowered([o.node for o in lowered.outputs], lowered.inputs, updates, lowered.target,
-                    lowered.fuse)
+    return _lowered([o.node for o in program.outputs], program.inputs, updates, program.target,
+                    program.fuse)
 
 
 def _lowered(outputs, inputs, updates, target, fuse):
@@ -173,7 +173,7 @@ def _lowered(outputs, inputs, updates, target, fuse):
         returned.add(id(o))
     ups = [replace(u, copy=not (id(u.source) in fresh or u.source.op is leaf.CONST))
            if isinstance(u, Update) else u for u in updates]
-    return Lowered(inputs, builder.constants, builder.statements, outs, ups, plan.kernels,
+    return Program(inputs, builder.constants, builder.statements, outs, ups, plan.kernels,
                    target, fuse)
 
 

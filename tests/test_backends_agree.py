@@ -16,6 +16,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.codegen import BACKENDS as COMPILERS
+from graphdl.codegen import backend_named
 
 from .test_cuda_gpu import cp
 
@@ -30,7 +31,7 @@ def _missing(backend, device):
 
 
 BACKENDS = {f"{backend}-{device}": {"backend": backend, "device": device}
-            for backend, (_, devices) in COMPILERS.items() for device in devices}
+            for backend in COMPILERS for device in backend_named(backend).devices}
 AVAILABLE = [name for name, options in BACKENDS.items() if _missing(**options) is None]
 backends = pytest.mark.parametrize("backend", [
     pytest.param(name, marks=pytest.mark.skipif(bool(_missing(**options)),

@@ -10,7 +10,7 @@ import pytest
 import graphdl as gd
 from graphdl import codegen
 from graphdl.codegen.numpy_backend import helpers as numpy_helpers
-from graphdl.codegen.numpy_backend.render import CAST_INPUT
+from graphdl.codegen.python_module import CAST_INPUT
 from graphdl.errors import GraphError, InputError
 from graphdl.runtime import _sigmoid as stable_sigmoid
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from graphdl.codegen.cuda_backend import BACKEND
 from graphdl.codegen.cuda_backend import conv as cuda_conv
 from graphdl.codegen.cuda_backend.cpu.loader import load
-from graphdl.codegen.cuda_backend.render import generate
 from graphdl.ops import conv as cv
 
 # ---------------------------------------------------------------- the table
@@ -266,7 +266,7 @@ def test_nvcc_compiles_every_instantiation_without_spills(tmp_path):
 def test_float16_conv_is_refused_naming_the_node():
     x, w = gd.input("image", (1, 1, 4, 4), "float16"), gd.input("w", (1, 1, 2, 2), "float16")
     with pytest.raises(gd.GraphError, match="no float16 kernel for .*image"):
-        generate([gd.conv2d(x, w)], [x, w])
+        BACKEND.generate([gd.conv2d(x, w)], [x, w])
 
 
 def test_array_beyond_32_bit_indexing_is_refused():

@@ -5,7 +5,7 @@ float64 above 4,096 logits, an internal error as an output and a silent float64 
 
 The thresholds the losses cross: `optimize.FOLD_LIMIT` (a constant result of more elements
 stays a broadcast of one number, which fusion prints as the bare number; printed as a Python
-float where NumPy's weak typing made the result float64) and `lowerings.CONTRACTED_TERMS` (a sum
+float where NumPy's weak typing made the result float64) and `op_code.CONTRACTED_TERMS` (a sum
 of a product is one einsum up to that many terms, else a product and numpy.sum)."""
 
 import subprocess
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.codegen.numpy_backend.lowerings import CONTRACTED_TERMS
+from graphdl.codegen.numpy_backend.op_code import CONTRACTED_TERMS
 from graphdl.ir import topological_order
 from graphdl.passes.optimize import FOLD_LIMIT
 

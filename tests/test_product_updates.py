@@ -122,13 +122,13 @@ def test_the_lowering_writes_plain_updates_that_the_numpy_target_rewrites():
     def products(program):  # statements computing dW
         return sum(isinstance(s, Statement) and s.node is dW for s in program.statements)
 
-    plain = lower(*args, numpy_backend.lowerings.TARGET)
+    plain = lower(*args, numpy_backend.BACKEND.target)
     assert [type(u) for u in plain.updates] == [Update] and products(plain) == 1
     (update,) = rewritten(plain).updates
     assert isinstance(update, ProductUpdate) and update.b is dW.inputs[1]
     assert products(rewritten(plain)) == 0
-    for program in (lower(*args, cuda_backend.render.TARGET),
-                    lower(*args, numpy_backend.lowerings.TARGET, fuse=False)):
+    for program in (lower(*args, cuda_backend.BACKEND.target),
+                    lower(*args, numpy_backend.BACKEND.target, fuse=False)):
         assert [type(u) for u in rewritten(program).updates] == [Update]
 
 

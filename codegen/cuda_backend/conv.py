@@ -26,14 +26,14 @@ import math
 
 import numpy as np
 
-from graphdl.codegen.numpy_backend.render import comment
+from graphdl.codegen.naming import comment
 from graphdl.errors import GraphError
 from graphdl.ir import describe
 from graphdl.ops import conv
 
 from .kernels import (
     Launch,
-    Lowering,
+    OpKernels,
     ctype,
     grid_stride,
     integer,
@@ -78,7 +78,7 @@ def _split_k(k, blocks, groups):
 
 
 def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False, masked=False):
-    """The Lowering of one implicit GEMM whose A is the node's second input, B its first;
+    """The OpKernels of one implicit GEMM whose A is the node's second input, B its first;
     `masked`: B's map says which cells are products at all (the others are skipped)."""
     b, a = node.inputs[:2]
     _check(node)
@@ -94,7 +94,7 @@ def _gemm(node, name, maps, geometry, m, p, k, b_k_fast=False, split=False, mask
         k_per_split=k_per_split, b_k_fast=str(b_k_fast).lower(), masked=str(masked).lower(),
         threads=threads, maps=_fill(maps), **geometry)
     launch = Launch(name, grid + (groups * splits,), (threads,), (("in", 1), ("in", 0), ("out",)))
-    return Lowering(source, (launch,), zero_output=splits > 1)
+    return OpKernels(source, (launch,), zero_output=splits > 1)
 
 
 @register(conv.CONV2D)
@@ -134,7 +134,7 @@ def _lowest(dtype):
 
 def _pool(node, name, kernel, helpers, x, pooled, operands, per_cell=False, zero_output=False,
           **extra):
-    """The Lowering of one grid-stride pooling kernel: `x` the pooled input node, `pooled` the
+    """The OpKernels of one grid-stride pooling kernel: `x` the pooled input node, `pooled` the
     pooled shape; one thread per window, or per cell of x if `per_cell`."""
     _check(node)
     attrs = node.attrs
@@ -150,7 +150,7 @@ def _pool(node, name, kernel, helpers, x, pooled, operands, per_cell=False, zero
                    helpers=_fill(helpers, **geometry), **geometry)
     source += "\n" + _fill(kernel, name=name, xt=xt, vt=vt, lowest=_lowest(x.dtype))
     launches = grid_stride(name, total, tuple(("in", i) for i in operands) + (("out",),))
-    return Lowering(source, launches, zero_output=zero_output)
+    return OpKernels(source, launches, zero_output=zero_output)
 
 
 def _count_pad(node):

@@ -1,11 +1,11 @@
 """The CUDA backend's per-op kernels for structured (non-elementwise) ops, registered against
-the OpDef objects: each lowering turns one node into CUDA C kernel source (from the `.cu`
-templates in `templates/`) and the launches that compute it.
+the OpDef objects: each kernel function turns one node into its `OpKernels`, CUDA C kernel
+source (from the `.cu` templates in `templates/`) and the launches that compute it.
 
-The contract every lowering keeps (the renderer relies on it):
+The contract every kernel function keeps (the renderer relies on it):
 - every input of the node is a contiguous C-order device array of the input node's declared
   shape and dtype; the output is a contiguous C-order device array of the node's shape and
-  dtype, uninitialized unless the lowering says `zero_output`;
+  dtype, uninitialized unless its `OpKernels` say `zero_output`;
 - sizes, strides and attributes are baked into the source as constants where that helps;
   kernels are `extern "C" __global__`, with no host code; names are unique per node (they
   start with the `name` the renderer passes, which derives from the user's names);
@@ -71,7 +71,7 @@ class Launch:
     """One kernel launch. `args`, in the kernel's parameter order, each one of:
     ("in", k)        the node's k-th input (a device pointer),
     ("out",)         the node's output buffer,
-    ("scratch", k)   the k-th scratch buffer the lowering asked for (`Lowering.scratch`)."""
+    ("scratch", k)   the k-th scratch buffer the kernels asked for (`OpKernels.scratch`)."""
 
     kernel: str
     grid: tuple
@@ -93,7 +93,9 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Lowering:
+class OpKernels:
+    """What computes one node: its kernels' source and their launches."""
+
     source: str  # the CUDA C source of the kernels the launches name
     launches: tuple
     zero_output: bool = False  # the output buffer is zeroed before the first launch
@@ -108,6 +110,6 @@ def grid_stride(kernel, count, args):
 
 
 def register(*ops):
-    """Register a lowering function, (node, name) -> Lowering, as the "cuda" facet of the given
+    """Register a kernel function, (node, name) -> OpKernels, as the "cuda" facet of the given
     OpDefs (`op.impls["cuda"]`)."""
     return implements("cuda", *ops)

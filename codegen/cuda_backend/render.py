@@ -1,10 +1,10 @@
-"""The CUDA renderer: a `Lowered` program -> one `.cu` module (every kernel `extern "C"`, no host
+"""The CUDA renderer: a `lower.Program` -> one `.cu` module (every kernel `extern "C"`, no host
 code) and a Python driver that uploads the constants once, then on each call allocates its
 device buffers, launches the kernels in the lowering's order and hands back NumPy arrays.
 
 Each fused elementwise region is one grid-stride kernel whose body is one line per graph node,
 printed from the op's SymPy form (`printer.CudaPrinter`), broadcasting through baked strides.
-Structured ops take their kernels from the per-op lowerings registered as their "cuda" facet
+Structured ops take their kernels from the kernel functions registered as their "cuda" facet
 (`op.impls["cuda"]`, by `structured` and `conv`); an op with none runs its reference
 implementation on the host (a round trip, with one warning). The driver runs unchanged on a
 GPU (CuPy) and on the CPU (the emulator in `cpu/`): only the loader and the array module
@@ -20,7 +20,7 @@ import numpy as np
 import sympy
 
 from graphdl import runtime
-from graphdl.codegen.accumulate import ScatterUpdate, accumulate_scatters
+from graphdl.codegen.accumulate import ScatterUpdate
 from graphdl.codegen.compiled import Generated
 from graphdl.codegen.cuda_backend.kernels import (
     C_TYPES,
@@ -31,35 +31,30 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.cuda_backend.printer import DEVICE_FUNCTIONS, CudaPrinter
 from graphdl.codegen.cuda_backend.structured import scatter_update
-from graphdl.codegen.lower import Expand, Ref, SharedWork, Target, lower, rewritten
-from graphdl.codegen.numpy_backend.helpers import HELPERS, reference_call
-from graphdl.codegen.numpy_backend.render import CAST_INPUT, Constants, Namer, comment
+from graphdl.codegen.lower import Expand, Ref, SharedWork
+from graphdl.codegen.naming import Namer, comment
+from graphdl.codegen.python_module import (
+    CAST_INPUT,
+    Constants,
+    _check,
+    _reference,
+    reference_call,
+)
 from graphdl.errors import GraphError
 from graphdl.ir import describe
 from graphdl.ops import leaf
-from graphdl.ops import movement as mv
 from graphdl.ops.elementwise import promote
 
 
-def _fuses_into(consumer, position):
-    """Elementwise regions fuse into elementwise consumers only: structured kernels read
-    contiguous arrays. A broadcast fuses as indexing; other views get a copy kernel."""
-    inp = consumer.inputs[position]
-    return consumer.op.kind == "elementwise" and (not inp.op.view or inp.op is mv.BROADCAST_TO)
-
-
-TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op.kind == "elementwise",
-                max_fused=64,  # lines per kernel body: registers, not readability, bound it
-                rewrites=(accumulate_scatters(),))  # atomics into the addressed rows
-
-
-def generate(outputs, inputs, updates=(), debug=False, device="gpu", outputs_on_device=False,
-             title="graphdl program"):
-    lowered = rewritten(lower(outputs, inputs, updates, TARGET, fuse=not debug))
-    module = _Module(lowered, title, debug, outputs_on_device, device)
+def render(program, *, debug, device, outputs_on_device=False, title="graphdl program"):
+    """The kernels and driver running `program` on `device` ("gpu" or "cpu"), as `Generated`.
+    `debug`: the program has one statement per node, each result read back and checked for its
+    declared shape and dtype and for NaN/Inf. `outputs_on_device`: the driver returns device
+    arrays, not NumPy arrays."""
+    module = CudaModule(program, title, debug, outputs_on_device, device)
     cu, driver = module.render()
     env = {"_DEVICE": _cpu() if device == "cpu" else _gpu(), **module.constants.env()}
-    return Generated(cu, driver, lowered.kernels, env, {".cu": cu, **module.constants.files()},
+    return Generated(cu, driver, program.kernels, env, {".cu": cu, **module.constants.files()},
                      comment="//")
 
 
@@ -83,9 +78,9 @@ def _gpu():
             cupy.empty, cupy.cuda.Device().synchronize)
 
 
-class _Module:
-    def __init__(self, lowered, title, debug, on_device, device):
-        self.lowered, self.title, self.debug, self.on_device = lowered, title, debug, on_device
+class CudaModule:
+    def __init__(self, program, title, debug, on_device, device):
+        self.program, self.title, self.debug, self.on_device = program, title, debug, on_device
         self.device = device  # where the saved driver runs when run alone
         self.namer = Namer()
         self.kernel_names = Namer()
@@ -100,7 +95,7 @@ class _Module:
         self.uses_reference = False  # an op without a kernel runs `_reference` on the host
 
     def render(self):
-        low = self.lowered
+        low = self.program
         params = [self.namer(n.name) for n in low.inputs]
         for n, p in zip(low.inputs, params):
             self.buffers[id(n)] = f"d_{p}"
@@ -144,24 +139,24 @@ class _Module:
             self._on_host(node, value)
             return
         name = self.kernel_names(f"k_{hint}")
-        lowering = node.op.impls["cuda"](node, name)
-        self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{lowering.source}")
+        kernels = node.op.impls["cuda"](node, name)
+        self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{kernels.source}")
         out = self.buffers[id(node)]
         note = f"  # node {node.id}: {comment(describe(node, 2))}"
-        if lowering.zero_output:
+        if kernels.zero_output:
             self.body.append(f"    {out}.fill(0){note}")
         scratch = []
-        for count, dtype in lowering.scratch:
+        for count, dtype in kernels.scratch:
             scratch.append(self.namer(f"s_{hint}"))
             self.allocations.append(
                 f"    {scratch[-1]} = _xp.zeros({count}, dtype=numpy.{dtype})")
         inputs = [self._device_value(a.node) for a in value.args]
-        for launch in lowering.launches:
+        for launch in kernels.launches:
             if 0 in launch.grid:  # nothing to compute (an empty array): CUDA refuses such grids
                 continue
             args = ", ".join(_arg(a, inputs, out, scratch) for a in launch.args)
             self._launch(launch.kernel, launch.grid, launch.block, args, note)
-        check = lowering.check
+        check = kernels.check
         if check is not None:  # an index check: the runtime's message names the node
             self.body.append(f"    if int(_host({scratch[check.scratch]})[0]): _check_index("
                              f"_host({out}), {check.high}, {check.negative}, {check.what!r})")
@@ -307,10 +302,10 @@ class _Module:
         doc = (f'"""{comment(self.title)}: the driver of its CUDA kernels, generated by graphdl.'
                f'\n\n{_RUNS_ON[self.device]}\n"""')
         lines = [doc, "import numpy", "", *self.constants.preamble(), "",
-                 f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}", "",
+                 f"INPUTS = {tuple(n.name for n in self.program.inputs)!r}", "",
                  "CU = r'''" + cu + "'''", "", _HELPERS, "",
-                 inspect.getsource(runtime._check_index), HELPERS["_check"], CAST_INPUT,
-                 *[HELPERS["_reference"]] * self.uses_reference,
+                 inspect.getsource(runtime._check_index), inspect.getsource(_check), CAST_INPUT,
+                 *[inspect.getsource(_reference)] * self.uses_reference,
                  "def build(_load, _xp, _empty, _wait):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += [*self.setup, "    _wait()  # uploads done: a call on any CUDA stream reads them"]

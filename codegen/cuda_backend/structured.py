@@ -1,4 +1,4 @@
-"""The CUDA lowerings of the structured ops other than convolution and pooling: reductions,
+"""The CUDA kernels of the structured ops other than convolution and pooling: reductions,
 matmul, movement, gather/scatter, index checks and shape-only leaves. Each fills a `.cu`
 template from `templates/` with its node's types, sizes, strides and attributes.
 
@@ -16,7 +16,7 @@ from graphdl import runtime
 from graphdl.codegen.cuda_backend.kernels import (
     Check,
     Launch,
-    Lowering,
+    OpKernels,
     ctype,
     grid_stride,
     integer,
@@ -24,7 +24,7 @@ from graphdl.codegen.cuda_backend.kernels import (
     special_float,
     template,
 )
-from graphdl.codegen.numpy_backend.render import comment
+from graphdl.codegen.naming import comment
 from graphdl.ir import describe
 from graphdl.ops import leaf, scan
 from graphdl.ops import matmul as mm
@@ -136,7 +136,7 @@ def _reduce(node, name, axes):
     per_block = REDUCE_BLOCK // group
     grid = (-(-count // per_block),)
     launches = (Launch(name, grid, (REDUCE_BLOCK,), (("in", 0), ("out",))),) if count else ()
-    return Lowering(source, launches)
+    return OpKernels(source, launches)
 
 
 @register(rd.SUM, rd.MAX, rd.MIN)
@@ -153,7 +153,7 @@ def sum_to(node, name):
 def size(node, name):
     count = math.prod(node.inputs[0].shape[i] for i in node.attrs["axes"])
     source = fill("fill.cu", node, name, T=ctype(node.dtype), VALUE=f"{count}ULL")
-    return Lowering(source, (Launch(name, (1,), (32,), (("out",),)),))
+    return OpKernels(source, (Launch(name, (1,), (32,), (("out",),)),))
 
 
 # ---------------------------------------------------------------- matmul
@@ -190,11 +190,11 @@ def matmul(node, name):
         ROWS=tile_m // ty, COLS=tile_n // tx)
     grid = (-(-m // tile_m), -(-n // tile_n), min(count, 65535))
     if not (m and n and count):
-        return Lowering(source, ())
+        return OpKernels(source, ())
     if grid[1] > 65535:
         raise NotImplementedError(f"the CUDA matmul kernel takes at most {65535 * tile_n} "
                                   f"columns; {describe(node)} has {n}")
-    return Lowering(source, (Launch(name, grid, (tx, ty), (("in", 0), ("in", 1), ("out",))),))
+    return OpKernels(source, (Launch(name, grid, (tx, ty), (("in", 0), ("in", 1), ("out",))),))
 
 
 # ---------------------------------------------------------------- movement
@@ -225,28 +225,28 @@ def _copy(node, name, k, sizes, in_strides, out_strides, in_base=0, out_base=0):
     return source, grid_stride(name, count, (("in", k), ("out",)))
 
 
-def _lowering(*copies, zero_output=False):
+def _copies(*copies, zero_output=False):
     source = "".join(text for text, _ in copies)
-    return Lowering(source, sum((launches for _, launches in copies), ()), zero_output)
+    return OpKernels(source, sum((launches for _, launches in copies), ()), zero_output)
 
 
 @register(mv.RESHAPE, mv.EXPAND_DIMS, mv.SQUEEZE, mv.CHECK_SHAPE)
 def plain_copy(node, name):
     count = math.prod(node.shape)
-    return _lowering(_copy(node, name, 0, (count,), (1,), (1,)))
+    return _copies(_copy(node, name, 0, (count,), (1,), (1,)))
 
 
 @register(mv.TRANSPOSE)
 def transpose(node, name):
     strides = _strides(node.inputs[0].shape)
-    return _lowering(_copy(node, name, 0, node.shape, [strides[a] for a in node.attrs["axes"]],
+    return _copies(_copy(node, name, 0, node.shape, [strides[a] for a in node.attrs["axes"]],
                            _strides(node.shape)))
 
 
 @register(mv.BROADCAST_TO)
 def broadcast_to(node, name):
     strides = _broadcast_strides(node.inputs[0].shape, node.shape)
-    return _lowering(_copy(node, name, 0, node.shape, strides, _strides(node.shape)))
+    return _copies(_copy(node, name, 0, node.shape, strides, _strides(node.shape)))
 
 
 def _sliced(shape, index):
@@ -263,14 +263,14 @@ def _sliced(shape, index):
 @register(mv.SLICE)
 def slice_(node, name):
     strides, base = _sliced(node.inputs[0].shape, node.attrs["index"])
-    return _lowering(_copy(node, name, 0, node.shape, strides, _strides(node.shape), in_base=base))
+    return _copies(_copy(node, name, 0, node.shape, strides, _strides(node.shape), in_base=base))
 
 
 @register(mv.UNSLICE)
 def unslice(node, name):
     g = node.inputs[0]
     strides, base = _sliced(node.shape, node.attrs["index"])
-    return _lowering(_copy(node, name, 0, g.shape, _strides(g.shape), strides, out_base=base),
+    return _copies(_copy(node, name, 0, g.shape, _strides(g.shape), strides, out_base=base),
                      zero_output=True)
 
 
@@ -281,12 +281,12 @@ def concatenate(node, name):
         copies.append(_copy(node, f"{name}_{k}", k, x.shape, _strides(x.shape), out_strides,
                             out_base=start * out_strides[axis]))
         start += x.shape[axis]
-    return _lowering(*copies)
+    return _copies(*copies)
 
 
 @register(leaf.ZEROS_LIKE)
 def zeros_like(node, name):
-    return Lowering("", (), zero_output=True)
+    return OpKernels("", (), zero_output=True)
 
 
 # ---------------------------------------------------------------- gather, scatter, checks
@@ -305,7 +305,7 @@ def take(node, name):
                   TI=_supported(node, idx.dtype, "iu"), COUNT=count,
                   INDEX=_index_type(math.prod(a.shape), count),
                   **_along(a.shape, node.attrs["axis"], math.prod(idx.shape)))
-    return Lowering(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
+    return OpKernels(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
 
 
 @register(mv.SCATTER_ADD)
@@ -317,7 +317,7 @@ def scatter_add(node, name):
                   INDEX=_index_type(math.prod(node.shape), count),
                   **_along(node.shape, node.attrs["axis"], math.prod(idx.shape)))
     launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
-    return Lowering(source, launches, zero_output=True)
+    return OpKernels(source, launches, zero_output=True)
 
 
 def scatter_update(update, indices, g, name):
@@ -342,7 +342,7 @@ def cumsum(node, name):
     source = fill("cumsum.cu", node, name, T=_supported(node, x.dtype),
                   R=_supported(node, node.dtype), INDEX=_index_type(math.prod(x.shape)),
                   LINES=lines, REVERSE=int(node.attrs["reverse"]), **along)
-    return Lowering(source, grid_stride(name, lines, (("in", 0), ("out",))))
+    return OpKernels(source, grid_stride(name, lines, (("in", 0), ("out",))))
 
 
 @register(mv.CHECK_INDEX)
@@ -356,7 +356,7 @@ def check_index(node, name):
                   INDEX=_index_type(count), COUNT=count, LOW=low, HIGH=high,
                   OUTSIDE=_outside(idx.dtype, low, high))
     launches = grid_stride(name, count, (("in", 0), ("out",), ("scratch", 0)))
-    return Lowering(source, launches, scratch=((1, "int32"),),
+    return OpKernels(source, launches, scratch=((1, "int32"),),
                     check=Check(0, high, negative, what))
 
 

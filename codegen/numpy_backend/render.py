@@ -1,13 +1,9 @@
-"""The NumPy renderer: a `Lowered` program -> the source of one standalone Python module whose
+"""The NumPy renderer: a `lower.Program` -> the source of one standalone Python module whose
 `run(<inputs>)` returns the outputs, in order, and which needs only NumPy. Every decision
 (fusion, buffers, copies, the order of writes) is the lowering's; this module spells it."""
 
 from __future__ import annotations
 
-import builtins
-import inspect
-import io
-import keyword
 import math
 import re
 
@@ -15,7 +11,8 @@ import numpy as np
 
 from graphdl.codegen.accumulate import ProductUpdate, ScatterUpdate
 from graphdl.codegen.compiled import Generated
-from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, lower, natural_shape, rewritten
+from graphdl.codegen.lower import Apply, Expand, Ref, SharedWork, natural_shape
+from graphdl.codegen.naming import Namer, comment
 from graphdl.codegen.numpy_backend.elementwise import (
     ATOM,
     UNARY,
@@ -24,43 +21,36 @@ from graphdl.codegen.numpy_backend.elementwise import (
     elementwise_template,
     literals_keep_dtype,
 )
-from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS, reference_call
-from graphdl.codegen.numpy_backend.lowerings import (
-    IN_PLACE,
-    SHARED,
-    TARGET,
-    contracted,
-    contraction,
-)
-from graphdl.feeds import _cast_input
+from graphdl.codegen.numpy_backend.helpers import HELPER_NEEDS, HELPERS
+from graphdl.codegen.numpy_backend.op_code import IN_PLACE, SHARED, contracted, contraction
+from graphdl.codegen.python_module import CAST_INPUT, Constants, reference_call
 from graphdl.ir import describe
 from graphdl.ops import leaf
 
 
-def generate(outputs, inputs, updates=(), debug=False, title="graphdl program"):
-    """The module computing `outputs` and applying `updates` ((input node, new value node)
-    pairs: one simultaneous assignment), as `Generated`. `debug`: one
-    statement per node, each checked for its declared shape and dtype and for NaN/Inf."""
-    lowered = rewritten(lower(outputs, inputs, updates, TARGET, fuse=not debug))
-    module = _Module(lowered, debug, title)
+def render(program, *, debug, device="cpu", title="graphdl program"):
+    """The module running `program` (its statements, outputs, updates), as `Generated`.
+    `debug`: the program has one statement per node, and each result is checked for its
+    declared shape and dtype and for NaN/Inf. `device`: "cpu", NumPy's only one."""
+    module = NumpyModule(program, debug, title)
     source = module.source()
-    return Generated(source, source, lowered.kernels, module.constants.env(),
+    return Generated(source, source, program.kernels, module.constants.env(),
                      module.constants.files())
 
 
-class _Module:
-    def __init__(self, lowered, debug, title):
-        self.lowered, self.debug, self.title = lowered, debug, title
+class NumpyModule:
+    def __init__(self, program, debug, title):
+        self.program, self.debug, self.title = program, debug, title
         self.namer = Namer()
-        self.params = [self.namer(n.name) for n in lowered.inputs]
-        self.names = {id(n): p for n, p in zip(lowered.inputs, self.params)}
+        self.params = [self.namer(n.name) for n in program.inputs]
+        self.names = {id(n): p for n, p in zip(program.inputs, self.params)}
         self.body, self.consts, self.helpers = [], [], set()
         self.constants = Constants()
         self.large = set()  # names of temporaries worth freeing once dead (FREED_BYTES or more)
         self.reading, self.reads = set(), []  # names the pending line reads; each body line's
 
     def source(self):
-        low = self.lowered
+        low = self.program
         for c in low.constants:
             self.names[id(c)] = self.namer(f"const{len(self.consts)}")
             name = self.names[id(c)]
@@ -209,7 +199,7 @@ class _Module:
         lines += [HELPERS[h] for h in sorted(helpers)]
         bind = self._bind_inputs()
         lines += [CAST_INPUT] * bool(bind)
-        lines.append(f"INPUTS = {tuple(n.name for n in self.lowered.inputs)!r}")
+        lines.append(f"INPUTS = {tuple(n.name for n in self.program.inputs)!r}")
         lines.append("")
         lines.append(f"def run({', '.join(self.params)}):")
         lines += bind
@@ -222,13 +212,13 @@ class _Module:
         an integer outside its input's range are refused by name, floats into an integer input
         by NumPy ('same_kind'), an array of that dtype passes as it is. Updated inputs stay as
         given: a converted copy would not receive the update."""
-        targets = {id(u.target) for u in self.lowered.updates}
+        targets = {id(u.target) for u in self.program.updates}
         return [f"    {p} = _cast_input(numpy.asarray({p}), numpy.{n.dtype.name}, {n.name!r})"
                 f"  # node {n.id}: input {comment(n.name)!r} as {n.dtype}"
-                for n, p in zip(self.lowered.inputs, self.params) if id(n) not in targets]
+                for n, p in zip(self.program.inputs, self.params) if id(n) not in targets]
 
 
-# ---------------------------------------------------------------- constants and names
+# ---------------------------------------------------------------- scalar literals
 def _scalar_text(array):
     if array.dtype == np.float32 and np.isfinite(array):
         return str(array)  # the shortest text that reads back as the same float32
@@ -263,73 +253,6 @@ def literal(const, weak):
     return Expr(text, UNARY if text.startswith("-") else ATOM)
 
 
-class Constants:
-    """A generated module's array constants: small ones spelled as literals; larger ones handed
-    to the module in `_CONSTANTS` and saved beside it as an `.npz` (`fn.save`), never as
-    kilobytes of text in the source."""
-
-    LOAD = ('_CONSTANTS = globals().get("_CONSTANTS") or '
-            'numpy.load(__file__.rsplit(".", 1)[0] + ".npz")  # fn.save wrote it beside me')
-
-    def __init__(self):
-        self.large = {}
-
-    def text(self, name, array):
-        if array.size == 0:  # `tolist()` of a (0, 3) array is `[]`, which reads back as (0,)
-            return f"numpy.empty({array.shape}, dtype=numpy.{array.dtype.name})"
-        readable = array.dtype.kind != "f" or np.all(np.isfinite(array))  # repr(inf): no literal
-        if array.size <= 16 and readable:
-            return f"numpy.array({array.tolist()!r}, dtype=numpy.{array.dtype.name})"
-        self.large[name] = array
-        return f"_CONSTANTS[{name!r}]"
-
-    def preamble(self):
-        return [self.LOAD] if self.large else []
-
-    def env(self):
-        return {"_CONSTANTS": dict(self.large)} if self.large else {}
-
-    def files(self):
-        if not self.large:
-            return {}
-        data = io.BytesIO()
-        np.savez(data, **self.large)
-        return {".npz": data.getvalue()}
-
-
-CAST_INPUT = inspect.getsource(_cast_input)  # how generated modules convert what they are fed
-
 FREED_BYTES = 1 << 16  # smaller temporaries are not worth a `del` line
 
 _CALLED = re.compile(r"(?<![\w.])(_\w+)\(")  # helper names are `_`-led, called unqualified
-
-RESERVED = set(dir(builtins)) | {"numpy", "run", "INPUTS", "OUTPUTS", "_CONSTANTS"}
-
-
-class Namer:
-    """Python identifiers from user names: only [A-Za-z0-9_], never a keyword or builtin,
-    never a clash. No user string reaches the source except through this or repr()."""
-
-    def __init__(self):
-        self.taken = set(RESERVED)
-        self.counts = {}
-
-    def __call__(self, hint):
-        base = re.sub(r"[^0-9A-Za-z_]", "_", hint or "")[:40] or "t"
-        if base[0].isdigit() or base.startswith("_"):
-            base = "v" + base
-        if keyword.iskeyword(base):
-            base += "_"
-        name, k = base, self.counts.get(base, 1)
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.counts[base] = k
-        self.taken.add(name)
-        return name
-
-
-def comment(text):
-    """Text safe inside a `#` comment: one line, printable characters only."""
-    text = text[:90]
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)

@@ -1,6 +1,6 @@
-"""The NumPy backend's accumulated updates (the `codegen.accumulate` rewrites its `TARGET`
-registers: products, scatters, scatter terms as outer-product factors), emitted as source into
-the generated modules that use them.
+"""The NumPy backend's accumulated updates (the `codegen.accumulate` rewrites its target
+registers, `BACKEND.target`: products, scatters, scatter terms as outer-product factors),
+emitted as source into the generated modules that use them.
 
 `_gemm_update(c, scale, a, b)` is an update `c -= scale * (a @ b)` (an SGD step on a weight
 matrix) as one `gemm` that adds the product into c's memory (alpha = -scale, beta = 1): no

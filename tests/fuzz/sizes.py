@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphdl import runtime
+from graphdl.codegen import cuda_backend, numpy_backend, python_module
 from graphdl.codegen.cuda_backend import conv as cuda_conv
 from graphdl.codegen.cuda_backend import kernels as cuda_kernels
-from graphdl.codegen.cuda_backend import render as cuda_render
 from graphdl.codegen.cuda_backend import structured as cuda_structured
-from graphdl.codegen.numpy_backend import conv_kernels, lowerings, render
+from graphdl.codegen.numpy_backend import conv_kernels, op_code, render
 from graphdl.passes import optimize
 
 from . import differential, programs
@@ -241,8 +241,8 @@ def _default(function, name):
 _THREADS, _BLOCKS = cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS
 _TILE = cuda_structured.TILE["double"]
 THRESHOLDS = [
-    Threshold("terms one einsum adds", "codegen/numpy_backend/lowerings.py: CONTRACTED_TERMS",
-              lowerings.CONTRACTED_TERMS, _contracted),
+    Threshold("terms one einsum adds", "codegen/numpy_backend/op_code.py: CONTRACTED_TERMS",
+              op_code.CONTRACTED_TERMS, _contracted),
     Threshold("bytes of a temporary that is deleted after its last read",
               "codegen/numpy_backend/render.py: FREED_BYTES", render.FREED_BYTES, _freed),
     Threshold("bytes of one im2col band", "codegen/numpy_backend/conv_kernels.py: _im2col, "
@@ -252,16 +252,16 @@ THRESHOLDS = [
     Threshold("rows of a scatter-add's table sorted in one 16-bit radix pass",
               "graphdl/runtime.py: _stable_order (bare 2**16, 0xFFFF)", 2 ** 16, _radix,
               literal=(runtime._stable_order, "n > 2**16")),
-    Threshold("nodes in one NumPy statement", "codegen/numpy_backend/lowerings.py: TARGET "
-              "max_fused", lowerings.TARGET.max_fused, _chain),
+    Threshold("nodes in one NumPy statement", "codegen/numpy_backend/__init__.py: BACKEND "
+              "target max_fused", numpy_backend.BACKEND.target.max_fused, _chain),
     Threshold("elements of a constant result that is folded",
               "graphdl/passes/optimize.py: FOLD_LIMIT", optimize.FOLD_LIMIT, _folded),
     Threshold("elements of a constant spelled as a literal",
-              "codegen/numpy_backend/render.py: constant text (bare 16)", 16, _folded,
-              literal=(render, "array.size <= 16")),
+              "codegen/python_module.py: Constants.text (bare 16)", 16, _folded,
+              literal=(python_module.Constants.text, "array.size <= 16")),
     Threshold("10^4 to 10^6 elements", "(the issue's large programs)", 0, _large),
-    Threshold("lines in one CUDA kernel body", "codegen/cuda_backend/render.py: TARGET "
-              "max_fused", cuda_render.TARGET.max_fused, _chain, CUDA),
+    Threshold("lines in one CUDA kernel body", "codegen/cuda_backend/__init__.py: BACKEND "
+              "target max_fused", cuda_backend.BACKEND.target.max_fused, _chain, CUDA),
     Threshold("elements per block of a grid-stride kernel", "codegen/cuda_backend/kernels.py: "
               "THREADS", _THREADS, _count, CUDA),
     Threshold("elements beyond which grid-stride threads loop",

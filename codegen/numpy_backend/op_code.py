@@ -1,7 +1,7 @@
-"""The NumPy backend's per-op lowerings, registered against the OpDef objects (never by name):
-the code of each structured op (its "numpy" facet, `op.impls["numpy"]`: (node, *argument
-Exprs) -> Expr), of the work ops share, of ops computed into an existing buffer (`out=`), and
-the NumPy target's fusion choices.
+"""The NumPy backend's per-op code, registered against the OpDef objects (never by name): the
+code of each structured op (its "numpy" facet, `op.impls["numpy"]`: (node, *argument Exprs) ->
+Expr), of the work ops share, of ops computed into an existing buffer (`out=`), and the fusion
+choices of the NumPy target (`numpy_backend.BACKEND.target`).
 
 Templates spell out each convolution's steps (windows -> columns -> one matrix product), so
 every helper a statement needs is named in it; the helpers live in
@@ -14,8 +14,6 @@ import math
 import string
 
 from graphdl import runtime
-from graphdl.codegen.accumulate import accumulate_products, accumulate_scatters
-from graphdl.codegen.lower import Target
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
 from graphdl.opdef import implements_each
@@ -232,7 +230,8 @@ IN_PLACE = {
 OWN_STATEMENT_INPUTS = {ew.RELU}
 
 
-def _fuses_into(consumer, position):
+def fuses_into(consumer, position):
+    """The NumPy target's `fuses_into` (`lower.Target`)."""
     if consumer.op in OWN_STATEMENT_INPUTS:
         return False
     if consumer.op.kind == "elementwise":  # spelled twice, it would be computed twice
@@ -240,7 +239,3 @@ def _fuses_into(consumer, position):
         return position < len(uses) and uses[position] == 1
     return True
 
-
-TARGET = Target(fuses_into=_fuses_into, writes_into=lambda node: node.op in IN_PLACE,
-                max_fused=12,  # nodes per statement: beyond that a statement stops being readable
-                rewrites=(accumulate_products, accumulate_scatters(outer=True)))  # `update_kernels`
