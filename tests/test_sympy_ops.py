@@ -275,3 +275,16 @@ def test_each_sympy_function_of_a_built_in_op_is_built_as_that_op():
                 assert from_sympy(e, dict(zip(symbols, nodes)), x).op is op, op.name
                 built.add(op.name)
     assert {"exp", "abs", "relu", "maximum", "greater", "not_equal"} <= built
+
+
+def test_closed_forms_through_where_differentiate_only_the_branches():
+    """SymPy's chain rule would differentiate where's condition, a relation it cannot
+    differentiate: clip's closed-form gradient raised AttributeError."""
+    import sympy
+
+    x = gd.input("x", (), "float64")
+    grad = gd.symbolic_grad(gd.clip(x, 0.0, 1.0), x)
+    s = sympy.Symbol("x")
+    assert [float(grad.subs(s, v)) for v in (-0.5, 0.5, 1.5)] == [0.0, 1.0, 0.0]
+    text = str(gd.explain(gd.where(x > 0, x * x, -x), {"x": 0.5}))
+    assert "== the step-by-step result ✓" in text

@@ -66,9 +66,21 @@ class Where(sympy.Function):
         "latex": r"\operatorname{{where}}\left({0}, {1}, {2}\right)",
     }
 
+    @classmethod
+    def eval(cls, c, a, b):
+        if c in (sympy.true, sympy.false):  # a known condition: the branch it picks
+            return a if c is sympy.true else b
+        return None
+
     def fdiff(self, argindex=1):
         c, _, _ = self.args
         return {1: sympy.S.Zero, 2: Where(c, 1, 0), 3: Where(c, 0, 1)}[argindex]
+
+    def _eval_derivative(self, s):
+        # The chain rule over every argument would differentiate the condition, a relation
+        # SymPy cannot differentiate; it is piecewise constant, so only the branches count.
+        c, a, b = self.args
+        return Where(c, a.diff(s), b.diff(s))
 
 
 class Cast(sympy.Function):
