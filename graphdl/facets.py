@@ -109,7 +109,7 @@ FACETS = (
     Facet("narration", "not elementwise: narration=(wire) -> the backward rule in words, or a "
           "string saying why the generic rule is right", _field("narration")),
     Facet("numpy", "not elementwise: @implements('numpy', OP) in "
-          "codegen/numpy_backend/lowerings.py (else the reference runs)",
+          "codegen/numpy_backend/op_code.py (else the reference runs)",
           _backend("numpy", "calls `impl`"), ("graphdl.codegen.numpy_backend",)),
     Facet("cuda", "not elementwise: @implements('cuda', OP) in codegen/cuda_backend/ (a .cu "
           "template; else a host round trip runs `impl`)",

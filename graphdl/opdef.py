@@ -86,7 +86,7 @@ def register(op: OpDef) -> OpDef:
 
 
 def implements(facet, *ops):
-    """Register the decorated function as the `facet` of each of `ops` (a backend's lowering,
+    """Register the decorated function as the `facet` of each of `ops` (a backend's kernel code,
     the ONNX emitter): `op.impls[facet]` finds it."""
     def add(function):
         for op in ops:
