@@ -121,6 +121,29 @@ def test_closed_form_of_the_two_layer_network_is_cheap():
     assert time.perf_counter() - start < 20
 
 
+def test_gradients_are_listed_by_name_in_natural_order():
+    # Built after the neuron, the lecture's network gets the neuron's w1 and x1 (inputs are
+    # interned), so neither the graph's order (w1, x1, w2, ...) nor the nodes' ids say w1, w2.
+    _neuron = neuron()
+    sys.path.insert(0, str(ROOT / "examples"))
+    import lecture_two_layer as lecture
+
+    ex = gd.explain(lecture.output(), lecture.values, collapse=["sigmoid"])
+    names = [f"w{i}" for i in range(1, 9)] + ["x1", "x2", "y1", "y2"]
+    assert [h for h, _, _ in ex.gradients] == names
+    listed = [f"∂Error/∂{n} =" for n in names]
+    text = str(ex).split("\nGradients\n")[1].splitlines()[:len(names)]
+    assert [line.split()[0] + " =" for line in text] == listed
+    md = ex.markdown().split("### Gradients")[1]
+    assert [md.index(f"- {n}") for n in listed] == sorted(md.index(f"- {n}") for n in listed)
+    page = ex.html()
+    assert [page.index(f"<li><code>{n}") for n in listed] == sorted(
+        page.index(f"<li><code>{n}") for n in listed)
+    w10, w2, b = (gd.input(n, (), "float64") for n in ("w10", "w2", "b"))
+    assert [h for h, _, _ in gd.explain(w10 * w2 + b, {"w10": 1.0, "w2": 2.0, "b": 0.0})
+            .gradients] == ["b", "w2", "w10"]
+
+
 def test_markdown_and_html_stepper():
     f, _ = neuron()
     ex = gd.explain(f, VALUES)
@@ -128,7 +151,7 @@ def test_markdown_and_html_stepper():
     assert md == ex._repr_markdown_()
     assert r"\frac{1}{x^{2}}" in md and "**Step 8." in md
     page = ex.html()
-    frames = re.findall(r'<section class="frame" data-gate="([^"]*)"', page)
+    frames = re.findall(r'<section class="frame"[^>]* data-gate="([^"]*)"', page)
     assert len(frames) == len(ex.steps) + 2  # forward table, one per step, the gradients
     assert frames[1] == f"g{f.id}"  # step 1 highlights the output gate, 1/x
     assert "<math>" in page and "<script>" in page

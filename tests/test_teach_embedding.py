@@ -118,20 +118,29 @@ def test_take_along_another_axis_keeps_the_generic_rule():
     assert "one-hot" not in text and "rows [" not in text
 
 
-def test_the_drawing_labels_the_take_with_its_rows_and_its_table_gradient_as_delta_rows():
+def test_the_drawing_labels_the_take_with_its_rows_and_its_table_gradient_in_words():
     loss, (w_in, _), values = skip_gram()
     dot = gd.draw(loss, values)
     take = next(g for g in dot.circuit.gates if g.handle == "v_c")
     assert dot.node_labels[f"n{take.node.id}"] == "take v_c rows [2]"
     g_in = gd.evaluate(gd.grad(loss, w_in), values)
     table_wire = dot.edge_labels[f"e{w_in.id}_{take.node.id}_0"]
-    assert table_wire[1] == f"∇ Δ rows [2] ‖·‖={fmt(np.linalg.norm(g_in))}"
+    assert table_wire[1] == f"gradient into row 2 only, ‖·‖={fmt(np.linalg.norm(g_in))}"
     (out_wire,) = [v for k, v in dot.edge_labels.items() if k.startswith(f"e{take.node.id}_")][:1]
     assert out_wire[0].startswith("(3) rows [2] ")
     # an index on a wire is a row number, not 2.00
     index_wires = [v for k, v in dot.edge_labels.items()
                    if k.endswith(f"_{take.node.id}_1")]
     assert index_wires == [["2"]]
+
+
+def test_a_table_read_twice_gets_its_gradient_into_each_row_read_once():
+    loss, w, values = repeated_lookup()
+    dot = gd.draw(loss, values)
+    (take,) = [g for g in dot.circuit.gates if g.handle == "rows"]
+    grad = gd.evaluate(gd.grad(loss, w), values)
+    assert dot.edge_labels[f"e{w.id}_{take.node.id}_0"][1] == (
+        f"gradient into rows [3, 1] only, ‖·‖={fmt(np.linalg.norm(grad))}")
 
 
 def test_a_drawn_gradient_graph_shows_the_scatter_add_rows():

@@ -2,8 +2,8 @@
 
 Self-contained and offline: the drawing is inline SVG (gates and wires carry ids), rules are
 MathML (rendered natively by browsers) with a text fallback, and a few lines of JavaScript show
-one frame at a time and highlight the current gate and its wires. Without JavaScript every
-frame is shown, one after another.
+one frame at a time, highlight the current gate and its wires, and reveal the gradients on the
+wires step by step. Without JavaScript every frame and every gradient is shown.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from __future__ import annotations
 import html
 import re
 import uuid
+
+# The drawing is never scaled below one CSS pixel per point, so the wires' 11 pt numbers stay
+# 11 px: a wide network scrolls inside its box, which follows the current gate.
+MIN_PX_PER_PT = 1.0
 
 PAGE_CSS = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; color: #1f2328; }
@@ -22,8 +26,10 @@ CSS = """
 .gd-stepper:focus { outline: none; }
 .gd-stepper h1 { font-size: 1.3em; }
 .gd-stepper .drawing { border: 1px solid #d0d7de; border-radius: 6px; padding: 0.5em;
-                       overflow-x: auto; background: white; }
-.gd-stepper .drawing svg { max-width: 100%; height: auto; }
+                       overflow: auto; max-height: 75vh; background: white; }
+.gd-stepper .drawing svg { width: 100%; height: auto; }
+.gd-stepper .grad.later { visibility: hidden; }
+.gd-stepper .grad.new { fill: #d1008f; font-weight: bold; }
 .gd-stepper .frame { border-left: 4px solid #d1008f; padding: 0.3em 1em; margin: 1em 0; }
 .gd-stepper .frame h2 { font-size: 1.1em; margin: 0.2em 0 0.5em; }
 .gd-stepper .frame h3 { font-size: 1em; }
@@ -38,6 +44,7 @@ CSS = """
 .gd-stepper nav { position: sticky; top: 0; background: white; padding: 0.5em 0; z-index: 2; }
 .gd-stepper nav button { font-size: 1em; padding: 0.3em 1em; }
 .gd-stepper .counter { margin: 0 1em; color: #57606a; }
+.gd-stepper nav label { margin-left: 2em; color: #57606a; }
 .gd-stepper.js .frame { display: none; }
 .gd-stepper.js .frame.current { display: block; }
 .gd-stepper .hl > ellipse, .gd-stepper .hl > polygon, .gd-stepper .hl > path {
@@ -50,17 +57,40 @@ CSS = """
 
 # Looks up everything inside its root (ids of the drawing included, which repeat when a notebook
 # shows one circuit twice). A page takes the arrow keys and the URL's #frame; an embedded stepper
-# only the keys pressed inside it, and leaves the URL alone.
+# only the keys pressed inside it, and leaves the URL alone. Frame k shows the gradients of the
+# frames up to k (each .grad says its frame), k's own as new; "show all" shows every one.
 JS = """
 (function (root, page) {
   root.classList.add('js');
   var frames = Array.prototype.slice.call(root.querySelectorAll('.frame'));
+  var grads = Array.prototype.slice.call(root.querySelectorAll('.grad'));
+  var drawing = root.querySelector('.drawing'), all = root.querySelector('.all');
   var k = 0;
   function mark(ids, cls, on) {
     (ids || '').split(' ').forEach(function (id) {
       var el = id && root.querySelector('[id="' + id + '"]');
       if (el) { el.classList.toggle(cls, on); }
     });
+  }
+  function reveal() {
+    grads.forEach(function (g) {
+      var at = parseInt(g.getAttribute('data-frame'), 10);
+      g.classList.toggle('later', at > k && !all.checked);
+      g.classList.toggle('new', at === k);
+    });
+  }
+  function follow() {  // scroll the current gate and its new gradients into the drawing's view
+    var marked = root.querySelectorAll('.hl, .grad.new');
+    if (!marked.length) { return; }
+    var box = drawing.getBoundingClientRect(), l = Infinity, r = -Infinity, t = Infinity,
+        b = -Infinity;
+    Array.prototype.forEach.call(marked, function (el) {
+      var e = el.getBoundingClientRect();
+      l = Math.min(l, e.left); r = Math.max(r, e.right);
+      t = Math.min(t, e.top); b = Math.max(b, e.bottom);
+    });
+    if (l < box.left || r > box.right) { drawing.scrollLeft += (l + r - box.left - box.right) / 2; }
+    if (t < box.top || b > box.bottom) { drawing.scrollTop += (t + b - box.top - box.bottom) / 2; }
   }
   function show(i) {
     var old = frames[k];
@@ -70,16 +100,21 @@ JS = """
     var f = frames[k];
     f.classList.add('current');
     mark(f.dataset.gate, 'hl', true); mark(f.dataset.edges, 'hl-edge', true);
-    root.querySelector('.counter').textContent = (k + 1) + ' / ' + frames.length;
-    if (page && history.replaceState) { history.replaceState(null, '', '#' + (k + 1)); }
+    root.querySelector('.counter').textContent = f.dataset.label;
+    reveal();
+    follow();
+    if (page && history.replaceState) { history.replaceState(null, '', '#' + f.dataset.name); }
   }
   root.querySelector('.prev').onclick = function () { show(k - 1); };
   root.querySelector('.next').onclick = function () { show(k + 1); };
+  all.onchange = reveal;
   (page ? document : root).addEventListener('keydown', function (e) {
+    if (e.target === all) { return; }  // space toggles the box
     if (e.key === 'ArrowRight' || e.key === ' ') { show(k + 1); e.preventDefault(); }
     if (e.key === 'ArrowLeft') { show(k - 1); }
   });
-  show(page ? (parseInt(location.hash.slice(1), 10) || 1) - 1 : 0);  // steps.html#4: frame 4
+  var named = frames.map(function (f) { return f.dataset.name; });
+  show(page ? Math.max(0, named.indexOf(location.hash.slice(1))) : 0);  // steps.html#step4
 })"""
 
 
@@ -92,12 +127,46 @@ def _svg(ex):
         return f"<p>{html.escape(str(e))}</p>"
     svg = re.sub(r"^<\?xml[^>]*>\s*", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>\s*", "", svg)
-    return re.sub(r"<!--.*?-->\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.DOTALL)
+    # as wide as the box, but between legible and Graphviz's own size (1 pt = 4/3 px)
+    svg = re.sub(r'<svg width="([\d.]+)pt"', lambda m: (
+        f'<svg style="min-width: {float(m[1]) * MIN_PX_PER_PT:.0f}px; '
+        f'max-width: {float(m[1]) * 4 / 3:.0f}px" width="{m[1]}pt"'), svg, count=1)
+    return _tag_gradients(svg, ex)
 
 
-def _frame(title, body, gate="", edges=""):
-    return (f'<section class="frame" data-gate="{gate}" data-edges="{edges}">'
-            f"<h2>{html.escape(title)}</h2>{body}</section>")
+def _computed_at(ex):
+    """Wire id -> the frame computing the gradient drawn on it: the output's seed 1 comes with
+    step 1, a wire into a gate with the step through that gate."""
+    at = {f"eout{y.id}": 1 for y in ex.circuit.outputs}
+    for i, step in enumerate(ex.steps, 1):
+        for t in step.terms:
+            at[f"e{t.source.id}_{step.gate.node.id}_{t.position}"] = i
+    return at
+
+
+def _tag_gradients(svg, ex):
+    """Class each wire's gradient line (red text in the edge's group) as `grad`, with the frame
+    computing it (`_computed_at`; any other comes with the last frame, the gradients')."""
+    from graphdl.views.viz import RED
+
+    at, last = _computed_at(ex), len(ex.steps) + 1
+    parts = re.split(r'(<g id="[^"]*" class="[^"]*">)', svg)  # a group's opening, its content
+    for j in range(1, len(parts), 2):
+        edge = re.fullmatch(r'<g id="([^"]*)" class="edge">', parts[j])
+        if edge:
+            parts[j + 1] = re.sub(f'<text (?=[^>]*fill="{RED}")',
+                                  f'<text class="grad" data-frame="{at.get(edge[1], last)}" ',
+                                  parts[j + 1])
+    return "".join(parts)
+
+
+def _frame(name, label, detail, body, gate="", edges=""):
+    """A frame: `name` in the URL (#step4), `label` in the counter and its heading ("Step 4 of
+    8", one numbering), `detail` after it."""
+    title = f"{label}: {detail}" if detail else label
+    return (f'<section class="frame" data-name="{name}" data-label="{label}" data-gate="{gate}" '
+            f'data-edges="{edges}"><h2>{html.escape(title)}</h2>{body}</section>')
 
 
 def _frames(ex):
@@ -106,7 +175,8 @@ def _frames(ex):
     e = html.escape
     frames = []
     rows = "".join(f"<tr><td>{e(g.handle)}</td><td>{e(f)}</td></tr>" for g, f in ex.forward)
-    frames.append(_frame(f"Forward pass: {len(ex.forward)} values", f"<table>{rows}</table>",
+    frames.append(_frame("forward", "Forward pass", f"{len(ex.forward)} values",
+                         f"<table>{rows}</table>",
                          edges=" ".join(f"eout{y.id}" for y in c.outputs)))
     for i, step in enumerate(ex.steps, 1):
         gate = step.gate
@@ -138,8 +208,9 @@ def _frames(ex):
             body.append(f'<div class="num"><b>{e(contrib)}</b></div>')
             if t.note:
                 body.append(f'<div class="num">({e(t.note)})</div>')
-        frames.append(_frame(f"Step {i} of {len(ex.steps)}: gate {label} ({gate.handle})",
-                             "".join(body), gate=f"g{gate.node.id}", edges=edges))
+        frames.append(_frame(f"step{i}", f"Step {i} of {len(ex.steps)}",
+                             f"gate {label} ({gate.handle})", "".join(body),
+                             gate=f"g{gate.node.id}", edges=edges))
     if ex.gradients:
         items = "".join(f"<li><code>{e(ex.sum_text(h, parts, g))}</code></li>"
                         for h, parts, g in ex.gradients)
@@ -148,7 +219,7 @@ def _frames(ex):
             closed = (f"<h3>Closed forms (gd.symbolic_grad), compared {e(ex.compared)}</h3><ul>"
                       + "".join(f"<li><code>{e(ex.d(h))} = {e(ex.verdict(v, g, ok))}</code></li>"
                                 for h, _, v, g, ok in ex.closed) + "</ul>")
-        frames.append(_frame("Gradients", f"<ul>{items}</ul>{closed}",
+        frames.append(_frame("gradients", "Gradients", "", f"<ul>{items}</ul>{closed}",
                              gate=" ".join(f"g{w.id}" for w in c.wrt)))
     return frames
 
@@ -162,10 +233,12 @@ def _stepper(ex, root_id, page):
     js = f"{JS}(document.getElementById('{root_id}'), {'true' if page else 'false'});"
     return f"""<div class="gd-stepper" id="{root_id}" tabindex="-1">
 <h1>{_title(ex)}</h1>
-<p>Green: forward values. Red: gradients of {html.escape(ex.out)} flowing back along each wire.
+<p>Green: forward values. Red: gradients of {html.escape(ex.out)} flowing back along each wire,
+each from the step that computes it (bold magenta: the current step's).
 Keys ← → step through the frames.</p>
 <nav><button class="prev">◀ previous</button><span class="counter"></span>
-<button class="next">next ▶</button></nav>
+<button class="next">next ▶</button>
+<label><input type="checkbox" class="all"> show all gradients</label></nav>
 <div class="drawing">{_svg(ex)}</div>
 {''.join(_frames(ex))}
 <script>{js}</script>

@@ -30,6 +30,12 @@ from graphdl.views.numbers import fmt, shape_text, summary
 from graphdl.views.teach_printers import as_latex, as_mathml, as_text, numsym, plug, repeats
 
 
+def natural_key(name):
+    """Sorts names as a reader counts: w2 before w10, W_in before x."""
+    return [int(part) if part.isdigit() else part.casefold()
+            for part in re.split(r"(\d+)", name)]
+
+
 class Term:
     """One wire of a step: the gradient the gate sends back to one operand."""
 
@@ -338,10 +344,13 @@ class Backprop:
         return f"{gate.label}: the op's pullback applied to {dy}"
 
     def _gradients(self):
+        """(handle, parts, gradient) per input, by name in natural order (w1, w2, ..., w10, x1),
+        not the graph's topological order. Inputs keep no order of declaration to follow: an
+        input is interned, so one declared again in another graph is the earlier node."""
         c = self.circuit
         consumers = self.consumers
         out = []
-        for w in c.wrt:
+        for w in sorted(c.wrt, key=lambda n: natural_key(c.handle(n))):
             g = c.grad(w)
             if g is None:
                 g = np.zeros(w.shape)

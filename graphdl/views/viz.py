@@ -362,12 +362,16 @@ class _Drawer:
         return text
 
     def _rows_label(self, value, grad, rows, in_grad, top, bottom):
-        """A lookup's wires: the rows beside the value it reads; a value or gradient that is zero
-        outside them as "Δ rows [...]" with its norm (a mean over the zeros says nothing)."""
+        """A lookup's wires: the rows beside the value it reads; a value that is zero outside
+        them as "Δ rows [...]", the table's gradient in words ("gradient into row 2 only"), both
+        with their norm (a mean over the zeros says nothing)."""
         listed = f"{rows.units} {rows_text(rows.rows, LISTED)}"
         if in_grad:
             if grad is not None:
-                bottom = f"∇ Δ {listed} ‖·‖={fmt(self._norm(grad), self.digits)}"
+                distinct = rows.distinct
+                which = (f"{rows.unit} {distinct[0]}" if len(distinct) == 1
+                         else f"{rows.units} {rows_text(distinct, LISTED)}")
+                bottom = f"gradient into {which} only, ‖·‖={fmt(self._norm(grad), self.digits)}"
             return top, bottom
         shape = shape_text(np.shape(value))
         if rows.writes:
