@@ -6,11 +6,11 @@
 The lecture's word2vec input is a one-hot vector e_c times the embedding matrix: e_cᵀ W_in picks
 row `center`, and the gradient of that product, e_c (∂loss/∂v_c)ᵀ, is zero but in that row.
 graphdl computes the lookup as `gd.take` (no one-hot vector is built); the drawing labels each
-take with the rows it reads and shows its table's gradient as "gradient into row 2 only", and the narration
-says "rows [2] of W_in (center = 2): the one-hot e_2 times W_in" and "added into row 2 of W_in
-only". One SGD step then changes those rows and no other. Last, the Huffman tree of the same
-vocabulary (hierarchical softmax, the lecture's other way around the full softmax): each word's
-code is its path from the root.
+take with the rows it reads and shows its table's gradient as "gradient into row 2 only", and
+the narration says "rows [2] of W_in (center = 2): the one-hot e_2 times W_in" and "added into
+row 2 of W_in only". One SGD step then changes those rows and no other. Last, the Huffman tree
+of the same vocabulary (hierarchical softmax, the lecture's other way around the full softmax):
+each word's code is its path from the root.
 
 Run from the repository root:  python examples/word2vec_toy.py [--out build] [--quiet]
 CLI:  graphdl draw examples/word2vec_toy.py --collapse log_sigmoid -o toy.svg
