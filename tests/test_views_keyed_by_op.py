@@ -152,6 +152,12 @@ def _composite_examples():
         "tanh": gd.tanh(s) * 2.0,
         "softplus": gd.softplus(s) * 2.0,
         "gelu": gd.gelu(s) * 2.0,
+        "gelu_tanh": gd.gelu(s, approximate="tanh") * 2.0,
+        "softplus_threshold": gd.softplus(s, threshold=20) * 2.0,
+        **{name: getattr(gd, name)(s) * 2.0 for name in (
+            "silu", "elu", "selu", "celu", "leaky_relu", "relu6", "hardtanh", "hardsigmoid",
+            "hardswish", "mish", "softsign")},
+        "glu": gd.sum(gd.glu(gd.concatenate([v, t], axis=-1)) * t),
         "log_sigmoid": gd.log_sigmoid(s) * 2.0,
         "softmax": gd.sum(gd.softmax(v) * t),
         "log_softmax": gd.sum(gd.log_softmax(v) * t),

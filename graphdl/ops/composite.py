@@ -87,11 +87,54 @@ def sigmoid(x):
 
 @composite("softplus", "softplus", "d softplus/dx = σ(x)", ew.LOG,
            sym=lambda x: scalar.Softplus(x))
-def softplus(x):
+def softplus(x, beta=1, threshold=None):
     """softplus(x) = log(1 + e^x), declared as those gates; compiled as the stable primitive
-    (log(1 + e^x) overflows to inf from x ≈ 89 in float32; the primitive gives x there)."""
+    (log(1 + e^x) overflows to inf from x ≈ 89 in float32; the primitive gives x there).
+
+    beta: log(1 + e^(βx))/β. threshold: PyTorch's `F.softplus(x, beta, threshold)`, x itself
+    where βx > threshold (`softplus_threshold`). PyTorch's default threshold, 20, is not the
+    default here: without one the value is exact everywhere (PyTorch's is off by < e^-20/β)."""
     x = _floating(x, "softplus")
+    if threshold is not None:
+        return softplus_threshold(x, beta, threshold)
+    if parameter("softplus", "beta", beta, nonzero=True) != 1:
+        return softplus(x * beta) / beta
     return _named(ew.LOG(1 + ew.EXP(x)), "softplus")
+
+
+@composite("softplus_threshold", "softplus\n(βx > 20: x)",
+           "d softplus/dx = σ(βx), or 1 where βx > threshold", ew.WHERE,
+           sym=lambda x: sympy.Piecewise((x, x > 20), (scalar.Softplus(x), True)))
+def softplus_threshold(x, beta=1, threshold=20):
+    """PyTorch's `F.softplus`: x where βx > threshold, else log(1 + e^(βx))/β (the stable
+    primitive). At βx = threshold exactly its backward takes σ(βx) and its double backward no
+    curvature (it masks βx < threshold), and so does this."""
+    x = _floating(x, "softplus")
+    beta = parameter("softplus", "beta", beta, nonzero=True)
+    threshold = parameter("softplus", "threshold", threshold)
+    z = x * beta
+    at = ew.EQUAL(z, threshold)
+    below = ew.SOFTPLUS(ew.WHERE(at, ew.stop_gradient(z), z)) / beta
+    slope = 0.5 + 0.5 * math.tanh(threshold / 2)  # σ(threshold), without overflow
+    out = ew.WHERE(ew.GREATER(z, threshold), x, below + kink_slope(x, at, slope))
+    return _named(out, "softplus_threshold")
+
+
+def kink_slope(x, at, slope):
+    """0, with derivative `slope` where `at` holds and no second derivative. Added to a branch
+    at the end point of its interval, it gives PyTorch's one-sided slope there (its backward
+    takes that side's) without that side's curvature (its double backward takes none)."""
+    return ew.WHERE(at, slope * (x - ew.stop_gradient(x)), 0)
+
+
+def parameter(fn, name, value, nonzero=False):
+    """The parameter `name` of the function `fn` as a float, refused unless it is a number (not
+    NaN; not 0 where `nonzero`)."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not real or np.isnan(value) or (nonzero and value == 0):
+        raise GraphError(f"{fn}: {name} must be a {'nonzero ' if nonzero else ''}number, "
+                         f"got {value!r}")
+    return float(value)
 
 
 @composite("log_sigmoid", "log σ", "d log σ/dx = 1 − σ(x)", ew.LOG,
@@ -113,14 +156,33 @@ def tanh(x):
 
 @composite("gelu", "gelu", "d gelu/dx = Φ(x) + x·φ(x)", ew.MUL,
            sym=lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2)
-def gelu(x):
+def gelu(x, approximate="none"):
     """gelu(x) = x·Φ(x) = x/2 · (1 + erf(x/√2)), Φ the standard normal CDF: PyTorch's exact
-    form (`approximate='none'`)."""
+    form (`approximate='none'`); `approximate='tanh'`: its tanh form (`gelu_tanh`)."""
     x = _floating(x, "gelu")
+    if approximate == "tanh":
+        return gelu_tanh(x)
+    if approximate != "none":
+        raise GraphError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _named(0.5 * x * (1 + ew.ERF(x * _SQRT_HALF)), "gelu")
 
 
+@composite("gelu_tanh", "gelu (tanh)",
+           "d gelu/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²), "
+           "t = tanh(√(2/π)(x + 0.044715x³))", ew.MUL,
+           sym=lambda x: x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi)
+                                             * (x + sympy.Float(_KAPPA) * x**3))) / 2)
+def gelu_tanh(x):
+    """PyTorch's gelu(approximate='tanh'): x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), in its
+    kernel's order of operations."""
+    x = _floating(x, "gelu")
+    inner = _SQRT_TWO_OVER_PI * (x + _KAPPA * (x * x * x))
+    return _named(0.5 * x * (1 + ew.TANH(inner)), "gelu_tanh")
+
+
 _SQRT_HALF = math.sqrt(0.5)
+_SQRT_TWO_OVER_PI = math.sqrt(2) * (2 / math.sqrt(math.pi)) * 0.5  # PyTorch's kBeta
+_KAPPA = 0.044715
 
 def _shift(x, axis):
     """The gradient-stopped maximum over `axis` (kept): what exp's argument is shifted by so

@@ -619,6 +619,21 @@ def _l2(g):
     return params, {"lam": float(g.rng.choice([1.0, 0.5, 1e-3]))}
 
 
+def _one_of(*options):
+    """Params of a unary op: one of `options`, drawn (the grid's values sit on their kinks:
+    hardtanh's bounds ±0.5, softplus's βx = threshold at x = 0.5)."""
+    return lambda g: dict(options[int(g.rng.integers(len(options)))])
+
+
+def _glu(g):
+    """glu along an axis of even size, named `axis` or `dim` (PyTorch's), maybe negative."""
+    x = g.pick(lambda s: any(d and d % 2 == 0 for d in s))
+    shape = g.shape_of(x)
+    axis = int(g.rng.choice([a for a, d in enumerate(shape) if d and d % 2 == 0]))
+    axis -= len(shape) if g.rng.random() < 0.3 else 0
+    return [x], {str(g.rng.choice(["axis", "dim"])): axis}
+
+
 # op name -> proposer(generator) -> (args, params) or None when it does not apply now.
 PROPOSERS = {
     "neg": _unary("neg"),
@@ -626,13 +641,29 @@ PROPOSERS = {
                                                   "shift": float(g.rng.choice([0.0, 1.0, -0.5]))}),
     "exp": _unary("exp"),
     "erf": _unary("erf"),
-    "gelu": _unary("gelu"),
+    "gelu": _unary("gelu", params=_one_of({}, {"approximate": "tanh"})),
+    "silu": _unary("silu"),
+    "elu": _unary("elu", params=_one_of({}, {"alpha": 0.5}, {"alpha": 2.0})),
+    "selu": _unary("selu"),
+    "celu": _unary("celu", params=_one_of({}, {"alpha": 0.5}, {"alpha": 2.0})),
+    "leaky_relu": _unary("leaky_relu", params=_one_of({}, {"negative_slope": 0.2},
+                                                      {"negative_slope": -0.5})),
+    "relu6": _unary("relu6"),
+    "hardtanh": _unary("hardtanh", params=_one_of({}, {"min_val": -0.5, "max_val": 0.5},
+                                                  {"min_val": 0.0, "max_val": 1.0})),
+    "hardsigmoid": _unary("hardsigmoid"),
+    "hardswish": _unary("hardswish"),
+    "mish": _unary("mish"),
+    "softsign": _unary("softsign"),
+    "glu": _glu,
     "log": _unary("log", positive=True),
     "sqrt": _unary("sqrt", positive=True),
     "reciprocal": _unary("reciprocal", positive=True),
     "tanh": _unary("tanh"),
     "sigmoid": _unary("sigmoid"),
-    "softplus": _unary("softplus"),
+    "softplus": _unary("softplus", params=_one_of({}, {"beta": 2.0}, {"threshold": 0.5},
+                                                  {"beta": 2.0, "threshold": 1.0},
+                                                  {"beta": 0.5, "threshold": 0.25})),
     "log_sigmoid": _unary("log_sigmoid"),
     "relu": _unary("relu"),
     "abs": _unary("abs"),

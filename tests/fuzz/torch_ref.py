@@ -106,6 +106,14 @@ def _cumsum(x, axis, reverse):
     return torch.cumsum(x, axis)
 
 
+def _softplus(a, beta=1.0, threshold=None):
+    """gd.softplus: F.softplus with a threshold; without one the exact value, log(1 + e^βx)/β
+    (F.softplus cuts off at 20)."""
+    if threshold is None:
+        return torch.logaddexp(beta * a, torch.zeros_like(a)) / beta
+    return F.softplus(a, beta, threshold)
+
+
 TORCH = {
     "neg": torch.neg,
     "posify": lambda a: a * a + 0.5,
@@ -113,13 +121,26 @@ TORCH = {
     "exp": torch.exp,
     "erf": torch.erf,
     "gelu": torch.nn.functional.gelu,
+    "silu": F.silu,
+    "elu": F.elu,
+    "selu": F.selu,
+    "celu": F.celu,
+    "leaky_relu": F.leaky_relu,
+    "relu6": F.relu6,
+    "hardtanh": F.hardtanh,
+    "hardsigmoid": lambda a: F.relu6(a + 3) / 6,  # F.hardsigmoid has no double backward
+    "hardswish": F.hardswish,
+    "mish": F.mish,
+    "softsign": F.softsign,
+    "glu": lambda a, axis=None, dim=None: F.glu(a, next((d for d in (axis, dim)
+                                                         if d is not None), -1)),
     "cumsum": _cumsum,
     "log": torch.log,
     "sqrt": torch.sqrt,
     "reciprocal": torch.reciprocal,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
-    "softplus": lambda a: torch.logaddexp(a, torch.zeros_like(a)),  # F.softplus cuts off at 20
+    "softplus": _softplus,
     "log_sigmoid": torch.nn.functional.logsigmoid,
     "relu": torch.relu,
     "abs": torch.abs,
