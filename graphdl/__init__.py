@@ -107,6 +107,7 @@ def __getattr__(name):
 
     module = importlib.import_module(_LAZY[name])
     value = module if module.__name__ == f"graphdl.{name}" else getattr(module, name)
+from graphdl.ops.layers import layer_norm
     globals()[name] = value
     return value
 
@@ -210,3 +211,4 @@ __all__ = [
     "where",
     "zeros_like",
 ]
+    "layer_norm",

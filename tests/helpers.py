@@ -88,3 +88,25 @@ def assert_saved_module_runs_alone(fn, feeds, tmp_path):
     assert len(got.files) == len(expected)
     for k, want in enumerate(expected):
         assert np.array_equal(got[f"arr_{k}"], want)
+
+
+# The three ways graphdl runs a graph: the interpreter, compiled NumPy, the CUDA kernels on the
+# CPU (g++ and the emulator; skipped where g++ is missing).
+RUNNERS = {"evaluate": None, "numpy": {}, "cuda-cpu": {"backend": "cuda", "device": "cpu"}}
+
+
+def runner_params():
+    """`RUNNERS`' names for `pytest.mark.parametrize`, cuda-cpu skipped without g++."""
+    import shutil
+
+    import pytest
+
+    needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+    return [pytest.param(r, marks=needs_gxx if r == "cuda-cpu" else ()) for r in RUNNERS]
+
+
+def run_on(runner, outputs, feeds):
+    """The values of `outputs` at `feeds`, computed the `runner` way."""
+    if RUNNERS[runner] is None:
+        return gd.evaluate(outputs, feeds)
+    return gd.compile(outputs, **RUNNERS[runner])(**feeds)

@@ -165,6 +165,7 @@ def _composite_examples():
         "hinge_loss": gd.hinge_loss(v, labels) * 2.0,
         "mse": gd.mse(v, t) * 2.0,
         "l2": gd.l2(v, lam=0.1) * 2.0,
+        "layer_norm": gd.sum(gd.layer_norm(v, 3) * t),
     }
 
 

@@ -38,8 +38,12 @@ class Composite:
     arity: int | None  # the arguments a rebuild takes; None: recognized by its output's name only
     symbol: str  # the label of its collapsed gate
     rule: str  # the closed-form local gradient, in words and symbols
-    root: OpDef  # the op of its output node (a cheap filter before trying a rebuild)
+    root: OpDef | tuple  # the op(s) its output node may have (a cheap filter before a rebuild)
     sym: Callable | None = None  # SymPy scalar form of an elementwise composite
+
+    def ends_with(self, op):
+        """Whether an output node of op `op` may be this composite's."""
+        return op in self.root if isinstance(self.root, tuple) else op is self.root
 
 
 COMPOSITES: dict[str, Composite] = {}  # name -> Composite

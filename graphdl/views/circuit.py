@@ -195,7 +195,7 @@ class Circuit:
         found = []
         for n in self.order:
             if comp.arity is None:  # recognized by the name it gives its output
-                if n.name == comp.name and n.op is comp.root:
+                if n.name == comp.name and comp.ends_with(n.op):
                     nodes, args = dominated(n, self.users)
                     found.append(Region(comp.symbol, n, args, nodes, comp))
                 continue
@@ -238,7 +238,7 @@ class Circuit:
         """A cheap filter before trying to rebuild the composite on `node`'s ancestors."""
         if node.name == comp.name:
             return True
-        return node.op is comp.root and len(self.order) < 3000
+        return comp.ends_with(node.op) and len(self.order) < 3000
 
     # -- gates ----------------------------------------------------------------------------------
     def _build_gates(self):

@@ -53,7 +53,7 @@ def _convert(y, sigmoid, exprs):
         if n.shape != () or any(i.shape != () for i in n.inputs if i.op is not leaf.CONST):
             raise GraphError(f"symbolic: {describe(n, 2)} is not scalar; closed forms are for "
                              "scalar graphs")
-        found = match_composite(comp, n) if comp is not None and n.op is comp.root else None
+        found = match_composite(comp, n) if comp is not None and comp.ends_with(n.op) else None
         if found is not None:
             exprs[id(n)] = Sigmoid(exprs[id(found[0])])
         elif callable(n.op.closed_form):  # before `sym`: an elementwise op's may differ

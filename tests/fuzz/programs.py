@@ -533,6 +533,14 @@ def _softmax_like(op):
     return propose
 
 
+def _layer_norm(g):
+    """Normalized over the last one or two axes, none of them empty."""
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s[-2:])
+    shape = g.shape_of(x)
+    k = int(g.rng.integers(1, min(2, len(shape)) + 1))
+    return [x], {"normalized_shape": tuple(shape[-k:])}
+
+
 def _labels(g, shape, classes):
     return np.asarray(g.rng.integers(0, classes, shape), dtype=np.int64)
 
@@ -700,6 +708,7 @@ PROPOSERS = {
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
     "softmax": _softmax_like("softmax"),
+    "layer_norm": _layer_norm,
     "log_softmax": _softmax_like("log_softmax"),
     "logsumexp": _softmax_like("logsumexp"),
     "softmax_cross_entropy": _cross_entropy,
