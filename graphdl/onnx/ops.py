@@ -411,6 +411,49 @@ def _slice(call):
     return x[tuple(key)]
 
 
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
+@op("Pad")
+def _pad(call):
+    """ONNX's pads (every begin, then every end, over `axes`: all by default) as gd.pad's
+    (before, after) pairs, the last axis first. As in ONNX Runtime, the negative pads crop
+    first and the others pad what is left; reflect and wrap refuse pads beyond it."""
+    x, mode = call.node(0), call.attr("mode", "constant")
+    if mode not in PAD_MODES:
+        call.refuse(f"mode {mode!r} is not one of {sorted(PAD_MODES)}")
+    if call.opset < 11:
+        pads, value = call.attr("pads"), call.attr("value", 0.0)
+    else:
+        pads = [int(p) for p in call.static(1, "pads")]
+        value = call.inputs[2] if call.has(2) else 0
+        if call.has(2) and (not isinstance(value, gd.Node) or value in call.known):
+            value = np.asarray(call.static(2, "constant_value")).item()
+    axes = [int(a) % x.ndim for a in call.static(3, "axes")] if call.has(3) else range(x.ndim)
+    key, pairs = [slice(None)] * x.ndim, [0] * 2 * x.ndim
+    for axis, begin, end in zip(axes, pads, pads[len(axes):]):
+        key[axis] = slice(max(-begin, 0), -max(-end, 0) or None)
+        k = 2 * (x.ndim - 1 - axis)
+        pairs[k:k + 2] = max(begin, 0), max(end, 0)
+    if min(pads, default=0) < 0:
+        x = x[tuple(key)]
+    if isinstance(value, gd.Node):  # known at run time only (a CastLike of -inf): where padded
+        inside = gd.pad(gd.constant(np.ones(_static_shape(call, x), bool)), pairs)
+        return gd.where(inside, gd.pad(x, pairs), gd.reshape(value, ()))
+    return gd.pad(x, pairs, PAD_MODES[mode], value if mode == "constant" else None)
+
+
+@op("Tile")
+def _tile(call):
+    return gd.tile(call.node(0), [int(r) for r in call.static(1, "repeats")])
+
+
+@op("Trilu")
+def _trilu(call):
+    k = int(np.asarray(call.static(1, "k")).reshape(-1)[0]) if call.has(1) else 0
+    return (gd.triu if call.attr("upper", 1) else gd.tril)(call.node(0), k)
+
+
 # ---------------------------------------------------------------- reductions
 def _reduction(fn, axes_input_since):
     def build(call):

@@ -119,6 +119,9 @@ GD = {
     "lookup_dot": lambda table, partner, indices: gd.sum(
         gd.take(table, indices, axis=0) * gd.expand_dims(partner, 1), axis=2),
     "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
+    "stack": lambda *xs, axis: gd.stack(list(xs), axis=axis),
+    "repeat": lambda a, sizes: gd.repeat(a, *sizes),
+    "meshgrid": lambda *xs, indexing, pick: gd.meshgrid(*xs, indexing=indexing)[pick],
     "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
 }
@@ -143,6 +146,8 @@ _CODE = {
     "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
     "wsum": "gd.sum({0} * gd.constant({weights}))",
     "concatenate": "gd.concatenate([{args}], axis={axis})",
+    "stack": "gd.stack([{args}], axis={axis})", "repeat": "gd.repeat({0}, *{sizes})",
+    "meshgrid": "gd.meshgrid({args}, indexing={indexing!r})[{pick}]",
 }
 
 
@@ -642,6 +647,118 @@ def _glu(g):
     return [x], {str(g.rng.choice(["axis", "dim"])): axis}
 
 
+def _spelling(g, *names):
+    """One of the names a parameter goes by (graphdl's `axis`, PyTorch's `dim`, ...), drawn."""
+    return str(g.rng.choice(names))
+
+
+def _flip(g):
+    x = g.pick()
+    return [x], {_spelling(g, "axis", "dims"): g.axis(len(g.shape_of(x)))}
+
+
+def _roll(g):
+    """Shifts beyond the axis and negative; an axis may repeat; no axis: x flattened."""
+    x = g.pick()
+    ndim = len(g.shape_of(x))
+    if ndim == 0 or g.rng.random() < 0.25:
+        return [x], {"shifts": int(g.rng.integers(-7, 8))}
+    axes = [int(a) - (ndim if g.rng.random() < 0.3 else 0)
+            for a in g.rng.integers(0, ndim, int(g.rng.integers(1, ndim + 1)))]
+    shifts = tuple(int(s) for s in g.rng.integers(-7, 8, len(axes)))
+    if len(axes) == 1 and g.rng.random() < 0.5:
+        axes, shifts = axes[0], shifts[0]
+    return [x], {"shifts": shifts, _spelling(g, "axis", "dims"): axes}
+
+
+def _stack(g):
+    x = g.pick()
+    shape = g.shape_of(x)
+    parts = [x]
+    for _ in range(int(g.rng.integers(0, 3))):
+        same = g.pick_or_none(lambda s: s == shape)
+        parts.append(same if same is not None and g.rng.random() < 0.5 else g.fresh(shape))
+    return parts, {"axis": int(g.rng.integers(-len(shape) - 1, len(shape) + 1))}
+
+
+def _reps(g, count):
+    return tuple(int(r) for r in g.rng.choice([0, 1, 1, 2, 2, 3], count))
+
+
+def _tile(g):
+    """torch.tile: fewer reps than axes, or more."""
+    x = g.pick(lambda s: len(s) <= 3)
+    count = int(g.rng.integers(0, len(g.shape_of(x)) + 2))
+    return [x], {_spelling(g, "reps", "dims"): _reps(g, count)}
+
+
+def _repeat(g):
+    """torch.Tensor.repeat: a size for every axis, maybe one more (and at least one)."""
+    x = g.pick(lambda s: len(s) <= 3)
+    ndim = len(g.shape_of(x))
+    return [x], {"sizes": _reps(g, int(g.rng.integers(max(ndim, 1), ndim + 2)))}
+
+
+def _repeat_interleave(g):
+    x = g.pick(lambda s: len(s) <= 3)
+    ndim = len(g.shape_of(x))
+    axis = None if ndim == 0 or g.rng.random() < 0.3 else int(g.rng.integers(-ndim, ndim))
+    return [x], {"repeats": int(g.rng.choice([0, 1, 2, 3])), _spelling(g, "axis", "dim"): axis}
+
+
+def _triangle(g):
+    x = g.pick(lambda s: len(s) >= 2)
+    return [x], {} if g.rng.random() < 0.3 else {"diagonal": int(g.rng.integers(-3, 4))}
+
+
+# ndim -> the pad lengths F.pad's reflect, replicate and circular modes take for it
+NONCONSTANT_PADS = {2: (2,), 3: (2, 4), 4: (4, 6), 5: (6,)}
+
+
+def _pad(g):
+    """F.pad: negative pads crop; NoSlot for pads that PyTorch or graphdl refuses."""
+    mode = str(g.rng.choice(["constant", "constant", "reflect", "replicate", "circular"]))
+    if mode == "constant":
+        x = g.pick(lambda s: len(s) >= 1)
+        count = int(g.rng.integers(1, len(g.shape_of(x)) + 1))
+    else:
+        x = g.pick(lambda s: len(s) in NONCONSTANT_PADS)
+        count = int(g.rng.choice(NONCONSTANT_PADS[len(g.shape_of(x))])) // 2
+    pad = []
+    for n in g.shape_of(x)[::-1][:count]:  # the last axis first
+        before, after = (int(p) for p in g.rng.integers(-n, n + (mode == "constant"), 2))
+        kept = n - max(-before, 0) - max(-after, 0)
+        if kept < 0 or mode != "constant" and (kept + max(before, 0) + max(after, 0) == 0 or (
+                mode == "reflect" and max(before, after) >= n
+                or mode == "circular" and max(before, after) > kept)):
+            raise NoSlot
+        pad += [before, after]
+    params = {"pad": tuple(pad), "mode": mode}
+    if mode == "constant" and g.rng.random() < 0.5:
+        params["value"] = float(g.rng.choice([-1.5, 0.5, 2.0]))
+    return [x], params
+
+
+def _diagonal(g):
+    x = g.pick(lambda s: len(s) >= 2)
+    ndim = len(g.shape_of(x))
+    first, second = (int(a) - (ndim if g.rng.random() < 0.3 else 0)
+                     for a in g.rng.choice(ndim, 2, replace=False))
+    names = ("axis1", "axis2") if g.rng.random() < 0.5 else ("dim1", "dim2")
+    return [x], {"offset": int(g.rng.integers(-3, 4)), names[0]: first, names[1]: second}
+
+
+def _meshgrid(g):
+    """One of the grids of 1 to 3 vectors (a slot may come twice)."""
+    xs = []
+    for _ in range(int(g.rng.integers(1, 4))):
+        x = g.pick_or_none(lambda s: len(s) == 1)
+        xs.append(x if x is not None and g.rng.random() < 0.5
+                  else g.fresh((int(g.rng.integers(1, 5)),)))
+    return xs, {"indexing": str(g.rng.choice(["ij", "xy"])),
+                "pick": int(g.rng.integers(len(xs)))}
+
+
 # op name -> proposer(generator) -> (args, params) or None when it does not apply now.
 PROPOSERS = {
     "neg": _unary("neg"),
@@ -698,6 +815,17 @@ PROPOSERS = {
     "expand_dims": _expand_dims,
     "squeeze": _squeeze,
     "concatenate": _concatenate,
+    "flip": _flip,
+    "roll": _roll,
+    "stack": _stack,
+    "tile": _tile,
+    "repeat": _repeat,
+    "repeat_interleave": _repeat_interleave,
+    "tril": _triangle,
+    "triu": _triangle,
+    "pad": _pad,
+    "diagonal": _diagonal,
+    "meshgrid": _meshgrid,
     "getitem": _getitem,
     "take": _take,
     "one_hot": _one_hot,

@@ -114,6 +114,16 @@ def _softplus(a, beta=1.0, threshold=None):
     return F.softplus(a, beta, threshold)
 
 
+def _given(*values, default=None):
+    """The one argument given of its spellings (graphdl's `axis`, PyTorch's `dim`), else
+    `default`."""
+    return next((v for v in values if v is not None), default)
+
+
+def _diagonal(x, offset, axis1=None, axis2=None, dim1=None, dim2=None):
+    return torch.diagonal(x, offset, _given(axis1, dim1, default=0), _given(axis2, dim2, default=1))
+
+
 TORCH = {
     "neg": torch.neg,
     "posify": lambda a: a * a + 0.5,
@@ -167,6 +177,18 @@ TORCH = {
     "expand_dims": lambda x, axis: x.unsqueeze(axis),
     "squeeze": lambda x, axis: x.squeeze() if axis is None else x.squeeze(axis),
     "concatenate": lambda *xs, axis: torch.cat(xs, axis),
+    "flip": lambda x, axis=None, dims=None: torch.flip(x, _axes(_given(axis, dims), x.ndim)),
+    "roll": lambda x, shifts, axis=None, dims=None: torch.roll(x, shifts, _given(axis, dims)),
+    "stack": lambda *xs, axis: torch.stack(xs, axis),
+    "tile": lambda x, reps=None, dims=None: torch.tile(x, _given(reps, dims)),
+    "repeat": lambda x, sizes: x.repeat(*sizes),
+    "repeat_interleave": lambda x, repeats, axis=None, dim=None: torch.repeat_interleave(
+        x, repeats, _given(axis, dim)),
+    "tril": torch.tril,
+    "triu": torch.triu,
+    "pad": F.pad,
+    "diagonal": _diagonal,
+    "meshgrid": lambda *xs, indexing, pick: torch.meshgrid(*xs, indexing=indexing)[pick],
     "getitem": _getitem,
     "take": _take,
     "one_hot": _one_hot,
