@@ -43,6 +43,7 @@ SLOW_FILES = {
     "tests/test_word2vec_models.py",  # 14 s
 }
 SLOW_TESTS = {
+    "tests/test_activations.py::test_value_and_two_derivatives_equal_pytorchs",  # 6 s (cuda-cpu)
     "tests/test_boxes_data.py::test_box_is_the_bounding_box_of_the_pasted_nonzero_pixels",  # 11
     "tests/test_boxes_data.py::test_items_come_from_their_own_split_and_labels_follow_the_sources",
     "tests/test_codegen.py::test_deep_graph_compiles_without_recursion_limit",  # 7 s
