@@ -74,6 +74,7 @@ from graphdl.ops.elementwise import (
     stop_gradient,
     where,
 )
+from graphdl.ops.layers import layer_norm
 from graphdl.ops.leaf import constant, input, zeros_like
 from graphdl.ops.matmul import matmul
 from graphdl.ops.movement import (
@@ -120,7 +121,6 @@ def __getattr__(name):
 
     module = importlib.import_module(_LAZY[name])
     value = module if module.__name__ == f"graphdl.{name}" else getattr(module, name)
-from graphdl.ops.layers import layer_norm
     globals()[name] = value
     return value
 
@@ -179,6 +179,7 @@ __all__ = [
     "hinge_loss",
     "input",
     "l2",
+    "layer_norm",
     "leaky_relu",
     "less",
     "less_equal",
@@ -235,4 +236,3 @@ __all__ = [
     "where",
     "zeros_like",
 ]
-    "layer_norm",

@@ -289,6 +289,20 @@ def _batch_norm(call):
     return (x - mean) / gd.sqrt(var + call.attr("epsilon", 1e-5)) * scale + bias
 
 
+@op("LayerNormalization")
+def _layer_norm(call):
+    """Y only: the Mean and InvStdDev outputs (training's saved statistics) are refused."""
+    if len(call.proto.output) > 1 and any(call.proto.output[1:]):
+        call.refuse("the Mean and InvStdDev outputs are not supported (only Y)")
+    x = call.node(0)
+    shape = x.shape[call.attr("axis", -1) % x.ndim:]
+    if None in shape:
+        call.refuse(f"the normalized axes of {call.proto.input[0]!r} have unknown sizes {shape}")
+    scale = gd.broadcast_to(call.node(1), shape)
+    bias = gd.broadcast_to(call.node(2), shape) if call.has(2) else None
+    return gd.layer_norm(x, shape, scale, bias, call.attr("epsilon", 1e-5))
+
+
 def _softmax(fn):
     def build(call):
         x = call.node(0)
@@ -316,20 +330,6 @@ def _axes(call, position, what="axes"):
 @op("Reshape")
 def _reshape(call):
     x, shape = call.node(0), [int(d) for d in call.static(1, "shape")]
-@op("LayerNormalization")
-def _layer_norm(call):
-    """Y only: the Mean and InvStdDev outputs (training's saved statistics) are refused."""
-    if len(call.proto.output) > 1 and any(call.proto.output[1:]):
-        call.refuse("the Mean and InvStdDev outputs are not supported (only Y)")
-    x = call.node(0)
-    shape = x.shape[call.attr("axis", -1) % x.ndim:]
-    if None in shape:
-        call.refuse(f"the normalized axes of {call.proto.input[0]!r} have unknown sizes {shape}")
-    scale = gd.broadcast_to(call.node(1), shape)
-    bias = gd.broadcast_to(call.node(2), shape) if call.has(2) else None
-    return gd.layer_norm(x, shape, scale, bias, call.attr("epsilon", 1e-5))
-
-
     if not call.attr("allowzero", 0):  # 0 copies the input's dimension
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return gd.reshape(x, shape)

@@ -200,6 +200,7 @@ TORCH = {
     "max_pool2d": _max_pool2d,
     "avg_pool2d": F.avg_pool2d,
     "softmax": lambda x, axis: torch.softmax(x, axis),
+    "layer_norm": lambda x, normalized_shape: torch.nn.functional.layer_norm(x, normalized_shape),
     "log_softmax": lambda x, axis: torch.log_softmax(x, axis),
     "logsumexp": lambda x, axis, keepdims: torch.logsumexp(x, axis, keepdim=keepdims),
     "softmax_cross_entropy": _cross_entropy,
@@ -254,4 +255,3 @@ def evaluate(steps, second_weights=None):
         # force: abs's second derivative is one of PyTorch's zero tensors, which numpy() refuses
         second = [h.detach().numpy(force=True) for h in _grad(z, leaves)]
     return ([v.detach().numpy() for v in values], [g.detach().numpy() for g in grads], second)
-    "layer_norm": lambda x, normalized_shape: torch.nn.functional.layer_norm(x, normalized_shape),
