@@ -7,21 +7,11 @@ Python numbers mix with nodes on either side and are weakly typed, as in NumPy 2
 
 from __future__ import annotations
 
-from graphdl.errors import GraphError
-from graphdl.ir import Node, describe
+from graphdl.ir import Node
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-
-
-def _pow(x, exponent):
-    if isinstance(exponent, Node) or not isinstance(exponent, (int, float)):
-        raise GraphError(
-            f"{describe(x)} ** {exponent!r}: the exponent must be a Python number; "
-            "for a tensor exponent write gd.exp(y * gd.log(x))"
-        )
-    return ew.POW(x, exponent=exponent)
 
 
 def _rtruediv(x, other):
@@ -40,7 +30,12 @@ _OPERATORS = {
     "__rmul__": lambda a, b: ew.MUL(b, a),
     "__truediv__": lambda a, b: ew.DIV(a, b),
     "__rtruediv__": _rtruediv,
-    "__pow__": _pow,
+    "__pow__": ew.pow,
+    "__rpow__": lambda a, b: ew.POWER(b, a),
+    "__floordiv__": ew.floor_divide,
+    "__rfloordiv__": lambda a, b: ew.floor_divide(b, a),
+    "__mod__": ew.remainder,
+    "__rmod__": lambda a, b: ew.remainder(b, a),
     "__matmul__": mm.matmul,
     "__rmatmul__": lambda a, b: mm.matmul(b, a),
     "__neg__": lambda a: ew.NEG(a),

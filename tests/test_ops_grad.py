@@ -45,6 +45,16 @@ def boolean(shape):
     return lambda rng: rng.random(shape) < 0.5
 
 
+def unit(shape):
+    """Inside (-1, 1), away from its ends (asin, acos, atanh, tan)."""
+    return lambda rng: rng.uniform(-0.9, 0.9, shape)
+
+
+def above_one(shape):
+    """acosh's domain, away from its end at 1."""
+    return lambda rng: rng.uniform(1.2, 3.0, shape)
+
+
 @dataclass
 class Case:
     """One application of an op: `build(*inputs)` makes the node from the declared inputs."""
@@ -286,6 +296,20 @@ CASES: dict[str, list[Case]] = {
           lambda g, like: R["scatter_add"](g, gd.constant(IDX2D), like, axis=1),
           ((2, 2, 2), normal), ((2, 3), normal), grads=(0,)),
     ],
+    **{name: [C(name, getattr(gd, name), ((2, 3), normal))]
+       for name in ("sin", "cos", "atan", "sinh", "cosh", "asinh", "expm1")},
+    **{name: [C(name, getattr(gd, name), ((2, 3), unit))]
+       for name in ("tan", "asin", "acos", "atanh", "log1p")},
+    **{name: [C(name, getattr(gd, name), ((2, 3), positive))] for name in ("log2", "log10")},
+    "acosh": [C("acosh", gd.acosh, ((2, 3), above_one))],
+    **{name: [C(name, getattr(gd, name), ((2, 3), normal), grads=())]
+       for name in ("floor", "ceil")},  # steps: gradient 0 (tests/test_math_ops.py)
+    "atan2": [C("atan2[bcast]", gd.atan2, ((2, 3), normal), ((3,), away_from_zero))],
+    "fmod": [C("fmod[bcast]", gd.fmod, ((2, 3), normal), ((3,), away_from_zero))],
+    "power": [
+        C("power[bcast]", lambda a, b: a ** b, ((2, 3), positive), ((3,), normal)),
+        C("power[base-2]", lambda b: 2.0 ** b, ((2, 3), normal)),
+    ],
 }
 
 ALL_CASES = [(name, case) for name, cases in CASES.items() for case in cases]
@@ -453,6 +477,8 @@ SYM_EXCLUDED = {
     "stop_gradient": "the identity forward, but no gradient by design",
     **{name: "bool output: no gradient" for name in
        ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+    **{name: "SymPy leaves the derivative of floor, ceiling and Mod unevaluated (0 and "
+       "PyTorch's rule: tests/test_math_ops.py)" for name in ("floor", "ceil", "fmod")},
 }
 
 # name -> list of (attrs, domain per argument: "real" | "positive" | "bool")
@@ -479,6 +505,13 @@ SYM_SPECS = {
     "minimum": [({}, ("real", "real"))],
     "where": [({}, ("bool", "real", "real"))],
     "cast": [({"dtype": "float64"}, ("real",))],
+    **{name: [({}, ("real",))]
+       for name in ("sin", "cos", "atan", "sinh", "cosh", "asinh", "expm1")},
+    **{name: [({}, ("unit",))] for name in ("tan", "asin", "acos", "atanh")},
+    **{name: [({}, ("positive",))] for name in ("log2", "log10", "log1p")},
+    "acosh": [({}, ("above_one",))],
+    "atan2": [({}, ("real", "real"))],
+    "power": [({}, ("positive", "real"))],
 }
 
 SYM_CASES = [(name, attrs, domains) for name, specs in SYM_SPECS.items()
@@ -542,7 +575,8 @@ def test_pullback_matches_sympy_diff(name, attrs, domains, rng):
     shape = (16,)
     symbols = sympy.symbols(f"s0:{len(domains)}", real=True)
     expr = _independent_form(op.sym(*symbols, **attrs))
-    samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape)}
+    samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape),
+                "unit": unit(shape), "above_one": above_one(shape)}
     values = [samplers[d](rng) for d in domains]
     nodes = [gd.input(f"s{k}", shape, "bool" if d == "bool" else "float64")
              for k, d in enumerate(domains)]
@@ -569,7 +603,8 @@ def test_sympy_forms_match_the_reference_implementations(rng):
         op = R[name]
         symbols = sympy.symbols(f"s0:{len(domains)}", real=True)
         expr = _independent_form(op.sym(*symbols, **attrs))
-        samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape)}
+        samplers = {"real": normal(shape), "positive": positive(shape), "bool": boolean(shape),
+                    "unit": unit(shape), "above_one": above_one(shape)}
         values = [samplers[d](rng) for d in domains]
         f = numpy_function(symbols, expr)
         expected = np.broadcast_to(f(*[v.astype(np.float64) for v in values]), shape)

@@ -138,7 +138,9 @@ def _cast(w, node, names):
 SYMPY_OPERATORS = {"exp": "Exp", "log": "Log", "tanh": "Tanh", "erf": "Erf", "Abs": "Abs",
                    "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceiling": "Ceil",
                    "sign": "Sign", "Sigmoid": "Sigmoid", "Softplus": "Softplus", "Relu": "Relu",
-                   "Max": "Max", "Min": "Min", "Add": "Add", "Mul": "Mul"}
+                   "Max": "Max", "Min": "Min", "Add": "Add", "Mul": "Mul",
+                   "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan", "sinh": "Sinh",
+                   "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh"}
 
 
 def _from_sym(w, node, names):

@@ -42,6 +42,12 @@ for _name, _fn in {"Neg": lambda x: -x, "Exp": gd.exp, "Log": gd.log, "Sqrt": gd
                    "Not": lambda x: gd.equal(x, False)}.items():
     _unary(_name, _fn)
 
+# ONNX's operators of PyTorch's names: gd.round is half to even, gd.sign 0 at NaN, as ONNX's
+for _name in ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
+              "Atanh", "Erf", "Floor", "Ceil", "Round", "Sign"):
+    _unary(_name, getattr(gd, _name.lower()))
+_unary("IsNaN", gd.isnan)
+
 for _name, _fn in {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b,
                    "Mul": lambda a, b: a * b, "MatMul": gd.matmul, "Equal": gd.equal,
                    "Greater": gd.greater, "Less": gd.less, "GreaterOrEqual": gd.greater_equal,
@@ -76,11 +82,32 @@ def _div(call):
 
 @op("Pow")
 def _pow(call):
-    exponent = call.static(1, "exponent")
-    if exponent.size != 1:
-        call.refuse("the exponent must be one number (graphdl's pow takes a scalar exponent)")
-    e = exponent.item()
-    return call.node(0) ** (float(e) if call.node(0).dtype.kind == "f" else e)
+    """One number known at import is pow's constant exponent; any other exponent the tensor
+    power, its result in the base's type, as ONNX's (NumPy would promote int ** float)."""
+    x, exponent = call.node(0), call.inputs[1]
+    if not isinstance(exponent, gd.Node) or exponent in call.known:
+        e = np.asarray(call.static(1, "exponent"))
+        if e.size == 1:
+            return x ** (float(e.item()) if x.dtype.kind == "f" else e.item())
+    y = gd.pow(x, call.node(1))
+    return y if y.dtype == x.dtype else gd.cast(y, x.dtype)
+
+
+@op("Mod")
+def _mod(call):
+    """fmod=1: C's fmod, of the dividend's sign; fmod=0 (integers): Python's, the divisor's."""
+    return (gd.fmod if call.attr("fmod", 0) else gd.remainder)(call.node(0), call.node(1))
+
+
+@op("IsInf")
+def _isinf(call):
+    x = call.node(0)
+    positive, negative = call.attr("detect_positive", 1), call.attr("detect_negative", 1)
+    if positive and negative:
+        return gd.isinf(x)
+    if positive or negative:
+        return gd.equal(x, math.inf if positive else -math.inf)
+    return gd.less(x, x)  # detects nothing: false everywhere, NaN included
 
 
 @op("Where")

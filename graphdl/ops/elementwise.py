@@ -19,10 +19,10 @@ import numpy as np
 
 from graphdl import runtime
 from graphdl.errors import GraphError
-from graphdl.ir import describe, format_shape
-from graphdl.lazy import scalar, sympy
+from graphdl.ir import Node, describe, format_shape
+from graphdl.lazy import LazyModule, scalar, sympy
 from graphdl.opdef import OpDef, register
-from graphdl.ops.leaf import check_dtype
+from graphdl.ops.leaf import check_dtype, lift_all
 
 
 def broadcast_dims(shapes):
@@ -333,6 +333,273 @@ _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 def cast(x, dtype):
     return CAST(x, dtype=check_dtype(dtype, f"cast of {describe(x)}").name)
+
+
+# ---------------------------------------------------------------- PyTorch's math functions
+# Primitives where SymPy has the function and both printers spell it right; exact composites
+# of primitives elsewhere. Public forms take NumPy's dtypes (`_promoting`); gradients and the
+# values at the domains' edges are PyTorch's.
+
+_cfunctions = LazyModule("sympy.codegen.cfunctions")  # log1p, expm1, log2, log10
+
+
+def _as(x, dtype):
+    return x if x.dtype == dtype else CAST(x, dtype=dtype.name)
+
+
+def _promoting(fn):
+    """`fn` on its operands in the float NumPy computes its float functions in: a float dtype
+    stays, integers and bool take the smallest float that holds them (int32 and int64: float64,
+    int8: float16)."""
+    def apply(*operands):
+        nodes = lift_all(operands)
+        dtype = np.promote_types(promote(nodes, {}), np.float16)
+        return fn(*(_as(x, dtype) for x in nodes))
+    apply.__name__ = apply.__qualname__ = getattr(fn, "name", None) or fn.__name__
+    apply.__doc__ = None if isinstance(fn, OpDef) else fn.__doc__
+    return apply
+
+
+def _integers_unchanged(fn):
+    """`fn` of a float; an integer or bool is returned as it is (its own floor, ceil, trunc and
+    round, in its own dtype, as NumPy's)."""
+    def apply(x):
+        (x,) = lift_all([x])
+        return fn(x) if x.dtype.kind == "f" else x
+    apply.__name__ = apply.__qualname__ = getattr(fn, "name", None) or fn.__name__
+    apply.__doc__ = None if isinstance(fn, OpDef) else fn.__doc__
+    return apply
+
+
+def _function(name, sym, numpy_name, rule):
+    """A float function of one argument, printed `numpy.<numpy_name>(a)`; its gradient is
+    `rule(g, a, out)`, PyTorch's formula (so also its inf and NaN at the domain's edges)."""
+    return elementwise(name, sym, lambda a: f"numpy.{numpy_name}({a})", getattr(np, numpy_name),
+                       lambda n, g: [rule(g, n.inputs[0], n)], floating(name))
+
+
+# sin, cos: d sin = cos, d cos = −sin.
+SIN = _function("sin", lambda a: sympy.sin(a), "sin", lambda g, a, out: g * COS(a))
+COS = _function("cos", lambda a: sympy.cos(a), "cos", lambda g, a, out: g * -SIN(a))
+
+# tan: d/da = 1 + tan², from the output.
+TAN = _function("tan", lambda a: sympy.tan(a), "tan", lambda g, a, out: g * (1 + out * out))
+
+# asin, acos: d/da = ±1/√(1 − a²): infinite at ±1, NaN beyond.
+ASIN = _function("asin", lambda a: sympy.asin(a), "arcsin",
+                 lambda g, a, out: g / SQRT(1 - a * a))
+ACOS = _function("acos", lambda a: sympy.acos(a), "arccos",
+                 lambda g, a, out: -(g / SQRT(1 - a * a)))
+
+# atan: d/da = 1/(a² + 1).
+ATAN = _function("atan", lambda a: sympy.atan(a), "arctan", lambda g, a, out: g / (a * a + 1))
+
+# sinh, cosh: each is the other's derivative.
+SINH = _function("sinh", lambda a: sympy.sinh(a), "sinh", lambda g, a, out: g * COSH(a))
+COSH = _function("cosh", lambda a: sympy.cosh(a), "cosh", lambda g, a, out: g * SINH(a))
+
+# asinh, acosh: d/da = 1/√(a² ± 1) (acosh: inf at 1, NaN below); atanh: 1/(1 − a²), inf at ±1.
+ASINH = _function("asinh", lambda a: sympy.asinh(a), "arcsinh",
+                  lambda g, a, out: g / SQRT(a * a + 1))
+ACOSH = _function("acosh", lambda a: sympy.acosh(a), "arccosh",
+                  lambda g, a, out: g / SQRT(a * a - 1))
+ATANH = _function("atanh", lambda a: sympy.atanh(a), "arctanh",
+                  lambda g, a, out: g / (1 - a * a))
+
+# log2, log10: d/da = 1/(a·ln b); log1p: 1/(a + 1), inf at −1; expm1: e^a = out + 1.
+LOG2 = _function("log2", lambda a: _cfunctions.log2(a), "log2",
+                 lambda g, a, out: g / (a * math.log(2)))
+LOG10 = _function("log10", lambda a: _cfunctions.log10(a), "log10",
+                  lambda g, a, out: g / (a * math.log(10)))
+LOG1P = _function("log1p", lambda a: _cfunctions.log1p(a), "log1p",
+                  lambda g, a, out: g / (a + 1))
+EXPM1 = _function("expm1", lambda a: _cfunctions.expm1(a), "expm1",
+                  lambda g, a, out: g * (out + 1))
+
+# floor, ceil: steps, gradient 0 (PyTorch's). The public forms return integers as they are.
+FLOOR = elementwise("floor", lambda a: sympy.floor(a), lambda a: f"numpy.floor({a})", np.floor,
+                    lambda n, g: [None], floating("floor"))
+CEIL = elementwise("ceil", lambda a: sympy.ceiling(a), lambda a: f"numpy.ceil({a})", np.ceil,
+                   lambda n, g: [None], floating("ceil"))
+
+
+def _atan2_pullback(n, g):
+    """(b, −a)/(a² + b²), 0 where a² + b² is 0 (PyTorch's, also where it underflows)."""
+    a, b = n.inputs
+    d = a * a + b * b
+    r = WHERE(EQUAL(d, 0), 0, RECIPROCAL(d))
+    return [g * b * r, g * -a * r]
+
+
+# atan2: the angle of the point (b, a), in [−π, π], signed zeros as C's atan2.
+ATAN2 = elementwise("atan2", lambda a, b: sympy.atan2(a, b),
+                    lambda a, b: f"numpy.arctan2({a}, {b})", np.arctan2, _atan2_pullback,
+                    floating("atan2"))
+
+def _fmod_dtype(inputs, attrs):
+    """promote, refusing bool operands (NumPy's sign, in fmod's form, has no bool loop)."""
+    for x in inputs:
+        if x.dtype == np.bool_:
+            raise GraphError(f"fmod: {describe(x)} is bool; convert it first with "
+                             f"gd.cast(x, 'int8')")
+    return promote(inputs, attrs)
+
+
+# fmod: C's remainder a − trunc(a/b)·b, of a's sign; written sign(a)·(|a| mod |b|), which both
+# printers spell exactly (SymPy's Mod is Python's). d/db = −trunc(a/b), PyTorch's (a/b rounded
+# first). Integers by 0 give 0, with NumPy's warning (PyTorch raises).
+FMOD = elementwise("fmod", lambda a, b: sympy.sign(a) * sympy.Mod(sympy.Abs(a), sympy.Abs(b)),
+                   lambda a, b: f"(numpy.mod(numpy.abs({a}), numpy.abs({b})))*numpy.sign({a})",
+                   np.fmod, lambda n, g: [g, -(g * trunc(n.inputs[0] / n.inputs[1]))],
+                   _fmod_dtype)
+
+
+def _power_pullback(n, g):
+    """PyTorch's: b·a^(b−1), 0 where b = 0; a^b·log a, 0 where a = 0 ≤ b (log reads 1 there:
+    no log(0) is computed)."""
+    a, b = (_as(x, n.dtype) for x in n.inputs)
+    logged = WHERE(EQUAL(a, 0), WHERE(GREATER_EQUAL(b, 0), 1, a), a)
+    return [WHERE(EQUAL(b, 0), 0, g * (b * POWER(a, b - 1))), g * (n * LOG(logged))]
+
+
+# power: a ** b with a tensor exponent (pow holds a Python number exponent).
+POWER = elementwise("power", lambda a, b: sympy.Pow(a, b), lambda a, b: f"{a}**{b}", np.power,
+                    _power_pullback, numeric("power", "raise integers or floats"),
+                    label=_binary_label("^", lambda k, v: f"^{v}" if k == 1 else f"{v}^x"))
+
+sin, cos, tan, asin, acos, atan = map(_promoting, (SIN, COS, TAN, ASIN, ACOS, ATAN))
+sinh, cosh, asinh, acosh, atanh = map(_promoting, (SINH, COSH, ASINH, ACOSH, ATANH))
+log2, log10, log1p, expm1, atan2 = map(_promoting, (LOG2, LOG10, LOG1P, EXPM1, ATAN2))
+floor, ceil, fmod = _integers_unchanged(FLOOR), _integers_unchanged(CEIL), FMOD
+
+
+def pow(a, b):
+    """a ** b: a Python number b is the constant exponent of `pow` (x ** 2 stays x²), anything
+    else the tensor power, differentiable in both, PyTorch's convention at a = 0."""
+    if isinstance(b, (int, float)) and isinstance(a, Node):
+        return POW(a, exponent=b)
+    return POWER(a, b)
+
+
+@_promoting
+def exp2(x):
+    """2^x: PyTorch's pow(2, x), the tensor power, its gradient 2^x·log 2."""
+    return POWER(2.0, x)
+
+
+@_promoting
+def rsqrt(x):
+    """1/√x, as PyTorch computes it (1/0 = inf, 1/−0 = −inf, NaN below 0)."""
+    return RECIPROCAL(SQRT(x))
+
+
+def square(x):
+    """x·x: exact, as PyTorch's and NumPy's square; integers stay integers."""
+    return MUL(x, x)
+
+
+@_integers_unchanged
+def trunc(x):
+    """Rounded toward zero: ceil below 0, floor elsewhere; gradient 0 (PyTorch's)."""
+    return WHERE(LESS(x, 0), CEIL(x), FLOOR(x))
+
+
+@_integers_unchanged
+def round(x):
+    """Rounded half to even (NumPy's and PyTorch's), gradient 0. |x| + 2^m, m the mantissa's
+    bits, lies where floats are 1 apart: the addition rounds |x| to an integer, ties to even;
+    from 2^m on every float is an integer. Zeros keep their sign."""
+    x = STOP_GRADIENT(x)
+    big = 2.0 ** np.finfo(x.dtype).nmant
+    magnitude = ABS(x)
+    s = (magnitude + big) - big
+    rounded = WHERE(LESS(magnitude, big), WHERE(LESS(x, 0), -s, s), x)
+    return WHERE(EQUAL(x, 0), x, rounded)
+
+
+def sign(x):
+    """1, 0 or −1 in x's dtype: (x > 0) − (x < 0), PyTorch's sign, 0 at NaN (NumPy's sign is
+    NaN there); gradient 0. A bool is its own sign."""
+    (x,) = lift_all([x])
+    if x.dtype == np.bool_:
+        return x
+    return cast(GREATER(x, 0), x.dtype) - cast(LESS(x, 0), x.dtype)
+
+
+def isnan(x):
+    """x ≠ x: only NaN differs from itself."""
+    (x,) = lift_all([x])
+    return NOT_EQUAL(x, x)
+
+
+def isinf(x):
+    """|x| = inf; never, for integers and bool (x ≠ x)."""
+    (x,) = lift_all([x])
+    return EQUAL(ABS(x), math.inf) if x.dtype.kind == "f" else NOT_EQUAL(x, x)
+
+
+def isfinite(x):
+    """|x| < inf, false at NaN; always, for integers and bool (x = x)."""
+    (x,) = lift_all([x])
+    return LESS(ABS(x), math.inf) if x.dtype.kind == "f" else EQUAL(x, x)
+
+
+@_promoting
+def copysign(a, b):
+    """|a| with b's sign, a zero b's included: atan2(b, −1) is −π at −0, π at +0. A NaN b counts
+    as positive (comparisons cannot read its sign bit, which PyTorch's copysign does)."""
+    magnitude = ABS(a)
+    return WHERE(LESS(ATAN2(b, -1.0), 0), -magnitude, magnitude)
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|a − b| finite and at most atol + |rtol·b|, or a = b (infinities of one sign), or both NaN
+    where equal_nan: PyTorch's and NumPy's isclose; integers compare in float64, as NumPy's. In
+    float wheres only (onnxruntime has no bool Where): the gap is 0 where a and b count as equal,
+    NaN where their error is not finite."""
+    a, b = lift_all([a, b])
+    if promote((a, b), {}).kind != "f":
+        a, b = _as(a, np.dtype("float64")), _as(b, np.dtype("float64"))
+    same = EQUAL(a, b)  # zeroed before subtracting: inf − inf would warn
+    error = ABS(WHERE(same, 0, a) - WHERE(same, 0, b))
+    gap = WHERE(LESS(error, math.inf), error, math.nan)
+    if equal_nan:
+        gap = WHERE(isnan(a), WHERE(isnan(b), 0, gap), gap)
+    tolerance = atol + ABS(b * rtol) if rtol else atol  # no inf·0 at rtol = 0
+    return LESS_EQUAL(gap, WHERE(EQUAL(gap, 0), 0, tolerance))
+
+
+def _fmod_off(a, b):
+    """fmod(a, b), and where floor division leaves it: a nonzero remainder whose sign is not b's
+    (there remainder adds b, floor_divide takes 1 from the quotient)."""
+    m = FMOD(a, b)
+    return m, WHERE(NOT_EQUAL(m, 0), NOT_EQUAL(LESS(b, 0), LESS(m, 0)), False)
+
+
+def remainder(a, b):
+    """a mod b, of b's sign: Python's `%`, PyTorch's remainder; d/da = 1, d/db = −⌊a/b⌋.
+    Integers by 0 give 0, NumPy's value, with its warning (PyTorch raises)."""
+    a, b = lift_all([a, b])
+    m, off = _fmod_off(a, b)
+    return WHERE(off, m + b, m)
+
+
+def floor_divide(a, b):
+    """⌊a/b⌋: Python's `//`, PyTorch's floor_divide. Floats by PyTorch's algorithm, (a − fmod)/b
+    rounded to the integer it is (1 // 0.1 is 9, as in Python), a/b where b is 0; integers by 0
+    give 0, NumPy's value, with its warning (PyTorch raises). Gradient 0 (PyTorch has none)."""
+    a, b = (STOP_GRADIENT(x) for x in lift_all([a, b]))
+    m, off = _fmod_off(a, b)
+    by_zero = EQUAL(b, 0)
+    if m.dtype.kind != "f":  # a − m is a multiple of b: float64 divides it exactly (< 2^53)
+        quotient = cast(DIV(a - m, WHERE(by_zero, 1, b)), m.dtype) - cast(off, m.dtype)
+        return WHERE(by_zero, 0, quotient)
+    exact = (a - m) / b
+    quotient = WHERE(off, exact - 1, exact)
+    below = FLOOR(quotient)
+    rounded = WHERE(GREATER(quotient - below, 0.5), below + 1, below)
+    zero = (m / b) * 0  # where the quotient is 0: a = m, and the zero takes a/b's sign
+    return WHERE(by_zero, a / b, WHERE(EQUAL(quotient, 0), zero, rounded))
 
 
 exp, log, sqrt, reciprocal, relu, erf = EXP, LOG, SQRT, RECIPROCAL, RELU, ERF

@@ -30,6 +30,9 @@ from . import torch_ref
 GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
+# isnan, isinf and isfinite pick a or -a by their mask of a with `fill` at and below 0 (a
+# constant selected: no NumPy warning, which threads turn into errors)
+MASKS = ("isnan", "isinf", "isfinite")
 LEAVES = ("input", "index_input")  # the steps fed by name: float values and integer indices
 MAX_ELEMENTS = 1 << 22  # no value drawn beyond this (a broadcast of two large slots)
 
@@ -124,6 +127,12 @@ GD = {
     "meshgrid": lambda *xs, indexing, pick: gd.meshgrid(*xs, indexing=indexing)[pick],
     "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
+    "floor_divide": lambda a, b: a // b,
+    "remainder": lambda a, b: a % b,
+    "power": lambda a, b: a ** b,
+    "isclose": lambda a, b, **tolerances: gd.where(gd.isclose(a, b, **tolerances), a, b),
+    **{mask: lambda a, fill, mask=mask: gd.where(getattr(gd, mask)(gd.where(a > 0, a, fill)),
+                                                a, -a) for mask in MASKS},
 }
 
 
@@ -148,6 +157,11 @@ _CODE = {
     "concatenate": "gd.concatenate([{args}], axis={axis})",
     "stack": "gd.stack([{args}], axis={axis})", "repeat": "gd.repeat({0}, *{sizes})",
     "meshgrid": "gd.meshgrid({args}, indexing={indexing!r})[{pick}]",
+    "floor_divide": "{0} // {1}", "remainder": "{0} % {1}", "power": "{0} ** {1}",
+    "isclose": "gd.where(gd.isclose({0}, {1}, rtol={rtol!r}, atol={atol!r}, "
+               "equal_nan={equal_nan!r}), {0}, {1})",
+    **{mask: f"gd.where(gd.{mask}(gd.where({{0}} > 0, {{0}}, {{fill!r}})), {{0}}, -{{0}})"
+       for mask in MASKS},
 }
 
 
@@ -354,6 +368,51 @@ def _cumsum(g):
     axis = g.axis(ndim) if ndim else None
     axis = axis[0] if isinstance(axis, tuple) else axis  # one axis, or None: the flattened x
     return [x], {"axis": axis, "reverse": bool(g.rng.integers(2))}
+
+
+def _within(domain):
+    """A unary op's proposer whose operand `domain(g, slot)` moves into the op's domain."""
+    return lambda g: ([domain(g, g.pick())], {})
+
+
+def _unit(g, slot, scale=0.9):
+    """`slot` squashed into (-scale, scale): asin, acos, atanh, tan (no pole), log1p."""
+    return g.add("affine", (g.add("tanh", (slot,)),), {"scale": scale, "shift": 0.0})
+
+
+def _above_one(g, slot):
+    """`slot` moved beyond 1.1: acosh."""
+    return g.add("affine", (g.positive(slot),), {"scale": 1.0, "shift": 1.0})
+
+
+def _nonzero(g, slot):
+    """`slot` moved at least 0.1 away from 0, of either sign."""
+    slot = g.positive(slot)
+    return g.add("neg", (slot,)) if g.rng.random() < 0.5 else slot
+
+
+def _divisor(g):
+    """(a, b), b nonzero: floor_divide, remainder, fmod."""
+    (a, b), _ = _binary()(g)
+    return [a, _nonzero(g, b)], {}
+
+
+def _copysign(g):
+    """(a, b), a nonzero: at a = 0, PyTorch's copysign has a NaN second derivative (0/0)."""
+    (a, b), _ = _binary()(g)
+    return [_nonzero(g, a), b], {}
+
+
+def _power(g):
+    """A positive base (the exponent's gradient is a^b·log a) to an exponent in (-3, 3): no
+    overflow, nor in the training steps."""
+    (a, b), _ = _binary()(g)
+    return [g.positive(a), _unit(g, b, 3.0)], {}
+
+
+def _tolerances(g):
+    return {"rtol": float(g.rng.choice([1e-5, 0.1, 0.5])),
+            "atol": float(g.rng.choice([0.0, 1e-8, 0.1])), "equal_nan": bool(g.rng.integers(2))}
 
 
 def _reshape(g):
@@ -845,6 +904,22 @@ PROPOSERS = {
     "smooth_l1": _smooth_l1,
     "binary_cross_entropy_with_logits": _bce_with_logits,
     "l2": _l2,
+    **{name: _unary(name) for name in (
+        "sin", "cos", "atan", "sinh", "cosh", "asinh", "exp2", "expm1", "square", "floor",
+        "ceil", "trunc", "round", "sign")},
+    **{mask: _unary(mask, params=lambda g: {"fill": float(g.rng.choice([math.nan, math.inf,
+                                                                      -math.inf]))})
+       for mask in MASKS},
+    **{name: _within(_unit) for name in ("tan", "asin", "acos", "atanh", "log1p")},
+    "acosh": _within(_above_one),
+    **{name: _unary(name, positive=True) for name in ("log2", "log10", "rsqrt")},
+    "atan2": _binary(),
+    "copysign": _copysign,
+    "isclose": _binary(extra=_tolerances),
+    "floor_divide": _divisor,
+    "remainder": _divisor,
+    "fmod": _divisor,
+    "power": _power,
 }
 
 

@@ -212,6 +212,17 @@ TORCH = {
     "l2": lambda *ps, lam: sum(torch.sum(p * p) for p in ps) * lam,
     "wsum": lambda a, weights: torch.sum(a * torch.from_numpy(weights)),
     "constant": lambda value: torch.tensor(value, dtype=torch.float64),
+    **{name: getattr(torch, name) for name in (
+        "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+        "exp2", "log2", "log10", "log1p", "expm1", "square", "rsqrt", "floor", "ceil", "trunc",
+        "round", "sign", "atan2", "copysign", "remainder", "fmod")},
+    # graphdl's floor_divide has gradient 0; PyTorch's none
+    "floor_divide": lambda a, b: torch.floor_divide(a.detach(), b.detach()),
+    "power": torch.pow,
+    "isclose": lambda a, b, **tolerances: torch.where(torch.isclose(a, b, **tolerances), a, b),
+    **{mask: lambda a, fill, mask=mask: torch.where(
+        getattr(torch, mask)(torch.where(a > 0, a, fill)), a, -a)
+       for mask in ("isnan", "isinf", "isfinite")},
 }
 
 
