@@ -318,16 +318,24 @@ def _batch_norm(call):
 
 @op("LayerNormalization")
 def _layer_norm(call):
-    """Y only: the Mean and InvStdDev outputs (training's saved statistics) are refused."""
-    if len(call.proto.output) > 1 and any(call.proto.output[1:]):
-        call.refuse("the Mean and InvStdDev outputs are not supported (only Y)")
+    """Y by `gd.layer_norm`; the Mean and InvStdDev outputs (kept dimensions) computed in the
+    stash type, as ONNX's reference does."""
     x = call.node(0)
-    shape = x.shape[call.attr("axis", -1) % x.ndim:]
+    axis = call.attr("axis", -1) % x.ndim
+    shape, eps = x.shape[axis:], call.attr("epsilon", 1e-5)
     if None in shape:
         call.refuse(f"the normalized axes of {call.proto.input[0]!r} have unknown sizes {shape}")
     scale = gd.broadcast_to(call.node(1), shape)
     bias = gd.broadcast_to(call.node(2), shape) if call.has(2) else None
-    return gd.layer_norm(x, shape, scale, bias, call.attr("epsilon", 1e-5))
+    y = gd.layer_norm(x, shape, scale, bias, eps)
+    if not any(call.proto.output[1:]):
+        return y
+    stashed = gd.cast(x, helper.tensor_dtype_to_np_dtype(call.attr("stash_type", 1)))
+    axes = tuple(range(axis, x.ndim))
+    mean = gd.mean(stashed, axes, keepdims=True)
+    centered = stashed - mean
+    inv_std = gd.reciprocal(gd.sqrt(gd.mean(centered * centered, axes, keepdims=True) + eps))
+    return y, mean, inv_std
 
 
 def _softmax(fn):
