@@ -87,6 +87,21 @@ def spread_out(shape):
     return sample
 
 
+def zeros_in_rows(shape):
+    """Row k holding k zeros (prod's gradient there is the product of the others)."""
+    def sample(rng):
+        x = rng.standard_normal(shape)
+        for k, row in enumerate(x.reshape(shape[0], -1)):
+            row[:k] = 0
+        return x
+    return sample
+
+
+def ties(shape):
+    """Few distinct values: equal elements to sort, arg-extrema with rivals."""
+    return lambda rng: rng.integers(-2, 3, shape).astype(np.float64)
+
+
 CONV = {"stride": (2, 1), "padding": (1, 0, 2, 1), "dilation": (1, 2), "groups": 2}
 MAXP = {"kernel": (3, 2), "stride": (2, 1), "padding": (1, 1, 0, 1), "dilation": (1, 2),
         "ceil_mode": True}
@@ -179,6 +194,23 @@ CASES: dict[str, list[Case]] = {
         C("min[all]", gd.min, ((2, 3), normal)),
         C("min[axis0]", lambda a: gd.min(a, 0), ((4, 3), normal)),
         C("min[axes-keep]", lambda a: gd.min(a, (1, 2), keepdims=True), ((2, 3, 4), normal)),
+    ],
+    "prod": [
+        C("prod[all]", gd.prod, ((2, 3), normal)),
+        C("prod[axis1]", lambda a: gd.prod(a, 1), ((3, 4), normal)),
+        C("prod[axes-keep]", lambda a: gd.prod(a, (0, 2), keepdims=True), ((2, 3, 2), normal)),
+        C("prod[zeros]", lambda a: gd.prod(a, -1), ((4, 3), zeros_in_rows)),
+        C("prod[zeros-axes]", lambda a: gd.prod(a, (1, 2)), ((4, 2, 2), zeros_in_rows)),
+    ],
+    **{name: [C(f"{name}[axis1]", lambda a, name=name: getattr(gd, name)(a, 1), ((3, 4), ties),
+                grads=()),
+              C(f"{name}[keep]", lambda a, name=name: getattr(gd, name)(a, 0, keepdims=True),
+                ((3, 2), normal), grads=())]
+       for name in ("argmax", "argmin")},
+    "argsort": [
+        C("argsort[last]", gd.argsort, ((3, 4), ties), grads=()),
+        C("argsort[descending]", lambda a: gd.argsort(a, 0, descending=True), ((4, 3), ties),
+          grads=()),
     ],
     "matmul": [
         C("matmul[2d]", lambda a, b: R["matmul"](a, b), ((3, 4), normal), ((4, 2), normal)),

@@ -26,7 +26,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.naming import comment
 from graphdl.ir import describe
-from graphdl.ops import leaf, scan
+from graphdl.ops import leaf, scan, sorting
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -100,6 +100,8 @@ def _runs(shape, axes):
 def _identity(op, acc, dtype):
     if op is rd.SUM:
         return "0"
+    if op is rd.PROD:
+        return "1"
     if dtype.kind == "f":  # the accumulator is the dtype's own: float or double
         return special_float(-np.inf if op is rd.MAX else np.inf, dtype)
     info = np.iinfo(np.int32 if acc == "int" else dtype)
@@ -107,7 +109,7 @@ def _identity(op, acc, dtype):
 
 
 # NaN propagates as in NumPy: x != x holds for NaN only, and a NaN accumulator never changes.
-COMBINE = {rd.SUM: "return a + b;",
+COMBINE = {rd.SUM: "return a + b;", rd.PROD: "return a * b;",
            rd.MAX: "return (b > a || b != b) ? b : a;",
            rd.MIN: "return (b < a || b != b) ? b : a;"}
 
@@ -139,9 +141,20 @@ def _reduce(node, name, axes):
     return OpKernels(source, launches)
 
 
-@register(rd.SUM, rd.MAX, rd.MIN)
+@register(rd.SUM, rd.MAX, rd.MIN, rd.PROD)
 def reduction(node, name):
     return _reduce(node, name, node.attrs["axes"])
+
+
+@register(rd.ARGMAX, rd.ARGMIN)
+def arg_extremum(node, name):
+    (x,) = node.inputs
+    along = _along(x.shape, node.attrs["axis"], 0)
+    lines = along["OUTER"] * along["INNER"]
+    source = fill("arg_extremum.cu", node, name, T=_supported(node, x.dtype),
+                  INDEX=_index_type(math.prod(x.shape)), LINES=lines,
+                  WHAT=node.op.name[3:], BEYOND=">" if node.op is rd.ARGMAX else "<", **along)
+    return OpKernels(source, grid_stride(name, lines, (("in", 0), ("out",))))
 
 
 @register(mv.SUM_TO)
@@ -343,6 +356,20 @@ def cumsum(node, name):
                   R=_supported(node, node.dtype), INDEX=_index_type(math.prod(x.shape)),
                   LINES=lines, REVERSE=int(node.attrs["reverse"]), **along)
     return OpKernels(source, grid_stride(name, lines, (("in", 0), ("out",))))
+
+
+# argsort's strict order: NaN sorts as the largest value, as in NumPy
+BEFORE = {False: "return a < b || (a == a && b != b);", True: "return a > b || (a != a && b == b);"}
+
+
+@register(sorting.ARGSORT)
+def argsort(node, name):
+    (x,) = node.inputs
+    count = math.prod(x.shape)
+    source = fill("argsort.cu", node, name, T=_supported(node, x.dtype),
+                  INDEX=_index_type(count), COUNT=count,
+                  BEFORE=BEFORE[node.attrs["descending"]], **_along(x.shape, node.attrs["axis"], 0))
+    return OpKernels(source, grid_stride(name, count, (("in", 0), ("out",))))
 
 
 @register(mv.CHECK_INDEX)

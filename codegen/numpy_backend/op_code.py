@@ -17,7 +17,7 @@ from graphdl import runtime
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
 from graphdl.opdef import implements_each
-from graphdl.ops import conv, leaf, scan
+from graphdl.ops import conv, leaf, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
@@ -72,11 +72,27 @@ def _dtype(n):
     return f"numpy.{n.dtype.name}"
 
 
+def _argsort(n, a):
+    axis = n.attrs["axis"]
+    if not n.attrs["descending"]:
+        return call(f"numpy.argsort({a.text}, axis={axis}, kind='stable')")
+    order = f"numpy.argsort(numpy.flip({a.text}, {axis}), axis={axis}, kind='stable')"
+    return call(f"numpy.flip({n.shape[axis] - 1} - {order}, {axis})")  # as sorting._argsort
+
+
+def _arg_extremum(function):
+    return lambda n, a: call(f"numpy.{function}({a.text}, axis={n.attrs['axis']}, "
+                              f"keepdims={n.attrs['keepdims']})")
+
+
 implements_each("numpy", {
     mm.MATMUL: lambda n, a, b: Expr(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL),
     rd.SUM: _reduce("sum"),
     rd.MAX: _reduce("max"),
     rd.MIN: _reduce("min"),
+    rd.PROD: _reduce("prod"),
+    rd.ARGMAX: _arg_extremum("argmax"),
+    rd.ARGMIN: _arg_extremum("argmin"),
     mv.RESHAPE: _reshaped,
     mv.EXPAND_DIMS: _reshaped,
     mv.SQUEEZE: _reshaped,
@@ -96,6 +112,7 @@ implements_each("numpy", {
     mv.SCATTER_ADD: lambda n, g, i, like: call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
     scan.CUMSUM: _cumsum,
+    sorting.ARGSORT: _argsort,
     leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
     leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),

@@ -22,7 +22,7 @@ from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, topological_order
 from graphdl.lazy import sympy
 from graphdl.opdef import REGISTRY, implements
-from graphdl.ops import conv, leaf, matmul, scan
+from graphdl.ops import conv, leaf, matmul, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -206,13 +206,39 @@ def _sum(w, node, names):
                   keepdims=int(node.attrs["keepdims"]))
 
 
-@emits(rd.MAX, rd.MIN)
-def _extremum(w, node, names):
+@emits(rd.MAX, rd.MIN, rd.PROD)
+def _reduce_over_axes_attribute(w, node, names):
+    x = w.cast(names[0], node.inputs[0], node.dtype)  # NumPy multiplies small integers in int64
     if not node.attrs["axes"]:
-        return names[0]
-    op = "ReduceMax" if node.op is rd.MAX else "ReduceMin"
-    return w.emit(op, names, node.name, axes=list(node.attrs["axes"]),
+        return x
+    op = {rd.MAX: "ReduceMax", rd.MIN: "ReduceMin", rd.PROD: "ReduceProd"}[node.op]
+    return w.emit(op, [x], node.name, axes=list(node.attrs["axes"]),
                   keepdims=int(node.attrs["keepdims"]))
+
+
+# onnxruntime's ArgMax and ArgMin take these types as one that orders their values alike
+_ARG_TYPES = {np.dtype(np.bool_): np.int32, np.dtype(np.int16): np.int32,
+              np.dtype(np.uint16): np.int32, np.dtype(np.uint32): np.int64}
+
+
+@emits(rd.ARGMAX, rd.ARGMIN)
+def _arg_extremum(w, node, names):
+    x = node.inputs[0]
+    values = w.cast(names[0], x, _ARG_TYPES.get(x.dtype, x.dtype))
+    return w.emit("ArgMax" if node.op is rd.ARGMAX else "ArgMin", [values], node.name,
+                  axis=node.attrs["axis"], keepdims=int(node.attrs["keepdims"]))
+
+
+@emits(sorting.ARGSORT)
+def _argsort(w, node, names):
+    """The indices of a TopK of the whole axis, which puts equal elements in their order (the
+    lower index first): a stable sort."""
+    x, axis = node.inputs[0], node.attrs["axis"]
+    values = w.cast(names[0], x, _ARG_TYPES.get(x.dtype, x.dtype))
+    k = w.ints([_static(x, "argsort")[axis]], "k")
+    _, indices = w.emit("TopK", [values, k], node.name, outputs=2, axis=axis,
+                        largest=int(node.attrs["descending"]), sorted=1)
+    return indices
 
 
 # ---------------------------------------------------------------- movement

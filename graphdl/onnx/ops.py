@@ -507,3 +507,30 @@ OPS["ReduceSum"] = _reduction(gd.sum, 13)
 OPS["ReduceMean"] = _reduction(gd.mean, 18)
 OPS["ReduceMax"] = _reduction(gd.max, 18)
 OPS["ReduceMin"] = _reduction(gd.min, 18)
+OPS["ReduceProd"] = _reduction(gd.prod, 18)
+OPS["ReduceL1"] = _reduction(functools.partial(gd.norm, p=1), 18)
+OPS["ReduceL2"] = _reduction(functools.partial(gd.norm, p=2), 18)
+OPS["ReduceLogSumExp"] = _reduction(gd.logsumexp, 18)
+
+
+def _arg_extremum(fn):
+    def build(call):
+        x = call.node(0)
+        axis, keepdims = call.attr("axis", 0), bool(call.attr("keepdims", 1))
+        if not call.attr("select_last_index", 0):
+            return fn(x, axis, keepdims)
+        # the last extremum: the first of x reversed along the axis, counted from the end
+        reverse = (slice(None),) * (axis % x.ndim) + (slice(None, None, -1),)
+        return _static_shape(call, x)[axis] - 1 - fn(x[reverse], axis, keepdims)
+    return build
+
+
+OPS["ArgMax"] = _arg_extremum(gd.argmax)
+OPS["ArgMin"] = _arg_extremum(gd.argmin)
+
+
+@op("TopK")
+def _topk(call):
+    k = call.attr("k") if call.opset < 10 else call.static(1, "k").reshape(-1)[0]
+    return gd.topk(call.node(0), int(k), call.attr("axis", -1), bool(call.attr("largest", 1)),
+                   bool(call.attr("sorted", 1)))

@@ -34,6 +34,14 @@ EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
 # constant selected: no NumPy warning, which threads turn into errors)
 MASKS = ("isnan", "isinf", "isfinite")
 LEAVES = ("input", "index_input")  # the steps fed by name: float values and integer indices
+# ops of integer or bool results, cast to their operand's dtype (compared exactly); of sort and
+# topk, which also return indices, the values are a step
+CAST_BACK = ("argmax", "argmin", "argsort", "any", "all")
+VALUES = ("sort", "topk")
+NORMS = (1, 2, "fro", math.inf, -math.inf, 0, 3, 0.5, 1.5, -1)
+# norms whose double backward in PyTorch is NaN at a zero element (p = 2: at a zero norm),
+# where graphdl's is 0: their operands are kept away from 0
+NAN_SECOND_AT_ZERO = (2, "fro", 0.5, 1.5, -1)
 MAX_ELEMENTS = 1 << 22  # no value drawn beyond this (a broadcast of two large slots)
 
 
@@ -119,6 +127,8 @@ GD = {
     "getitem": _getitem,
     "cast": _round_trip,
     "one_hot": _masked,
+    **{op: lambda a, op=op, **p: gd.cast(getattr(gd, op)(a, **p), a.dtype) for op in CAST_BACK},
+    **{op: lambda a, op=op, **p: getattr(gd, op)(a, **p).values for op in VALUES},
     "lookup_dot": lambda table, partner, indices: gd.sum(
         gd.take(table, indices, axis=0) * gd.expand_dims(partner, 1), axis=2),
     "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
@@ -185,7 +195,10 @@ def _code(step):
                 p[key] = _literal(p[key])
         return _CODE[step.op].format(*args, args=", ".join(args), **p)
     kwargs = [f"{k}={_literal(v)}" for k, v in step.params.items()]
-    return f"gd.{step.op}({', '.join(args + kwargs)})"
+    code = f"gd.{step.op}({', '.join(args + kwargs)})"
+    if step.op in CAST_BACK:
+        return f"gd.cast({code}, {args[0]}.dtype)"
+    return f"{code}.values" if step.op in VALUES else code
 
 
 def _literal(value):
@@ -360,6 +373,58 @@ def _broadcasts(s, t):
 def _reduce(g):
     x = g.pick()
     return [x], {"axis": g.axis(len(g.shape_of(x))), "keepdims": bool(g.rng.integers(2))}
+
+
+def _var(g):
+    """var/std with a correction below the number of elements reduced, N (PyTorch warns of
+    N - correction <= 0): 0 where N is 1, where the variance is 0."""
+    args, params = _reduce(g)
+    shape = g.shape_of(args[0])
+    axis = params["axis"]
+    axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    n = math.prod(shape[a] for a in axes)
+    return args, {**params, "correction": int(g.rng.integers(min(n, 3)))}
+
+
+def _arg_extremum(g):
+    """argmax/argmin along one axis or of x flattened (None), keepdims either way."""
+    args, params = _reduce(g)
+    axis = params["axis"]
+    return args, {**params, "axis": axis[0] if isinstance(axis, tuple) else axis}
+
+
+def _norm(g):
+    p = NORMS[int(g.rng.integers(len(NORMS)))]
+    args, params = _reduce(g)
+    if p in NAN_SECOND_AT_ZERO and np.any(np.abs(g.values[args[0]].detach().numpy()) < 0.1):
+        args = [g.add("posify", args)]
+    return args, {**params, "p": p}
+
+
+def _along_axis(g):
+    """An operand of one or more dimensions and an axis of it (maybe negative)."""
+    x = g.pick(lambda s: len(s) >= 1)
+    ndim = len(g.shape_of(x))
+    axis = int(g.rng.integers(ndim))
+    return x, axis, axis - ndim if g.rng.random() < 0.3 else axis
+
+
+def _sort(g):
+    x, _, axis = _along_axis(g)
+    return [x], {"axis": axis, "descending": bool(g.rng.integers(2))}
+
+
+def _topk(g):
+    x, a, axis = _along_axis(g)
+    k = int(g.rng.integers(g.shape_of(x)[a] + 1))
+    return [x], {"k": k, "axis": axis, "largest": bool(g.rng.integers(2))}
+
+
+def _logsumexp(g):
+    """logsumexp over one axis or several."""
+    x = g.pick(lambda s: len(s) >= 1)
+    axis = g.axis(len(g.shape_of(x)), allow_none=False)
+    return [x], {"axis": axis, "keepdims": bool(g.rng.integers(2))}
 
 
 def _cumsum(g):
@@ -591,8 +656,6 @@ def _softmax_like(op):
         x = g.pick(lambda s: len(s) >= 1)
         ndim = len(g.shape_of(x))
         params = {"axis": int(g.rng.integers(-ndim, ndim))}
-        if op == "logsumexp":
-            params["keepdims"] = bool(g.rng.integers(2))
         return [x], params
     return propose
 
@@ -868,6 +931,19 @@ PROPOSERS = {
     "mean": _reduce,
     "max": _reduce,
     "min": _reduce,
+    "amax": _reduce,
+    "amin": _reduce,
+    "prod": _reduce,
+    "any": _reduce,
+    "all": _reduce,
+    "var": _var,
+    "std": _var,
+    "norm": _norm,
+    "argmax": _arg_extremum,
+    "argmin": _arg_extremum,
+    "argsort": _sort,
+    "sort": _sort,
+    "topk": _topk,
     "reshape": _reshape,
     "transpose": _transpose,
     "broadcast_to": _broadcast_to,
@@ -897,7 +973,7 @@ PROPOSERS = {
     "softmax": _softmax_like("softmax"),
     "layer_norm": _layer_norm,
     "log_softmax": _softmax_like("log_softmax"),
-    "logsumexp": _softmax_like("logsumexp"),
+    "logsumexp": _logsumexp,
     "softmax_cross_entropy": _cross_entropy,
     "hinge_loss": _hinge,
     "mse": _mse,

@@ -22,12 +22,40 @@ def _axes(axis, ndim):
 
 
 def _reduction(fn):
-    def reduce(x, axis=None, keepdims=False):
+    def reduce(x, axis=None, keepdims=False, **options):
         axes = _axes(axis, x.ndim)
         if not axes:  # a 0-d value: reducing over no axis is the identity
-            return fn(x.reshape(1), 0, False).reshape(())
-        return fn(x, axes, keepdims)
+            return fn(x.reshape(1), 0, False, **options).reshape(())
+        return fn(x, axes, keepdims, **options)
     return reduce
+
+
+def _prod(x, axes, keepdim):
+    """torch.prod over several axes (it takes one): over them moved last and flattened."""
+    axes = (axes,) if isinstance(axes, int) else axes
+    kept = [a for a in range(x.ndim) if a not in axes]
+    flat = x.permute(kept + list(axes)).reshape([x.shape[a] for a in kept] + [-1])
+    out = flat.prod(-1)
+    return out.reshape([1 if a in axes else x.shape[a] for a in range(x.ndim)]) if keepdim else out
+
+
+def _norm(x, axes, keepdim, p):
+    return torch.linalg.vector_norm(x, 2 if p == "fro" else p, axes, keepdim)
+
+
+def _as_float(fn):
+    """An integer or bool result cast to float64: what graphdl's program casts it to."""
+    return lambda *args, **kwargs: fn(*args, **kwargs).to(torch.float64)
+
+
+def _arg_extremum(fn):
+    return _as_float(lambda x, axis=None, keepdims=False: fn(x, axis, keepdims))
+
+
+def _topk(x, k, axis, largest):
+    """torch.topk's values, taking tied elements in their order (a stable sort's), as graphdl
+    does (topk's choice among ties is unspecified; their gradients go where it chose)."""
+    return torch.sort(x, dim=axis, descending=largest, stable=True).values.narrow(axis, 0, k)
 
 
 def _take(x, indices, axis):
@@ -170,6 +198,23 @@ TORCH = {
     "mean": _reduction(lambda x, axes, keep: torch.mean(x, axes, keepdim=keep)),
     "max": _reduction(lambda x, axes, keep: torch.amax(x, axes, keepdim=keep)),
     "min": _reduction(lambda x, axes, keep: torch.amin(x, axes, keepdim=keep)),
+    "amax": _reduction(lambda x, axes, keep: torch.amax(x, axes, keepdim=keep)),
+    "amin": _reduction(lambda x, axes, keep: torch.amin(x, axes, keepdim=keep)),
+    "prod": _reduction(_prod),
+    "any": _as_float(_reduction(lambda x, axes, keep: torch.any(x, axes, keepdim=keep))),
+    "all": _as_float(_reduction(lambda x, axes, keep: torch.all(x, axes, keepdim=keep))),
+    "var": _reduction(lambda x, axes, keep, correction: torch.var(x, axes, keepdim=keep,
+                                                                  correction=correction)),
+    "std": _reduction(lambda x, axes, keep, correction: torch.std(x, axes, keepdim=keep,
+                                                                  correction=correction)),
+    "norm": _reduction(_norm),
+    "argmax": _arg_extremum(torch.argmax),
+    "argmin": _arg_extremum(torch.argmin),
+    "argsort": _as_float(lambda x, axis, descending: torch.argsort(
+        x, dim=axis, descending=descending, stable=True)),
+    "sort": lambda x, axis, descending: torch.sort(x, dim=axis, descending=descending,
+                                                   stable=True).values,
+    "topk": _topk,
     "reshape": lambda x, shape: x.reshape(shape),
     "transpose": lambda x, axes: x.permute(axes if axes is not None else
                                            tuple(range(x.ndim))[::-1]),
