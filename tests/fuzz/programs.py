@@ -377,12 +377,14 @@ def _reduce(g):
 
 def _var(g):
     """var/std with a correction below the number of elements reduced, N (PyTorch warns of
-    N - correction <= 0): 0 where N is 1, where the variance is 0."""
+    N - correction <= 0): 0 where N is 1, where the variance is 0; none over nothing."""
     args, params = _reduce(g)
     shape = g.shape_of(args[0])
     axis = params["axis"]
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     n = math.prod(shape[a] for a in axes)
+    if n == 0:
+        raise NoSlot
     return args, {**params, "correction": int(g.rng.integers(min(n, 3)))}
 
 
