@@ -2,7 +2,8 @@
 of facets, and the one check that prints, per op, everything an op still lacks.
 
 Run `python -m graphdl.facets` (from a checkout it adds the tests' facets: a gradient case, the
-fuzzer) to see each op's to-do list at once, CUDA included; `--all` shows every facet's state.
+fuzzer) to see each op's to-do list at once, CUDA included; `--all` shows every facet's state,
+`--markdown` the table docs/OPS.md holds.
 The "adding an op" recipe in `docs/ARCHITECTURE.md` is this list (`recipe()` prints it).
 
 A facet's state for an op is one of:
@@ -179,10 +180,25 @@ def table(ops=None):
     return "\n".join(line.rstrip() for line in lines)
 
 
+def markdown(ops=None):
+    """The facet table as Markdown (docs/OPS.md holds it; a test keeps it current)."""
+    rows = report(ops, FACETS)
+    names = [f.name for f, _, _ in next(iter(rows.values()))]
+    lines = ["| op | kind | " + " | ".join(names) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for name, states in rows.items():
+        lines.append(f"| `{name}` | {REGISTRY[name].kind} | "
+                     + " | ".join(state for _, state, _ in states) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "--recipe" in argv:
         print(recipe())
+        return 0
+    if "--markdown" in argv:
+        print(markdown())
         return 0
     ops = [REGISTRY[a] for a in argv if not a.startswith("--")] or None
     if "--all" in argv:
