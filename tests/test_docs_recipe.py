@@ -14,7 +14,7 @@ DOC = pathlib.Path(__file__).parents[1] / "docs" / "ARCHITECTURE.md"
 
 def test_the_architecture_recipe_is_the_facet_list():
     text = DOC.read_text(encoding="utf-8")
-    block = re.search(r"<!-- recipe:begin -->\n(.*?)<!-- recipe:end -->", text, re.S)
+    block = re.search(r"<!-- recipe:begin -->\n(.*?)<!-- recipe:end -->", text, re.DOTALL)
     assert block, "docs/ARCHITECTURE.md lost its recipe markers"
     expected = "```\n" + facets.recipe() + "\n```\n"
     assert block[1] == expected, ("docs/ARCHITECTURE.md's recipe differs from the facet list; "
@@ -23,7 +23,7 @@ def test_the_architecture_recipe_is_the_facet_list():
 
 def test_the_ops_table_is_the_facet_table():
     text = (DOC.parent / "OPS.md").read_text(encoding="utf-8")
-    block = re.search(r"<!-- facets:begin -->\n(.*?)\n<!-- facets:end -->", text, re.S)
+    block = re.search(r"<!-- facets:begin -->\n(.*?)\n<!-- facets:end -->", text, re.DOTALL)
     assert block, "docs/OPS.md lost its facet table markers"
     assert block[1] == facets.markdown(), ("docs/OPS.md's op table is stale; paste "
                                            "`python -m graphdl.facets --markdown` between the "

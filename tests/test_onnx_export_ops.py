@@ -100,6 +100,15 @@ def _scan_and_erf_case():
     return _with_gradients(x, y, seed=3), {"x": (3, 5)}
 
 
+def _reduction_case():
+    """prod (its gradient the product of the others), argmax/argmin and sort (argsort's TopK;
+    the values' gradient a scatter-add)."""
+    x = gd.input("x", (3, 5))
+    indices = gd.cast(gd.argmax(x, 0) - gd.argmin(x, 1, keepdims=True), "float32")
+    y = gd.prod(x, 1, keepdims=True) * gd.sort(x, 0, descending=True).values + indices
+    return _with_gradients(x, y, seed=5), {"x": (3, 5)}
+
+
 def _unknown_batch_case():
     """A loss whose batch is unknown at declaration: its targets' shape is checked against the
     logits' once the shapes are known (`check_shape`, exported as Identity). Only the forward
@@ -111,7 +120,8 @@ def _unknown_batch_case():
 
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
-         "scan_and_erf": _scan_and_erf_case, "unknown_batch": _unknown_batch_case}
+         "scan_and_erf": _scan_and_erf_case, "reductions": _reduction_case,
+         "unknown_batch": _unknown_batch_case}
 
 
 def _feeds(shapes, seed):

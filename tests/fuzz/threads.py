@@ -43,14 +43,16 @@ def concurrently(work, items):
     share of the items in turn: the results in the items' order (an exception as its result)."""
     results = [None] * len(items)
     start = threading.Barrier(THREADS)
+    errors = np.geterr()  # NumPy's error state is per thread: a new one starts at the default
 
     def thread(first):
         start.wait()
-        for k in range(first, len(items), THREADS):
-            try:
-                results[k] = work(items[k])
-            except Exception as exc:  # noqa: BLE001 - reported as this call's crash
-                results[k] = exc
+        with np.errstate(**errors):  # the caller's, as the one-at-a-time calls ran under
+            for k in range(first, len(items), THREADS):
+                try:
+                    results[k] = work(items[k])
+                except Exception as exc:  # noqa: BLE001 - reported as this call's crash
+                    results[k] = exc
 
     workers = [threading.Thread(target=thread, args=(t,)) for t in range(THREADS)]
     for w in workers:
