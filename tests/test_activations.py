@@ -6,14 +6,13 @@ finite differences away from the kinks; one gate each in a drawing; ONNX export;
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 import graphdl as gd
 from graphdl.ops import elementwise as ew
 from graphdl.ops.composite import COMPOSITES
+from tests.helpers import run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -72,13 +71,6 @@ CASES = {
 # PyTorch's double backward of mish overflows at 1e4 (NaN); the second derivative there is 0
 PYTORCH_NAN = {"mish": 1e4}
 
-RUNNERS = {
-    "evaluate": None,
-    "numpy": {},
-    "cuda-cpu": {"backend": "cuda", "device": "cpu"},
-}
-NEEDS_GXX = pytest.mark.skipif(shutil.which("g++") is None,
-                               reason="device='cpu' compiles CUDA kernels with g++")
 # float64: as PyTorch's float64 to the last digits; float32: its rounding of every step,
 # against the float64 reference
 TOLERANCE = {"float64": (1e-12, 1e-14), "float32": (1e-4, 1e-5)}
@@ -127,8 +119,7 @@ def _mismatches(x, got, want, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("runner", [
-    pytest.param(r, marks=NEEDS_GXX if r == "cuda-cpu" else ()) for r in RUNNERS])
+@pytest.mark.parametrize("runner", runner_params())
 def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
     """Every case in one graph (one compilation per backend and dtype)."""
     inputs = {name: _input(name, dtype) for name in CASES}
@@ -136,10 +127,7 @@ def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
     outputs = [node for _, nodes in graphs.values() for node in nodes]
     feeds = {xi.name: inputs[name] for name, (xi, _) in graphs.items()}
     with np.errstate(all="ignore"):  # ±inf and NaN on purpose
-        if RUNNERS[runner] is None:
-            values = gd.evaluate(outputs, feeds)
-        else:
-            values = gd.compile(outputs, **RUNNERS[runner])(**feeds)
+        values = run_on(runner, outputs, feeds)
     problems = []
     for k, name in enumerate(CASES):
         x = inputs[name]

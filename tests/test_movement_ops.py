@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import shutil
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.facets import FallbackWarning
+from tests.helpers import run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -90,13 +90,6 @@ CASES = {
     "meshgrid xy": _mesh("xy"),
 }
 
-RUNNERS = {
-    "evaluate": None,
-    "numpy": {},
-    "cuda-cpu": {"backend": "cuda", "device": "cpu"},
-}
-NEEDS_GXX = pytest.mark.skipif(shutil.which("g++") is None,
-                               reason="device='cpu' compiles CUDA kernels with g++")
 # the derivatives add up products of weights: float32 rounds them
 TOLERANCE = {"float64": (1e-12, 1e-14), "float32": (1e-5, 1e-6)}
 
@@ -142,8 +135,7 @@ def _graph(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("runner", [
-    pytest.param(r, marks=NEEDS_GXX if r == "cuda-cpu" else ()) for r in RUNNERS])
+@pytest.mark.parametrize("runner", runner_params())
 def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
     """Every case in one graph (one compilation per backend and dtype)."""
     graphs = {name: _graph(name, dtype) for name in CASES}
@@ -151,10 +143,7 @@ def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
     feeds = {xi.name: _input(name, dtype) for name, (xi, _) in graphs.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        if RUNNERS[runner] is None:
-            values = gd.evaluate(outputs, feeds)
-        else:
-            values = gd.compile(outputs, **RUNNERS[runner])(**feeds)
+        values = run_on(runner, outputs, feeds)
     rtol, atol = TOLERANCE[dtype]
     problems = []
     for k, name in enumerate(CASES):
