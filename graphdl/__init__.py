@@ -107,6 +107,14 @@ from graphdl.ops.elementwise import (
     trunc,
     where,
 )
+from graphdl.ops.indexing import (
+    gather,
+    index_add,
+    index_select,
+    scatter,
+    scatter_add,
+    take_along_axis,
+)
 from graphdl.ops.layers import layer_norm
 from graphdl.ops.leaf import constant, input, zeros_like
 from graphdl.ops.matmul import matmul
@@ -240,6 +248,7 @@ __all__ = [
     "floor",
     "floor_divide",
     "fmod",
+    "gather",
     "gelu",
     "glu",
     "grad",
@@ -249,6 +258,8 @@ __all__ = [
     "hardswish",
     "hardtanh",
     "hinge_loss",
+    "index_add",
+    "index_select",
     "input",
     "isclose",
     "isfinite",
@@ -294,6 +305,8 @@ __all__ = [
     "roll",
     "round",
     "rsqrt",
+    "scatter",
+    "scatter_add",
     "selu",
     "sigmoid",
     "sign",
@@ -317,6 +330,7 @@ __all__ = [
     "symbolic",
     "symbolic_grad",
     "take",
+    "take_along_axis",
     "tan",
     "tanh",
     "tile",

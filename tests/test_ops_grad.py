@@ -110,6 +110,7 @@ AVGP = {"kernel": (3, 2), "stride": (2, 2), "padding": (1, 1, 1, 1), "ceil_mode"
 
 IDX = np.array([0, 2, 2, 4])  # repeated indices: their gradients must add up
 IDX2D = np.array([[1, 0], [2, 1]])
+IDX_ALONG = np.array([[0, 2, 2, 1], [1, 1, 0, 0]])  # one per element, repeats
 
 CASES: dict[str, list[Case]] = {
     "add": [
@@ -327,6 +328,18 @@ CASES: dict[str, list[Case]] = {
         C("scatter_add[axis1-2d]",
           lambda g, like: R["scatter_add"](g, gd.constant(IDX2D), like, axis=1),
           ((2, 2, 2), normal), ((2, 3), normal), grads=(0,)),
+    ],
+    "gather_along": [
+        C("gather_along[axis1]", lambda a: R["gather_along"](a, gd.constant(IDX_ALONG), axis=1),
+          ((2, 3), normal)),
+        C("gather_along[axis0-negative]",
+          lambda a: R["gather_along"](a, gd.constant(IDX_ALONG.T[:3] - 2), axis=0),
+          ((2, 2), normal)),
+    ],
+    "scatter_add_along": [
+        C("scatter_add_along[axis1]",
+          lambda g, like: R["scatter_add_along"](g, gd.constant(IDX_ALONG), like, axis=1),
+          ((2, 4), normal), ((2, 3), normal), grads=(0,)),
     ],
     **{name: [C(name, getattr(gd, name), ((2, 3), normal))]
        for name in ("sin", "cos", "atan", "sinh", "cosh", "asinh", "expm1")},

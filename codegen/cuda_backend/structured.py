@@ -26,6 +26,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.naming import comment
 from graphdl.ir import describe
+from graphdl.ops import indexing as ix
 from graphdl.ops import leaf, scan, sorting
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
@@ -329,6 +330,31 @@ def scatter_add(node, name):
                   TI=_supported(node, idx.dtype, "iu"), COUNT=count,
                   INDEX=_index_type(math.prod(node.shape), count),
                   **_along(node.shape, node.attrs["axis"], math.prod(idx.shape)))
+    launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
+    return OpKernels(source, launches, zero_output=True)
+
+
+@register(ix.GATHER_ALONG)
+def gather_along(node, name):
+    a, idx = node.inputs
+    count = math.prod(node.shape)
+    axis = node.attrs["axis"]
+    source = fill("gather_along.cu", node, name, T=_supported(node, a.dtype),
+                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(a.shape), count),
+                  **_along(a.shape, axis, node.shape[axis]))
+    return OpKernels(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
+
+
+@register(ix.SCATTER_ADD_ALONG)
+def scatter_add_along(node, name):
+    g, idx, _ = node.inputs
+    count = math.prod(g.shape)
+    axis = node.attrs["axis"]
+    source = fill("scatter_along.cu", node, name, T=_supported(node, node.dtype, "f"),
+                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(node.shape), count),
+                  **_along(node.shape, axis, g.shape[axis]))
     launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
     return OpKernels(source, launches, zero_output=True)
 

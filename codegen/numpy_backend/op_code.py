@@ -19,6 +19,7 @@ from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, ele
 from graphdl.opdef import implements_each
 from graphdl.ops import conv, leaf, scan, sorting
 from graphdl.ops import elementwise as ew
+from graphdl.ops import indexing as ix
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -256,3 +257,33 @@ def fuses_into(consumer, position):
         return position < len(uses) and uses[position] == 1
     return True
 
+
+
+# ---------------------------------------------------------------- gather/scatter along an axis
+def _grid(shape, axis, idx_text):
+    """The text of the index tuple that addresses each element of indices shaped `shape` with
+    its axis coordinate replaced by the index (idx_text)."""
+    parts = []
+    for a, d in enumerate(shape):
+        if a == axis:
+            parts.append(idx_text)
+        else:
+            view = tuple(d if b == a else 1 for b in range(len(shape)))
+            parts.append(f"numpy.arange({d}).reshape({view})")
+    return f"({', '.join(parts)},)"
+
+
+def _scatter_add_along(n, g, i, like):
+    """One bincount over the flat positions (negatives wrap), summing in float64."""
+    shape, axis = n.shape, n.attrs["axis"]
+    flat = (f"numpy.ravel_multi_index({_grid(n.inputs[1].shape, axis, i.text)}, {shape}, "
+            f"mode='wrap').reshape(-1)")
+    return call(f"numpy.bincount({flat}, weights={g.at(ATOM)}.reshape(-1), "
+                f"minlength={math.prod(shape)}).astype({_dtype(n)}).reshape({shape})")
+
+
+implements_each("numpy", {
+    ix.GATHER_ALONG: lambda n, a, i: call(
+        f"numpy.take_along_axis({a.text}, {i.text}, axis={n.attrs['axis']})"),
+    ix.SCATTER_ADD_ALONG: _scatter_add_along,
+})

@@ -24,6 +24,7 @@ from graphdl.lazy import sympy
 from graphdl.opdef import REGISTRY, implements
 from graphdl.ops import conv, leaf, matmul, scan, sorting
 from graphdl.ops import elementwise as ew
+from graphdl.ops import indexing as ix
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.passes.optimize import prepare
@@ -350,6 +351,21 @@ def _scatter_add(w, node, names):
                                   updates], reduction="add")
     back = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(target)))
     return w.emit("Transpose", [summed], node.name, perm=back)
+
+
+@emits(ix.GATHER_ALONG)
+def _gather_along(w, node, names):
+    return w.emit("GatherElements", names, node.name, axis=node.attrs["axis"])
+
+
+@emits(ix.SCATTER_ADD_ALONG)
+def _scatter_add_along(w, node, names):
+    """g added into zeros like `like` at idx along `axis`: ScatterElements, reduction add."""
+    target = _static(node.inputs[2], "scatter_add_along")
+    zero = numpy_helper.from_array(np.zeros(1, node.dtype))
+    zeros = w.emit("ConstantOfShape", [w.ints(target)], value=zero)
+    return w.emit("ScatterElements", [zeros, names[1], names[0]], node.name,
+                  axis=node.attrs["axis"], reduction="add")
 
 
 # ---------------------------------------------------------------- convolution and pooling

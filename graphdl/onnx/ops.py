@@ -403,6 +403,27 @@ def _gather(call):
     return gd.take(call.node(0), call.node(1), axis=call.attr("axis", 0))
 
 
+@op("GatherElements")
+def _gather_elements(call):
+    return gd.take_along_axis(call.node(0), call.node(1), axis=call.attr("axis", 0))
+
+
+@op("ScatterElements")
+def _scatter_elements(call):
+    from graphdl.ops import indexing
+
+    reduction = call.attr("reduction", "none")
+    if isinstance(reduction, bytes):
+        reduction = reduction.decode()
+    args = (call.node(0), call.attr("axis", 0), call.node(1), call.node(2))
+    build = {"none": indexing.scatter, "add": indexing.scatter_add}.get(reduction)
+    if build is not None:
+        return build(*args, _negative=True)
+    if reduction not in ("mul", "max", "min"):
+        call.refuse(f"reduction {reduction!r}: graphdl imports none, add, mul, max and min")
+    return indexing._scatter_reduce(*args, reduction, _negative=True)
+
+
 @op("CumSum")
 def _cumsum(call):
     x = call.node(0)

@@ -111,6 +111,9 @@ def _masked(x, labels, num_classes):
     return gd.one_hot(labels, num_classes, dtype=x.dtype) * x
 
 
+# gather/scatter along an axis: the steps' code names the operands in PyTorch's order
+ALONG = ("gather", "take_along_axis", "scatter", "scatter_add", "index_select", "index_add")
+
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
     "index_input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
@@ -131,6 +134,16 @@ GD = {
     **{op: lambda a, op=op, **p: getattr(gd, op)(a, **p).values for op in VALUES},
     "lookup_dot": lambda table, partner, indices: gd.sum(
         gd.take(table, indices, axis=0) * gd.expand_dims(partner, 1), axis=2),
+    "gather": lambda x, *i, dim, index=None: gd.gather(x, dim=dim, index=i[0] if i else index),
+    "take_along_axis": lambda x, *i, axis, indices=None: gd.take_along_axis(
+        x, i[0] if i else indices, axis),
+    "scatter": lambda x, src, *i, dim, index=None: gd.scatter(x, dim, i[0] if i else index, src),
+    "scatter_add": lambda x, src, *i, dim, index=None: gd.scatter_add(
+        x, dim, i[0] if i else index, src),
+    "index_select": lambda x, *i, dim, index=None: gd.index_select(
+        x, dim, i[0] if i else index),
+    "index_add": lambda x, src, *i, dim, alpha, index=None: gd.index_add(
+        x, dim, i[0] if i else index, src, alpha=alpha),
     "concatenate": lambda *xs, axis: gd.concatenate(list(xs), axis=axis),
     "stack": lambda *xs, axis: gd.stack(list(xs), axis=axis),
     "repeat": lambda a, sizes: gd.repeat(a, *sizes),
@@ -181,6 +194,17 @@ def _code(step):
         indices = args[2] if len(args) > 2 else _literal(step.params["indices"])
         return (f"gd.sum(gd.take({args[0]}, {indices}, axis=0) * gd.expand_dims({args[1]}, 1), "
                 "axis=2)")
+    if step.op in ALONG:
+        p = dict(step.params)
+        key = "indices" if step.op == "take_along_axis" else "index"
+        floats = args[:2] if step.op in ("scatter", "scatter_add", "index_add") else args[:1]
+        index = args[len(floats)] if len(args) > len(floats) else _literal(p.pop(key))
+        axis = p.pop("axis", p.pop("dim", None))
+        extra = "".join(f", {k}={_literal(v)}" for k, v in p.items())
+        if step.op == "take_along_axis":
+            return f"gd.take_along_axis({floats[0]}, {index}, {axis})"
+        rest = "".join(f", {f}" for f in floats[1:])
+        return f"gd.{step.op}({floats[0]}, {axis}, {index}{rest}{extra})"
     if step.op == "one_hot":
         labels = args[1] if len(args) > 1 else f"gd.constant({_literal(step.params['labels'])})"
         return (f"gd.one_hot({labels}, {step.params['num_classes']}, dtype={args[0]}.dtype) * "
@@ -566,6 +590,67 @@ def _take(g):
     indices = g.rng.integers(-n, n, idx_shape)  # repeats on purpose; negatives as NumPy's
     args, params = g.integers(np.asarray(indices, dtype=np.int64), "indices")
     return [x, *args], {**params, "axis": axis}
+
+
+def _index_of(g, value, name):
+    """The integer operand `value` as (args, params) under the key `name` (see `integers`)."""
+    args, params = g.integers(np.asarray(value, dtype=np.int64), "index")
+    return args, {name: params["index"]} if params else {}
+
+
+def _gather(g, numpy_form=False):
+    """torch.gather (indices as large as x or smaller off the axis, repeats, no negatives), or
+    numpy.take_along_axis (either side 1 off the axis broadcasting, negatives from the end)."""
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
+    shape = g.shape_of(x)
+    axis = int(g.rng.integers(len(shape)))
+    n = shape[axis]
+    off = [int(g.rng.choice([d, 1])) if numpy_form else int(g.rng.integers(1, d + 1))
+           for d in shape]
+    off[axis] = int(g.rng.integers(1, 4))
+    indices = g.rng.integers(-n if numpy_form else 0, n, tuple(off))
+    if numpy_form:
+        args, params = _index_of(g, indices, "indices")
+        return [x, *args], {**params, "axis": axis}
+    args, params = _index_of(g, indices, "index")
+    return [x, *args], {**params, "dim": axis}
+
+
+def _scatter(g, add=True):
+    """torch.scatter_add (repeats add up) or torch.scatter (distinct indices along each line:
+    PyTorch leaves repeats undefined), with indices of at most x's size, src as large."""
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
+    shape = g.shape_of(x)
+    axis = int(g.rng.integers(len(shape)))
+    n = shape[axis]
+    off = [int(g.rng.integers(1, d + 1)) for d in shape]
+    off[axis] = int(g.rng.integers(1, 4)) if add else int(g.rng.integers(1, n + 1))
+    if add:
+        indices = g.rng.integers(0, n, tuple(off))
+    else:
+        lines = np.moveaxis(np.zeros(off), axis, -1)
+        picks = [g.rng.permutation(n)[:off[axis]] for _ in range(lines[..., 0].size)]
+        indices = np.moveaxis(np.reshape(picks, lines.shape), -1, axis)
+    src = g.pick_or_none(lambda s: s == tuple(off))
+    src = g.fresh(tuple(off)) if src is None else src
+    args, params = _index_of(g, indices, "index")
+    return [x, src, *args], {**params, "dim": axis}
+
+
+def _index_select(g, add=False):
+    """torch.index_select (1-D indices, repeats) or torch.index_add (repeats add up)."""
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
+    shape = g.shape_of(x)
+    axis = int(g.rng.integers(len(shape)))
+    indices = g.rng.integers(0, shape[axis], int(g.rng.integers(1, 5)))
+    args, params = _index_of(g, indices, "index")
+    if not add:
+        return [x, *args], {**params, "dim": axis}
+    src_shape = shape[:axis] + (len(indices),) + shape[axis + 1:]
+    src = g.pick_or_none(lambda s: s == src_shape)
+    src = g.fresh(src_shape) if src is None else src
+    alpha = float(g.rng.choice([1.0, 1.0, -0.5, 2.0]))
+    return [x, src, *args], {**params, "dim": axis, "alpha": alpha}
 
 
 def _lookup_dot(g):
@@ -965,6 +1050,12 @@ PROPOSERS = {
     "meshgrid": _meshgrid,
     "getitem": _getitem,
     "take": _take,
+    "gather": _gather,
+    "take_along_axis": lambda g: _gather(g, numpy_form=True),
+    "scatter": lambda g: _scatter(g, add=False),
+    "scatter_add": _scatter,
+    "index_select": _index_select,
+    "index_add": lambda g: _index_select(g, add=True),
     "one_hot": _one_hot,
     "sum_to": _sum_to,
     "lookup_dot": _lookup_dot,

@@ -66,6 +66,20 @@ def _take(x, indices, axis):
     return out.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1:])
 
 
+def _index(i, given):
+    """The index operand: the fed index input (a tensor) or the constant param."""
+    return torch.as_tensor(i[0] if i else given).long()
+
+
+def _take_along_axis(x, *i, axis, indices=None):
+    """numpy.take_along_axis: both sides broadcast off the axis, negatives from the end."""
+    idx = _index(i, indices)
+    shape = [max(a, b) for a, b in zip(x.shape, idx.shape)]
+    x = x.expand(*shape[:axis], x.shape[axis], *shape[axis + 1:])
+    idx = idx.expand(*shape[:axis], idx.shape[axis], *shape[axis + 1:])
+    return torch.gather(x, axis, idx % x.shape[axis])
+
+
 def _getitem(x, key):
     """NumPy basic indexing (ints and slices, negative steps included) with index_select."""
     drop = []
@@ -236,6 +250,14 @@ TORCH = {
     "meshgrid": lambda *xs, indexing, pick: torch.meshgrid(*xs, indexing=indexing)[pick],
     "getitem": _getitem,
     "take": _take,
+    "gather": lambda x, *i, dim, index=None: torch.gather(x, dim, _index(i, index)),
+    "take_along_axis": _take_along_axis,
+    "scatter": lambda x, src, *i, dim, index=None: torch.scatter(x, dim, _index(i, index), src),
+    "scatter_add": lambda x, src, *i, dim, index=None: torch.scatter_add(
+        x, dim, _index(i, index), src),
+    "index_select": lambda x, *i, dim, index=None: torch.index_select(x, dim, _index(i, index)),
+    "index_add": lambda x, src, *i, dim, alpha, index=None: torch.index_add(
+        x, dim, _index(i, index), src, alpha=alpha),
     "one_hot": _one_hot,
     "sum_to": lambda x, like: x.sum_to_size(like.shape),
     "lookup_dot": lambda table, partner, indices: (

@@ -1,0 +1,188 @@
+"""Gather and scatter along an axis (graphdl/ops/indexing.py: gather, take_along_axis,
+scatter, scatter_add, index_select, index_add) against PyTorch: the value and the first and
+second derivatives of f(x, s)·f(x, s) with respect to both inputs, on the interpreter, compiled
+NumPy and the CUDA backend's kernels on the CPU, with no fallback to a reference implementation.
+Repeated indices, indices smaller than the input off the axis, int32 indices; then the
+refusals (out-of-range indices name the input), and ONNX export and import."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl.facets import FallbackWarning
+from tests.helpers import run_on, runner_params
+
+torch = pytest.importorskip("torch")
+
+IDX = np.array([[0, 2, 2], [1, 0, 1], [2, 2, 0]])  # repeats in every column and row
+IDX_SMALL = np.array([[2, 0], [1, 1]], dtype=np.int32)  # smaller than (3, 4) off the axis
+ROWS = np.array([2, 0, 2, 1])
+
+# name -> (graphdl f(x, s), PyTorch f(x, s), x's shape, s's shape)
+CASES = {
+    "gather[dim1]": (lambda x, s: gd.gather(x, 1, gd.constant(IDX)) * s,
+                     lambda x, s: torch.gather(x, 1, torch.as_tensor(IDX)) * s, (3, 4), (3, 3)),
+    "gather[dim0-small-int32]": (
+        lambda x, s: gd.gather(x, dim=0, index=gd.constant(IDX_SMALL)) * s,
+        lambda x, s: torch.gather(x, 0, torch.as_tensor(IDX_SMALL).long()) * s, (3, 4), (2, 2)),
+    "take_along_axis[negative]": (
+        lambda x, s: gd.take_along_axis(x, gd.constant(IDX - 3), axis=0) * s,
+        lambda x, s: torch.gather(x, 0, torch.as_tensor(IDX)) * s, (3, 3), (3, 3)),
+    "scatter_add[dim0]": (lambda x, s: gd.scatter_add(x, 0, gd.constant(IDX), s * s),
+                          lambda x, s: torch.scatter_add(x, 0, torch.as_tensor(IDX), s * s),
+                          (3, 3), (3, 3)),
+    "scatter_add[dim1-small]": (
+        lambda x, s: gd.scatter_add(x * x, 1, gd.constant(IDX_SMALL), s),
+        lambda x, s: torch.scatter_add(x * x, 1, torch.as_tensor(IDX_SMALL).long(), s),
+        (3, 4), (2, 2)),  # a larger s: PyTorch's backward fails
+    "scatter[distinct]": (
+        lambda x, s: gd.scatter(x, 1, gd.constant(np.array([[2, 0], [1, 3]])), s * s),
+        lambda x, s: torch.scatter(x, 1, torch.as_tensor([[2, 0], [1, 3]]), s * s),
+        (3, 4), (2, 2)),
+    "index_select[dim1]": (lambda x, s: gd.index_select(x, 1, gd.constant(ROWS)) * s,
+                           lambda x, s: torch.index_select(x, 1, torch.as_tensor(ROWS)) * s,
+                           (3, 3), (3, 4)),
+    "index_add[dim0-alpha]": (
+        lambda x, s: gd.index_add(x, 0, gd.constant(ROWS), s * s, alpha=0.5),
+        lambda x, s: torch.index_add(x, 0, torch.as_tensor(ROWS), s * s, alpha=0.5),
+        (3, 2), (4, 2)),
+}
+
+TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+
+def _data(seed, shape, dtype):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def _graph(k, name, dtype):
+    f, _, xs, ss = CASES[name]
+    x, s = gd.input(f"x{k}", xs, dtype), gd.input(f"s{k}", ss, dtype)
+    y = f(x, s)
+    w1 = gd.constant(_data(1, y.shape, dtype))
+    gx, gs = gd.grad(gd.sum(y * y * w1), [x, s])
+    w2, w3 = gd.constant(_data(2, xs, dtype)), gd.constant(_data(3, ss, dtype))
+    hx, hs = gd.grad(gd.sum(gx * w2) + gd.sum(gs * w3), [x, s])
+    return (x, s), [y, gx, gs, hx, hs]
+
+
+def _reference(name, xv, sv, dtype):
+    _, f, xs, ss = CASES[name]
+    x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(sv, dtype=torch.float64, requires_grad=True)
+    y = f(x, s)
+    w1 = torch.as_tensor(_data(1, tuple(y.shape), dtype)).double()
+    gx, gs = torch.autograd.grad((y * y * w1).sum(), [x, s], create_graph=True)
+    w2 = torch.as_tensor(_data(2, xs, dtype)).double()
+    w3 = torch.as_tensor(_data(3, ss, dtype)).double()
+    hx, hs = torch.autograd.grad((gx * w2).sum() + (gs * w3).sum(), [x, s], allow_unused=True)
+    hx = torch.zeros_like(x) if hx is None else hx
+    hs = torch.zeros_like(s) if hs is None else hs
+    return [t.detach().numpy() for t in (y, gx, gs, hx, hs)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("runner", runner_params())
+def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
+    graphs = {name: _graph(k, name, dtype) for k, name in enumerate(CASES)}
+    outputs = [node for _, nodes in graphs.values() for node in nodes]
+    feeds = {}
+    for k, (name, ((x, s), _)) in enumerate(graphs.items()):
+        feeds[x.name] = _data(10 + k, x.shape, dtype)
+        feeds[s.name] = _data(20 + k, s.shape, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
+        values = run_on(runner, outputs, feeds)
+    rtol, atol = TOLERANCE[dtype]
+    problems = []
+    for k, (name, ((x, s), _)) in enumerate(graphs.items()):
+        want = _reference(name, feeds[x.name], feeds[s.name], dtype)
+        got = values[5 * k:5 * k + 5]
+        for what, a, b in zip(("value", "dx", "ds", "d2x", "d2s"), got, want):
+            a = np.asarray(a)
+            if a.dtype != dtype or a.shape != b.shape:
+                problems.append(f"{name} {what}: {a.dtype}{a.shape}, PyTorch {b.shape}")
+            elif not np.allclose(a, b, rtol=rtol, atol=atol):
+                problems.append(f"{name} {what}: {a} is not PyTorch's {b}")
+    assert not problems, "\n".join(problems)
+
+
+def test_scatter_with_repeated_indices_writes_their_mean():
+    """PyTorch leaves the result undefined; graphdl writes the mean of the values sent."""
+    x = gd.input("x", (4,), "float64")
+    y = gd.scatter(x, 0, gd.constant(np.array([1, 1, 3])), gd.constant(np.array([1., 3., 5.])))
+    (got,) = gd.evaluate([y], {"x": np.zeros(4)})
+    np.testing.assert_array_equal(got, [0., 2., 0., 5.])
+
+
+@pytest.mark.parametrize("runner", runner_params())
+@pytest.mark.parametrize("build, bad", [
+    (lambda x: gd.gather(x, 1, gd.constant(np.array([[0, 4]] * 3))), 4),
+    (lambda x: gd.gather(x, 1, gd.constant(np.array([[0, -1]] * 3))), -1),
+    (lambda x: gd.take_along_axis(x, gd.constant(np.array([[0, -5]] * 3)), 1), -5),
+    (lambda x: gd.scatter_add(x, 0, gd.constant(np.array([[3, 0, 0, 0]])),
+                              gd.constant(np.ones((1, 4)))), 3),
+    (lambda x: gd.index_select(x, 0, gd.constant(np.array([0, -1]))), -1),
+    (lambda x: gd.index_add(x, 1, gd.constant(np.array([7])), gd.constant(np.ones((3, 1)))), 7),
+])
+def test_out_of_range_indices_raise_naming_the_input(runner, build, bad):
+    x = gd.input("table", (3, 4), "float64")
+    with pytest.raises(IndexError, match=rf"table.*index {bad} is out of range"):
+        run_on(runner, [build(x)], {"table": np.zeros((3, 4))})
+
+
+def test_refusals():
+    x = gd.input("x", (3, 4), "float64")
+    with pytest.raises(gd.GraphError, match="integers"):
+        gd.gather(x, 0, gd.constant(np.zeros((3, 4))))
+    with pytest.raises(gd.GraphError, match="rank"):
+        gd.gather(x, 0, gd.constant(np.zeros(3, dtype=np.int64)))
+    with pytest.raises(gd.GraphError, match="1-D"):
+        gd.index_select(x, 0, gd.constant(np.zeros((1, 1), dtype=np.int64)))
+
+
+def _onnx_run(model_bytes, feeds):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+@pytest.mark.parametrize("name", ["gather[dim1]", "scatter_add[dim0]", "scatter_add[dim1-small]",
+                                  "take_along_axis[negative]", "index_add[dim0-alpha]"])
+def test_onnx_export_runs_in_onnxruntime(name):
+    pytest.importorskip("onnx")
+    (x, s), nodes = _graph(0, name, "float32")
+    feeds = {x.name: _data(5, x.shape, "float32"), s.name: _data(6, s.shape, "float32")}
+    want = gd.evaluate(nodes, feeds)
+    got = _onnx_run(gd.onnx.save(nodes).SerializeToString(), feeds)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_onnx_import_of_gather_and_scatter_elements(reduction):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    idx = np.array([[0, 2, 2], [1, 0, 1]], dtype=np.int64)
+    nodes = [helper.make_node("GatherElements", ["x", "i"], ["g"], axis=1),
+             helper.make_node("ScatterElements", ["x", "i", "u"], ["s"], axis=1,
+                              reduction=reduction)]
+    if reduction == "none":
+        idx = np.array([[0, 2, 1], [1, 0, 2]], dtype=np.int64)  # no repeats: defined
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3)),
+                     helper.make_tensor_value_info("u", TensorProto.FLOAT, (2, 3))],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, (2, 3)) for n in "gs"],
+        [onnx.numpy_helper.from_array(idx, "i")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    feeds = {"x": _data(1, (2, 3), "float32"), "u": _data(2, (2, 3), "float32")}
+    want = _onnx_run(model.SerializeToString(), feeds)
+    model = gd.onnx.load(model.SerializeToString())
+    got = gd.evaluate(model.outputs, model.feeds(**feeds))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
