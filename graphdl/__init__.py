@@ -113,6 +113,7 @@ from graphdl.ops.indexing import (
     index_select,
     scatter,
     scatter_add,
+    scatter_reduce,
     take_along_axis,
 )
 from graphdl.ops.layers import layer_norm
@@ -307,6 +308,7 @@ __all__ = [
     "rsqrt",
     "scatter",
     "scatter_add",
+    "scatter_reduce",
     "selu",
     "sigmoid",
     "sign",

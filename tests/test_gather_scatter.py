@@ -1,9 +1,9 @@
 """Gather and scatter along an axis (graphdl/ops/indexing.py: gather, take_along_axis,
-scatter, scatter_add, index_select, index_add) against PyTorch: the value and the first and
-second derivatives of f(x, s)·f(x, s) with respect to both inputs, on the interpreter, compiled
-NumPy and the CUDA backend's kernels on the CPU, with no fallback to a reference implementation.
-Repeated indices, indices smaller than the input off the axis, int32 indices; then the
-refusals (out-of-range indices name the input), and ONNX export and import."""
+scatter, scatter_add, scatter_reduce, index_select, index_add) against PyTorch: the value and
+the first and second derivatives of f(x, s)·f(x, s) with respect to both inputs, on the
+interpreter, compiled NumPy and the CUDA backend's kernels on the CPU, with no fallback to a
+reference implementation. Repeated indices, indices smaller than the input off the axis, int32
+indices; then the refusals (out-of-range indices name the input), and ONNX export and import."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ CASES = {
         lambda x, s: gd.scatter(x, 1, gd.constant(np.array([[2, 0], [1, 3]])), s * s),
         lambda x, s: torch.scatter(x, 1, torch.as_tensor([[2, 0], [1, 3]]), s * s),
         (3, 4), (2, 2)),
+    **{f"scatter_reduce[{r}-{'self' if inc else 'alone'}]": (
+        lambda x, s, r=r, inc=inc: gd.scatter_reduce(x, 0, gd.constant(IDX_SMALL), s, r,
+                                                     include_self=inc),
+        lambda x, s, r=r, inc=inc: torch.scatter_reduce(
+            x, 0, torch.as_tensor(IDX_SMALL).long(), s, r, include_self=inc), (3, 4), (2, 2))
+       for r, inc in [("sum", False), ("mean", True), ("mean", False), ("prod", True),
+                      ("prod", False), ("amax", True), ("amin", False)]},
     "index_select[dim1]": (lambda x, s: gd.index_select(x, 1, gd.constant(ROWS)) * s,
                            lambda x, s: torch.index_select(x, 1, torch.as_tensor(ROWS)) * s,
                            (3, 3), (3, 4)),

@@ -421,7 +421,8 @@ def _scatter_elements(call):
         return build(*args, _negative=True)
     if reduction not in ("mul", "max", "min"):
         call.refuse(f"reduction {reduction!r}: graphdl imports none, add, mul, max and min")
-    return indexing._scatter_reduce(*args, reduction, _negative=True)
+    reduce = {"mul": "prod", "max": "amax", "min": "amin"}[reduction]
+    return indexing.scatter_reduce(*args, reduce, _negative=True)
 
 
 @op("CumSum")

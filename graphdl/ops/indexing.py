@@ -236,37 +236,48 @@ def index_add(x, axis, index, src, alpha=1):
     return x + (added if alpha == 1 else added * alpha)
 
 
-def _scatter_reduce(x, axis, index, src, reduce, *, _negative=False):
-    """ONNX's ScatterElements reductions 'mul', 'max' and 'min' (torch.scatter_reduce's 'prod',
-    'amax' and 'amin' with include_self): x combined with every element of src sent to each
-    position. Dense (a comparison of every index with every position along the axis), for the
-    importer's small tensors; the gradient follows the maximum, minimum or product."""
+
+def scatter_reduce(x, axis, index, src, reduce, *, include_self=True, _negative=False):
+    """torch.scatter_reduce: x with src's elements combined at index along `axis` by `reduce`,
+    "sum", "prod", "mean", "amax" or "amin"; with include_self, x's own value takes part,
+    otherwise a position some element reaches holds the reduction of those elements alone.
+    "prod", "amax" and "amin" compare every index with every position along the axis (memory
+    of index's size times the axis's length); the gradient follows the maximum, minimum or
+    product, as PyTorch's. (`_negative`: indices count from the end, as ONNX's.)"""
     import graphdl as gd
     from graphdl.ops.leaf import constant
 
-    x, index, src = _lift(x, index, src)
-    axis = _axis(axis, x, f"scatter ({reduce}) into {describe(x)}")
-    index = _checked(index, x, axis, f"scatter ({reduce})", _negative)
-    if index.ndim != x.ndim or src.ndim != x.ndim:
-        raise GraphError(f"scatter ({reduce}): indices {describe(index)} and source "
-                         f"{describe(src)} must have the rank of {describe(x)}, {x.ndim}")
-    src, _ = _cut(src, index.shape, None)
-    part, cut = _cut(x, index.shape, axis)
-    n = x.shape[axis]
-    if _negative:
-        index = gd.where(index < 0, index + n, index)
-    positions = np.arange(n, dtype=index.dtype).reshape(
-        (1,) * (axis + 1) + (n,) + (1,) * (x.ndim - axis - 1))
-    sent = gd.equal(gd.expand_dims(index, axis + 1), constant(positions))
-    values = gd.expand_dims(src, axis + 1)
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+        raise GraphError(f"scatter_reduce: reduce must be 'sum', 'prod', 'mean', 'amax' or "
+                         f"'amin', got {reduce!r}")
+    x, axis, index, src, part, cut, total = _scattered(x, axis, index, src, "scatter_reduce",
+                                                       _negative)
     dtype = np.dtype(src.dtype)
-    if reduce == "mul":
-        combined = part * gd.prod(gd.where(sent, values, constant(np.ones((), dtype))), axis=axis)
-    elif reduce in ("max", "min"):
-        fill = constant(np.array(-np.inf if reduce == "max" else np.inf, dtype))
-        pick = gd.max if reduce == "max" else gd.min
-        both = gd.maximum if reduce == "max" else gd.minimum
-        combined = both(part, pick(gd.where(sent, values, fill), axis=axis))
+    if reduce in ("sum", "mean"):
+        count = _hits(index, src, part, axis)
+        if reduce == "sum":
+            combined = part + total if include_self else gd.where(count > 0, total, part)
+        elif include_self:
+            combined = (part + total) / (count + 1)
+        else:
+            combined = gd.where(count > 0, total / gd.maximum(count, 1), part)
     else:
-        raise GraphError(f"scatter: unknown reduction {reduce!r}")
+        n = x.shape[axis]
+        if _negative:
+            index = gd.where(index < 0, index + n, index)
+        positions = np.arange(n, dtype=index.dtype).reshape(
+            (1,) * (axis + 1) + (n,) + (1,) * (x.ndim - axis - 1))
+        sent = gd.equal(gd.expand_dims(index, axis + 1), constant(positions))
+        values = gd.expand_dims(src, axis + 1)
+        if reduce == "prod":
+            fill, pick, both = np.ones((), dtype), gd.prod, lambda a, b: a * b
+        elif reduce == "amax":
+            fill, pick, both = np.array(-np.inf, dtype), gd.max, gd.maximum
+        else:
+            fill, pick, both = np.array(np.inf, dtype), gd.min, gd.minimum
+        reduced = pick(gd.where(sent, values, constant(fill)), axis=axis)
+        if include_self:
+            combined = both(part, reduced)
+        else:
+            combined = gd.where(gd.any(sent, axis=axis), reduced, part)
     return combined if cut is None else x + mv.UNSLICE(combined - part, x, index=cut)

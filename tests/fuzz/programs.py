@@ -112,7 +112,8 @@ def _masked(x, labels, num_classes):
 
 
 # gather/scatter along an axis: the steps' code names the operands in PyTorch's order
-ALONG = ("gather", "take_along_axis", "scatter", "scatter_add", "index_select", "index_add")
+ALONG = ("gather", "take_along_axis", "scatter", "scatter_add", "scatter_reduce", "index_select",
+         "index_add")
 
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
@@ -140,6 +141,8 @@ GD = {
     "scatter": lambda x, src, *i, dim, index=None: gd.scatter(x, dim, i[0] if i else index, src),
     "scatter_add": lambda x, src, *i, dim, index=None: gd.scatter_add(
         x, dim, i[0] if i else index, src),
+    "scatter_reduce": lambda x, src, *i, dim, reduce, include_self, index=None: gd.scatter_reduce(
+        x, dim, i[0] if i else index, src, reduce, include_self=include_self),
     "index_select": lambda x, *i, dim, index=None: gd.index_select(
         x, dim, i[0] if i else index),
     "index_add": lambda x, src, *i, dim, alpha, index=None: gd.index_add(
@@ -197,7 +200,8 @@ def _code(step):
     if step.op in ALONG:
         p = dict(step.params)
         key = "indices" if step.op == "take_along_axis" else "index"
-        floats = args[:2] if step.op in ("scatter", "scatter_add", "index_add") else args[:1]
+        two = ("scatter", "scatter_add", "scatter_reduce", "index_add")
+        floats = args[:2] if step.op in two else args[:1]
         index = args[len(floats)] if len(args) > len(floats) else _literal(p.pop(key))
         axis = p.pop("axis", p.pop("dim", None))
         extra = "".join(f", {k}={_literal(v)}" for k, v in p.items())
@@ -637,6 +641,15 @@ def _scatter(g, add=True):
     return [x, src, *args], {**params, "dim": axis}
 
 
+def _scatter_reduce(g):
+    """torch.scatter_reduce, sum, mean or prod (amax and amin, whose gradients split ties as
+    PyTorch's do not, are left to tests/test_gather_scatter.py), with or without x's own."""
+    args, params = _scatter(g)
+    params["reduce"] = str(g.rng.choice(["sum", "mean", "prod"]))
+    params["include_self"] = bool(g.rng.random() < 0.5)
+    return args, params
+
+
 def _index_select(g, add=False):
     """torch.index_select (1-D indices, repeats) or torch.index_add (repeats add up)."""
     x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
@@ -1054,6 +1067,7 @@ PROPOSERS = {
     "take_along_axis": lambda g: _gather(g, numpy_form=True),
     "scatter": lambda g: _scatter(g, add=False),
     "scatter_add": _scatter,
+    "scatter_reduce": _scatter_reduce,
     "index_select": _index_select,
     "index_add": lambda g: _index_select(g, add=True),
     "one_hot": _one_hot,

@@ -255,6 +255,8 @@ TORCH = {
     "scatter": lambda x, src, *i, dim, index=None: torch.scatter(x, dim, _index(i, index), src),
     "scatter_add": lambda x, src, *i, dim, index=None: torch.scatter_add(
         x, dim, _index(i, index), src),
+    "scatter_reduce": lambda x, src, *i, dim, reduce, include_self, index=None: (
+        torch.scatter_reduce(x, dim, _index(i, index), src, reduce, include_self=include_self)),
     "index_select": lambda x, *i, dim, index=None: torch.index_select(x, dim, _index(i, index)),
     "index_add": lambda x, src, *i, dim, alpha, index=None: torch.index_add(
         x, dim, _index(i, index), src, alpha=alpha),
