@@ -109,6 +109,15 @@ def _reduction_case():
     return _with_gradients(x, y, seed=5), {"x": (3, 5)}
 
 
+def _gather_scatter_case():
+    """gather and scatter_add along an axis (GatherElements; ScatterElements, reduction add),
+    indices smaller than the input off the axis, and their gradients."""
+    x = gd.input("x", (3, 4))
+    index = gd.constant(np.array([[0, 2, 2], [1, 0, 1]]))
+    y = gd.scatter_add(x, 0, index, gd.gather(x, 1, index) * 2.0)
+    return _with_gradients(x, y, seed=7), {"x": (3, 4)}
+
+
 def _unknown_batch_case():
     """A loss whose batch is unknown at declaration: its targets' shape is checked against the
     logits' once the shapes are known (`check_shape`, exported as Identity). Only the forward
@@ -121,7 +130,7 @@ def _unknown_batch_case():
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
          "scan_and_erf": _scan_and_erf_case, "reductions": _reduction_case,
-         "unknown_batch": _unknown_batch_case}
+         "gather_scatter": _gather_scatter_case, "unknown_batch": _unknown_batch_case}
 
 
 def _feeds(shapes, seed):
