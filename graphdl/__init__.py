@@ -116,7 +116,15 @@ from graphdl.ops.indexing import (
     scatter_reduce,
     take_along_axis,
 )
-from graphdl.ops.layers import layer_norm
+from graphdl.ops.layers import (
+    batch_norm,
+    dropout,
+    embedding,
+    group_norm,
+    layer_norm,
+    linear,
+    scaled_dot_product_attention,
+)
 from graphdl.ops.leaf import constant, input, zeros_like
 from graphdl.ops.matmul import matmul
 from graphdl.ops.movement import (
@@ -216,6 +224,7 @@ __all__ = [
     "atan2",
     "atanh",
     "avg_pool2d",
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "broadcast_to",
     "cast",
@@ -235,8 +244,10 @@ __all__ = [
     "custom_op",
     "diagonal",
     "draw",
+    "dropout",
     "elementwise_op",
     "elu",
+    "embedding",
     "equal",
     "erf",
     "evaluate",
@@ -255,6 +266,7 @@ __all__ = [
     "grad",
     "greater",
     "greater_equal",
+    "group_norm",
     "hardsigmoid",
     "hardswish",
     "hardtanh",
@@ -271,6 +283,7 @@ __all__ = [
     "leaky_relu",
     "less",
     "less_equal",
+    "linear",
     "log",
     "log1p",
     "log2",
@@ -306,6 +319,7 @@ __all__ = [
     "roll",
     "round",
     "rsqrt",
+    "scaled_dot_product_attention",
     "scatter",
     "scatter_add",
     "scatter_reduce",

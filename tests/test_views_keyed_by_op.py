@@ -166,6 +166,12 @@ def _composite_examples():
         "mse": gd.mse(v, t) * 2.0,
         "l2": gd.l2(v, lam=0.1) * 2.0,
         "layer_norm": gd.sum(gd.layer_norm(v, 3) * t),
+        "linear": gd.sum(gd.linear(v, t) * 2.0),
+        "embedding": gd.sum(gd.embedding(labels, gd.transpose(v), padding_idx=0) * 2.0),
+        "dropout": gd.sum(gd.dropout(v, 0.5, np.eye(2, 3, dtype=bool)) * t),
+        "scaled_dot_product_attention": gd.sum(gd.scaled_dot_product_attention(v, v, t) * 2.0),
+        "group_norm": gd.sum(gd.group_norm(v, 3, np.ones(3), np.zeros(3)) * t),
+        "batch_norm": gd.sum(gd.batch_norm(v, np.zeros(3), np.ones(3)) * t),
     }
 
 

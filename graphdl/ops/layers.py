@@ -3,12 +3,18 @@ gradients, both backends, ONNX export and narration come from their parts)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.ops import elementwise as ew
 from graphdl.ops import leaf
+from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-from graphdl.ops.composite import _floating, _named, composite
+from graphdl.ops.composite import _floating, _named, composite, parameter
+from graphdl.ops.matmul import MATMUL, matmul
 
 
 @composite("layer_norm", "LayerNorm",
@@ -37,3 +43,215 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return _named(y, "layer_norm")
+
+
+def _broadcasts_to(shape, target):
+    """Whether `shape` broadcasts to `target` (NumPy's rules) without changing it."""
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        return False
+
+
+def _lifted(*values):
+    """Each value as a node (None stays None)."""
+    return [None if v is None else leaf.lift_all([v])[0] for v in values]
+
+
+def _affine(y, weight, bias, shape, what, axis=None):
+    """y · weight + bias, each of `shape` (refused otherwise), along `axis` of y (None: last)."""
+    weight, bias = _lifted(weight, bias)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != shape:
+            raise GraphError(f"{what}: {name} {describe(p)} has shape {format_shape(p.shape)}, "
+                             f"not {format_shape(shape)}")
+    trailing = () if axis is None else (1,) * (y.ndim - axis - 1)
+    if weight is not None:
+        y = y * (mv.reshape(weight, shape + trailing) if trailing else weight)
+    if bias is not None:
+        y = y + (mv.reshape(bias, shape + trailing) if trailing else bias)
+    return y
+
+
+@composite("linear", "Linear",
+           "dL/dx = g · W, dL/dW = gᵀ · x (summed over the batch), dL/db = Σ g",
+           (MATMUL, mv.SQUEEZE, ew.ADD), arity=None)
+def linear(x, weight, bias=None):
+    """x @ weightᵀ + bias with torch's layout: weight (out_features, in_features), bias
+    (out_features,), x (..., in_features), as torch.nn.functional.linear."""
+    x = _floating(x, "linear")
+    (weight,) = _lifted(weight)
+    if x.ndim == 0 or weight.ndim not in (1, 2) or weight.shape[-1] != x.shape[-1]:
+        raise GraphError(f"linear: weight {describe(weight)} of shape "
+                         f"{format_shape(weight.shape)} does not take {describe(x)} of shape "
+                         f"{format_shape(x.shape)} (weight is (out_features, in_features))")
+    y = matmul(x, mv.transpose(weight) if weight.ndim == 2 else weight)
+    if bias is not None:
+        (bias,) = _lifted(bias)
+        want = weight.shape[:1] if weight.ndim == 2 else ()
+        if tuple(bias.shape) != tuple(want):
+            raise GraphError(f"linear: bias {describe(bias)} has shape "
+                             f"{format_shape(bias.shape)}, not {format_shape(want)}")
+        y = y + bias
+    return _named(y, "linear")
+
+
+@composite("embedding", "Embedding",
+           "dL/dweight = g scatter-added into the looked-up rows (none into padding_idx's)",
+           (mv.TAKE, ew.WHERE), arity=None)
+def embedding(indices, weight, padding_idx=None):
+    """weight's rows at `indices` (integers), as torch.nn.functional.embedding: a take along
+    axis 0, each index in [0, num_embeddings) (checked when run); the row padding_idx (negative
+    counts from the end) gets no gradient."""
+    indices, weight = _lifted(indices, weight)
+    if weight.ndim != 2:
+        raise GraphError(f"embedding: weight {describe(weight)} has shape "
+                         f"{format_shape(weight.shape)}, not (num_embeddings, embedding_dim)")
+    if indices.dtype.kind not in "iu":
+        raise GraphError(f"embedding: indices {describe(indices)} must be integers, "
+                         f"got {indices.dtype}")
+    # indices in [0, num_embeddings), checked at run time: torch takes no negative index here
+    indices = mv.check_index(indices, weight, 0, f"embedding: indices {describe(indices)} into "
+                             f"{describe(weight)}", negative=False)
+    rows = mv.TAKE(weight, indices, axis=0)
+    if padding_idx is not None:
+        n = weight.shape[0]
+        if not isinstance(padding_idx, (int, np.integer)) or not -n <= padding_idx < n:
+            raise GraphError(f"embedding: padding_idx {padding_idx!r} is not a row of "
+                             f"{describe(weight)} ({n} rows)")
+        pad = mv.expand_dims(ew.EQUAL(indices, int(padding_idx) % n), -1)
+        rows = ew.WHERE(pad, ew.stop_gradient(rows), rows)
+    return _named(rows, "embedding")
+
+
+def dropout_mask(shape, p, seed):
+    """A keep-mask for `dropout` drawn with NumPy: True with probability 1 − p, the same for the
+    same (shape, p, seed)."""
+    return np.random.default_rng(seed).random(shape) >= p
+
+
+@composite("dropout", "Dropout",
+           "dL/dx = g · mask / (1 − p)", ew.MUL, arity=None)
+def dropout(x, p=0.5, mask=None, training=True):
+    """x · mask / (1 − p) with the caller's keep-mask (bool or float, broadcast to x: a fed
+    input, or `dropout_mask(shape, p, seed)`), as torch.nn.functional.dropout scales it; x
+    itself where p = 0 or not training, zeros where p = 1."""
+    x = _floating(x, "dropout")
+    p = parameter("dropout", "p", p)
+    if not 0 <= p <= 1:
+        raise GraphError(f"dropout: p must lie in [0, 1], got {p!r}")
+    if p == 0 or not training:
+        return x
+    if mask is None:
+        raise GraphError(f"dropout: {describe(x)} needs its keep-mask (mask=, e.g. a bool input "
+                         f"or gd.dropout_mask(shape, p, seed)): graphdl draws no random numbers")
+    (mask,) = _lifted(mask)
+    if not _broadcasts_to(mask.shape, x.shape):
+        raise GraphError(f"dropout: mask {describe(mask)} of shape {format_shape(mask.shape)} "
+                         f"does not broadcast to {describe(x)} of shape {format_shape(x.shape)}")
+    keep = ew.cast(mask, x.dtype)
+    scaled = keep * 0.0 if p == 1 else keep / (1 - p)
+    return _named(x * scaled, "dropout")
+
+
+@composite("scaled_dot_product_attention", "Attention",
+           "scores = q·kᵀ·scale, masked, softmax over keys, weights·v; "
+           "the gradient splits into q, k and v", MATMUL, arity=None,
+           aliases=("attention",))
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None):
+    """softmax(q @ kᵀ · scale + mask) @ v over the keys, as
+    torch.nn.functional.scaled_dot_product_attention: q (..., L, E), k (..., S, E),
+    v (..., S, Ev); scale 1/√E by default; a bool mask keeps where True, a float mask is added;
+    is_causal keeps the lower triangle of (L, S). A query whose keys are all masked gets 0, as
+    PyTorch's (its gradient too)."""
+    q, k, v = (_floating(t, "scaled_dot_product_attention") for t in (q, k, v))
+    name = "scaled_dot_product_attention"
+    if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] \
+            or k.shape[-2] != v.shape[-2]:
+        raise GraphError(f"{name}: q {describe(q)} {format_shape(q.shape)}, k {describe(k)} "
+                         f"{format_shape(k.shape)} and v {describe(v)} {format_shape(v.shape)} "
+                         f"are not (..., L, E), (..., S, E), (..., S, Ev)")
+    L, S = q.shape[-2], k.shape[-2]
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else parameter(name, "scale", scale)
+    scores = matmul(q, mv.swap_last(k)) * scale
+    keep = None
+    if is_causal:
+        if attn_mask is not None:
+            raise GraphError(f"{name}: give attn_mask or is_causal, not both")
+        keep = leaf.constant(np.tril(np.ones((L, S), dtype=bool)))
+    elif attn_mask is not None:
+        (attn_mask,) = _lifted(attn_mask)
+        if not _broadcasts_to(attn_mask.shape, scores.shape):
+            raise GraphError(f"{name}: attn_mask {describe(attn_mask)} of shape "
+                             f"{format_shape(attn_mask.shape)} does not broadcast to the scores' "
+                             f"{format_shape(scores.shape)}")
+        if attn_mask.dtype.kind == "b":
+            keep = attn_mask
+        else:
+            scores = scores + ew.cast(attn_mask, scores.dtype)
+    if keep is not None:
+        scores = ew.WHERE(keep, scores, -math.inf)
+    if S == 0:
+        weights = scores
+    else:
+        live = ew.GREATER(rd.max(ew.stop_gradient(scores), -1, keepdims=True), -math.inf)
+        scores = ew.WHERE(live, scores, 0.0)  # a row with no key kept: 0s, not NaNs
+        e = ew.EXP(scores - ew.stop_gradient(rd.max(scores, -1, keepdims=True)))
+        weights = ew.WHERE(live, e / rd.sum(e, -1, keepdims=True), 0.0)  # softmax, unnamed
+    return _named(matmul(weights, v), name)
+
+
+def _channels(x, what, least=2):
+    if x.ndim < least:
+        raise GraphError(f"{what}: {describe(x)} has shape {format_shape(x.shape)}, not "
+                         f"(N, C, ...)")
+    return (x.shape[1],)
+
+
+@composite("group_norm", "GroupNorm",
+           "per group: dL/dx = (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)) / σ with ĝ = g · weight, "
+           "x̂ = (x − mean) / σ, σ = √(var + eps)",
+           (ew.MUL, ew.ADD, mv.RESHAPE), arity=None)
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """x (N, C, ...) normalized over each of num_groups groups of C/num_groups channels (and
+    all the trailing axes), variance biased, then · weight + bias per channel (C,), as
+    torch.nn.functional.group_norm."""
+    x = _floating(x, "group_norm")
+    (c,) = _channels(x, "group_norm")
+    if not isinstance(num_groups, (int, np.integer)) or num_groups < 1 or c % num_groups:
+        raise GraphError(f"group_norm: {describe(x)} has {c} channels, which num_groups "
+                         f"{num_groups!r} does not divide")
+    grouped = mv.reshape(x, (x.shape[0], int(num_groups), -1))
+    centered = grouped - rd.mean(grouped, 2, keepdims=True)
+    variance = rd.mean(centered * centered, 2, keepdims=True)
+    y = mv.reshape(centered * ew.RECIPROCAL(ew.SQRT(variance + eps)), x.shape)
+    return _named(_affine(y, weight, bias, (c,), "group_norm", axis=1), "group_norm")
+
+
+@composite("batch_norm", "BatchNorm",
+           "dL/dx = g · weight / √(running_var + eps) (inference); in training as layer_norm's "
+           "rule over the batch and trailing axes",
+           (ew.MUL, ew.ADD), arity=None)
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """x (N, C, ...) normalized per channel, as torch.nn.functional.batch_norm: by
+    running_mean and running_var (C,) when not training, by the batch's mean and biased
+    variance over every axis but 1 when training; then · weight + bias (C,). The running
+    statistics are not updated here (momentum is accepted for the signature)."""
+    x = _floating(x, "batch_norm")
+    (c,) = _channels(x, "batch_norm")
+    trailing = (1,) * (x.ndim - 2)
+    if training:
+        axes = (0, *range(2, x.ndim))
+        centered = x - rd.mean(x, axes, keepdims=True)
+        variance = rd.mean(centered * centered, axes, keepdims=True)
+    else:
+        running_mean, running_var = _lifted(running_mean, running_var)
+        for label, s in (("running_mean", running_mean), ("running_var", running_var)):
+            if s is None or tuple(s.shape) != (c,):
+                raise GraphError(f"batch_norm: {label} {describe(s) if s is not None else None} "
+                                 f"is not of shape ({c},), the channels of {describe(x)}")
+        centered = x - mv.reshape(running_mean, (c, *trailing))
+        variance = mv.reshape(running_var, (c, *trailing))
+    y = centered * ew.RECIPROCAL(ew.SQRT(variance + eps))
+    return _named(_affine(y, weight, bias, (c,), "batch_norm", axis=1), "batch_norm")

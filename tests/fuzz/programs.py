@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import graphdl as gd
+from graphdl.ops import layers
 
 from . import torch_ref
 
@@ -153,6 +154,10 @@ GD = {
     "meshgrid": lambda *xs, indexing, pick: gd.meshgrid(*xs, indexing=indexing)[pick],
     "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
+    "embedding": lambda w, indices, padding_idx: gd.embedding(indices, w, padding_idx),
+    "group_norm": lambda x, *wb, num_groups: gd.group_norm(x, num_groups, *wb),
+    "batch_norm": lambda x, *wb, running_mean, running_var, training: gd.batch_norm(
+        x, running_mean, running_var, *wb, training=training),
     "floor_divide": lambda a, b: a // b,
     "remainder": lambda a, b: a % b,
     "power": lambda a, b: a ** b,
@@ -768,6 +773,89 @@ def _layer_norm(g):
     return [x], {"normalized_shape": tuple(shape[-k:])}
 
 
+def _linear(g):
+    """x @ wᵀ (+ b) with a fresh weight (out_features, in_features) and, half the time, bias."""
+    x = g.pick(lambda s: 1 <= len(s) <= 3)
+    n_in, n_out = g.shape_of(x)[-1], int(g.rng.integers(1, 4))
+    args = [x, g.fresh((n_out, n_in))]
+    if g.rng.random() < 0.5:
+        args.append(g.fresh((n_out,)))
+    return args, {}
+
+
+def _embedding(g):
+    """Rows of a 2-D slot at constant indices (repeats on purpose), half the time with a
+    padding_idx that the indices hit."""
+    w = g.pick(lambda s: len(s) == 2 and s[0] >= 1)
+    n = g.shape_of(w)[0]
+    idx_shape = tuple(int(d) for d in g.rng.integers(1, 4, int(g.rng.integers(0, 3))))
+    indices = np.asarray(g.rng.integers(0, n, idx_shape), dtype=np.int64)
+    padding_idx = int(g.rng.integers(-n, n)) if g.rng.random() < 0.5 else None
+    return [w], {"indices": indices, "padding_idx": padding_idx}
+
+
+def _dropout(g):
+    """x · mask / (1 − p) with a constant keep-mask (bool or float, as x or broadcast)."""
+    x = g.pick()
+    shape = g.shape_of(x)
+    p = float(g.rng.choice([0.0, 0.25, 0.5, 0.8, 1.0]))
+    mask_shape = shape[1:] if shape and g.rng.random() < 0.3 else shape
+    mask = layers.dropout_mask(mask_shape, p, int(g.rng.integers(1 << 16)))
+    if g.rng.random() < 0.5:
+        mask = mask.astype(g.dtype)
+    return [x], {"p": p, "mask": mask}
+
+
+def _attention(g):
+    """q a slot (..., L, E); fresh k (..., S, E) and v (..., S, Ev); no mask, causal, a bool mask
+    (rows with no key kept among them) or a float one (some -inf), a scale half the time."""
+    q = g.pick(lambda s: 2 <= len(s) <= 4 and 0 not in s)
+    shape = g.shape_of(q)
+    batch, length, e = shape[:-2], shape[-2], shape[-1]
+    s, ev = int(g.rng.integers(1, 5)), int(g.rng.integers(1, 4))
+    args = [q, g.fresh((*batch, s, e)), g.fresh((*batch, s, ev))]
+    params = {"attn_mask": None, "is_causal": False, "scale": None}
+    r = g.rng.random()
+    if r < 0.25:
+        params["is_causal"] = True
+    elif r < 0.5:
+        params["attn_mask"] = g.rng.random((length, s)) < 0.7
+    elif r < 0.75:
+        m = g.rng.standard_normal((length, s))
+        params["attn_mask"] = np.where(g.rng.random((length, s)) < 0.2, -np.inf, m).astype(g.dtype)
+    if g.rng.random() < 0.5:
+        params["scale"] = float(g.rng.choice([0.5, 1.0, 2.0]))
+    return args, params
+
+
+def _affine_params(g, c):
+    """Half the time a fresh weight and bias per channel."""
+    return [g.fresh((c,)), g.fresh((c,))] if g.rng.random() < 0.5 else []
+
+
+def _group_norm(g):
+    """x (N, C, ...) in num_groups groups dividing C, each of more than one value (as PyTorch
+    requires), with weight and bias half the time."""
+    x = g.pick(lambda s: 2 <= len(s) <= 4 and 0 not in s and math.prod(s[1:]) >= 2)
+    shape = g.shape_of(x)
+    c, size = shape[1], math.prod(shape[1:])
+    groups = int(g.rng.choice([d for d in range(1, c + 1) if c % d == 0 and size // d >= 2]))
+    return [x, *_affine_params(g, c)], {"num_groups": groups}
+
+
+def _batch_norm(g):
+    """x (N, C, ...) by constant running statistics, or by the batch's (training; more than one
+    value per channel, as PyTorch requires), with weight and bias half the time."""
+    x = g.pick(lambda s: 2 <= len(s) <= 4 and 0 not in s)
+    shape = g.shape_of(x)
+    c = shape[1]
+    params = {"running_mean": None, "running_var": None, "training": True}
+    if math.prod(shape) // c < 2 or g.rng.random() < 0.5:
+        params = {"running_mean": g.rng.uniform(-1, 1, c).astype(g.dtype),
+                  "running_var": g.rng.uniform(0.25, 2, c).astype(g.dtype), "training": False}
+    return [x, *_affine_params(g, c)], params
+
+
 def _labels(g, shape, classes):
     return np.asarray(g.rng.integers(0, classes, shape), dtype=np.int64)
 
@@ -1079,6 +1167,12 @@ PROPOSERS = {
     "avg_pool2d": _pool(False),
     "softmax": _softmax_like("softmax"),
     "layer_norm": _layer_norm,
+    "linear": _linear,
+    "embedding": _embedding,
+    "dropout": _dropout,
+    "scaled_dot_product_attention": _attention,
+    "group_norm": _group_norm,
+    "batch_norm": _batch_norm,
     "log_softmax": _softmax_like("log_softmax"),
     "logsumexp": _logsumexp,
     "softmax_cross_entropy": _cross_entropy,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def _axes(axis, ndim):
@@ -64,6 +65,33 @@ def _take(x, indices, axis):
     idx = torch.as_tensor(indices) % x.shape[axis]
     out = torch.index_select(x, axis, idx.reshape(-1))
     return out.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1:])
+
+
+def _embedding(w, indices, padding_idx):
+    return F.embedding(torch.as_tensor(indices), w, padding_idx=padding_idx)
+
+
+def _dropout(x, p, mask):
+    """x · mask / (1 − p): F.dropout with the same keep-mask (it draws its own)."""
+    if p == 0:
+        return x
+    return x * (torch.as_tensor(mask).to(x.dtype) * (0.0 if p == 1 else 1 / (1 - p)))
+
+
+def _attention(q, k, v, attn_mask, is_causal, scale):
+    mask = None if attn_mask is None else torch.as_tensor(attn_mask)
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(q.dtype)
+    # the math kernel: the CPU flash kernel (4-D, no mask) has no double backward
+    with sdpa_kernel(SDPBackend.MATH):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                              scale=scale)
+
+
+def _batch_norm(x, *wb, running_mean, running_var, training):
+    stats = [None if s is None else torch.as_tensor(s).to(x.dtype)
+             for s in (running_mean, running_var)]
+    return F.batch_norm(x, *stats, *wb, training=training)
 
 
 def _index(i, given):
@@ -270,6 +298,12 @@ TORCH = {
     "avg_pool2d": F.avg_pool2d,
     "softmax": lambda x, axis: torch.softmax(x, axis),
     "layer_norm": lambda x, normalized_shape: torch.nn.functional.layer_norm(x, normalized_shape),
+    "linear": F.linear,
+    "embedding": _embedding,
+    "dropout": _dropout,
+    "scaled_dot_product_attention": _attention,
+    "group_norm": lambda x, *wb, num_groups: F.group_norm(x, num_groups, *wb),
+    "batch_norm": _batch_norm,
     "log_softmax": lambda x, axis: torch.log_softmax(x, axis),
     "logsumexp": lambda x, axis, keepdims: torch.logsumexp(x, axis, keepdim=keepdims),
     "softmax_cross_entropy": _cross_entropy,
