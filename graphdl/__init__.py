@@ -126,6 +126,15 @@ from graphdl.ops.layers import (
     scaled_dot_product_attention,
 )
 from graphdl.ops.leaf import constant, input, zeros_like
+from graphdl.ops.losses import (
+    cosine_similarity,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    margin_ranking_loss,
+    nll_loss,
+)
 from graphdl.ops.matmul import matmul
 from graphdl.ops.movement import (
     broadcast_to,
@@ -240,6 +249,8 @@ __all__ = [
     "copysign",
     "cos",
     "cosh",
+    "cosine_similarity",
+    "cross_entropy",
     "cumsum",
     "custom_op",
     "diagonal",
@@ -271,6 +282,7 @@ __all__ = [
     "hardswish",
     "hardtanh",
     "hinge_loss",
+    "huber_loss",
     "index_add",
     "index_select",
     "input",
@@ -278,6 +290,8 @@ __all__ = [
     "isfinite",
     "isinf",
     "isnan",
+    "kl_div",
+    "l1_loss",
     "l2",
     "layer_norm",
     "leaky_relu",
@@ -291,6 +305,7 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "margin_ranking_loss",
     "matmul",
     "max",
     "max_pool2d",
@@ -301,6 +316,7 @@ __all__ = [
     "minimum",
     "mish",
     "mse",
+    "nll_loss",
     "norm",
     "not_equal",
     "one_hot",

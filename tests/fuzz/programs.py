@@ -937,6 +937,102 @@ def _bce_with_logits(g):
     return args, params
 
 
+def _class_axis(shape):
+    """PyTorch's class axis of scores of `shape`: 1, or 0 for a 1-D input."""
+    return 1 if len(shape) >= 2 else 0
+
+
+def _torch_loss_labels(g, shape, ignore_index):
+    """Class indices for scores of `shape` (PyTorch's layout), some of them `ignore_index`,
+    never all of them (a 'mean' over no rows is NaN everywhere)."""
+    axis = _class_axis(shape)
+    labels = _labels(g, shape[:axis] + shape[axis + 1:], shape[axis])
+    if ignore_index is not None and labels.size > 1:
+        drop = g.rng.random(labels.shape) < 0.3
+        drop.flat[int(g.rng.integers(labels.size))] = False
+        labels = np.where(drop, ignore_index, labels)
+    return labels
+
+
+def _nll_options(g, classes):
+    """nll_loss's weight and ignore_index, drawn: params (ignore_index, if drawn, apart)."""
+    params = {"reduction": _reduction(g)}
+    if g.rng.random() < 0.4:
+        params["weight"] = np.asarray(g.rng.choice([0.5, 1.0, 2.0, 3.0], classes), g.dtype)
+    ignore = None
+    if g.rng.random() < 0.4:
+        ignore = int(g.rng.choice([-100, 0]))
+        params["ignore_index"] = ignore
+    return params, ignore
+
+
+def _nll_loss(g):
+    x = g.pick(lambda s: 1 <= len(s) <= 3 and s[_class_axis(s)] >= 1)
+    shape = g.shape_of(x)
+    params, ignore = _nll_options(g, shape[_class_axis(shape)])
+    args, labels = g.integers(_torch_loss_labels(g, shape, ignore), "target")
+    return [x, *args], {**labels, **params}
+
+
+def _torch_cross_entropy(g):
+    """Class indices (weight, ignore_index) or probabilities along PyTorch's class axis (a
+    differentiable softmax), label smoothing some of the time."""
+    x = g.pick(lambda s: 1 <= len(s) <= 3 and s[_class_axis(s)] >= 1)
+    shape = g.shape_of(x)
+    axis = _class_axis(shape)
+    if g.rng.random() < 0.6:
+        params, ignore = _nll_options(g, shape[axis])
+        args, labels = g.integers(_torch_loss_labels(g, shape, ignore), "target")
+        args, params = [x, *args], {**labels, **params}
+    else:
+        target = g.add("softmax", (g.fresh(shape),), {"axis": axis})
+        args, params = [x, target], {"reduction": _reduction(g)}
+        if g.rng.random() < 0.3:
+            params["weight"] = np.asarray(g.rng.choice([0.5, 1.0, 2.0], shape[axis]), g.dtype)
+    if g.rng.random() < 0.4:
+        params["label_smoothing"] = float(g.rng.choice([0.1, 0.25]))
+    return args, params
+
+
+def _kl_div(g):
+    """Log-probabilities against a positive target (or a log target): no target of 0, whose
+    gradient PyTorch leaves NaN."""
+    x = g.pick()
+    shape = g.shape_of(x)
+    log_target = bool(g.rng.random() < 0.3)
+    target = g.fresh(shape, positive=not log_target)
+    reduction = str(g.rng.choice(["mean", "sum", "none", "batchmean"]))
+    return [x, target], {"reduction": reduction, "log_target": log_target}
+
+
+def _huber(g):
+    a = g.pick()
+    delta = float(g.rng.choice([1.0, 0.5, 2.0]))
+    return [a, g.fresh(g.shape_of(a))], {"reduction": _reduction(g), "delta": delta}
+
+
+def _l1_loss(g):
+    a = g.pick()
+    return [a, g.fresh(g.shape_of(a))], {"reduction": _reduction(g)}
+
+
+def _cosine_similarity(g):
+    """x1 against a partner broadcasting with it, over one axis of the broadcast shape. Both
+    positive: at a zero vector PyTorch's second derivative is NaN (its norm's), graphdl's 0."""
+    x1 = g.positive(g.pick(lambda s: len(s) >= 1))
+    shape = g.shape_of(x1)
+    x2 = g.fresh(_broadcast_partner(g, shape) if g.rng.random() < 0.3 else shape, positive=True)
+    dim = int(g.rng.integers(-len(shape), len(shape)))
+    return [x1, x2], {"dim": dim}
+
+
+def _margin_ranking(g):
+    a = g.pick()
+    shape = g.shape_of(a)
+    margin = float(g.rng.choice([0.0, 0.5, 1.0]))
+    return [a, g.fresh(shape), g.fresh(shape)], {"margin": margin, "reduction": _reduction(g)}
+
+
 def _l2(g):
     params = [g.pick() for _ in range(int(g.rng.integers(1, 3)))]
     return params, {"lam": float(g.rng.choice([1.0, 0.5, 1e-3]))}
@@ -1181,6 +1277,13 @@ PROPOSERS = {
     "smooth_l1": _smooth_l1,
     "binary_cross_entropy_with_logits": _bce_with_logits,
     "l2": _l2,
+    "nll_loss": _nll_loss,
+    "cross_entropy": _torch_cross_entropy,
+    "kl_div": _kl_div,
+    "huber_loss": _huber,
+    "l1_loss": _l1_loss,
+    "cosine_similarity": _cosine_similarity,
+    "margin_ranking_loss": _margin_ranking,
     **{name: _unary(name) for name in (
         "sin", "cos", "atan", "sinh", "cosh", "asinh", "exp2", "expm1", "square", "floor",
         "ceil", "trunc", "round", "sign")},

@@ -11,6 +11,8 @@ equivalent non-negative ones.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -156,6 +158,24 @@ def _bce_with_logits(x, t, pos_weight=None, reduction="mean"):
     if pos_weight is not None:  # a number or a slot (one weight per class)
         pos_weight = torch.as_tensor(pos_weight, dtype=x.dtype)
     return F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight, reduction=reduction)
+
+
+def _class_weight(weight, x):
+    return None if weight is None else torch.as_tensor(weight, dtype=x.dtype)
+
+
+def _nll_loss(x, target, weight=None, **kwargs):
+    return F.nll_loss(x, torch.as_tensor(target), _class_weight(weight, x), **kwargs)
+
+
+def _torch_cross_entropy(x, target, weight=None, **kwargs):
+    return F.cross_entropy(x, torch.as_tensor(target), _class_weight(weight, x), **kwargs)
+
+
+def _kl_div(x, t, reduction, log_target):
+    with warnings.catch_warnings():  # PyTorch's warning that 'mean' is not 'batchmean'
+        warnings.simplefilter("ignore", UserWarning)
+        return F.kl_div(x, t, reduction=reduction, log_target=log_target)
 
 
 def _one_hot(x, labels, num_classes):
@@ -312,6 +332,14 @@ TORCH = {
     "smooth_l1": lambda a, b, beta, reduction: F.smooth_l1_loss(a, b, reduction=reduction,
                                                                 beta=beta),
     "binary_cross_entropy_with_logits": _bce_with_logits,
+    "nll_loss": _nll_loss,
+    "cross_entropy": _torch_cross_entropy,
+    "kl_div": _kl_div,
+    "huber_loss": lambda a, b, reduction, delta: F.huber_loss(a, b, reduction, delta),
+    "l1_loss": lambda a, b, reduction: F.l1_loss(a, b, reduction=reduction),
+    "cosine_similarity": lambda a, b, dim: F.cosine_similarity(a, b, dim),
+    "margin_ranking_loss": lambda a, b, y, margin, reduction: F.margin_ranking_loss(
+        a, b, y, margin, reduction=reduction),
     "l2": lambda *ps, lam: sum(torch.sum(p * p) for p in ps) * lam,
     "wsum": lambda a, weights: torch.sum(a * torch.from_numpy(weights)),
     "constant": lambda value: torch.tensor(value, dtype=torch.float64),
