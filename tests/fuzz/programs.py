@@ -416,7 +416,7 @@ def _var(g):
     axis = params["axis"]
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     n = math.prod(shape[a] for a in axes)
-    if n == 0:
+    if n == 0 or 0 in shape:  # an empty x: PyTorch's N is numel / output numel, 0 / 0
         raise NoSlot
     return args, {**params, "correction": int(g.rng.integers(min(n, 3)))}
 
