@@ -410,13 +410,15 @@ def _reduce(g):
 
 def _var(g):
     """var/std with a correction below the number of elements reduced, N (PyTorch warns of
-    N - correction <= 0): 0 where N is 1, where the variance is 0; none over nothing."""
+    N - correction <= 0), over at least two elements: over one, the variance is exactly 0,
+    where std's second derivative is PyTorch's NaN and graphdl's 0 (documented in
+    tests/test_reductions.py); none over nothing."""
     args, params = _reduce(g)
     shape = g.shape_of(args[0])
     axis = params["axis"]
     axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
     n = math.prod(shape[a] for a in axes)
-    if n == 0 or 0 in shape:  # an empty x: PyTorch's N is numel / output numel, 0 / 0
+    if n < 2 or 0 in shape:  # an empty x: PyTorch's N is numel / output numel, 0 / 0
         raise NoSlot
     return args, {**params, "correction": int(g.rng.integers(min(n, 3)))}
 
