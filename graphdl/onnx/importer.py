@@ -21,6 +21,7 @@ from graphdl.errors import GraphError, InputError
 from graphdl.ir import Node, topological_order
 from graphdl.onnx import UnsupportedOperator
 from graphdl.onnx.ops import OPS
+from graphdl.onnx.shapes import SHAPE_OPS, has_unknown
 from graphdl.ops.leaf import CONST, INPUT
 
 
@@ -71,11 +72,15 @@ class Call:
         return i < len(self.inputs) and self.inputs[i] is not None
 
     def node(self, i):
+        self._known_sizes(i, "value")
         return _as_node(self.inputs[i])
 
-    def static(self, i, what):
-        """Input `i` as a NumPy array: it must be known at import time (`what` says why)."""
+    def static(self, i, what, unknown=False):
+        """Input `i` as a NumPy array: it must be known at import time (`what` says why); with
+        `unknown`, it may hold sizes known only at run time (`shapes.Unknown`)."""
         value = self.inputs[i]
+        if not unknown:
+            self._known_sizes(i, what)
         if isinstance(value, Node):
             if value in self.known:
                 return self.known[value]
@@ -84,6 +89,12 @@ class Call:
                 f"import time (a constant, an initializer, computed from static shapes only, or "
                 f"a graph input given in gd.onnx.load(..., values={{name: array}}))")
         return value
+
+    def _known_sizes(self, i, what):
+        if has_unknown(self.inputs[i]):
+            self.refuse(f"its {what} (input {i}, {self.proto.input[i]!r}) is computed from a "
+                        f"dimension known only at run time ({self.inputs[i]}); fix it with "
+                        f"gd.onnx.load(..., shapes={{name: shape}})")
 
     def attr(self, name, default=None):
         return self.attrs.get(name, default)
@@ -206,9 +217,11 @@ def _import_node(proto, opset, values, known):
     inputs = [_defined(values, n, proto) if n else None for n in proto.input]
     attrs = {a.name: _attribute(a) for a in proto.attribute}
     call = Call(proto, opset, inputs, attrs, known)
+    static = all(not isinstance(v, Node) for v in inputs)
+    if static and any(has_unknown(v) for v in inputs):  # shape arithmetic on unknown sizes
+        build = SHAPE_OPS.get(proto.op_type, build)
     results = build(call)
     results = results if isinstance(results, tuple) else (results,)
-    static = all(not isinstance(v, Node) for v in inputs)
     for name, value in zip(proto.output, results):
         if not name:
             continue
