@@ -193,8 +193,14 @@ def _zeros_like(w, node, names):
 
 @emits(leaf.SIZE)
 def _size(w, node, names):
-    shape = _static(node.inputs[0], "size")
-    return w.const(np.asarray(np.prod([shape[a] for a in node.attrs["axes"]]), node.dtype), "size")
+    """The count of elements over `axes`: a constant where those sizes are known, else the
+    product of the input's Shape there (a mean over a batch of unknown size)."""
+    x, axes = node.inputs[0], list(node.attrs["axes"])
+    if all(x.shape[a] is not None for a in axes):
+        return w.const(np.asarray(np.prod([x.shape[a] for a in axes]), node.dtype), "size")
+    sizes = w.emit("Gather", [w.emit("Shape", names[:1]), w.ints(axes, "axes")], axis=0)
+    count = w.emit("ReduceProd", [sizes], keepdims=0)
+    return w.emit("Cast", [count], node.name, to=helper.np_dtype_to_tensor_dtype(node.dtype))
 
 
 # ---------------------------------------------------------------- reductions
@@ -261,12 +267,29 @@ def _broadcast_to(w, node, names):
 @emits(mv.SUM_TO)
 def _sum_to(w, node, names):
     x, like = node.inputs
-    big, small = _static(x, "sum_to"), _static(like, "sum_to")
+    big, small = x.shape, like.shape
+    if None in big or None in small:
+        return _sum_to_unknown(w, node, names)
     axes = list(_sum_to_axes(big, small))
     if not axes:
         return names[0]
     total = w.emit("ReduceSum", [names[0], w.ints(axes, "axes")], keepdims=1)
     return w.emit("Reshape", [total, w.ints(small)], node.name)
+
+
+def _sum_to_unknown(w, node, names):
+    """sum_to where sizes are known at run time only: the axes to sum (the leading ones, and
+    those where like has 1 and x not) computed from the two Shapes, then ReduceSum over them."""
+    lead = node.inputs[0].ndim - node.inputs[1].ndim
+    target = w.emit("Shape", names[1:])
+    one = w.ints(1, "one")
+    stretched = w.emit("And", [w.emit("Equal", [target, one]), w.emit(
+        "Not", [w.emit("Equal", [w.emit("Shape", names[:1], start=lead), one])])])
+    found = w.emit("Reshape", [w.emit("NonZero", [stretched]), w.ints([-1])])
+    axes = w.emit("Concat", [w.ints(list(range(lead)), "axes"),
+                             w.emit("Add", [found, w.ints(lead, "lead")])], axis=0)
+    total = w.emit("ReduceSum", [names[0], axes], keepdims=1, noop_with_empty_axes=1)
+    return w.emit("Reshape", [total, target], node.name)
 
 
 @emits(mv.TRANSPOSE)

@@ -63,6 +63,12 @@ class Call:
     inputs: list
     attrs: dict
     known: dict  # param or input node -> its value (read where a value must be static)
+    symbols: dict = field(default_factory=dict)  # value name -> its dimensions' ONNX names
+
+    def dims(self, i):
+        """The names ONNX's shape inference gives input i's dimensions (`batch`; None where
+        it has none): equal names are equal sizes, known or not."""
+        return self.symbols.get(self.proto.input[i], ())
 
     @property
     def where(self):
@@ -114,8 +120,9 @@ def load(model, shapes=None, values=None):
         raise UnsupportedOperator("the model imports no version of the default ONNX domain")
     graph = proto.graph
     scope, params, known = _leaves(graph, shapes or {}, values or {})
+    symbols = _symbols(proto)
     for node in graph.node:
-        _import_node(node, opset, scope, known)
+        _import_node(node, opset, scope, known, symbols)
     names = [o.name for o in graph.output]
     outputs = [_as_node(scope[n]) for n in names]
     reachable = set(topological_order(outputs))
@@ -207,7 +214,18 @@ def _given_value(node, value):
     return array
 
 
-def _import_node(proto, opset, values, known):
+def _symbols(proto):
+    """{value name: the names of its symbolic dimensions} from ONNX's shape inference (an
+    empty dict where it fails): what tells two sizes known only at run time apart."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # noqa: BLE001 - only a help: without it, fewer reshapes resolve
+        return {}
+    return {v.name: tuple(d.dim_param or None for d in v.type.tensor_type.shape.dim)
+            for v in [*graph.input, *graph.value_info, *graph.output]}
+
+
+def _import_node(proto, opset, values, known, symbols):
     build = OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
     if build is None:
         raise UnsupportedOperator(
@@ -216,7 +234,7 @@ def _import_node(proto, opset, values, known):
             f"supported: {', '.join(sorted(OPS))}")
     inputs = [_defined(values, n, proto) if n else None for n in proto.input]
     attrs = {a.name: _attribute(a) for a in proto.attribute}
-    call = Call(proto, opset, inputs, attrs, known)
+    call = Call(proto, opset, inputs, attrs, known, symbols)
     static = all(not isinstance(v, Node) for v in inputs)
     if static and any(has_unknown(v) for v in inputs):  # shape arithmetic on unknown sizes
         build = SHAPE_OPS.get(proto.op_type, build)

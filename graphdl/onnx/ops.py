@@ -191,7 +191,7 @@ def _static_shape(call, x):
 
 @op("Shape")
 def _shape(call):
-    return shape_of(call.node(0), call.attr("start", 0), call.attr("end", None))
+    return shape_of(call.node(0), call.dims(0), call.attr("start", 0), call.attr("end", None))
 
 
 @op("Size")
@@ -367,7 +367,7 @@ def _reshape(call):
     x, shape = call.node(0), list(call.static(1, "shape", unknown=True))
     if not call.attr("allowzero", 0):  # 0 copies the input's dimension
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
-    target = reshape_target(x, shape)
+    target = reshape_target(x, call.dims(0), shape)
     if target is None:
         call.refuse(f"its target shape {shape} has more than one size known only at run time; "
                     f"fix them with gd.onnx.load(..., shapes={{name: shape}})")

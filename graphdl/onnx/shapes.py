@@ -16,11 +16,12 @@ from onnx import helper
 
 
 class Unknown:
-    """A size known only at run time; `source` is (node, axis) where it is that node's
-    dimension as Shape read it, None where it was computed."""
+    """A size known only at run time. Two are the same size where their `symbol`s are equal:
+    the name ONNX's shape inference gives the dimension Shape read (`batch`); a computed size
+    (batch * heads) has a symbol of its own."""
 
-    def __init__(self, source=None):
-        self.source = source
+    def __init__(self, symbol=None):
+        self.symbol = object() if symbol is None else symbol
 
     def __repr__(self):
         return "?"
@@ -31,29 +32,39 @@ def has_unknown(value):
         isinstance(v, Unknown) for v in value.flat)
 
 
-def shape_of(node, start=0, end=None):
-    """`node`'s shape[start:end] as a value: int64, or an object array where sizes are None."""
+def shape_of(node, names, start=0, end=None):
+    """`node`'s shape[start:end] as a value: int64, or an object array where sizes are None
+    (`names`: its dimensions' ONNX names, `Call.dims`)."""
     axes = range(node.ndim)[start:end]
     if all(node.shape[a] is not None for a in axes):
         return np.asarray([node.shape[a] for a in axes], np.int64)
-    return np.asarray([Unknown((node, a)) if node.shape[a] is None else node.shape[a]
+    return np.asarray([Unknown(_name(names, a)) if node.shape[a] is None else node.shape[a]
                        for a in axes], object)
 
 
-def reshape_target(x, shape):
+def _name(names, axis):
+    return names[axis] if axis < len(names) else None
+
+
+def reshape_target(x, names, shape):
     """The shape, given as numbers and Unknowns (None: x's own size, copied by a 0), that
-    `gd.reshape` takes for x: the sizes that stay unknown become its one -1. Where x's unknown
-    sizes stay in place (PyTorch's `x.view(x.size(0), -1)`), the rest of the target holds the
-    rest of x, so its -1 is known. None where more than one size stays unknown."""
-    own = [k for k, d in enumerate(shape)
-           if d is None or (isinstance(d, Unknown) and d.source is not None
-                            and d.source[0] is x and d.source[1] == k)]
-    rest = [d for k, d in enumerate(shape) if k not in own]
-    if own and len(own) == x.shape.count(None) and not any(isinstance(d, Unknown) for d in rest):
+    `gd.reshape` takes for x (its dimensions' ONNX names `names`): the size that stays unknown
+    becomes its one -1. Where x's unknown sizes are all in the target (PyTorch's
+    `x.view(x.size(0), -1)`), the rest of the target holds the rest of x, so its -1 is known.
+    None where more than one size stays unknown."""
+    own = [_name(names, k) for k, d in enumerate(x.shape) if d is None]
+    matched = []
+    for k, d in enumerate(shape):
+        symbol = _name(names, k) if d is None else getattr(d, "symbol", False)
+        if symbol in own and symbol is not None:
+            own.remove(symbol)
+            matched.append(k)
+    rest = [d for k, d in enumerate(shape) if k not in matched]
+    if matched and not own and not any(d is None or isinstance(d, Unknown) for d in rest):
         known = int(np.prod([d for d in x.shape if d is not None]))
         fixed = int(np.prod([d for d in rest if d != -1]))
         if fixed and known % fixed == 0:
-            shape = [known // fixed if k not in own and d == -1 else d
+            shape = [known // fixed if k not in matched and d == -1 else d
                      for k, d in enumerate(shape)]
     unknown = [k for k, d in enumerate(shape) if d is None or isinstance(d, Unknown)]
     if unknown and len(unknown) + sum(d == -1 for d in shape) > 1:
