@@ -120,7 +120,8 @@ def load(model, shapes=None, values=None):
         raise UnsupportedOperator("the model imports no version of the default ONNX domain")
     graph = proto.graph
     scope, params, known = _leaves(graph, shapes or {}, values or {})
-    symbols = _symbols(proto)
+    unknown = any(None in v.shape for v in scope.values() if isinstance(v, Node))
+    symbols = _symbols(proto) if unknown else {}
     for node in graph.node:
         _import_node(node, opset, scope, known, symbols)
     names = [o.name for o in graph.output]
