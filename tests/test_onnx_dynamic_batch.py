@@ -123,30 +123,38 @@ def test_saved_with_an_unknown_batch_runs_in_onnxruntime_at_two_sizes(name):
         np.testing.assert_allclose(got, _torch(model, xs), rtol=1e-5, atol=2e-6)
 
 
-def test_mean_loss_and_gradients_over_an_unknown_batch_export():
-    """A mean over the batch divides by its size, read from the Shape at run time; the
-    gradients' sum_to finds the axes to sum from the two Shapes."""
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_mean_loss_and_gradients_over_an_unknown_batch_export(name):
+    """A mean over the batch divides by its size, read from the Shape at run time; sum_to,
+    the pooling and gather gradients read theirs likewise. The saved loss and its gradients
+    wrt the inputs and the parameters match autograd at two batch sizes."""
     ort = pytest.importorskip("onnxruntime")
-    model, data = _exported("view")
+    model, data = _exported(name)
     imported = gd.onnx.load(data)
-    target = gd.input("target", (None, 4))
+    target = gd.input("target", imported.outputs[0].shape)
     loss = gd.mean((imported.outputs[0] - target) ** 2)
-    params = [imported.nodes[k] for k in sorted(imported.params)]
-    grads = gd.grad(loss, params)
-    saved = gd.onnx.save({"loss": loss, **{f"d_{p.name}": g for p, g in zip(params, grads)}},
+    torch_params = dict(model.named_parameters())
+    params = [imported.nodes[k] for k in sorted(imported.params) if k in torch_params]
+    assert len(params) >= 2  # those that keep their PyTorch names (not BatchNorm-fused convs)
+    wrt = [*imported.inputs, *params]
+    saved = gd.onnx.save({"loss": loss, **{f"d_{n.name}": g for n, g in
+                                           zip(wrt, gd.grad(loss, wrt))}},
                          params=imported.params)
     session = ort.InferenceSession(saved.SerializeToString())
     for batch in BATCHES:
-        x, t = torch.randn(batch, 3, 8, 8), torch.randn(batch, 4)
+        xs = {k: v.requires_grad_() for k, v in _batch(name, batch).items()}
+        y = model(*xs.values())
+        t = torch.randn(y.shape)
         model.zero_grad()
-        torch_loss = torch.nn.functional.mse_loss(model(x), t)
+        torch_loss = torch.nn.functional.mse_loss(y, t)
         torch_loss.backward()
-        by_name = dict(model.named_parameters())
-        got = session.run(None, {"x": x.numpy(), "target": t.numpy()})
+        got = session.run(None, {**{k: v.detach().numpy() for k, v in xs.items()},
+                                 "target": t.numpy()})
         np.testing.assert_allclose(got[0], torch_loss.item(), rtol=1e-5)
-        for p, g in zip(params, got[1:]):
-            np.testing.assert_allclose(g, by_name[p.name].grad.numpy(), rtol=1e-4, atol=1e-6,
-                                       err_msg=p.name)
+        expected = [xs[n.name].grad for n in imported.inputs]
+        expected += [torch_params[p.name].grad for p in params]
+        for node, g, want in zip(wrt, got[1:], expected):
+            np.testing.assert_allclose(g, want.numpy(), rtol=1e-4, atol=1e-6, err_msg=node.name)
 
 
 class ZerosOfBatch(torch.nn.Module):
