@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib
 import io
+import shutil
 import sys
 import warnings
 
@@ -120,6 +121,18 @@ def test_decoder_layer_runs_like_pytorch_and_onnxruntime(activation, batch_first
     model, x, mem, data, imported = _decoder(activation, batch_first, mask)
     feeds = imported.feeds(x=x.numpy(), mem=mem.numpy())
     _check_values(imported, data, feeds, [model(x, mem).detach().numpy()])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_decoder_layer_and_attention_run_on_the_cuda_kernels_on_the_cpu():
+    model, x, mem, _, imported = _decoder("gelu", True, "triu")
+    (got,) = run_on("cuda-cpu", list(imported.outputs),
+                    imported.feeds(x=x.numpy(), mem=mem.numpy()))
+    np.testing.assert_allclose(got, model(x, mem).detach().numpy(), rtol=1e-5, atol=2e-6)
+    model, args, _, imported, feeds = _attention("boolean")
+    for got, want in zip(run_on("cuda-cpu", list(imported.outputs), imported.feeds(**feeds)),
+                         model(*args)):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("activation,batch_first,mask", DECODERS[:2])
