@@ -124,7 +124,7 @@ def test_decoder_layer_runs_like_pytorch_and_onnxruntime(activation, batch_first
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
-def test_decoder_layer_and_attention_run_on_the_cuda_kernels_on_the_cpu():
+def test_decoder_and_attention_run_on_cuda_kernels_on_the_cpu():
     model, x, mem, _, imported = _decoder("gelu", True, "triu")
     (got,) = run_on("cuda-cpu", list(imported.outputs),
                     imported.feeds(x=x.numpy(), mem=mem.numpy()))
