@@ -5,6 +5,7 @@ a mean loss and its gradients included, at two batch sizes."""
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -23,13 +24,15 @@ class Decoder(torch.nn.Module):
     """A decoder layer whose causal mask is built in forward; its attention reshapes to
     (steps, batch * heads, 4), a size computed from the unknown batch."""
 
-    def __init__(self):
+    def __init__(self, batch_first):
         super().__init__()
+        self.steps_axis = int(batch_first)
         self.layer = torch.nn.TransformerDecoderLayer(
-            d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, batch_first=False)
+            d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, batch_first=batch_first)
 
     def forward(self, x, mem):
-        mask = torch.triu(torch.full((x.shape[0], x.shape[0]), float("-inf")), diagonal=1)
+        steps = x.shape[self.steps_axis]
+        mask = torch.triu(torch.full((steps, steps), float("-inf")), diagonal=1)
         return self.layer(x, mem, tgt_mask=mask)
 
 
@@ -55,7 +58,8 @@ class ViewNet(torch.nn.Module):
 MODELS = {
     "cnn": (_cnn, {"x": (3, 8, 8)}, 0),
     "view": (ViewNet, {"x": (3, 8, 8)}, 0),
-    "decoder": (Decoder, {"x": (5, 16), "mem": (6, 16)}, 1),
+    "decoder": (functools.partial(Decoder, False), {"x": (5, 16), "mem": (6, 16)}, 1),
+    "decoder_batch_first": (functools.partial(Decoder, True), {"x": (5, 16), "mem": (6, 16)}, 0),
 }
 
 
