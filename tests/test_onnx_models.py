@@ -24,11 +24,12 @@ ort = pytest.importorskip("onnxruntime")
 from tests.helpers import run_on
 
 
-def _export(model, args, names):
+def _export(model, args, names, dynamic_axes=None):
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the tracer's warnings about shapes read in forward
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, buf, opset_version=17, dynamo=False, input_names=names)
+        torch.onnx.export(model, args, buf, opset_version=17, dynamo=False, input_names=names,
+                          dynamic_axes=dynamic_axes)
     return buf.getvalue()
 
 
@@ -246,3 +247,21 @@ def test_resnet18_input_gradient_matches_autograd():
     loss = gd.sum(imported.outputs[0] * probe.numpy())
     (dx,) = gd.evaluate(gd.grad(loss, imported.inputs), imported.feeds(x=x.detach().numpy()))
     np.testing.assert_allclose(dx, x.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet18_with_a_dynamic_batch_runs_at_two_sizes():
+    model, x, _, _ = _vision("resnet18", VISION["resnet18"])
+    data = _export(model, (x,), ["x"], {"x": {0: "batch"}})
+    imported = gd.onnx.load(data)
+    assert imported.inputs[0].shape == (None, 3, 64, 64)
+    fn = gd.compile(list(imported.outputs))
+    saved = gd.onnx.save({"y": imported.outputs[0]}, params=imported.params)
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(expected).max()}
+        (got,) = fn(imported.feeds(x=x.numpy()))
+        np.testing.assert_allclose(got, expected, **tolerance)
+        (got,) = _onnxruntime(saved.SerializeToString(), {"x": x.numpy()})
+        np.testing.assert_allclose(got, expected, **tolerance)
