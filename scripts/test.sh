@@ -28,6 +28,9 @@ done
 source scripts/_venv.sh
 pip_install -e '.[test]'
 pip_install torch==2.13.0
+# torchvision's models for tests/test_onnx_models.py; without its dependencies, so that pip
+# keeps the torch above (its C extension may not load beside it; the models need none of it)
+pip_install --no-deps torchvision==0.28.0
 
 # What this machine lacks, and what the run does without it.
 fmnist="${GRAPHDL_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"

@@ -51,6 +51,10 @@ SLOW_TESTS = {
     "tests/test_notebooks.py::test_notebook_runs_and_displays_drawings_and_steppers",  # 23 s
     "tests/test_onnx.py::test_imported_gradients_match_pytorch_autograd",  # 4 s
     "tests/test_onnx.py::test_imported_models_match_pytorch_and_onnxruntime",  # 3 s
+    "tests/test_onnx_models.py::test_decoder_and_attention_run_on_cuda_kernels_on_the_cpu",  # 17
+    "tests/test_onnx_models.py::test_resnet18_input_gradient_matches_autograd",  # 10 s
+    "tests/test_onnx_models.py::test_resnet18_with_a_dynamic_batch_runs_at_two_sizes",  # 25 s
+    "tests/test_onnx_models.py::test_torchvision_model_runs_like_pytorch_and_onnxruntime",  # 19
     "tests/test_optim.py::test_compiled_steps_follow_torch_optim",  # 9 s
     "tests/test_properties.py::test_grad_matches_finite_differences",  # 5 s
     "tests/test_sparse_updates.py::test_cuda_kernels_update_only_the_addressed_rows",  # 7 s

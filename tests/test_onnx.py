@@ -175,10 +175,16 @@ def test_shape_subgraph_is_folded_at_import(tmp_path):
     assert imported.outputs[0].shape == (3, 10)
 
 
-def test_shape_of_a_symbolic_dimension_is_refused_asking_for_shapes(tmp_path):
+def test_symbolic_batch_imports_as_an_unknown_size(tmp_path):
+    """Imported as declared, the batch is None and `x.view(x.size(0), -1)` a reshape whose -1 is
+    the batch: the rest of the target is what x has besides its batch."""
     path = _dynamic_lenet(tmp_path / "lenet.onnx")
-    with pytest.raises(gd.onnx.UnsupportedOperator, match=r"Shape node.*not static.*shapes="):
-        gd.onnx.load(path)
+    imported = gd.onnx.load(path)
+    order = gd.topological_order(imported.outputs)
+    flatten = [n for n in order if n.op.name == "reshape" and n.ndim == 2]
+    assert [(n.attrs["shape"], n.shape) for n in flatten] == [((-1, 400), (None, 400))]
+    assert imported.inputs[0].shape == (None, 1, 28, 28)
+    assert imported.outputs[0].shape == (None, 10)
 
 
 def test_onnx_node_names_name_the_graph_nodes(exported):

@@ -78,11 +78,29 @@ class Writer:
         return self.emit("Cast", [name], to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
 
 
-def _static(node, what):
-    if None in node.shape:
-        raise GraphError(f"ONNX export: {what} needs the static shape of {describe(node)}, "
+def _static(node, what, start=0):
+    """node.shape[start:], which must be known (an attribute or a scatter position needs it)."""
+    if None in node.shape[start:]:
+        part = "shape" if not start else f"sizes after axis {start - 1}"
+        raise GraphError(f"ONNX export: {what} needs the static {part} of {describe(node)}, "
                          f"which has shape {node.shape}; declare its inputs with known sizes")
-    return node.shape
+    return node.shape[start:]
+
+
+def _dims(w, node, name, start=0, end=None):
+    """node.shape[start:end] as an int64 vector: constant where known, else read from the value
+    `name` of node at run time (a batch of unknown size)."""
+    dims = node.shape[start:end]
+    if None not in dims:
+        return w.ints(dims)
+    return w.emit("Shape", [name], "shape", start=start, **({} if end is None else {"end": end}))
+
+
+def _count(w, node, name):
+    """The number of node's elements, as a vector of one (a flat scatter's length)."""
+    if None not in node.shape:
+        return w.ints([int(np.prod(node.shape))])
+    return w.emit("ReduceProd", [_dims(w, node, name)], "count", keepdims=1)
 
 
 # ---------------------------------------------------------------- elementwise
@@ -193,8 +211,14 @@ def _zeros_like(w, node, names):
 
 @emits(leaf.SIZE)
 def _size(w, node, names):
-    shape = _static(node.inputs[0], "size")
-    return w.const(np.asarray(np.prod([shape[a] for a in node.attrs["axes"]]), node.dtype), "size")
+    """The count of elements over `axes`: a constant where those sizes are known, else the
+    product of the input's Shape there (a mean over a batch of unknown size)."""
+    x, axes = node.inputs[0], list(node.attrs["axes"])
+    if all(x.shape[a] is not None for a in axes):
+        return w.const(np.asarray(np.prod([x.shape[a] for a in axes]), node.dtype), "size")
+    sizes = w.emit("Gather", [w.emit("Shape", names[:1]), w.ints(axes, "axes")], axis=0)
+    count = w.emit("ReduceProd", [sizes], keepdims=0)
+    return w.emit("Cast", [count], node.name, to=helper.np_dtype_to_tensor_dtype(node.dtype))
 
 
 # ---------------------------------------------------------------- reductions
@@ -261,12 +285,29 @@ def _broadcast_to(w, node, names):
 @emits(mv.SUM_TO)
 def _sum_to(w, node, names):
     x, like = node.inputs
-    big, small = _static(x, "sum_to"), _static(like, "sum_to")
+    big, small = x.shape, like.shape
+    if None in big or None in small:
+        return _sum_to_unknown(w, node, names)
     axes = list(_sum_to_axes(big, small))
     if not axes:
         return names[0]
     total = w.emit("ReduceSum", [names[0], w.ints(axes, "axes")], keepdims=1)
     return w.emit("Reshape", [total, w.ints(small)], node.name)
+
+
+def _sum_to_unknown(w, node, names):
+    """sum_to where sizes are known at run time only: the axes to sum (the leading ones, and
+    those where like has 1 and x not) computed from the two Shapes, then ReduceSum over them."""
+    lead = node.inputs[0].ndim - node.inputs[1].ndim
+    target = w.emit("Shape", names[1:])
+    one = w.ints(1, "one")
+    stretched = w.emit("And", [w.emit("Equal", [target, one]), w.emit(
+        "Not", [w.emit("Equal", [w.emit("Shape", names[:1], start=lead), one])])])
+    found = w.emit("Reshape", [w.emit("NonZero", [stretched]), w.ints([-1])])
+    axes = w.emit("Concat", [w.ints(list(range(lead)), "axes"),
+                             w.emit("Add", [found, w.ints(lead, "lead")])], axis=0)
+    total = w.emit("ReduceSum", [names[0], axes], keepdims=1, noop_with_empty_axes=1)
+    return w.emit("Reshape", [total, target], node.name)
 
 
 @emits(mv.TRANSPOSE)
@@ -338,18 +379,18 @@ def _scatter_add(w, node, names):
     moved to the front, the indices flattened into one list."""
     g, idx, like = node.inputs
     axis, k = node.attrs["axis"], idx.ndim
-    target = _static(like, "scatter_add")
-    rest = target[:axis] + target[axis + 1:]
+    rows = _dims(w, like, names[2], axis, axis + 1)
+    rest = w.emit("Concat", [_dims(w, like, names[2], 0, axis),
+                             _dims(w, like, names[2], axis + 1)], axis=0)
     perm = list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, g.ndim))
     updates = w.emit("Reshape", [w.emit("Transpose", [names[0]], perm=perm),
-                                 w.ints((-1,) + rest)])
-    rows = w.emit("Mod", [w.emit("Reshape", [names[1], w.ints([-1, 1])]),
-                          w.const(np.asarray(target[axis], idx.dtype), "rows")])  # -1: the last
+                                 w.emit("Concat", [w.ints([-1]), rest], axis=0)])
+    at = w.emit("Mod", [w.emit("Cast", [w.emit("Reshape", [names[1], w.ints([-1, 1])])],
+                               to=onnx.TensorProto.INT64), rows])  # -1: the last
     zero = numpy_helper.from_array(np.zeros(1, node.dtype))
-    zeros = w.emit("ConstantOfShape", [w.ints((target[axis],) + rest)], value=zero)
-    summed = w.emit("ScatterND", [zeros, w.emit("Cast", [rows], to=onnx.TensorProto.INT64),
-                                  updates], reduction="add")
-    back = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(target)))
+    zeros = w.emit("ConstantOfShape", [w.emit("Concat", [rows, rest], axis=0)], value=zero)
+    summed = w.emit("ScatterND", [zeros, at, updates], reduction="add")
+    back = list(range(1, axis + 1)) + [0] + list(range(axis + 1, like.ndim))
     return w.emit("Transpose", [summed], node.name, perm=back)
 
 
@@ -399,7 +440,7 @@ def _transposed(size, out, kernel, stride, dilation, padding):
 def _conv2d_input_grad(w, node, names):
     g, weight, like = node.inputs
     what = "conv2d_input_grad"
-    geometry = _transposed(_static(like, what)[2:], _static(g, what)[2:],
+    geometry = _transposed(_static(like, what, 2), _static(g, what, 2),
                            weight.shape[2:], node.attrs["stride"], node.attrs["dilation"],
                            node.attrs["padding"])
     return w.emit("ConvTranspose", names[:2], node.name, group=node.attrs["groups"], **geometry)
@@ -474,20 +515,23 @@ def _arg_max(w, node, x_name, out):
 
 @emits(conv.MAX_POOL2D_GRAD)
 def _max_pool2d_grad(w, node, names):
-    shape = _static(node.inputs[1], "max_pool2d_grad")
+    x = node.inputs[1]
+    _static(x, "max_pool2d_grad", 2)
     zero = numpy_helper.from_array(np.zeros(1, node.dtype))
-    flat = w.emit("ConstantOfShape", [w.ints([int(np.prod(shape))])], value=zero)
+    flat = w.emit("ConstantOfShape", [_count(w, x, names[1])], value=zero)
     g = w.emit("Reshape", [names[0], w.ints([-1])])
     arg = _arg_max(w, node, names[1], node.inputs[0].shape[2:])
     routed = w.emit("ScatterElements", [flat, arg, g], axis=0, reduction="add")
-    return w.emit("Reshape", [routed, w.ints(shape)], node.name)
+    return w.emit("Reshape", [routed, _dims(w, x, names[1])], node.name)
 
 
 @emits(conv.MAX_POOL2D_SELECT)
 def _max_pool2d_select(w, node, names):
     u = w.emit("Reshape", [names[0], w.ints([-1])])
     picked = w.emit("GatherElements", [u, _arg_max(w, node, names[1], node.shape[2:])], axis=0)
-    return w.emit("Reshape", [picked, w.ints(_static(node, "max_pool2d_select"))], node.name)
+    shape = w.emit("Concat", [_dims(w, node.inputs[1], names[1], 0, 2),
+                              w.ints(_static(node, "max_pool2d_select", 2))], axis=0)
+    return w.emit("Reshape", [picked, shape], node.name)
 
 
 @emits(conv.AVG_POOL2D)
@@ -510,7 +554,7 @@ def _avg_pool2d(w, node, names):
 def _avg_pool2d_grad(w, node, names):
     """Each window's g / divisor spread over it: a ConvTranspose by ones, one channel per group."""
     g, like = node.inputs
-    shape, out = _static(like, "avg_pool2d_grad"), _static(g, "avg_pool2d_grad")[2:]
+    shape, out = (None, *_static(like, "avg_pool2d_grad", 1)), _static(g, "avg_pool2d_grad", 2)
     kernel, stride, padding = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
     divisor = _avg_divisor(shape[2:], kernel, stride, padding, out,
                            node.attrs["count_include_pad"]).astype(node.dtype)

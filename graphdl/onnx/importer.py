@@ -21,6 +21,7 @@ from graphdl.errors import GraphError, InputError
 from graphdl.ir import Node, topological_order
 from graphdl.onnx import UnsupportedOperator
 from graphdl.onnx.ops import OPS
+from graphdl.onnx.shapes import SHAPE_OPS, has_unknown
 from graphdl.ops.leaf import CONST, INPUT
 
 
@@ -62,6 +63,12 @@ class Call:
     inputs: list
     attrs: dict
     known: dict  # param or input node -> its value (read where a value must be static)
+    symbols: dict = field(default_factory=dict)  # value name -> its dimensions' ONNX names
+
+    def dims(self, i):
+        """The names ONNX's shape inference gives input i's dimensions (`batch`; None where
+        it has none): equal names are equal sizes, known or not."""
+        return self.symbols.get(self.proto.input[i], ())
 
     @property
     def where(self):
@@ -71,11 +78,15 @@ class Call:
         return i < len(self.inputs) and self.inputs[i] is not None
 
     def node(self, i):
+        self._known_sizes(i, "value")
         return _as_node(self.inputs[i])
 
-    def static(self, i, what):
-        """Input `i` as a NumPy array: it must be known at import time (`what` says why)."""
+    def static(self, i, what, unknown=False):
+        """Input `i` as a NumPy array: it must be known at import time (`what` says why); with
+        `unknown`, it may hold sizes known only at run time (`shapes.Unknown`)."""
         value = self.inputs[i]
+        if not unknown:
+            self._known_sizes(i, what)
         if isinstance(value, Node):
             if value in self.known:
                 return self.known[value]
@@ -84,6 +95,12 @@ class Call:
                 f"import time (a constant, an initializer, computed from static shapes only, or "
                 f"a graph input given in gd.onnx.load(..., values={{name: array}}))")
         return value
+
+    def _known_sizes(self, i, what):
+        if has_unknown(self.inputs[i]):
+            self.refuse(f"its {what} (input {i}, {self.proto.input[i]!r}) is computed from a "
+                        f"dimension known only at run time ({self.inputs[i]}); fix it with "
+                        f"gd.onnx.load(..., shapes={{name: shape}})")
 
     def attr(self, name, default=None):
         return self.attrs.get(name, default)
@@ -103,8 +120,10 @@ def load(model, shapes=None, values=None):
         raise UnsupportedOperator("the model imports no version of the default ONNX domain")
     graph = proto.graph
     scope, params, known = _leaves(graph, shapes or {}, values or {})
+    unknown = any(None in v.shape for v in scope.values() if isinstance(v, Node))
+    symbols = _symbols(proto) if unknown else {}
     for node in graph.node:
-        _import_node(node, opset, scope, known)
+        _import_node(node, opset, scope, known, symbols)
     names = [o.name for o in graph.output]
     outputs = [_as_node(scope[n]) for n in names]
     reachable = set(topological_order(outputs))
@@ -196,7 +215,18 @@ def _given_value(node, value):
     return array
 
 
-def _import_node(proto, opset, values, known):
+def _symbols(proto):
+    """{value name: the names of its symbolic dimensions} from ONNX's shape inference (an
+    empty dict where it fails): what tells two sizes known only at run time apart."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # noqa: BLE001 - only a help: without it, fewer reshapes resolve
+        return {}
+    return {v.name: tuple(d.dim_param or None for d in v.type.tensor_type.shape.dim)
+            for v in [*graph.input, *graph.value_info, *graph.output]}
+
+
+def _import_node(proto, opset, values, known, symbols):
     build = OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
     if build is None:
         raise UnsupportedOperator(
@@ -205,10 +235,12 @@ def _import_node(proto, opset, values, known):
             f"supported: {', '.join(sorted(OPS))}")
     inputs = [_defined(values, n, proto) if n else None for n in proto.input]
     attrs = {a.name: _attribute(a) for a in proto.attribute}
-    call = Call(proto, opset, inputs, attrs, known)
+    call = Call(proto, opset, inputs, attrs, known, symbols)
+    static = all(not isinstance(v, Node) for v in inputs)
+    if static and any(has_unknown(v) for v in inputs):  # shape arithmetic on unknown sizes
+        build = SHAPE_OPS.get(proto.op_type, build)
     results = build(call)
     results = results if isinstance(results, tuple) else (results,)
-    static = all(not isinstance(v, Node) for v in inputs)
     for name, value in zip(proto.output, results):
         if not name:
             continue

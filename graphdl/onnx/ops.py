@@ -14,6 +14,7 @@ import numpy as np
 from onnx import helper
 
 import graphdl as gd
+from graphdl.onnx.shapes import reshape_target, shape_of
 from graphdl.ops import elementwise as ew
 
 OPS = {}
@@ -190,8 +191,7 @@ def _static_shape(call, x):
 
 @op("Shape")
 def _shape(call):
-    shape = _static_shape(call, call.node(0))
-    return np.asarray(shape[call.attr("start", 0):call.attr("end", None)], np.int64)
+    return shape_of(call.node(0), call.dims(0), call.attr("start", 0), call.attr("end", None))
 
 
 @op("Size")
@@ -364,10 +364,14 @@ def _axes(call, position, what="axes"):
 
 @op("Reshape")
 def _reshape(call):
-    x, shape = call.node(0), [int(d) for d in call.static(1, "shape")]
+    x, shape = call.node(0), list(call.static(1, "shape", unknown=True))
     if not call.attr("allowzero", 0):  # 0 copies the input's dimension
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
-    return gd.reshape(x, shape)
+    target = reshape_target(x, call.dims(0), shape)
+    if target is None:
+        call.refuse(f"its target shape {shape} has more than one size known only at run time; "
+                    f"fix them with gd.onnx.load(..., shapes={{name: shape}})")
+    return gd.reshape(x, target)
 
 
 @op("Flatten")
@@ -375,6 +379,8 @@ def _flatten(call):
     x = call.node(0)
     axis = call.attr("axis", 1)
     axis = axis + x.ndim if axis < 0 else axis
+    if None not in x.shape[axis:]:  # a batch of unknown size flattens as well
+        return gd.reshape(x, (-1, math.prod(x.shape[axis:])))
     return gd.reshape(x, (math.prod(_static_shape(call, x)[:axis]), -1))
 
 

@@ -1,0 +1,267 @@
+"""Real models through ONNX: PyTorch's nn.TransformerDecoderLayer and nn.MultiheadAttention (with
+key-padding and attention masks given as inputs), and torchvision's ResNet-18, MobileNetV2,
+SqueezeNet 1.0 and EfficientNet-B0 (random weights, small images) import, run like PyTorch and
+onnxruntime, differentiate like autograd, and export back to ONNX for onnxruntime."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import shutil
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from tests.helpers import run_on
+
+
+def _export(model, args, names, dynamic_axes=None):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the tracer's warnings about shapes read in forward
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, buf, opset_version=17, dynamo=False, input_names=names,
+                          dynamic_axes=dynamic_axes)
+    return buf.getvalue()
+
+
+def _perturbed(model):
+    """`model` in eval mode with every parameter moved off its initial value: no two equal
+    tensors (zero biases, unit norms), which the exporter would share under one name."""
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def _onnxruntime(data, feeds):
+    session = ort.InferenceSession(data)
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in names})
+
+
+def _check_values(imported, data, feeds, expected, rtol=1e-5, runners=("evaluate", "numpy")):
+    """The imported outputs on each runner, the original file in onnxruntime, and graphdl's
+    re-export in onnxruntime, all against PyTorch's `expected` (to rtol of its largest value:
+    float32 sums of other orders)."""
+    tolerance = {"rtol": rtol, "atol": rtol * max(np.abs(e).max() for e in expected)}
+    for runner in runners:
+        for got, want in zip(run_on(runner, list(imported.outputs), feeds), expected):
+            np.testing.assert_allclose(got, want, err_msg=runner, **tolerance)
+    saved = gd.onnx.save(dict(zip(imported.names, imported.outputs)), params=imported.params)
+    for source, model in (("onnxruntime", data), ("re-export", saved.SerializeToString())):
+        for got, want in zip(_onnxruntime(model, feeds), expected):
+            np.testing.assert_allclose(got, want, err_msg=source, **tolerance)
+
+
+def _check_gradients(imported, feeds, inputs, outputs, model, min_params):
+    """Gradients of Σ probe·output wrt the model's inputs and the parameters that keep their
+    PyTorch names, against autograd."""
+    rng = np.random.default_rng(1)
+    probes = [rng.standard_normal(o.shape).astype(np.float32) for o in outputs]
+    sum(((o * torch.from_numpy(p)).sum() for o, p in zip(outputs, probes))).backward()
+    torch_grads = {name: p.grad.numpy() for name, p in model.named_parameters()
+                   if p.grad is not None}
+    params = [imported.nodes[k] for k in sorted(imported.params) if k in torch_grads]
+    assert len(params) >= min_params
+    loss = sum(gd.sum(o * p) for o, p in zip(imported.outputs, probes))
+    wrt = [*imported.inputs[:len(inputs)], *params]
+    grads = gd.evaluate(gd.grad(loss, wrt), feeds)
+    expected = [x.grad.numpy() for x in inputs] + [torch_grads[p.name] for p in params]
+    for node, got, want in zip(wrt, grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=node.name)
+
+
+# ---------------------------------------------------------------- transformer decoder
+class Decoder(torch.nn.Module):
+    """One decoder layer under a causal tgt_mask: built in forward with torch.triu, or a
+    registered buffer (a constant of the file)."""
+
+    def __init__(self, activation, batch_first, mask):
+        super().__init__()
+        self.batch_first = batch_first
+        self.layer = torch.nn.TransformerDecoderLayer(
+            d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, activation=activation,
+            batch_first=batch_first)
+        self.register_buffer("mask", _causal(5) if mask == "buffer" else None)
+
+    def forward(self, x, mem):
+        steps = x.shape[1] if self.batch_first else x.shape[0]
+        mask = _causal(steps) if self.mask is None else self.mask
+        return self.layer(x, mem, tgt_mask=mask)
+
+
+def _causal(steps):
+    return torch.triu(torch.full((steps, steps), float("-inf")), diagonal=1)
+
+
+def _decoder(activation, batch_first, mask):
+    model = _perturbed(Decoder(activation, batch_first, mask))
+    x = torch.randn((2, 5, 16) if batch_first else (5, 2, 16))
+    mem = torch.randn((2, 6, 16) if batch_first else (6, 2, 16))
+    data = _export(model, (x, mem), ["x", "mem"])
+    return model, x, mem, data, gd.onnx.load(data)
+
+
+DECODERS = [("relu", True, "triu"), ("gelu", False, "triu"), ("relu", False, "buffer"),
+            ("gelu", True, "buffer")]
+
+
+@pytest.mark.parametrize("activation,batch_first,mask", DECODERS)
+def test_decoder_layer_runs_like_pytorch_and_onnxruntime(activation, batch_first, mask):
+    model, x, mem, data, imported = _decoder(activation, batch_first, mask)
+    feeds = imported.feeds(x=x.numpy(), mem=mem.numpy())
+    _check_values(imported, data, feeds, [model(x, mem).detach().numpy()])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_decoder_and_attention_run_on_cuda_kernels_on_the_cpu():
+    model, x, mem, _, imported = _decoder("gelu", True, "triu")
+    (got,) = run_on("cuda-cpu", list(imported.outputs),
+                    imported.feeds(x=x.numpy(), mem=mem.numpy()))
+    np.testing.assert_allclose(got, model(x, mem).detach().numpy(), rtol=1e-5, atol=2e-6)
+    model, args, _, imported, feeds = _attention("boolean")
+    for got, want in zip(run_on("cuda-cpu", list(imported.outputs), imported.feeds(**feeds)),
+                         model(*args)):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("activation,batch_first,mask", DECODERS[:2])
+def test_decoder_layer_gradients_match_autograd(activation, batch_first, mask):
+    model, x, mem, _, imported = _decoder(activation, batch_first, mask)
+    feeds = imported.feeds(x=x.numpy(), mem=mem.numpy())
+    inputs = [x.requires_grad_(), mem.requires_grad_()]
+    _check_gradients(imported, feeds, inputs, [model(*inputs)], model, min_params=8)
+
+
+# ---------------------------------------------------------------- multi-head attention
+class Attention(torch.nn.Module):
+    """nn.MultiheadAttention with the masks as inputs: key_padding_mask (True: ignore that key)
+    and attn_mask, both boolean or both additive; keys and values of their own widths."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(16, 4, batch_first=True, kdim=12, vdim=10)
+
+    def forward(self, q, k, v, padding, mask):
+        return self.attention(q, k, v, key_padding_mask=padding, attn_mask=mask)
+
+
+def _attention(mask_kind):
+    model = _perturbed(Attention())
+    q, k, v = torch.randn(2, 4, 16), torch.randn(2, 7, 12), torch.randn(2, 7, 10)
+    padding = torch.tensor([[False] * 5 + [True] * 2, [False] * 7])
+    mask = torch.triu(torch.ones(4, 7, dtype=torch.bool), 5)
+    if mask_kind == "additive":  # both masks of one kind, as PyTorch asks
+        mask = torch.randn(4, 7).masked_fill(mask, float("-inf"))
+        padding = torch.zeros(2, 7).masked_fill(padding, float("-inf"))
+    args = (q, k, v, padding, mask)
+    names = ["q", "k", "v", "padding", "mask"]
+    data = _export(model, args, names)
+    return model, args, data, gd.onnx.load(data), dict(zip(names, (a.numpy() for a in args)))
+
+
+@pytest.mark.parametrize("mask_kind", ["boolean", "additive"])
+def test_multihead_attention_with_masks_runs_like_pytorch(mask_kind):
+    model, args, data, imported, feeds = _attention(mask_kind)
+    expected = [y.detach().numpy() for y in model(*args)]  # the output and the mean weights
+    _check_values(imported, data, imported.feeds(**feeds), expected)
+
+
+def test_multihead_attention_gradients_match_autograd():
+    model, args, _, imported, feeds = _attention("additive")
+    inputs = [a.requires_grad_() for a in args[:3]]
+    _check_gradients(imported, imported.feeds(**feeds), inputs, list(model(*inputs, *args[3:])),
+                     model, min_params=2)
+
+
+# ---------------------------------------------------------------- torchvision
+def _torchvision_models():
+    """torchvision.models. A torchvision whose C extension cannot load beside this torch (the
+    CUDA wheel beside a CPU torch) fails at import, registering fake kernels for its detection
+    ops; declaring those two ops first lets it import: the models need none of its C code."""
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    try:
+        return importlib.import_module("torchvision.models")
+    except RuntimeError as e:
+        if "torchvision::nms" not in str(e):
+            raise
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+        del sys.modules[name]
+    global _TORCHVISION_OPS
+    _TORCHVISION_OPS = torch.library.Library("torchvision", "DEF")
+    for op in ("nms", "qnms"):
+        _TORCHVISION_OPS.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    return importlib.import_module("torchvision.models")
+
+
+_TORCHVISION_OPS = None  # the declared ops live as long as this library object
+
+
+@functools.cache
+def _vision(name, shape):
+    """torchvision's `name` with random weights in eval mode, its BatchNorm statistics those of
+    a random batch (at initialization they would shrink the activations to nothing); exported
+    once for the tests that share it."""
+    torch.manual_seed(0)
+    model = getattr(_torchvision_models(), name)(weights=None)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.momentum = 1.0  # the running statistics become the batch's
+    with torch.no_grad():
+        model.train()(torch.randn(8, *shape[1:]))
+    model.eval()
+    x = torch.randn(shape)
+    data = _export(model, (x,), ["x"])
+    return model, x, data, gd.onnx.load(data)
+
+
+VISION = {"resnet18": (1, 3, 64, 64), "mobilenet_v2": (1, 3, 64, 64),
+          "squeezenet1_0": (2, 3, 64, 64), "efficientnet_b0": (1, 3, 64, 64)}
+
+
+@pytest.mark.parametrize("name", sorted(VISION))
+def test_torchvision_model_runs_like_pytorch_and_onnxruntime(name):
+    model, x, data, imported = _vision(name, VISION[name])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(expected).max() > 0.1  # activations of a size to compare
+    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected], rtol=1e-4)
+
+
+def test_resnet18_input_gradient_matches_autograd():
+    model, x, _, imported = _vision("resnet18", VISION["resnet18"])
+    x, probe = x.clone().requires_grad_(), torch.randn(1, 1000)
+    (model(x) * probe).sum().backward()
+    loss = gd.sum(imported.outputs[0] * probe.numpy())
+    (dx,) = gd.evaluate(gd.grad(loss, imported.inputs), imported.feeds(x=x.detach().numpy()))
+    np.testing.assert_allclose(dx, x.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet18_with_a_dynamic_batch_runs_at_two_sizes():
+    model, x, _, _ = _vision("resnet18", VISION["resnet18"])
+    data = _export(model, (x,), ["x"], {"x": {0: "batch"}})
+    imported = gd.onnx.load(data)
+    assert imported.inputs[0].shape == (None, 3, 64, 64)
+    fn = gd.compile(list(imported.outputs))
+    saved = gd.onnx.save({"y": imported.outputs[0]}, params=imported.params)
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(expected).max()}
+        (got,) = fn(imported.feeds(x=x.numpy()))
+        np.testing.assert_allclose(got, expected, **tolerance)
+        (got,) = _onnxruntime(saved.SerializeToString(), {"x": x.numpy()})
+        np.testing.assert_allclose(got, expected, **tolerance)
