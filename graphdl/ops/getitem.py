@@ -154,14 +154,16 @@ def _take(x, adv, indices, what):
         return mv.TAKE(x, indices[0], axis=adv[0])
     sizes = [x.shape[a] for a in adv]
     rest = [a for a in range(x.ndim) if a not in adv]
-    if None in sizes or sum(x.shape[a] is None for a in rest) > 1:
-        raise GraphError(f"{what}: several index arrays need the sizes of the indexed axes "
-                         f"known, and all but one of the others; {describe(x)} has shape "
+    if None in sizes[1:] or [sizes[0], *(x.shape[a] for a in rest)].count(None) > 1:
+        raise GraphError(f"{what}: several index arrays need the sizes of the indexed axes but "
+                         f"the first known, and of all axes but one; {describe(x)} has shape "
                          f"{format_shape(x.shape)}")
     order = adv + rest
     moved = x if order == sorted(order) else mv.TRANSPOSE(x, axes=tuple(order))
-    merged = mv.reshape(moved, [math.prod(sizes)] + [
+    merged = mv.reshape(moved, [-1 if None in sizes else math.prod(sizes)] + [
         -1 if x.shape[a] is None else x.shape[a] for a in rest])
+    # The first index may be negative (its axis's size unknown, so not made positive): the
+    # flat position is then in [-size, 0), which take counts from the end, as it should.
     flat = indices[-1]
     for i, stride in zip(indices[-2::-1], np.cumprod(sizes[:0:-1])):
         flat = flat + i * int(stride)
