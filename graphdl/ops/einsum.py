@@ -116,7 +116,8 @@ def _sizes(xs, labels, equation):
     sizes = {}
     for lb, uses in seen.items():
         big = [(k, d) for k, d in uses if d not in (None, 1)]
-        clash = next(((k, d) for k, d in big if d != big[0][1]), None)
+        # (a clash within one operand is its diagonal's, refused there)
+        clash = next(((k, d) for k, d in big if d != big[0][1] and k != big[0][0]), None)
         if clash:
             (j, dj), (k, dk) = big[0], clash
             raise GraphError(f"einsum {equation!r}: {_say(lb)} has size {dj} in operand {j}, "
