@@ -118,6 +118,7 @@ def test_refusals_at_declaration_name_the_node():
         (lambda: x[x > 0], r"boolean mask .* graph node.*gd\.where"),
         (lambda: x[[0, 3]], r"indexing 'table': index 3 is out of range for axis 0 of size 3"),
         (lambda: x[:, :, [-6]], r"indexing 'table': index -6 is out of range for axis 2"),
+        (lambda: x[None, 3, [0]], r"indexing 'table': index 3 is out of range for axis 0"),
         (lambda: x[MASK[:2]], r"boolean mask of shape \(2, 4\).*\(3, 4\)"),
         (lambda: x[[0, 1], [0, 1, 2]], r"shapes \(2,\), \(3,\) do not broadcast"),
         (lambda: x[[0], [0], [0], [0]], r"too many indices: 'table' has 3 dimensions, 4"),
@@ -129,6 +130,20 @@ def test_refusals_at_declaration_name_the_node():
     for build, message in refused:
         with pytest.raises(gd.GraphError, match=message):
             build()
+
+
+def test_onnx_export_runs_in_onnxruntime():
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    x, i = gd.input("x", SHAPE, "float32"), gd.input("i", (2,), "int64")
+    ys = [x[[0, 2, 2], :, [1, -1, 1]], x[i, 1:], x[MASK]]
+    ys.append(gd.grad(sum(gd.sum(y * y) for y in ys), [x])[0])
+    feeds = {"x": np.random.default_rng(0).standard_normal(SHAPE).astype("float32"),
+             "i": np.array([-1, 1])}
+    session = ort.InferenceSession(gd.onnx.save(ys).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for got, want in zip(session.run(None, feeds), gd.evaluate(ys, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_several_index_arrays_need_known_sizes():

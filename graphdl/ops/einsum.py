@@ -51,13 +51,12 @@ def einsum(equation, *operands):
     while len(ops) > 1:
         i, j = min(((i, j) for i in range(len(ops)) for j in range(i + 1, len(ops))),
                    key=lambda p: _result_size(ops, *p, output, sizes))
-        later = _needed(ops[:i] + ops[i + 1:j] + ops[j + 1:], output)
-        pair = _contract(ops[i], ops[j], later)
-        ops = ops[:i] + [pair] + ops[i + 1:j] + ops[j + 1:]
+        ops = [_contract(ops[i], ops[j], _needed(_without(ops, i, j), output)),
+               *_without(ops, i, j)]
     x, ls = _summed(*ops[0], set(output))
     order = tuple(ls.index(lb) for lb in output)
     out = x if order == tuple(range(x.ndim)) else mv.TRANSPOSE(x, axes=order)
-    return out if any(out is x for x in xs) else _named(out, "einsum")
+    return out if any(out is operand for operand in xs) else _named(out, "einsum")
 
 
 def _parse(equation, count):
@@ -160,13 +159,18 @@ def _summed(x, ls, keep):
     return rd.sum(x, axis=drop), [lb for lb in ls if lb in keep]
 
 
+def _without(ops, i, j):
+    return ops[:i] + ops[i + 1:j] + ops[j + 1:]
+
+
 def _needed(ops, output):
+    """The labels the output or any of `ops` has."""
     return set(output) | {lb for _, ls in ops for lb in ls}
 
 
 def _result_size(ops, i, j, output, sizes):
     """How many elements contracting ops i and j would give (unknown sizes count as large)."""
-    later = _needed(ops[:i] + ops[i + 1:j] + ops[j + 1:], output)
+    later = _needed(_without(ops, i, j), output)
     kept = {lb for lb in ops[i][1] + ops[j][1] if lb in later}
     return math.prod(_UNKNOWN if sizes[lb] is None else sizes[lb] for lb in kept)
 

@@ -103,6 +103,8 @@ def _per_axis(x, key, what):
             entries += list(np.nonzero(k))
             origin += range(axis, axis + k.ndim)
         else:
+            if isinstance(k, int) and x.shape[axis] is not None:
+                _check_range(np.asarray(k), x.shape[axis], axis, what)
             entries.append(k)
             origin.append(None if k is None else axis)
         axis += width(k)
@@ -134,10 +136,16 @@ def _checked(k, x, axis, origin, what, several):
     if n is None:
         return mv.check_index(leaf.constant(k), x, axis,
                               f"{what}: indices into axis {origin}")
+    _check_range(k, n, origin, what)
+    return leaf.constant(k % n if n else k)
+
+
+def _check_range(k, n, axis, what):
+    """Refuse the constant indices k unless all are in [-n, n)."""
     bad = k[(k < -n) | (k >= n)]
     if bad.size:
-        raise GraphError(f"{what}: index {bad[0]} is out of range for axis {origin} of size {n}")
-    return leaf.constant(k % n if n else k)
+        raise GraphError(f"{what}: index {bad.flat[0]} is out of range for axis {axis} of size "
+                         f"{n}")
 
 
 def _take(x, adv, indices, what):
