@@ -54,6 +54,7 @@ from graphdl.ops.composite import (
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
+from graphdl.ops.einsum import einsum
 from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
 from graphdl.ops.elementwise import (
     acos,
@@ -256,6 +257,7 @@ __all__ = [
     "diagonal",
     "draw",
     "dropout",
+    "einsum",
     "elementwise_op",
     "elu",
     "embedding",

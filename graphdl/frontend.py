@@ -12,6 +12,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
+from graphdl.ops.getitem import getitem
 
 
 def _rtruediv(x, other):
@@ -44,7 +45,7 @@ _OPERATORS = {
     "__le__": lambda a, b: ew.LESS_EQUAL(a, b),
     "__gt__": lambda a, b: ew.GREATER(a, b),
     "__ge__": lambda a, b: ew.GREATER_EQUAL(a, b),
-    "__getitem__": mv.getitem,
+    "__getitem__": getitem,
 }
 
 for _name, _fn in _OPERATORS.items():

@@ -56,6 +56,10 @@ for _name, _fn in {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b,
     _binary(_name, _fn)
 
 
+OPS["Einsum"] = lambda call: gd.einsum(call.attr("equation"),
+                                      *[call.node(i) for i in range(len(call.inputs))])
+
+
 def _variadic(fn):
     return lambda call: functools.reduce(fn, [call.node(i) for i in range(len(call.inputs))])
 

@@ -100,6 +100,11 @@ def _getitem(a, key):
     return a[key]
 
 
+def _advanced_index(a, *fed, key):
+    """a[key], the fed index input (if any) in place of the key's "i"."""
+    return a[tuple(fed[0] if isinstance(k, str) else k for k in key)]
+
+
 def _round_trip(a, via):
     return gd.cast(gd.cast(a, via), a.dtype)
 
@@ -130,6 +135,8 @@ GD = {
     "div": lambda a, b: a / b,
     "where": _where,
     "getitem": _getitem,
+    "advanced_index": _advanced_index,
+    "einsum": lambda *xs, equation: gd.einsum(equation, *xs),
     "cast": _round_trip,
     "one_hot": _masked,
     **{op: lambda a, op=op, **p: gd.cast(getattr(gd, op)(a, **p), a.dtype) for op in CAST_BACK},
@@ -184,6 +191,7 @@ _CODE = {
     "pow": "{0} ** {exponent!r}", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}",
     "cast": "gd.cast(gd.cast({0}, {via!r}), {0}.dtype)",
     "div": "{0} / {1}", "where": "gd.where(gd.{cmp}({0}, {1}), {0}, {1})", "getitem": "{0}[{key}]",
+    "einsum": "gd.einsum({equation!r}, {args})",
     "wsum": "gd.sum({0} * gd.constant({weights}))",
     "concatenate": "gd.concatenate([{args}], axis={axis})",
     "stack": "gd.stack([{args}], axis={axis})", "repeat": "gd.repeat({0}, *{sizes})",
@@ -214,6 +222,11 @@ def _code(step):
             return f"gd.take_along_axis({floats[0]}, {index}, {axis})"
         rest = "".join(f", {f}" for f in floats[1:])
         return f"gd.{step.op}({floats[0]}, {axis}, {index}{rest}{extra})"
+    if step.op == "advanced_index":
+        fed = iter(args[1:])
+        key = "".join(f"{next(fed) if isinstance(k, str) else _literal(k)}, "
+                      for k in step.params["key"])
+        return f"{args[0]}[{key}]"
     if step.op == "one_hot":
         labels = args[1] if len(args) > 1 else f"gd.constant({_literal(step.params['labels'])})"
         return (f"gd.one_hot({labels}, {step.params['num_classes']}, dtype={args[0]}.dtype) * "
@@ -590,6 +603,67 @@ def _getitem(g):
             step = int(g.rng.choice([1, 1, 2, -1, -2]))
             key.append(slice(start, stop, step))
     return [x], {"key": tuple(key)}
+
+
+def _advanced_index(g):
+    """x[key] with NumPy's advanced indexing: a constant boolean mask over the leading axes, or
+    index arrays (repeats, negatives; broadcast together; the first fed half the time) on one
+    or two axes, adjacent or apart, at times an int among them, a slice or None beside them."""
+    x = g.pick(lambda s: len(s) >= 1 and 0 not in s)
+    shape = g.shape_of(x)
+    if g.rng.random() < 0.2:
+        return [x], {"key": (g.rng.random(shape[:int(g.rng.integers(1, len(shape) + 1))]) < 0.6,)}
+    axes = sorted(g.rng.choice(len(shape), int(g.rng.integers(1, min(len(shape), 2) + 1)),
+                               replace=False))
+    slices = [slice(None), slice(1, None), slice(None, None, 2)]
+    key = [slices[int(g.rng.integers(3))] for _ in shape]
+    both = tuple(int(d) for d in g.rng.integers(1, 4, int(g.rng.integers(1, 3))))
+    args = []
+    for k, a in enumerate(axes):
+        if k and g.rng.random() < 0.25:
+            key[a] = int(g.rng.integers(-shape[a], shape[a]))
+            continue
+        own = tuple(1 if g.rng.random() < 0.3 else d for d in both)
+        value = g.rng.integers(-shape[a], shape[a], own)
+        fed, params = g.integers(np.asarray(value, dtype=np.int64), "index") if k == 0 else (
+            [], {"index": value})
+        args += fed
+        key[a] = params["index"] if params else "i"
+    key = key[:max(axes) + 1 + int(g.rng.integers(2))]
+    if g.rng.random() < 0.2:
+        key.insert(int(g.rng.integers(len(key) + 1)), None)
+    return [x, *args], {"key": tuple(key)}
+
+
+def _einsum(g):
+    """einsum of one or two operands by a random equation: a letter repeated over axes of one
+    size (a diagonal), letters shared (batch or contracted) and a size-1 one broadcast, at times
+    '...' for the leading axes; the output implicit, or explicit with a random choice of
+    letters in a random order."""
+    x = g.pick(lambda s: 1 <= len(s) <= 4)
+    shape = g.shape_of(x)
+    dots = int(g.rng.integers(1, len(shape) + 1)) if g.rng.random() < 0.25 else 0
+    letters, sizes, term = iter("abcdefgh"), {}, []
+    for d in shape[dots:]:
+        same = [c for c in term if sizes[c] == d]
+        if same and g.rng.random() < 0.3:
+            term.append(str(g.rng.choice(same)))
+        else:
+            term.append(next(letters))
+            sizes[term[-1]] = d
+    terms, args = ["..." * bool(dots) + "".join(term)], [x]
+    if g.rng.random() < 0.6:
+        shared = [c for c in sizes if g.rng.random() < 0.6]
+        new = [next(letters) for _ in range(int(g.rng.integers(0 if shared else 1, 3)))]
+        sizes.update({c: int(g.rng.integers(1, 4)) for c in new})
+        other = [str(c) for c in g.rng.permutation(shared + new)]
+        args.append(g.fresh(tuple(1 if g.rng.random() < 0.1 else sizes[c] for c in other)))
+        terms.append("".join(other))
+    equation = ",".join(terms)
+    if g.rng.random() < 0.6:
+        out = [str(c) for c in g.rng.permutation(list(sizes)) if g.rng.random() < 0.6]
+        equation += "->" + "..." * (dots and g.rng.random() < 0.7) + "".join(out)
+    return args, {"equation": equation}
 
 
 def _take(g):
@@ -1248,6 +1322,7 @@ PROPOSERS = {
     "diagonal": _diagonal,
     "meshgrid": _meshgrid,
     "getitem": _getitem,
+    "advanced_index": _advanced_index,
     "take": _take,
     "gather": _gather,
     "take_along_axis": lambda g: _gather(g, numpy_form=True),
@@ -1260,6 +1335,7 @@ PROPOSERS = {
     "sum_to": _sum_to,
     "lookup_dot": _lookup_dot,
     "matmul": _matmul,
+    "einsum": _einsum,
     "conv2d": _conv2d,
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),

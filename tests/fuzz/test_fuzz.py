@@ -175,4 +175,5 @@ def test_generator_feeds_take_indices_and_class_labels_as_int64_inputs():
                 consumers |= {s.op for s in program.steps if k in s.args}
     assert consumers == {"take", "lookup_dot", "softmax_cross_entropy", "hinge_loss", "one_hot",
                          "nll_loss", "cross_entropy", "gather", "take_along_axis", "index_select",
-                         "index_add", "scatter", "scatter_add", "scatter_reduce"}
+                         "index_add", "scatter", "scatter_add", "scatter_reduce",
+                         "advanced_index"}

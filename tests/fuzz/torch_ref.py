@@ -122,6 +122,14 @@ def _getitem(x, key):
     return x.squeeze(tuple(drop)) if drop else x
 
 
+def _advanced_index(x, *fed, key):
+    """NumPy's advanced indexing: the fed index (if any) in place of the key's "i"; an int
+    beside index arrays is a 1-element index array (PyTorch indexes by an int first)."""
+    key = [fed[0] if isinstance(k, str) else k for k in key]
+    return x[tuple(k if k is None or isinstance(k, slice) else torch.tensor([k])
+                   if isinstance(k, int) else torch.as_tensor(k) for k in key)]
+
+
 def _conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if isinstance(padding, tuple) and len(padding) == 4:  # graphdl's (top, bottom, left, right)
         top, bottom, left, right = padding
@@ -297,6 +305,7 @@ TORCH = {
     "diagonal": _diagonal,
     "meshgrid": lambda *xs, indexing, pick: torch.meshgrid(*xs, indexing=indexing)[pick],
     "getitem": _getitem,
+    "advanced_index": _advanced_index,
     "take": _take,
     "gather": lambda x, *i, dim, index=None: torch.gather(x, dim, _index(i, index)),
     "take_along_axis": _take_along_axis,
@@ -313,6 +322,7 @@ TORCH = {
     "lookup_dot": lambda table, partner, indices: (
         _take(table, indices, 0) * partner.unsqueeze(1)).sum(2),
     "matmul": torch.matmul,
+    "einsum": lambda *xs, equation: torch.einsum(equation, *xs),
     "conv2d": _conv2d,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": F.avg_pool2d,
