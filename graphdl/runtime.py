@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy
 
 __all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_lowest", "_pad",
-           "_pool_extra", "_row_groups", "_rows_summed", "_scatter_add", "_sigmoid",
-           "_softplus", "_stable_order", "_sum_to", "_sum_to_axes", "_unslice", "_where"]
+           "_pool_extra", "_row_groups", "_rows_summed", "_running_arg", "_scatter_add",
+           "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes", "_unslice",
+           "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -147,6 +148,22 @@ def _sum_to_axes(shape, target):
 def _sum_to(x, shape):
     """x summed down to `shape`, undoing broadcasting (autodiff's unbroadcast)."""
     return numpy.sum(x, axis=_sum_to_axes(x.shape, shape), keepdims=True).reshape(shape)
+
+
+def _running_arg(x, axis, reverse, largest):
+    """The int64 index of the running maximum (`largest`) or minimum of x along `axis`,
+    PyTorch's cummax/cummin's: of equal values the one seen last; from a NaN on the extremum is
+    NaN, its index the last NaN seen. `reverse` runs from the end. A position is the index from
+    where its value equals the running extremum (or is NaN) until the next such position."""
+    if reverse:
+        flipped = _running_arg(numpy.flip(x, axis), axis, False, largest)
+        return numpy.flip(x.shape[axis] - 1 - flipped, axis)
+    extremum = (numpy.maximum if largest else numpy.minimum).accumulate(x, axis)
+    hit = x == extremum
+    if x.dtype.kind == "f":
+        hit |= numpy.isnan(x)
+    positions = numpy.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    return numpy.maximum.accumulate(numpy.where(hit, positions, 0), axis).astype(numpy.int64)
 
 
 # ---------------------------------------------------------------- convolution and pooling
