@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_lowest", "_pad",
-           "_pool_extra", "_row_groups", "_rows_summed", "_running_arg", "_scatter_add",
-           "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes", "_unslice",
-           "_where"]
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_logcumsumexp",
+           "_lowest", "_pad", "_pool_extra", "_row_groups", "_rows_summed", "_running_arg",
+           "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes",
+           "_unslice", "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -148,6 +148,13 @@ def _sum_to_axes(shape, target):
 def _sum_to(x, shape):
     """x summed down to `shape`, undoing broadcasting (autodiff's unbroadcast)."""
     return numpy.sum(x, axis=_sum_to_axes(x.shape, shape), keepdims=True).reshape(shape)
+
+
+def _logcumsumexp(x, axis):
+    """log Σ e^x cumulated along `axis`: NumPy's logaddexp, which never overflows, accumulated.
+    A NaN gives NaN from there on, without the warning NumPy's logaddexp gives for it."""
+    with numpy.errstate(invalid="ignore"):
+        return numpy.logaddexp.accumulate(x, axis)
 
 
 def _running_arg(x, axis, reverse, largest):

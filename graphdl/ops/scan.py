@@ -152,7 +152,7 @@ def _logcumsumexp_infer(inputs, attrs):
 # logcumsumexp: out[..., i, ...] = log Σ_{j ≤ i} e^x[..., j, ...] (j ≥ i with reverse).
 LOGCUMSUMEXP = register(OpDef(
     "logcumsumexp", infer=_logcumsumexp_infer,
-    impl=lambda x, axis, reverse: _scanned(np.logaddexp.accumulate, x, axis, reverse),
+    impl=lambda x, axis, reverse: _scanned(runtime._logcumsumexp, x, axis, reverse),
     pullback=lambda n, g: [_logcumsumexp_grad(n, g)], label=_label("log Σ exp cumulative"),
     closed_form=_ARRAY, kinks="smooth",
     narration=lambda w: (f"{w.dx} = Σ of {w.dy} times softmax weights e^({w.x} − {w.y}) over the "
