@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_logcumsumexp",
-           "_lowest", "_pad", "_pool_extra", "_row_groups", "_rows_summed", "_running_arg",
-           "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes",
-           "_unslice", "_where"]
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_linear_scan",
+           "_logcumsumexp", "_lowest", "_pad", "_pool_extra", "_row_groups", "_rows_summed",
+           "_running_arg", "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to",
+           "_sum_to_axes", "_unslice", "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -148,6 +148,18 @@ def _sum_to_axes(shape, target):
 def _sum_to(x, shape):
     """x summed down to `shape`, undoing broadcasting (autodiff's unbroadcast)."""
     return numpy.sum(x, axis=_sum_to_axes(x.shape, shape), keepdims=True).reshape(shape)
+
+
+def _linear_scan(a, g, axis, reverse):
+    """s_k = g_k + a_k · s_(k-1) along `axis` (s_(k+1) with `reverse`); s = g at the first
+    element in the scan's order. One vectorized step per position of the axis."""
+    a, g = numpy.moveaxis(a, axis, 0), numpy.moveaxis(g, axis, 0)
+    out = numpy.empty_like(g)
+    previous = None
+    for k in (range(len(g) - 1, -1, -1) if reverse else range(len(g))):
+        previous = g[k] if previous is None else g[k] + a[k] * previous
+        out[k] = previous
+    return numpy.moveaxis(out, 0, axis)
 
 
 def _logcumsumexp(x, axis):

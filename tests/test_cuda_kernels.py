@@ -240,6 +240,10 @@ CASES.update({
     "logcumsumexp-nans-and-infinities": scanned((5, 7, 9), 1, True, op=scan.LOGCUMSUMEXP,
                                                 nans=True),
     "logcumsumexp-float64": scanned((4, 30), 1, False, "float64", scan.LOGCUMSUMEXP),
+    "linear_scan-reverse": lambda rng: (
+        scan.LINEAR_SCAN(gd.input("a", (4, 9, 3), "float32"), gd.input("g", (4, 9, 3), "float32"),
+                         axis=1, reverse=True),
+        [rng.uniform(0, 1, (4, 9, 3)).astype("float32"), _data(rng, (4, 9, 3), "float32")]),
     "cumargmax-nans": scanned((5, 7, 9), 1, False, op=scan.CUMARGMAX, nans=True),
     "cumargmin-int-ties-reverse": scanned((40, 3), 0, True, "int16", scan.CUMARGMIN),
     "cumargmax-empty-axis": scanned((3, 0, 4), 1, True, op=scan.CUMARGMAX),
@@ -304,7 +308,7 @@ def _tolerance(node, inputs):
     per term of the longest sum."""
     dtype = np.dtype(node.dtype)
     if dtype.kind != "f" or node.op not in (rd.SUM, mv.SUM_TO, mm.MATMUL, mv.SCATTER_ADD,
-                                            scan.LOGCUMSUMEXP):
+                                            scan.LOGCUMSUMEXP, scan.LINEAR_SCAN):
         return 0.0
     terms = (inputs[0].shape[-1] if node.op is mm.MATMUL
              else inputs[0].size // max(math.prod(node.shape), 1))

@@ -416,6 +416,17 @@ def logcumsumexp(node, name):
                  f"{name}_logaddexp(acc, {{x}})", helper)
 
 
+@register(scan.LINEAR_SCAN)
+def linear_scan(node, name):
+    a, _ = node.inputs
+    along = _along(a.shape, node.attrs["axis"], 0)
+    lines = along["OUTER"] * along["INNER"]
+    source = fill("linear_scan.cu", node, name, T=_supported(node, a.dtype, "f"),
+                  INDEX=_index_type(math.prod(a.shape)), LINES=lines,
+                  REVERSE=int(node.attrs["reverse"]), **along)
+    return OpKernels(source, grid_stride(name, lines, (("in", 0), ("in", 1), ("out",))))
+
+
 def _running_arg(node, name, comparison):
     (x,) = node.inputs
     along = _along(x.shape, node.attrs["axis"], 0)

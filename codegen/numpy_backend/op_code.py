@@ -122,6 +122,8 @@ implements_each("numpy", {
     scan.CUMSUM: _scan("numpy.cumsum"),
     scan.CUMPROD: _scan("numpy.cumprod"),
     scan.LOGCUMSUMEXP: _scan("_logcumsumexp"),
+    scan.LINEAR_SCAN: lambda n, a, g: call(
+        f"_linear_scan({a.text}, {g.text}, {n.attrs['axis']}, {n.attrs['reverse']})"),
     scan.CUMARGMAX: _running_arg(largest=True),
     scan.CUMARGMIN: _running_arg(largest=False),
     sorting.ARGSORT: _argsort,

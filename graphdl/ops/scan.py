@@ -125,21 +125,67 @@ CUMPROD = register(OpDef(
 ))
 
 
+# ---------------------------------------------------------------- linear_scan
+def _step(v, axis, forward):
+    """v moved one place along `axis`, toward the end (`forward`) or the start, 0 filling the
+    place left."""
+    source, target = ((None, -1, None), (1, None, None))[::1 if forward else -1]
+    everything = ((None, None, None),) * v.ndim
+
+    def at(where):
+        return everything[:axis] + (where,) + everything[axis + 1:]
+    return mv.UNSLICE(mv.SLICE(v, index=at(source)), v, index=at(target))
+
+
+def _linear_scan_grad(node, u):
+    """s = L(a, g) is linear in g; its transpose runs the other way, each factor a moved to
+    the element it joins: v_k = u_k + a_next · v_next. And ∂s/∂a_k = s before k times the sums
+    after it: v_k · s_previous."""
+    a, axis, reverse = node.inputs[0], node.attrs["axis"], node.attrs["reverse"]
+    v = LINEAR_SCAN(_step(a, axis, reverse), u, axis=axis, reverse=not reverse)
+    return [_step(node, axis, not reverse) * v, v]
+
+
+def _linear_scan_infer(inputs, attrs):
+    a, g = inputs
+    if not mv.shapes_match(a.shape, g.shape) or a.dtype != g.dtype or g.ndim == 0:
+        raise GraphError(f"linear_scan: {describe(a)} and {describe(g)} must be arrays of one "
+                         f"shape and dtype, of one or more dimensions")
+    return g.shape, g.dtype
+
+
+# linear_scan: s_k = g_k + a_k · s_(k-1) along `axis` (s_(k+1) with `reverse`), s = g at the
+# scan's first element (a is unused there): a first-order linear recurrence, the exact and
+# stable form of logcumsumexp's gradient, and closed under differentiation.
+LINEAR_SCAN = register(OpDef(
+    "linear_scan", infer=_linear_scan_infer, impl=runtime._linear_scan,
+    pullback=_linear_scan_grad, label=_label("linear scan"),
+    closed_form="needs arrays of one or more dimensions", kinks="smooth",
+    narration=lambda w: (f"{w.dx}: the recurrence run the other way over {w.dy}, for g; times "
+                         f"the previous sums, for a → {w.shape}"),
+))
+
+
 # ---------------------------------------------------------------- logcumsumexp
 def _logcumsumexp_grad(node, g):
-    """dx_k = Σ_{i at or after k} g_i e^(x_k − y_i): e^x_k times a reverse logcumsumexp of
-    log g − y, the positive and negative parts of g apart (a log needs a positive argument),
-    so that no exp overflows. Where a part is 0 its log is the lowest finite float, not -inf:
-    the second derivative then meets no -inf − -inf."""
+    """dx_k = Σ_{i at or after k} g_i e^(x_k − y_i) = e^(x_k − y_k) · s_k, where s runs back
+    over g with the factors a_k = e^(y_k − y_next) = σ(y_k − x_next), all in [0, 1]: nothing
+    overflows, and the gradient is linear in g, so its own gradient is right where g is 0.
+
+    Where y_k is infinite (-inf: x is -inf up to k; +inf: an x before was +inf) the weight is
+    0 (PyTorch's NaN where x_k is that infinity too) and a_k is 0, so that no NaN reaches the
+    other elements, nor their second derivatives (each branch is cut twice: no NaN slope)."""
     x, axis, reverse = node.inputs[0], node.attrs["axis"], node.attrs["reverse"]
-    lowest = float(np.finfo(node.dtype).min)
+    infinite = ew.EQUAL(ew.ABS(node), np.inf)
 
-    def part(has):
-        log_part = ew.WHERE(has, ew.LOG(ew.WHERE(has, ew.ABS(g), 1)), lowest)
-        back = LOGCUMSUMEXP(log_part - node, axis=axis, reverse=not reverse)
-        return ew.EXP(back + x)
+    def finite(v):
+        return ew.WHERE(infinite, 0, v)
 
-    return part(ew.GREATER(g, 0)) - part(ew.LESS(g, 0))
+    x_next = _step(x, axis, forward=reverse)  # x_(k+1), or x_(k-1) with reverse
+    a = finite(ew.SIGMOID(finite(node - x_next)))
+    s = LINEAR_SCAN(a, g, axis=axis, reverse=not reverse)
+    at_infinity = ew.WHERE(ew.EQUAL(x, node), np.nan, 0)
+    return ew.WHERE(infinite, at_infinity, ew.EXP(finite(x - node)) * s)
 
 
 def _logcumsumexp_infer(inputs, attrs):

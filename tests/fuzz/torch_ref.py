@@ -188,12 +188,15 @@ def _where(a, b, cmp):
                                        "less": "lt"}[cmp])(a, b), a, b)
 
 
-def _cumsum(x, axis, reverse):
-    if axis is None:
-        x, axis = x.reshape(-1), 0
-    if reverse:
-        return torch.flip(torch.cumsum(torch.flip(x, [axis]), axis), [axis])
-    return torch.cumsum(x, axis)
+def _scan(function):
+    """A torch scan (x, dim) with graphdl's axis None (x flattened) and reverse (from the end)."""
+    def scan(x, axis, reverse):
+        if axis is None:
+            x, axis = x.reshape(-1), 0
+        if reverse:
+            return torch.flip(function(torch.flip(x, [axis]), axis), [axis])
+        return function(x, axis)
+    return scan
 
 
 def _softplus(a, beta=1.0, threshold=None):
@@ -234,7 +237,11 @@ TORCH = {
     "softsign": F.softsign,
     "glu": lambda a, axis=None, dim=None: F.glu(a, next((d for d in (axis, dim)
                                                          if d is not None), -1)),
-    "cumsum": _cumsum,
+    "cumsum": _scan(torch.cumsum),
+    "cumprod": _scan(torch.cumprod),
+    "logcumsumexp": _scan(torch.logcumsumexp),
+    "cummax": _scan(lambda x, axis: torch.cummax(x, axis).values),
+    "cummin": _scan(lambda x, axis: torch.cummin(x, axis).values),
     "log": torch.log,
     "sqrt": torch.sqrt,
     "reciprocal": torch.reciprocal,
