@@ -156,9 +156,10 @@ def _linear_scan(a, g, axis, reverse):
     a, g = numpy.moveaxis(a, axis, 0), numpy.moveaxis(g, axis, 0)
     out = numpy.empty_like(g)
     previous = None
-    for k in (range(len(g) - 1, -1, -1) if reverse else range(len(g))):
-        previous = g[k] if previous is None else g[k] + a[k] * previous
-        out[k] = previous
+    with numpy.errstate(invalid="ignore", over="ignore"):  # inf and NaN carry on, as in C
+        for k in (range(len(g) - 1, -1, -1) if reverse else range(len(g))):
+            previous = g[k] if previous is None else g[k] + a[k] * previous
+            out[k] = previous
     return numpy.moveaxis(out, 0, axis)
 
 
