@@ -199,6 +199,17 @@ def _scan(function):
     return scan
 
 
+def _logcumsumexp(x, axis):
+    """torch.logcumsumexp as a logsumexp over each prefix (-inf past it). The values are the
+    same; torch.logcumsumexp's double backward splits the cotangent into logs of its positive
+    and negative parts, which have no slope where it is 0: its second derivatives there are
+    0 or NaN, this form's (and graphdl's) are right (tests/test_scans.py)."""
+    x = x.movedim(axis, -1)
+    prefix = torch.ones(x.shape[-1], x.shape[-1], dtype=torch.bool).tril()  # [i, j]: j <= i
+    masked = torch.where(prefix, x.unsqueeze(-2), torch.tensor(-torch.inf, dtype=x.dtype))
+    return torch.logsumexp(masked, -1).movedim(-1, axis)
+
+
 def _softplus(a, beta=1.0, threshold=None):
     """gd.softplus: F.softplus with a threshold; without one the exact value, log(1 + e^βx)/β
     (F.softplus cuts off at 20)."""
@@ -239,7 +250,7 @@ TORCH = {
                                                          if d is not None), -1)),
     "cumsum": _scan(torch.cumsum),
     "cumprod": _scan(torch.cumprod),
-    "logcumsumexp": _scan(torch.logcumsumexp),
+    "logcumsumexp": _scan(_logcumsumexp),
     "cummax": _scan(lambda x, axis: torch.cummax(x, axis).values),
     "cummin": _scan(lambda x, axis: torch.cummin(x, axis).values),
     "log": torch.log,
