@@ -158,7 +158,8 @@ def _linear_scan_infer(inputs, attrs):
 # scan's first element (a is unused there): a first-order linear recurrence, the exact and
 # stable form of logcumsumexp's gradient, and closed under differentiation.
 LINEAR_SCAN = register(OpDef(
-    "linear_scan", infer=_linear_scan_infer, impl=runtime._linear_scan,
+    "linear_scan", infer=_linear_scan_infer,
+    impl=lambda a, g, axis, reverse: runtime._linear_scan(a, g, axis, reverse),
     pullback=_linear_scan_grad, label=_label("linear scan"),
     closed_form="needs arrays of one or more dimensions", kinks="smooth",
     narration=lambda w: (f"{w.dx}: the recurrence run the other way over {w.dy}, for g; times "
