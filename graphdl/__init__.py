@@ -176,7 +176,7 @@ from graphdl.ops.reduce import (
     sum,
     var,
 )
-from graphdl.ops.scan import cumsum
+from graphdl.ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp
 from graphdl.ops.sorting import argsort, sort, topk
 
 # Imported on first use: they need SymPy (or graphviz), which declaring a graph does not.
@@ -252,6 +252,9 @@ __all__ = [
     "cosh",
     "cosine_similarity",
     "cross_entropy",
+    "cummax",
+    "cummin",
+    "cumprod",
     "cumsum",
     "custom_op",
     "diagonal",
@@ -306,6 +309,7 @@ __all__ = [
     "log10",
     "log_sigmoid",
     "log_softmax",
+    "logcumsumexp",
     "logsumexp",
     "margin_ranking_loss",
     "matmul",

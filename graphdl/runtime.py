@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_lowest", "_pad",
-           "_pool_extra", "_row_groups", "_rows_summed", "_scatter_add", "_sigmoid",
-           "_softplus", "_stable_order", "_sum_to", "_sum_to_axes", "_unslice", "_where"]
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_linear_scan",
+           "_logcumsumexp", "_lowest", "_pad", "_pool_extra", "_row_groups", "_rows_summed",
+           "_running_arg", "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to",
+           "_sum_to_axes", "_unslice", "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -147,6 +148,42 @@ def _sum_to_axes(shape, target):
 def _sum_to(x, shape):
     """x summed down to `shape`, undoing broadcasting (autodiff's unbroadcast)."""
     return numpy.sum(x, axis=_sum_to_axes(x.shape, shape), keepdims=True).reshape(shape)
+
+
+def _linear_scan(a, g, axis, reverse):
+    """s_k = g_k + a_k · s_(k-1) along `axis` (s_(k+1) with `reverse`); s = g at the first
+    element in the scan's order. One vectorized step per position of the axis."""
+    a, g = numpy.moveaxis(a, axis, 0), numpy.moveaxis(g, axis, 0)
+    out = numpy.empty_like(g)
+    previous = None
+    with numpy.errstate(invalid="ignore", over="ignore"):  # inf and NaN carry on, as in C
+        for k in (range(len(g) - 1, -1, -1) if reverse else range(len(g))):
+            previous = g[k] if previous is None else g[k] + a[k] * previous
+            out[k] = previous
+    return numpy.moveaxis(out, 0, axis)
+
+
+def _logcumsumexp(x, axis):
+    """log Σ e^x cumulated along `axis`: NumPy's logaddexp, which never overflows, accumulated.
+    A NaN gives NaN from there on, without the warning NumPy's logaddexp gives for it."""
+    with numpy.errstate(invalid="ignore"):
+        return numpy.logaddexp.accumulate(x, axis)
+
+
+def _running_arg(x, axis, reverse, largest):
+    """The int64 index of the running maximum (`largest`) or minimum of x along `axis`,
+    PyTorch's cummax/cummin's: of equal values the one seen last; from a NaN on the extremum is
+    NaN, its index the last NaN seen. `reverse` runs from the end. A position is the index from
+    where its value equals the running extremum (or is NaN) until the next such position."""
+    if reverse:
+        flipped = _running_arg(numpy.flip(x, axis), axis, False, largest)
+        return numpy.flip(x.shape[axis] - 1 - flipped, axis)
+    extremum = (numpy.maximum if largest else numpy.minimum).accumulate(x, axis)
+    hit = x == extremum
+    if x.dtype.kind == "f":
+        hit |= numpy.isnan(x)
+    positions = numpy.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    return numpy.maximum.accumulate(numpy.where(hit, positions, 0), axis).astype(numpy.int64)
 
 
 # ---------------------------------------------------------------- convolution and pooling

@@ -165,11 +165,13 @@ def checked(idx_shape, like_shape, axis, negative, bad=None, idx_dtype="int64"):
     return make
 
 
-def scanned(shape, axis, reverse, dtype="float32"):
-    """cumsum, which adds in NumPy's order: equal to the reference bit for bit."""
+def scanned(shape, axis, reverse, dtype="float32", op=scan.CUMSUM, nans=False):
+    """A scan: cumsum and cumprod combine in NumPy's order, equal to the reference bit for bit,
+    as the running indices are; logcumsumexp within a few roundings."""
     def make(rng):
         x = gd.input("x", shape, dtype)
-        return scan.CUMSUM(x, axis=axis, reverse=reverse), [_data(rng, shape, dtype)]
+        data = (_with_nans if nans else _data)(rng, shape, dtype)
+        return op(x, axis=axis, reverse=reverse), [data]
     return make
 
 
@@ -233,6 +235,18 @@ CASES.update({
     "cumsum-int8-to-int64": scanned((3, 4, 5), 2, True, "int8"),
     "cumsum-bool": scanned((40,), 0, False, "bool"),
     "cumsum-empty-axis": scanned((3, 0, 4), 1, False),
+    "cumprod-float64-reverse": scanned((6, 4), 0, True, "float64", scan.CUMPROD),
+    "cumprod-int8-to-int64": scanned((3, 4, 5), 2, False, "int8", scan.CUMPROD),
+    "logcumsumexp-nans-and-infinities": scanned((5, 7, 9), 1, True, op=scan.LOGCUMSUMEXP,
+                                                nans=True),
+    "logcumsumexp-float64": scanned((4, 30), 1, False, "float64", scan.LOGCUMSUMEXP),
+    "linear_scan-reverse": lambda rng: (
+        scan.LINEAR_SCAN(gd.input("a", (4, 9, 3), "float32"), gd.input("g", (4, 9, 3), "float32"),
+                         axis=1, reverse=True),
+        [rng.uniform(0, 1, (4, 9, 3)).astype("float32"), _data(rng, (4, 9, 3), "float32")]),
+    "cumargmax-nans": scanned((5, 7, 9), 1, False, op=scan.CUMARGMAX, nans=True),
+    "cumargmin-int-ties-reverse": scanned((40, 3), 0, True, "int16", scan.CUMARGMIN),
+    "cumargmax-empty-axis": scanned((3, 0, 4), 1, True, op=scan.CUMARGMAX),
 })
 # Failing checks: (case, the positions and values planted), the first failure is reported.
 FAILING = {
@@ -293,7 +307,8 @@ def _tolerance(node, inputs):
     """Accumulating ops sum in the output dtype in another order than NumPy: allow a few ulps
     per term of the longest sum."""
     dtype = np.dtype(node.dtype)
-    if dtype.kind != "f" or node.op not in (rd.SUM, mv.SUM_TO, mm.MATMUL, mv.SCATTER_ADD):
+    if dtype.kind != "f" or node.op not in (rd.SUM, mv.SUM_TO, mm.MATMUL, mv.SCATTER_ADD,
+                                            scan.LOGCUMSUMEXP, scan.LINEAR_SCAN):
         return 0.0
     terms = (inputs[0].shape[-1] if node.op is mm.MATMUL
              else inputs[0].size // max(math.prod(node.shape), 1))
@@ -313,7 +328,7 @@ def test_kernel_equals_reference(key, order):
     assert flag in (None, 0)
     tolerance = _tolerance(node, inputs)
     if tolerance:
-        scale = np.abs(expected).max(initial=1.0)
+        scale = np.abs(expected[np.isfinite(expected)]).max(initial=1.0)
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance * scale)
     else:
         np.testing.assert_array_equal(got, expected)

@@ -100,6 +100,16 @@ def _scan_and_erf_case():
     return _with_gradients(x, y, seed=3), {"x": (3, 5)}
 
 
+def _cumulative_case():
+    """cumprod, logcumsumexp (its gradient a linear_scan), cummax and cummin (their indices a
+    running-index op), each an ONNX Scan, forward and reversed."""
+    x = gd.input("x", (3, 5))
+    peak = gd.cummax(x, 1)
+    y = (gd.cumprod(x, 0) * gd.logcumsumexp(x, 1, reverse=True) + peak.values
+         + gd.cummin(x, 0, reverse=True).values * gd.cast(peak.indices, "float32"))
+    return _with_gradients(x, y, seed=4), {"x": (3, 5)}
+
+
 def _reduction_case():
     """prod (its gradient the product of the others), argmax/argmin and sort (argsort's TopK;
     the values' gradient a scatter-add)."""
@@ -129,7 +139,8 @@ def _unknown_batch_case():
 
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
-         "scan_and_erf": _scan_and_erf_case, "reductions": _reduction_case,
+         "scan_and_erf": _scan_and_erf_case, "cumulative": _cumulative_case,
+         "reductions": _reduction_case,
          "gather_scatter": _gather_scatter_case, "unknown_batch": _unknown_batch_case}
 
 

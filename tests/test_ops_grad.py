@@ -140,6 +140,28 @@ CASES: dict[str, list[Case]] = {
         C("cumsum[reverse]", lambda a: gd.cumsum(a, 0, reverse=True), ((4, 2), normal)),
         C("cumsum[flat]", gd.cumsum, ((2, 3, 2), normal)),
     ],
+    "cumprod": [
+        C("cumprod[zeros]", lambda a: gd.cumprod(a, 1), ((4, 5), zeros_in_rows)),
+        C("cumprod[zeros-reverse]", lambda a: gd.cumprod(a, 1, reverse=True),
+          ((4, 5), zeros_in_rows)),
+        C("cumprod[axis0]", lambda a: gd.cumprod(a, dim=0), ((3, 2), normal)),
+    ],
+    "logcumsumexp": [
+        C("logcumsumexp[axis1]", lambda a: gd.logcumsumexp(a, 1), ((3, 4), normal)),
+        C("logcumsumexp[reverse]", lambda a: gd.logcumsumexp(a, 0, reverse=True),
+          ((4, 2), normal)),
+    ],
+    "linear_scan": [
+        C("linear_scan[axis1]", lambda a, g: R["linear_scan"](a, g, axis=1, reverse=False),
+          ((3, 4), normal), ((3, 4), normal)),
+        C("linear_scan[reverse]", lambda a, g: R["linear_scan"](a, g, axis=0, reverse=True),
+          ((4, 2), normal), ((4, 2), normal)),
+    ],
+    **{op: [C(f"{op}[ties]", lambda a, name=name: getattr(gd, name)(a, 1).indices,
+              ((3, 5), ties), grads=()),
+            C(f"{op}[reverse]", lambda a, name=name: getattr(gd, name)(a, 0, reverse=True)
+              .indices, ((4, 2), ties), grads=())]
+       for op, name in (("cumargmax", "cummax"), ("cumargmin", "cummin"))},
     "log": [C("log", gd.log, ((2, 3), positive))],
     "sqrt": [C("sqrt", gd.sqrt, ((2, 3), positive))],
     "pow": [

@@ -19,7 +19,8 @@ from .helpers import assert_saved_module_runs_alone
 
 # What the interpreter calls through the module (so a spy on `runtime` sees it) ...
 INTERPRETED = {"_unslice", "_scatter_add", "_check_index", "_sum_to", "_sum_to_axes", "_conv_out",
-               "_pad", "_pool_extra", "_avg_divisor"}
+               "_pad", "_pool_extra", "_avg_divisor", "_logcumsumexp", "_linear_scan",
+               "_running_arg"}
 # ... and holds as the very function objects (the op's impl, the padding value).
 HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_softplus": lambda: ew.SOFTPLUS.impl,
         "_lowest": lambda: conv.lowest}
@@ -27,7 +28,8 @@ HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_softplus": lambda: ew.SOFTPLUS.im
 # made branch-free; sum_to's lowering prints its `numpy.sum` inline.
 EMITTED = {"_sigmoid", "_softplus", "_where", "_unslice", "_scatter_add", "_index_major",
            "_rows_summed", "_row_groups", "_stable_order", "_check_index", "_conv_out", "_pad",
-           "_pool_extra", "_lowest", "_avg_divisor"}
+           "_pool_extra", "_lowest", "_avg_divisor", "_logcumsumexp", "_linear_scan",
+           "_running_arg"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
 PRINTED = {"_erf"}
 
@@ -35,7 +37,8 @@ PRINTED = {"_erf"}
 def program():
     """One training graph that reaches every runtime function: padded convolution with bias
     (sum_to), relu (the select), ceil-mode max-pooling, average pooling without the padding,
-    slicing, a sigmoid, a softplus, an embedding lookup."""
+    slicing, a sigmoid, a softplus, an embedding lookup, logcumsumexp (its gradient a linear
+    scan) and cummax."""
     x = gd.input("x", (2, 3, 7, 7), "float64")
     w = gd.input("w", (4, 3, 3, 3), "float64")
     b = gd.input("b", (4,), "float64")
@@ -46,7 +49,7 @@ def program():
     averaged = gd.avg_pool2d(h, 2, padding=1, count_include_pad=False)
     rows, cropped = gd.take(table, idx, axis=0), averaged[:, :, 1:]
     loss = (gd.sum(gd.sigmoid(pooled)) + gd.sum(cropped * cropped) + gd.sum(rows * rows)
-            + gd.sum(gd.softplus(h)))
+            + gd.sum(gd.softplus(h)) + gd.sum(gd.logcumsumexp(b) * gd.cummax(b).values))
     return [loss, *gd.grad(loss, [x, w, b, table])]
 
 

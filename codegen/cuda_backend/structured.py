@@ -9,6 +9,7 @@ iteration space and the strides through which it reads and writes (see `_copy`).
 from __future__ import annotations
 
 import math
+import string
 
 import numpy as np
 
@@ -373,15 +374,71 @@ def scatter_update(update, indices, g, name):
     return source, count
 
 
-@register(scan.CUMSUM)
-def cumsum(node, name):
+def _scan(node, name, what, start, step, helper=""):
+    """The kernel of a scan that combines `acc` with each element {x} by `step`, from `start`."""
     (x,) = node.inputs
     along = _along(x.shape, node.attrs["axis"], 0)
     lines = along["OUTER"] * along["INNER"]
-    source = fill("cumsum.cu", node, name, T=_supported(node, x.dtype),
-                  R=_supported(node, node.dtype), INDEX=_index_type(math.prod(x.shape)),
-                  LINES=lines, REVERSE=int(node.attrs["reverse"]), **along)
+    r = _supported(node, node.dtype)
+    source = fill("scan.cu", node, name, T=_supported(node, x.dtype), R=r, WHAT=what,
+                  INDEX=_index_type(math.prod(x.shape)), LINES=lines, HELPER=helper,
+                  START=start, STEP=step.format(x=f"({r})in[at]"),
+                  REVERSE=int(node.attrs["reverse"]), **along)
     return OpKernels(source, grid_stride(name, lines, (("in", 0), ("out",))))
+
+
+@register(scan.CUMSUM)
+def cumsum(node, name):
+    return _scan(node, name, "sum", "0", "acc + {x}")
+
+
+@register(scan.CUMPROD)
+def cumprod(node, name):
+    return _scan(node, name, "product", "1", "acc * {x}")
+
+
+# log(e^a + e^b) as NumPy's logaddexp: a + log1p(e^(b - a)) from the larger one, so that nothing
+# overflows; equal arguments (±inf among them) give a + log 2, a NaN gives NaN.
+LOGADDEXP = """__device__ __forceinline__ $R ${NAME}_logaddexp($R a, $R b) {
+  if (a == b) return a + ($R)0.693147180559945309417;
+  const $R d = a - b;
+  return d > 0 ? a + ${LOG1P}(${EXP}(-d)) : d <= 0 ? b + ${LOG1P}(${EXP}(d)) : d;
+}"""
+
+
+@register(scan.LOGCUMSUMEXP)
+def logcumsumexp(node, name):
+    r = _supported(node, node.dtype, "f")
+    single = node.dtype == np.float32
+    helper = string.Template(LOGADDEXP).substitute(
+        R=r, NAME=name, LOG1P="log1pf" if single else "log1p", EXP="expf" if single else "exp")
+    return _scan(node, name, "log-sum-exp", special_float(-np.inf, node.dtype),
+                 f"{name}_logaddexp(acc, {{x}})", helper)
+
+
+@register(scan.LINEAR_SCAN)
+def linear_scan(node, name):
+    a, _ = node.inputs
+    along = _along(a.shape, node.attrs["axis"], 0)
+    lines = along["OUTER"] * along["INNER"]
+    source = fill("linear_scan.cu", node, name, T=_supported(node, a.dtype, "f"),
+                  INDEX=_index_type(math.prod(a.shape)), LINES=lines,
+                  REVERSE=int(node.attrs["reverse"]), **along)
+    return OpKernels(source, grid_stride(name, lines, (("in", 0), ("in", 1), ("out",))))
+
+
+def _running_arg(node, name, comparison):
+    (x,) = node.inputs
+    along = _along(x.shape, node.attrs["axis"], 0)
+    lines = along["OUTER"] * along["INNER"]
+    source = fill("running_arg.cu", node, name, T=_supported(node, x.dtype),
+                  INDEX=_index_type(math.prod(x.shape)), LINES=lines, CMP=comparison,
+                  REVERSE=int(node.attrs["reverse"]), **along)
+    return OpKernels(source, grid_stride(name, lines, (("in", 0), ("out",))))
+
+
+register(scan.CUMARGMAX)(lambda node, name: _running_arg(node, name, ">="))
+register(scan.CUMARGMIN)(lambda node, name: _running_arg(node, name, "<="))
 
 
 # argsort's strict order: NaN sorts as the largest value, as in NumPy

@@ -62,11 +62,18 @@ def _transpose(n, a):
     return call(f"{a.at(ATOM)}.transpose({n.attrs['axes']})")
 
 
-def _cumsum(n, a):
-    axis = n.attrs["axis"]
-    if n.attrs["reverse"]:
-        return call(f"numpy.flip(numpy.cumsum(numpy.flip({a.text}, {axis}), {axis}), {axis})")
-    return call(f"numpy.cumsum({a.text}, {axis})")
+def _scan(function):
+    def scan(n, a):
+        axis = n.attrs["axis"]
+        if n.attrs["reverse"]:
+            return call(f"numpy.flip({function}(numpy.flip({a.text}, {axis}), {axis}), {axis})")
+        return call(f"{function}({a.text}, {axis})")
+    return scan
+
+
+def _running_arg(largest):
+    return lambda n, a: call(
+        f"_running_arg({a.text}, {n.attrs['axis']}, {n.attrs['reverse']}, {largest})")
 
 
 def _dtype(n):
@@ -112,7 +119,13 @@ implements_each("numpy", {
     mv.CHECK_SHAPE: lambda n, x, like: x,  # checked when the graph took the fed shapes
     mv.SCATTER_ADD: lambda n, g, i, like: call(
         f"_scatter_add({g.text}, {i.text}, {n.shape}, {_dtype(n)}, {n.attrs['axis']})"),
-    scan.CUMSUM: _cumsum,
+    scan.CUMSUM: _scan("numpy.cumsum"),
+    scan.CUMPROD: _scan("numpy.cumprod"),
+    scan.LOGCUMSUMEXP: _scan("_logcumsumexp"),
+    scan.LINEAR_SCAN: lambda n, a, g: call(
+        f"_linear_scan({a.text}, {g.text}, {n.attrs['axis']}, {n.attrs['reverse']})"),
+    scan.CUMARGMAX: _running_arg(largest=True),
+    scan.CUMARGMIN: _running_arg(largest=False),
     sorting.ARGSORT: _argsort,
     leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
     leaf.SIZE: lambda n, x: call(

@@ -373,6 +373,116 @@ def _cumsum(w, node, names):
                   reverse=int(node.attrs["reverse"]))
 
 
+# The other scans have no ONNX operator: each is ONNX's Scan along the axis (from the end with
+# reverse) with the step of NumPy's loop as its body, so it computes what the reference does.
+def _scan_loop(w, node, states, inputs, body):
+    """The output of a Scan along node's axis: `states`, (initial value, dtype) pairs carried
+    from step to step; `inputs`, (name, dtype) pairs scanned one slice per step; body(b, states,
+    slices) -> (the next states, the step's output), written by b into the loop's body."""
+    b = Writer(w.taken)
+    state_names = [b.fresh("state") for _ in states]
+    slice_names = [b.fresh("slice") for _ in inputs]
+    after, out = body(b, state_names, slice_names)
+    results = [b.emit("Identity", [v], "next") for v in after] + [b.emit("Identity", [out])]
+    w.taken |= b.taken
+
+    def typed(names, pairs):
+        return [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.dtype(t)),
+                                              None) for n, (_, t) in zip(names, pairs)]
+
+    graph = helper.make_graph(b.nodes, w.fresh(f"{node.op.name}_step"),
+                              typed(state_names + slice_names, states + inputs),
+                              typed(results, states + [(None, node.dtype)]), b.initializers)
+    axis, reverse = node.attrs["axis"], int(node.attrs["reverse"])
+    outputs = w.emit("Scan", [v for v, _ in states] + [x for x, _ in inputs], node.name,
+                     outputs=len(states) + 1, body=graph, num_scan_inputs=len(inputs),
+                     scan_input_axes=[axis] * len(inputs),
+                     scan_input_directions=[reverse] * len(inputs), scan_output_axes=[axis],
+                     scan_output_directions=[reverse])
+    return outputs[-1]
+
+
+def _line(w, x, node, value, dtype):
+    """A state of one value per line: `value` in dtype, in x's shape without node's axis."""
+    axis = node.attrs["axis"]
+    keep = [a for a in range(node.inputs[0].ndim) if a != axis]
+    shape = w.emit("Gather", [w.emit("Shape", [x]), w.ints(keep, "keep")])
+    fill = numpy_helper.from_array(np.asarray([value], dtype))
+    return w.emit("ConstantOfShape", [shape], value=fill), dtype
+
+
+@emits(scan.CUMPROD)
+def _cumprod(w, node, names):
+    (x,) = _same_type(w, node, names)  # NumPy multiplies small integers in int64
+    def step(b, s, v):
+        y = b.emit("Mul", [s[0], v[0]])
+        return [y], y
+    return _scan_loop(w, node, [_line(w, x, node, 1, node.dtype)], [(x, node.dtype)], step)
+
+
+def _logaddexp(b, a, x, dtype):
+    """log(e^a + e^x) as NumPy's logaddexp: the larger plus log(1 + e^-|a − x|); equal ones
+    (infinities among them) plus log 2."""
+    tail = b.emit("Log", [b.emit("Add", [b.const(np.asarray(1, dtype)), b.emit("Exp", [
+        b.emit("Neg", [b.emit("Abs", [b.emit("Sub", [a, x])])])])])])
+    spread = b.emit("Add", [b.emit("Max", [a, x]), tail])
+    twice = b.emit("Add", [a, b.const(np.asarray(np.log(2), dtype))])
+    return b.emit("Where", [b.emit("Equal", [a, x]), twice, spread])
+
+
+@emits(scan.LOGCUMSUMEXP)
+def _logcumsumexp(w, node, names):
+    def step(b, s, v):
+        y = _logaddexp(b, s[0], v[0], node.dtype)
+        return [y], y
+    return _scan_loop(w, node, [_line(w, names[0], node, -np.inf, node.dtype)],
+                      [(names[0], node.dtype)], step)
+
+
+@emits(scan.LINEAR_SCAN)
+def _linear_scan(w, node, names):
+    """s = g at the first step (a flag carried as a state), g + a · s after it."""
+    def step(b, s, v):
+        a, g = v
+        later = b.emit("Add", [g, b.emit("Mul", [a, s[1]])])
+        y = b.emit("Where", [s[0], g, later])
+        return [b.const(np.asarray(False), "started"), y], y
+    start = (w.const(np.asarray(True), "first"), np.bool_)
+    return _scan_loop(w, node, [start, _line(w, names[1], node, 0, node.dtype)],
+                      [(n, node.dtype) for n in names], step)
+
+
+@emits(scan.CUMARGMAX, scan.CUMARGMIN)
+def _running_arg(w, node, names):
+    """The running extremum, its index and the position carried from step to step: an element
+    takes the extremum's place where it is NaN, or the extremum is not NaN and the element is
+    at least as large (small): the one seen last among ties, as PyTorch's."""
+    x, axis = node.inputs[0], node.attrs["axis"]
+    largest = node.op is scan.CUMARGMAX
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
+    values = w.cast(names[0], x, dtype)
+    worst = (-np.inf if largest else np.inf) if dtype.kind == "f" else (
+        np.iinfo(dtype).min if largest else np.iinfo(dtype).max)
+    last = w.emit("Sub", [w.emit("Gather", [w.emit("Shape", [values]), w.const(np.int64(axis))]),
+                          w.const(np.int64(1))])
+    position = last if node.attrs["reverse"] else w.const(np.int64(0), "first")
+    step = -1 if node.attrs["reverse"] else 1
+
+    def body(b, s, v):
+        best, index, at = s
+        better = b.emit("GreaterOrEqual" if largest else "LessOrEqual", [v[0], best])
+        if dtype.kind == "f":
+            better = b.emit("Or", [b.emit("IsNaN", [v[0]]), b.emit("And", [
+                b.emit("Not", [b.emit("IsNaN", [best])]), better])])
+        index = b.emit("Where", [better, at, index])
+        return ([b.emit("Where", [better, v[0], best]), index,
+                 b.emit("Add", [at, b.const(np.int64(step), "step")])], index)
+
+    states = [_line(w, values, node, worst, dtype), _line(w, values, node, 0, np.int64),
+              (position, np.int64)]
+    return _scan_loop(w, node, states, [(values, dtype)], body)
+
+
 @emits(mv.SCATTER_ADD)
 def _scatter_add(w, node, names):
     """g's slices added into zeros like `like` at idx along `axis`: ScatterND over that axis

@@ -35,10 +35,10 @@ EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
 # constant selected: no NumPy warning, which threads turn into errors)
 MASKS = ("isnan", "isinf", "isfinite")
 LEAVES = ("input", "index_input")  # the steps fed by name: float values and integer indices
-# ops of integer or bool results, cast to their operand's dtype (compared exactly); of sort and
-# topk, which also return indices, the values are a step
+# ops of integer or bool results, cast to their operand's dtype (compared exactly); of sort,
+# topk, cummax and cummin, which also return indices, the values are a step
 CAST_BACK = ("argmax", "argmin", "argsort", "any", "all")
-VALUES = ("sort", "topk")
+VALUES = ("sort", "topk", "cummax", "cummin")
 NORMS = (1, 2, "fro", math.inf, -math.inf, 0, 3, 0.5, 1.5, -1)
 # norms whose double backward in PyTorch is NaN at a zero element (p = 2: at a zero norm),
 # where graphdl's is 0: their operands are kept away from 0
@@ -477,7 +477,8 @@ def _logsumexp(g):
     return [x], {"axis": axis, "keepdims": bool(g.rng.integers(2))}
 
 
-def _cumsum(g):
+def _scan(g):
+    """A scan along one axis, or of x flattened (None), either way."""
     x = g.pick()
     ndim = len(g.shape_of(x))
     axis = g.axis(ndim) if ndim else None
@@ -1287,7 +1288,11 @@ PROPOSERS = {
     "minimum": _binary(),
     "where": _binary(extra=lambda g: {"cmp": str(g.rng.choice(COMPARISONS))}),
     "sum": _reduce,
-    "cumsum": _cumsum,
+    "cumsum": _scan,
+    "cumprod": _scan,
+    "logcumsumexp": _scan,
+    "cummax": _scan,
+    "cummin": _scan,
     "mean": _reduce,
     "max": _reduce,
     "min": _reduce,

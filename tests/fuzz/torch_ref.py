@@ -196,12 +196,26 @@ def _where(a, b, cmp):
                                        "less": "lt"}[cmp])(a, b), a, b)
 
 
-def _cumsum(x, axis, reverse):
-    if axis is None:
-        x, axis = x.reshape(-1), 0
-    if reverse:
-        return torch.flip(torch.cumsum(torch.flip(x, [axis]), axis), [axis])
-    return torch.cumsum(x, axis)
+def _scan(function):
+    """A torch scan (x, dim) with graphdl's axis None (x flattened) and reverse (from the end)."""
+    def scan(x, axis, reverse):
+        if axis is None:
+            x, axis = x.reshape(-1), 0
+        if reverse:
+            return torch.flip(function(torch.flip(x, [axis]), axis), [axis])
+        return function(x, axis)
+    return scan
+
+
+def _logcumsumexp(x, axis):
+    """torch.logcumsumexp as a logsumexp over each prefix (-inf past it). The values are the
+    same; torch.logcumsumexp's double backward splits the cotangent into logs of its positive
+    and negative parts, which have no slope where it is 0: its second derivatives there are
+    0 or NaN, this form's (and graphdl's) are right (tests/test_scans.py)."""
+    x = x.movedim(axis, -1)
+    prefix = torch.ones(x.shape[-1], x.shape[-1], dtype=torch.bool).tril()  # [i, j]: j <= i
+    masked = torch.where(prefix, x.unsqueeze(-2), torch.tensor(-torch.inf, dtype=x.dtype))
+    return torch.logsumexp(masked, -1).movedim(-1, axis)
 
 
 def _softplus(a, beta=1.0, threshold=None):
@@ -242,7 +256,11 @@ TORCH = {
     "softsign": F.softsign,
     "glu": lambda a, axis=None, dim=None: F.glu(a, next((d for d in (axis, dim)
                                                          if d is not None), -1)),
-    "cumsum": _cumsum,
+    "cumsum": _scan(torch.cumsum),
+    "cumprod": _scan(torch.cumprod),
+    "logcumsumexp": _scan(_logcumsumexp),
+    "cummax": _scan(lambda x, axis: torch.cummax(x, axis).values),
+    "cummin": _scan(lambda x, axis: torch.cummin(x, axis).values),
     "log": torch.log,
     "sqrt": torch.sqrt,
     "reciprocal": torch.reciprocal,
