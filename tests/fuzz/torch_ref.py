@@ -313,7 +313,10 @@ TORCH = {
     "lookup_dot": lambda table, partner, indices: (
         _take(table, indices, 0) * partner.unsqueeze(1)).sum(2),
     "matmul": torch.matmul,
+    "conv1d": F.conv1d,
     "conv2d": _conv2d,
+    "conv_transpose1d": F.conv_transpose1d,
+    "conv_transpose2d": F.conv_transpose2d,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": F.avg_pool2d,
     "softmax": lambda x, axis: torch.softmax(x, axis),
