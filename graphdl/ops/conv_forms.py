@@ -15,7 +15,8 @@ shaped from x's batch, so that `specialize` rebuilds it with the fed batch.
 conv2d_input_grad keeps conv2d's invariant, conv2d of its output gives back x's size: along
 each axis, its output plus its padding is the full scatter plus fewer than `stride` rows. Output
 padding beyond that (allowed where the dilation exceeds the stride) and negative padding (ONNX's
-output_shape may ask for it) are zeros added around its result.
+output_shape may ask for it) are zeros around its result (`unslice` into the output's shape).
+Each is a composite, drawn as one gate (Conv1d, ConvTranspose2d, ConvTranspose1d).
 """
 
 from __future__ import annotations
@@ -24,11 +25,18 @@ import numbers
 
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
-from graphdl.ops import conv, leaf, rearrange
+from graphdl.ops import conv, leaf
+from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
+from graphdl.ops.composite import composite
+
+_BIAS_RULE = "dL/db = Σ g over the batch and positions"
 
 
 # ---------------------------------------------------------------- conv1d
+@composite("conv1d", "Conv1d",
+           "dL/dx = g convolved back through w (the transposed convolution), dL/dw = the "
+           f"correlation of x with g, {_BIAS_RULE}", mv.SQUEEZE, arity=None)
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution as `torch.nn.functional.conv1d`: x (N, C, L), w (O, C/groups, k),
     optional bias (O,). `padding` is an int, two sides (start, end), "valid" or "same"."""
@@ -45,10 +53,16 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     conv.check_kernel(x, w, padding, (dilation,), what)
     y = conv.CONV2D(mv.expand_dims(x, 2), mv.expand_dims(w, 2), stride=(1, stride),
                     padding=(0, 0) + padding, dilation=(1, dilation), groups=groups)
-    return mv.squeeze(conv.add_bias(y, bias, w.shape[0], what), 2)
+    return _named(mv.squeeze(conv.add_bias(y, bias, w.shape[0], what), 2), "conv1d")
 
 
 # ---------------------------------------------------------------- transposed convolutions
+_TRANSPOSED_RULE = ("dL/dx = conv2d(g, w) (the convolution it is the adjoint of), dL/dw = the "
+                    f"correlation of g with x, {_BIAS_RULE}")
+
+
+@composite("conv_transpose2d", "ConvTranspose2d", _TRANSPOSED_RULE,
+           (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE), arity=None)
 def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 2-D convolution as `torch.nn.functional.conv_transpose2d`: x (N, C_in, H, W),
@@ -71,9 +85,10 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     check_transposed(x, w, groups, what)
     y = transposed(x, w, stride, conv._padding4(padding, what), output_padding, groups,
                    dilation, what)
-    return conv.add_bias(y, bias, y.shape[1], what)
+    return _named(conv.add_bias(y, bias, y.shape[1], what), "conv_transpose2d")
 
 
+@composite("conv_transpose1d", "ConvTranspose1d", _TRANSPOSED_RULE, mv.SQUEEZE, arity=None)
 def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 1-D convolution as `torch.nn.functional.conv_transpose1d`: x (N, C_in, L),
@@ -93,7 +108,14 @@ def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     y = transposed(mv.expand_dims(x, 2), mv.expand_dims(w, 2), (1, stride),
                    (0, 0) + _sides(padding, what, "padding"), (0, output_padding), groups,
                    (1, dilation), what, axes=(None, 2))
-    return mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2)
+    return _named(mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2), "conv_transpose1d")
+
+
+def _named(node, name):
+    """The composite's output named for the views (unless a call before named it)."""
+    if node.name is None:
+        node.name = name
+    return node
 
 
 def transposed(x, w, stride, padding, output_padding, groups, dilation, what, axes=(2, 3)):
@@ -120,8 +142,12 @@ def transposed(x, w, stride, padding, output_padding, groups, dilation, what, ax
     like = _shape_carrier(x, tuple(like_shape))
     y = conv.CONV2D_INPUT_GRAD(x, w, like, stride=tuple(stride), padding=tuple(like_padding),
                                dilation=tuple(dilation), groups=groups)
-    if any(border):
-        y = rearrange.pad(y, (border[2], border[3], border[0], border[1]))
+    if any(border):  # y written into zeros of the output's shape
+        out_shape = like_shape[:2] + [like_shape[2 + a] + sum(border[2 * a:2 * a + 2])
+                                      for a in (0, 1)]
+        index = ((None, None, None),) * 2 + tuple(
+            (border[2 * a], border[2 * a] + like_shape[2 + a], None) for a in (0, 1))
+        y = mv.UNSLICE(y, _shape_carrier(x, tuple(out_shape)), index=index)
     return y
 
 
