@@ -104,14 +104,17 @@ def test_double_backward_matches_pytorch(name, x_shape, w_shape, kwargs):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-9)
 
 
-def test_unknown_batch_is_bound_at_the_call():
+@pytest.mark.parametrize("kwargs,shape", [
+    ({"stride": 2, "output_padding": 1}, (None, 3, 12, 13)),
+    ({"output_padding": (2, 1), "dilation": (3, 2)}, (None, 3, 13, 9)),  # a zero border
+])
+def test_unknown_batch_is_bound_at_the_call(kwargs, shape):
     x, w = gd.input("x", (None, 4, 5, 6), "float64"), gd.input("w", (4, 3, 3, 2), "float64")
-    y = gd.conv_transpose2d(x, w, stride=2, output_padding=1)
-    assert y.shape == (None, 3, 12, 13)
+    y = gd.conv_transpose2d(x, w, **kwargs)
+    assert y.shape == shape
     rng = np.random.default_rng(0)
     x0, w0 = rng.standard_normal((3, 4, 5, 6)), rng.standard_normal((4, 3, 3, 2))
-    want = F.conv_transpose2d(torch.tensor(x0), torch.tensor(w0), stride=2,
-                              output_padding=1).numpy()
+    want = F.conv_transpose2d(torch.tensor(x0), torch.tensor(w0), **kwargs).numpy()
     for runner in ("evaluate", "numpy"):
         (got,) = run_on(runner, [y], {"x": x0, "w": w0})
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
