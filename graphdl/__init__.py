@@ -54,6 +54,7 @@ from graphdl.ops.composite import (
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
+from graphdl.ops.conv_forms import conv1d, conv_transpose1d, conv_transpose2d
 from graphdl.ops.einsum import einsum
 from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
 from graphdl.ops.elementwise import (
@@ -246,7 +247,10 @@ __all__ = [
     "compile",
     "concatenate",
     "constant",
+    "conv1d",
     "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
     "copysign",
     "cos",
     "cosh",

@@ -75,6 +75,7 @@ EXCLUDED = {
                      "test_maxpool_3d_dilations_use_ref_impl",
                      "test_maxpool_3d_dilations_use_ref_impl_large"],
                     "3-D pooling: graphdl's pooling is 1-D and 2-D"),
+    "test_convtranspose_3d": "3-D transposed convolution: graphdl's convolutions are 1-D and 2-D",
     **dict.fromkeys(["test_maxpool_with_argmax_2d_precomputed_pads",
                      "test_maxpool_with_argmax_2d_precomputed_strides"],
                     "MaxPool's Indices output: graphdl's max_pool2d returns values only"),

@@ -318,6 +318,9 @@ CASES: dict[str, list[Case]] = {
     "conv2d_input_grad": [
         C("conv2d_input_grad", lambda g, w, like: R["conv2d_input_grad"](g, w, like, **CONV),
           ((2, 6, 4, 5), normal), ((6, 2, 2, 3), normal), ((2, 4, 7, 6), normal), grads=(0, 1)),
+        C("conv2d_input_grad[conv_transpose2d]", lambda x, w: gd.conv_transpose2d(
+            x, w, stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2,
+            dilation=(1, 2)), ((2, 4, 3, 4), normal), ((4, 1, 2, 3), normal), grads=(0, 1)),
     ],
     "conv2d_weight_grad": [
         C("conv2d_weight_grad", lambda x, g, like: R["conv2d_weight_grad"](x, g, like, **CONV),

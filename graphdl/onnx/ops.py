@@ -14,7 +14,9 @@ import numpy as np
 from onnx import helper
 
 import graphdl as gd
+from graphdl.ir import describe
 from graphdl.onnx.shapes import reshape_target, shape_of
+from graphdl.ops import conv, conv_forms
 from graphdl.ops import elementwise as ew
 
 OPS = {}
@@ -273,6 +275,50 @@ def _conv(call):
     bias = call.node(2) if call.has(2) else None
     return _unlift(call, gd.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                                    groups=call.attr("group", 1)))
+
+
+@op("ConvTranspose")
+def _conv_transpose(call):
+    """As conv2d_input_grad (`conv_forms.transposed`), 1-D over a height of 1. `output_shape`
+    and auto_pad SAME_* set the pads from the full scatter's size (negative where the asked
+    output is larger: zeros are added), as ONNX's reference does."""
+    x, w = call.node(0), call.node(1)
+    if x.ndim not in (3, 4) or w.ndim != x.ndim:
+        call.refuse(f"only 1-D and 2-D transposed convolution (NCL or NCHW input, weights of "
+                    f"its rank) is supported; input has shape {x.shape}, weights {w.shape}")
+    dims, lift = x.ndim - 2, (1,) * (4 - x.ndim)
+    if tuple(call.attr("kernel_shape", w.shape[2:])) != w.shape[2:]:
+        call.malformed(f"kernel_shape {call.attr('kernel_shape')} is not the weights' "
+                       f"{w.shape[2:]}")
+    stride = _window_attr(call, "strides", dims, 1)
+    dilation = _window_attr(call, "dilations", dims, 1)
+    extra = _window_attr(call, "output_padding", dims, 0)
+    pads = _transposed_pads(call, x, w.shape[2:], stride, dilation, extra)
+    padding = (0, 0) * len(lift) + tuple(p for a in range(dims) for p in pads[a::dims])
+    what = f"{call.where}: conv_transpose of {describe(x)}"
+    y = conv_forms.transposed(
+        gd.expand_dims(x, 2) if lift else x, gd.expand_dims(w, 2) if lift else w,
+        lift + stride, padding, (0,) * len(lift) + extra, call.attr("group", 1),
+        lift + dilation, what)
+    y = conv.add_bias(y, call.node(2) if call.has(2) else None, y.shape[1], what)
+    return _unlift(call, y)
+
+
+def _transposed_pads(call, x, kernel, stride, dilation, extra):
+    """ConvTranspose's pads (begins, then ends), given or made from output_shape / auto_pad."""
+    dims, auto, target = len(kernel), call.attr("auto_pad", "NOTSET"), call.attr("output_shape")
+    if target is None and auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return _window_attr(call, "pads", 2 * dims, 0) if auto == "NOTSET" else (0,) * 2 * dims
+    sizes = _static_shape(call, x)[2:]
+    target = (tuple(target)[-dims:] if target is not None
+              else tuple(n * s for n, s in zip(sizes, stride)))
+    begins, ends = [], []
+    for n, k, s, d, e, t in zip(sizes, kernel, stride, dilation, extra, target):
+        total = s * (n - 1) + e + (k - 1) * d + 1 - t
+        small, big = total // 2, total - total // 2
+        begins.append(small if auto == "SAME_UPPER" else big)
+        ends.append(big if auto == "SAME_UPPER" else small)
+    return tuple(begins + ends)
 
 
 @op("MaxPool")

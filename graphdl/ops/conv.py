@@ -76,16 +76,20 @@ def _float_dtype(inputs, what):
 lowest = runtime._lowest  # what max-pooling pads with: -inf, the integer minimum, or False
 
 
-def _rank4(x, what, layout):
-    if x.ndim != 4:
-        raise GraphError(f"{what}: {describe(x)} must be 4-D {layout}, got shape "
+def _rank(x, ndim, what, layout):
+    if x.ndim != ndim:
+        raise GraphError(f"{what}: {describe(x)} must be {ndim}-D {layout}, got shape "
                          f"{format_shape(x.shape)}")
 
 
+def _rank4(x, what, layout):
+    _rank(x, 4, what, layout)
+
+
 def _fits(x, kernel, padding, dilation, what):
-    """The (dilated) kernel must fit into the padded input."""
-    for axis, k, p0, p1, d in ((2, kernel[0], *padding[:2], dilation[0]),
-                               (3, kernel[1], *padding[2:], dilation[1])):
+    """The (dilated) kernel must fit into the padded input (`padding`: two sides per axis)."""
+    for a, (k, d) in enumerate(zip(kernel, dilation)):
+        axis, (p0, p1) = 2 + a, padding[2 * a:2 * a + 2]
         size = x.shape[axis]
         if size is not None and size + p0 + p1 < d * (k - 1) + 1:
             raise GraphError(
@@ -124,7 +128,19 @@ CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 def _conv_geometry(x, w, attrs, what):
     _rank4(x, what, "(N, C, H, W)")
     _rank4(w, what, "(O, C/groups, kH, kW)")
-    groups = attrs["groups"]
+    check_channels(x, w, attrs["groups"], what)
+    check_kernel(x, w, attrs["padding"], attrs["dilation"], what)
+
+
+def check_kernel(x, w, padding, dilation, what):
+    """The kernel's size must be known and fit into x padded (two sides per spatial axis)."""
+    if None in w.shape[2:]:
+        raise GraphError(f"{what}: weight {describe(w)} needs a known kernel size")
+    _fits(x, w.shape[2:], padding, dilation, what)
+
+
+def check_channels(x, w, groups, what):
+    """x (N, C, ...) and weights (O, C/groups, ...) of a convolution of any rank."""
     c, (o, cg) = x.shape[1], w.shape[:2]
     if o is not None and o % groups:
         raise GraphError(f"{what}: groups={groups} does not divide the {o} output channels of "
@@ -138,9 +154,6 @@ def _conv_geometry(x, w, attrs, what):
             f"{describe(w)} (shape {format_shape(w.shape)}) expects {cg} per group x {groups} "
             f"group(s) = {cg * groups}"
         )
-    if None in w.shape[2:]:
-        raise GraphError(f"{what}: weight {describe(w)} needs a known kernel size")
-    _fits(x, w.shape[2:], attrs["padding"], attrs["dilation"], what)
 
 
 def _conv_infer(inputs, attrs):
@@ -457,32 +470,47 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _rank4(w, what, "(O, C/groups, kH, kW)")
     stride = _pair(stride, what, "stride", 1)
     dilation = _pair(dilation, what, "dilation", 1)
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
-        raise GraphError(f"{what}: groups must be a positive int, got {groups!r}")
+    groups = check_groups(groups, what)
     if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0, 0, 0)
-        elif padding == "same":
-            if stride != (1, 1):
-                raise GraphError(f"{what}: padding='same' needs stride 1, got {stride}")
-            sides = []
-            for k, d in zip(w.shape[2:], dilation):
-                total = d * (k - 1)
-                sides += [total // 2, total - total // 2]
-            padding = tuple(sides)
-        else:
-            raise GraphError(f"{what}: padding must be an int, a pair, 'same' or 'valid', "
-                             f"got {padding!r}")
+        padding = named_padding(padding, w.shape[2:], stride, dilation, what)
     else:
         padding = _padding4(padding, what)
-    y = CONV2D(x, w, stride=stride, padding=padding, dilation=dilation, groups=int(groups))
-    if bias is not None:
-        (bias,) = leaf.lift_all([bias])
-        if bias.shape != (w.shape[0],):
-            raise GraphError(f"{what}: bias {describe(bias)} has shape {format_shape(bias.shape)}"
-                             f", expected ({w.shape[0]},) (one per output channel)")
-        y = y + mv.reshape(bias, (-1, 1, 1))
-    return y
+    y = CONV2D(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return add_bias(y, bias, w.shape[0], what)
+
+
+def check_groups(groups, what):
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+        raise GraphError(f"{what}: groups must be a positive int, got {groups!r}")
+    return int(groups)
+
+
+def named_padding(padding, kernel, stride, dilation, what):
+    """'valid' (none) or 'same' (stride 1; an odd total pads one more at the end) as two sides
+    per spatial axis."""
+    if padding == "valid":
+        return (0, 0) * len(kernel)
+    if padding != "same":
+        raise GraphError(f"{what}: padding must be an int, a tuple, 'same' or 'valid', "
+                         f"got {padding!r}")
+    if any(s != 1 for s in stride):
+        raise GraphError(f"{what}: padding='same' needs stride 1, got {stride}")
+    sides = ()
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        sides += (total // 2, total - total // 2)
+    return sides
+
+
+def add_bias(y, bias, channels, what):
+    """y (N, O, ...) plus an optional bias (O,), one per output channel."""
+    if bias is None:
+        return y
+    (bias,) = leaf.lift_all([bias])
+    if bias.shape != (channels,):
+        raise GraphError(f"{what}: bias {describe(bias)} has shape {format_shape(bias.shape)}"
+                         f", expected ({channels},) (one per output channel)")
+    return y + mv.reshape(bias, (-1,) + (1,) * (y.ndim - 2))
 
 
 def _pool_args(what, kernel_size, stride, padding, dilation):

@@ -808,6 +808,53 @@ def _conv2d(g):
     return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
 
+def _sequence(g, channels):
+    x = g.pick_or_none(lambda s: len(s) == 3 and s[1] >= 1 and s[2] >= 2 and s[1] % channels == 0)
+    if x is None or g.rng.random() < 0.3:
+        c = int(g.rng.integers(1, 3)) * channels
+        x = g.fresh((int(g.rng.choice([0, 1, 2, 2])), c, int(g.rng.integers(3, 9))))
+    return x
+
+
+def _conv1d(g):
+    groups = int(g.rng.choice([1, 1, 2]))
+    x = _sequence(g, groups)
+    _, c, n = g.shape_of(x)
+    o, k = groups * int(g.rng.integers(1, 3)), int(g.rng.integers(1, min(n, 4) + 1))
+    stride, dilation = int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3))
+    r = g.rng.random()
+    padding = ("same" if r < 0.3 and stride == 1 else "valid" if r < 0.4
+               else int(g.rng.integers(0, 3)))
+    if n + 2 * (padding if isinstance(padding, int) else 0) < dilation * (k - 1) + 1:
+        dilation = 1
+    args = [x, g.fresh((o, c // groups, k))] + ([g.fresh((o,))] if g.rng.random() < 0.5 else [])
+    return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
+def _conv_transpose(dims):
+    """conv_transpose1d/2d: output_padding below the stride or the dilation, padding that
+    leaves at least one output row."""
+    def propose(g):
+        groups = int(g.rng.choice([1, 1, 2]))
+        x = _image(g, groups) if dims == 2 else _sequence(g, groups)
+        c, sizes = g.shape_of(x)[1], g.shape_of(x)[2:]
+        kernel = tuple(int(g.rng.integers(1, 4)) for _ in sizes)
+        stride = tuple(int(g.rng.integers(1, 4)) for _ in sizes)
+        dilation = tuple(int(g.rng.integers(1, 3)) for _ in sizes)
+        extra = tuple(int(g.rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+        full = [(n - 1) * s + d * (k - 1) + 1 for n, k, s, d in zip(sizes, kernel, stride,
+                                                                     dilation)]
+        padding = tuple(int(g.rng.integers(0, min(2, (f - 1) // 2) + 1)) for f in full)
+        per_group = int(g.rng.integers(1, 3))
+        args = [x, g.fresh((c, per_group) + kernel)]
+        if g.rng.random() < 0.5:
+            args.append(g.fresh((per_group * groups,)))
+        one = (lambda t: t[0]) if dims == 1 else (lambda t: t)
+        return args, {"stride": one(stride), "padding": one(padding),
+                      "output_padding": one(extra), "groups": groups, "dilation": one(dilation)}
+    return propose
+
+
 def _pool_params(g, x, max_pool):
     h, w = g.shape_of(x)[2:]
     k = (int(g.rng.integers(1, min(h, 3) + 1)), int(g.rng.integers(1, min(w, 3) + 1)))
@@ -1341,7 +1388,10 @@ PROPOSERS = {
     "lookup_dot": _lookup_dot,
     "matmul": _matmul,
     "einsum": _einsum,
+    "conv1d": _conv1d,
     "conv2d": _conv2d,
+    "conv_transpose1d": _conv_transpose(1),
+    "conv_transpose2d": _conv_transpose(2),
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
     "softmax": _softmax_like("softmax"),

@@ -1,0 +1,218 @@
+"""1-D and transposed convolutions, PyTorch's functional conventions, as forms of conv2d's ops.
+
+conv1d is conv2d over a height of 1 (the input and the weights get a unit axis 2, a view).
+
+conv_transpose2d(x, w) with weights (C_in, C_out/groups, kH, kW) is conv2d's input gradient
+used as a forward op: conv2d_input_grad(x, w, like) is the adjoint of y ↦ conv2d(y, w), whose
+weights (O, C/groups, kH, kW) are read with O = C_in and C = C_out. Its output size along an axis
+of size n is (n - 1)·s + d·(k - 1) + 1 - p0 - p1 + output_padding: the full scatter of the
+windows, cropped by the padding, output_padding rows added at the end. No op of its own: the
+gradients (conv2d for x, conv2d_weight_grad for w), second derivatives, both backends' kernels
+and the ONNX export (ConvTranspose) are conv2d_input_grad's. The `like` input, read only for its
+shape, is a broadcast zero (a view) or, where the batch is unknown at declaration, an array
+shaped from x's batch, so that `specialize` rebuilds it with the fed batch.
+
+conv2d_input_grad keeps conv2d's invariant, conv2d of its output gives back x's size: along
+each axis, its output plus its padding is the full scatter plus fewer than `stride` rows. Output
+padding beyond that (allowed where the dilation exceeds the stride) and negative padding (ONNX's
+output_shape may ask for it) are zeros around its result (`unslice` into the output's shape).
+Each is a composite, drawn as one gate (Conv1d, ConvTranspose2d, ConvTranspose1d).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from graphdl.errors import GraphError
+from graphdl.ir import describe, format_shape
+from graphdl.ops import conv, leaf
+from graphdl.ops import elementwise as ew
+from graphdl.ops import movement as mv
+from graphdl.ops.composite import composite
+
+_BIAS_RULE = "dL/db = Σ g over the batch and positions"
+
+
+# ---------------------------------------------------------------- conv1d
+@composite("conv1d", "Conv1d",
+           "dL/dx = g convolved back through w (the transposed convolution), dL/dw = the "
+           f"correlation of x with g, {_BIAS_RULE}", mv.SQUEEZE, arity=None)
+def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution as `torch.nn.functional.conv1d`: x (N, C, L), w (O, C/groups, k),
+    optional bias (O,). `padding` is an int, two sides (start, end), "valid" or "same"."""
+    x, w = leaf.lift_all([x, w])
+    what = f"conv1d of {describe(x)}"
+    _operands_1d(x, w, what, "(O, C/groups, k)")
+    stride, dilation = _single(stride, what, "stride", 1), _single(dilation, what, "dilation", 1)
+    groups = conv.check_groups(groups, what)
+    if isinstance(padding, str):
+        padding = conv.named_padding(padding, w.shape[2:], (stride,), (dilation,), what)
+    else:
+        padding = _sides(padding, what, "padding")
+    conv.check_channels(x, w, groups, what)
+    conv.check_kernel(x, w, padding, (dilation,), what)
+    y = conv.CONV2D(mv.expand_dims(x, 2), mv.expand_dims(w, 2), stride=(1, stride),
+                    padding=(0, 0) + padding, dilation=(1, dilation), groups=groups)
+    return _named(mv.squeeze(conv.add_bias(y, bias, w.shape[0], what), 2), "conv1d")
+
+
+# ---------------------------------------------------------------- transposed convolutions
+_TRANSPOSED_RULE = ("dL/dx = conv2d(g, w) (the convolution it is the adjoint of), dL/dw = the "
+                    f"correlation of g with x, {_BIAS_RULE}")
+
+
+@composite("conv_transpose2d", "ConvTranspose2d", _TRANSPOSED_RULE,
+           (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE), arity=None)
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed 2-D convolution as `torch.nn.functional.conv_transpose2d`: x (N, C_in, H, W),
+    w (C_in, C_out/groups, kH, kW), optional bias (C_out,). `padding` (cropped off the full
+    output) is an int, a pair or four sides (top, bottom, left, right); `output_padding` (rows
+    and columns added at the bottom and right) an int or a pair, each smaller than the stride
+    or the dilation along its axis."""
+    x, w = leaf.lift_all([x, w])
+    what = f"conv_transpose2d of {describe(x)}"
+    conv._rank4(x, what, "(N, C_in, H, W)")
+    conv._rank4(w, what, "(C_in, C_out/groups, kH, kW)")
+    if isinstance(padding, str):
+        raise GraphError(f"{what}: padding must be an int, a pair or four sides, got "
+                         f"{padding!r} (PyTorch has no 'same' or 'valid' for it either)")
+    stride = conv._pair(stride, what, "stride", 1)
+    dilation = conv._pair(dilation, what, "dilation", 1)
+    output_padding = conv._pair(output_padding, what, "output_padding", 0)
+    _check_output_padding(output_padding, stride, dilation, what)
+    groups = conv.check_groups(groups, what)
+    check_transposed(x, w, groups, what)
+    y = transposed(x, w, stride, conv._padding4(padding, what), output_padding, groups,
+                   dilation, what)
+    return _named(conv.add_bias(y, bias, y.shape[1], what), "conv_transpose2d")
+
+
+@composite("conv_transpose1d", "ConvTranspose1d", _TRANSPOSED_RULE, mv.SQUEEZE, arity=None)
+def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed 1-D convolution as `torch.nn.functional.conv_transpose1d`: x (N, C_in, L),
+    w (C_in, C_out/groups, k), optional bias (C_out,); `padding` an int or two sides,
+    `output_padding` an int smaller than the stride or the dilation."""
+    x, w = leaf.lift_all([x, w])
+    what = f"conv_transpose1d of {describe(x)}"
+    _operands_1d(x, w, what, "(C_in, C_out/groups, k)")
+    if isinstance(padding, str):
+        raise GraphError(f"{what}: padding must be an int or two sides, got {padding!r} "
+                         f"(PyTorch has no 'same' or 'valid' for it either)")
+    stride, dilation = _single(stride, what, "stride", 1), _single(dilation, what, "dilation", 1)
+    output_padding = _single(output_padding, what, "output_padding", 0)
+    _check_output_padding((output_padding,), (stride,), (dilation,), what)
+    groups = conv.check_groups(groups, what)
+    check_transposed(x, w, groups, what)
+    y = transposed(mv.expand_dims(x, 2), mv.expand_dims(w, 2), (1, stride),
+                   (0, 0) + _sides(padding, what, "padding"), (0, output_padding), groups,
+                   (1, dilation), what, axes=(None, 2))
+    return _named(mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2), "conv_transpose1d")
+
+
+def _named(node, name):
+    """The composite's output named for the views (unless a call before named it)."""
+    if node.name is None:
+        node.name = name
+    return node
+
+
+def transposed(x, w, stride, padding, output_padding, groups, dilation, what, axes=(2, 3)):
+    """The transposed convolution of x (N, C_in, H, W) with w (C_in, C_out/groups, kH, kW);
+    `padding`, four sides, may be negative (zeros added) and `output_padding` any size (the
+    ONNX importer passes what its attributes give). `axes`: the user's axes, for errors."""
+    check_transposed(x, w, groups, what)
+    like_shape, like_padding, border = [x.shape[0], w.shape[1] * groups], [], []
+    for a in (0, 1):
+        n, k, s, d = x.shape[2 + a], w.shape[2 + a], stride[a], dilation[a]
+        begin, end = padding[2 * a:2 * a + 2]
+        extra = output_padding[a] - min(end, 0)  # a negative end pad adds rows like it
+        begin, end = max(begin, 0), max(end, 0)
+        out = (n - 1) * s + d * (k - 1) + 1 - begin - end + extra
+        if out < 1:
+            raise GraphError(
+                f"{what}: the output would have {out} rows along axis {axes[a]} (input size "
+                f"{n}, kernel {k}, stride {s}, dilation {d}, padding {begin}+{end}, output "
+                f"padding {extra}); PyTorch refuses this too")
+        tail = max(extra - end - (s - 1), 0)  # more than conv2d_input_grad's stride - 1 rows
+        like_shape.append(out - tail)
+        like_padding += [begin, max(end - extra, 0)]
+        border += [max(-padding[2 * a], 0), tail]
+    like = _shape_carrier(x, tuple(like_shape))
+    y = conv.CONV2D_INPUT_GRAD(x, w, like, stride=tuple(stride), padding=tuple(like_padding),
+                               dilation=tuple(dilation), groups=groups)
+    if any(border):  # y written into zeros of the output's shape
+        out_shape = like_shape[:2] + [like_shape[2 + a] + sum(border[2 * a:2 * a + 2])
+                                      for a in (0, 1)]
+        index = ((None, None, None),) * 2 + tuple(
+            (border[2 * a], border[2 * a] + like_shape[2 + a], None) for a in (0, 1))
+        y = mv.UNSLICE(y, _shape_carrier(x, tuple(out_shape)), index=index)
+    return y
+
+
+def check_transposed(x, w, groups, what):
+    """x (N, C_in, ...) and weights (C_in, C_out/groups, ...) of a transposed convolution."""
+    conv._float_dtype([x, w], what)
+    c, c_w = x.shape[1], w.shape[0]
+    if c_w is not None and c_w % groups:
+        raise GraphError(f"{what}: groups={groups} does not divide the {c_w} input channels of "
+                         f"weight {describe(w)} (shape {format_shape(w.shape)}, laid out "
+                         f"(C_in, C_out/groups, ...))")
+    if None not in (c, c_w) and c != c_w:
+        raise GraphError(
+            f"{what}: {describe(x)} (shape {format_shape(x.shape)}) has {c} channels but "
+            f"weight {describe(w)} (shape {format_shape(w.shape)}, laid out (C_in, C_out/groups,"
+            f" ...)) expects {c_w}")
+    if None in w.shape[1:]:
+        raise GraphError(f"{what}: weight {describe(w)} needs known output channels and kernel "
+                         f"size, got shape {format_shape(w.shape)}")
+    if None in x.shape[2:]:
+        raise GraphError(f"{what}: {describe(x)} needs known spatial sizes (the output's "
+                         f"follow from them), got shape {format_shape(x.shape)}")
+
+
+def _shape_carrier(x, shape):
+    """An array of `shape` read only for its shape: a broadcast zero (a view), or, where x's
+    batch is unknown, zeros taking their batch from x (rebuilt by `specialize` with the fed
+    batch)."""
+    zero = leaf.constant(0, x.dtype)
+    if shape[0] is not None:
+        return mv.broadcast_to(zero, shape)
+    batch = leaf.zeros_like(mv.getitem(x, (slice(None),) + (slice(0, 1),) * 3))
+    return batch + mv.broadcast_to(zero, (1,) + shape[1:])
+
+
+def _check_output_padding(output_padding, stride, dilation, what):
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise GraphError(f"{what}: output_padding {op} must be smaller than the stride {s} "
+                             f"or the dilation {d} (PyTorch refuses it too)")
+
+
+# ---------------------------------------------------------------- 1-D arguments
+def _operands_1d(x, w, what, layout):
+    conv._rank(x, 3, what, "(N, C, L)")
+    conv._rank(w, 3, what, layout)
+
+
+def _single(value, what, name, minimum):
+    """An int or a 1-tuple of one."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        (value,) = value
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise GraphError(f"{what}: {name} must be {kind} int or a 1-tuple of one, got {value!r}")
+    return int(value)
+
+
+def _sides(value, what, name):
+    """An int or a 1-tuple (both sides) or two sides (start, end), non-negative."""
+    sides = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2 or any(not isinstance(v, numbers.Integral) or isinstance(v, bool)
+                              or v < 0 for v in sides):
+        raise GraphError(f"{what}: {name} must be a non-negative int or two sides (start, end), "
+                         f"got {value!r}")
+    return tuple(int(v) for v in sides)
