@@ -146,6 +146,7 @@ from graphdl.ops.movement import (
     take,
     transpose,
 )
+from graphdl.ops.random import random_uniform
 from graphdl.ops.rearrange import (
     diagonal,
     flip,
@@ -325,6 +326,7 @@ __all__ = [
     "pad",
     "pow",
     "prod",
+    "random_uniform",
     "reciprocal",
     "relu",
     "relu6",

@@ -10,7 +10,7 @@ import numpy as np
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.ops import elementwise as ew
-from graphdl.ops import leaf
+from graphdl.ops import leaf, random
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.ops.composite import _floating, _named, composite, parameter
@@ -132,19 +132,25 @@ def dropout_mask(shape, p, seed):
 
 @composite("dropout", "Dropout",
            "dL/dx = g · mask / (1 − p)", ew.MUL, arity=None)
-def dropout(x, p=0.5, mask=None, training=True):
-    """x · mask / (1 − p) with the caller's keep-mask (bool or float, broadcast to x: a fed
-    input, or `dropout_mask(shape, p, seed)`), as torch.nn.functional.dropout scales it; x
-    itself where p = 0 or not training, zeros where p = 1."""
+def dropout(x, p=0.5, mask=None, training=True, key=None):
+    """x · mask / (1 − p), as torch.nn.functional.dropout scales it, with a keep-mask that is
+    either the caller's (`mask=`: bool or float, broadcast to x; a fed input, or
+    `dropout_mask(shape, p, seed)`) or drawn from `key=` (a Python int or a 0-d integer input:
+    kept where `random_uniform(key, x.shape)` ≥ p, the same mask for the same key on every
+    backend); x itself where p = 0 or not training, zeros where p = 1."""
     x = _floating(x, "dropout")
     p = parameter("dropout", "p", p)
     if not 0 <= p <= 1:
         raise GraphError(f"dropout: p must lie in [0, 1], got {p!r}")
+    if mask is not None and key is not None:
+        raise GraphError(f"dropout: {describe(x)} takes a mask= or a key=, not both")
     if p == 0 or not training:
         return x
+    if key is not None:
+        mask = ew.GREATER_EQUAL(random.random_uniform(random.random_key(key, "dropout"), x), p)
     if mask is None:
-        raise GraphError(f"dropout: {describe(x)} needs its keep-mask (mask=, e.g. a bool input "
-                         f"or gd.dropout_mask(shape, p, seed)): graphdl draws no random numbers")
+        raise GraphError(f"dropout: {describe(x)} needs a key= (an integer, fed anew each step) "
+                         f"or its keep-mask (mask=, e.g. gd.dropout_mask(shape, p, seed))")
     (mask,) = _lifted(mask)
     if not _broadcasts_to(mask.shape, x.shape):
         raise GraphError(f"dropout: mask {describe(mask)} of shape {format_shape(mask.shape)} "
