@@ -140,6 +140,9 @@ CASES: dict[str, list[Case]] = {
         C("cumsum[reverse]", lambda a: gd.cumsum(a, 0, reverse=True), ((4, 2), normal)),
         C("cumsum[flat]", gd.cumsum, ((2, 3, 2), normal)),
     ],
+    # a draw: its shape input, read for its shape only, gets no gradient
+    "random_uniform": [C("random_uniform", lambda a: gd.random_uniform(5, a, "float64"),
+                         ((3, 4), normal), grads=())],
     "log": [C("log", gd.log, ((2, 3), positive))],
     "sqrt": [C("sqrt", gd.sqrt, ((2, 3), positive))],
     "pow": [
