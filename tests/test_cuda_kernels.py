@@ -24,7 +24,7 @@ import graphdl as gd
 import graphdl.codegen.cuda_backend
 from graphdl import runtime
 from graphdl.codegen.cuda_backend import BACKEND
-from graphdl.ops import leaf, scan
+from graphdl.ops import leaf, random, scan
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -173,6 +173,17 @@ def scanned(shape, axis, reverse, dtype="float32"):
     return make
 
 
+def drawn(shape, dtype, key, like=False, key_dtype="int64"):
+    """random_uniform, the same steps in the same uint64 arithmetic: equal bit for bit."""
+    def make(rng):
+        k = gd.input("key", (), key_dtype)
+        if like:
+            node = random.RANDOM_UNIFORM(k, gd.input("like", shape), dtype=dtype)
+            return node, [np.asarray(key, key_dtype), np.zeros(shape, "float32")]
+        return random.RANDOM_UNIFORM(k, shape=shape, dtype=dtype), [np.asarray(key, key_dtype)]
+    return make
+
+
 FLOATS = ("float32", "float64")
 SLICES = [((7, 8), ((1, 6, 2), (None, None, -1))), ((10,), ((8, 1, -3),)),
           ((5, 6), ((-4, None, None), (0, 0, None))), ((4, 3, 5), ((None, None, -2), (1, 3, None),
@@ -233,6 +244,10 @@ CASES.update({
     "cumsum-int8-to-int64": scanned((3, 4, 5), 2, True, "int8"),
     "cumsum-bool": scanned((40,), 0, False, "bool"),
     "cumsum-empty-axis": scanned((3, 0, 4), 1, False),
+    "random-uniform-float32": drawn((37, 41), "float32", -3),
+    "random-uniform-float64-like": drawn((3, 2, 50), "float64", 2**62 + 5, like=True),
+    "random-uniform-uint8-key": drawn((300,), "float32", 200, key_dtype="uint8"),
+    "random-uniform-empty": drawn((4, 0), "float64", 1),
 })
 # Failing checks: (case, the positions and values planted), the first failure is reported.
 FAILING = {
