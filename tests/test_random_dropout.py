@@ -122,3 +122,15 @@ def test_a_draw_of_an_unknown_shape_follows_its_fed_size():
         np.asarray(fn(x=np.zeros((5, 3), "float32"), key=4))
     assert large.shape == (5, 3)
     np.testing.assert_array_equal(large[:2], small)  # element i depends on (key, i) only
+
+
+def test_onnxruntime_draws_the_same_bits_from_a_fed_key(rng):
+    ort = pytest.importorskip("onnxruntime")
+    x = gd.input("x", (30, 7))
+    outputs = [gd.random_uniform(KEY, (101, 3), "float64"), gd.dropout(x, 0.3, key=KEY * 2 + 1)]
+    session = ort.InferenceSession(gd.onnx.save(outputs).SerializeToString())
+    values = rng.standard_normal((30, 7)).astype("float32")
+    for key in (-5, 0, 2**62 + 17):
+        got = session.run(None, {"key": np.asarray(key, "int64"), "x": values})
+        for a, b in zip(got, gd.evaluate(outputs, {"key": key, "x": values})):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

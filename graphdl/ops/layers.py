@@ -137,7 +137,8 @@ def dropout(x, p=0.5, mask=None, training=True, key=None):
     either the caller's (`mask=`: bool or float, broadcast to x; a fed input, or
     `dropout_mask(shape, p, seed)`) or drawn from `key=` (a Python int or a 0-d integer input:
     kept where `random_uniform(key, x.shape)` ≥ p, the same mask for the same key on every
-    backend); x itself where p = 0 or not training, zeros where p = 1."""
+    backend: two dropouts of one shape need two keys, e.g. key * 2 and key * 2 + 1); x itself
+    where p = 0 or not training, zeros where p = 1."""
     x = _floating(x, "dropout")
     p = parameter("dropout", "p", p)
     if not 0 <= p <= 1:
