@@ -148,6 +148,7 @@ from graphdl.ops.movement import (
     take,
     transpose,
 )
+from graphdl.ops.random import random_uniform
 from graphdl.ops.rearrange import (
     diagonal,
     flip,
@@ -335,6 +336,7 @@ __all__ = [
     "pad",
     "pow",
     "prod",
+    "random_uniform",
     "reciprocal",
     "relu",
     "relu6",

@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy
 
 __all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_linear_scan",
-           "_logcumsumexp", "_lowest", "_pad", "_pool_extra", "_row_groups", "_rows_summed",
-           "_running_arg", "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to",
-           "_sum_to_axes", "_unslice", "_where"]
+           "_logcumsumexp", "_lowest", "_mix64", "_pad", "_pool_extra", "_random_uniform",
+           "_row_groups", "_rows_summed", "_running_arg", "_scatter_add", "_sigmoid", "_softplus",
+           "_stable_order", "_sum_to", "_sum_to_axes", "_swap32", "_unslice", "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -53,6 +53,45 @@ def _where(c, a, b, out=None):
     bits = out.view(f"u{a.dtype.itemsize}")
     numpy.multiply(a.view(bits.dtype), c, out=bits)  # a's bits times 1 or 0: exact, in place
     return out
+
+
+# ---------------------------------------------------------------- random numbers
+# Counter-based: element i of a draw is a function of (key, i) alone, in uint64 arithmetic
+# (modulo 2^64) of additions, multiplications and shifts only, so that the CUDA kernel
+# (`random_uniform.cu`) and ONNX opset 17 (which has no bitwise XOR) spell the same steps.
+def _mix64(z):
+    """SplitMix64's finalizer with additions where it has XORs: scatters a key's bits."""
+    z = (z + (z >> numpy.uint64(30))) * numpy.uint64(0xBF58476D1CE4E5B9)
+    z = (z + (z >> numpy.uint64(27))) * numpy.uint64(0x94D049BB133111EB)
+    return z + (z >> numpy.uint64(31))
+
+
+def _swap32(z):
+    """z's two 32-bit halves exchanged (a rotation by 32; the halves do not overlap)."""
+    return (z >> numpy.uint64(32)) + (z << numpy.uint64(32))
+
+
+def _random_uniform(key, shape, dtype):
+    """Numbers in [0, 1) of `shape` and `dtype` (float32 or float64) from the integer `key`:
+    Widynski's "Squares" counter-based generator (five rounds of square, add, swap halves, its
+    last XOR an addition) keyed by k = 2·mix(key + γ) + 1 (odd, bits scattered; γ = 2^64/φ)
+    and counted by the flat C-order index i; the top 24 (float32) or 53 (float64) bits of
+    the result, times 2^-24 or 2^-53 (exact)."""
+    bits = 24 if numpy.dtype(dtype) == numpy.float32 else 53
+    count = int(numpy.prod(shape, dtype=numpy.int64))
+    with numpy.errstate(over="ignore"):
+        k = numpy.asarray(key).astype(numpy.uint64).reshape(1) + numpy.uint64(0x9E3779B97F4A7C15)
+        k = _mix64(k) * numpy.uint64(2) + numpy.uint64(1)
+        y = numpy.arange(count, dtype=numpy.uint64) * k
+        z = y + k
+        x = _swap32(y * y + y)
+        x = _swap32(x * x + z)
+        x = _swap32(x * x + y)
+        t = x * x + z
+        x = _swap32(t)
+        out = t + ((x * x + y) >> numpy.uint64(32))
+    top = (out >> numpy.uint64(64 - bits)).astype(dtype)
+    return (top * numpy.asarray(2.0 ** -bits, dtype)).reshape(shape)
 
 
 # ---------------------------------------------------------------- movement

@@ -24,7 +24,7 @@ import graphdl as gd
 import graphdl.codegen.cuda_backend
 from graphdl import runtime
 from graphdl.codegen.cuda_backend import BACKEND
-from graphdl.ops import leaf, scan
+from graphdl.ops import leaf, random, scan
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -175,6 +175,17 @@ def scanned(shape, axis, reverse, dtype="float32", op=scan.CUMSUM, nans=False):
     return make
 
 
+def drawn(shape, dtype, key, like=False, key_dtype="int64"):
+    """random_uniform, the same steps in the same uint64 arithmetic: equal bit for bit."""
+    def make(rng):
+        k = gd.input("key", (), key_dtype)
+        if like:
+            node = random.RANDOM_UNIFORM(k, gd.input("like", shape), dtype=dtype)
+            return node, [np.asarray(key, key_dtype), np.zeros(shape, "float32")]
+        return random.RANDOM_UNIFORM(k, shape=shape, dtype=dtype), [np.asarray(key, key_dtype)]
+    return make
+
+
 FLOATS = ("float32", "float64")
 SLICES = [((7, 8), ((1, 6, 2), (None, None, -1))), ((10,), ((8, 1, -3),)),
           ((5, 6), ((-4, None, None), (0, 0, None))), ((4, 3, 5), ((None, None, -2), (1, 3, None),
@@ -247,6 +258,10 @@ CASES.update({
     "cumargmax-nans": scanned((5, 7, 9), 1, False, op=scan.CUMARGMAX, nans=True),
     "cumargmin-int-ties-reverse": scanned((40, 3), 0, True, "int16", scan.CUMARGMIN),
     "cumargmax-empty-axis": scanned((3, 0, 4), 1, True, op=scan.CUMARGMAX),
+    "random-uniform-float32": drawn((37, 41), "float32", -3),
+    "random-uniform-float64-like": drawn((3, 2, 50), "float64", 2**62 + 5, like=True),
+    "random-uniform-uint8-key": drawn((300,), "float32", 200, key_dtype="uint8"),
+    "random-uniform-empty": drawn((4, 0), "float64", 1),
 })
 # Failing checks: (case, the positions and values planted), the first failure is reported.
 FAILING = {

@@ -110,6 +110,12 @@ def _cumulative_case():
     return _with_gradients(x, y, seed=4), {"x": (3, 5)}
 
 
+def _dropout_case():
+    """dropout with a key: the counter-based draw written in uint64 Add, Mul and BitShift."""
+    x = gd.input("x", (4, 6))
+    return _with_gradients(x, gd.dropout(x, 0.4, key=-77), seed=4), {"x": (4, 6)}
+
+
 def _reduction_case():
     """prod (its gradient the product of the others), argmax/argmin and sort (argsort's TopK;
     the values' gradient a scatter-add)."""
@@ -140,6 +146,7 @@ def _unknown_batch_case():
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
          "scan_and_erf": _scan_and_erf_case, "cumulative": _cumulative_case,
+         "dropout": _dropout_case,
          "reductions": _reduction_case,
          "gather_scatter": _gather_scatter_case, "unknown_batch": _unknown_batch_case}
 

@@ -162,6 +162,9 @@ CASES: dict[str, list[Case]] = {
             C(f"{op}[reverse]", lambda a, name=name: getattr(gd, name)(a, 0, reverse=True)
               .indices, ((4, 2), ties), grads=())]
        for op, name in (("cumargmax", "cummax"), ("cumargmin", "cummin"))},
+    # a draw: its shape input, read for its shape only, gets no gradient
+    "random_uniform": [C("random_uniform", lambda a: gd.random_uniform(5, a, "float64"),
+                         ((3, 4), normal), grads=())],
     "log": [C("log", gd.log, ((2, 3), positive))],
     "sqrt": [C("sqrt", gd.sqrt, ((2, 3), positive))],
     "pow": [

@@ -28,7 +28,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 from graphdl.codegen.naming import comment
 from graphdl.ir import describe
 from graphdl.ops import indexing as ix
-from graphdl.ops import leaf, scan, sorting
+from graphdl.ops import leaf, random, scan, sorting
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -169,6 +169,16 @@ def size(node, name):
     count = math.prod(node.inputs[0].shape[i] for i in node.attrs["axes"])
     source = fill("fill.cu", node, name, T=ctype(node.dtype), VALUE=f"{count}ULL")
     return OpKernels(source, (Launch(name, (1,), (32,), (("out",),)),))
+
+
+@register(random.RANDOM_UNIFORM)
+def random_uniform(node, name):
+    count = math.prod(node.shape)
+    bits = 24 if node.dtype == np.float32 else 53
+    source = fill("random_uniform.cu", node, name, T=_supported(node, node.dtype, "f"),
+                  TK=_supported(node, node.inputs[0].dtype, "iu"), INDEX=_index_type(count),
+                  COUNT=count, BITS=bits, SCALE=f"(({ctype(node.dtype)}){2.0 ** -bits!r})")
+    return OpKernels(source, grid_stride(name, count, (("in", 0), ("out",))))
 
 
 # ---------------------------------------------------------------- matmul

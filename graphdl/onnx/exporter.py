@@ -22,7 +22,7 @@ from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, topological_order
 from graphdl.lazy import sympy
 from graphdl.opdef import REGISTRY, implements
-from graphdl.ops import conv, leaf, matmul, scan, sorting
+from graphdl.ops import conv, leaf, matmul, random, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
 from graphdl.ops import movement as mv
@@ -481,6 +481,48 @@ def _running_arg(w, node, names):
     states = [_line(w, values, node, worst, dtype), _line(w, values, node, 0, np.int64),
               (position, np.int64)]
     return _scan_loop(w, node, states, [(values, dtype)], body)
+
+
+@emits(random.RANDOM_UNIFORM)
+def _random_uniform(w, node, names):
+    """runtime._random_uniform's steps in uint64 Add, Mul and BitShift (ONNX wraps them modulo
+    2^64 as NumPy does), over the counter Range(0, count), so the same bits."""
+    shape = _static(node, "random_uniform")
+    u64 = helper.np_dtype_to_tensor_dtype(np.dtype("uint64"))
+
+    def c(value):
+        return w.const(np.asarray(value, np.uint64), "u64")
+
+    def op(kind, a, b):
+        if kind in ("LEFT", "RIGHT"):
+            return w.emit("BitShift", [a, c(b)], direction=kind)
+        return w.emit(kind, [a, b if isinstance(b, str) else c(b)])
+
+    def mix(z):
+        z = op("Mul", op("Add", z, op("RIGHT", z, 30)), 0xBF58476D1CE4E5B9)
+        z = op("Mul", op("Add", z, op("RIGHT", z, 27)), 0x94D049BB133111EB)
+        return op("Add", z, op("RIGHT", z, 31))
+
+    def swap(z):
+        return op("Add", op("RIGHT", z, 32), op("LEFT", z, 32))
+
+    key = w.emit("Cast", [names[0]], to=u64)
+    k = op("Add", op("Mul", mix(op("Add", key, 0x9E3779B97F4A7C15)), 2), 1)
+    count = w.emit("Range", [w.ints(0, "start"), w.ints(int(np.prod(shape)), "limit"),
+                             w.ints(1, "delta")])
+    y = op("Mul", w.emit("Cast", [count], to=u64), k)
+    z = op("Add", y, k)
+    x = swap(op("Add", op("Mul", y, y), y))
+    x = swap(op("Add", op("Mul", x, x), z))
+    x = swap(op("Add", op("Mul", x, x), y))
+    t = op("Add", op("Mul", x, x), z)
+    x = swap(t)
+    bits = op("Add", t, op("RIGHT", op("Add", op("Mul", x, x), y), 32))
+    width = 24 if node.dtype == np.float32 else 53
+    top = w.emit("Cast", [op("RIGHT", bits, 64 - width)],
+                 to=helper.np_dtype_to_tensor_dtype(node.dtype))
+    scaled = w.emit("Mul", [top, w.const(np.asarray(2.0 ** -width, node.dtype), "scale")])
+    return w.emit("Reshape", [scaled, w.ints(shape)], node.name)
 
 
 @emits(mv.SCATTER_ADD)

@@ -357,13 +357,36 @@ def _global_max_pool(call):
 
 @op("BatchNormalization")
 def _batch_norm(call):
-    """Inference mode: (x - running mean) / sqrt(running var + eps) * scale + bias, per channel."""
-    if call.attr("training_mode", 0) or (len(call.proto.output) > 1 and any(call.proto.output[1:])):
-        call.refuse("training mode (batch statistics, running-stat outputs) is not supported")
+    """Inference: (x - running mean) / sqrt(running var + eps) * scale + bias, per channel.
+    training_mode=1: `gd.batch_norm` on the batch's statistics; its optional outputs, the
+    running mean and var moved toward the batch's (biased variance, as ONNX's) by
+    1 - momentum."""
+    outputs = call.proto.output
+    training = call.attr("training_mode", 0)
+    if (any(outputs[1:]) and not training) or (len(outputs) > 3 and any(outputs[3:])):
+        call.refuse("running-stat outputs need training_mode=1 (opset 14 or later); the saved "
+                    "mean and variance outputs of earlier opsets are not supported")
     x = call.node(0)
+    eps = call.attr("epsilon", 1e-5)
+    if training:
+        return _batch_norm_training(call, x, eps)
     scale, bias, mean, var = (gd.reshape(call.node(i), (-1,) + (1,) * (x.ndim - 2))
                               for i in range(1, 5))
-    return (x - mean) / gd.sqrt(var + call.attr("epsilon", 1e-5)) * scale + bias
+    return (x - mean) / gd.sqrt(var + eps) * scale + bias
+
+
+def _batch_norm_training(call, x, eps):
+    y = gd.batch_norm(x, None, None, call.node(1), call.node(2), training=True, eps=eps)
+    if not any(call.proto.output[1:]):
+        return y
+    axes = (0, *range(2, x.ndim))
+    centered = x - gd.mean(x, axes, keepdims=True)
+    momentum = call.attr("momentum", 0.9)
+    running = []
+    for stat, batch in ((call.node(3), gd.mean(x, axes)),
+                        (call.node(4), gd.mean(centered * centered, axes))):
+        running.append(stat * momentum + gd.cast(batch, stat.dtype) * (1 - momentum))
+    return (y, *running)
 
 
 @op("LayerNormalization")

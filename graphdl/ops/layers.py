@@ -8,9 +8,9 @@ import math
 import numpy as np
 
 from graphdl.errors import GraphError
-from graphdl.ir import describe, format_shape
+from graphdl.ir import Node, describe, format_shape
 from graphdl.ops import elementwise as ew
-from graphdl.ops import leaf
+from graphdl.ops import leaf, random
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.ops.composite import _floating, _named, composite, parameter
@@ -132,19 +132,26 @@ def dropout_mask(shape, p, seed):
 
 @composite("dropout", "Dropout",
            "dL/dx = g · mask / (1 − p)", ew.MUL, arity=None)
-def dropout(x, p=0.5, mask=None, training=True):
-    """x · mask / (1 − p) with the caller's keep-mask (bool or float, broadcast to x: a fed
-    input, or `dropout_mask(shape, p, seed)`), as torch.nn.functional.dropout scales it; x
-    itself where p = 0 or not training, zeros where p = 1."""
+def dropout(x, p=0.5, mask=None, training=True, key=None):
+    """x · mask / (1 − p), as torch.nn.functional.dropout scales it, with a keep-mask that is
+    either the caller's (`mask=`: bool or float, broadcast to x; a fed input, or
+    `dropout_mask(shape, p, seed)`) or drawn from `key=` (a Python int or a 0-d integer input:
+    kept where `random_uniform(key, x.shape)` ≥ p, the same mask for the same key on every
+    backend: two dropouts of one shape need two keys, e.g. key * 2 and key * 2 + 1); x itself
+    where p = 0 or not training, zeros where p = 1."""
     x = _floating(x, "dropout")
     p = parameter("dropout", "p", p)
     if not 0 <= p <= 1:
         raise GraphError(f"dropout: p must lie in [0, 1], got {p!r}")
+    if mask is not None and key is not None:
+        raise GraphError(f"dropout: {describe(x)} takes a mask= or a key=, not both")
     if p == 0 or not training:
         return x
+    if key is not None:
+        mask = ew.GREATER_EQUAL(random.random_uniform(random.random_key(key, "dropout"), x), p)
     if mask is None:
-        raise GraphError(f"dropout: {describe(x)} needs its keep-mask (mask=, e.g. a bool input "
-                         f"or gd.dropout_mask(shape, p, seed)): graphdl draws no random numbers")
+        raise GraphError(f"dropout: {describe(x)} needs a key= (an integer, fed anew each step) "
+                         f"or its keep-mask (mask=, e.g. gd.dropout_mask(shape, p, seed))")
     (mask,) = _lifted(mask)
     if not _broadcasts_to(mask.shape, x.shape):
         raise GraphError(f"dropout: mask {describe(mask)} of shape {format_shape(mask.shape)} "
@@ -233,25 +240,83 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
            "rule over the batch and trailing axes",
            (ew.MUL, ew.ADD), arity=None)
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, *, num_batches_tracked=None, return_updates=False):
     """x (N, C, ...) normalized per channel, as torch.nn.functional.batch_norm: by
     running_mean and running_var (C,) when not training, by the batch's mean and biased
-    variance over every axis but 1 when training; then · weight + bias (C,). The running
-    statistics are not updated here (momentum is accepted for the signature)."""
+    variance over every axis but 1 when training; then · weight + bias (C,).
+
+    With return_updates=True it returns (y, updates): in training, {running_mean: its new
+    value, running_var: its new value} for `gd.compile(..., updates=)` (inputs both), as
+    torch.nn.BatchNorm updates its buffers: stat ← (1 − momentum)·stat + momentum·batch's,
+    the batch's variance unbiased (÷ (n − 1)); momentum=None averages cumulatively,
+    momentum = 1 / (num_batches_tracked + 1), which needs `num_batches_tracked` (a 0-d
+    integer input, updated to itself + 1 whenever given); not training, {}."""
     x = _floating(x, "batch_norm")
     (c,) = _channels(x, "batch_norm")
     trailing = (1,) * (x.ndim - 2)
+    updates = {}
     if training:
         axes = (0, *range(2, x.ndim))
-        centered = x - rd.mean(x, axes, keepdims=True)
+        mean = rd.mean(x, axes, keepdims=True)
+        centered = x - mean
         variance = rd.mean(centered * centered, axes, keepdims=True)
+        if return_updates:
+            updates = _running_updates(x, axes, mean, variance, running_mean, running_var,
+                                       momentum, num_batches_tracked)
     else:
-        running_mean, running_var = _lifted(running_mean, running_var)
-        for label, s in (("running_mean", running_mean), ("running_var", running_var)):
-            if s is None or tuple(s.shape) != (c,):
-                raise GraphError(f"batch_norm: {label} {describe(s) if s is not None else None} "
-                                 f"is not of shape ({c},), the channels of {describe(x)}")
+        running_mean, running_var = _running_stats(x, running_mean, running_var)
         centered = x - mv.reshape(running_mean, (c, *trailing))
         variance = mv.reshape(running_var, (c, *trailing))
     y = centered * ew.RECIPROCAL(ew.SQRT(variance + eps))
-    return _named(_affine(y, weight, bias, (c,), "batch_norm", axis=1), "batch_norm")
+    y = _named(_affine(y, weight, bias, (c,), "batch_norm", axis=1), "batch_norm")
+    return (y, updates) if return_updates else y
+
+
+def _running_stats(x, running_mean, running_var, required=True):
+    """running_mean and running_var as nodes of shape (C,), x's channels (None passes unless
+    `required`)."""
+    c = x.shape[1]
+    stats = _lifted(running_mean, running_var)
+    for label, s in zip(("running_mean", "running_var"), stats):
+        if (s is None and required) or (s is not None and tuple(s.shape) != (c,)):
+            raise GraphError(f"batch_norm: {label} {describe(s) if s is not None else None} "
+                             f"is not of shape ({c},), the channels of {describe(x)}")
+    return stats
+
+
+def _running_updates(x, axes, mean, variance, running_mean, running_var, momentum, count):
+    """{running stat: its value after this batch, num_batches_tracked: + 1} (see
+    `batch_norm`), for each of them given."""
+    stats = dict(zip(("running_mean", "running_var"), _running_stats(x, running_mean,
+                                                                     running_var, False)))
+    if count is not None:
+        (count,) = _lifted(count)
+        if count.op is not leaf.INPUT or count.shape != () or count.dtype.kind not in "iu":
+            raise GraphError(f"batch_norm: num_batches_tracked {describe(count)} must be a 0-d "
+                             f"integer input (updated in place each step)")
+    if momentum is None:
+        if count is None:
+            raise GraphError(f"batch_norm: momentum=None (a cumulative average) needs "
+                             f"num_batches_tracked, a 0-d integer input, for {describe(x)}")
+        momentum = ew.RECIPROCAL(ew.cast(count + 1, x.dtype))
+    else:
+        momentum = parameter("batch_norm", "momentum", momentum)
+    known = None not in x.shape
+    n = math.prod(x.shape[a] for a in axes) if known else leaf.size(x, axes, x.dtype)
+    if known and n < 2:
+        raise GraphError(f"batch_norm: {describe(x)} has only {n} value(s) per channel; the "
+                         f"unbiased variance running_var follows needs 2 or more")
+    batch = {"running_mean": mean, "running_var": variance * (n / (n - 1))}
+    updates = {}
+    for label, stat in stats.items():
+        if stat is None:
+            continue
+        if stat.op is not leaf.INPUT:
+            raise GraphError(f"batch_norm: {label} {describe(stat)} must be an input to be "
+                             f"updated (gd.input, fed each step)")
+        new = ew.cast(mv.reshape(batch[label], (x.shape[1],)), stat.dtype)
+        rate = ew.cast(momentum, stat.dtype) if isinstance(momentum, Node) else momentum
+        updates[stat] = (1 - rate) * stat + rate * new
+    if count is not None:
+        updates[count] = count + 1
+    return updates

@@ -163,6 +163,7 @@ GD = {
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
     "embedding": lambda w, indices, padding_idx: gd.embedding(indices, w, padding_idx),
     "group_norm": lambda x, *wb, num_groups: gd.group_norm(x, num_groups, *wb),
+    "random_uniform": lambda x, key: x * gd.random_uniform(key, x, x.dtype),
     "batch_norm": lambda x, *wb, running_mean, running_var, training: gd.batch_norm(
         x, running_mean, running_var, *wb, training=training),
     "floor_divide": lambda a, b: a // b,
@@ -197,6 +198,7 @@ _CODE = {
     "stack": "gd.stack([{args}], axis={axis})", "repeat": "gd.repeat({0}, *{sizes})",
     "meshgrid": "gd.meshgrid({args}, indexing={indexing!r})[{pick}]",
     "floor_divide": "{0} // {1}", "remainder": "{0} % {1}", "power": "{0} ** {1}",
+    "random_uniform": "{0} * gd.random_uniform({key!r}, {0}, {0}.dtype)",
     "isclose": "gd.where(gd.isclose({0}, {1}, rtol={rtol!r}, atol={atol!r}, "
                "equal_nan={equal_nan!r}), {0}, {1})",
     **{mask: f"gd.where(gd.{mask}(gd.where({{0}} > 0, {{0}}, {{fill!r}})), {{0}}, -{{0}})"
@@ -484,6 +486,11 @@ def _scan(g):
     axis = g.axis(ndim) if ndim else None
     axis = axis[0] if isinstance(axis, tuple) else axis  # one axis, or None: the flattened x
     return [x], {"axis": axis, "reverse": bool(g.rng.integers(2))}
+
+
+def _random_uniform(g):
+    """x times a draw of x's shape and dtype: the backends' draws meet in the product."""
+    return [g.pick()], {"key": int(g.rng.integers(-(1 << 40), 1 << 40))}
 
 
 def _within(domain):
@@ -919,10 +926,13 @@ def _embedding(g):
 
 
 def _dropout(g):
-    """x · mask / (1 − p) with a constant keep-mask (bool or float, as x or broadcast)."""
+    """x · mask / (1 − p) with a keep-mask drawn from a key (the PyTorch form reads graphdl's
+    reference draw) or a constant one (bool or float, as x or broadcast)."""
     x = g.pick()
     shape = g.shape_of(x)
     p = float(g.rng.choice([0.0, 0.25, 0.5, 0.8, 1.0]))
+    if g.rng.random() < 0.5:
+        return [x], {"p": p, "key": int(g.rng.integers(-(1 << 40), 1 << 40))}
     mask_shape = shape[1:] if shape and g.rng.random() < 0.3 else shape
     mask = layers.dropout_mask(mask_shape, p, int(g.rng.integers(1 << 16)))
     if g.rng.random() < 0.5:
@@ -1340,6 +1350,7 @@ PROPOSERS = {
     "logcumsumexp": _scan,
     "cummax": _scan,
     "cummin": _scan,
+    "random_uniform": _random_uniform,
     "mean": _reduce,
     "max": _reduce,
     "min": _reduce,

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from graphdl import runtime
 
 
 def _axes(axis, ndim):
@@ -73,11 +76,20 @@ def _embedding(w, indices, padding_idx):
     return F.embedding(torch.as_tensor(indices), w, padding_idx=padding_idx)
 
 
-def _dropout(x, p, mask):
-    """x · mask / (1 − p): F.dropout with the same keep-mask (it draws its own)."""
+def _dropout(x, p, mask=None, key=None):
+    """x · mask / (1 − p): F.dropout with the same keep-mask (it draws its own): the caller's,
+    or graphdl's reference draw from the key (what every backend must draw)."""
     if p == 0:
         return x
+    if key is not None:
+        mask = _random_uniform(x, key, "float32") >= p
     return x * (torch.as_tensor(mask).to(x.dtype) * (0.0 if p == 1 else 1 / (1 - p)))
+
+
+def _random_uniform(x, key, dtype=None):
+    """graphdl's reference draw (no PyTorch generator draws the same numbers)."""
+    dtype = np.dtype(str(x.dtype).removeprefix("torch.")) if dtype is None else np.dtype(dtype)
+    return torch.from_numpy(runtime._random_uniform(key, tuple(x.shape), dtype))
 
 
 def _attention(q, k, v, attn_mask, is_causal, scale):
@@ -261,6 +273,7 @@ TORCH = {
     "logcumsumexp": _scan(_logcumsumexp),
     "cummax": _scan(lambda x, axis: torch.cummax(x, axis).values),
     "cummin": _scan(lambda x, axis: torch.cummin(x, axis).values),
+    "random_uniform": lambda x, key: x * _random_uniform(x, key),
     "log": torch.log,
     "sqrt": torch.sqrt,
     "reciprocal": torch.reciprocal,
