@@ -217,7 +217,7 @@ INTS = (np.array([7, -7, 7, -7, 0, 5, -9, 9], np.int32),
         np.array([2, 2, -2, -2, 3, 5, 4, -4], np.int32))
 
 
-@pytest.mark.parametrize("backend", ["evaluate", "numpy"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_integer_division_matches_pytorch(backend):
     a, b = gd.input("a", (8,), "int32"), gd.input("b", (8,), "int32")
     got = run(backend, [a // b, a % b, gd.fmod(a, b)], {"a": INTS[0], "b": INTS[1]})

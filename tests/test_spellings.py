@@ -25,6 +25,7 @@ PRINTERS = {
 }
 SAMPLES = {
     sympy.Max: sympy.Max(x, y), sympy.Min: sympy.Min(x, y), sympy.Abs: sympy.Abs(x),
+    sympy.Mod: sympy.Mod(x, y),
     sympy.erf: sympy.erf(x), sympy.Heaviside: sympy.Heaviside(x, 0),
     sympy.Piecewise: sympy.Piecewise((x, x > 0), (y, True)),
     sympy.Eq: sympy.Eq(x, y), sympy.Ne: sympy.Ne(x, y),

@@ -31,6 +31,24 @@ __device__ __forceinline__ double gd_sigmoid(double a) {
     double e = exp(-fabs(a));
     return (a >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
+// Python's a mod b, of b's sign (C's fmod and % take a's); an integer by 0 gives 0, NumPy's.
+template <typename T> __device__ __forceinline__ T gd_mod(T a, T b) {
+    if (b == 0 || (T(-1) < T(0) && b == T(-1))) return 0;  // any a mod -1 is 0; INT_MIN % -1 traps
+    T r = a % b;
+    return (r != 0 && (r < 0) != (b < 0)) ? T(r + b) : r;
+}
+template <> __device__ __forceinline__ float gd_mod<float>(float a, float b) {
+    float r = fmodf(a, b);
+    return (r != 0.0f && (r < 0.0f) != (b < 0.0f)) ? r + b : r;
+}
+template <> __device__ __forceinline__ double gd_mod<double>(double a, double b) {
+    double r = fmod(a, b);
+    return (r != 0.0 && (r < 0.0) != (b < 0.0)) ? r + b : r;
+}
+// |a| in a's own type: C's fabs would compute an integer in double (inexact beyond 2^53).
+template <typename T> __device__ __forceinline__ T gd_abs(T a) { return a < 0 ? T(-a) : a; }
+__device__ __forceinline__ float gd_abs(float a) { return fabsf(a); }
+__device__ __forceinline__ double gd_abs(double a) { return fabs(a); }
 __device__ __forceinline__ float gd_softplus(float a) \
 { return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
 __device__ __forceinline__ double gd_softplus(double a) \
