@@ -61,6 +61,7 @@ SPELLINGS = {
     # Python's modulo, of the divisor's sign (C99's printer prints C's fmod, of the dividend's)
     sympy.Mod: {"cuda": "gd_mod<{dtype:ctype}>({0}, {1})"},
     sympy.erf: {"numpy": "_erf({0})"},  # the runtime's: NumPy has none
+    sympy.erfc: {"numpy": "_erfc({0})"},
     sympy.Heaviside: {  # H(x, h0): h0 is the value at 0 (SymPy's default: 1/2)
         "numpy": "numpy.heaviside({0}, {1})",
         "text": step(_STEP),

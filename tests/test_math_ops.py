@@ -6,6 +6,7 @@ import of each ONNX operator mapped to them."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -16,8 +17,8 @@ import graphdl as gd
 torch = pytest.importorskip("torch")
 
 UNARY = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
-         "exp2", "log2", "log10", "log1p", "expm1", "square", "rsqrt", "floor", "ceil", "trunc",
-         "round", "sign", "isnan", "isinf", "isfinite")
+         "exp2", "log2", "log10", "log1p", "expm1", "erfc", "square", "rsqrt", "floor", "ceil",
+         "trunc", "round", "sign", "isnan", "isinf", "isfinite")
 BOOL = ("isnan", "isinf", "isfinite")
 BINARY = ("atan2", "copysign", "floor_divide", "remainder", "fmod", "pow")
 # Within a few ulps: NumPy, PyTorch and the C library compute these functions differently.
@@ -137,7 +138,7 @@ SMOOTH = {"sin": (-3, 3), "cos": (-3, 3), "tan": (-1.2, 1.2), "asin": (-0.95, 0.
           "acos": (-0.95, 0.95), "atan": (-5, 5), "sinh": (-4, 4), "cosh": (-4, 4),
           "asinh": (-5, 5), "acosh": (1.05, 5), "atanh": (-0.95, 0.95), "exp2": (-5, 5),
           "log2": (0.1, 5), "log10": (0.1, 5), "log1p": (-0.9, 5), "expm1": (-5, 5),
-          "square": (-5, 5), "rsqrt": (0.1, 5)}
+          "erfc": (-3, 3), "square": (-5, 5), "rsqrt": (0.1, 5)}
 
 
 def _second_torch(fn, arrays):
@@ -168,6 +169,19 @@ def test_second_derivatives_match_pytorch(dtype, rng):
         want = _second_torch(getattr(torch, name), [a0, b0])
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e3 * RTOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_erfc_keeps_its_relative_precision_in_the_tail(backend):
+    """erfc(x) where 1 − erf(x) has rounded to 0 (from x ≈ 6) down to the smallest subnormal
+    (x ≈ 27.2), within a few ulps of the C library's erfc, in float64."""
+    x0 = np.concatenate([np.linspace(-6.0, 27.0, 661), [10.0, 26.5, 27.2]])
+    x = gd.input("x", x0.shape, "float64")
+    (got,) = run(backend, [gd.erfc(x)], {"x": x0})
+    want = np.array([math.erfc(v) for v in x0])
+    assert got[-3] > 0 and np.all(got[x0 < 26] > 0)
+    np.testing.assert_allclose(got[want > 1e-300], want[want > 1e-300], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=np.finfo(np.float64).smallest_subnormal)
 
 
 def test_domain_edges():

@@ -135,6 +135,7 @@ CASES: dict[str, list[Case]] = {
     "reciprocal": [C("reciprocal", lambda a: R["reciprocal"](a), ((2, 3), away_from_zero))],
     "exp": [C("exp", gd.exp, ((2, 3), normal))],
     "erf": [C("erf", gd.erf, ((2, 3), normal))],
+    "erfc": [C("erfc", gd.erfc, ((2, 3), normal))],
     "cumsum": [
         C("cumsum[axis1]", lambda a: gd.cumsum(a, 1), ((2, 3), normal)),
         C("cumsum[reverse]", lambda a: gd.cumsum(a, 0, reverse=True), ((4, 2), normal)),
@@ -536,6 +537,7 @@ SYM_SPECS = {
     "reciprocal": [({}, ("positive",))],
     "exp": [({}, ("real",))],
     "erf": [({}, ("real",))],
+    "erfc": [({}, ("real",))],
     "log": [({}, ("positive",))],
     "sqrt": [({}, ("positive",))],
     "pow": [({"exponent": 3}, ("real",)), ({"exponent": 0.5}, ("positive",)),

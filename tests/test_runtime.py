@@ -29,7 +29,7 @@ EMITTED = {"_sigmoid", "_softplus", "_where", "_unslice", "_scatter_add", "_inde
            "_rows_summed", "_row_groups", "_stable_order", "_check_index", "_conv_out", "_pad",
            "_pool_extra", "_lowest", "_avg_divisor"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
-PRINTED = {"_erf"}
+PRINTED = {"_erf", "_erfc", "_per_element"}
 
 
 def program():

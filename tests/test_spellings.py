@@ -26,7 +26,8 @@ PRINTERS = {
 SAMPLES = {
     sympy.Max: sympy.Max(x, y), sympy.Min: sympy.Min(x, y), sympy.Abs: sympy.Abs(x),
     sympy.Mod: sympy.Mod(x, y),
-    sympy.erf: sympy.erf(x), sympy.Heaviside: sympy.Heaviside(x, 0),
+    sympy.erf: sympy.erf(x), sympy.erfc: sympy.erfc(x),
+    sympy.Heaviside: sympy.Heaviside(x, 0),
     sympy.Piecewise: sympy.Piecewise((x, x > 0), (y, True)),
     sympy.Eq: sympy.Eq(x, y), sympy.Ne: sympy.Ne(x, y),
     scalar.Sigmoid: scalar.Sigmoid(x), scalar.Softplus: scalar.Softplus(x),

@@ -416,6 +416,12 @@ LOG1P = _function("log1p", lambda a: _cfunctions.log1p(a), "log1p",
 EXPM1 = _function("expm1", lambda a: _cfunctions.expm1(a), "expm1",
                   lambda g, a, out: g * (out + 1))
 
+# erfc: 1 − erf, by the C library's erfc (1 − erf(a) rounds to 0 from a ≈ 6, erfc(10) ≈ 2e-45);
+# d/da = −2/√π · e^(−a²), erf's negated.
+ERFC = elementwise("erfc", lambda a: sympy.erfc(a), lambda a: f"_erfc({a})", runtime._erfc,
+                   lambda n, g: [-(g * (EXP(-(n.inputs[0] * n.inputs[0])) * _TWO_OVER_SQRT_PI))],
+                   floating("erfc"))
+
 # floor, ceil: steps, gradient 0 (PyTorch's). The public forms return integers as they are.
 FLOOR = elementwise("floor", lambda a: sympy.floor(a), lambda a: f"numpy.floor({a})", np.floor,
                     lambda n, g: [None], floating("floor"))
@@ -469,7 +475,8 @@ POWER = elementwise("power", lambda a, b: sympy.Pow(a, b), lambda a, b: f"{a}**{
 
 sin, cos, tan, asin, acos, atan = map(_promoting, (SIN, COS, TAN, ASIN, ACOS, ATAN))
 sinh, cosh, asinh, acosh, atanh = map(_promoting, (SINH, COSH, ASINH, ACOSH, ATANH))
-log2, log10, log1p, expm1, atan2 = map(_promoting, (LOG2, LOG10, LOG1P, EXPM1, ATAN2))
+log2, log10, log1p, expm1, erfc, atan2 = map(_promoting, (LOG2, LOG10, LOG1P, EXPM1, ERFC,
+                                                     ATAN2))
 floor, ceil, fmod = _integers_unchanged(FLOOR), _integers_unchanged(CEIL), FMOD
 
 

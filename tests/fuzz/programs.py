@@ -1174,6 +1174,7 @@ PROPOSERS = {
                                                   "shift": float(g.rng.choice([0.0, 1.0, -0.5]))}),
     "exp": _unary("exp"),
     "erf": _unary("erf"),
+    "erfc": _unary("erfc"),
     "gelu": _unary("gelu", params=_one_of({}, {"approximate": "tanh"})),
     "silu": _unary("silu"),
     "elu": _unary("elu", params=_one_of({}, {"alpha": 0.5}, {"alpha": 2.0})),

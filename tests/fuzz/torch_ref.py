@@ -220,6 +220,7 @@ TORCH = {
     "affine": lambda a, scale, shift: a * scale + shift,
     "exp": torch.exp,
     "erf": torch.erf,
+    "erfc": torch.erfc,
     "gelu": torch.nn.functional.gelu,
     "silu": F.silu,
     "elu": F.elu,
