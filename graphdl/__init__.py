@@ -127,6 +127,18 @@ from graphdl.ops.layers import (
     scaled_dot_product_attention,
 )
 from graphdl.ops.leaf import constant, input, zeros_like
+from graphdl.ops.logic import (
+    bitwise_and,
+    bitwise_left_shift,
+    bitwise_not,
+    bitwise_or,
+    bitwise_right_shift,
+    bitwise_xor,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+)
 from graphdl.ops.losses import (
     cosine_similarity,
     cross_entropy,
@@ -236,6 +248,12 @@ __all__ = [
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "bitwise_and",
+    "bitwise_left_shift",
+    "bitwise_not",
+    "bitwise_or",
+    "bitwise_right_shift",
+    "bitwise_xor",
     "broadcast_to",
     "cast",
     "ceil",
@@ -306,6 +324,10 @@ __all__ = [
     "log10",
     "log_sigmoid",
     "log_softmax",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
     "logsumexp",
     "margin_ranking_loss",
     "matmul",

@@ -33,6 +33,10 @@ SAMPLES = {
     scalar.Sigmoid: scalar.Sigmoid(x), scalar.Softplus: scalar.Softplus(x),
     scalar.Relu: scalar.Relu(x), scalar.Where: scalar.Where(x > y, x, y),
     scalar.Cast: scalar.Cast(x, sympy.Symbol("float64")),
+    **{c: c(x) if c.nargs == {1} else c(x, y) for c in (
+        scalar.LogicalAnd, scalar.LogicalOr, scalar.LogicalXor, scalar.LogicalNot,
+        scalar.BitwiseAnd, scalar.BitwiseOr, scalar.BitwiseXor, scalar.BitwiseNot,
+        scalar.LeftShift, scalar.RightShift)},
 }
 TABLES = {**SPELLINGS, **{c: c.spellings for c in vars(scalar).values()
                           if isinstance(c, type) and "spellings" in vars(c)}}

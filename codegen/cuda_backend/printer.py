@@ -49,6 +49,17 @@ template <> __device__ __forceinline__ double gd_mod<double>(double a, double b)
 template <typename T> __device__ __forceinline__ T gd_abs(T a) { return a < 0 ? T(-a) : a; }
 __device__ __forceinline__ float gd_abs(float a) { return fabsf(a); }
 __device__ __forceinline__ double gd_abs(double a) { return fabs(a); }
+// ~a, and for a bool its negation (~true is -2, true again as a bool).
+template <typename T> __device__ __forceinline__ T gd_invert(T a) { return T(~a); }
+__device__ __forceinline__ bool gd_invert(bool a) { return !a; }
+// Shifts by counts C leaves undefined as NumPy and PyTorch: 0 (left) or the sign (right)
+// where the count is negative or at least the width.
+template <typename T> __device__ __forceinline__ T gd_shl(T a, T b) {
+    return (b < T(0) || b >= T(8 * sizeof(T))) ? T(0) : T(a << b);
+}
+template <typename T> __device__ __forceinline__ T gd_shr(T a, T b) {
+    return (b < T(0) || b >= T(8 * sizeof(T))) ? T(a < T(0) ? -1 : 0) : T(a >> b);
+}
 __device__ __forceinline__ float gd_softplus(float a) \
 { return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
 __device__ __forceinline__ double gd_softplus(double a) \
