@@ -207,3 +207,43 @@ def test_no_gradient_flows_through_them():
                                                                    torch.logical_and(xt, xt < 0)))
     torch.where(ct, xt * xt, 0.0).sum().backward()
     np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+# ---------------------------------------------------------------- ONNX
+def _onnxruntime_run(outputs, feeds, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    gd.onnx.save(outputs, tmp_path / "m.onnx")
+    return ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, feeds)
+
+
+def test_onnx_export_runs_in_onnxruntime(tmp_path):
+    """Logical ops of any dtype (Cast to bool first), bitwise ops of bools, shifts of unsigned
+    integers by counts below the width, and their import back."""
+    pytest.importorskip("onnx")
+    f0, i0, c0 = grid("float32", 24), np.tile(grid("int32", 8), 3), grid("bool", 24)
+    u0, s0 = np.tile(grid("uint8", 8), 3), np.resize(np.arange(8, dtype=np.uint8), 24)
+    f, i, c, u, s = (gd.input(n, a.shape, a.dtype.name)
+                     for n, a in zip("ficus", (f0, i0, c0, u0, s0)))
+    outputs = {"and": gd.logical_and(f, i), "or": gd.logical_or(i, c), "xor": gd.logical_xor(f, c),
+               "not": gd.logical_not(f), "band": c & (f > 0), "bor": c | True, "bxor": c ^ c,
+               "bnot": ~c, "shl": u << s, "shr": u >> s}
+    feeds = {"f": f0, "i": i0, "c": c0, "u": u0, "s": s0}
+    want = gd.evaluate(list(outputs.values()), feeds)
+    got = _onnxruntime_run(outputs, feeds, tmp_path)
+    loaded = gd.onnx.load(tmp_path / "m.onnx")
+    back = gd.evaluate(loaded.outputs, loaded.feeds(**feeds))
+    for name, g, b, w in zip(outputs, got, back, want):
+        assert g.dtype == w.dtype, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+        np.testing.assert_array_equal(b, w, err_msg=name)
+
+
+@pytest.mark.parametrize(("build", "match"), [
+    (lambda i: i & 3, "bitwise_and .* of int32: opset 17 has bitwise operators of bools only"),
+    (lambda i: ~i, "bitwise_not .* of int32: opset 17"),
+    (lambda i: i << 1, "bitwise_left_shift .* of int32: ONNX's BitShift shifts unsigned"),
+])
+def test_onnx_export_refuses_what_opset_17_lacks(build, match, tmp_path):
+    pytest.importorskip("onnx")
+    with pytest.raises(gd.GraphError, match=match):
+        gd.onnx.save({"y": build(gd.input("i", (3,), "int32"))}, tmp_path / "m.onnx")

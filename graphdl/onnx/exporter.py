@@ -25,6 +25,7 @@ from graphdl.opdef import REGISTRY, implements
 from graphdl.ops import conv, leaf, matmul, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
+from graphdl.ops import logic as lg
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.passes.optimize import prepare
@@ -115,6 +116,33 @@ for _op, _onnx in {ew.GREATER: "Greater", ew.GREATER_EQUAL: "GreaterOrEqual", ew
 @emits(ew.NOT_EQUAL)
 def _not_equal(w, node, names):
     return w.emit("Not", [ew.EQUAL.impls["onnx"](w, node, names)], node.name)
+
+
+# ONNX's logical operators take bools: the operands as truth values (Cast: nonzero is true)
+LOGICAL = {lg.LOGICAL_AND: "And", lg.LOGICAL_OR: "Or", lg.LOGICAL_XOR: "Xor",
+           lg.LOGICAL_NOT: "Not", lg.BITWISE_AND: "And", lg.BITWISE_OR: "Or",
+           lg.BITWISE_XOR: "Xor", lg.BITWISE_NOT: "Not"}
+
+
+@emits(*LOGICAL)
+def _logical(w, node, names):
+    """The bitwise ops of bools are the logical ones; of integers opset 17 has none (BitwiseAnd
+    and the others are opset 18)."""
+    if node.op.name.startswith("bitwise") and node.dtype != np.bool_:
+        raise GraphError(f"ONNX export: {node.op.name} ({describe(node)}) of {node.dtype}: opset "
+                         f"{OPSET} has bitwise operators of bools only (And, Or, Xor, Not)")
+    return w.emit(LOGICAL[node.op], _same_type(w, node, names, np.dtype(bool)), node.name)
+
+
+@emits(lg.BITWISE_LEFT_SHIFT, lg.BITWISE_RIGHT_SHIFT)
+def _shift(w, node, names):
+    """BitShift, of unsigned integers only in ONNX; there a count at least the width is
+    undefined (graphdl's shifts give 0, as NumPy's)."""
+    if node.dtype.kind != "u":
+        raise GraphError(f"ONNX export: {node.op.name} ({describe(node)}) of {node.dtype}: "
+                         f"ONNX's BitShift shifts unsigned integers only")
+    direction = "LEFT" if node.op is lg.BITWISE_LEFT_SHIFT else "RIGHT"
+    return w.emit("BitShift", _same_type(w, node, names), node.name, direction=direction)
 
 
 @emits(ew.POW)
