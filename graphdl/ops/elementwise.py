@@ -578,9 +578,12 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 def _fmod_off(a, b):
     """fmod(a, b), and where floor division leaves it: a nonzero remainder whose sign is not b's
-    (there remainder adds b, floor_divide takes 1 from the quotient)."""
+    (there remainder adds b, floor_divide takes 1 from the quotient). A logical and, not a
+    where of bools, which onnxruntime lacks."""
+    from graphdl.ops.logic import LOGICAL_AND  # which builds on this module
+
     m = FMOD(a, b)
-    return m, WHERE(NOT_EQUAL(m, 0), NOT_EQUAL(LESS(b, 0), LESS(m, 0)), False)
+    return m, LOGICAL_AND(NOT_EQUAL(m, 0), NOT_EQUAL(LESS(b, 0), LESS(m, 0)))
 
 
 def remainder(a, b):
