@@ -260,12 +260,13 @@ def test_each_sympy_function_of_a_built_in_op_is_built_as_that_op():
     from graphdl.formula import from_sympy
     from graphdl.opdef import REGISTRY
 
-    x = gd.input("x", (3,), "float64")
-    y = gd.input("y", (3,), "float64")
+    floats = gd.input("x", (3,), "float64"), gd.input("y", (3,), "float64")
+    ints = gd.input("i", (3,), "int64"), gd.input("j", (3,), "int64")  # the bitwise ops'
     built = set()
     for op in REGISTRY.values():
         if op.kind != "elementwise" or op.sym is None or op.name == "where":  # cast to bool
             continue
+        x, y = ints if op.name.startswith("bitwise") else floats
         for symbols, nodes in ((sympy.symbols("a:1"), (x,)), (sympy.symbols("a:2"), (x, y))):
             try:
                 e = op.sym(*symbols)
