@@ -56,15 +56,16 @@ def test_cuda_printer_prints_pythons_modulo_and_an_exact_abs(dtype, tmp_path, mo
         np.testing.assert_array_equal(y[a.size:], np.abs(a))
 
 
-@pytest.mark.parametrize("runner", ["numpy", pytest.param("cuda-cpu", marks=needs_gxx)])
-def test_integer_modulo_beyond_2_to_the_53_matches_pytorch(runner):
-    options = {"backend": "cuda", "device": "cpu"} if runner == "cuda-cpu" else {}
+@pytest.mark.parametrize("runner", ["evaluate", "numpy", pytest.param("cuda-cpu",
+                                                                     marks=needs_gxx)])
+def test_integer_modulo_and_division_beyond_2_to_the_53_match_pytorch(runner):
     a0, b0 = (np.array(v[:9], np.int64) for v in MIXED["int64"])
     a, b = gd.input("a", (9,), "int64"), gd.input("b", (9,), "int64")
-    got = gd.compile([gd.remainder(a, b), a % b, gd.fmod(a, b), gd.abs(a), a % -3],
-                     **options)(a=a0, b=b0)
+    got = run(runner, [gd.remainder(a, b), a % b, gd.fmod(a, b), gd.abs(a), a % -3, a // b,
+                       a // -3], {"a": a0, "b": b0})
     ta, tb = torch.tensor(a0), torch.tensor(b0)
-    want = [torch.remainder(ta, tb), ta % tb, torch.fmod(ta, tb), ta.abs(), ta % -3]
+    want = [torch.remainder(ta, tb), ta % tb, torch.fmod(ta, tb), ta.abs(), ta % -3, ta // tb,
+            ta // -3]
     for k, (g, w) in enumerate(zip(got, want)):
         assert g.dtype == np.int64
         np.testing.assert_array_equal(g, w.numpy(), err_msg=str(k))

@@ -594,6 +594,18 @@ def remainder(a, b):
     return WHERE(off, m + b, m)
 
 
+def _multiple_over(multiple, divisor):
+    """multiple/divisor, integers, the first a multiple of the second (nonzero): float64 divides
+    it exactly below 2^53. Beyond (int64), its quotient is within a few units of the true one,
+    and the residual's quotient, small, rounds to them exactly (the residual wraps, as the
+    product does)."""
+    quotient = cast(DIV(multiple, divisor), multiple.dtype)
+    if multiple.dtype != np.int64:
+        return quotient
+    units = round(DIV(multiple - quotient * divisor, divisor))
+    return quotient + cast(units, multiple.dtype)
+
+
 def floor_divide(a, b):
     """⌊a/b⌋: Python's `//`, PyTorch's floor_divide. Floats by PyTorch's algorithm, (a − fmod)/b
     rounded to the integer it is (1 // 0.1 is 9, as in Python), a/b where b is 0; integers by 0
@@ -601,8 +613,8 @@ def floor_divide(a, b):
     a, b = (STOP_GRADIENT(x) for x in lift_all([a, b]))
     m, off = _fmod_off(a, b)
     by_zero = EQUAL(b, 0)
-    if m.dtype.kind != "f":  # a − m is a multiple of b: float64 divides it exactly (< 2^53)
-        quotient = cast(DIV(a - m, WHERE(by_zero, 1, b)), m.dtype) - cast(off, m.dtype)
+    if m.dtype.kind != "f":
+        quotient = _multiple_over(a - m, WHERE(by_zero, 1, b)) - cast(off, m.dtype)
         return WHERE(by_zero, 0, quotient)
     exact = (a - m) / b
     quotient = WHERE(off, exact - 1, exact)
