@@ -2,13 +2,15 @@
 
 Python numbers mix with nodes on either side and are weakly typed, as in NumPy 2
 (`x * 2.0` stays float32). `==` keeps its identity meaning (nodes are dict keys); use
-`gd.equal` / `gd.not_equal` for elementwise comparison.
+`gd.equal` / `gd.not_equal` for elementwise comparison. `& | ^ ~ << >>` are the bitwise
+ops, as PyTorch's (on bools, `&` `|` `^` `~` are logical).
 """
 
 from __future__ import annotations
 
 from graphdl.ir import Node
 from graphdl.ops import elementwise as ew
+from graphdl.ops import logic as lg
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -45,6 +47,17 @@ _OPERATORS = {
     "__le__": lambda a, b: ew.LESS_EQUAL(a, b),
     "__gt__": lambda a, b: ew.GREATER(a, b),
     "__ge__": lambda a, b: ew.GREATER_EQUAL(a, b),
+    "__and__": lambda a, b: lg.BITWISE_AND(a, b),
+    "__rand__": lambda a, b: lg.BITWISE_AND(b, a),
+    "__or__": lambda a, b: lg.BITWISE_OR(a, b),
+    "__ror__": lambda a, b: lg.BITWISE_OR(b, a),
+    "__xor__": lambda a, b: lg.BITWISE_XOR(a, b),
+    "__rxor__": lambda a, b: lg.BITWISE_XOR(b, a),
+    "__invert__": lambda a: lg.BITWISE_NOT(a),
+    "__lshift__": lambda a, b: lg.BITWISE_LEFT_SHIFT(a, b),
+    "__rlshift__": lambda a, b: lg.BITWISE_LEFT_SHIFT(b, a),
+    "__rshift__": lambda a, b: lg.BITWISE_RIGHT_SHIFT(a, b),
+    "__rrshift__": lambda a, b: lg.BITWISE_RIGHT_SHIFT(b, a),
     "__getitem__": getitem,
 }
 

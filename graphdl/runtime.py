@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_index_major", "_linear_scan",
-           "_logcumsumexp", "_lowest", "_mix64", "_pad", "_pool_extra", "_random_uniform",
-           "_row_groups", "_rows_summed", "_running_arg", "_scatter_add", "_sigmoid", "_softplus",
-           "_stable_order", "_sum_to", "_sum_to_axes", "_swap32", "_unslice", "_where"]
+__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_erfc", "_index_major",
+           "_linear_scan", "_logcumsumexp", "_lowest", "_mix64", "_pad", "_per_element",
+           "_pool_extra", "_random_uniform", "_row_groups", "_rows_summed", "_running_arg",
+           "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes",
+           "_swap32", "_unslice", "_where"]
 
 
 # ---------------------------------------------------------------- elementwise
@@ -271,9 +272,19 @@ def _avg_divisor(size, kernel, stride, padding, out, count_include_pad):
 
 
 def _erf(a):
-    """erf elementwise: the C library's erf (math.erf, within an ulp of the exact value) per
-    element, in a's floating dtype. NumPy has no erf; SciPy is not required."""
+    """erf elementwise: the C library's erf (math.erf, within an ulp of the exact value)."""
+    return _per_element("erf", a)
+
+
+def _erfc(a):
+    """erfc elementwise: the C library's erfc, accurate where 1 − erf is 0 (erfc(10) ≈ 2e-45)."""
+    return _per_element("erfc", a)
+
+
+def _per_element(name, a):
+    """The `math` function `name` applied per element, in a's floating dtype (float64 for
+    integers). NumPy has no erf nor erfc; SciPy is not required."""
     import math
     a = numpy.asarray(a)
     dtype = a.dtype if a.dtype.kind == "f" else numpy.dtype("float64")
-    return numpy.asarray(numpy.frompyfunc(math.erf, 1, 1)(a), dtype=dtype)
+    return numpy.asarray(numpy.frompyfunc(getattr(math, name), 1, 1)(a), dtype=dtype)

@@ -52,12 +52,16 @@ def step(text, ge="≥"):
 
 _STEP = "(1 if {0} {rel} 0 else 0)"
 
-# gd_max, gd_min: DEVICE_FUNCTIONS of the CUDA printer (NumPy's NaN-propagating maximum).
+# gd_max, gd_min (NumPy's NaN-propagating maximum), gd_abs, gd_mod: DEVICE_FUNCTIONS of the CUDA
+# printer.
 SPELLINGS = {
     sympy.Max: {"numpy": fold("numpy.maximum({0}, {1})"), "cuda": fold("gd_max({0}, {1})")},
     sympy.Min: {"numpy": fold("numpy.minimum({0}, {1})"), "cuda": fold("gd_min({0}, {1})")},
-    sympy.Abs: {"numpy": "numpy.abs({0})"},
+    sympy.Abs: {"numpy": "numpy.abs({0})", "cuda": "gd_abs({0})"},  # integers stay integers
+    # Python's modulo, of the divisor's sign (C99's printer prints C's fmod, of the dividend's)
+    sympy.Mod: {"cuda": "gd_mod<{dtype:ctype}>({0}, {1})"},
     sympy.erf: {"numpy": "_erf({0})"},  # the runtime's: NumPy has none
+    sympy.erfc: {"numpy": "_erfc({0})"},
     sympy.Heaviside: {  # H(x, h0): h0 is the value at 0 (SymPy's default: 1/2)
         "numpy": "numpy.heaviside({0}, {1})",
         "text": step(_STEP),

@@ -116,6 +116,20 @@ def _dropout_case():
     return _with_gradients(x, gd.dropout(x, 0.4, key=-77), seed=4), {"x": (4, 6)}
 
 
+def _logic_and_fmod_case():
+    """fmod (Mod with fmod=1) with its gradient; logical ops of floats, bitwise ops of bools and
+    shifts of unsigned integers, their results cast to float."""
+    x, w = gd.input("x", (2, 4)), gd.input("w", (2, 4))
+    p, q = x > 0, w > 0
+    truths = [gd.logical_and(x, w), gd.logical_or(p, w), gd.logical_xor(x, q),
+              gd.logical_not(x), p & q, p | q, p ^ q, ~p]
+    u = gd.cast(gd.abs(x) * 8, "uint8")
+    s = gd.cast(gd.abs(w) * 2, "uint8")
+    ints = [u << s, u >> s]
+    z = gd.fmod(x, w + 3) + sum(gd.cast(t, "float32") for t in truths + ints)
+    return _with_gradients(x, z, seed=4), {"x": (2, 4), "w": (2, 4)}
+
+
 def _reduction_case():
     """prod (its gradient the product of the others), argmax/argmin and sort (argsort's TopK;
     the values' gradient a scatter-add)."""
@@ -147,7 +161,7 @@ CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.it
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
          "scan_and_erf": _scan_and_erf_case, "cumulative": _cumulative_case,
          "dropout": _dropout_case,
-         "reductions": _reduction_case,
+         "logic_and_fmod": _logic_and_fmod_case, "reductions": _reduction_case,
          "gather_scatter": _gather_scatter_case, "unknown_batch": _unknown_batch_case}
 
 

@@ -45,6 +45,10 @@ def boolean(shape):
     return lambda rng: rng.random(shape) < 0.5
 
 
+def integers(shape):
+    return lambda rng: rng.integers(-50, 50, shape)
+
+
 def unit(shape):
     """Inside (-1, 1), away from its ends (asin, acos, atanh, tan)."""
     return lambda rng: rng.uniform(-0.9, 0.9, shape)
@@ -135,6 +139,7 @@ CASES: dict[str, list[Case]] = {
     "reciprocal": [C("reciprocal", lambda a: R["reciprocal"](a), ((2, 3), away_from_zero))],
     "exp": [C("exp", gd.exp, ((2, 3), normal))],
     "erf": [C("erf", gd.erf, ((2, 3), normal))],
+    "erfc": [C("erfc", gd.erfc, ((2, 3), normal))],
     "cumsum": [
         C("cumsum[axis1]", lambda a: gd.cumsum(a, 1), ((2, 3), normal)),
         C("cumsum[reverse]", lambda a: gd.cumsum(a, 0, reverse=True), ((4, 2), normal)),
@@ -197,6 +202,14 @@ CASES: dict[str, list[Case]] = {
         name: [C(name, R[name], ((2, 3), normal), ((3,), normal), grads=())]
         for name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
     },
+    **{name: [C(name, R[name], ((2, 3), normal), ((3,), boolean, "bool"), grads=())]
+       for name in ("logical_and", "logical_or", "logical_xor")},
+    "logical_not": [C("logical_not", R["logical_not"], ((2, 3), normal), grads=())],
+    **{name: [C(name, R[name], ((2, 3), integers, "int64"), ((3,), integers, "int32"), grads=())]
+       for name in ("bitwise_and", "bitwise_or", "bitwise_xor")},
+    "bitwise_not": [C("bitwise_not", R["bitwise_not"], ((2, 3), integers, "int64"), grads=())],
+    **{name: [C(name, R[name], ((2, 3), integers, "int64"), ((3,), integers, "int64"), grads=())]
+       for name in ("bitwise_left_shift", "bitwise_right_shift")},
     "cast": [
         C("cast[f32->f64]", lambda a: gd.cast(a, "float64"), ((2, 3), normal, "float32")),
         C("cast[f64->f32]", lambda a: gd.cast(a, "float32"), ((2, 3), normal)),
@@ -549,7 +562,11 @@ def test_no_gradient_through_stop_gradient_comparisons_and_integer_casts(rng):
 SYM_EXCLUDED = {
     "stop_gradient": "the identity forward, but no gradient by design",
     **{name: "bool output: no gradient" for name in
-       ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+       ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "logical_and",
+        "logical_or", "logical_xor", "logical_not")},
+    **{name: "integer output: no gradient" for name in
+       ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+        "bitwise_right_shift")},
     **{name: "SymPy leaves the derivative of floor, ceiling and Mod unevaluated (0 and "
        "PyTorch's rule: tests/test_math_ops.py)" for name in ("floor", "ceil", "fmod")},
 }
@@ -564,6 +581,7 @@ SYM_SPECS = {
     "reciprocal": [({}, ("positive",))],
     "exp": [({}, ("real",))],
     "erf": [({}, ("real",))],
+    "erfc": [({}, ("real",))],
     "log": [({}, ("positive",))],
     "sqrt": [({}, ("positive",))],
     "pow": [({"exponent": 3}, ("real",)), ({"exponent": 0.5}, ("positive",)),

@@ -25,12 +25,18 @@ PRINTERS = {
 }
 SAMPLES = {
     sympy.Max: sympy.Max(x, y), sympy.Min: sympy.Min(x, y), sympy.Abs: sympy.Abs(x),
-    sympy.erf: sympy.erf(x), sympy.Heaviside: sympy.Heaviside(x, 0),
+    sympy.Mod: sympy.Mod(x, y),
+    sympy.erf: sympy.erf(x), sympy.erfc: sympy.erfc(x),
+    sympy.Heaviside: sympy.Heaviside(x, 0),
     sympy.Piecewise: sympy.Piecewise((x, x > 0), (y, True)),
     sympy.Eq: sympy.Eq(x, y), sympy.Ne: sympy.Ne(x, y),
     scalar.Sigmoid: scalar.Sigmoid(x), scalar.Softplus: scalar.Softplus(x),
     scalar.Relu: scalar.Relu(x), scalar.Where: scalar.Where(x > y, x, y),
     scalar.Cast: scalar.Cast(x, sympy.Symbol("float64")),
+    **{c: c(x) if c.nargs == {1} else c(x, y) for c in (
+        scalar.LogicalAnd, scalar.LogicalOr, scalar.LogicalXor, scalar.LogicalNot,
+        scalar.BitwiseAnd, scalar.BitwiseOr, scalar.BitwiseXor, scalar.BitwiseNot,
+        scalar.LeftShift, scalar.RightShift)},
 }
 TABLES = {**SPELLINGS, **{c: c.spellings for c in vars(scalar).values()
                           if isinstance(c, type) and "spellings" in vars(c)}}

@@ -13,6 +13,8 @@ import torch
 import graphdl as gd
 from graphdl import GraphError
 
+from .helpers import assert_saved_module_runs_alone
+
 
 def run_both(outputs, **feeds):
     """Values from the reference interpreter and from compiled code (optimized)."""
@@ -128,6 +130,18 @@ def test_user_op_erf_compiled():
     reference, compiled = run_both([y, d], x=xv)
     for got, expected in zip(compiled, reference, strict=True):
         assert_same(got, expected)
+
+
+def test_user_op_erfc_prints_the_runtimes_erfc(tmp_path):
+    """sympy.erfc prints `_erfc` (SymPy's printer gives math.erfc, which takes no arrays); the
+    saved module carries it and runs alone; the tail keeps its relative precision."""
+    erfc = gd.elementwise_op("my_erfc", sympy.erfc)
+    x = gd.input("x", (5,), "float64")
+    xv = np.array([-3.0, 0.0, 6.5, 10.0, 26.0])
+    fn = gd.compile([erfc(x)])
+    assert "_erfc(" in fn.source
+    np.testing.assert_allclose(fn(x=xv)[0], [math.erfc(v) for v in xv], rtol=1e-15, atol=0)
+    assert_saved_module_runs_alone(fn, {"x": xv}, tmp_path)
 
 
 def test_user_op_max_of_three():
@@ -260,12 +274,13 @@ def test_each_sympy_function_of_a_built_in_op_is_built_as_that_op():
     from graphdl.formula import from_sympy
     from graphdl.opdef import REGISTRY
 
-    x = gd.input("x", (3,), "float64")
-    y = gd.input("y", (3,), "float64")
+    floats = gd.input("x", (3,), "float64"), gd.input("y", (3,), "float64")
+    ints = gd.input("i", (3,), "int64"), gd.input("j", (3,), "int64")  # the bitwise ops'
     built = set()
     for op in REGISTRY.values():
         if op.kind != "elementwise" or op.sym is None or op.name == "where":  # cast to bool
             continue
+        x, y = ints if op.name.startswith("bitwise") else floats
         for symbols, nodes in ((sympy.symbols("a:1"), (x,)), (sympy.symbols("a:2"), (x, y))):
             try:
                 e = op.sym(*symbols)

@@ -31,6 +31,35 @@ __device__ __forceinline__ double gd_sigmoid(double a) {
     double e = exp(-fabs(a));
     return (a >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
+// Python's a mod b, of b's sign (C's fmod and % take a's); an integer by 0 gives 0, NumPy's.
+template <typename T> __device__ __forceinline__ T gd_mod(T a, T b) {
+    if (b == 0 || (T(-1) < T(0) && b == T(-1))) return 0;  // any a mod -1 is 0; INT_MIN % -1 traps
+    T r = a % b;
+    return (r != 0 && (r < 0) != (b < 0)) ? T(r + b) : r;
+}
+template <> __device__ __forceinline__ float gd_mod<float>(float a, float b) {
+    float r = fmodf(a, b);
+    return (r != 0.0f && (r < 0.0f) != (b < 0.0f)) ? r + b : r;
+}
+template <> __device__ __forceinline__ double gd_mod<double>(double a, double b) {
+    double r = fmod(a, b);
+    return (r != 0.0 && (r < 0.0) != (b < 0.0)) ? r + b : r;
+}
+// |a| in a's own type: C's fabs would compute an integer in double (inexact beyond 2^53).
+template <typename T> __device__ __forceinline__ T gd_abs(T a) { return a < 0 ? T(-a) : a; }
+__device__ __forceinline__ float gd_abs(float a) { return fabsf(a); }
+__device__ __forceinline__ double gd_abs(double a) { return fabs(a); }
+// ~a, and for a bool its negation (~true is -2, true again as a bool).
+template <typename T> __device__ __forceinline__ T gd_invert(T a) { return T(~a); }
+__device__ __forceinline__ bool gd_invert(bool a) { return !a; }
+// Shifts by counts C leaves undefined as NumPy and PyTorch: 0 (left) or the sign (right)
+// where the count is negative or at least the width.
+template <typename T> __device__ __forceinline__ T gd_shl(T a, T b) {
+    return (b < T(0) || b >= T(8 * sizeof(T))) ? T(0) : T(a << b);
+}
+template <typename T> __device__ __forceinline__ T gd_shr(T a, T b) {
+    return (b < T(0) || b >= T(8 * sizeof(T))) ? T(a < T(0) ? -1 : 0) : T(a >> b);
+}
 __device__ __forceinline__ float gd_softplus(float a) \
 { return fmaxf(a, 0.0f) + log1pf(expf(-fabsf(a))); }
 __device__ __forceinline__ double gd_softplus(double a) \

@@ -107,7 +107,7 @@ def make_template(text):
 
 # The runtime's functions (`graphdl.runtime`) the printed code calls: emitted into a generated
 # module that calls them (`numpy_backend.helpers`); a user op's reference runs the same ones.
-PRINTED_HELPERS = ("_erf", "_sigmoid", "_softplus", "_where")
+PRINTED_HELPERS = ("_erf", "_erfc", "_sigmoid", "_softplus", "_where")
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """graphdl -> ONNX: the graph `gd.evaluate` runs (custom ops inlined, stabilized) written with
 one ONNX emitter per graphdl op, registered as the op's "onnx" facet (`op.impls["onnx"]`), at
 opset 17. An elementwise op without one (a new primitive, a user's `elementwise_op`) is written
-from its SymPy form, one ONNX operator per SymPy construct (`SYMPY_OPERATORS`).
+from its SymPy form, one ONNX operator per SymPy construct (`SYMPY_OPERATORS`) or a short
+composition where ONNX has none (`SYMPY_COMPOSITIONS`: log2, log1p, expm1, atan2, erfc...).
 
 Ops with an ONNX operator of their own map to it (sigmoid -> Sigmoid, softplus -> Softplus,
 conv2d -> Conv). Gradient ops are written in ONNX terms: conv2d_input_grad as ConvTranspose,
@@ -14,6 +15,8 @@ depend on must be static there.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -25,6 +28,7 @@ from graphdl.opdef import REGISTRY, implements
 from graphdl.ops import conv, leaf, matmul, random, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
+from graphdl.ops import logic as lg
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
 from graphdl.passes.optimize import prepare
@@ -135,10 +139,43 @@ def _not_equal(w, node, names):
     return w.emit("Not", [ew.EQUAL.impls["onnx"](w, node, names)], node.name)
 
 
+# ONNX's logical operators take bools: the operands as truth values (Cast: nonzero is true)
+LOGICAL = {lg.LOGICAL_AND: "And", lg.LOGICAL_OR: "Or", lg.LOGICAL_XOR: "Xor",
+           lg.LOGICAL_NOT: "Not", lg.BITWISE_AND: "And", lg.BITWISE_OR: "Or",
+           lg.BITWISE_XOR: "Xor", lg.BITWISE_NOT: "Not"}
+
+
+@emits(*LOGICAL)
+def _logical(w, node, names):
+    """The bitwise ops of bools are the logical ones; of integers opset 17 has none (BitwiseAnd
+    and the others are opset 18)."""
+    if node.op.name.startswith("bitwise") and node.dtype != np.bool_:
+        raise GraphError(f"ONNX export: {node.op.name} ({describe(node)}) of {node.dtype}: opset "
+                         f"{OPSET} has bitwise operators of bools only (And, Or, Xor, Not)")
+    return w.emit(LOGICAL[node.op], _same_type(w, node, names, np.dtype(bool)), node.name)
+
+
+@emits(lg.BITWISE_LEFT_SHIFT, lg.BITWISE_RIGHT_SHIFT)
+def _shift(w, node, names):
+    """BitShift, of unsigned integers only in ONNX; there a count at least the width is
+    undefined (graphdl's shifts give 0, as NumPy's)."""
+    if node.dtype.kind != "u":
+        raise GraphError(f"ONNX export: {node.op.name} ({describe(node)}) of {node.dtype}: "
+                         f"ONNX's BitShift shifts unsigned integers only")
+    direction = "LEFT" if node.op is lg.BITWISE_LEFT_SHIFT else "RIGHT"
+    return w.emit("BitShift", _same_type(w, node, names), node.name, direction=direction)
+
+
 @emits(ew.POW)
 def _pow(w, node, names):
     (x,) = _same_type(w, node, names)
     return w.emit("Pow", [x, w.const(np.asarray(node.attrs["exponent"], node.dtype))], node.name)
+
+
+@emits(ew.FMOD)
+def _fmod(w, node, names):
+    """ONNX's Mod with fmod=1 is C's fmod, of integers too."""
+    return w.emit("Mod", _same_type(w, node, names), node.name, fmod=1)
 
 
 @emits(ew.WHERE)
@@ -160,6 +197,77 @@ SYMPY_OPERATORS = {"exp": "Exp", "log": "Log", "tanh": "Tanh", "erf": "Erf", "Ab
                    "Max": "Max", "Min": "Min", "Add": "Add", "Mul": "Mul",
                    "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan", "sinh": "Sinh",
                    "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh"}
+
+
+def _const(w, node, value):
+    return w.const(np.asarray(value, node.dtype), "c")
+
+
+def _log_base(base):
+    """log x / log base: within a few ulps of log2 and log10."""
+    def emit(w, node, args, hint):
+        return w.emit("Div", [w.emit("Log", args), _const(w, node, math.log(base))], hint)
+    return emit
+
+
+def _log1p(w, node, args, hint):
+    """log u · x/(u − 1), u = 1 + x rounded (Goldberg's): within a few ulps where log(1 + x)
+    loses x; x itself where u − 1 is 0 or +inf."""
+    (x,) = args
+    u = w.emit("Add", [_const(w, node, 1), x])
+    d = w.emit("Sub", [u, _const(w, node, 1)])
+    edge = w.emit("Or", [w.emit("Equal", [d, _const(w, node, 0)]),
+                         w.emit("Equal", [d, _const(w, node, math.inf)])])
+    return w.emit("Where", [edge, x, w.emit("Mul", [w.emit("Log", [u]), w.emit("Div", [x, d])])],
+                  hint)
+
+
+def _expm1(w, node, args, hint):
+    """(u − 1) · x/log u, u = e^x rounded (Kahan's): within a few ulps where e^x − 1 loses x;
+    x where u is 1, u − 1 where it is −1 or +inf."""
+    (x,) = args
+    u = w.emit("Exp", [x])
+    d = w.emit("Sub", [u, _const(w, node, 1)])
+    edge = w.emit("Or", [w.emit("Equal", [d, _const(w, node, -1)]),
+                         w.emit("Equal", [d, _const(w, node, math.inf)])])
+    ratio = w.emit("Mul", [d, w.emit("Div", [x, w.emit("Log", [u])])])
+    return w.emit("Where", [w.emit("Equal", [u, _const(w, node, 1)]), x,
+                            w.emit("Where", [edge, d, ratio])], hint)
+
+
+def _negative(w, node, x):
+    """x < 0, −0 included (1/−0 is −inf)."""
+    zero = _const(w, node, 0)
+    return w.emit("Or", [w.emit("Less", [x, zero]),
+                         w.emit("Less", [w.emit("Reciprocal", [x]), zero])])
+
+
+def _atan2(w, node, args, hint):
+    """atan(a/b), ± π where b < 0 (of a's sign), C's at the edges: a/b is ±1 where both are
+    infinite, a (±0) where both are zero; IEEE's a/b does the rest (a/±0 = ±inf)."""
+    a, b = args
+    both_inf = w.emit("And", [w.emit("IsInf", [a]), w.emit("IsInf", [b])])
+    both_zero = w.emit("And", [w.emit("Equal", [a, _const(w, node, 0)]),
+                               w.emit("Equal", [b, _const(w, node, 0)])])
+    ratio = w.emit("Where", [both_inf, w.emit("Mul", [w.emit("Sign", [a]), w.emit("Sign", [b])]),
+                             w.emit("Where", [both_zero, a, w.emit("Div", [a, b])])])
+    half_turn = w.emit("Where", [_negative(w, node, a), _const(w, node, -math.pi),
+                                 _const(w, node, math.pi)])
+    angle = w.emit("Atan", [ratio])
+    return w.emit("Where", [_negative(w, node, b), w.emit("Add", [angle, half_turn]), angle],
+                  hint)
+
+
+def _erfc(w, node, args, hint):
+    """1 − erf: ONNX has no erfc. Within an ulp of 1 absolutely, but 0 from x ≈ 6 (float64; 4
+    in float32), where graphdl's erfc keeps its relative precision (docs/ONNX.md)."""
+    return w.emit("Sub", [_const(w, node, 1), w.emit("Erf", args)], hint)
+
+
+# SymPy functions without an ONNX operator, written as compositions: (writer, node, ONNX names
+# of the arguments, hint) -> name.
+SYMPY_COMPOSITIONS = {"log2": _log_base(2), "log10": _log_base(10), "log1p": _log1p,
+                      "expm1": _expm1, "atan2": _atan2, "erfc": _erfc}
 
 
 def _from_sym(w, node, names):
@@ -184,6 +292,8 @@ def _sym_value(w, node, expr, operands, hint):
     args = [_sym_value(w, node, a, operands, None) for a in expr.args]
     if expr.is_Pow:
         return w.emit("Pow", args, hint)
+    if type(expr).__name__ in SYMPY_COMPOSITIONS:
+        return SYMPY_COMPOSITIONS[type(expr).__name__](w, node, args, hint)
     operator = SYMPY_OPERATORS.get(type(expr).__name__)
     if operator is None:
         raise GraphError(f"ONNX export: {node.op.name!r} ({describe(node)}): its SymPy form uses "

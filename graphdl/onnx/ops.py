@@ -41,8 +41,7 @@ def _binary(name, fn):
 for _name, _fn in {"Neg": lambda x: -x, "Exp": gd.exp, "Log": gd.log, "Sqrt": gd.sqrt,
                    "Reciprocal": gd.reciprocal, "Relu": gd.relu, "Sigmoid": ew.SIGMOID,
                    "Tanh": ew.TANH, "Softplus": ew.SOFTPLUS, "Identity": lambda x: x,
-                   "Abs": gd.abs,
-                   "Not": lambda x: gd.equal(x, False)}.items():
+                   "Abs": gd.abs, "Not": gd.logical_not, "BitwiseNot": gd.bitwise_not}.items():
     _unary(_name, _fn)
 
 # ONNX's operators of PyTorch's names: gd.round is half to even, gd.sign 0 at NaN, as ONNX's
@@ -54,7 +53,9 @@ _unary("IsNaN", gd.isnan)
 for _name, _fn in {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b,
                    "Mul": lambda a, b: a * b, "MatMul": gd.matmul, "Equal": gd.equal,
                    "Greater": gd.greater, "Less": gd.less, "GreaterOrEqual": gd.greater_equal,
-                   "LessOrEqual": gd.less_equal}.items():
+                   "LessOrEqual": gd.less_equal, "And": gd.logical_and, "Or": gd.logical_or,
+                   "Xor": gd.logical_xor, "BitwiseAnd": gd.bitwise_and,
+                   "BitwiseOr": gd.bitwise_or, "BitwiseXor": gd.bitwise_xor}.items():
     _binary(_name, _fn)
 
 
@@ -65,11 +66,6 @@ OPS["Einsum"] = lambda call: gd.einsum(call.attr("equation"),
 def _variadic(fn):
     return lambda call: functools.reduce(fn, [call.node(i) for i in range(len(call.inputs))])
 
-
-# bool only in ONNX; a where keeps them exact and broadcasting
-OPS["And"] = lambda call: gd.where(call.node(0), call.node(1), False)
-OPS["Or"] = lambda call: gd.where(call.node(0), True, call.node(1))
-OPS["Xor"] = lambda call: gd.not_equal(call.node(0), call.node(1))
 
 OPS["Max"] = _variadic(gd.maximum)
 OPS["Min"] = _variadic(gd.minimum)
@@ -104,6 +100,14 @@ def _pow(call):
 def _mod(call):
     """fmod=1: C's fmod, of the dividend's sign; fmod=0 (integers): Python's, the divisor's."""
     return (gd.fmod if call.attr("fmod", 0) else gd.remainder)(call.node(0), call.node(1))
+
+
+@op("BitShift")
+def _bit_shift(call):
+    """Unsigned integers only in ONNX, where graphdl's shifts are NumPy's."""
+    left = call.attr("direction", "LEFT") == "LEFT"
+    shift = gd.bitwise_left_shift if left else gd.bitwise_right_shift
+    return shift(call.node(0), call.node(1))
 
 
 @op("IsInf")

@@ -1,3 +1,12 @@
 """The primitive op set, one module per family; importing this registers every op."""
 
-from graphdl.ops import composite, conv, elementwise, leaf, matmul, movement, reduce  # noqa: F401
+from graphdl.ops import (  # noqa: F401
+    composite,
+    conv,
+    elementwise,
+    leaf,
+    logic,
+    matmul,
+    movement,
+    reduce,
+)

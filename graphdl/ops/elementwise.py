@@ -416,6 +416,12 @@ LOG1P = _function("log1p", lambda a: _cfunctions.log1p(a), "log1p",
 EXPM1 = _function("expm1", lambda a: _cfunctions.expm1(a), "expm1",
                   lambda g, a, out: g * (out + 1))
 
+# erfc: 1 − erf, by the C library's erfc (1 − erf(a) rounds to 0 from a ≈ 6, erfc(10) ≈ 2e-45);
+# d/da = −2/√π · e^(−a²), erf's negated.
+ERFC = elementwise("erfc", lambda a: sympy.erfc(a), lambda a: f"_erfc({a})", runtime._erfc,
+                   lambda n, g: [-(g * (EXP(-(n.inputs[0] * n.inputs[0])) * _TWO_OVER_SQRT_PI))],
+                   floating("erfc"))
+
 # floor, ceil: steps, gradient 0 (PyTorch's). The public forms return integers as they are.
 FLOOR = elementwise("floor", lambda a: sympy.floor(a), lambda a: f"numpy.floor({a})", np.floor,
                     lambda n, g: [None], floating("floor"))
@@ -469,7 +475,8 @@ POWER = elementwise("power", lambda a, b: sympy.Pow(a, b), lambda a, b: f"{a}**{
 
 sin, cos, tan, asin, acos, atan = map(_promoting, (SIN, COS, TAN, ASIN, ACOS, ATAN))
 sinh, cosh, asinh, acosh, atanh = map(_promoting, (SINH, COSH, ASINH, ACOSH, ATANH))
-log2, log10, log1p, expm1, atan2 = map(_promoting, (LOG2, LOG10, LOG1P, EXPM1, ATAN2))
+log2, log10, log1p, expm1, erfc, atan2 = map(_promoting, (LOG2, LOG10, LOG1P, EXPM1, ERFC,
+                                                     ATAN2))
 floor, ceil, fmod = _integers_unchanged(FLOOR), _integers_unchanged(CEIL), FMOD
 
 
@@ -571,9 +578,12 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 def _fmod_off(a, b):
     """fmod(a, b), and where floor division leaves it: a nonzero remainder whose sign is not b's
-    (there remainder adds b, floor_divide takes 1 from the quotient)."""
+    (there remainder adds b, floor_divide takes 1 from the quotient). A logical and, not a
+    where of bools, which onnxruntime lacks."""
+    from graphdl.ops.logic import LOGICAL_AND  # which builds on this module
+
     m = FMOD(a, b)
-    return m, WHERE(NOT_EQUAL(m, 0), NOT_EQUAL(LESS(b, 0), LESS(m, 0)), False)
+    return m, LOGICAL_AND(NOT_EQUAL(m, 0), NOT_EQUAL(LESS(b, 0), LESS(m, 0)))
 
 
 def remainder(a, b):
@@ -584,6 +594,18 @@ def remainder(a, b):
     return WHERE(off, m + b, m)
 
 
+def _multiple_over(multiple, divisor):
+    """multiple/divisor, integers, the first a multiple of the second (nonzero): float64 divides
+    it exactly below 2^53. Beyond (int64), its quotient is within a few units of the true one,
+    and the residual's quotient, small, rounds to them exactly (the residual wraps, as the
+    product does)."""
+    quotient = cast(DIV(multiple, divisor), multiple.dtype)
+    if multiple.dtype != np.int64:
+        return quotient
+    units = round(DIV(multiple - quotient * divisor, divisor))
+    return quotient + cast(units, multiple.dtype)
+
+
 def floor_divide(a, b):
     """⌊a/b⌋: Python's `//`, PyTorch's floor_divide. Floats by PyTorch's algorithm, (a − fmod)/b
     rounded to the integer it is (1 // 0.1 is 9, as in Python), a/b where b is 0; integers by 0
@@ -591,8 +613,8 @@ def floor_divide(a, b):
     a, b = (STOP_GRADIENT(x) for x in lift_all([a, b]))
     m, off = _fmod_off(a, b)
     by_zero = EQUAL(b, 0)
-    if m.dtype.kind != "f":  # a − m is a multiple of b: float64 divides it exactly (< 2^53)
-        quotient = cast(DIV(a - m, WHERE(by_zero, 1, b)), m.dtype) - cast(off, m.dtype)
+    if m.dtype.kind != "f":
+        quotient = _multiple_over(a - m, WHERE(by_zero, 1, b)) - cast(off, m.dtype)
         return WHERE(by_zero, 0, quotient)
     exact = (a - m) / b
     quotient = WHERE(off, exact - 1, exact)

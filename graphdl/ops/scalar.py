@@ -108,3 +108,43 @@ def exact(value):
         return sympy.Integer(int(v))
     f = Fraction(v).limit_denominator(64)
     return sympy.Rational(f.numerator, f.denominator) if float(f) == v else sympy.Float(v)
+
+
+def _operator(name, doc, numpy, cuda, text, latex, arity=2):
+    """A logical or bitwise operator as a SymPy function: spelled per target, its derivative 0
+    (a step, where it is defined at all: these ops pass no gradient)."""
+    return type(name, (sympy.Function,), {
+        "__doc__": doc, "__module__": __name__, "nargs": arity,
+        "spellings": {"numpy": numpy, "cuda": cuda, "text": text, "latex": latex},
+        "fdiff": lambda self, argindex=1: sympy.S.Zero,
+    })
+
+
+# Logical operators of truth values: a number is true where nonzero (NaN included).
+LogicalAnd = _operator("LogicalAnd", "a and b, of truth values", "numpy.logical_and({0}, {1})",
+                       "(({0}) != 0 && ({1}) != 0)", "({0} ∧ {1})",
+                       r"\left({0} \wedge {1}\right)")
+LogicalOr = _operator("LogicalOr", "a or b, of truth values", "numpy.logical_or({0}, {1})",
+                      "(({0}) != 0 || ({1}) != 0)", "({0} ∨ {1})", r"\left({0} \vee {1}\right)")
+LogicalXor = _operator("LogicalXor", "a xor b, of truth values", "numpy.logical_xor({0}, {1})",
+                       "((({0}) != 0) != (({1}) != 0))", "({0} ⊕ {1})",
+                       r"\left({0} \oplus {1}\right)")
+LogicalNot = _operator("LogicalNot", "not a, of a truth value", "numpy.logical_not({0})",
+                       "(({0}) == 0)", "¬{0}", r"\neg {0}", arity=1)
+# Bitwise operators of integers and bools (two's complement); shifts of integers, PyTorch's
+# and NumPy's at counts out of range (gd_shl, gd_shr: the CUDA printer's device functions).
+BitwiseAnd = _operator("BitwiseAnd", "a & b, bit by bit", "numpy.bitwise_and({0}, {1})",
+                       "(({0}) & ({1}))", "({0} & {1})", r"\left({0} \mathbin{{\&}} {1}\right)")
+BitwiseOr = _operator("BitwiseOr", "a | b, bit by bit", "numpy.bitwise_or({0}, {1})",
+                      "(({0}) | ({1}))", "({0} | {1})", r"\left({0} \mathbin{{|}} {1}\right)")
+BitwiseXor = _operator("BitwiseXor", "a ^ b, bit by bit", "numpy.bitwise_xor({0}, {1})",
+                       "(({0}) ^ ({1}))", "({0} ^ {1})",
+                       r"\left({0} \mathbin{{\hat{{}}}} {1}\right)")
+BitwiseNot = _operator("BitwiseNot", "~a, bit by bit (not, of a bool)", "numpy.invert({0})",
+                       "gd_invert({0})", "~{0}", r"\mathord{{\sim}} {0}", arity=1)
+LeftShift = _operator("LeftShift", "a << b; 0 where b < 0 or b ≥ a's width in bits",
+                      "numpy.left_shift({0}, {1})", "gd_shl<{dtype:ctype}>({0}, {1})",
+                      "({0} << {1})", r"\left({0} \ll {1}\right)")
+RightShift = _operator("RightShift", "a >> b, arithmetic; a's sign where b < 0 or b ≥ its width",
+                       "numpy.right_shift({0}, {1})", "gd_shr<{dtype:ctype}>({0}, {1})",
+                       "({0} >> {1})", r"\left({0} \gg {1}\right)")

@@ -30,6 +30,12 @@ from . import torch_ref
 
 GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+# logical ops select a or b (a > 0 and b as truth values); bitwise ops and shifts of a and b as
+# small integers (tanh·64 truncated; a count masked to 0..7), their result added to a
+LOGICAL = ("logical_and", "logical_or", "logical_xor")
+BITWISE = ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift",
+           "bitwise_right_shift")
+BITS = "gd.cast(gd.tanh({}) * 64, 'int64')"
 EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, 1.5, -0.5, math.pi, 2.0000000000000004)
 # isnan, isinf and isfinite pick a or -a by their mask of a with `fill` at and below 0 (a
 # constant selected: no NumPy warning, which threads turn into errors)
@@ -109,6 +115,15 @@ def _round_trip(a, via):
     return gd.cast(gd.cast(a, via), a.dtype)
 
 
+def _bits(a):
+    return gd.cast(gd.tanh(a) * 64, "int64")  # BITS's code
+
+
+def _count(op, bits):
+    """A shift's count in 0..7 (the shifts' edges are tests/test_logic_ops.py's)."""
+    return bits & 7 if "shift" in op else bits
+
+
 def _masked(x, labels, num_classes):
     """x masked by the one-hot rows of its class labels (a constant labels array is made a graph
     constant: `gd.one_hot` takes nodes)."""
@@ -170,6 +185,11 @@ GD = {
     "remainder": lambda a, b: a % b,
     "power": lambda a, b: a ** b,
     "isclose": lambda a, b, **tolerances: gd.where(gd.isclose(a, b, **tolerances), a, b),
+    **{op: lambda a, b, op=op: gd.where(getattr(gd, op)(a > 0, b), a, b) for op in LOGICAL},
+    "logical_not": lambda a: gd.where(gd.logical_not(a > 0), a, -a),
+    **{op: lambda a, b, op=op: a + gd.cast(getattr(gd, op)(_bits(a), _count(op, _bits(b))),
+                                           a.dtype) for op in BITWISE},
+    "bitwise_not": lambda a: a + gd.cast(~_bits(a), a.dtype),
     **{mask: lambda a, fill, mask=mask: gd.where(getattr(gd, mask)(gd.where(a > 0, a, fill)),
                                                 a, -a) for mask in MASKS},
 }
@@ -203,6 +223,11 @@ _CODE = {
                "equal_nan={equal_nan!r}), {0}, {1})",
     **{mask: f"gd.where(gd.{mask}(gd.where({{0}} > 0, {{0}}, {{fill!r}})), {{0}}, -{{0}})"
        for mask in MASKS},
+    **{op: f"gd.where(gd.{op}({{0}} > 0, {{1}}), {{0}}, {{1}})" for op in LOGICAL},
+    "logical_not": "gd.where(gd.logical_not({0} > 0), {0}, -{0})",
+    **{op: f"{{0}} + gd.cast(gd.{op}({BITS.format('{0}')}, {BITS.format('{1}')}"
+           f"{' & 7' if 'shift' in op else ''}), {{0}}.dtype)" for op in BITWISE},
+    "bitwise_not": f"{{0}} + gd.cast(~{BITS.format('{0}')}, {{0}}.dtype)",
 }
 
 
@@ -1306,6 +1331,7 @@ PROPOSERS = {
                                                   "shift": float(g.rng.choice([0.0, 1.0, -0.5]))}),
     "exp": _unary("exp"),
     "erf": _unary("erf"),
+    "erfc": _unary("erfc"),
     "gelu": _unary("gelu", params=_one_of({}, {"approximate": "tanh"})),
     "silu": _unary("silu"),
     "elu": _unary("elu", params=_one_of({}, {"alpha": 0.5}, {"alpha": 2.0})),
@@ -1440,6 +1466,8 @@ PROPOSERS = {
     "atan2": _binary(),
     "copysign": _copysign,
     "isclose": _binary(extra=_tolerances),
+    **{op: _binary() for op in (*LOGICAL, *BITWISE)},
+    **{op: _unary(op) for op in ("logical_not", "bitwise_not")},
     "floor_divide": _divisor,
     "remainder": _divisor,
     "fmod": _divisor,

@@ -230,6 +230,11 @@ def _logcumsumexp(x, axis):
     return torch.logsumexp(masked, -1).movedim(-1, axis)
 
 
+def _bits(a):
+    """a as a small integer, as the fuzzer's programs make it: tanh·64 truncated."""
+    return (torch.tanh(a) * 64).to(torch.int64)
+
+
 def _softplus(a, beta=1.0, threshold=None):
     """gd.softplus: F.softplus with a threshold; without one the exact value, log(1 + e^βx)/β
     (F.softplus cuts off at 20)."""
@@ -254,6 +259,7 @@ TORCH = {
     "affine": lambda a, scale, shift: a * scale + shift,
     "exp": torch.exp,
     "erf": torch.erf,
+    "erfc": torch.erfc,
     "gelu": torch.nn.functional.gelu,
     "silu": F.silu,
     "elu": F.elu,
@@ -395,6 +401,14 @@ TORCH = {
     "floor_divide": lambda a, b: torch.floor_divide(a.detach(), b.detach()),
     "power": torch.pow,
     "isclose": lambda a, b, **tolerances: torch.where(torch.isclose(a, b, **tolerances), a, b),
+    **{op: lambda a, b, op=op: torch.where(getattr(torch, op)(a > 0, b), a, b)
+       for op in ("logical_and", "logical_or", "logical_xor")},
+    "logical_not": lambda a: torch.where(torch.logical_not(a > 0), a, -a),
+    **{op: lambda a, b, op=op: a + getattr(torch, op)(_bits(a), _bits(b) & 7 if "shift" in op
+                                                      else _bits(b)).to(a.dtype)
+       for op in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift",
+                  "bitwise_right_shift")},
+    "bitwise_not": lambda a: a + torch.bitwise_not(_bits(a)).to(a.dtype),
     **{mask: lambda a, fill, mask=mask: torch.where(
         getattr(torch, mask)(torch.where(a > 0, a, fill)), a, -a)
        for mask in ("isnan", "isinf", "isfinite")},
