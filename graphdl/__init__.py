@@ -175,6 +175,7 @@ from graphdl.ops.reduce import (
     sum,
     var,
 )
+from graphdl.ops.resample import adaptive_avg_pool2d, adaptive_max_pool2d, interpolate, unfold
 from graphdl.ops.scan import cumsum
 from graphdl.ops.sorting import argsort, sort, topk
 
@@ -220,6 +221,8 @@ __all__ = [
     "abs",
     "acos",
     "acosh",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "all",
     "amax",
     "amin",
@@ -286,6 +289,7 @@ __all__ = [
     "index_add",
     "index_select",
     "input",
+    "interpolate",
     "isclose",
     "isfinite",
     "isinf",
@@ -373,6 +377,7 @@ __all__ = [
     "tril",
     "triu",
     "trunc",
+    "unfold",
     "var",
     "where",
     "zeros_like",

@@ -1,0 +1,263 @@
+"""Resampling along axes: `interpolate` (nearest and (bi)linear), adaptive pooling and sliding
+windows (`unfold`), as PyTorch has them.
+
+All are gathers at constant indices (`take`), computed here from the static sizes of the axes,
+followed by constant weights and sums or by an arg-max: linear ops whose gradients (a
+scatter-add back to the positions read) are exact, with both backends' kernels and the ONNX
+export coming from the parts. A 2-D resampling is separable: one axis after the other, the last
+axis first, as PyTorch's kernels weigh it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from graphdl.errors import GraphError
+from graphdl.ir import describe, format_shape
+from graphdl.ops import indexing as ix
+from graphdl.ops import leaf
+from graphdl.ops import movement as mv
+from graphdl.ops import reduce as rd
+from graphdl.ops.composite import _floating
+from graphdl.ops.conv import avg_pool2d, max_pool2d
+
+_MODES = {"nearest": (3, 4), "linear": (3,), "bilinear": (4,)}
+
+
+# ---------------------------------------------------------------- gathers along one axis
+def _gathered(x, axis, idx):
+    """x read at the constant indices `idx` along `axis` (idx's axes replace it)."""
+    return mv.TAKE(x, leaf.constant(np.asarray(idx, np.int64)), axis=axis)
+
+
+def _weighted(x, axis, idx, weights):
+    """Σ_k weights[i, k] · x[..., idx[i, k], ...] along `axis`: a gather and a weighted sum."""
+    taps = _gathered(x, axis, idx)
+    shape = weights.shape + (1,) * (x.ndim - axis - 1)
+    return rd.sum(taps * leaf.constant(weights.reshape(shape).astype(x.dtype)), axis + 1)
+
+
+def _static(x, axes, what):
+    for a in axes:
+        if x.shape[a] is None:
+            raise GraphError(f"{what}: axis {a} of {describe(x)} (shape {format_shape(x.shape)}) "
+                             f"must be known at declaration: the indices read are computed "
+                             f"from its size")
+
+
+# ---------------------------------------------------------------- interpolate
+def nearest_index(src, size, rounding="floor"):
+    """The input index a nearest resize reads for the source coordinates `src`, rounded by
+    ONNX's `nearest_mode` and clipped into [0, size)."""
+    rounded = {"floor": np.floor, "ceil": np.ceil,
+               "round_prefer_floor": lambda s: np.ceil(s - 0.5),
+               "round_prefer_ceil": lambda s: np.floor(s + 0.5)}[rounding](src)
+    return np.clip(rounded, 0, size - 1).astype(np.int64)
+
+
+def linear_taps(src, size):
+    """The two input indices and their weights a linear resize reads for the source
+    coordinates `src`: PyTorch's rule (a coordinate below 0 reads index 0; the upper neighbour
+    of the last index is itself)."""
+    src = np.maximum(src, 0)
+    low = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    frac = np.clip(src - low, 0, 1).astype(src.dtype)
+    high = np.where(low < size - 1, low + 1, low)
+    return np.stack([low, high], -1), np.stack([1 - frac, frac], -1)
+
+
+def resample_axis(x, axis, out, src, linear, rounding="floor"):
+    """x resized along `axis` to `out` entries read at the source coordinates `src` (nearest,
+    or linear between the two neighbours)."""
+    size = x.shape[axis]
+    if out == size and np.array_equal(src, np.arange(size)):
+        return x  # PyTorch copies
+    if linear:
+        return _weighted(x, axis, *linear_taps(src, size))
+    return _gathered(x, axis, nearest_index(src, size, rounding))
+
+
+def _torch_source(size, out, factor, linear, align_corners, ct):
+    """PyTorch's source coordinate of each output index, computed in `ct` as its kernels do;
+    the scale is 1/factor where a scale factor was given, else size/out."""
+    dst = np.arange(out, dtype=ct)
+    scale = ct(1.0 / factor) if factor else ct(size) / ct(out)
+    if out == size:  # PyTorch copies
+        return dst
+    if not linear:
+        return dst // 2 if out == 2 * size else dst * scale  # PyTorch shifts at twice the size
+    if align_corners:
+        return dst * (ct(size - 1) / ct(out - 1) if out > 1 else ct(0))
+    return scale * (dst + ct(0.5)) - ct(0.5)
+
+
+def _per_axis(value, n, what, name, kind):
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+    if len(values) != n or not all(isinstance(v, kind) and not isinstance(v, bool)
+                                   for v in values):
+        raise GraphError(f"{what}: {name} must be one number or {n} of them, got {value!r}")
+    return values
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None):
+    """torch.nn.functional.interpolate for (N, C, L) ('nearest', 'linear') and (N, C, H, W)
+    ('nearest', 'bilinear') inputs: PyTorch's output sizes (floor(size · scale_factor)) and
+    source coordinates (nearest: floor(dst · scale); linear: align_corners or half-pixel,
+    clamped at 0), with scale = 1/scale_factor where one is given."""
+    x = _floating(x, "interpolate")
+    what = f"interpolate of {describe(x)}"
+    if mode not in _MODES:
+        raise GraphError(f"{what}: mode must be one of {sorted(_MODES)}, got {mode!r}")
+    if x.ndim not in _MODES[mode]:
+        raise GraphError(f"{what}: mode {mode!r} needs input of {_MODES[mode]} dimensions "
+                         f"(N, C, spatial...), got shape {format_shape(x.shape)}")
+    linear = mode != "nearest"
+    if align_corners is not None and not linear:
+        raise GraphError(f"{what}: align_corners applies to the linear modes only, not {mode!r}")
+    axes = tuple(range(2, x.ndim))
+    _static(x, axes, what)
+    sizes = [x.shape[a] for a in axes]
+    outs, factors = _output_sizes(what, sizes, size, scale_factor, recompute_scale_factor)
+    ct = np.float64 if x.dtype == np.float64 else np.float32
+    for a, n, out, factor in reversed(list(zip(axes, sizes, outs, factors))):
+        src = _torch_source(n, out, factor, linear, bool(align_corners), ct)
+        x = resample_axis(x, a, out, src, linear)
+    return x
+
+
+def _output_sizes(what, sizes, size, scale_factor, recompute):
+    """PyTorch's output sizes, and the scale factors its coordinates use (None: in/out)."""
+    if (size is None) == (scale_factor is None):
+        raise GraphError(f"{what}: give exactly one of size and scale_factor")
+    n = len(sizes)
+    if size is not None:
+        outs = _per_axis(size, n, what, "size", numbers.Integral)
+        factors = [None] * n
+    else:
+        factors = _per_axis(scale_factor, n, what, "scale_factor", numbers.Real)
+        outs = [math.floor(float(d) * float(f)) for d, f in zip(sizes, factors)]
+        if any(f <= 0 for f in factors):
+            raise GraphError(f"{what}: scale_factor must be positive, got {scale_factor!r}")
+    if any(o <= 0 for o in outs):
+        raise GraphError(f"{what}: output size {tuple(outs)} from input {tuple(sizes)} must be "
+                         f"positive")
+        factors = [None if recompute else float(f) for f in factors]
+    return [int(o) for o in outs], factors
+
+
+# ---------------------------------------------------------------- adaptive pooling
+def _bins(size, out):
+    """PyTorch's adaptive bins of `size` entries into `out`: [floor(i·size/out),
+    ceil((i+1)·size/out)). Each bin's indices, the short ones padded by repeating their last
+    (after it, so that a first arg-max is never a repeat), and each bin's length."""
+    start = np.arange(out) * size // out
+    stop = -(-(np.arange(out) + 1) * size // out)
+    width = int((stop - start).max())
+    idx = np.minimum(start[:, None] + np.arange(width), stop[:, None] - 1)
+    return idx, stop - start
+
+
+def _output_size(x, output_size, what):
+    x = _floating(x, what)
+    if x.ndim not in (3, 4):
+        raise GraphError(f"{what} of {describe(x)}: needs (N, C, H, W) or (C, H, W) input, got "
+                         f"shape {format_shape(x.shape)}")
+    values = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if len(values) != 2 or not all(v is None or isinstance(v, numbers.Integral)
+                                   and not isinstance(v, bool) and v > 0 for v in values):
+        raise GraphError(f"{what} of {describe(x)}: output_size must be a positive int or a pair "
+                         f"of them (None keeps the input's size), got {output_size!r}")
+    axes = (x.ndim - 2, x.ndim - 1)
+    if None in values:  # None keeps that axis as it is: its size must then be known
+        _static(x, [a for a, v in zip(axes, values) if v is None], f"{what} of {describe(x)}")
+    return x, axes, tuple(x.shape[a] if v is None else int(v) for a, v in zip(axes, values))
+
+
+def _evenly(x, axes, outs):
+    """The pooling window where the output divides the (known) input evenly, else None."""
+    sizes = [x.shape[a] for a in axes]
+    if None in sizes or any(n % o for n, o in zip(sizes, outs)):
+        return None
+    return tuple(n // o for n, o in zip(sizes, outs))
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d: the mean over PyTorch's adaptive bins
+    [floor(i·H/out), ceil((i+1)·H/out)) of each axis; output_size entries of None keep that
+    axis. An output of 1×1 is the mean over H and W; one that divides the input is avg_pool2d."""
+    x, axes, outs = _output_size(x, output_size, "adaptive_avg_pool2d")
+    if outs == (1, 1):
+        return rd.mean(x, axes, keepdims=True)
+    window = _evenly(x, axes, outs)
+    if window is not None and x.ndim == 4:
+        return avg_pool2d(x, window)
+    _static(x, axes, f"adaptive_avg_pool2d of {describe(x)}")
+    for a, out in reversed(list(zip(axes, outs))):
+        idx, length = _bins(x.shape[a], out)
+        mask = np.arange(idx.shape[1]) < length[:, None]
+        x = _weighted(x, a, idx, mask / length[:, None])
+    return x
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool2d over PyTorch's adaptive bins (see
+    adaptive_avg_pool2d); the gradient goes to each bin's first maximum in row-major order, and
+    `return_indices` also gives its int64 index into the flattened H×W plane, as PyTorch."""
+    x, axes, outs = _output_size(x, output_size, "adaptive_max_pool2d")
+    window = _evenly(x, axes, outs)
+    if not return_indices and window is not None and x.ndim == 4:
+        return max_pool2d(x, window)
+    _static(x, axes, f"adaptive_max_pool2d of {describe(x)}")
+    (h, w), (oh, ow) = (x.shape[a] for a in axes), outs
+    cols, _ = _bins(w, ow)
+    rows, _ = _bins(h, oh)
+    # the first maximum of each row's bin, then the first row whose maximum is the bin's
+    ah, aw = axes
+    row_max, k_col = _first_max(x, aw, cols)
+    y, k_row = _first_max(row_max, ah, rows)
+    if not return_indices:
+        return y
+    col = _position(k_col, aw, cols)  # of each row's maximum, for every row
+    col = mv.squeeze(ix.GATHER_ALONG(_gathered(col, ah, rows), k_row, axis=ah + 1), ah + 1)
+    return y, _position(k_row, ah, rows) * w + col
+
+
+def _first_max(x, axis, idx):
+    """The maximum of each bin idx[i] along `axis` and the int64 place in the bin (kept as an
+    axis after it) of its first occurrence, which the gradient goes to, as PyTorch's."""
+    taps = _gathered(x, axis, idx)
+    k = rd.argmax(taps, axis + 1, keepdims=True)
+    return mv.squeeze(ix.GATHER_ALONG(taps, k, axis=axis + 1), axis + 1), k
+
+
+def _position(k, axis, idx):
+    """The input index of the bin places `k` (a bin's indices count up from its first)."""
+    start = idx[:, 0].reshape((-1,) + (1,) * (k.ndim - axis - 2))
+    return mv.squeeze(k, axis + 1) + leaf.constant(start)
+
+
+# ---------------------------------------------------------------- sliding windows
+def unfold(x, dimension, size, step):
+    """torch.Tensor.unfold: the windows of `size` entries every `step` along `dimension`, which
+    becomes the number of windows, the window a new last axis. A gather at constant indices:
+    the gradient sums where windows overlap."""
+    (x,) = leaf.lift_all([x])
+    what = f"unfold of {describe(x)}"
+    for name, v, least in (("size", size, 0), ("step", step, 1)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < least:
+            raise GraphError(f"{what}: {name} must be an int of at least {least}, got {v!r}")
+    if x.ndim == 0:  # PyTorch treats a 0-d tensor as one entry along dimension 0 (or -1)
+        x = mv.reshape(x, (1,))
+    axis = mv.normalize_axes(dimension, x.ndim, what)[0]
+    _static(x, [axis], what)
+    if size > x.shape[axis]:
+        raise GraphError(f"{what}: size {size} exceeds the {x.shape[axis]} entries of axis "
+                         f"{axis} (shape {format_shape(x.shape)})")
+    starts = np.arange(0, x.shape[axis] - size + 1, step)
+    windows = _gathered(x, axis, starts[:, None] + np.arange(size))
+    order = [a for a in range(windows.ndim) if a != axis + 1] + [axis + 1]
+    return mv.transpose(windows, order)
