@@ -211,33 +211,41 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
     window = _evenly(x, axes, outs)
     if not return_indices and window is not None and x.ndim == 4:
         return max_pool2d(x, window)
-    _static(x, axes, f"adaptive_max_pool2d of {describe(x)}")
-    (h, w), (oh, ow) = (x.shape[a] for a in axes), outs
-    cols, _ = _bins(w, ow)
-    rows, _ = _bins(h, oh)
-    # the first maximum of each row's bin, then the first row whose maximum is the bin's
+    what = f"adaptive_max_pool2d of {describe(x)}"
+    _static(x, axes if return_indices else [a for a, o in zip(axes, outs) if o > 1], what)
+    # one bin of a whole axis (None) needs no gather, nor its size
+    rows, cols = (None if o == 1 else _bins(x.shape[a], o)[0] for a, o in zip(axes, outs))
     ah, aw = axes
-    row_max, k_col = _first_max(x, aw, cols)
-    y, k_row = _first_max(row_max, ah, rows)
+    row_max, k_col = _first_max(x, aw, cols)  # of each row of each bin
+    y, k_row = _first_max(row_max, ah, rows)  # the first row holding the bin's maximum
     if not return_indices:
         return y
     col = _position(k_col, aw, cols)  # of each row's maximum, for every row
-    col = mv.squeeze(ix.GATHER_ALONG(_gathered(col, ah, rows), k_row, axis=ah + 1), ah + 1)
-    return y, _position(k_row, ah, rows) * w + col
+    col = _first_axis(col, ah, rows)
+    col = mv.squeeze(ix.GATHER_ALONG(col, k_row, axis=ah + 1), ah + 1)
+    return y, _position(k_row, ah, rows) * x.shape[aw] + col
+
+
+def _first_axis(x, axis, idx):
+    """x's entries of each bin idx[i] along `axis` on an axis after it (idx None: one bin of
+    the whole axis)."""
+    return mv.expand_dims(x, axis) if idx is None else _gathered(x, axis, idx)
 
 
 def _first_max(x, axis, idx):
     """The maximum of each bin idx[i] along `axis` and the int64 place in the bin (kept as an
     axis after it) of its first occurrence, which the gradient goes to, as PyTorch's."""
-    taps = _gathered(x, axis, idx)
+    taps = _first_axis(x, axis, idx)
     k = rd.argmax(taps, axis + 1, keepdims=True)
     return mv.squeeze(ix.GATHER_ALONG(taps, k, axis=axis + 1), axis + 1), k
 
 
 def _position(k, axis, idx):
     """The input index of the bin places `k` (a bin's indices count up from its first)."""
-    start = idx[:, 0].reshape((-1,) + (1,) * (k.ndim - axis - 2))
-    return mv.squeeze(k, axis + 1) + leaf.constant(start)
+    place = mv.squeeze(k, axis + 1)
+    if idx is None:
+        return place
+    return place + leaf.constant(idx[:, 0].reshape((-1,) + (1,) * (k.ndim - axis - 2)))
 
 
 # ---------------------------------------------------------------- sliding windows
@@ -250,13 +258,15 @@ def unfold(x, dimension, size, step):
     for name, v, least in (("size", size, 0), ("step", step, 1)):
         if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < least:
             raise GraphError(f"{what}: {name} must be an int of at least {least}, got {v!r}")
-    if x.ndim == 0:  # PyTorch treats a 0-d tensor as one entry along dimension 0 (or -1)
-        x = mv.reshape(x, (1,))
+    scalar = x.ndim == 0  # PyTorch's: one entry along dimension 0 (or -1), windows not stacked
+    x = mv.reshape(x, (1,)) if scalar else x
     axis = mv.normalize_axes(dimension, x.ndim, what)[0]
     _static(x, [axis], what)
     if size > x.shape[axis]:
         raise GraphError(f"{what}: size {size} exceeds the {x.shape[axis]} entries of axis "
                          f"{axis} (shape {format_shape(x.shape)})")
+    if scalar:
+        return _gathered(x, 0, np.arange(size))
     starts = np.arange(0, x.shape[axis] - size + 1, step)
     windows = _gathered(x, axis, starts[:, None] + np.arange(size))
     order = [a for a in range(windows.ndim) if a != axis + 1] + [axis + 1]
