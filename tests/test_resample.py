@@ -31,6 +31,8 @@ CASES = {
         lambda x: F.interpolate(x, scale_factor=(1.7, 0.6)), (1, 2, 5, 6)),
     "nearest[2.1-shifts]": (lambda x: gd.interpolate(x, scale_factor=2.1),
                             lambda x: F.interpolate(x, scale_factor=2.1), (1, 1, 5, 3)),
+    "nearest[half-slices]": (lambda x: gd.interpolate(x, scale_factor=0.5),
+                             lambda x: F.interpolate(x, scale_factor=0.5), (1, 2, 6, 5)),
     "nearest[3d]": (lambda x: gd.interpolate(x, scale_factor=2.5),
                     lambda x: F.interpolate(x, scale_factor=2.5), (2, 3, 4)),
     "bilinear[x2]": (lambda x: gd.interpolate(x, scale_factor=2, mode="bilinear"),
