@@ -35,6 +35,19 @@ CASES = {
                              lambda x: F.interpolate(x, scale_factor=0.5), (1, 2, 6, 5)),
     "nearest[3d]": (lambda x: gd.interpolate(x, scale_factor=2.5),
                     lambda x: F.interpolate(x, scale_factor=2.5), (2, 3, 4)),
+    "nearest-exact[scales]": (
+        lambda x: gd.interpolate(x, scale_factor=(1.5, 0.7), mode="nearest-exact"),
+        lambda x: F.interpolate(x, scale_factor=(1.5, 0.7), mode="nearest-exact"), (1, 2, 5, 6)),
+    "area[3d-down]": (lambda x: gd.interpolate(x, size=3, mode="area"),
+                      lambda x: F.interpolate(x, size=3, mode="area"), (2, 2, 7)),
+    "area[up-down]": (lambda x: gd.interpolate(x, scale_factor=(1.5, 0.5), mode="area"),
+                      lambda x: F.interpolate(x, scale_factor=(1.5, 0.5), mode="area"),
+                      (1, 2, 5, 7)),
+    "bilinear[recompute]": (
+        lambda x: gd.interpolate(x, scale_factor=1.7, mode="bilinear",
+                                 recompute_scale_factor=True),
+        lambda x: F.interpolate(x, scale_factor=1.7, mode="bilinear",
+                                recompute_scale_factor=True), (1, 2, 5, 6)),
     "bilinear[x2]": (lambda x: gd.interpolate(x, scale_factor=2, mode="bilinear"),
                      lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), (2, 2, 3, 4)),
     "bilinear[corners-size]": (
@@ -122,10 +135,10 @@ def _sweep():
     """Sizes and scale factors whose source coordinates land on every kind of case: exact
     integers, halves, below 0, past the last index, outputs of twice the size by 2.1."""
     rng = np.random.default_rng(0)
-    for _ in range(150):
+    for _ in range(240):
         h, w = (int(v) for v in rng.integers(1, 9, 2))
-        mode = str(rng.choice(["nearest", "bilinear"]))
-        corners = None if mode == "nearest" else bool(rng.integers(2))
+        mode = str(rng.choice(["nearest", "nearest-exact", "bilinear", "area"]))
+        corners = bool(rng.integers(2)) if mode == "bilinear" else None
         if rng.integers(2):
             yield (h, w), mode, corners, {"size": tuple(int(v) for v in rng.integers(1, 13, 2))}
         else:
@@ -203,6 +216,8 @@ def test_an_unknown_batch_is_fine_unknown_spatial_sizes_are_refused():
 
 @pytest.mark.parametrize("build, message", [
     (lambda x: gd.interpolate(x, scale_factor=2, mode="bicubic"), "mode must be one of"),
+    (lambda x: gd.interpolate(x, scale_factor=2, mode="area", align_corners=False),
+     "linear modes only"),
     (lambda x: gd.interpolate(x, scale_factor=2, mode="linear"), "needs input of"),
     (lambda x: gd.interpolate(x, scale_factor=2, align_corners=True), "linear modes only"),
     (lambda x: gd.interpolate(x, size=3, scale_factor=2), "exactly one of"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
+from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
@@ -24,7 +25,8 @@ from graphdl.ops import reduce as rd
 from graphdl.ops.composite import _floating
 from graphdl.ops.conv import avg_pool2d, max_pool2d
 
-_MODES = {"nearest": (3, 4), "linear": (3,), "bilinear": (4,)}
+_MODES = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear": (4,),
+          "area": (3, 4)}
 
 
 # ---------------------------------------------------------------- gathers along one axis
@@ -33,11 +35,21 @@ def _gathered(x, axis, idx):
     return mv.TAKE(x, leaf.constant(np.asarray(idx, np.int64)), axis=axis)
 
 
-def _weighted(x, axis, idx, weights):
-    """Σ_k weights[i, k] · x[..., idx[i, k], ...] along `axis`: a gather and a weighted sum."""
+def _weighted(x, axis, idx, weights, mask=None):
+    """Σ_k weights[i, k] · x[..., idx[i, k], ...] along `axis`: a gather and a weighted sum,
+    over the taps where `mask` holds (the others are 0 however large the value read)."""
     taps = _gathered(x, axis, idx)
-    shape = weights.shape + (1,) * (x.ndim - axis - 1)
-    return rd.sum(taps * leaf.constant(weights.reshape(shape).astype(x.dtype)), axis + 1)
+    trail = (1,) * (x.ndim - axis - 1)
+    if mask is not None:
+        taps = ew.where(leaf.constant(mask.reshape(mask.shape + trail)), taps, 0)
+    weights = np.broadcast_to(weights, idx.shape).reshape(idx.shape + trail)
+    return rd.sum(taps * leaf.constant(weights.astype(x.dtype)), axis + 1)
+
+
+def _bin_mean(x, axis, out):
+    """The mean of each of PyTorch's adaptive bins along `axis` (see `_bins`)."""
+    idx, length = _bins(x.shape[axis], out)
+    return _weighted(x, axis, idx, 1 / length[:, None], np.arange(idx.shape[1]) < length[:, None])
 
 
 def _static(x, axes, what):
@@ -90,14 +102,18 @@ def _nearest(x, axis, idx):
     return _gathered(x, axis, idx)
 
 
-def _torch_source(size, out, factor, linear, align_corners, ct):
-    """PyTorch's source coordinate of each output index, computed in `ct` as its kernels do;
-    the scale is 1/factor where a scale factor was given, else size/out."""
+def _torch_source(size, out, factor, mode, align_corners, ct):
+    """PyTorch's source coordinate of each output index, computed as its kernels do (in
+    float32 for nearest, else in `ct`); the scale is 1/factor where a scale factor was given,
+    else size/out."""
+    ct = np.float32 if mode.startswith("nearest") else ct
     dst = np.arange(out, dtype=ct)
     scale = ct(1.0 / factor) if factor else ct(size) / ct(out)
+    if mode == "nearest-exact":  # (dst + ½) · scale in double, floored as a float
+        return ((np.arange(out) + 0.5) * np.float64(scale)).astype(np.float32)
     if out == size:  # PyTorch copies
         return dst
-    if not linear:
+    if mode == "nearest":
         return dst // 2 if out == 2 * size else dst * scale  # PyTorch shifts at twice the size
     if align_corners:
         return dst * (ct(size - 1) / ct(out - 1) if out > 1 else ct(0))
@@ -114,10 +130,12 @@ def _per_axis(value, n, what, name, kind):
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None):
-    """torch.nn.functional.interpolate for (N, C, L) ('nearest', 'linear') and (N, C, H, W)
-    ('nearest', 'bilinear') inputs: PyTorch's output sizes (floor(size · scale_factor)) and
-    source coordinates (nearest: floor(dst · scale); linear: align_corners or half-pixel,
-    clamped at 0), with scale = 1/scale_factor where one is given."""
+    """torch.nn.functional.interpolate for (N, C, L) ('nearest', 'nearest-exact', 'linear',
+    'area') and (N, C, H, W) ('nearest', 'nearest-exact', 'bilinear', 'area') inputs: PyTorch's
+    output sizes (floor(size · scale_factor)) and source coordinates (nearest: floor(dst ·
+    scale); nearest-exact: floor((dst + ½) · scale); linear: align_corners or half-pixel,
+    clamped at 0), with scale = 1/scale_factor where one is given; 'area' is the adaptive
+    average pool to the output size."""
     x = _floating(x, "interpolate")
     what = f"interpolate of {describe(x)}"
     if mode not in _MODES:
@@ -125,7 +143,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if x.ndim not in _MODES[mode]:
         raise GraphError(f"{what}: mode {mode!r} needs input of {_MODES[mode]} dimensions "
                          f"(N, C, spatial...), got shape {format_shape(x.shape)}")
-    linear = mode != "nearest"
+    linear = mode in ("linear", "bilinear")
     if align_corners is not None and not linear:
         raise GraphError(f"{what}: align_corners applies to the linear modes only, not {mode!r}")
     axes = tuple(range(2, x.ndim))
@@ -134,7 +152,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     outs, factors = _output_sizes(what, sizes, size, scale_factor, recompute_scale_factor)
     ct = np.float64 if x.dtype == np.float64 else np.float32
     for a, n, out, factor in reversed(list(zip(axes, sizes, outs, factors))):
-        src = _torch_source(n, out, factor, linear, bool(align_corners), ct)
+        if mode == "area":
+            x = x if out == n else _bin_mean(x, a, out)
+            continue
+        src = _torch_source(n, out, factor, mode, bool(align_corners), ct)
         x = resample_axis(x, a, out, src, linear)
     return x
 
@@ -152,10 +173,10 @@ def _output_sizes(what, sizes, size, scale_factor, recompute):
         outs = [math.floor(float(d) * float(f)) for d, f in zip(sizes, factors)]
         if any(f <= 0 for f in factors):
             raise GraphError(f"{what}: scale_factor must be positive, got {scale_factor!r}")
+        factors = [None if recompute else float(f) for f in factors]
     if any(o <= 0 for o in outs):
         raise GraphError(f"{what}: output size {tuple(outs)} from input {tuple(sizes)} must be "
                          f"positive")
-        factors = [None if recompute else float(f) for f in factors]
     return [int(o) for o in outs], factors
 
 
@@ -207,9 +228,7 @@ def adaptive_avg_pool2d(x, output_size):
         return avg_pool2d(x, window)
     _static(x, axes, f"adaptive_avg_pool2d of {describe(x)}")
     for a, out in reversed(list(zip(axes, outs))):
-        idx, length = _bins(x.shape[a], out)
-        mask = np.arange(idx.shape[1]) < length[:, None]
-        x = _weighted(x, a, idx, mask / length[:, None])
+        x = _bin_mean(x, a, out)
     return x
 
 

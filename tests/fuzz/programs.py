@@ -759,14 +759,15 @@ def _pool(max_pool):
 
 
 def _interpolate(g):
-    """interpolate of an image (nearest, bilinear) or of an (N, C, L) signal (nearest, linear),
-    by a size or a scale factor (one per axis or one for all), up to about twice the size."""
+    """interpolate of an image or of an (N, C, L) signal, in every mode, by a size or a scale
+    factor (one per axis or one for all), up to about twice the size."""
     if g.rng.random() < 0.3:
         x = g.pick_or_none(lambda s: len(s) == 3 and min(s[1:]) >= 1)
         x = g.fresh((int(g.rng.integers(1, 3)), 2, int(g.rng.integers(2, 8)))) if x is None else x
-        mode = str(g.rng.choice(["nearest", "linear"]))
+        mode = str(g.rng.choice(["nearest", "nearest-exact", "linear", "area"]))
     else:
-        x, mode = _image(g), str(g.rng.choice(["nearest", "bilinear"]))
+        x = _image(g)
+        mode = str(g.rng.choice(["nearest", "nearest-exact", "bilinear", "area"]))
     spatial = g.shape_of(x)[2:]
     params = {"mode": mode}
     if g.rng.random() < 0.5:
@@ -778,7 +779,7 @@ def _interpolate(g):
         if any(int(d * f) < 1 for d, f in zip(spatial, factors)):
             raise NoSlot
         params["scale_factor"] = factors if g.rng.random() < 0.7 else factors[0]
-    if mode != "nearest" and g.rng.random() < 0.7:
+    if "linear" in mode and g.rng.random() < 0.7:
         params["align_corners"] = bool(g.rng.integers(2))
     return [x], params
 
