@@ -131,6 +131,20 @@ def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("how, gathers", [
+    ({"scale_factor": 2}, False), ({"scale_factor": 3}, True), ({"size": (3, 6)}, True),
+    ({"scale_factor": 2, "align_corners": True}, True)])
+def test_integer_upscales_with_periodic_taps_are_slices_not_gathers(how, gathers):
+    """Half-pixel by 2: the taps repeat every 2 outputs (exactly, in float32), so the phases
+    are shifted slices; by 3 (1/3 is inexact) and with align_corners they do not."""
+    xv = _data(0, (1, 2, 1, 4), "float32")
+    y = gd.interpolate(gd.input("x", xv.shape), mode="bilinear", **how)
+    ops = {n.op.name for n in gd.topological_order([y])}
+    assert ("take" in ops) == gathers
+    want = F.interpolate(torch.from_numpy(xv), mode="bilinear", **how).numpy()
+    np.testing.assert_allclose(gd.evaluate(y, {"x": xv}), want, rtol=1e-6, atol=1e-7)
+
+
 def _sweep():
     """Sizes and scale factors whose source coordinates land on every kind of case: exact
     integers, halves, below 0, past the last index, outputs of twice the size by 2.1."""

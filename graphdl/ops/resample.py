@@ -21,6 +21,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
 from graphdl.ops import leaf
 from graphdl.ops import movement as mv
+from graphdl.ops import rearrange as rg
 from graphdl.ops import reduce as rd
 from graphdl.ops.composite import _floating
 from graphdl.ops.conv import avg_pool2d, max_pool2d
@@ -33,6 +34,10 @@ _MODES = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear"
 def _gathered(x, axis, idx):
     """x read at the constant indices `idx` along `axis` (idx's axes replace it)."""
     return mv.TAKE(x, leaf.constant(np.asarray(idx, np.int64)), axis=axis)
+
+
+def _cut(x, axis, start, stop, step=1):
+    return mv.getitem(x, (slice(None),) * axis + (slice(start, stop, step),))
 
 
 def _weighted(x, axis, idx, weights, mask=None):
@@ -88,8 +93,43 @@ def resample_axis(x, axis, out, src, linear, rounding="floor"):
     if out == size and np.array_equal(src, np.arange(size)):
         return x  # PyTorch copies
     if linear:
-        return _weighted(x, axis, *linear_taps(src, size))
+        return _linear(x, axis, *linear_taps(src, size))
     return _nearest(x, axis, nearest_index(src, size, rounding))
+
+
+def _linear(x, axis, idx, weights):
+    """The taps `idx` weighted by `weights` along `axis`: where an integer upscale makes them
+    periodic (half-pixel or asymmetric), as shifted slices of x whose phases interleave (their
+    gradient is pads and sums: cheaper than the scatter-add of a gather), else gathered."""
+    size, out = x.shape[axis], len(idx)
+    phases = _phases(idx, weights, size, out // size) if out % size == 0 < size < out else None
+    if phases is None or None in x.shape:
+        return _weighted(x, axis, idx, weights)
+    shifts, taps = phases
+    lo, hi = max(0, -shifts.min()), max(0, shifts.max())
+    edges = [_cut(x, axis, 0, 1)] * lo + [x] + [_cut(x, axis, size - 1, size)] * hi
+    padded = mv.concatenate(edges, axis)  # the edges repeated: the clipped taps
+    ys = []
+    for offsets, w in zip(shifts, taps):
+        terms = [_cut(padded, axis, lo + o, lo + o + size) * float(c)
+                 for o, c in zip(offsets, w) if c != 0]
+        ys.append(terms[0] if len(terms) == 1 else terms[0] + terms[1])
+    merged = x.shape[:axis] + (out,) + x.shape[axis + 1:]
+    return mv.reshape(rg.stack(ys, axis + 1), merged)
+
+
+def _phases(idx, weights, size, k):
+    """(shifts, weights), each (k, 2), where output k·i + r reads x[clip(i + shifts[r, t])]
+    with weights[r, t]: the periodic form of the taps, or None where they have none. A row whose
+    two taps clip onto one entry may read it as one tap of weight 1 instead (PyTorch's edges)."""
+    rows = np.arange(len(idx)).reshape(size, k)
+    middle = rows[size // 2]
+    shifts, taps = idx[middle] - size // 2, weights[middle]
+    periodic = np.clip(np.arange(size)[:, None, None] + shifts, 0, size - 1)  # (i, r, t)
+    same = (idx[rows] == periodic).all(-1) & (weights[rows] == taps).all(-1)
+    single = ((periodic[..., 0] == periodic[..., 1]) & (idx[rows][..., 0] == periodic[..., 0])
+              & (weights[rows][..., 0] == 1) & (weights[rows][..., 1] == 0))
+    return (shifts, taps) if (same | single).all() else None
 
 
 def _nearest(x, axis, idx):
@@ -98,7 +138,7 @@ def _nearest(x, axis, idx):
     size, out = x.shape[axis], len(idx)
     k = size // out
     if k and np.array_equal(idx, np.arange(out) * k):
-        return mv.getitem(x, (slice(None),) * axis + (slice(0, (out - 1) * k + 1, k),))
+        return _cut(x, axis, 0, (out - 1) * k + 1, k)
     return _gathered(x, axis, idx)
 
 
