@@ -1,11 +1,13 @@
-"""Resampling along axes: `interpolate` (nearest and (bi)linear), adaptive pooling and sliding
-windows (`unfold`), as PyTorch has them.
+"""Resampling along axes: `interpolate` (nearest, nearest-exact, (bi)linear, area), adaptive
+pooling and sliding windows (`unfold`), as PyTorch has them.
 
-All are gathers at constant indices (`take`), computed here from the static sizes of the axes,
-followed by constant weights and sums or by an arg-max: linear ops whose gradients (a
-scatter-add back to the positions read) are exact, with both backends' kernels and the ONNX
-export coming from the parts. A 2-D resampling is separable: one axis after the other, the last
-axis first, as PyTorch's kernels weigh it.
+All are reads at constant indices, computed here from the static sizes of the axes: gathers
+(`take`) followed by constant weights and sums or by a first arg-max, or, where the indices
+have a stride or a period, strided and shifted slices (whose gradients, pads and sums, are
+cheaper than a gather's scatter-add). Linear in x wherever they are differentiable, so their
+gradients are exact, and both backends' kernels and the ONNX export come from the parts. A 2-D
+resampling is separable: one axis after the other, the last axis first, as PyTorch's kernels
+weigh it.
 """
 
 from __future__ import annotations
