@@ -199,6 +199,9 @@ def test_adaptive_max_routes_ties_to_the_first_maximum_as_pytorch(size):
     t = torch.tensor(xv, requires_grad=True)
     (F.adaptive_max_pool2d(t, size) * torch.from_numpy(w)).sum().backward()
     np.testing.assert_array_equal(gx, t.grad.numpy())
+    _, index = gd.adaptive_max_pool2d(x, size, return_indices=True)
+    np.testing.assert_array_equal(gd.evaluate(index, {"x": xv}),
+                                  F.adaptive_max_pool2d(t, size, return_indices=True)[1])
 
 
 @pytest.mark.parametrize("name", list(CASES))
