@@ -191,6 +191,7 @@ from graphdl.ops.reduce import (
     sum,
     var,
 )
+from graphdl.ops.resample import adaptive_avg_pool2d, adaptive_max_pool2d, interpolate, unfold
 from graphdl.ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp
 from graphdl.ops.sorting import argsort, sort, topk
 
@@ -236,6 +237,8 @@ __all__ = [
     "abs",
     "acos",
     "acosh",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "all",
     "amax",
     "amin",
@@ -316,6 +319,7 @@ __all__ = [
     "index_add",
     "index_select",
     "input",
+    "interpolate",
     "isclose",
     "isfinite",
     "isinf",
@@ -409,6 +413,7 @@ __all__ = [
     "tril",
     "triu",
     "trunc",
+    "unfold",
     "var",
     "where",
     "zeros_like",

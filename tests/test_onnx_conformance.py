@@ -79,6 +79,20 @@ EXCLUDED = {
     **dict.fromkeys(["test_maxpool_with_argmax_2d_precomputed_pads",
                      "test_maxpool_with_argmax_2d_precomputed_strides"],
                     "MaxPool's Indices output: graphdl's max_pool2d returns values only"),
+    **dict.fromkeys([f"test_resize_{t}" for t in (
+        "upsample_scales_cubic", "upsample_scales_cubic_align_corners", "downsample_scales_cubic",
+        "downsample_scales_cubic_align_corners", "upsample_sizes_cubic", "downsample_sizes_cubic",
+        "upsample_scales_cubic_A_n0p5_exclude_outside",
+        "downsample_scales_cubic_A_n0p5_exclude_outside", "upsample_scales_cubic_asymmetric")],
+                    "cubic Resize: graphdl's resampling is nearest and linear"),
+    **dict.fromkeys([f"test_resize_downsample_{t}_antialias" for t in (
+        "scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic")],
+                    "antialiased Resize (a widened filter): graphdl reads 1 or 2 taps"),
+    **dict.fromkeys(["test_resize_tf_crop_and_resize", "test_resize_tf_crop_and_resize_axes_2_3",
+                     "test_resize_tf_crop_and_resize_axes_3_2",
+                     "test_resize_tf_crop_and_resize_extrapolation_value"],
+                    "tf_crop_and_resize (a region of interest, extrapolated outside): not "
+                    "supported"),
     **dict.fromkeys(["test_training_dropout", "test_training_dropout_default",
                      "test_training_dropout_default_mask", "test_training_dropout_mask"],
                     "training-mode Dropout drops at random: inference only"),

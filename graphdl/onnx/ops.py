@@ -18,6 +18,7 @@ from graphdl.ir import describe
 from graphdl.onnx.shapes import reshape_target, shape_of
 from graphdl.ops import conv, conv_forms
 from graphdl.ops import elementwise as ew
+from graphdl.ops.resample import resample_axis
 
 OPS = {}
 
@@ -357,6 +358,61 @@ def _global_avg_pool(call):
 def _global_max_pool(call):
     x = call.node(0)
     return gd.max(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _resize_source(transform, size, out, scale):
+    """ONNX's source coordinate of each output index along an axis of `size` entries resized
+    by `scale` to `out` (float32, as ONNX Runtime computes it); align_corners divides by the
+    resized length before it is floored to `out`, as ONNX's reference does."""
+    dst, scale = np.arange(out, dtype=np.float32), np.float32(scale)
+    length = scale * np.float32(size)
+    half = (dst + np.float32(0.5)) / scale - np.float32(0.5)
+    if transform == "half_pixel_symmetric":
+        return np.float32(size / 2) * (1 - np.float32(out) / length) + half
+    return {"asymmetric": lambda: dst / scale, "half_pixel": lambda: half,
+            "pytorch_half_pixel": lambda: half if out > 1 else np.zeros(1, np.float32),
+            "align_corners": lambda: (dst * (np.float32(size - 1) / (length - 1)) if length > 1
+                                      else np.zeros(out, np.float32)),
+            }[transform]()
+
+
+@op("Resize", "Upsample")
+def _resize(call):
+    """Nearest and (multi)linear resizing along any axes; cubic, antialiasing and
+    tf_crop_and_resize are refused. Resize-10 and Upsample: asymmetric coordinates, floor."""
+    x, mode = call.node(0), call.attr("mode", "nearest")
+    old = call.proto.op_type == "Upsample" or call.opset < 11
+    transform = "asymmetric" if old else call.attr("coordinate_transformation_mode", "half_pixel")
+    rounding = "floor" if old else call.attr("nearest_mode", "round_prefer_floor")
+    if mode not in ("nearest", "linear") or call.attr("antialias", 0) or transform not in (
+            "asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners",
+            "half_pixel_symmetric"):
+        call.refuse(f"mode {mode!r}, coordinate_transformation_mode {transform!r}, antialias "
+                    f"{call.attr('antialias', 0)}: only nearest and linear resizing, not "
+                    f"antialiased, with the asymmetric, (pytorch_)half_pixel(_symmetric) or "
+                    f"align_corners coordinates")
+    axes = [int(a) % x.ndim for a in call.attr("axes", range(x.ndim))]
+    shape = _static_shape(call, x)
+    sizes = [shape[a] for a in axes]
+    if old:  # Upsample-7 has an attribute
+        scales = call.attr("scales") if len(call.inputs) < 2 else call.static(1, "scales")
+    else:
+        scales = call.static(2, "scales") if call.has(2) else np.zeros(0)
+    if not old and scales.size == 0:  # sizes given: the scales follow
+        outs = [int(v) for v in call.static(3, "sizes")]
+        scales = [o / n for o, n in zip(outs, sizes)]
+        policy = call.attr("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            scale = (min if policy == "not_larger" else max)(scales)
+            scales = [scale] * len(sizes)
+            outs = [int(np.round(scale * n)) for n in sizes]
+    else:
+        scales = [float(s) for s in scales]
+        outs = [int(np.floor(n * np.float32(s))) for n, s in zip(sizes, scales)]
+    for axis, n, out, scale in reversed(list(zip(axes, sizes, outs, scales))):
+        src = _resize_source(transform, n, out, scale)
+        x = resample_axis(x, axis, out, src, mode == "linear", rounding)
+    return x
 
 
 @op("BatchNormalization")

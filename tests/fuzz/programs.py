@@ -912,6 +912,52 @@ def _pool(max_pool):
     return propose
 
 
+def _interpolate(g):
+    """interpolate of an image or of an (N, C, L) signal, in every mode, by a size or a scale
+    factor (one per axis or one for all), up to about twice the size."""
+    if g.rng.random() < 0.3:
+        x = g.pick_or_none(lambda s: len(s) == 3 and min(s[1:]) >= 1)
+        x = g.fresh((int(g.rng.integers(1, 3)), 2, int(g.rng.integers(2, 8)))) if x is None else x
+        mode = str(g.rng.choice(["nearest", "nearest-exact", "linear", "area"]))
+    else:
+        x = _image(g)
+        mode = str(g.rng.choice(["nearest", "nearest-exact", "bilinear", "area"]))
+    spatial = g.shape_of(x)[2:]
+    params = {"mode": mode}
+    if g.rng.random() < 0.5:
+        sizes = tuple(int(g.rng.integers(1, 2 * d + 2)) for d in spatial)
+        params["size"] = sizes if g.rng.random() < 0.7 else sizes[0]
+    else:
+        factors = tuple(float(g.rng.choice([0.5, 0.75, 1.0, 1.3, 1.5, 2.0, 2.5]))
+                        for _ in spatial)
+        if any(int(d * f) < 1 for d, f in zip(spatial, factors)):
+            raise NoSlot
+        params["scale_factor"] = factors if g.rng.random() < 0.7 else factors[0]
+    if "linear" in mode and g.rng.random() < 0.7:
+        params["align_corners"] = bool(g.rng.integers(2))
+    return [x], params
+
+
+def _adaptive_pool(g):
+    """An output size up to one more than the input's (bins may overlap), a None keeping an
+    axis, or one int for both."""
+    x = _image(g)
+    h, w = g.shape_of(x)[2:]
+    size = [int(g.rng.integers(1, h + 2)), int(g.rng.integers(1, w + 2))]
+    r = g.rng.random()
+    if r < 0.2:
+        size[int(g.rng.integers(2))] = None
+    return [x], {"output_size": size[0] if r > 0.85 else tuple(size)}
+
+
+def _unfold(g):
+    x = g.pick(lambda s: len(s) >= 1 and min(s) >= 1)
+    shape = g.shape_of(x)
+    dimension = int(g.rng.integers(-len(shape), len(shape)))
+    size = int(g.rng.integers(0 if g.rng.random() < 0.1 else 1, shape[dimension] + 1))
+    return [x], {"dimension": dimension, "size": size, "step": int(g.rng.integers(1, 4))}
+
+
 def _softmax_like(op):
     def propose(g):
         x = g.pick(lambda s: len(s) >= 1)
@@ -1413,6 +1459,7 @@ PROPOSERS = {
     "getitem": _getitem,
     "advanced_index": _advanced_index,
     "take": _take,
+    "unfold": _unfold,
     "gather": _gather,
     "take_along_axis": lambda g: _gather(g, numpy_form=True),
     "scatter": lambda g: _scatter(g, add=False),
@@ -1431,6 +1478,9 @@ PROPOSERS = {
     "conv_transpose2d": _conv_transpose(2),
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
+    "adaptive_avg_pool2d": _adaptive_pool,
+    "adaptive_max_pool2d": _adaptive_pool,
+    "interpolate": _interpolate,
     "softmax": _softmax_like("softmax"),
     "layer_norm": _layer_norm,
     "linear": _linear,
