@@ -58,7 +58,7 @@ class Row:
 
     def formula_text(self):
         lhs, rhs = f"{self.name}(x)", as_text(self.elementary)
-        return lhs if rhs == lhs else f"{lhs} = {rhs}"
+        return lhs if rhs.lower() == lhs.lower() else f"{lhs} = {rhs}"  # abs(x) = Abs(x)
 
     def derivative_lines(self):
         lines = [f"SymPy: {self.name}′(x) = {as_text(self.derivative)}"]
@@ -86,7 +86,10 @@ def activation_table(*ops, range=(-4, 4), points=161):
 def _row(op, grid):
     fn, name = _resolve(op)
     xs = _input(())
-    formula = _formula(_apply(fn, name, xs), xs)
+    try:
+        formula = _formula(_apply(fn, name, xs), xs)
+    except TypeError as e:  # an op of two arguments given one: maximum(x)
+        raise _not_unary(name, e) from e
     elementary = formula.replace(lambda e: type(e).__module__ == Sigmoid.__module__,
                                  lambda e: e.rewrite(sympy.exp))
     derivative = sympy.diff(elementary, X)
@@ -94,6 +97,11 @@ def _row(op, grid):
     at_zero = float(dy[grid == 0][0]) if elementary.has(*STEPS) and 0 in grid else None
     simplified, text = _simplified(name, grid, dy)
     return Row(name, formula, elementary, derivative, simplified, text, at_zero, grid, y, dy)
+
+
+def _not_unary(name, error):
+    return GraphError(f"activation_table: {name} is not an elementwise function of one "
+                      f"argument: {error}")
 
 
 def _resolve(op):
@@ -120,8 +128,7 @@ def _apply(fn, name, x):
     try:
         y = fn(x)
     except (GraphError, TypeError) as e:
-        raise GraphError(f"activation_table: {name} is not an elementwise function of one "
-                         f"argument: {e}") from e
+        raise _not_unary(name, e) from e
     if not isinstance(y, Node) or y.shape != x.shape:
         raise GraphError(f"activation_table: {name} is not elementwise: it maps an input of "
                          f"shape {x.shape} to {getattr(y, 'shape', y)!r}")
@@ -150,7 +157,9 @@ def _values(fn, name, grid):
     y = _apply(fn, name, x)
     with np.errstate(all="ignore"):  # outside an op's domain: NaN, left out of the plot
         y_val, dy_val = gd.compile([y, gd.grad(gd.sum(y), x)])(x=grid)
-    return np.asarray(y_val, np.float64), np.asarray(dy_val, np.float64)
+    y_val, dy_val = np.asarray(y_val, np.float64), np.asarray(dy_val, np.float64)
+    # no slope where there is no value (the gradient of log is 1/x for x < 0 too)
+    return y_val, np.where(np.isnan(y_val), np.nan, dy_val)
 
 
 def _simplified(name, grid, dy):
