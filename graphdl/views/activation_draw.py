@@ -12,7 +12,7 @@ import numpy as np
 from graphdl.views.numbers import fmt
 
 # Columns: (header, width in px); the plots' columns hold a plot, the others text.
-COLUMNS = (("name", 100), ("function f", 250), ("plot of f", 250), ("derivative f′", 370),
+COLUMNS = (("name", 100), ("function f", 280), ("plot of f", 250), ("derivative f′", 370),
            ("plot of f′", 250))
 FONT, SMALL, LINE = 15, 12, 20  # px: text, tick labels, text line height
 PAD, HEADER, PLOT_H = 10, 34, 150

@@ -63,7 +63,7 @@ class Row:
     def derivative_lines(self):
         lines = [f"SymPy: {self.name}′(x) = {as_text(self.derivative)}"]
         if self.simplified_text:
-            lines.append(f"lecture: {self.simplified_text}")
+            lines.append(f"simplified: {self.simplified_text}")
         if self.at_zero is not None:
             lines.append(f"at x = 0 graphdl gives {fmt(self.at_zero, 3, True)} (the dot)")
         return lines
