@@ -4,6 +4,7 @@ graphdl and checked against PyTorch, its SymPy forms, its SVG and PNG."""
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +131,11 @@ def test_png(tmp_path):
     width, height = (int.from_bytes(data[k:k + 4], "big") for k in (16, 20))
     svg = gd.activation_table("sigmoid", "relu").svg()
     assert f'width="{width}" height="{height}"' in svg  # the same picture
+
+
+def test_png_without_matplotlib_says_so_and_svg_still_works(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
+    table = gd.activation_table("relu")
+    with pytest.raises(ImportError, match=r"needs matplotlib.*\.svg\(\) needs nothing"):
+        table.png(tmp_path / "table.png")
+    assert table.svg().startswith("<svg")

@@ -157,17 +157,14 @@ def to_svg(rows):
 
 def to_png(rows, path, dpi=100):
     """The same shapes painted by matplotlib (imported here: needed for PNG only)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # a Figure of its own, not pyplot's: a notebook's backend and figures stay as they are
+        from matplotlib.figure import Figure
         from matplotlib.patches import Circle, Rectangle
     except ImportError as e:
         raise ImportError("activation_table(...).png needs matplotlib (pip install "
                           "matplotlib); .svg() needs nothing") from e
     shapes, (width, height) = layout(rows)
-    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
@@ -186,4 +183,3 @@ def to_png(rows, path, dpi=100):
         else:
             ax.add_patch(Circle((s.x, s.y), s.r, color=s.color))
     fig.savefig(path, dpi=dpi, facecolor="white")
-    plt.close(fig)

@@ -2,8 +2,8 @@
 built-in or user-defined, its name, its formula (from its SymPy form), its derivative as SymPy
 gives it and in the lecture's simplified form where one exists, and plots of the function and
 of its derivative. The plotted values are computed by graphdl: the op applied to a grid and its
-gradient (`gd.grad`), compiled. The SVG is written here; the PNG is drawn with matplotlib, where
-it is installed."""
+gradient (`gd.grad`), compiled. Drawn by `activation_draw`: SVG always, PNG where matplotlib is
+installed."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ STEPS = (sympy.Max, sympy.Min, sympy.Abs, sympy.Heaviside, sympy.sign, sympy.Pie
          sympy.floor, sympy.ceiling)
 
 
-# The lecture's simplified derivatives, by op name; kept only where they agree with the gradient
-# graphdl computes (a user op may reuse a name). Each takes graphdl's gradient at 0 (relu′(0)).
+# Simplified derivatives (the lecture's, and softplus′ = σ), by op name; kept only where they
+# agree with the gradient graphdl computes (a user op may reuse a name). Each takes graphdl's
+# gradient at 0 (relu′(0)).
 SIMPLIFIED = {
     "sigmoid": lambda g0: (Sigmoid(X) * (1 - Sigmoid(X)), "σ′ = σ(1 − σ)"),
     "tanh": lambda g0: (1 - sympy.tanh(X) ** 2, "tanh′ = 1 − tanh²"),
@@ -49,7 +50,7 @@ class Row:
     formula: sympy.Expr  # the op's SymPy form, in x
     elementary: sympy.Expr  # the same in elementary functions: σ(x) = 1/(1 + exp(-x))
     derivative: sympy.Expr  # sympy.diff of `elementary`
-    simplified: sympy.Expr | None  # the lecture's form, where one exists
+    simplified: sympy.Expr | None  # the simplified form (the lecture's), where one exists
     simplified_text: str
     at_zero: float | None  # graphdl's gradient at 0, where the derivative may jump there
     x: np.ndarray
@@ -163,8 +164,8 @@ def _values(fn, name, grid):
 
 
 def _simplified(name, grid, dy):
-    """The lecture's form of the derivative and its text, where it has one and it agrees with
-    graphdl's gradient on the grid."""
+    """The simplified form of the derivative and its text, where the op has one and it agrees
+    with graphdl's gradient on the grid."""
     if name not in SIMPLIFIED:
         return None, ""
     g0 = float(np.interp(0.0, grid, dy))
