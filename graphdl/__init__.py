@@ -201,6 +201,7 @@ _LAZY = {
     "check_grad": "graphdl.views.check", "check_op": "graphdl.views.check",
     "symbolic": "graphdl.views.symbolic", "symbolic_grad": "graphdl.views.symbolic",
     "Explanation": "graphdl.views.teach", "explain": "graphdl.views.teach",
+    "activation_table": "graphdl.views.activation_table",
     "DotNotFound": "graphdl.views.viz", "Drawing": "graphdl.views.viz", "draw": "graphdl.views.viz",
     "onnx": "graphdl.onnx",  # a subpackage: gd.onnx.load / gd.onnx.save (the onnx package on use)
 }
@@ -237,6 +238,7 @@ __all__ = [
     "abs",
     "acos",
     "acosh",
+    "activation_table",
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "all",

@@ -36,6 +36,7 @@ NOT_OPS = {
     "check_op": "a view (finite-difference check), not an op",
     "draw": "a view (drawing), not an op",
     "explain": "a view (narration), not an op",
+    "activation_table": "a view (the lecture's table of activations), not an op",
     "symbolic": "a view (closed form), not an op",
     "symbolic_grad": "a view (closed form), not an op",
     "to_networkx": "a view (graph export), not an op",

@@ -41,6 +41,22 @@ def test_one_step_per_gate_with_rules_numbers_and_results():
     assert "f = 1/v7 = 1/1.368 = 0.7311" in text  # the forward table
 
 
+def test_local_rule_mathml_is_a_partial_fraction_applied_to_the_operand():
+    f, _ = neuron()
+    rules = {s.gate.label: s.terms[0].rule_mathml for s in gd.explain(f, VALUES).steps}
+    partial = ("<mfrac><mrow><mo>&#8706;</mo></mrow>"
+               "<mrow><mo>&#8706;</mo><mi>x</mi></mrow></mfrac>")
+    # displayed, not inline: the fraction bar keeps the text's size
+    assert all(r.startswith('<math displaystyle="true">') for r in rules.values())
+    assert partial + "<mrow><mo>(</mo><mrow><mo>-</mo><mi>x</mi></mrow><mo>)</mo></mrow></mrow>" \
+        "<mo>=</mo><mn>-1</mn>" in rules["*−1"]
+    assert partial + "<mrow><mo>(</mo><mfrac><mn>1</mn><mi>x</mi></mfrac><mo>)</mo></mrow></mrow>" \
+        in rules["1/x"]
+    exp = "<msup><mi>&ExponentialE;</mi><mi>x</mi></msup>"
+    assert partial + exp + "</mrow><mo>=</mo>" in rules["exp"]  # a power: no parentheses
+    assert "&dd;" not in "".join(rules.values())
+
+
 def test_digits_and_wrt():
     f, _ = neuron()
     ex = gd.explain(f, VALUES, wrt=["w0"], digits=6)
@@ -154,7 +170,7 @@ def test_markdown_and_html_stepper():
     frames = re.findall(r'<section class="frame"[^>]* data-gate="([^"]*)"', page)
     assert len(frames) == len(ex.steps) + 2  # forward table, one per step, the gradients
     assert frames[1] == f"g{f.id}"  # step 1 highlights the output gate, 1/x
-    assert "<math>" in page and "<script>" in page
+    assert '<math displaystyle="true">' in page and "<script>" in page
     assert not re.search(r"(src|href)=\"https?:", page)  # offline: nothing loaded
     if shutil.which("dot"):
         assert "<svg" in page and f'id="g{f.id}"' in page

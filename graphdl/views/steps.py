@@ -27,7 +27,14 @@ from graphdl.ops.scalar import Sigmoid
 from graphdl.views import teach_lookups as tl
 from graphdl.views.circuit import unchecked
 from graphdl.views.numbers import fmt, shape_text, summary
-from graphdl.views.teach_printers import as_latex, as_mathml, as_text, numsym, plug, repeats
+from graphdl.views.teach_printers import (
+    as_latex,
+    as_text,
+    numsym,
+    plug,
+    repeats,
+    rule_mathml,
+)
 
 
 def natural_key(name):
@@ -271,11 +278,10 @@ class Backprop:
             elif expr.func is sympy.tanh:
                 d = 1 - expr ** 2
                 own = expr
-            lhs = sympy.Derivative(expr, var)
             t.rule = f"d({as_text(expr)})/d{var} = {as_text(d)}"
             t.rule_latex = (rf"\frac{{\partial}}{{\partial {var}}}\left({as_latex(expr)}\right) = "
                             rf"{as_latex(d)}")
-            t.rule_mathml = as_mathml(sympy.Eq(lhs, d, evaluate=False))
+            t.rule_mathml = rule_mathml(expr, var, d)
             scalar = all(np.ndim(c.value(n)) == 0 for n in syms.values())
             if scalar:
                 mapping = {s: numsym(c.value(n), self.digits) for s, n in syms.items()}

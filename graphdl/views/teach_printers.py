@@ -36,6 +36,36 @@ class _MathMLPrinter(SpelledPrinter, MathMLPresentationPrinter):
     def doprint(self, expr):  # SymPy's prints the top level with Printer._print, past the table
         return self._print(expr).toxml().encode("ascii", "xmlcharrefreplace").decode()
 
+    def _print_Derivative(self, e):
+        """∂/∂x (SymPy's mixes ⅆ and ∂) applied to the operand, parenthesized unless it reads
+        as one thing: a symbol, a number, a function applied, a power."""
+        frac = self.dom.createElement("mfrac")
+        frac.appendChild(self._partial())
+        frac.appendChild(self._partial(*e.variables))
+        row = self.dom.createElement("mrow")
+        row.appendChild(frac)
+        f = e.expr
+        whole = f.is_Atom or isinstance(f, sympy.Function) or f.is_Pow and f.exp.is_positive
+        row.appendChild(self._print(f) if whole else self._parenthesized(f))
+        return row
+
+    def _partial(self, *symbols):
+        row = self.dom.createElement("mrow")
+        for sym in (None, *symbols):
+            if sym is None:
+                sym = self.dom.createElement("mo")
+                sym.appendChild(self.dom.createTextNode("\u2202"))
+            else:
+                sym = self._print(sym)
+            row.appendChild(sym)
+        return row
+
+    def _parenthesized(self, expr):
+        row = self.dom.createElement("mrow")
+        for part in (self._l_paren(), self._print(expr), self._r_paren()):
+            row.appendChild(part)
+        return row
+
     def _spell(self, spelled, expr):
         """A row of the spelling's tokens: each argument printed, a number as <mn>, a word as
         spaced <mtext>, any other character as <mo>."""
@@ -68,6 +98,13 @@ def as_latex(e):
 
 def as_mathml(e):
     return "<math>" + _MathMLPrinter().doprint(e) + "</math>"
+
+
+def rule_mathml(expr, var, d):
+    """The local rule ∂/∂var (expr) = d, its fractions full size as in a displayed formula (an
+    inline formula's shrink to a script size beside the text)."""
+    eq = sympy.Eq(sympy.Derivative(expr, var), d, evaluate=False)
+    return '<math displaystyle="true">' + _MathMLPrinter().doprint(eq) + "</math>"
 
 
 def tex_name(handle):
