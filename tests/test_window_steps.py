@@ -197,7 +197,7 @@ def test_the_stepper_shows_the_windows_in_order_among_the_steps():
                           re.DOTALL)
     (y_val,) = gd.evaluate([y], {n: values[n] for n in ("img", "k")})
     for section, v in zip(sections, y_val.ravel()):
-        current = re.findall(r'<td class="current"[^>]*>([^<]*)</td>', section)
+        current = re.findall(r'<td class="w-current"[^>]*>([^<]*)</td>', section)
         assert current == [f"{v:g}".replace("-", "−")]
     # a gradient on the drawing comes with its step's frame, wherever the windows put it
     if shutil.which("dot"):

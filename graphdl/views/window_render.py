@@ -220,7 +220,7 @@ def _html_grid(caption, rows):
 def _html_cell(cell):
     bg, fg, bold = STYLE[cell.role]
     weight = "font-weight: bold; " if bold else ""
-    return (f'<td class="{cell.role}" style="background: {bg}; color: {fg}; {weight}">'
+    return (f'<td class="w-{cell.role}" style="background: {bg}; color: {fg}; {weight}">'
             f"{html.escape(cell.text)}</td>")
 
 
