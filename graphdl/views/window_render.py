@@ -88,15 +88,15 @@ def backward_frame(ws, k):
         lines.append("(padding cells get nothing)" if len(routed) < len(pos.cells) else "")
     elif ws.kind == "avg":
         share = num(pos.upstream / pos.divisor)
-        lines = [f"{g} = {num(pos.upstream)}, spread evenly:",
-                 (f"each of the window's {len(routed)} input cells += {num(pos.upstream)} / "
+        lines = [f"{g} = {num(pos.upstream)}, shared evenly:",
+                 (f"each of the {len(routed)} cells += {num(pos.upstream)} / "
                   f"{num(pos.divisor)} = {share}")]
     elif pos.winner is None:
         lines = [f"{g}: the window lies in the padding, nothing flows back"]
     else:
         (cell, v), = pos.routes
         biggest = num(pos.inputs[pos.winner])
-        lines = [f"{g} = {num(v)} flows to the window's maximum {biggest} only:",
+        lines = [f"{g} = {num(v)}: all of it to the maximum, {biggest}",
                  f"{dx}[{n},{cell[0]},{cell[1]},{cell[2]}] += {num(v)}; the other cells += 0"]
     return f"gradient of {ws.handle}[{n},{c},{r},{q}]", grids, [t for t in lines if t]
 
