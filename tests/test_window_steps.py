@@ -157,6 +157,28 @@ def test_max_pooling_with_padding_never_routes_to_the_padding():
     assert "−∞" in str(ws) or "-inf" in str(ws)
 
 
+@pytest.mark.parametrize("kind, options", [
+    ("conv2d", {"dilation": 2, "padding": 1}),
+    ("max_pool2d", {"stride": 2, "dilation": 2, "padding": 1}),
+    ("max_pool2d", {"stride": 2, "ceil_mode": True}),
+    ("avg_pool2d", {"stride": 2, "ceil_mode": True, "padding": 1, "count_include_pad": False}),
+])
+def test_dilated_and_ceil_mode_windows(kind, options):
+    x = gd.input("x", (1, 1, 7, 7), "float64")
+    values = {"x": np.random.default_rng(11).standard_normal((1, 1, 7, 7))}
+    args, torch_args = [], []
+    if kind == "conv2d":
+        k = gd.input("k", (1, 1, 3, 3), "float64")
+        values["k"] = np.random.default_rng(12).standard_normal((1, 1, 3, 3))
+        args, torch_args = [k], [torch.tensor(values["k"])]
+    else:
+        args = torch_args = [3 if "dilation" in options else 2]
+    y = getattr(gd, kind)(x, *args, **options)
+    f, values_g = weighted_loss(y, 13)
+    check_windows(f, y, x, values | values_g,
+                  lambda t: getattr(F, kind)(t, *torch_args, **options))
+
+
 def test_without_a_scalar_output_the_windows_are_told_forward_only():
     _, m, values = lecture_pool("max_pool2d")
     (ws,) = gd.explain(m, values).windows

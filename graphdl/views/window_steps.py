@@ -103,10 +103,15 @@ class WindowSteps:
     @property
     def title(self):
         k, s, p = self.kernel, self.attrs["stride"], self.padding
+        d = self.attrs.get("dilation", (1, 1))
         what = {"conv": "conv2d", "max": "max_pool2d", "avg": "avg_pool2d"}[self.kind]
-        pad = f", padding {_pair_text(p[::2])}" if any(p) else ""
+        pad = ""
+        if any(p):  # one number per axis where both sides agree, else all four sides
+            pad = f", padding {_pair_text(p[::2]) if p[::2] == p[1::2] else p}"
+        dil = f", dilation {_pair_text(d)}" if d != (1, 1) else ""
         return (f"{what} {self.handle}: {_pair_text(k, '×')} window at stride "
-                f"{_pair_text(s)}{pad} over {self.x_handle} {_pair_text(self.x.shape[2:], '×')}")
+                f"{_pair_text(s)}{pad}{dil} over {self.x_handle} "
+                f"{_pair_text(self.x.shape[2:], '×')}")
 
     def _too_big(self):
         h, w = self.x.shape[2:]
