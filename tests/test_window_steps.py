@@ -190,8 +190,10 @@ def test_without_a_scalar_output_the_windows_are_told_forward_only():
 
 def test_big_inputs_are_refused_and_many_positions_cut_with_a_note():
     x = gd.input("x", (1, 1, 9, 9), "float64")
-    (ws,) = gd.explain(gd.sum(gd.max_pool2d(x, 3)), {"x": np.zeros((1, 1, 9, 9))}).windows
+    ex = gd.explain(gd.sum(gd.max_pool2d(x, 3)), {"x": np.zeros((1, 1, 9, 9))})
+    (ws,) = ex.windows
     assert ws.positions == [] and "8×8" in ws.note and "9×9" in str(ws)
+    assert "(no windows: x is 9×9" in ex.html()  # said in the pooling gate's step
     x = gd.input("x", (1, 2, 5, 5), "float64")
     y = gd.avg_pool2d(x, 1)  # 50 output cells
     (ws,) = gd.explain(gd.sum(y), {"x": np.ones((1, 2, 5, 5))}).windows

@@ -180,7 +180,7 @@ def _frames(ex):
     frames.append(_frame("forward", "Forward pass", f"{len(ex.forward)} values",
                          f"<table>{rows}</table>",
                          edges=" ".join(f"eout{y.id}" for y in c.outputs)))
-    windows = {id(ws.node): ws for ws in ex.windows if ws.positions}
+    windows = {id(ws.node): ws for ws in ex.windows}
     for ws in windows.values():
         frames += _window_frames(ws, "Forward pass", forward=True)
     index = {}
@@ -214,12 +214,14 @@ def _frames(ex):
             body.append(f'<div class="num"><b>{e(contrib)}</b></div>')
             if t.note:
                 body.append(f'<div class="num">({e(t.note)})</div>')
+        ws = windows.get(id(gate.node))
+        if ws is not None and ws.note and not ws.positions:
+            body.append(f'<div class="num">(no windows: {e(ws.note)})</div>')
         index[i] = len(frames)
         frames.append(_frame(f"step{i}", f"Step {i} of {len(ex.steps)}",
                              f"gate {label} ({gate.handle})", "".join(body),
                              gate=f"g{gate.node.id}", edges=edges))
-        ws = windows.get(id(gate.node))
-        if ws is not None and ws.has_grad:
+        if ws is not None and ws.positions and ws.has_grad:
             frames += _window_frames(ws, f"Step {i} of {len(ex.steps)}", forward=False)
     if ex.gradients:
         items = "".join(f"<li><code>{e(ex.sum_text(h, parts, g))}</code></li>"

@@ -51,7 +51,7 @@ def forward_frame(ws, k):
     if ws.kind == "conv":
         grids += [(f"{ws.w_handle}[{c},{p}]", _plane(ws.w[c, j], lambda *_: "window"))
                   for j, p in enumerate(_planes(pos))]
-    grids.append((f"{ws.handle}[{n},{c}]", _output(ws, k, lambda v: num(v), "current")))
+    grids.append((f"{ws.handle}[{n},{c}]", _output(ws, k)))
     out = f"{ws.handle}[{n},{c},{r},{q}]"
     if ws.kind == "conv":
         lines = _rows_of(ws, [f"{_paren(a)}×{_paren(b)}" for a, b in zip(pos.inputs, pos.weights)],
@@ -72,7 +72,7 @@ def backward_frame(ws, k):
     g = f"∂{ws.ex.out}/∂{ws.handle}[{n},{c},{r},{q}]"
     dx = f"∂{ws.ex.out}/∂{ws.x_handle}"
     grids = [(f"∂{ws.ex.out}/∂{ws.handle}[{n},{c}]",
-              _output(ws, None, lambda v: num(v), "current", at=k, values=ws.g))]
+              _output(ws, k, gradient=True))]
     if ws.kind == "conv":
         grids += [(f"{ws.w_handle}[{c},{p}]", _plane(ws.w[c, j], lambda *_: "plain"))
                   for j, p in enumerate(_planes(pos))]
@@ -155,21 +155,20 @@ def _plane(values, role):
     return [[Cell(num(v), role(i, j)) for j, v in enumerate(row)] for i, row in enumerate(values)]
 
 
-def _output(ws, upto, text, current, at=None, values=None):
-    """The output plane of position `at` (default `upto`): cells told up to `upto` filled (all
-    when None), the current one marked."""
-    at = upto if at is None else at
-    n, c = ws.positions[at].index[:2]
-    values = ws.y if values is None else values
+def _output(ws, k, gradient=False):
+    """The output plane of position k, cell k marked: the values told up to k, or (`gradient`)
+    the output's whole gradient."""
+    n, c = ws.positions[k].index[:2]
+    values = ws.g if gradient else ws.y
     order = {pos.index: i for i, pos in enumerate(ws.positions)}
     rows = []
     for r in range(values.shape[2]):
         row = []
         for q in range(values.shape[3]):
             i = order.get((n, c, r, q))
-            filled = i is not None and (upto is None or i <= upto)
-            role = current if i == at else ("grad" if values is ws.g else "plain")
-            row.append(Cell(text(values[n, c, r, q]) if filled else "", role))
+            filled = i is not None and (gradient or i <= k)
+            role = "current" if i == k else ("grad" if gradient else "plain")
+            row.append(Cell(num(values[n, c, r, q]) if filled else "", role))
         rows.append(row)
     return rows
 
