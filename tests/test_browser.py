@@ -239,6 +239,39 @@ def test_stepper_page_opens_at_the_frame_in_its_url(browser, tmp_path):
                  computed(ex, gradient_wires(browser, root)))
 
 
+def test_window_frames_of_a_pooling_gate_come_one_at_a_time_between_the_steps(browser,
+                                                                              tmp_path):
+    # The lecture's 4×4 max pooling: its windows after the forward table, their gradients after
+    # the pooling gate's step; a window frame shows the gradients of the steps before it only.
+    from .test_window_steps import lecture_pool
+
+    _, m, values = lecture_pool("max_pool2d")
+    ex = gd.explain(gd.sum(m).named("s"), values)
+    page = tmp_path / "pooling.html"
+    ex.html(page)
+    external, errors = open_offline(browser, page)
+    assert external == [] and errors == []
+    root = browser.find_element("css selector", ".gd-stepper")
+    names = browser.execute_script("""return Array.prototype.map.call(
+        arguments[0].querySelectorAll('.frame'), function (f) { return f.dataset.name; });""",
+                                   root)
+    assert [n for n in names if n.startswith("m-")] == (
+        [f"m-forward{i}" for i in range(1, 5)] + [f"m-backward{i}" for i in range(1, 5)])
+    steps_done, done = [], 0  # per frame, the steps whose gradients it shows
+    for name in names:
+        done = int(name[4:]) if name.startswith("step") else done
+        steps_done.append(len(ex.steps) + 1 if name == "gradients" else done)
+    new = computed(ex, gradient_wires(browser, root))
+    nxt = root.find_element("css selector", ".next")
+    for k, name in enumerate(names):
+        s = state(browser, root)
+        assert s["shown"] == [k] and s["heading"].startswith(s["counter"])
+        assert set(s["grads"]) == set().union(*new[:steps_done[k] + 1]), f"frame {name}"
+        if name in ("m-forward2", "m-backward2"):
+            browser.save_screenshot(str(SHOTS / f"pooling_{name}.png"))
+        nxt.click()
+
+
 def test_two_notebook_steppers_of_one_circuit_step_independently(browser, tmp_path):
     # A notebook's outputs share one page: each stepper must find its own frames and gates
     # (the two drawings repeat the same ids), take keys only inside itself, keep the URL.

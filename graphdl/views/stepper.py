@@ -118,7 +118,7 @@ JS = """
 })"""
 
 
-def _svg(ex):
+def _svg(ex, index):
     from graphdl.views.viz import DotNotFound, draw
 
     try:
@@ -132,25 +132,25 @@ def _svg(ex):
     svg = re.sub(r'<svg width="([\d.]+)pt"', lambda m: (
         f'<svg style="min-width: {float(m[1]) * MIN_PX_PER_PT:.0f}px; '
         f'max-width: {float(m[1]) * 4 / 3:.0f}px" width="{m[1]}pt"'), svg, count=1)
-    return _tag_gradients(svg, ex)
+    return _tag_gradients(svg, ex, index)
 
 
-def _computed_at(ex):
+def _computed_at(ex, index):
     """Wire id -> the frame computing the gradient drawn on it: the output's seed 1 comes with
-    step 1, a wire into a gate with the step through that gate."""
-    at = {f"eout{y.id}": 1 for y in ex.circuit.outputs}
+    step 1, a wire into a gate with the step through that gate (`index`: step -> its frame)."""
+    at = {f"eout{y.id}": index[1] for y in ex.circuit.outputs} if ex.steps else {}
     for i, step in enumerate(ex.steps, 1):
         for t in step.terms:
-            at[f"e{t.source.id}_{step.gate.node.id}_{t.position}"] = i
+            at[f"e{t.source.id}_{step.gate.node.id}_{t.position}"] = index[i]
     return at
 
 
-def _tag_gradients(svg, ex):
+def _tag_gradients(svg, ex, index):
     """Class each wire's gradient line (red text in the edge's group) as `grad`, with the frame
     computing it (`_computed_at`; any other comes with the last frame, the gradients')."""
     from graphdl.views.viz import RED
 
-    at, last = _computed_at(ex), len(ex.steps) + 1
+    at, last = _computed_at(ex, index), index["last"]
     parts = re.split(r'(<g id="[^"]*" class="[^"]*">)', svg)  # a group's opening, its content
     for j in range(1, len(parts), 2):
         edge = re.fullmatch(r'<g id="([^"]*)" class="edge">', parts[j])
@@ -170,7 +170,9 @@ def _frame(name, label, detail, body, gate="", edges=""):
 
 
 def _frames(ex):
-    """The frames: the forward table, one per backward step, the gradients."""
+    """The frames: the forward table, each conv/pool window's forward frames, one per backward
+    step (a conv/pool step followed by its windows' backward frames), the gradients; and the
+    index of each step's frame (1, 2, ...; "last": the final frame's)."""
     c = ex.circuit
     e = html.escape
     frames = []
@@ -178,6 +180,10 @@ def _frames(ex):
     frames.append(_frame("forward", "Forward pass", f"{len(ex.forward)} values",
                          f"<table>{rows}</table>",
                          edges=" ".join(f"eout{y.id}" for y in c.outputs)))
+    windows = {id(ws.node): ws for ws in ex.windows}
+    for ws in windows.values():
+        frames += _window_frames(ws, "Forward pass", forward=True)
+    index = {}
     for i, step in enumerate(ex.steps, 1):
         gate = step.gate
         label = gate.label.replace("\n", " ")
@@ -208,9 +214,15 @@ def _frames(ex):
             body.append(f'<div class="num"><b>{e(contrib)}</b></div>')
             if t.note:
                 body.append(f'<div class="num">({e(t.note)})</div>')
+        ws = windows.get(id(gate.node))
+        if ws is not None and ws.note and not ws.positions:
+            body.append(f'<div class="num">(no windows: {e(ws.note)})</div>')
+        index[i] = len(frames)
         frames.append(_frame(f"step{i}", f"Step {i} of {len(ex.steps)}",
                              f"gate {label} ({gate.handle})", "".join(body),
                              gate=f"g{gate.node.id}", edges=edges))
+        if ws is not None and ws.positions and ws.has_grad:
+            frames += _window_frames(ws, f"Step {i} of {len(ex.steps)}", forward=False)
     if ex.gradients:
         items = "".join(f"<li><code>{e(ex.sum_text(h, parts, g))}</code></li>"
                         for h, parts, g in ex.gradients)
@@ -221,6 +233,27 @@ def _frames(ex):
                                 for h, _, v, g, ok in ex.closed) + "</ul>")
         frames.append(_frame("gradients", "Gradients", "", f"<ul>{items}</ul>{closed}",
                              gate=" ".join(f"g{w.id}" for w in c.wrt)))
+    index["last"] = len(frames) - 1
+    return frames, index
+
+
+def _window_frames(ws, label, forward):
+    """One frame per output cell of a conv/pool gate (`window_steps`): its window forward, or
+    its gradient flowing back; labelled as the frame they follow ("Step 3 of 5 · window 2/9")."""
+    from graphdl.views import window_render as wr
+
+    make = wr.forward_frame if forward else wr.backward_frame
+    frames = []
+    count = len(ws.positions)
+    for k in range(count):
+        heading, grids, lines = make(ws, k)
+        if k == 0:
+            lines = [ws.title] + ([f"({ws.note})"] if ws.note else []) + lines
+        if k == count - 1 and not forward and wr.check_line(ws):
+            lines = lines + [wr.check_line(ws)]
+        name = f"{ws.handle}-{'forward' if forward else 'backward'}{k + 1}"
+        frames.append(_frame(name, f"{label} · window {k + 1} of {count}", heading,
+                             wr.html_body(grids, lines), gate=f"g{ws.node.id}"))
     return frames
 
 
@@ -230,17 +263,24 @@ def _title(ex):
 
 def _stepper(ex, root_id, page):
     """The stepper's root <div>: title, buttons, drawing, frames, and the script that steps."""
+    frames, index = _frames(ex)
+    intro = (f"Green: forward values. Red: gradients of {html.escape(ex.out)} flowing back "
+             "along each wire, each from the step that computes it (bold magenta: the current "
+             "step's).")
+    return _root(root_id, page, _title(ex), intro, _svg(ex, index), frames)
+
+
+def _root(root_id, page, title, intro, drawing, frames):
     js = f"{JS}(document.getElementById('{root_id}'), {'true' if page else 'false'});"
     return f"""<div class="gd-stepper" id="{root_id}" tabindex="-1">
-<h1>{_title(ex)}</h1>
-<p>Green: forward values. Red: gradients of {html.escape(ex.out)} flowing back along each wire,
-each from the step that computes it (bold magenta: the current step's).
+<h1>{title}</h1>
+<p>{intro}
 Keys ← → step through the frames.</p>
 <nav><button class="prev">◀ previous</button><span class="counter"></span>
 <button class="next">next ▶</button>
 <label><input type="checkbox" class="all"> show all gradients</label></nav>
-<div class="drawing">{_svg(ex)}</div>
-{''.join(_frames(ex))}
+<div class="drawing">{drawing}</div>
+{''.join(frames)}
 <script>{js}</script>
 </div>"""
 
@@ -249,7 +289,7 @@ def stepper_html(ex):
     """The stepper as a self-contained page (`Explanation.html()`)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_title(ex)}</title>
-<style>{PAGE_CSS}{CSS}</style></head>
+<style>{PAGE_CSS}{_css()}</style></head>
 <body>
 {_stepper(ex, "stepper", page=True)}
 </body></html>
@@ -259,5 +299,27 @@ def stepper_html(ex):
 def stepper_fragment(ex):
     """The stepper as one <div> for a notebook's output (`Explanation._repr_html_`): its style,
     ids and keys scoped to it, so several live in one notebook, and the URL left alone."""
-    root_id = f"gd-stepper-{uuid.uuid4().hex[:12]}"
-    return f"<style>{CSS}</style>\n{_stepper(ex, root_id, page=False)}"
+    return f"<style>{_css()}</style>\n{_stepper(ex, _root_id(), page=False)}"
+
+
+def windows_fragment(ws):
+    """One conv/pool gate's window frames alone, as a notebook's stepper (`WindowSteps`)."""
+    frames = _window_frames(ws, "Forward pass", forward=True)
+    if ws.has_grad:
+        frames += _window_frames(ws, "Backward", forward=False)
+    if not frames:
+        return f"<p>{html.escape(ws.title)}: {html.escape(ws.note)}</p>"
+    intro = ("Each frame: the window at one output cell over the input, then its gradient "
+             "flowing back to the input cells.")
+    return f"<style>{_css()}</style>\n" + _root(_root_id(), False, html.escape(ws.title), intro,
+                                                "", frames)
+
+
+def _root_id():
+    return f"gd-stepper-{uuid.uuid4().hex[:12]}"
+
+
+def _css():
+    from graphdl.views.window_render import HTML_CSS
+
+    return CSS + HTML_CSS

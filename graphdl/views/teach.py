@@ -104,6 +104,14 @@ class Explanation(Backprop):
         return (f"{fmt(value, digits, significant=True)} != the step-by-step "
                 f"{fmt(g, digits, significant=True)} ✗")
 
+    @functools.cached_property
+    def windows(self):
+        """Each conv2d/max_pool2d/avg_pool2d gate window by window (`window_steps`): print one,
+        `.strip()` draws its frames; the HTML stepper shows them among the steps."""
+        from graphdl.views.window_steps import window_gates
+
+        return window_gates(self)
+
     # -- renderings -----------------------------------------------------------------------------
     def __str__(self):
         return teach_render.plain_text(self)
