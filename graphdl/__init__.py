@@ -202,6 +202,7 @@ _LAZY = {
     "symbolic": "graphdl.views.symbolic", "symbolic_grad": "graphdl.views.symbolic",
     "Explanation": "graphdl.views.teach", "explain": "graphdl.views.teach",
     "DotNotFound": "graphdl.views.viz", "Drawing": "graphdl.views.viz", "draw": "graphdl.views.viz",
+    "DescentPlot": "graphdl.views.descent", "descent_plot": "graphdl.views.descent",
     "onnx": "graphdl.onnx",  # a subpackage: gd.onnx.load / gd.onnx.save (the onnx package on use)
 }
 
@@ -227,6 +228,7 @@ def compile(outputs, backend="numpy", **options):
 __all__ = [
     "REGISTRY",
     "CustomOp",
+    "DescentPlot",
     "DotNotFound",
     "Drawing",
     "Explanation",
@@ -284,6 +286,7 @@ __all__ = [
     "cumprod",
     "cumsum",
     "custom_op",
+    "descent_plot",
     "diagonal",
     "draw",
     "dropout",
