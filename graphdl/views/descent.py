@@ -99,6 +99,8 @@ def descent_plot(loss, params, optimizers=None, steps=20, start=(-1.5, 1.5), *, 
     x, y = _two_scalars(loss, params)
     feeds = _other_inputs(loss, (x, y), values)
     start = _pair(start, "start")
+    xlim, ylim = (None if lim is None else _pair(lim, name, increasing=True)
+                  for lim, name in ((xlim, "xlim"), (ylim, "ylim")))
     _count(steps, "steps", 0)
     _count(grid, "grid", 3)
     if arrows != 0:
@@ -109,8 +111,11 @@ def descent_plot(loss, params, optimizers=None, steps=20, start=(-1.5, 1.5), *, 
     surface = _surface(loss, x, y, feeds)
     paths, losses = {}, {}
     for label, spec in (DEFAULT_OPTIMIZERS if optimizers is None else optimizers).items():
-        paths[label] = _descend(loss, (x, y), spec, label, steps, start, feeds)
-        losses[label] = np.array([surface(*point)[0] for point in paths[label]])
+        path = _descend(loss, (x, y), spec, label, steps, start, feeds)
+        on = np.array([surface(*point)[0] if np.isfinite(point).all() else np.nan
+                       for point in path])
+        path[np.maximum.accumulate(~np.isfinite(on))] = np.nan  # diverged from there on
+        paths[label], losses[label] = path, np.where(np.isfinite(path[:, 0]), on, np.nan)
     if not paths:
         raise GraphError("descent_plot: no optimizers given")
 
@@ -169,8 +174,9 @@ def _surface(loss, x, y, feeds):
     fn = codegen.compile([loss, *autodiff.grad(loss, [x, y])])
 
     def at(a, b):
-        return [float(v) for v in fn(**feeds, **{x.name: np.array(a, x.dtype),
-                                                 y.name: np.array(b, y.dtype)})]
+        with np.errstate(all="ignore"):  # far from the valley a loss may overflow: drawn so
+            return [float(v) for v in fn(**feeds, **{x.name: np.array(a, x.dtype),
+                                                     y.name: np.array(b, y.dtype)})]
 
     return at
 
@@ -185,27 +191,30 @@ def _descend(loss, params, spec, label, steps, start, feeds):
     step = codegen.compile(loss, updates=opt.updates)
     current = {p.name: np.array(v, p.dtype) for p, v in zip(params, start, strict=True)}
     state = opt.init()
-    path = [start]
-    for _ in range(steps):
-        step(**feeds, **current, **state)  # updates `current` and `state` in place
-        path.append(tuple(float(current[p.name]) for p in params))
-    return np.array(path)
+    path = np.full((steps + 1, 2), np.nan)
+    path[0] = start
+    with np.errstate(all="ignore"):  # a diverging path (too large a step) is worth seeing
+        for k in range(1, steps + 1):
+            step(**feeds, **current, **state)  # updates `current` and `state` in place
+            path[k] = [current[p.name] for p in params]
+            if not np.isfinite(path[k]).all():
+                break  # diverged: the rest stays NaN
+    return path
 
 
 def _box(xlim, ylim, paths):
-    """The box drawn: as given, else the paths' finite extent padded by PAD, widened so that
-    one unit is as long on both axes in a picture of aspect at most MAX_ASPECT."""
-    given = [None if lim is None else _pair(lim, name, increasing=True)
-             for lim, name in ((xlim, "xlim"), (ylim, "ylim"))]
-    points = np.concatenate(list(paths.values()))
-    points = points[np.isfinite(points).all(axis=1)]
+    """The box drawn: as given, else the extent of the paths that did not diverge (and the
+    start) padded by PAD, widened so that one unit is as long on both axes in a picture of
+    aspect at most MAX_ASPECT."""
+    points = np.concatenate([path[:1] for path in paths.values()]
+                            + [path for path in paths.values() if np.isfinite(path).all()])
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi > lo, hi - lo, np.maximum(1.0, np.abs(lo)))  # a path that stays put
     lo, hi = lo - PAD * span, hi + PAD * span
     span = np.maximum(hi - lo, (hi - lo).max() / MAX_ASPECT)
     middle = (lo + hi) / 2
     box = [(m - s / 2, m + s / 2) for m, s in zip(middle, span)]
-    return [g if g is not None else b for g, b in zip(given, box)]
+    return [g if g is not None else b for g, b in zip((xlim, ylim), box)]
 
 
 def _levels(heights, levels, spacing):
@@ -219,6 +228,9 @@ def _levels(heights, levels, spacing):
         return chosen
     _count(levels, "levels", 1)
     finite = heights[np.isfinite(heights)]
+    if not finite.size:
+        raise GraphError("descent_plot: the loss is not finite anywhere in the box drawn; give "
+                         "xlim and ylim")
     lo, hi = finite.min(), finite.max()
     if spacing == "log":
         heights_above = np.geomspace((hi - lo) * 1e-3, hi - lo, levels + 1)[:-1]

@@ -170,9 +170,10 @@ def _legend_lines(plot):
     """(kind, colour, first line, second line) for each entry of the legend."""
     start = _start(plot)
     for k, (label, losses) in enumerate(plot.losses.items()):
-        steps = len(losses) - 1
+        steps, done = len(losses) - 1, _finite_prefix(losses[:, None])
         yield ("path", COLOURS[k % len(COLOURS)], label,
-               f"loss {losses[0]:.3g} → {losses[-1]:.3g} in {steps} steps")
+               f"loss {losses[0]:.3g} → {losses[-1]:.3g} in {steps} steps" if done > steps
+               else f"loss {losses[0]:.3g}, diverged at step {done}")
     yield "start", START, f"start ({start[0]:g}, {start[1]:g})", ""
     yield "arrow", ARROW, "−∇f: downhill, the step's way", "(shorter where flatter)"
     yield ("contour", _shade(0, 2), "contours of the loss",
