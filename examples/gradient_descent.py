@@ -13,7 +13,8 @@ floor. The script also prints the lecture's first-order argument at the start: f
 Δw = −η·∇f, the change ∇f·Δw predicts beside the change f makes, closer as η shrinks.
 
 Run from the repository root:  python examples/gradient_descent.py [--loss bowl|banana]
-    [--steps N] [--out build/gradient_descent]   (writes OUT.svg, and OUT.png with matplotlib)
+    [--steps N] [--out build/gradient_descent]   (writes OUT.svg, and OUT.png with matplotlib;
+    an OUT ending in .svg or .png: that file only)
 It takes about a second; smoke mode (GRAPHDL_SMOKE=1) runs the same.
 """
 
@@ -60,7 +61,7 @@ def main():
     parser.add_argument("--loss", choices=sorted(LOSSES), default="bowl")
     parser.add_argument("--steps", type=int, help="steps of each optimizer (default: the loss's)")
     parser.add_argument("--out", default="build/gradient_descent",
-                        help="where to write the picture: OUT.svg, and OUT.png with matplotlib")
+                        help="OUT.svg and OUT.png (PNG with matplotlib), or the one file named")
     args = parser.parse_args()
     loss, start, optimizers, steps, options = LOSSES[args.loss]
     steps = args.steps if args.steps is not None else steps
@@ -74,11 +75,12 @@ def main():
     first_order_check(loss, start)
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    print(f"wrote {plot.save(args.out + '.svg')}")
-    try:
-        print(f"wrote {plot.save(args.out + '.png')}")
-    except ImportError as e:
-        print(f"no PNG: {e}")
+    one = args.out.endswith((".svg", ".png"))
+    for path in [args.out] if one else [args.out + ".svg", args.out + ".png"]:
+        try:
+            print(f"wrote {plot.save(path)}")
+        except ImportError as e:  # a PNG without matplotlib
+            print(f"no PNG: {e}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class DescentPlot:
         """The picture as SVG text."""
         return descent_render.svg(self)
 
-    def save(self, path, dpi=150):
+    def save(self, path, dpi=100):
         """Write the picture to `path`: SVG for a .svg name; a .png needs matplotlib."""
         path = str(path)
         if path.endswith(".svg"):

@@ -228,7 +228,7 @@ def _text(s):
     return html.escape(str(s))
 
 
-def png(plot, path, dpi=150):
+def png(plot, path, dpi):
     """The same picture drawn with matplotlib (without pyplot: no backend is chosen here)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
