@@ -5,6 +5,7 @@ a loss of two scalars."""
 from __future__ import annotations
 
 import functools
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -106,17 +107,17 @@ def test_arrows_are_the_gradient_at_their_points_and_the_grid_the_loss():
         want = [float(g) for g in gd.evaluate(gradient, x=a, y=b)]  # the interpreter
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
     grid_x, grid_y = np.meshgrid(plot.xs, plot.ys)
-    np.testing.assert_allclose(plot.values, 0.5 * (grid_x**2 + 10 * grid_y**2), rtol=1e-13)
+    np.testing.assert_allclose(plot.surface, 0.5 * (grid_x**2 + 10 * grid_y**2), rtol=1e-13)
 
 
 def test_contour_levels_lie_inside_the_values_and_contours_on_their_levels():
     plot, _ = bowl_plot(grid=61, levels=8)
-    lowest, highest = plot.values.min(), plot.values.max()
+    lowest, highest = plot.surface.min(), plot.surface.max()
     assert len(plot.levels) == 8 and lowest < plot.levels.min() and plot.levels.max() < highest
     step = max(np.diff(plot.xs).max(), np.diff(plot.ys).max())
     tolerance = 10 * step**2 / 8  # linear interpolation along an edge of curvature <= 10
-    for level in plot.levels:
-        ends = plot.contours[level].reshape(-1, 2)
+    for level, segments in zip(plot.levels, plot.contours, strict=True):
+        ends = segments.reshape(-1, 2)
         assert len(ends), level
         err = np.abs(0.5 * (ends[:, 0] ** 2 + 10 * ends[:, 1] ** 2) - level)
         assert err.max() <= tolerance, (level, err.max(), tolerance)
@@ -166,12 +167,14 @@ def test_the_svg_shows_each_path_and_names_it_in_the_legend():
     texts = [t.text for t in root.iter(f"{ns}text")]
     assert {"sgd", "momentum", "adam", "x", "y"} <= set(texts)
     assert len(root.findall(f".//{ns}path")) == len(plot.levels)
+    assert repr(plot) == "<DescentPlot of 'x', 'y': 15 steps of sgd, momentum, adam>"
     html = plot._repr_html_()
     assert html.startswith('<div class="gd-descent"><svg') and html.endswith("</svg></div>")
 
 
 def test_save_writes_svg_and_png(tmp_path):
-    plot, _ = bowl_plot(grid=21)
+    plot, _ = bowl_plot(grid=21, arrows=0)
+    assert plot.arrow_points.shape == plot.arrow_gradients.shape == (0, 2)
     plot.save(tmp_path / "d.svg")
     assert (tmp_path / "d.svg").read_text(encoding="utf-8") == plot.svg()
     with pytest.raises(gd.GraphError, match=r"\.svg or \.png"):
@@ -224,3 +227,12 @@ def test_a_diverging_path_stops_at_its_first_overflow_and_says_so():
         assert not np.isfinite(banana(*want[stop]))  # the loss, or the point, overflows
     assert not np.isfinite(plot.losses["too fast"][stop:]).any()
     assert f"diverged at step {stop}" in plot.svg()
+
+
+def test_without_matplotlib_a_png_is_refused_and_the_svg_still_written(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    plot, _ = bowl_plot(grid=11)
+    with pytest.raises(ImportError, match=r"needs matplotlib \(pip install matplotlib\)"):
+        plot.save(tmp_path / "d.png")
+    assert plot.save(tmp_path / "d.svg") and (tmp_path / "d.svg").stat().st_size > 0

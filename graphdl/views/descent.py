@@ -39,23 +39,23 @@ PAD = 0.15  # the default box: the paths' extent, widened by this fraction on ea
 MAX_ASPECT = 2.0  # the default box is widened until neither side is over twice the other
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class DescentPlot:
     """What `descent_plot` computed, and its picture: `svg()`, `save(path)` (.svg, or .png with
     matplotlib), inline HTML in notebooks.
 
-    names: the two parameters' names (the x and y axes). xs, ys, values: the loss on the grid,
-    values[j, i] at (xs[i], ys[j]). levels and contours: the contour levels, each one's line
-    segments ((K, 2, 2): two (x, y) ends each). arrow_points, arrow_gradients: the arrow grid
+    names: the two parameters' names (the x and y axes). xs, ys, surface: the loss on the grid,
+    surface[j, i] at (xs[i], ys[j]). levels, and contours: each level's line segments ((K, 2,
+    2): two (x, y) ends each). arrow_points, arrow_gradients: the arrow grid
     ((K, 2)) and ∇f there; the arrows are drawn along −∇f. paths: optimizer label -> (steps + 1,
     2) parameter values, the start first; losses: label -> the loss at each of those points."""
 
     names: tuple
     xs: np.ndarray
     ys: np.ndarray
-    values: np.ndarray
+    surface: np.ndarray
     levels: np.ndarray
-    contours: dict
+    contours: list
     arrow_points: np.ndarray
     arrow_gradients: np.ndarray
     paths: dict
@@ -80,6 +80,11 @@ class DescentPlot:
 
     def _repr_html_(self):
         return f'<div class="gd-descent">{self.svg()}</div>'
+
+    def __repr__(self):
+        steps = len(next(iter(self.paths.values()))) - 1
+        return (f"<DescentPlot of {self.names[0]!r}, {self.names[1]!r}: {steps} steps of "
+                f"{', '.join(self.paths)}>")
 
 
 def descent_plot(loss, params, optimizers=None, steps=20, start=(-1.5, 1.5), *, values=None,
@@ -108,16 +113,19 @@ def descent_plot(loss, params, optimizers=None, steps=20, start=(-1.5, 1.5), *, 
     if spacing not in ("linear", "log"):
         raise GraphError(f"descent_plot: spacing must be 'linear' or 'log', got {spacing!r}")
 
-    surface = _surface(loss, x, y, feeds)
+    optimizers = DEFAULT_OPTIMIZERS if optimizers is None else dict(optimizers)
+    if not optimizers:
+        raise GraphError("descent_plot: no optimizers given")
+
+    surface = _compiled(loss, x, y, feeds)
     paths, losses = {}, {}
-    for label, spec in (DEFAULT_OPTIMIZERS if optimizers is None else optimizers).items():
+    for label, spec in optimizers.items():
         path = _descend(loss, (x, y), spec, label, steps, start, feeds)
         on = np.array([surface(*point)[0] if np.isfinite(point).all() else np.nan
                        for point in path])
-        path[np.maximum.accumulate(~np.isfinite(on))] = np.nan  # diverged from there on
-        paths[label], losses[label] = path, np.where(np.isfinite(path[:, 0]), on, np.nan)
-    if not paths:
-        raise GraphError("descent_plot: no optimizers given")
+        gone = np.maximum.accumulate(~np.isfinite(on))  # the point or its loss overflowed
+        path[gone], on[gone] = np.nan, np.nan
+        paths[label], losses[label] = path, on
 
     xlim, ylim = _box(xlim, ylim, paths)
     xs, ys = np.linspace(*xlim, grid), np.linspace(*ylim, grid)
@@ -131,7 +139,7 @@ def descent_plot(loss, params, optimizers=None, steps=20, start=(-1.5, 1.5), *, 
                  f"({start[0]:g}, {start[1]:g})")
     return DescentPlot(
         (x.name, y.name), xs, ys, heights, levels,
-        {level: descent_render.contour(xs, ys, heights, level) for level in levels},
+        [descent_render.contour(xs, ys, heights, level) for level in levels],
         at, gradients, paths, losses, title)
 
 
@@ -169,7 +177,7 @@ def _other_inputs(loss, params, values):
     return values
 
 
-def _surface(loss, x, y, feeds):
+def _compiled(loss, x, y, feeds):
     """(a, b) -> (loss, ∂loss/∂x, ∂loss/∂y) at x = a, y = b: one compiled function."""
     fn = codegen.compile([loss, *autodiff.grad(loss, [x, y])])
 

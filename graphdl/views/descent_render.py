@@ -85,8 +85,7 @@ def svg(plot):
             f'font-size="14">{_text(plot.title)}</text>'),
            # a nested svg clips what leaves the box (a diverging path) to the plotting area
            f'<svg x="{left}" y="{top}" width="{PLOT_WIDTH}" height="{height:.1f}">']
-    for k, level in enumerate(plot.levels):
-        segs = plot.contours[level]
+    for k, (level, segs) in enumerate(zip(plot.levels, plot.contours)):
         if len(segs):
             (sx, sy), (ex, ey) = px(*segs[:, 0].T), px(*segs[:, 1].T)
             d = " ".join(f"M{a:.1f} {b:.1f}L{c:.1f} {e:.1f}" for a, b, c, e in zip(sx, sy, ex, ey))
@@ -241,9 +240,8 @@ def png(plot, path, dpi):
     fig = Figure(figsize=(9.0, max(3.0, 5.2 * ratio + 0.9)))
     FigureCanvasAgg(fig)
     ax = fig.add_axes([0.09, 0.1, 0.58, 0.8])
-    for k, level in enumerate(plot.levels):
-        ax.add_collection(LineCollection(plot.contours[level], colors=_shade(k, len(plot.levels)),
-                                         linewidths=0.9))
+    for k, segs in enumerate(plot.contours):
+        ax.add_collection(LineCollection(segs, colors=_shade(k, len(plot.levels)), linewidths=0.9))
     points, vectors = arrow_vectors(plot)
     if len(points):
         ax.quiver(points[:, 0], points[:, 1], vectors[:, 0], vectors[:, 1], angles="xy",
