@@ -203,6 +203,7 @@ _LAZY = {
     "Explanation": "graphdl.views.teach", "explain": "graphdl.views.teach",
     "activation_table": "graphdl.views.activation_table",
     "DotNotFound": "graphdl.views.viz", "Drawing": "graphdl.views.viz", "draw": "graphdl.views.viz",
+    "DescentPlot": "graphdl.views.descent", "descent_plot": "graphdl.views.descent",
     "onnx": "graphdl.onnx",  # a subpackage: gd.onnx.load / gd.onnx.save (the onnx package on use)
 }
 
@@ -228,6 +229,7 @@ def compile(outputs, backend="numpy", **options):
 __all__ = [
     "REGISTRY",
     "CustomOp",
+    "DescentPlot",
     "DotNotFound",
     "Drawing",
     "Explanation",
@@ -286,6 +288,7 @@ __all__ = [
     "cumprod",
     "cumsum",
     "custom_op",
+    "descent_plot",
     "diagonal",
     "draw",
     "dropout",
