@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]  # this tree's graphdl; the example
+# this tree's graphdl, the example, and benchmarks/ (machine.py) where the tests import this
+sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads must not spin
 
-import char_transformer as ct  # noqa: E402
-import machine  # noqa: E402  (benchmarks/machine.py: this script's folder is on the path)
-import smoke  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import char_transformer as ct
+import machine
+import smoke
+import torch
+import torch.nn.functional as F
 
 
 def torch_forward(p, x, config):

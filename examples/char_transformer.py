@@ -15,7 +15,8 @@ Lee corpus, with a warning saying so.
 Run from the repository root:
     python examples/char_transformer.py [--steps N] [--backend numpy|cuda [--device cpu]]
     python examples/char_transformer.py --plot    # also the attention weights as a heat map
-Smoke mode (a few steps on a slice of the text):  GRAPHDL_SMOKE=1 python examples/char_transformer.py
+Smoke mode (a few steps of a smaller model on a slice of the text):
+    GRAPHDL_SMOKE=1 python examples/char_transformer.py   (or --smoke)
 
 benchmarks/char_transformer.py trains the same model in PyTorch from the same initial weights
 (`init_params`) on the same batches (`batches`) and compares.
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import smoke
 import training
 from word2vec.corpus import SourceMissing, survey
@@ -136,7 +136,6 @@ def init_params(config: Config, vocab: int, dtype="float32") -> dict[str, np.nda
 def forward(p, x, config: Config):
     """(logits, attention_qk): the next character's logits (B, T, vocab) for the characters x
     (B, T), and each layer's queries and keys (B, heads, T, dim / heads), for pictures."""
-    n, t = x.shape
     h = gd.embedding(x, p["tok_emb"]) + p["pos_emb"]
     attention_qk = []
     for i in range(config.layers):
