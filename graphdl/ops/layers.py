@@ -164,20 +164,13 @@ def _attention_parts(out, nodes):
     return {"q": q, "k": k_t.inputs[0], "v": out.inputs[1]}
 
 
-# Backward through the weights P = softmax(S) of the masked scores S: dP = g·vᵀ (g: the
-# output's gradient), then softmax's rule; a masked key has weight 0, and so no gradient
-_SCORES_GRADIENT = ("with P the weights, S the scores: dP = g·vᵀ, dS = P ⊙ (dP − Σ_keys P ⊙ dP) "
-                    "(0 at masked keys)")
-
-
 @composite("scaled_dot_product_attention", "Attention",
-           "scores = q·kᵀ·scale, masked, softmax over keys, weights·v; "
-           "the gradient splits into q, k and v: at weights·v into v's and the weights', "
-           "which goes back through the softmax to the scores and splits at q·kᵀ into q's and "
-           "k's", MATMUL, arity=None, aliases=("attention",), parts=_attention_parts,
-           part_rules={"q": f"{_SCORES_GRADIENT}, so to q: dS·k·scale",
-                       "k": f"{_SCORES_GRADIENT}, so to k: dSᵀ·q·scale",
-                       "v": "with P the weights: to v, Pᵀ·g (from weights·v alone)"})
+           "scores = q·kᵀ·scale, masked, softmax over keys, weights·v; backward, with P the "
+           "weights, S the scores and g the output's gradient: dP = g·vᵀ, then softmax's "
+           "dS = P ⊙ (dP − Σ_keys P ⊙ dP) (0 at masked keys); the gradient splits at weights·v "
+           "into v's (Pᵀ·g) and P's, and at q·kᵀ into q's (dS·k·scale) and k's (dSᵀ·q·scale)",
+           MATMUL, arity=None, aliases=("attention",), parts=_attention_parts,
+           part_rules={"q": "dS·k·scale", "k": "dSᵀ·q·scale", "v": "Pᵀ·g"})
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None):
     """softmax(q @ kᵀ · scale + mask) @ v over the keys, as
     torch.nn.functional.scaled_dot_product_attention: q (..., L, E), k (..., S, E),

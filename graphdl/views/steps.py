@@ -37,11 +37,11 @@ def natural_key(name):
 
 
 def _part_rule(gate, src):
-    """'; ' and the rules of the parts `src` plays in the collapsed composite of `gate` (where
-    it names its arguments' parts), summed where it plays several; else ''."""
+    """'; to q: ...', the rule of the part `src` plays in the collapsed composite of `gate`
+    (where it names its arguments' parts), the sum of theirs where it plays several; else ''."""
     mine = parts_played(gate.region, src)
     rules = gate.region.composite.part_rules
-    return "; " + " + ".join(rules[part] for part in mine) if mine else ""
+    return f"; to {', '.join(mine)}: {' + '.join(rules[p] for p in mine)}" if mine else ""
 
 
 class Term:
