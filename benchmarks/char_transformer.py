@@ -107,10 +107,13 @@ def main():
                   f"PyTorch {losses['torch'][-1]:.6f}{smoke.tag()}")
 
     a, b = np.array(losses["graphdl"]), np.array(losses["torch"])
-    gap = max(float(np.max(np.abs(params[n] - t.detach().numpy()))) for n, t in tp.items())
+    # A key bias's gradient is 0 but for rounding (softmax ignores a shift of all of a query's
+    # scores), which Adam divides by its own size: those walk apart by design, left out here.
+    gap = max(float(np.max(np.abs(params[n] - t.detach().numpy()))) for n, t in tp.items()
+              if not n.endswith("attn.k.bias"))
     print(f"largest relative loss difference over the {steps} steps: "
           f"{float(np.max(np.abs(a - b) / np.abs(b))):.2e}; largest parameter difference at the "
-          f"end: {gap:.2e}{smoke.tag()}")
+          f"end (key biases left out): {gap:.2e}{smoke.tag()}")
     timed = slice(min(5, steps - 1), None)  # the first steps compile and warm caches
     g, t = (np.array(times[who][timed]) for who in ("graphdl", "torch"))
     print(f"median step: graphdl {1e3 * statistics.median(g):.1f} ms, PyTorch "

@@ -15,6 +15,7 @@ Lee corpus, with a warning saying so.
 Run from the repository root:
     python examples/char_transformer.py [--steps N] [--backend numpy|cuda [--device cpu]]
     python examples/char_transformer.py --plot    # also the attention weights as a heat map
+    python examples/char_transformer.py --draw    # and one layer drawn, attention narrated
 Smoke mode (a few steps of a smaller model on a slice of the text):
     GRAPHDL_SMOKE=1 python examples/char_transformer.py   (or --smoke)
 
@@ -38,7 +39,10 @@ from word2vec.corpus import SourceMissing, survey
 
 import graphdl as gd
 
-PLOT = Path(__file__).resolve().parents[1] / "build" / "char_transformer_attention.png"
+BUILD = Path(__file__).resolve().parents[1] / "build"
+PLOT = BUILD / "char_transformer_attention.png"
+DRAWING = BUILD / "char_transformer_block.png"
+BLOCKS = ["attention", "linear", "layer_norm", "embedding", "gelu", "cross_entropy"]
 SMOKE_CHARS = 20_000  # smoke mode trains on the text's first characters only
 
 
@@ -245,6 +249,27 @@ def plot_attention(weights, params, window, vocab: Vocab, path: Path):
     print(f"attention weights of the prompt drawn in {path}")
 
 
+def draw_block(path: Path):
+    """One layer of a tiny model (2 heads of 2, 3 characters) drawn with its layers as single
+    gates, the attention with its wires q, k and v, into `path`; the attention gate's backward
+    step narrated."""
+    config = Config(layers=1, heads=2, dim=4, context=3, batch=1)
+    loss, *_ = declare(config, 5, 1, "float64")
+    values = {**init_params(config, 5, "float64"), "x": np.array([[1, 2, 3]]),
+              "y": np.array([[2, 3, 4]])}
+    drawing = gd.draw(loss, values, collapse=BLOCKS, title="one layer of the character GPT")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        drawing.render(outfile=path)
+        print(f"one layer drawn in {path}")
+    except gd.DotNotFound as e:
+        print(f"no drawing of the layer ({e})")
+    explained = gd.explain(loss, values, collapse=BLOCKS)
+    k, step = next((k, s) for k, s in enumerate(explained.steps, 1) if s.gate.label == "Attention")
+    print("The attention gate's backward step: the gradient splits into q's, k's and v's:")
+    print("\n".join(explained._step_text(k, step)))
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None,
@@ -252,6 +277,9 @@ def parse_args():
     parser.add_argument("--smoke", action="store_true", help="as GRAPHDL_SMOKE=1")
     parser.add_argument("--plot", nargs="?", const=PLOT, type=Path, default=None,
                         help=f"save the attention weights as a heat map (default {PLOT})")
+    parser.add_argument("--draw", nargs="?", const=DRAWING, type=Path, default=None,
+                        help=f"draw one layer of a tiny model, its attention as one gate, and "
+                             f"narrate that gate's backward step (default {DRAWING})")
     training.add_backend_flags(parser)
     args = parser.parse_args()
     smoke.enable(args.smoke or smoke.on())
@@ -290,6 +318,8 @@ def main():
         print(sample(predict, params, vocab, prompt, 60 if smoke.on() else 400, rng))
     if args.plot is not None:
         plot_attention(weights, params, prompt, vocab, args.plot)
+    if args.draw is not None:
+        draw_block(args.draw)
 
 
 if __name__ == "__main__":
