@@ -12,12 +12,14 @@ times and the median of the per-step ratios graphdl / PyTorch.
 Both run on --threads threads (default 1: OpenBLAS through threadpoolctl, torch by
 `set_num_threads`; see benchmarks/localization_step.py for why one on a shared machine).
 
-    PYTHONPATH=. python benchmarks/char_transformer.py [--steps N] [--threads N] [--smoke]
+    PYTHONPATH=. python benchmarks/char_transformer.py [--steps N] [--threads N] [--gelu none]
+    PYTHONPATH=. python benchmarks/char_transformer.py --smoke      # seconds: CI's
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -52,7 +54,8 @@ def torch_forward(p, x, config):
         y = y.transpose(1, 2).reshape(n, t, d)
         h = h + F.linear(y, p[pre + "attn.out.weight"], p[pre + "attn.out.bias"])
         m = F.layer_norm(h, (d,), p[pre + "ln2.weight"], p[pre + "ln2.bias"])
-        m = F.gelu(F.linear(m, p[pre + "mlp.fc.weight"], p[pre + "mlp.fc.bias"]))
+        m = F.gelu(F.linear(m, p[pre + "mlp.fc.weight"], p[pre + "mlp.fc.bias"]),
+                   approximate=config.gelu)
         h = h + F.linear(m, p[pre + "mlp.proj.weight"], p[pre + "mlp.proj.bias"])
     h = F.layer_norm(h, (d,), p["ln_f.weight"], p["ln_f.bias"])
     return F.linear(h, p["head.weight"])
@@ -73,6 +76,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
     ap.add_argument("--threads", type=int, default=1, help="threads for NumPy's BLAS and torch")
+    ap.add_argument("--gelu", choices=("tanh", "none"), default="tanh",
+                    help="GELU's form: tanh (the example's, GPT-2's) or none (exact, erf)")
     ap.add_argument("--smoke", action="store_true",
                     help="the example's smoke model and text, a few steps: seconds")
     args = ap.parse_args()
@@ -82,7 +87,7 @@ def main():
                "steps (PYTHONPATH=. python benchmarks/char_transformer.py)")
     print(machine.limit_threads(args.threads))
     print(f"tree {machine.source_version()}, {machine.cpu_model()}, torch {torch.__version__}")
-    config = ct.SMOKE if args.smoke else ct.Config()
+    config = dataclasses.replace(ct.SMOKE if args.smoke else ct.Config(), gelu=args.gelu)
     name, text = ct.load_text(args.smoke)
     vocab = ct.Vocab(text)
     print(f"{name}: {len(text):,} characters, {len(vocab)} distinct; {config}; {steps} steps")

