@@ -308,11 +308,13 @@ def main():
     train_step, state = compile_step(config, len(vocab), options)
     predict, weights = compile_window(config, len(vocab), options)
     start, every = time.perf_counter(), max(1, args.steps // 10)
+    losses = []
     for step, (x, y) in zip(range(1, args.steps + 1), batches(ids, config)):
-        loss = float(train_step(x=x, y=y, **params, **state))
+        losses.append(float(train_step(x=x, y=y, **params, **state)))
         if step % every == 0 or step == 1:
-            print(f"step {step:5d}: loss {loss:.4f} ({time.perf_counter() - start:.0f} s)"
-                  f"{smoke.tag()}")
+            print(f"step {step:5d}: loss {np.mean(losses):.4f} (mean of the last {len(losses)} "
+                  f"steps; {time.perf_counter() - start:.0f} s){smoke.tag()}")
+            losses = []
     print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s (compiling: "
           f"{train_step.compile_seconds + predict.compile_seconds:.2f} s){smoke.tag()}")
     rng = np.random.default_rng(config.seed)

@@ -19,7 +19,8 @@ ct = bench.ct  # examples/char_transformer.py, as the benchmark imports it
 
 CONFIG = ct.Config(layers=2, heads=4, dim=16, context=8, batch=3, lr=1e-2, seed=3)
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
-# float32: relative to each gradient's largest entry / each loss (measured: about 1e-6)
+# relative to each gradient's largest entry and to each loss. Measured: float64 1e-15; float32
+# 6e-7 (gradients), 1.5e-7 (losses), and the weights after 4 Adam steps 6e-5·lr apart
 TOLERANCE = {"float64": 1e-10, "float32": 2e-5}
 
 
