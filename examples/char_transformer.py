@@ -296,8 +296,8 @@ def parse_args():
 
 def main():
     args, options = parse_args()
-    smoke.note("a loss of about 1.5 after 2000 steps and text in the shape of a play "
-               "(python examples/char_transformer.py)")
+    smoke.note("a mean loss of 1.81 over steps 1801-2000 on Shakespeare (4.74 at the start) "
+               "and samples in the shape of a play (python examples/char_transformer.py)")
     config = SMOKE if smoke.on() else Config()
     name, text = load_text(smoke.on())
     vocab = Vocab(text)
