@@ -40,10 +40,10 @@ class Composite:
     rule: str  # the closed-form local gradient, in words and symbols
     root: OpDef | tuple  # the op(s) its output node may have (a cheap filter before a rebuild)
     sym: Callable | None = None  # SymPy scalar form of an elementwise composite
-    # Of a composite recognized by name whose arguments play distinct parts: (out, ids of its
-    # region's nodes) -> {part: argument node}, in the function's order, and each part's own
-    # local rule (the narration says it on that argument's wire; an argument playing several
-    # parts, as x in attention(x, x, x), gets the sum of theirs)
+    # Of a composite recognized by name whose arguments play distinct parts: its output node ->
+    # {part: argument node}, in the function's order, and each part's own local rule (the
+    # narration says it on that argument's wire; an argument playing several parts, as x in
+    # attention(x, x, x), gets the sum of theirs)
     parts: Callable | None = None
     part_rules: dict | None = None
 

@@ -154,12 +154,13 @@ def dropout(x, p=0.5, mask=None, training=True):
     return _named(x * scaled, "dropout")
 
 
-def _attention_parts(out, nodes):
-    """{"q", "k", "v": node} of the attention block ending at `out` = P·v (its region: the ids
-    `nodes`), its scores' product q·kᵀ the nearest above the weights P."""
+def _attention_parts(out):
+    """{"q", "k", "v": node} of the attention block ending at `out` = P·v: the scores' product
+    q·kᵀ is the product nearest above the weights P (breadth first: a projection feeding q or k,
+    or a product computing a float mask, lies further up)."""
     frontier = [out.inputs[0]]
     while frontier[0].op is not MATMUL:
-        frontier = frontier[1:] + [i for i in frontier[0].inputs if id(i) in nodes]
+        frontier = frontier[1:] + list(frontier[0].inputs)
     q, k_t = frontier[0].inputs
     return {"q": q, "k": k_t.inputs[0], "v": out.inputs[1]}
 

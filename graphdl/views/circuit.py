@@ -52,7 +52,7 @@ def _own_region(comp, out, nodes, args):
     more than them feeds it (a mask given as an input), the region `dominated` found."""
     if comp.parts is None:
         return nodes, args
-    parts = list({id(p): p for p in comp.parts(out, nodes).values()}.values())
+    parts = list({id(p): p for p in comp.parts(out).values()}.values())
     own = region_nodes(out, parts)
     return (nodes, args) if own is None else (own, parts)
 
@@ -63,7 +63,7 @@ def parts_played(region, src):
     comp = region.composite
     if comp is None or comp.parts is None:
         return []
-    return [part for part, arg in comp.parts(region.out, region.nodes).items() if arg is src]
+    return [part for part, arg in comp.parts(region.out).items() if arg is src]
 
 
 @dataclass(eq=False)
