@@ -74,3 +74,15 @@ def test_the_collapsed_block_renders_to_png(tmp_path):
     loss, _ = _self_attention()
     gd.draw(loss, VALUES, collapse="attention").render(tmp_path / "attention", format="png")
     assert (tmp_path / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attentions_sharing_their_scores_draw_expanded():
+    """The example's attention weights are attention(q, k, identity): the same scores product as
+    the model's attention. Neither region is then a gate of its own (their insides are shared),
+    and finding their parts must not fail."""
+    q, k, v = (gd.input(n, (5, 4), "float64") for n in "qkv")
+    y = gd.scaled_dot_product_attention(q, k, v, is_causal=True)
+    weights = gd.scaled_dot_product_attention(q, k, np.eye(5), is_causal=True)
+    values = {n: RNG.standard_normal((5, 4)) for n in "qkv"}
+    source = gd.draw(gd.sum(y) + gd.sum(weights), values, collapse="attention").source
+    assert "label=<Attention<br/>" not in source and "headlabel" not in source
