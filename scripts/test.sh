@@ -83,6 +83,8 @@ else
     done
     stage "smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)" \
         env PYTHONPATH=. python benchmarks/word2vec.py --smoke
+    stage "smoke: benchmarks/char_transformer.py --smoke (graphdl against PyTorch, seconds)" \
+        env PYTHONPATH=. python benchmarks/char_transformer.py --smoke
 
     # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples, as on a GPU.
     if command -v g++ >/dev/null; then

@@ -40,6 +40,12 @@ class Composite:
     rule: str  # the closed-form local gradient, in words and symbols
     root: OpDef | tuple  # the op(s) its output node may have (a cheap filter before a rebuild)
     sym: Callable | None = None  # SymPy scalar form of an elementwise composite
+    # Of a composite recognized by name whose arguments play distinct parts: its output node ->
+    # {part: argument node}, in the function's order, and each part's own local rule (the
+    # narration says it on that argument's wire; an argument playing several parts, as x in
+    # attention(x, x, x), gets the sum of theirs)
+    parts: Callable | None = None
+    part_rules: dict | None = None
 
     def ends_with(self, op):
         """Whether an output node of op `op` may be this composite's."""
@@ -50,10 +56,11 @@ COMPOSITES: dict[str, Composite] = {}  # name -> Composite
 ALIASES: dict[str, str] = {}  # alias -> name
 
 
-def composite(name, symbol, rule, root, arity=1, sym=None, aliases=()):
+def composite(name, symbol, rule, root, arity=1, sym=None, aliases=(), parts=None,
+              part_rules=None):
     """Declare the decorated function as the composite `name` (see `Composite`)."""
     def declare(fn):
-        COMPOSITES[name] = Composite(name, fn, arity, symbol, rule, root, sym)
+        COMPOSITES[name] = Composite(name, fn, arity, symbol, rule, root, sym, parts, part_rules)
         ALIASES.update(dict.fromkeys(aliases, name))  # other names `collapse=` accepts
         return fn
     return declare

@@ -161,10 +161,24 @@ def dropout(x, p=0.5, mask=None, training=True, key=None):
     return _named(x * scaled, "dropout")
 
 
+def _attention_parts(out):
+    """{"q", "k", "v": node} of the attention block ending at `out` = P·v: the scores' product
+    q·kᵀ is the product nearest above the weights P (breadth first: a projection feeding q or k,
+    or a product computing a float mask, lies further up)."""
+    frontier = [out.inputs[0]]
+    while frontier[0].op is not MATMUL:
+        frontier = frontier[1:] + list(frontier[0].inputs)
+    q, k_t = frontier[0].inputs
+    return {"q": q, "k": k_t.inputs[0], "v": out.inputs[1]}
+
+
 @composite("scaled_dot_product_attention", "Attention",
-           "scores = q·kᵀ·scale, masked, softmax over keys, weights·v; "
-           "the gradient splits into q, k and v", MATMUL, arity=None,
-           aliases=("attention",))
+           "scores = q·kᵀ·scale, masked, softmax over keys, weights·v; backward, with P the "
+           "weights, S the scores and g the output's gradient: dP = g·vᵀ, then softmax's "
+           "dS = P ⊙ (dP − Σ_keys P ⊙ dP) (0 at masked keys); the gradient splits at weights·v "
+           "into v's (Pᵀ·g) and P's, and at q·kᵀ into q's (dS·k·scale) and k's (dSᵀ·q·scale)",
+           MATMUL, arity=None, aliases=("attention",), parts=_attention_parts,
+           part_rules={"q": "dS·k·scale", "k": "dSᵀ·q·scale", "v": "Pᵀ·g"})
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None):
     """softmax(q @ kᵀ · scale + mask) @ v over the keys, as
     torch.nn.functional.scaled_dot_product_attention: q (..., L, E), k (..., S, E),

@@ -45,6 +45,27 @@ class Region:
         return len(self.nodes)
 
 
+def _own_region(comp, out, nodes, args):
+    """(nodes, args) of the composite ending at `out` whose arguments are its named parts
+    (attention's q, k, v): the nodes computing `out` from them, not the projections above that
+    only it uses, with the parts as arguments in the function's order. Without parts, or where
+    more than them feeds it (a mask given as an input), the region `dominated` found."""
+    if comp.parts is None:
+        return nodes, args
+    parts = list({id(p): p for p in comp.parts(out).values()}.values())
+    own = region_nodes(out, parts)
+    return (nodes, args) if own is None else (own, parts)
+
+
+def parts_played(region, src):
+    """The parts (attention's "q", "k", "v") that `src` plays as an argument of the collapsed
+    composite `region`, where it names its arguments' parts; else []."""
+    comp = region.composite
+    if comp is None or comp.parts is None:
+        return []
+    return [part for part, arg in comp.parts(region.out).items() if arg is src]
+
+
 @dataclass(eq=False)
 class Gate:
     node: Node  # the node whose value leaves the gate
@@ -196,7 +217,7 @@ class Circuit:
         for n in self.order:
             if comp.arity is None:  # recognized by the name it gives its output
                 if n.name == comp.name and comp.ends_with(n.op):
-                    nodes, args = dominated(n, self.users)
+                    nodes, args = _own_region(comp, n, *dominated(n, self.users))
                     found.append(Region(comp.symbol, n, args, nodes, comp))
                 continue
             if n.inputs and not is_const_like(n) and self._plausible(comp, n):

@@ -25,7 +25,7 @@ from graphdl.ops import elementwise as ew
 from graphdl.ops import matmul as mm
 from graphdl.ops.scalar import Sigmoid
 from graphdl.views import teach_lookups as tl
-from graphdl.views.circuit import unchecked
+from graphdl.views.circuit import parts_played, unchecked
 from graphdl.views.numbers import fmt, shape_text, summary
 from graphdl.views.teach_printers import (
     as_latex,
@@ -41,6 +41,14 @@ def natural_key(name):
     """Sorts names as a reader counts: w2 before w10, W_in before x."""
     return [int(part) if part.isdigit() else part.casefold()
             for part in re.split(r"(\d+)", name)]
+
+
+def _part_rule(gate, src):
+    """'; to q: ...', the rule of the part `src` plays in the collapsed composite of `gate`
+    (where it names its arguments' parts), the sum of theirs where it plays several; else ''."""
+    mine = parts_played(gate.region, src)
+    rules = gate.region.composite.part_rules
+    return f"; to {', '.join(mine)}: {' + '.join(rules[p] for p in mine)}" if mine else ""
 
 
 class Term:
@@ -337,7 +345,8 @@ class Backprop:
         if gate.kind == "region":
             comp = gate.region.composite
             if comp is not None:
-                return f"{comp.symbol.replace(chr(10), ' ')} block: {comp.rule}"
+                symbol = comp.symbol.replace(chr(10), " ")
+                return f"{symbol} block: {comp.rule}{_part_rule(gate, src)}"
             return (f"{gate.label} block: the chain rule through its {gate.region.size} gates "
                     f"(collapsed), applied to {dy}")
         rule = n.op.narration

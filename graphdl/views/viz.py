@@ -20,7 +20,7 @@ import numpy as np
 
 from graphdl.ir import Node, topological_order
 from graphdl.ops import leaf
-from graphdl.views.circuit import Circuit
+from graphdl.views.circuit import Circuit, parts_played
 from graphdl.views.lookups import lookup
 from graphdl.views.numbers import fmt, rows_text, shape_text, summary
 
@@ -396,6 +396,9 @@ class _Drawer:
         c = self.c
         tail, head = f"n{src.id}", f"n{gate.node.id}"
         attrs = {"id": f"e{src.id}_{gate.node.id}_{k}"}
+        if gate.kind == "region" and (parts := parts_played(gate.region, src)):
+            # attention's q, k, v, where the wire enters the gate
+            attrs.update(headlabel=", ".join(parts), labelfontsize="13", labelfontcolor="#4a7ab5")
         if shape_only:
             attrs.update(style="dotted", color=GREY, arrowhead="none", tooltip="shape only")
             self.dot.edge(tail, head, **attrs)
