@@ -19,7 +19,8 @@ NOTEBOOKS = Path(__file__).parents[1] / "examples" / "notebooks"
 # notebook -> what its outputs show: (MIME type, marker, how many outputs have it)
 EXPECTED = {
     "lecture.ipynb": [("image/svg+xml", "<svg", 7), ("text/html", 'class="gd-stepper"', 5),
-                      ("text/html", 'class="gd-descent"', 1)],
+                      ("text/html", 'class="gd-descent"', 1),
+                      ("text/html", 'class="gd-activation-table"', 1)],
     "inside_a_model.ipynb": [("image/svg+xml", "<svg", 1), ("text/html", 'class="gd-stepper"', 1)],
 }
 NEEDS = {"inside_a_model.ipynb": ["onnx", "torch"]}  # the [onnx] extra and PyTorch
