@@ -24,40 +24,34 @@ def _rtruediv(x, other):
     return ew.DIV(other, x)
 
 
+def _both(name, op):
+    """`a <name> b` and its reflected form (Python's __r<name>__ gets the operands swapped)."""
+    return {f"__{name}__": lambda a, b: op(a, b), f"__r{name}__": lambda a, b: op(b, a)}
+
+
 _OPERATORS = {
-    "__add__": lambda a, b: ew.ADD(a, b),
-    "__radd__": lambda a, b: ew.ADD(b, a),
-    "__sub__": lambda a, b: ew.SUB(a, b),
-    "__rsub__": lambda a, b: ew.SUB(b, a),
-    "__mul__": lambda a, b: ew.MUL(a, b),
-    "__rmul__": lambda a, b: ew.MUL(b, a),
+    **_both("add", ew.ADD),
+    **_both("sub", ew.SUB),
+    **_both("mul", ew.MUL),
     "__truediv__": lambda a, b: ew.DIV(a, b),
     "__rtruediv__": _rtruediv,
     "__pow__": ew.pow,
     "__rpow__": lambda a, b: ew.POWER(b, a),
-    "__floordiv__": ew.floor_divide,
-    "__rfloordiv__": lambda a, b: ew.floor_divide(b, a),
-    "__mod__": ew.remainder,
-    "__rmod__": lambda a, b: ew.remainder(b, a),
-    "__matmul__": mm.matmul,
-    "__rmatmul__": lambda a, b: mm.matmul(b, a),
+    **_both("floordiv", ew.floor_divide),
+    **_both("mod", ew.remainder),
+    **_both("matmul", mm.matmul),
+    **_both("and", lg.BITWISE_AND),
+    **_both("or", lg.BITWISE_OR),
+    **_both("xor", lg.BITWISE_XOR),
+    **_both("lshift", lg.BITWISE_LEFT_SHIFT),
+    **_both("rshift", lg.BITWISE_RIGHT_SHIFT),
     "__neg__": lambda a: ew.NEG(a),
     "__pos__": lambda a: a,
+    "__invert__": lambda a: lg.BITWISE_NOT(a),
     "__lt__": lambda a, b: ew.LESS(a, b),
     "__le__": lambda a, b: ew.LESS_EQUAL(a, b),
     "__gt__": lambda a, b: ew.GREATER(a, b),
     "__ge__": lambda a, b: ew.GREATER_EQUAL(a, b),
-    "__and__": lambda a, b: lg.BITWISE_AND(a, b),
-    "__rand__": lambda a, b: lg.BITWISE_AND(b, a),
-    "__or__": lambda a, b: lg.BITWISE_OR(a, b),
-    "__ror__": lambda a, b: lg.BITWISE_OR(b, a),
-    "__xor__": lambda a, b: lg.BITWISE_XOR(a, b),
-    "__rxor__": lambda a, b: lg.BITWISE_XOR(b, a),
-    "__invert__": lambda a: lg.BITWISE_NOT(a),
-    "__lshift__": lambda a, b: lg.BITWISE_LEFT_SHIFT(a, b),
-    "__rlshift__": lambda a, b: lg.BITWISE_LEFT_SHIFT(b, a),
-    "__rshift__": lambda a, b: lg.BITWISE_RIGHT_SHIFT(a, b),
-    "__rrshift__": lambda a, b: lg.BITWISE_RIGHT_SHIFT(b, a),
     "__getitem__": getitem,
 }
 

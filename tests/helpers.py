@@ -110,3 +110,16 @@ def run_on(runner, outputs, feeds):
     if RUNNERS[runner] is None:
         return gd.evaluate(outputs, feeds)
     return gd.compile(outputs, **RUNNERS[runner])(**feeds)
+
+
+def mismatches(name, labels, got, want, dtype, rtol, atol):
+    """What of `got` (values named by `labels`) differs from PyTorch's `want` in dtype, shape
+    or value, in words, for one failure listing every case."""
+    problems = []
+    for what, a, b in zip(labels, got, want):
+        a = np.asarray(a)
+        if a.dtype != dtype or a.shape != b.shape:
+            problems.append(f"{name} {what}: {a.dtype}{a.shape}, PyTorch {b.shape}")
+        elif not np.allclose(a, b, rtol=rtol, atol=atol):
+            problems.append(f"{name} {what}: {a} is not PyTorch's {b}")
+    return problems

@@ -14,7 +14,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.facets import FallbackWarning
-from tests.helpers import run_on, runner_params
+from tests.helpers import mismatches, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 
@@ -109,12 +109,8 @@ def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
     for k, (name, ((x, s), _)) in enumerate(graphs.items()):
         want = _reference(name, feeds[x.name], feeds[s.name], dtype)
         got = values[5 * k:5 * k + 5]
-        for what, a, b in zip(("value", "dx", "ds", "d2x", "d2s"), got, want):
-            a = np.asarray(a)
-            if a.dtype != dtype or a.shape != b.shape:
-                problems.append(f"{name} {what}: {a.dtype}{a.shape}, PyTorch {b.shape}")
-            elif not np.allclose(a, b, rtol=rtol, atol=atol):
-                problems.append(f"{name} {what}: {a} is not PyTorch's {b}")
+        problems += mismatches(name, ("value", "dx", "ds", "d2x", "d2s"), got, want, dtype,
+                               rtol, atol)
     assert not problems, "\n".join(problems)
 
 

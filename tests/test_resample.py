@@ -15,7 +15,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.facets import FallbackWarning
-from tests.helpers import graph_numeric_grads, run_on, runner_params
+from tests.helpers import graph_numeric_grads, mismatches, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -122,12 +122,8 @@ def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
     problems = []
     for k, (name, (x, _)) in enumerate(graphs.items()):
         want = _reference(name, feeds[x.name], dtype)
-        for what, a, b in zip(("value", "dx", "d2x"), values[3 * k:3 * k + 3], want):
-            a = np.asarray(a)
-            if a.dtype != dtype or a.shape != b.shape:
-                problems.append(f"{name} {what}: {a.dtype}{a.shape}, PyTorch {b.shape}")
-            elif not np.allclose(a, b, rtol=rtol, atol=atol):
-                problems.append(f"{name} {what}: {a} is not PyTorch's {b}")
+        problems += mismatches(name, ("value", "dx", "d2x"), values[3 * k:3 * k + 3], want,
+                               dtype, rtol, atol)
     assert not problems, "\n".join(problems)
 
 
