@@ -183,6 +183,27 @@ def test_every_label_ignored_gives_nan_mean_and_zero_gradient_as_pytorch(name, r
             np.testing.assert_array_equal(got, expected.numpy())
 
 
+@pytest.mark.parametrize("runner", runner_params())
+@pytest.mark.parametrize("dtype", ["uint8", "uint32", "uint64", "int8"])
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+def test_labels_of_any_integer_dtype_as_pytorch_int64_labels(name, dtype, runner):
+    """An ignore_index the labels' dtype cannot hold (-100 next to unsigned labels) ignores no
+    label; one it holds ignores its own."""
+    x = RNG.standard_normal((3, 4))
+    labels = np.array([2, 1, 3], dtype)
+    xi = gd.input("x", (3, 4), "float64")
+    target = gd.input("target", (3,), dtype)
+    for opts in ({}, {"ignore_index": 1, "weight": W}):
+        t = torch.tensor(x, requires_grad=True)
+        topts = {k: torch.as_tensor(v) if k == "weight" else v for k, v in opts.items()}
+        expected = getattr(F, name)(t, torch.as_tensor(labels.astype(np.int64)), **topts)
+        (tg,) = torch.autograd.grad(expected, [t])
+        y = getattr(gd, name)(xi, target, **opts)
+        value, grad = run_on(runner, [y, gd.grad(y, xi)], {"x": x, "target": labels})
+        np.testing.assert_allclose(value, expected.item(), **TOL["float64"])
+        np.testing.assert_allclose(grad, tg.numpy(), **TOL["float64"])
+
+
 def test_kl_div_of_a_zero_target_is_zero_and_finite():
     x = gd.input("x", (2,), "float64")
     y = gd.kl_div(x, np.array([0.0, 1.0]), reduction="sum")

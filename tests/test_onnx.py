@@ -295,6 +295,20 @@ def test_export_refuses_params_that_are_no_input():
         gd.onnx.save(x * 2.0, params={"w": np.ones(2)})
 
 
+def test_an_output_named_as_an_input_is_renamed_or_refused_naming_both():
+    """An ONNX value has one name: an output that would take an input's name (the input itself,
+    named by the node) is saved as output_i; one a dict names so is refused."""
+    y = gd.input("y", (3,))
+    feeds = {"y": np.array([1.0, -2.0, 3.5], np.float32)}
+    model = gd.onnx.save([y, y * 2.0])
+    assert [o.name for o in model.graph.output] == ["output_0", "output_1"]
+    got = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    np.testing.assert_array_equal(got[0], feeds["y"])
+    np.testing.assert_array_equal(got[1], feeds["y"] * 2)
+    with pytest.raises(gd.GraphError, match=r"output 'y'.*input 'y'"):
+        gd.onnx.save({"y": y * 2.0})
+
+
 def test_abs_and_clip_import_with_pytorchs_gradients_and_export(tmp_path):
     """Abs's gradient is 0 at 0 and Clip's is 1 at its bounds, as PyTorch's abs and clamp."""
     from onnx import TensorProto, helper

@@ -1,6 +1,7 @@
 """Real models through ONNX: PyTorch's nn.TransformerDecoderLayer and nn.MultiheadAttention (with
 key-padding and attention masks given as inputs), and torchvision's ResNet-18, MobileNetV2,
-SqueezeNet 1.0 and EfficientNet-B0 (random weights, small images) import, run like PyTorch and
+SqueezeNet 1.0 and EfficientNet-B0 (random weights, small images), and a small segmentation
+encoder-decoder upsampling by interpolation (ONNX Resize) import, run like PyTorch and
 onnxruntime, differentiate like autograd, and export back to ONNX for onnxruntime."""
 
 from __future__ import annotations
@@ -183,6 +184,65 @@ def test_multihead_attention_gradients_match_autograd():
     inputs = [a.requires_grad_() for a in args[:3]]
     _check_gradients(imported, imported.feeds(**feeds), inputs, list(model(*inputs, *args[3:])),
                      model, min_params=2)
+
+
+# ---------------------------------------------------------------- segmentation
+class UNet(torch.nn.Module):
+    """A small encoder-decoder: conv-BatchNorm-ReLU blocks, max-pooled down twice, up by
+    bilinear (align_corners=False) then nearest interpolation, each skip connection
+    concatenated, a 1 x 1 conv head giving 2 classes per pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1, self.down2, self.bottom = _block(3, 8), _block(8, 16), _block(16, 16)
+        self.up2, self.up1 = _block(32, 8), _block(16, 8)
+        self.head = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        F = torch.nn.functional
+        a = self.down1(x)
+        b = self.down2(F.max_pool2d(a, 2))
+        c = self.bottom(F.max_pool2d(b, 2))
+        c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+        d = F.interpolate(self.up2(torch.cat([c, b], 1)), scale_factor=2, mode="nearest")
+        return self.head(self.up1(torch.cat([d, a], 1)))
+
+
+def _block(channels_in, channels_out):
+    return torch.nn.Sequential(torch.nn.Conv2d(channels_in, channels_out, 3, padding=1),
+                               torch.nn.BatchNorm2d(channels_out), torch.nn.ReLU())
+
+
+@functools.cache
+def _unet():
+    """The UNet with perturbed weights, its BatchNorm statistics a random batch's (distinct
+    per layer), exported once for the tests that share it."""
+    model = UNet()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    _perturbed(model)
+    with torch.no_grad():
+        model.train()(torch.randn(4, 3, 16, 20))
+    model.eval()
+    x = torch.randn(2, 3, 16, 20)
+    data = _export(model, (x,), ["x"])
+    return model, x, data, gd.onnx.load(data)
+
+
+def test_segmentation_net_with_upsampling_runs_like_pytorch_and_onnxruntime():
+    model, x, data, imported = _unet()
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert expected.shape == (2, 2, 16, 20) and np.abs(expected).max() > 0.1
+    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected])
+
+
+def test_segmentation_net_gradients_match_autograd():
+    model, x, _, imported = _unet()
+    x = x.clone().requires_grad_()
+    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
+                     min_params=2)  # the head's: BatchNorm folds into the other convs
 
 
 # ---------------------------------------------------------------- torchvision

@@ -830,10 +830,11 @@ def _avg_pool2d_grad(w, node, names):
 def save(outputs, path=None, params=None, opset=None):
     if opset not in (None, OPSET):
         raise GraphError(f"ONNX export writes opset {OPSET}, got opset={opset!r}")
-    named = _named_outputs(outputs)
+    nodes = list(outputs.values()) if isinstance(outputs, dict) else (
+        [outputs] if isinstance(outputs, Node) else list(outputs))
+    inputs = [n for n in topological_order(nodes) if n.op is leaf.INPUT]
+    named = _named_outputs(outputs, {n.name: n for n in inputs})
     params = {k: np.asarray(v) for k, v in (params or {}).items()}
-    order = topological_order(list(named.values()))
-    inputs = [n for n in order if n.op is leaf.INPUT]
     shapes = {n.name: n.shape for n in inputs}
     stable, _ = prepare(list(named.values()), shapes, optimize=False)
     _check_params(params, inputs)
@@ -858,15 +859,22 @@ def save(outputs, path=None, params=None, opset=None):
     return model
 
 
-def _named_outputs(outputs):
-    """{output name: node}: a dict as given; a node or list named by the nodes' names."""
+def _named_outputs(outputs, inputs):
+    """{output name: node}: a dict as given; a node or list named by the nodes' names, or
+    output_i where a node has none or one an earlier output or an input has (an ONNX value has
+    one name). A dict naming an output as one of `inputs` ({name: node}) is refused."""
     if isinstance(outputs, dict):
+        for name, node in outputs.items():
+            if name in inputs:
+                raise GraphError(f"ONNX export: the output {name!r} ({describe(node)}) has the "
+                                 f"name of the input {describe(inputs[name])}, and an ONNX "
+                                 f"value has one name: name the output otherwise")
         return dict(outputs)
     outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
     named = {}
     for i, node in enumerate(outputs):
-        name = node.name if node.name and node.name not in named else f"output_{i}"
-        named[name] = node
+        taken = node.name in named or node.name in inputs
+        named[node.name if node.name and not taken else f"output_{i}"] = node
     return named
 
 

@@ -59,6 +59,15 @@ def _class_weight(what, weight, scores):
     return weight
 
 
+def _not_ignored(labels, ignore_index):
+    """Where labels is not ignore_index: everywhere when the labels' dtype cannot hold it (the
+    default -100 next to unsigned labels matches none)."""
+    info = np.iinfo(labels.dtype)
+    if info.min <= ignore_index <= info.max:
+        return ew.NOT_EQUAL(labels, ignore_index)
+    return ew.EQUAL(leaf.zeros_like(labels), 0)
+
+
 def _index_losses(what, scores, labels, weight, ignore_index, reduction, smoothing=0.0):
     """PyTorch's nll_loss of class indices `labels` against log-probabilities `scores` (classes
     last), with label smoothing as cross_entropy's: per row
@@ -67,7 +76,7 @@ def _index_losses(what, scores, labels, weight, ignore_index, reduction, smoothi
     classes = scores.shape[-1]
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise GraphError(f"{what}: ignore_index must be an integer, got {ignore_index!r}")
-    keep = ew.NOT_EQUAL(labels, ignore_index)
+    keep = _not_ignored(labels, ignore_index)
     safe = labels if 0 <= ignore_index < classes else ew.WHERE(keep, labels, 0)
     mask = _class_mask(scores, safe, f"{what} of {describe(labels)}")
     zero = leaf.constant(0.0, scores.dtype)

@@ -56,8 +56,8 @@ def _index(value, rng):
 
 
 def with_edges(program):
-    """The program with edge-valued inputs, constants and weights in a dtype drawn, and its
-    indices in an index dtype drawn (see the module's docstring)."""
+    """The program with edge-valued inputs, its constants and float array parameters in a
+    dtype drawn, and its indices in an index dtype drawn (see the module's docstring)."""
     rng = np.random.default_rng((program.seed, 19))
     dtype = np.dtype(str(rng.choice(["float32", "float64"])))
     steps = []
@@ -67,11 +67,18 @@ def with_edges(program):
             params["value"] = _edged(params["value"], dtype, rng)
         elif step.op == "index_input":
             params["value"] = _index(params["value"], rng)
-        for key in ("weights", "value"):
-            if step.op not in programs.LEAVES and key in params:
-                params[key] = np.asarray(params[key], dtype)
+        if step.op not in programs.LEAVES:  # constants, weights, running stats, masks...
+            params = {k: _recast(v, dtype) for k, v in params.items()}
         steps.append(programs.Step(step.op, step.args, params))
     return programs.Program(program.seed, steps)
+
+
+def _recast(param, dtype):
+    """A float array parameter in the program's dtype (one float64 array would promote the
+    step's float32 result to float64, as NumPy does); any other parameter as it is."""
+    if isinstance(param, np.ndarray) and param.dtype.kind == "f":
+        return param.astype(dtype)
+    return param
 
 
 def _run(how, outputs, feeds):

@@ -153,6 +153,25 @@ def test_planted_nan_loss_is_found_by_edge_values(monkeypatch):
     assert found and {f.mode for f in found} == {"edges"}
 
 
+# the proposers that draw float arrays as parameters (running statistics, class weights, masks)
+ARRAY_PARAMS = ("batch_norm", "nll_loss", "cross_entropy", "scaled_dot_product_attention",
+                "dropout")
+
+
+def test_edge_programs_keep_their_float_dtype(monkeypatch):
+    """The edge-valued program is in one float dtype throughout, its array parameters too (a
+    float64 running_mean would make a float32 batch_norm float64, as NumPy promotes)."""
+    monkeypatch.setattr(programs, "PROPOSERS", {op: programs.PROPOSERS[op]
+                                                for op in ARRAY_PARAMS})
+    drawn = set()
+    for seed in range(1000, 1040):
+        edged = backends.with_edges(programs.generate(seed))
+        for step, node in zip(edged.steps, programs.build(edged)):
+            drawn.add(step.op)
+            assert node.dtype.kind != "f" or node.dtype == edged.dtype, (seed, step.op)
+    assert set(ARRAY_PARAMS) <= drawn
+
+
 def test_size_table_literals_are_still_in_the_code():
     """A threshold that is a bare literal in the code names its text: if the code changes, so
     must the table."""
