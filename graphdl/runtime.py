@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_erfc", "_index_major",
-           "_linear_scan", "_logcumsumexp", "_lowest", "_mix64", "_pad", "_per_element",
-           "_pool_extra", "_random_uniform", "_row_groups", "_rows_summed", "_running_arg",
-           "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes",
-           "_swap32", "_unslice", "_where"]
+__all__ = ["_allreduce", "_avg_divisor", "_check_index", "_conv_out", "_erf", "_erfc",
+           "_index_major", "_linear_scan", "_logcumsumexp", "_lowest", "_mix64", "_pad",
+           "_per_element", "_pool_extra", "_random_uniform", "_row_groups", "_rows_summed",
+           "_running_arg", "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to",
+           "_sum_to_axes", "_swap32", "_unslice", "_where"]
+
+
+# ---------------------------------------------------------------- communication
+def _allreduce(x, op, weight=None):
+    """gd.allreduce: the one runtime function that leaves NumPy. It imports graphdl only where
+    a graph communicates, and then only to find the process group (torch.distributed)."""
+    from graphdl import distributed
+    return distributed.allreduce_array(numpy.asarray(x), op, weight)
 
 
 # ---------------------------------------------------------------- elementwise

@@ -1,0 +1,160 @@
+"""Data-parallel training on torch.distributed: the same compiled step on every worker, each with
+its rows of the global batch, gradients averaged by the `gd.allreduce` op inside the step.
+
+    import graphdl.distributed as gdd
+    gdd.init()                                  # torchrun / Ray Train's environment; else 1 worker
+    opt = gd.optim.sgd(loss, params, lr=0.1, allreduce="mean", rows=x)
+    step = gd.compile(loss, updates=opt.updates)
+    gdd.broadcast_parameters(arrays)            # every replica starts from rank 0's values
+    for k in range(steps):
+        step(x=gdd.shard(batch_x(k)), y=gdd.shard(batch_y(k)), **arrays)
+
+Without a process group (one process, or `init()` never called) the world has one worker and
+every collective is the identity: nothing here imports torch until `init()` joins a group.
+
+No hangs: every collective waits at most `timeout` seconds (`init(timeout=)`); when one fails,
+the error says which collective it was, this worker's rank, and the ranks that never reached it
+(each failing rank leaves a mark in the group's store; a dead or stuck rank leaves none).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_TIMEOUT = 60.0  # seconds a collective may wait for the other workers
+_state = {"timeout": DEFAULT_TIMEOUT, "calls": 0}
+
+
+class CollectiveError(RuntimeError):
+    """A collective did not complete: a worker died, hung or disagreed on the call."""
+
+
+def _dist():
+    """torch.distributed if a process group is up, else None (torch is never imported here)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist
+
+
+def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=DEFAULT_TIMEOUT):
+    """Join the torch.distributed process group that the launcher describes: torchrun and Ray
+    Train set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (`init_method` "env://"); tests give
+    a `file://` rendezvous and the rank and world size. A no-op in a single process (no
+    WORLD_SIZE, or 1) and when a group is already up (Ray Train makes one). `timeout`: the
+    seconds any collective may wait before it raises `CollectiveError`."""
+    _state["timeout"] = float(timeout)
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else int(world_size)
+    if world_size <= 1 or _dist() is not None:
+        return
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"]) if rank is None else int(rank)
+    dist.init_process_group(backend, init_method=init_method or "env://", rank=rank,
+                            world_size=world_size,
+                            timeout=datetime.timedelta(seconds=_state["timeout"]))
+
+
+def rank():
+    """This worker's rank, 0 without a process group."""
+    dist = _dist()
+    return 0 if dist is None else dist.get_rank()
+
+
+def world_size():
+    """The number of workers, 1 without a process group."""
+    dist = _dist()
+    return 1 if dist is None else dist.get_world_size()
+
+
+def shard(array, axis=0):
+    """This rank's rows of a global batch along `axis` (a view): the rows split as evenly as
+    possible (the counts differ by one at most). Weight the mean by rows
+    (`gd.optim.sgd(..., allreduce="mean", rows=x)`), so that an uneven split gives the same
+    step as one worker with the whole batch."""
+    array = np.asarray(array)
+    rows, workers, me = array.shape[axis], world_size(), rank()
+    if rows < workers:
+        raise ValueError(f"shard: {rows} rows along axis {axis} cannot give each of "
+                         f"{workers} workers one")
+    start, stop = (me * rows // workers, (me + 1) * rows // workers)
+    return np.take(array, range(start, stop), axis=axis) if axis else array[start:stop]
+
+
+def broadcast_parameters(arrays):
+    """Overwrite `arrays` (a dict or list of C-contiguous NumPy arrays: parameters and optimizer
+    state) in place with rank 0's, so that every replica starts equal."""
+    values = list(arrays.values()) if isinstance(arrays, dict) else list(arrays)
+    if _dist() is None:
+        return
+    import torch
+
+    for value in values:
+        _collective("broadcast", lambda d, v=value: d.broadcast(torch.from_numpy(v), src=0,
+                                                                 async_op=True))
+
+
+def allreduce_array(x, op, weight=None):
+    """The runtime of `gd.allreduce`: Σ over workers of x ("sum"), or its mean ("mean"),
+    weighted by each worker's `weight` (rows) when given: Σ w_r x_r / Σ w_r. One collective, in
+    place on a buffer of x's dtype that torch reads through `torch.from_numpy` (no copy
+    between them). With one worker x itself comes back: the identity, bit for bit."""
+    if _dist() is None:
+        return x
+    import torch
+
+    weighted = weight is not None and op == "mean"
+    flat = np.empty(x.size + weighted, x.dtype)
+    if weighted:  # this worker's weight travels in the same buffer: one call
+        np.multiply(x.reshape(-1), x.dtype.type(weight), out=flat[:-1])
+        flat[-1] = weight
+    else:
+        flat[:] = x.reshape(-1)
+    _collective("allreduce", lambda d: d.all_reduce(torch.from_numpy(flat), async_op=True))
+    values = flat[:-1] if weighted else flat
+    if op == "mean":
+        values /= flat[-1] if weighted else world_size()
+    return values.reshape(x.shape)
+
+
+def _collective(what, start):
+    """Run the collective `start(torch.distributed)` returns (its async work), waiting at most
+    the timeout; a failure raises CollectiveError naming the ranks that never reached it."""
+    dist = _dist()
+    _state["calls"] += 1
+    call = _state["calls"]
+    timeout = datetime.timedelta(seconds=_state["timeout"])
+    try:
+        start(dist).wait(timeout)
+    except RuntimeError as error:
+        raise CollectiveError(f"rank {dist.get_rank()}: {what} #{call} failed within "
+                              f"{_state['timeout']:g} s; {_absent(dist, call)} "
+                              f"({str(error).splitlines()[0][:200]})") from error
+
+
+def _absent(dist, call):
+    """Which ranks did not reach collective `call`: each failing rank marks the group's store,
+    and the others have a moment to do so; those without a mark are dead or stuck."""
+    me, world = dist.get_rank(), dist.get_world_size()
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"graphdl/failed/{call}/{me}", "1")
+        deadline = time.monotonic() + min(2.0, _state["timeout"])
+        keys = {r: f"graphdl/failed/{call}/{r}" for r in range(world) if r != me}
+        missing = list(keys)
+        while time.monotonic() < deadline:
+            missing = [r for r, key in keys.items() if not store.check([key])]
+            if not missing:
+                break
+            time.sleep(0.05)
+    except (RuntimeError, AttributeError):  # the store is gone too: say nothing we do not know
+        return "the other ranks could not be asked which of them failed"
+    if not missing:
+        return "every rank reached it: they disagree on the call, or the network failed"
+    shown = ", ".join(str(r) for r in missing)
+    return f"rank{'s' if len(missing) > 1 else ''} {shown} did not reach it (dead or stuck)"
