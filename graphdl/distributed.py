@@ -60,6 +60,11 @@ def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=D
                             timeout=datetime.timedelta(seconds=_state["timeout"]))
 
 
+def set_timeout(seconds):
+    """The seconds each collective from now on may wait for the other workers."""
+    _state["timeout"] = float(seconds)
+
+
 def rank():
     """This worker's rank, 0 without a process group."""
     dist = _dist()

@@ -1,0 +1,89 @@
+"""One worker of tests/test_distributed.py: `python -m tests.distributed_worker RANK WORLD
+RENDEZVOUS OUT SCENARIO` joins a gloo group through the `file://` rendezvous and writes what it
+computed to OUT (.npz). `train` is also what the test runs in its own process, as one worker with
+the whole batch."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import graphdl as gd
+import graphdl.distributed as gdd
+
+STEPS = 3
+# each optimizer in each dtype, each once with an even split of 8 rows and once with 4 + 3
+RUNS = [("sgd", "float64", 8), ("sgd", "float32", 7), ("adam", "float64", 7),
+        ("adam", "float32", 8)]
+
+
+def batch(k, rows, dtype):
+    """Global batch k: it depends on k alone, on every worker."""
+    rng = np.random.default_rng(100 + k)
+    return (rng.standard_normal((rows, 4)).astype(dtype),
+            rng.standard_normal((rows, 2)).astype(dtype))
+
+
+def initial(dtype):
+    """Parameters that differ between ranks: broadcast_parameters must make them equal."""
+    rng = np.random.default_rng(gdd.rank())
+    return {"W1": rng.standard_normal((4, 5)).astype(dtype) * 0.5,
+            "b1": rng.standard_normal(5).astype(dtype) * 0.1,
+            "W2": rng.standard_normal((5, 2)).astype(dtype) * 0.5,
+            "b2": np.zeros(2, dtype)}
+
+
+def train(optimizer, dtype, rows, allreduce):
+    """The parameters after STEPS steps of an MLP on this rank's shard of each global batch."""
+    x, y = gd.input("x", (None, 4), dtype), gd.input("y", (None, 2), dtype)
+    arrays = initial(dtype)
+    params = {name: gd.input(name, a.shape, dtype) for name, a in arrays.items()}
+    hidden = gd.tanh(x @ params["W1"] + params["b1"])
+    loss = gd.mean((hidden @ params["W2"] + params["b2"] - y) ** 2)
+    reduce = {"allreduce": "mean", "rows": x} if allreduce else {}
+    if optimizer == "sgd":
+        opt = gd.optim.sgd(loss, list(params.values()), lr=0.1, momentum=0.9, **reduce)
+    else:
+        opt = gd.optim.adam(loss, list(params.values()), lr=0.01, **reduce)
+    step = gd.compile(loss, updates=opt.updates)
+    arrays.update(opt.init())
+    gdd.broadcast_parameters(arrays)
+    for k in range(STEPS):
+        xs, ys = batch(k, rows, dtype)
+        step(x=gdd.shard(xs), y=gdd.shard(ys), **arrays)
+    return arrays
+
+
+def main(rank, world, rendezvous, out, scenario):
+    gdd.init(init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=20)
+    results = {}
+    if scenario == "train":  # then rank 1 hangs
+        results = {f"{o}-{d}-{r}-{name}": value for o, d, r in RUNS
+                   for name, value in train(o, d, r, allreduce=True).items()}
+        if rank == 1:
+            np.savez(out, **results)
+        gdd.allreduce_array(np.ones(1), "sum")  # rank 1's results are saved
+    np.savez(out, **results, **failed_peer(rank, scenario))
+
+
+def failed_peer(rank, scenario):
+    """Rank 1 dies ("killed") or hangs ("train") where rank 0 reduces: rank 0's
+    CollectiveError and how long it took to come."""
+    gdd.set_timeout(2)
+    if rank == 1:
+        if scenario == "killed":
+            sys.exit(3)
+        time.sleep(60)  # the test ends it first
+        sys.exit(4)
+    start = time.monotonic()
+    try:
+        gdd.allreduce_array(np.ones(3), "sum")
+    except gdd.CollectiveError as error:
+        return {"message": str(error), "seconds": time.monotonic() - start}
+    return {}
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])

@@ -1,0 +1,162 @@
+"""Data-parallel training (graphdl.distributed, gd.allreduce, the optimizers' allreduce=).
+
+One worker, in this process (no process group): allreduce is the identity and a step with
+allreduce="mean" is bit-identical to the plain one. Two workers: pairs of spawned processes
+joined by gloo through a `file://` rendezvous in tmp_path (loopback only; no port to race for),
+all pairs started at once (importing torch dominates their time): an MLP trained with
+SGD-momentum and Adam on halves of each global batch (and an uneven 4 + 3 split) ends where one
+worker with the whole batch ends, both replicas bit-identical; a killed and a hung peer make
+rank 0 raise within the timeout, naming rank 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+import graphdl.distributed as gdd
+from graphdl.errors import GraphError
+from tests import distributed_worker as worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- one worker
+def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too():
+    x = gd.input("x", (2, 3), "float64")
+    w = gd.input("w", (), "float64")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3))
+    for y in (gd.allreduce(x), gd.allreduce(x, "sum"), gd.allreduce(x, weight=w)):
+        loss = gd.sum(gd.sin(y) * x)
+        fn = gd.compile([y, *gd.grad(loss, [x])])
+        value, dx = fn(x=a, w=3.0) if len(y.inputs) == 2 else fn(x=a)
+        np.testing.assert_array_equal(value, a)
+        np.testing.assert_array_equal(dx, np.cos(a) * a + np.sin(a))
+        assert "_allreduce(" in fn.source  # where the communication happens
+
+
+@pytest.mark.parametrize("make", [
+    lambda loss, ps, **k: gd.optim.sgd(loss, ps, lr=0.1, momentum=0.9, **k),
+    lambda loss, ps, **k: gd.optim.adam(loss, ps, lr=0.01, **k),
+], ids=["sgd-momentum", "adam"])
+def test_a_step_with_allreduce_mean_is_bit_identical_to_the_plain_step(make):
+    x, y = gd.input("x", (None, 4), "float32"), gd.input("y", (None, 2), "float32")
+    W = gd.input("W", (4, 2), "float32")
+    b = gd.input("b", (2,), "float64")  # a second dtype: a second flat buffer
+    loss = gd.mean((gd.tanh(x @ W) + gd.cast(b, "float32") - y) ** 2)
+    rng = np.random.default_rng(1)
+    start = {"W": rng.standard_normal((4, 2)).astype("float32"), "b": rng.standard_normal(2)}
+    xs, ys = rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
+    ends = []
+    for reduce in ({}, {"allreduce": "mean", "rows": x}):
+        opt = make(loss, [W, b], **reduce)
+        step = gd.compile(loss, updates=opt.updates)
+        arrays = {**{k: v.copy() for k, v in start.items()}, **opt.init()}
+        for _ in range(3):
+            step(x=xs, y=ys, **arrays)
+        ends.append(arrays)
+        assert ("_allreduce(" in step.source) == bool(reduce)
+    for name in ends[0]:
+        np.testing.assert_array_equal(ends[0][name], ends[1][name], err_msg=name)
+
+
+def test_one_worker_shards_nothing_and_broadcasts_nothing():
+    a = np.arange(12.0).reshape(4, 3)
+    assert gdd.world_size() == 1 and gdd.rank() == 0
+    np.testing.assert_array_equal(gdd.shard(a), a)
+    np.testing.assert_array_equal(gdd.shard(a, axis=1), a)
+    gdd.broadcast_parameters({"a": a})
+    np.testing.assert_array_equal(a, np.arange(12.0).reshape(4, 3))
+    assert "torch" not in sys.modules or gdd._dist() is None
+
+
+def test_bad_allreduce_calls_are_refused_by_name():
+    x = gd.input("x", (3,), "float32")
+    with pytest.raises(GraphError, match="op must be one of"):
+        gd.allreduce(x, "max")
+    with pytest.raises(GraphError, match="floating-point"):
+        gd.allreduce(gd.input("k", (3,), "int64"))
+    with pytest.raises(GraphError, match="weight applies to op='mean'"):
+        gd.allreduce(x, "sum", weight=2.0)
+    with pytest.raises(GraphError, match="allreduce must be one of"):
+        gd.optim.sgd(gd.sum(x * x), [x], lr=0.1, allreduce="max")
+
+
+def test_onnx_export_refuses_the_collective():
+    pytest.importorskip("onnx")
+    x = gd.input("x", (3,), "float32")
+    with pytest.raises(GraphError, match="no collective operator"):
+        gd.onnx.save(gd.allreduce(x) * 2, "unused.onnx")
+
+
+# ---------------------------------------------------------------- two workers
+PAIRS = ("train", "killed")  # after training, rank 1 of "train" hangs
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """{scenario: rank 0's results, "train-1": rank 1's}: the pairs started at once; each
+    rank 1 that failed on purpose is ended here."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("distributed")
+    procs = {}
+    for scenario in PAIRS:
+        for rank in (0, 1):
+            out = root / f"{scenario}-{rank}.npz"
+            procs[scenario, rank] = (out, subprocess.Popen(
+                [sys.executable, "-m", "tests.distributed_worker", str(rank), "2",
+                 str(root / f"{scenario}.rendezvous"), str(out), scenario],
+                cwd=ROOT, stderr=subprocess.PIPE, text=True))
+    results = {}
+    try:
+        for (scenario, rank), (out, proc) in procs.items():
+            if scenario == "train" and rank == 1:  # it hangs: ended below
+                results["train-1"] = _load(out)  # saved before rank 0 finished
+            elif rank == 0:
+                proc.wait(timeout=120)
+                assert proc.returncode == 0, proc.stderr.read()
+                results[scenario] = _load(out)
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    return results
+
+
+def _load(path):
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return dict(saved)
+
+
+def _close(a, b, dtype):
+    tolerance = 1e-12 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("run", worker.RUNS, ids=lambda r: "-".join(map(str, r)))
+def test_two_workers_with_half_the_batch_each_step_as_one_with_all_of_it(pairs, run):
+    rank0, rank1 = pairs["train"], pairs["train-1"]
+    one = worker.train(*run, allreduce=False)  # this process: one worker, the whole batch
+    for name, value in one.items():
+        key = "-".join(map(str, run)) + f"-{name}"
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=f"replicas differ: {key}")
+        _close(rank0[key], value, run[1])
+
+
+@pytest.mark.parametrize("scenario", ["killed", "train"], ids=["killed", "hung"])
+def test_a_failed_peer_makes_the_other_raise_within_the_timeout_naming_it(pairs, scenario):
+    report = pairs[scenario]
+    assert "message" in report, "rank 0 did not raise CollectiveError"
+    message = str(report["message"])
+    assert "rank 0: allreduce #" in message and "failed within 2 s" in message, message
+    assert "rank 1 did not reach it" in message, message
+    assert float(report["seconds"]) < 2 + 2 + 3  # timeout, the others' moment to report, slack
