@@ -22,23 +22,30 @@ import graphdl as gd
 import graphdl.distributed as gdd
 from graphdl.errors import GraphError
 from tests import distributed_worker as worker
+from tests.helpers import run_on, runner_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- one worker
-def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too():
+@pytest.mark.parametrize("runner", runner_params())
+@pytest.mark.filterwarnings("ignore::graphdl.facets.FallbackWarning")  # CUDA: the host's
+def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too(runner):
     x = gd.input("x", (2, 3), "float64")
     w = gd.input("w", (), "float64")
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2, 3))
+    a = np.random.default_rng(0).standard_normal((2, 3))
     for y in (gd.allreduce(x), gd.allreduce(x, "sum"), gd.allreduce(x, weight=w)):
         loss = gd.sum(gd.sin(y) * x)
-        fn = gd.compile([y, *gd.grad(loss, [x])])
-        value, dx = fn(x=a, w=3.0) if len(y.inputs) == 2 else fn(x=a)
+        feeds = {"x": a, "w": 3.0} if len(y.inputs) == 2 else {"x": a}
+        value, dx = run_on(runner, [y, *gd.grad(loss, [x])], feeds)
         np.testing.assert_array_equal(value, a)
-        np.testing.assert_array_equal(dx, np.cos(a) * a + np.sin(a))
-        assert "_allreduce(" in fn.source  # where the communication happens
+        np.testing.assert_allclose(dx, np.cos(a) * a + np.sin(a), rtol=1e-15)
+
+
+def test_the_generated_code_shows_the_collective():
+    x = gd.input("x", (2, 3), "float32")
+    source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source
+    assert "= _allreduce(" in source and "graphdl.distributed" in source
 
 
 @pytest.mark.parametrize("make", [

@@ -131,7 +131,7 @@ implements_each("numpy", {
     random.RANDOM_UNIFORM: lambda n, key, *like: call(
         f"_random_uniform({key.text}, {n.shape}, {_dtype(n)})"),
     collective.ALLREDUCE: lambda n, x, *weight: call(
-        f"_allreduce({', '.join([x.text, repr(n.attrs['op'])] + [w.text for w in weight])})"),
+        f"_allreduce({', '.join([x.text, repr(n.attrs['how'])] + [w.text for w in weight])})"),
     leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
 })

@@ -35,12 +35,12 @@ def _infer(inputs, attrs):
 def _pullback(node, g):
     """Sum: every worker's x reaches every worker's y, so dx = Σ of the cotangents; mean:
     dx = w_r / Σ w · Σ g (unweighted: the mean of g). The weight is a count: no gradient."""
-    how = node.attrs["op"]
+    how = node.attrs["how"]
     if len(node.inputs) == 1:
-        return [ALLREDUCE(g, op=how)]
+        return [ALLREDUCE(g, how=how)]
     weight = node.inputs[1]
-    share = weight / ALLREDUCE(weight, op="sum")
-    return [ALLREDUCE(g, op="sum") * ew.cast(share, node.dtype.name), None]
+    share = weight / ALLREDUCE(weight, how="sum")
+    return [ALLREDUCE(g, how="sum") * ew.cast(share, node.dtype.name), None]
 
 
 def _workers():
@@ -51,13 +51,13 @@ def _workers():
 
 
 def _label(node, folded):
-    return f"{'averaged' if node.attrs['op'] == 'mean' else 'summed'} over {_workers()}"
+    return f"{'averaged' if node.attrs['how'] == 'mean' else 'summed'} over {_workers()}"
 
 
 def _narration(w):
     if w.k == 1:
         return "no gradient flows to the weight: it counts rows"
-    how = "averaged" if w.node.attrs["op"] == "mean" else "summed"
+    how = "averaged" if w.node.attrs["how"] == "mean" else "summed"
     weighted = " weighted by rows" if len(w.node.inputs) == 2 else ""
     return f"{w.dx} = {w.dy} {how} over {_workers()}{weighted}, as {w.y} was → {w.shape}"
 
@@ -66,7 +66,7 @@ def _narration(w):
 # over the workers r; x itself with one worker.
 ALLREDUCE = register(OpDef(
     "allreduce", infer=_infer,
-    impl=lambda x, weight=None, *, op: runtime._allreduce(x, op, weight),
+    impl=lambda x, weight=None, *, how: runtime._allreduce(x, how, weight),
     pullback=_pullback, label=_label, narration=_narration,
     closed_form=lambda node, args: args[0],  # the value with one worker, where graphs are checked
     kinks="linear", extra={"communicates": True},
@@ -82,9 +82,9 @@ def allreduce(x, op="mean", *, weight=None):
     if op not in OPS:
         raise GraphError(f"allreduce of {describe(x)}: op must be one of {OPS}, got {op!r}")
     if weight is None:
-        return ALLREDUCE(x, op=op)
+        return ALLREDUCE(x, how=op)
     if op != "mean":
         raise GraphError(f"allreduce of {describe(x)}: a weight applies to op='mean' only")
     if not isinstance(weight, Node):
         weight = leaf.constant(np.asarray(weight, np.float64))
-    return ALLREDUCE(x, weight, op=op)
+    return ALLREDUCE(x, weight, how=op)
