@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -102,6 +104,48 @@ def broadcast_parameters(arrays):
     for value in values:
         _collective("broadcast", lambda d, v=value: d.broadcast(torch.from_numpy(v), src=0,
                                                                  async_op=True))
+
+
+def checkpoint(arrays, step, directory, keep=2):
+    """Save `arrays` ({name: array}: parameters and optimizer state) as the state after `step`
+    steps, in `directory`: rank 0 writes `step-<step>.npz` under a temporary name and renames it
+    (a crash leaves the last complete checkpoint whole), then removes all but the `keep`
+    newest. Batch k depending on k alone, `resume` then replays the run exactly."""
+    if rank() != 0:
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".step-{step}.npz.partial"
+    with open(temporary, "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, directory / f"step-{step}.npz")
+    for _, old in _checkpoints(directory)[:-keep]:
+        old.unlink()
+
+
+def resume(arrays, directory):
+    """Load the newest complete checkpoint of `directory` into `arrays` in place (rank 0 reads
+    it, every rank receives it) and return its step; without one, make `arrays` rank 0's and
+    return 0. Call it on every rank before the first step, in place of `broadcast_parameters`."""
+    found = _checkpoints(Path(directory)) if rank() == 0 else []
+    step = np.array([found[-1][0] if found else 0], np.int64)
+    if found:
+        with np.load(found[-1][1]) as saved:
+            if set(saved.files) != set(arrays):
+                raise ValueError(f"resume: {found[-1][1]} holds {sorted(saved.files)}, not "
+                                 f"{sorted(arrays)}")
+            for name, value in arrays.items():
+                value[...] = saved[name]
+    broadcast_parameters([step, *arrays.values()])
+    return int(step[0])
+
+
+def _checkpoints(directory):
+    """[(step, path)] of the complete checkpoints in `directory`, oldest first."""
+    named = ((re.fullmatch(r"step-(\d+)\.npz", p.name), p) for p in directory.glob("step-*"))
+    return sorted((int(match.group(1)), p) for match, p in named if match)
 
 
 def allreduce_array(x, op, weight=None):

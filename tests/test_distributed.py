@@ -83,6 +83,39 @@ def test_one_worker_shards_nothing_and_broadcasts_nothing():
     assert "torch" not in sys.modules or gdd._dist() is None
 
 
+def test_a_run_resumed_from_its_checkpoint_ends_bit_identical(tmp_path):
+    """Stopped after step 3 of 5 with a checkpoint every 2 steps (and a partial file a crash
+    left behind), a resumed run replays steps 3 and 4 and ends where an uninterrupted one does."""
+    x, y = gd.input("x", (None, 3), "float32"), gd.input("y", (None,), "float32")
+    W = gd.input("W", (3,), "float32")
+    opt = gd.optim.adam(gd.mean((gd.tanh(x @ W) - y) ** 2), [W], lr=0.1, allreduce="mean", rows=x)
+    step = gd.compile(opt.updates[W], updates=opt.updates)
+
+    def run(arrays, start, stop, directory=None):
+        for k in range(start, stop):
+            rng = np.random.default_rng(k)  # batch k depends on k alone
+            step(x=rng.standard_normal((4, 3)), y=rng.standard_normal(4), **arrays)
+            if directory is not None and (k + 1) % 2 == 0:
+                gdd.checkpoint(arrays, k + 1, directory)
+
+    def fresh():
+        return {"W": np.full(3, 0.5, np.float32), **opt.init()}
+
+    uninterrupted = fresh()
+    run(uninterrupted, 0, 5)
+    interrupted = fresh()
+    assert gdd.resume(interrupted, tmp_path) == 0
+    run(interrupted, 0, 3, tmp_path)  # stopped after step 3: the checkpoint holds step 2
+    (tmp_path / ".step-4.npz.partial").write_bytes(b"a crash while writing")
+    resumed = {name: np.zeros_like(value) for name, value in fresh().items()}
+    start = gdd.resume(resumed, tmp_path)
+    assert start == 2
+    run(resumed, start, 5, tmp_path)
+    for name, value in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-2.npz", "step-4.npz"]
+
+
 def test_bad_allreduce_calls_are_refused_by_name():
     x = gd.input("x", (3,), "float32")
     with pytest.raises(GraphError, match="op must be one of"):
