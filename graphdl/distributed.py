@@ -57,9 +57,17 @@ def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=D
     import torch.distributed as dist
 
     rank = int(os.environ["RANK"]) if rank is None else int(rank)
-    dist.init_process_group(backend, init_method=init_method or "env://", rank=rank,
-                            world_size=world_size,
-                            timeout=datetime.timedelta(seconds=_state["timeout"]))
+    timeout = datetime.timedelta(seconds=_state["timeout"])
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None or init_method not in (None, "env://"):
+        dist.init_process_group(backend, init_method=init_method or "env://", rank=rank,
+                                world_size=world_size, timeout=timeout)
+        return
+    # torchrun keeps its store across restarts: the workers of a restart would read the
+    # addresses of the dead ones. Their keys go under the restart's own prefix.
+    store, rank, world_size = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"graphdl/restart-{restart}/", store),
+                            rank=rank, world_size=world_size, timeout=timeout)
 
 
 def set_timeout(seconds):

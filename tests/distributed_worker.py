@@ -1,10 +1,13 @@
 """One worker of tests/test_distributed.py: `python -m tests.distributed_worker RANK WORLD
 RENDEZVOUS OUT SCENARIO` joins a gloo group through the `file://` rendezvous and writes what it
-computed to OUT (.npz). `train` is also what the test runs in its own process, as one worker with
-the whole batch."""
+computed to OUT (.npz); under torchrun, `python -m tests.distributed_worker torchrun DIRECTORY
+OUT [DIE]` joins from the environment, checkpoints into DIRECTORY, and with DIE rank 1 dies once
+mid-run. `train` is also what the test runs in its own process, as one worker with the whole
+batch."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -35,8 +38,10 @@ def initial(dtype):
             "b2": np.zeros(2, dtype)}
 
 
-def train(optimizer, dtype, rows, allreduce):
-    """The parameters after STEPS steps of an MLP on this rank's shard of each global batch."""
+def train(optimizer, dtype, rows, allreduce, steps=STEPS, directory=None, die=False):
+    """The parameters after `steps` steps of an MLP on this rank's shard of each global batch;
+    with a `directory`, resumed from its last checkpoint and checkpointed every 3 steps; with
+    `die`, rank 1 of a first attempt dies after step 7."""
     x, y = gd.input("x", (None, 4), dtype), gd.input("y", (None, 2), dtype)
     arrays = initial(dtype)
     params = {name: gd.input(name, a.shape, dtype) for name, a in arrays.items()}
@@ -49,11 +54,26 @@ def train(optimizer, dtype, rows, allreduce):
         opt = gd.optim.adam(loss, list(params.values()), lr=0.01, **reduce)
     step = gd.compile(loss, updates=opt.updates)
     arrays.update(opt.init())
-    gdd.broadcast_parameters(arrays)
-    for k in range(STEPS):
+    start = 0 if directory is None else gdd.resume(arrays, directory)
+    if directory is None:
+        gdd.broadcast_parameters(arrays)
+    for k in range(start, steps):
+        if die and k == 7 and gdd.rank() == 1 and os.environ["TORCHELASTIC_RESTART_COUNT"] == "0":
+            open(os.path.join(directory, "rank 1 died"), "w").close()
+            os._exit(1)
         xs, ys = batch(k, rows, dtype)
         step(x=gdd.shard(xs), y=gdd.shard(ys), **arrays)
+        if directory is not None and (k + 1) % 3 == 0:
+            gdd.checkpoint(arrays, k + 1, directory)
     return arrays
+
+
+def under_torchrun(directory, out, die=False):
+    """12 steps of Adam on 7-row batches, checkpointed; rank 0 saves the end state to `out`."""
+    gdd.init()
+    arrays = train("adam", "float64", 7, True, steps=12, directory=directory, die=die)
+    if gdd.rank() == 0:
+        np.savez(out, **arrays)
 
 
 def main(rank, world, rendezvous, out, scenario):
@@ -85,5 +105,7 @@ def failed_peer(rank, scenario):
     return {}
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "torchrun":
+    under_torchrun(sys.argv[2], sys.argv[3], die=len(sys.argv) > 4)
+elif __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
