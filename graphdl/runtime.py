@@ -26,8 +26,13 @@ __all__ = ["_allreduce", "_avg_divisor", "_check_index", "_conv_out", "_erf", "_
 
 # ---------------------------------------------------------------- communication
 def _allreduce(x, op, weight=None):
-    """gd.allreduce: the one runtime function that leaves NumPy. It imports graphdl only where
-    a graph communicates, and then only to find the process group (torch.distributed)."""
+    """gd.allreduce: the identity without a torch.distributed process group, so a saved module
+    still needs only NumPy with one worker; with a group, graphdl.distributed's collective."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # never imported here: no group without it
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return x
     from graphdl import distributed
     return distributed.allreduce_array(numpy.asarray(x), op, weight)
 
