@@ -93,12 +93,13 @@ def shard(array, axis=0):
     (`gd.optim.sgd(..., allreduce="mean", rows=x)`), so that an uneven split gives the same
     step as one worker with the whole batch."""
     array = np.asarray(array)
+    axis = np.lib.array_utils.normalize_axis_index(axis, array.ndim)
     rows, workers, me = array.shape[axis], world_size(), rank()
     if rows < workers:
         raise ValueError(f"shard: {rows} rows along axis {axis} cannot give each of "
                          f"{workers} workers one")
-    start, stop = (me * rows // workers, (me + 1) * rows // workers)
-    return np.take(array, range(start, stop), axis=axis) if axis else array[start:stop]
+    start, stop = me * rows // workers, (me + 1) * rows // workers
+    return array[(slice(None),) * axis + (slice(start, stop),)]
 
 
 def broadcast_parameters(arrays):

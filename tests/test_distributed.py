@@ -79,6 +79,7 @@ def test_one_worker_shards_nothing_and_broadcasts_nothing():
     assert gdd.world_size() == 1 and gdd.rank() == 0
     np.testing.assert_array_equal(gdd.shard(a), a)
     np.testing.assert_array_equal(gdd.shard(a, axis=1), a)
+    assert np.shares_memory(gdd.shard(a, axis=-1), a)  # a view
     gdd.broadcast_parameters({"a": a})
     np.testing.assert_array_equal(a, np.arange(12.0).reshape(4, 3))
     assert "torch" not in sys.modules or gdd._dist() is None
