@@ -130,11 +130,11 @@ def test_bad_allreduce_calls_are_refused_by_name():
         gd.optim.sgd(gd.sum(x * x), [x], lr=0.1, allreduce="max")
 
 
-def test_onnx_export_refuses_the_collective():
+def test_onnx_exports_one_workers_allreduce_the_identity():
     pytest.importorskip("onnx")
     x = gd.input("x", (3,), "float32")
-    with pytest.raises(GraphError, match="no collective operator"):
-        gd.onnx.save(gd.allreduce(x) * 2, "unused.onnx")
+    ops = [n.op_type for n in gd.onnx.save(gd.allreduce(x, weight=4.0) * 2).graph.node]
+    assert "Identity" in ops
 
 
 # ---------------------------------------------------------------- two workers

@@ -476,11 +476,10 @@ def _take(w, node, names):
     return w.emit("Gather", names, node.name, axis=node.attrs["axis"])
 
 
+# ONNX has no collective: an exported model runs as one worker, where allreduce is the identity.
 @emits(collective.ALLREDUCE)
 def _allreduce(w, node, names):
-    raise GraphError(f"ONNX export: allreduce ({describe(node)}) communicates between workers, "
-                     f"and ONNX has no collective operator; export the model without it (with "
-                     f"one worker it is the identity)")
+    return w.emit("Identity", names[:1], node.name)
 
 
 @emits(scan.CUMSUM)
