@@ -44,6 +44,23 @@ def _dist():
     return dist
 
 
+def run(train_fn, workers=2, max_failures=0, config=None, storage=None):
+    """Run `train_fn(config)` on `workers` Ray Train workers joined in a gloo group (Ray Train's
+    TorchTrainer makes it; `init()` inside train_fn finds it up); when one fails, Ray restarts
+    them all, `max_failures` times at most: train_fn then `resume`s from its last checkpoint.
+    `storage`: Ray's storage path for its own records. Returns Ray's `Result`."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trainer = TorchTrainer(
+        train_fn, train_loop_config=config or {}, torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=workers),
+        run_config=ray.train.RunConfig(
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures)))
+    return trainer.fit()
+
+
 def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=DEFAULT_TIMEOUT):
     """Join the torch.distributed process group that the launcher describes: torchrun and Ray
     Train set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (`init_method` "env://"); tests give

@@ -41,7 +41,7 @@ def initial(dtype):
 def train(optimizer, dtype, rows, allreduce, steps=STEPS, directory=None, die=False):
     """The parameters after `steps` steps of an MLP on this rank's shard of each global batch;
     with a `directory`, resumed from its last checkpoint and checkpointed every 3 steps; with
-    `die`, rank 1 of a first attempt dies after step 7."""
+    `die`, rank 1 dies after step 7, once (it leaves a mark in `directory`)."""
     x, y = gd.input("x", (None, 4), dtype), gd.input("y", (None, 2), dtype)
     arrays = initial(dtype)
     params = {name: gd.input(name, a.shape, dtype) for name, a in arrays.items()}
@@ -58,8 +58,9 @@ def train(optimizer, dtype, rows, allreduce, steps=STEPS, directory=None, die=Fa
     if directory is None:
         gdd.broadcast_parameters(arrays)
     for k in range(start, steps):
-        if die and k == 7 and gdd.rank() == 1 and os.environ["TORCHELASTIC_RESTART_COUNT"] == "0":
-            open(os.path.join(directory, "rank 1 died"), "w").close()
+        died = os.path.join(str(directory), "rank 1 died")
+        if die and k == 7 and gdd.rank() == 1 and not os.path.exists(died):  # once
+            open(died, "w").close()
             os._exit(1)
         xs, ys = batch(k, rows, dtype)
         step(x=gdd.shard(xs), y=gdd.shard(ys), **arrays)
@@ -103,6 +104,15 @@ def failed_peer(rank, scenario):
     except gdd.CollectiveError as error:
         return {"message": str(error), "seconds": time.monotonic() - start}
     return {}
+
+
+def on_ray(config):
+    """Ray Train's worker: `under_torchrun`'s run."""
+    gdd.init()
+    arrays = train("adam", "float64", 7, True, steps=12, directory=config["directory"],
+                   die=config["die"])
+    if gdd.rank() == 0:
+        np.savez(config["out"], **arrays)
 
 
 if __name__ == "__main__" and sys.argv[1] == "torchrun":

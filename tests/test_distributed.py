@@ -229,3 +229,24 @@ def test_torchrun_restart_after_a_kill_ends_as_uninterrupted(pairs):
     assert pairs["rank 1 died"] and whole is not None and died is not None
     for name, value in whole.items():
         np.testing.assert_array_equal(died[name], value, err_msg=name)
+
+
+def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
+    """gdd.run on Ray Train, rank 1 dying after step 7 of 12 (max_failures=1): Ray restarts
+    both workers, which resume from the checkpoint of step 6 and end where the uninterrupted
+    torchrun job ended. Ray's start-up takes most of a minute here."""
+    pytest.importorskip("ray.train")
+    out = tmp_path / "ray.npz"
+    config = {"directory": str(tmp_path / "checkpoints"), "out": str(out), "die": True}
+    script = ("import graphdl.distributed as gdd\n"
+              "from tests import distributed_worker as worker\n"
+              f"result = gdd.run(worker.on_ray, workers=2, max_failures=1, config={config!r}, "
+              f"storage={str(tmp_path / 'ray')!r})\n"
+              "assert result.error is None, result.error\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "rank 1 died").exists()
+    ray = _load(out)
+    for name, value in pairs["whole"].items():
+        np.testing.assert_array_equal(ray[name], value, err_msg=name)
