@@ -3,10 +3,11 @@
 One worker, in this process (no process group): allreduce is the identity and a step with
 allreduce="mean" is bit-identical to the plain one. Two workers: pairs of spawned processes
 joined by gloo through a `file://` rendezvous in tmp_path (loopback only; no port to race for),
-all pairs started at once (importing torch dominates their time): an MLP trained with
-SGD-momentum and Adam on halves of each global batch (and an uneven 4 + 3 split) ends where one
-worker with the whole batch ends, both replicas bit-identical; a killed and a hung peer make
-rank 0 raise within the timeout, naming rank 1.
+all pairs started at once (importing torch dominates their time): an MLP and a small LeNet
+trained with SGD-momentum and Adam on halves of each global batch (and an uneven 4 + 3 split)
+end where one worker with the whole batch ends, both replicas bit-identical; a killed and a
+hung peer make rank 0 raise within the timeout, naming rank 1; under torchrun and Ray Train a
+run with a worker killed and restarted ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
