@@ -19,6 +19,7 @@ the error says which collective it was, this worker's rank, and the ranks that n
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import re
@@ -75,6 +76,7 @@ def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=D
 
     rank = int(os.environ["RANK"]) if rank is None else int(rank)
     timeout = datetime.timedelta(seconds=_state["timeout"])
+    atexit.register(_leave)
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
     if restart is None or init_method not in (None, "env://"):
         dist.init_process_group(backend, init_method=init_method or "env://", rank=rank,
@@ -85,6 +87,14 @@ def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=D
     store, rank, world_size = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
     dist.init_process_group(backend, store=dist.PrefixStore(f"graphdl/restart-{restart}/", store),
                             rank=rank, world_size=world_size, timeout=timeout)
+
+
+def _leave():
+    """Leave the group at exit: a gloo group torn down with the interpreter can abort the
+    process (SIGABRT) once its peers have gone, failing a finished run under torchrun."""
+    dist = _dist()
+    if dist is not None:
+        dist.destroy_process_group()
 
 
 def set_timeout(seconds):

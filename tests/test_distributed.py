@@ -12,7 +12,6 @@ run with a worker killed and restarted ends bit-identical to an uninterrupted on
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -151,11 +150,11 @@ def pairs(tmp_path_factory):
     pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("distributed")
     commands = {}
-    for job in TORCHRUNS:  # torchrun's static rendezvous needs a port: a free one, now
-        commands[job, 0] = ["torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-                            "127.0.0.1", "--master-port", str(_free_port()), "--max-restarts",
-                            "1", "-m", "tests.distributed_worker", "torchrun", str(root / job),
-                            str(root / f"{job}-0.npz"), *(["die"] if job == "died" else [])]
+    for job in TORCHRUNS:  # standalone: torchrun binds a free port itself, no race for one
+        commands[job, 0] = ["torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                            "--max-restarts", "1", "-m", "tests.distributed_worker", "torchrun",
+                            str(root / job), str(root / f"{job}-0.npz"),
+                            *(["die"] if job == "died" else [])]
     for scenario in PAIRS:
         for rank in (0, 1):
             commands[scenario, rank] = ["tests.distributed_worker", str(rank), "2",
@@ -183,12 +182,6 @@ def pairs(tmp_path_factory):
                 proc.terminate()
             proc.wait()
     return results
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _load(path):
