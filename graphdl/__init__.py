@@ -35,6 +35,7 @@ from graphdl.ops.activations import (
     silu,
     softsign,
 )
+from graphdl.ops.collective import allreduce
 from graphdl.ops.composite import (
     binary_cross_entropy_with_logits,
     clip,
@@ -244,6 +245,7 @@ __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "all",
+    "allreduce",
     "amax",
     "amin",
     "any",

@@ -12,10 +12,15 @@ after the parameter: "W.m", "W.v", "W.momentum"; the step count "adam.step") to 
 rules are torch.optim's, written as graph nodes; state starts at zero, and where PyTorch's first
 step differs from its rule applied to zero state (SGD's momentum buffer with dampening), the step
 count selects it.
+
+Data-parallel (`graphdl.distributed`): `allreduce="mean", rows=x` averages the gradients over
+the workers, weighted by each worker's rows of the batch `x`, before the update; every replica
+then makes the step one worker would make with the whole batch.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -24,8 +29,9 @@ import numpy as np
 from graphdl import autodiff, ir
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe
+from graphdl.ops import collective, leaf
 from graphdl.ops import elementwise as ew
-from graphdl.ops import leaf
+from graphdl.ops import movement as mv
 
 STEP_DTYPE = "float64"  # the step count: exact to 2^53 steps; bias corrections in double
 
@@ -44,12 +50,13 @@ class Optimizer:
 
 
 def sgd(loss, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-        name="sgd"):
+        name="sgd", allreduce=None, rows=None):
     """torch.optim.SGD: g = ∇p + weight_decay·p; with momentum, buf = momentum·buf +
     (1 − dampening)·g (buf = g on the first step), g = buf (nesterov: g + momentum·buf);
     p = p − lr·g. State: "<param>.momentum" per parameter with momentum, and "<name>.step" where
-    dampening makes the first step differ from the rule on a zero buffer."""
-    params, grads = _gradients(loss, params, "sgd")
+    dampening makes the first step differ from the rule on a zero buffer. `allreduce`, `rows`:
+    data-parallel training, see `_reduced`."""
+    params, grads = _gradients(loss, params, "sgd", allreduce, rows)
     _rate("sgd", lr)
     _number("sgd", momentum=momentum, dampening=dampening, weight_decay=weight_decay)
     if nesterov and (momentum == 0 or dampening != 0):
@@ -75,13 +82,15 @@ def sgd(loss, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nestero
     return Optimizer(updates, state)
 
 
-def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, name="adam"):
+def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, name="adam",
+         allreduce=None, rows=None):
     """torch.optim.Adam (not AMSGrad): t = t + 1; g = ∇p + weight_decay·p;
     m = m + (1 − β1)(g − m); v = β2·v + (1 − β2)·g²;
     p = p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + eps). State: "<param>.m", "<param>.v" and
     the step count "<name>.step" (float64; the bias corrections are computed in float64 and
-    rounded to each parameter's dtype, as PyTorch computes them in Python floats)."""
-    params, grads = _gradients(loss, params, "adam")
+    rounded to each parameter's dtype, as PyTorch computes them in Python floats). `allreduce`,
+    `rows`: data-parallel training, see `_reduced`."""
+    params, grads = _gradients(loss, params, "adam", allreduce, rows)
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise GraphError(f"adam: betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = betas
@@ -111,9 +120,10 @@ def adam(loss, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, 
     return Optimizer(updates, state)
 
 
-def _gradients(loss, params, what):
+def _gradients(loss, params, what, allreduce=None, rows=None):
     """The parameters (distinct named inputs, floating point, of known shape, each one the loss
-    depends on) and the loss's gradients with respect to them."""
+    depends on) and the loss's gradients with respect to them, reduced over the workers with
+    `allreduce` (`_reduced`)."""
     if not isinstance(loss, Node) or loss.shape != () or loss.dtype.kind != "f":
         shown = describe(loss) if isinstance(loss, Node) else repr(loss)
         raise GraphError(f"{what}: the loss must be a floating-point scalar node, got {shown}"
@@ -136,7 +146,38 @@ def _gradients(loss, params, what):
     if len({id(p) for p in params}) != len(params):
         raise GraphError(f"{what}: a parameter is given twice: "
                          f"{[p.name for p in params]}")
-    return params, autodiff.grad(loss, params)
+    grads = autodiff.grad(loss, params)
+    return params, grads if allreduce is None else _reduced(grads, allreduce, rows, what)
+
+
+def _reduced(grads, how, rows, what):
+    """Data-parallel training: each worker's gradients (of its loss on its rows) reduced over
+    the workers before the update, `how` "mean" or "sum" (`gd.allreduce`). `rows`: this
+    worker's rows, a node whose first axis they are (the batch input) or a scalar node: the mean
+    is then weighted by rows, the gradient of the mean loss over the whole batch however it was
+    split. All gradients of one dtype travel in one flat buffer: one collective call per step
+    (per dtype). With one worker the gradients come back unchanged, bit for bit."""
+    if how not in collective.OPS:
+        raise GraphError(f"{what}: allreduce must be one of {collective.OPS} or None, got "
+                         f"{how!r}")
+    weight = None
+    if rows is not None:
+        if not isinstance(rows, Node) or (rows.ndim == 0 and rows.dtype.kind != "f"):
+            raise GraphError(f"{what}: rows must be the batch node (rows along its first axis) "
+                             f"or a floating-point scalar node, got "
+                             f"{describe(rows) if isinstance(rows, Node) else repr(rows)}")
+        weight = rows if rows.ndim == 0 else leaf.size(rows, (0,), STEP_DTYPE)
+    reduced = list(grads)
+    for dtype in dict.fromkeys(g.dtype for g in grads):
+        positions = [i for i, g in enumerate(grads) if g.dtype == dtype]
+        flat = mv.concatenate([mv.reshape(grads[i], (-1,)) for i in positions])
+        flat = collective.allreduce(flat, how, weight=weight)
+        start = 0
+        for i in positions:
+            size = math.prod(grads[i].shape)
+            reduced[i] = mv.reshape(flat[start:start + size], grads[i].shape)
+            start += size
+    return reduced
 
 
 def _rate(what, lr):

@@ -17,11 +17,24 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["_avg_divisor", "_check_index", "_conv_out", "_erf", "_erfc", "_index_major",
-           "_linear_scan", "_logcumsumexp", "_lowest", "_mix64", "_pad", "_per_element",
-           "_pool_extra", "_random_uniform", "_row_groups", "_rows_summed", "_running_arg",
-           "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to", "_sum_to_axes",
-           "_swap32", "_unslice", "_where"]
+__all__ = ["_allreduce", "_avg_divisor", "_check_index", "_conv_out", "_erf", "_erfc",
+           "_index_major", "_linear_scan", "_logcumsumexp", "_lowest", "_mix64", "_pad",
+           "_per_element", "_pool_extra", "_random_uniform", "_row_groups", "_rows_summed",
+           "_running_arg", "_scatter_add", "_sigmoid", "_softplus", "_stable_order", "_sum_to",
+           "_sum_to_axes", "_swap32", "_unslice", "_where"]
+
+
+# ---------------------------------------------------------------- communication
+def _allreduce(x, op, weight=None):
+    """gd.allreduce: the identity without a torch.distributed process group, so a saved module
+    still needs only NumPy with one worker; with a group, graphdl.distributed's collective."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # never imported here: no group without it
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return x
+    from graphdl import distributed
+    return distributed.allreduce_array(numpy.asarray(x), op, weight)
 
 
 # ---------------------------------------------------------------- elementwise

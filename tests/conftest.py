@@ -48,6 +48,11 @@ SLOW_TESTS = {
     "tests/test_boxes_data.py::test_items_come_from_their_own_split_and_labels_follow_the_sources",
     "tests/test_codegen.py::test_deep_graph_compiles_without_recursion_limit",  # 7 s
     "tests/test_compiled_semantics.py::test_large_constants_live_beside_the_module_not_in_its_text",
+    "tests/test_distributed.py::test_two_workers_step_as_one_with_the_whole_batch",  # 40 s: all
+    "tests/test_distributed.py::test_a_failed_peer_is_named_within_the_timeout",  # the workers
+    "tests/test_distributed.py::test_torchrun_restart_after_a_kill_ends_as_uninterrupted",
+    "tests/test_distributed.py::test_ray_train_restart_after_a_kill_ends_as_uninterrupted",  # 50
+
     "tests/test_notebooks.py::test_notebook_runs_and_displays_drawings_and_steppers",  # 23 s
     "tests/test_onnx.py::test_imported_gradients_match_pytorch_autograd",  # 4 s
     "tests/test_onnx.py::test_imported_models_match_pytorch_and_onnxruntime",  # 3 s

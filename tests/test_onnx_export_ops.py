@@ -100,6 +100,13 @@ def _scan_and_erf_case():
     return _with_gradients(x, y, seed=3), {"x": (3, 5)}
 
 
+def _allreduce_case():
+    """allreduce, mean (weighted too) and sum: one worker's, the identity."""
+    x = gd.input("x", (3, 4))
+    y = gd.allreduce(x * x, weight=2.0) * gd.allreduce(gd.sin(x), "sum")
+    return _with_gradients(x, y, seed=5), {"x": (3, 4)}
+
+
 def _cumulative_case():
     """cumprod, logcumsumexp (its gradient a linear_scan), cummax and cummin (their indices a
     running-index op), each an ONNX Scan, forward and reversed."""
@@ -160,7 +167,7 @@ def _unknown_batch_case():
 CASES = {**{f"pool_{name}": (lambda p=p: _pool_case(*p)) for name, p in POOLS.items()},
          "conv": _conv_case, "movement": _movement_case, "elementwise": _elementwise_case,
          "scan_and_erf": _scan_and_erf_case, "cumulative": _cumulative_case,
-         "dropout": _dropout_case,
+         "dropout": _dropout_case, "allreduce": _allreduce_case,
          "logic_and_fmod": _logic_and_fmod_case, "reductions": _reduction_case,
          "gather_scatter": _gather_scatter_case, "unknown_batch": _unknown_batch_case}
 

@@ -156,6 +156,12 @@ CASES: dict[str, list[Case]] = {
         C("logcumsumexp[reverse]", lambda a: gd.logcumsumexp(a, 0, reverse=True),
           ((4, 2), normal)),
     ],
+    "allreduce": [  # one worker: the identity, its gradient the identity too
+        C("allreduce[mean]", lambda a: gd.allreduce(a), ((2, 3), normal)),
+        C("allreduce[sum]", lambda a: gd.allreduce(a, "sum"), ((3,), normal)),
+        C("allreduce[weighted]", lambda a, w: gd.allreduce(a, weight=w), ((2, 2), normal),
+          ((), away_from_zero), grads=(0,)),  # the weight counts rows
+    ],
     "linear_scan": [
         C("linear_scan[axis1]", lambda a, g: R["linear_scan"](a, g, axis=1, reverse=False),
           ((3, 4), normal), ((3, 4), normal)),

@@ -20,7 +20,7 @@ from .helpers import assert_saved_module_runs_alone
 # What the interpreter calls through the module (so a spy on `runtime` sees it) ...
 INTERPRETED = {"_unslice", "_scatter_add", "_check_index", "_sum_to", "_sum_to_axes", "_conv_out",
                "_pad", "_pool_extra", "_avg_divisor", "_logcumsumexp", "_linear_scan",
-               "_running_arg", "_random_uniform"}
+               "_running_arg", "_random_uniform", "_allreduce"}
 # ... and holds as the very function objects (the op's impl, the padding value).
 HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_softplus": lambda: ew.SOFTPLUS.impl,
         "_lowest": lambda: conv.lowest}
@@ -29,7 +29,7 @@ HELD = {"_sigmoid": lambda: ew.SIGMOID.impl, "_softplus": lambda: ew.SOFTPLUS.im
 EMITTED = {"_sigmoid", "_softplus", "_where", "_unslice", "_scatter_add", "_index_major",
            "_rows_summed", "_row_groups", "_stable_order", "_check_index", "_conv_out", "_pad",
            "_pool_extra", "_lowest", "_avg_divisor", "_logcumsumexp", "_linear_scan",
-           "_running_arg", "_random_uniform", "_mix64", "_swap32"}
+           "_running_arg", "_random_uniform", "_mix64", "_swap32", "_allreduce"}
 # Printed for user formulas (`sympy.erf`); their reference runs the same function.
 PRINTED = {"_erf", "_erfc", "_per_element"}
 
@@ -38,7 +38,7 @@ def program():
     """One training graph that reaches every runtime function: padded convolution with bias
     (sum_to), relu (the select), ceil-mode max-pooling, average pooling without the padding,
     slicing, a sigmoid, a softplus of a dropout drawn from a fed key, an embedding lookup,
-    logcumsumexp (its gradient a linear scan) and cummax."""
+    logcumsumexp (its gradient a linear scan), cummax and an allreduce (one worker)."""
     x = gd.input("x", (2, 3, 7, 7), "float64")
     w = gd.input("w", (4, 3, 3, 3), "float64")
     b = gd.input("b", (4,), "float64")
@@ -51,7 +51,7 @@ def program():
     rows, cropped = gd.take(table, idx, axis=0), averaged[:, :, 1:]
     loss = (gd.sum(gd.sigmoid(pooled)) + gd.sum(cropped * cropped) + gd.sum(rows * rows)
             + gd.sum(gd.softplus(gd.dropout(h, 0.3, key=key)))
-            + gd.sum(gd.logcumsumexp(b) * gd.cummax(b).values))
+            + gd.sum(gd.logcumsumexp(b) * gd.allreduce(gd.cummax(b).values)))
     return [loss, *gd.grad(loss, [x, w, b, table])]
 
 

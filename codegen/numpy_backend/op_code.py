@@ -17,7 +17,7 @@ from graphdl import runtime
 from graphdl.codegen.numpy_backend import conv_kernels
 from graphdl.codegen.numpy_backend.elementwise import ATOM, MUL, Expr, call, elementwise_template
 from graphdl.opdef import implements_each
-from graphdl.ops import conv, leaf, random, scan, sorting
+from graphdl.ops import collective, conv, leaf, random, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
 from graphdl.ops import matmul as mm
@@ -130,6 +130,8 @@ implements_each("numpy", {
     leaf.ZEROS_LIKE: lambda n, x: call(f"numpy.zeros({n.shape}, dtype={_dtype(n)})"),
     random.RANDOM_UNIFORM: lambda n, key, *like: call(
         f"_random_uniform({key.text}, {n.shape}, {_dtype(n)})"),
+    collective.ALLREDUCE: lambda n, x, *weight: call(
+        f"_allreduce({', '.join([x.text, repr(n.attrs['how'])] + [w.text for w in weight])})"),
     leaf.SIZE: lambda n, x: call(
         f"{_dtype(n)}({math.prod(n.inputs[0].shape[i] for i in n.attrs['axes'])})"),
 })

@@ -25,7 +25,7 @@ from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, topological_order
 from graphdl.lazy import sympy
 from graphdl.opdef import REGISTRY, implements
-from graphdl.ops import conv, leaf, matmul, random, scan, sorting
+from graphdl.ops import collective, conv, leaf, matmul, random, scan, sorting
 from graphdl.ops import elementwise as ew
 from graphdl.ops import indexing as ix
 from graphdl.ops import logic as lg
@@ -474,6 +474,12 @@ def _concatenate(w, node, names):
 @emits(mv.TAKE)
 def _take(w, node, names):
     return w.emit("Gather", names, node.name, axis=node.attrs["axis"])
+
+
+# ONNX has no collective: an exported model runs as one worker, where allreduce is the identity.
+@emits(collective.ALLREDUCE)
+def _allreduce(w, node, names):
+    return w.emit("Identity", names[:1], node.name)
 
 
 @emits(scan.CUMSUM)

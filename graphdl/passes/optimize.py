@@ -88,6 +88,8 @@ def _fold(node):
     op = node.op
     if op.kind == "leaf" or math.prod(node.shape) > FOLD_LIMIT:  # shapes are bound by now
         return None
+    if op.extra.get("communicates"):  # a collective runs when every worker calls the step
+        return None
     values = []
     for k, i in enumerate(node.inputs):
         if k in op.shape_only:

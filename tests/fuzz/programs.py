@@ -513,6 +513,13 @@ def _scan(g):
     return [x], {"axis": axis, "reverse": bool(g.rng.integers(2))}
 
 
+def _allreduce(g):
+    """The collective, run by one worker: the identity, its gradient too (weighted or not)."""
+    how = str(g.rng.choice(["mean", "sum"]))
+    weight = {"weight": 3.0} if how == "mean" and g.rng.integers(2) else {}
+    return [g.pick()], {"op": how, **weight}
+
+
 def _random_uniform(g):
     """x times a draw of x's shape and dtype: the backends' draws meet in the product."""
     return [g.pick()], {"key": int(g.rng.integers(-(1 << 40), 1 << 40))}
@@ -1423,6 +1430,7 @@ PROPOSERS = {
     "cummax": _scan,
     "cummin": _scan,
     "random_uniform": _random_uniform,
+    "allreduce": _allreduce,
     "mean": _reduce,
     "max": _reduce,
     "min": _reduce,

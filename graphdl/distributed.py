@@ -1,0 +1,245 @@
+"""Data-parallel training on torch.distributed: the same compiled step on every worker, each with
+its rows of the global batch, gradients averaged by the `gd.allreduce` op inside the step.
+
+    import graphdl.distributed as gdd
+    gdd.init()                                  # torchrun / Ray Train's environment; else 1 worker
+    opt = gd.optim.sgd(loss, params, lr=0.1, allreduce="mean", rows=x)
+    step = gd.compile(loss, updates=opt.updates)
+    gdd.broadcast_parameters(arrays)            # every replica starts from rank 0's values
+    for k in range(steps):
+        step(x=gdd.shard(batch_x(k)), y=gdd.shard(batch_y(k)), **arrays)
+
+Without a process group (one process, or `init()` never called) the world has one worker and
+every collective is the identity: nothing here imports torch until `init()` joins a group.
+
+No hangs: every collective waits at most `timeout` seconds (`init(timeout=)`); when one fails,
+the error says which collective it was, this worker's rank, and the ranks that never reached it
+(each failing rank leaves a mark in the group's store; a dead or stuck rank leaves none).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_TIMEOUT = 60.0  # seconds a collective may wait for the other workers
+_state = {"timeout": DEFAULT_TIMEOUT, "calls": 0}
+
+
+class CollectiveError(RuntimeError):
+    """A collective did not complete: a worker died, hung or disagreed on the call."""
+
+
+def _dist():
+    """torch.distributed if a process group is up, else None (torch is never imported here)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist
+
+
+def run(train_fn, workers=2, max_failures=0, config=None, storage=None):
+    """Run `train_fn(config)` on `workers` Ray Train workers joined in a gloo group (Ray Train's
+    TorchTrainer makes it; `init()` inside train_fn finds it up); when one fails, Ray restarts
+    them all, `max_failures` times at most: train_fn then `resume`s from its last checkpoint.
+    `storage`: Ray's storage path for its own records. Returns Ray's `Result`."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trainer = TorchTrainer(
+        train_fn, train_loop_config=config or {}, torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=workers),
+        run_config=ray.train.RunConfig(
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures)))
+    return trainer.fit()
+
+
+def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=DEFAULT_TIMEOUT):
+    """Join the torch.distributed process group that the launcher describes: torchrun and Ray
+    Train set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (`init_method` "env://"); tests give
+    a `file://` rendezvous and the rank and world size. A no-op in a single process (no
+    WORLD_SIZE, or 1) and when a group is already up (Ray Train makes one). `timeout`: the
+    seconds any collective may wait before it raises `CollectiveError`."""
+    _state["timeout"] = float(timeout)
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else int(world_size)
+    if world_size <= 1 or _dist() is not None:
+        return
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"]) if rank is None else int(rank)
+    timeout = datetime.timedelta(seconds=_state["timeout"])
+    atexit.register(_leave)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None or init_method not in (None, "env://"):
+        dist.init_process_group(backend, init_method=init_method or "env://", rank=rank,
+                                world_size=world_size, timeout=timeout)
+        return
+    # torchrun keeps its store across restarts: the workers of a restart would read the
+    # addresses of the dead ones. Their keys go under the restart's own prefix.
+    store, rank, world_size = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"graphdl/restart-{restart}/", store),
+                            rank=rank, world_size=world_size, timeout=timeout)
+
+
+def _leave():
+    """Leave the group at exit: a gloo group torn down with the interpreter can abort the
+    process (SIGABRT) once its peers have gone, failing a finished run under torchrun."""
+    dist = _dist()
+    if dist is not None:
+        dist.destroy_process_group()
+
+
+def set_timeout(seconds):
+    """The seconds each collective from now on may wait for the other workers."""
+    _state["timeout"] = float(seconds)
+
+
+def rank():
+    """This worker's rank, 0 without a process group."""
+    dist = _dist()
+    return 0 if dist is None else dist.get_rank()
+
+
+def world_size():
+    """The number of workers, 1 without a process group."""
+    dist = _dist()
+    return 1 if dist is None else dist.get_world_size()
+
+
+def shard(array, axis=0):
+    """This rank's rows of a global batch along `axis` (a view): the rows split as evenly as
+    possible (the counts differ by one at most). Weight the mean by rows
+    (`gd.optim.sgd(..., allreduce="mean", rows=x)`), so that an uneven split gives the same
+    step as one worker with the whole batch."""
+    array = np.asarray(array)
+    axis = np.lib.array_utils.normalize_axis_index(axis, array.ndim)
+    rows, workers, me = array.shape[axis], world_size(), rank()
+    if rows < workers:
+        raise ValueError(f"shard: {rows} rows along axis {axis} cannot give each of "
+                         f"{workers} workers one")
+    start, stop = me * rows // workers, (me + 1) * rows // workers
+    return array[(slice(None),) * axis + (slice(start, stop),)]
+
+
+def broadcast_parameters(arrays):
+    """Overwrite `arrays` (a dict or list of C-contiguous NumPy arrays: parameters and optimizer
+    state) in place with rank 0's, so that every replica starts equal."""
+    values = list(arrays.values()) if isinstance(arrays, dict) else list(arrays)
+    if _dist() is None:
+        return
+    import torch
+
+    for value in values:
+        _collective("broadcast", lambda d, v=value: d.broadcast(torch.from_numpy(v), src=0,
+                                                                 async_op=True))
+
+
+def checkpoint(arrays, step, directory, keep=2):
+    """Save `arrays` ({name: array}: parameters and optimizer state) as the state after `step`
+    steps, in `directory`: rank 0 writes `step-<step>.npz` under a temporary name and renames it
+    (a crash leaves the last complete checkpoint whole), then removes all but the `keep`
+    newest. Batch k depending on k alone, `resume` then replays the run exactly."""
+    if rank() != 0:
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".step-{step}.npz.partial"
+    with open(temporary, "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, directory / f"step-{step}.npz")
+    for _, old in _checkpoints(directory)[:-keep]:
+        old.unlink()
+
+
+def resume(arrays, directory):
+    """Load the newest complete checkpoint of `directory` into `arrays` in place (rank 0 reads
+    it, every rank receives it) and return its step; without one, make `arrays` rank 0's and
+    return 0. Call it on every rank before the first step, in place of `broadcast_parameters`."""
+    found = _checkpoints(Path(directory)) if rank() == 0 else []
+    step = np.array([found[-1][0] if found else 0], np.int64)
+    if found:
+        with np.load(found[-1][1]) as saved:
+            if set(saved.files) != set(arrays):
+                raise ValueError(f"resume: {found[-1][1]} holds {sorted(saved.files)}, not "
+                                 f"{sorted(arrays)}")
+            for name, value in arrays.items():
+                value[...] = saved[name]
+    broadcast_parameters([step, *arrays.values()])
+    return int(step[0])
+
+
+def _checkpoints(directory):
+    """[(step, path)] of the complete checkpoints in `directory`, oldest first."""
+    named = ((re.fullmatch(r"step-(\d+)\.npz", p.name), p) for p in directory.glob("step-*"))
+    return sorted((int(match.group(1)), p) for match, p in named if match)
+
+
+def allreduce_array(x, op, weight=None):
+    """The runtime of `gd.allreduce`: Σ over workers of x ("sum"), or its mean ("mean"),
+    weighted by each worker's `weight` (rows) when given: Σ w_r x_r / Σ w_r. One collective, in
+    place on a buffer of x's dtype that torch reads through `torch.from_numpy` (no copy
+    between them). With one worker x itself comes back: the identity, bit for bit."""
+    if _dist() is None:
+        return x
+    import torch
+
+    weighted = weight is not None and op == "mean"
+    flat = np.empty(x.size + weighted, x.dtype)
+    if weighted:  # this worker's weight travels in the same buffer: one call
+        np.multiply(x.reshape(-1), x.dtype.type(weight), out=flat[:-1])
+        flat[-1] = weight
+    else:
+        flat[:] = x.reshape(-1)
+    _collective("allreduce", lambda d: d.all_reduce(torch.from_numpy(flat), async_op=True))
+    values = flat[:-1] if weighted else flat
+    if op == "mean":
+        values /= flat[-1] if weighted else world_size()
+    return values.reshape(x.shape)
+
+
+def _collective(what, start):
+    """Run the collective `start(torch.distributed)` returns (its async work), waiting at most
+    the timeout; a failure raises CollectiveError naming the ranks that never reached it."""
+    dist = _dist()
+    _state["calls"] += 1
+    call = _state["calls"]
+    timeout = datetime.timedelta(seconds=_state["timeout"])
+    try:
+        start(dist).wait(timeout)
+    except RuntimeError as error:
+        raise CollectiveError(f"rank {dist.get_rank()}: {what} #{call} failed within "
+                              f"{_state['timeout']:g} s; {_absent(dist, call)} "
+                              f"({str(error).splitlines()[0][:200]})") from error
+
+
+def _absent(dist, call):
+    """Which ranks did not reach collective `call`: each failing rank marks the group's store,
+    and the others have a moment to do so; those without a mark are dead or stuck."""
+    me, world = dist.get_rank(), dist.get_world_size()
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"graphdl/failed/{call}/{me}", "1")
+        deadline = time.monotonic() + min(2.0, _state["timeout"])
+        keys = {r: f"graphdl/failed/{call}/{r}" for r in range(world) if r != me}
+        missing = list(keys)
+        while time.monotonic() < deadline:
+            missing = [r for r, key in keys.items() if not store.check([key])]
+            if not missing:
+                break
+            time.sleep(0.05)
+    except (RuntimeError, AttributeError):  # the store is gone too: say nothing we do not know
+        return "the other ranks could not be asked which of them failed"
+    if not missing:
+        return "every rank reached it: they disagree on the call, or the network failed"
+    shown = ", ".join(str(r) for r in missing)
+    return f"rank{'s' if len(missing) > 1 else ''} {shown} did not reach it (dead or stuck)"

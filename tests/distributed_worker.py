@@ -1,0 +1,134 @@
+"""One worker of tests/test_distributed.py: `python -m tests.distributed_worker RANK WORLD
+RENDEZVOUS OUT SCENARIO` joins a gloo group through the `file://` rendezvous and writes what it
+computed to OUT (.npz); under torchrun, `python -m tests.distributed_worker torchrun DIRECTORY
+OUT [DIE]` joins from the environment, checkpoints into DIRECTORY, and with DIE rank 1 dies once
+mid-run. `train` is also what the test runs in its own process, as one worker with the whole
+batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+import graphdl as gd
+import graphdl.distributed as gdd
+
+STEPS = 3
+# each optimizer in each dtype, each once with an even split of 8 rows and once with 4 + 3; the
+# small LeNet too
+RUNS = [("sgd", "float64", 8, "mlp"), ("sgd", "float32", 7, "mlp"),
+        ("adam", "float64", 7, "mlp"), ("adam", "float32", 8, "mlp"),
+        ("sgd", "float32", 8, "lenet"), ("adam", "float64", 7, "lenet")]
+# each model's input (one row's shape) and parameters
+INPUTS = {"mlp": (4,), "lenet": (1, 8, 8)}
+PARAMETERS = {"mlp": {"W1": (4, 5), "b1": (5,), "W2": (5, 2), "b2": (2,)},
+              "lenet": {"K": (3, 1, 3, 3), "c": (3,), "W": (48, 2), "b": (2,)}}
+
+
+def forward(model, x, p):
+    if model == "mlp":
+        return gd.tanh(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    pooled = gd.max_pool2d(gd.relu(gd.conv2d(x, p["K"], p["c"], padding=1)), 2)
+    return gd.reshape(pooled, (-1, 48)) @ p["W"] + p["b"]
+
+
+def batch(k, rows, dtype, model="mlp"):
+    """Global batch k: it depends on k alone, on every worker."""
+    rng = np.random.default_rng(100 + k)
+    return (rng.standard_normal((rows, *INPUTS[model])).astype(dtype),
+            rng.standard_normal((rows, 2)).astype(dtype))
+
+
+def initial(dtype, model="mlp"):
+    """Parameters that differ between ranks: broadcast_parameters must make them equal."""
+    rng = np.random.default_rng(gdd.rank())
+    return {name: (rng.standard_normal(shape) * 0.5).astype(dtype)
+            for name, shape in PARAMETERS[model].items()}
+
+
+def train(optimizer, dtype, rows, model, allreduce, steps=STEPS, directory=None, die=False):
+    """The parameters after `steps` steps of `model` on this rank's shard of each global batch;
+    with a `directory`, resumed from its last checkpoint and checkpointed every 3 steps; with
+    `die`, rank 1 dies after step 7, once (it leaves a mark in `directory`)."""
+    x = gd.input("x", (None, *INPUTS[model]), dtype)
+    y = gd.input("y", (None, 2), dtype)
+    arrays = initial(dtype, model)
+    params = {name: gd.input(name, a.shape, dtype) for name, a in arrays.items()}
+    loss = gd.mean((forward(model, x, params) - y) ** 2)
+    reduce = {"allreduce": "mean", "rows": x} if allreduce else {}
+    if optimizer == "sgd":
+        opt = gd.optim.sgd(loss, list(params.values()), lr=0.02, momentum=0.9, **reduce)
+    else:
+        opt = gd.optim.adam(loss, list(params.values()), lr=0.01, **reduce)
+    step = gd.compile(loss, updates=opt.updates)
+    arrays.update(opt.init())
+    start = 0 if directory is None else gdd.resume(arrays, directory)
+    if directory is None:
+        gdd.broadcast_parameters(arrays)
+    for k in range(start, steps):
+        died = os.path.join(str(directory), "rank 1 died")
+        if die and k == 7 and gdd.rank() == 1 and not os.path.exists(died):  # once
+            open(died, "w").close()
+            os._exit(1)
+        xs, ys = batch(k, rows, dtype, model)
+        step(x=gdd.shard(xs), y=gdd.shard(ys), **arrays)
+        if directory is not None and (k + 1) % 3 == 0:
+            gdd.checkpoint(arrays, k + 1, directory)
+    return arrays
+
+
+def under_torchrun(directory, out, die=False):
+    """12 steps of Adam on 7-row batches, checkpointed; rank 0 saves the end state to `out`."""
+    gdd.init()
+    arrays = train("adam", "float64", 7, "mlp", True, steps=12, directory=directory, die=die)
+    if gdd.rank() == 0:
+        np.savez(out, **arrays)
+
+
+def main(rank, world, rendezvous, out, scenario):
+    gdd.init(init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=20)
+    results = {}
+    if scenario == "train":  # then rank 1 hangs
+        results = {"-".join(map(str, run)) + f"-{name}": value for run in RUNS
+                   for name, value in train(*run, allreduce=True).items()}
+        if rank == 1:
+            np.savez(out, **results)
+    # both ranks reach this: the group is whole (rank 1's connections are made, its results
+    # saved) before it fails
+    gdd.allreduce_array(np.ones(1), "sum")
+    np.savez(out, **results, **failed_peer(rank, scenario))
+
+
+def failed_peer(rank, scenario):
+    """Rank 1 dies ("killed") or hangs ("train") where rank 0 reduces: rank 0's
+    CollectiveError and how long it took to come."""
+    gdd.set_timeout(2)
+    if rank == 1:
+        if scenario == "killed":
+            sys.exit(3)
+        time.sleep(60)  # the test ends it first
+        sys.exit(4)
+    start = time.monotonic()
+    try:
+        gdd.allreduce_array(np.ones(3), "sum")
+    except gdd.CollectiveError as error:
+        return {"message": str(error), "seconds": time.monotonic() - start}
+    return {}
+
+
+def on_ray(config):
+    """Ray Train's worker: `under_torchrun`'s run."""
+    gdd.init()
+    arrays = train("adam", "float64", 7, "mlp", True, steps=12, directory=config["directory"],
+                   die=config["die"])
+    if gdd.rank() == 0:
+        np.savez(config["out"], **arrays)
+
+
+if __name__ == "__main__" and sys.argv[1] == "torchrun":
+    under_torchrun(sys.argv[2], sys.argv[3], die=len(sys.argv) > 4)
+elif __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])

@@ -1,0 +1,246 @@
+"""Data-parallel training (graphdl.distributed, gd.allreduce, the optimizers' allreduce=).
+
+One worker, in this process (no process group): allreduce is the identity and a step with
+allreduce="mean" is bit-identical to the plain one. Two workers: pairs of spawned processes
+joined by gloo through a `file://` rendezvous in tmp_path (loopback only; no port to race for),
+all pairs started at once (importing torch dominates their time): an MLP and a small LeNet
+trained with SGD-momentum and Adam on halves of each global batch (and an uneven 4 + 3 split)
+end where one worker with the whole batch ends, both replicas bit-identical; a killed and a
+hung peer make rank 0 raise within the timeout, naming rank 1; under torchrun and Ray Train a
+run with a worker killed and restarted ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+import graphdl.distributed as gdd
+from graphdl.errors import GraphError
+from tests import distributed_worker as worker
+from tests.helpers import run_on, runner_params
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- one worker
+@pytest.mark.parametrize("runner", runner_params())
+@pytest.mark.filterwarnings("ignore::graphdl.facets.FallbackWarning")  # CUDA: the host's
+def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too(runner):
+    x = gd.input("x", (2, 3), "float64")
+    w = gd.input("w", (), "float64")
+    a = np.random.default_rng(0).standard_normal((2, 3))
+    for y in (gd.allreduce(x), gd.allreduce(x, "sum"), gd.allreduce(x, weight=w)):
+        loss = gd.sum(gd.sin(y) * x)
+        feeds = {"x": a, "w": 3.0} if len(y.inputs) == 2 else {"x": a}
+        value, dx = run_on(runner, [y, *gd.grad(loss, [x])], feeds)
+        np.testing.assert_array_equal(value, a)
+        np.testing.assert_allclose(dx, np.cos(a) * a + np.sin(a), rtol=1e-15)
+
+
+def test_the_generated_code_shows_the_collective():
+    x = gd.input("x", (2, 3), "float32")
+    source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source
+    assert "= _allreduce(" in source and "graphdl.distributed where several workers" in source
+
+
+@pytest.mark.parametrize("make", [
+    lambda loss, ps, **k: gd.optim.sgd(loss, ps, lr=0.1, momentum=0.9, **k),
+    lambda loss, ps, **k: gd.optim.adam(loss, ps, lr=0.01, **k),
+], ids=["sgd-momentum", "adam"])
+def test_a_step_with_allreduce_mean_is_bit_identical_to_the_plain_step(make):
+    x, y = gd.input("x", (None, 4), "float32"), gd.input("y", (None, 2), "float32")
+    W = gd.input("W", (4, 2), "float32")
+    b = gd.input("b", (2,), "float64")  # a second dtype: a second flat buffer
+    loss = gd.mean((gd.tanh(x @ W) + gd.cast(b, "float32") - y) ** 2)
+    rng = np.random.default_rng(1)
+    start = {"W": rng.standard_normal((4, 2)).astype("float32"), "b": rng.standard_normal(2)}
+    xs, ys = rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
+    ends = []
+    for reduce in ({}, {"allreduce": "mean", "rows": x}):
+        opt = make(loss, [W, b], **reduce)
+        step = gd.compile(loss, updates=opt.updates)
+        arrays = {**{k: v.copy() for k, v in start.items()}, **opt.init()}
+        for _ in range(3):
+            step(x=xs, y=ys, **arrays)
+        ends.append(arrays)
+        assert ("_allreduce(" in step.source) == bool(reduce)
+    for name in ends[0]:
+        np.testing.assert_array_equal(ends[0][name], ends[1][name], err_msg=name)
+
+
+def test_one_worker_shards_nothing_and_broadcasts_nothing():
+    a = np.arange(12.0).reshape(4, 3)
+    assert gdd.world_size() == 1 and gdd.rank() == 0
+    np.testing.assert_array_equal(gdd.shard(a), a)
+    np.testing.assert_array_equal(gdd.shard(a, axis=1), a)
+    assert np.shares_memory(gdd.shard(a, axis=-1), a)  # a view
+    gdd.broadcast_parameters({"a": a})
+    np.testing.assert_array_equal(a, np.arange(12.0).reshape(4, 3))
+    assert "torch" not in sys.modules or gdd._dist() is None
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_bit_identical(tmp_path):
+    """Stopped after step 3 of 5 with a checkpoint every 2 steps (and a partial file a crash
+    left behind), a resumed run replays steps 3 and 4 and ends where an uninterrupted one does."""
+    x, y = gd.input("x", (None, 3), "float32"), gd.input("y", (None,), "float32")
+    W = gd.input("W", (3,), "float32")
+    opt = gd.optim.adam(gd.mean((gd.tanh(x @ W) - y) ** 2), [W], lr=0.1, allreduce="mean", rows=x)
+    step = gd.compile(opt.updates[W], updates=opt.updates)
+
+    def run(arrays, start, stop, directory=None):
+        for k in range(start, stop):
+            rng = np.random.default_rng(k)  # batch k depends on k alone
+            step(x=rng.standard_normal((4, 3)), y=rng.standard_normal(4), **arrays)
+            if directory is not None and (k + 1) % 2 == 0:
+                gdd.checkpoint(arrays, k + 1, directory)
+
+    def fresh():
+        return {"W": np.full(3, 0.5, np.float32), **opt.init()}
+
+    uninterrupted = fresh()
+    run(uninterrupted, 0, 5)
+    interrupted = fresh()
+    assert gdd.resume(interrupted, tmp_path) == 0
+    run(interrupted, 0, 3, tmp_path)  # stopped after step 3: the checkpoint holds step 2
+    (tmp_path / ".step-4.npz.partial").write_bytes(b"a crash while writing")
+    resumed = {name: np.zeros_like(value) for name, value in fresh().items()}
+    start = gdd.resume(resumed, tmp_path)
+    assert start == 2
+    run(resumed, start, 5, tmp_path)
+    for name, value in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-2.npz", "step-4.npz"]
+
+
+def test_bad_allreduce_calls_are_refused_by_name():
+    x = gd.input("x", (3,), "float32")
+    with pytest.raises(GraphError, match="op must be one of"):
+        gd.allreduce(x, "max")
+    with pytest.raises(GraphError, match="floating-point"):
+        gd.allreduce(gd.input("k", (3,), "int64"))
+    with pytest.raises(GraphError, match="weight applies to op='mean'"):
+        gd.allreduce(x, "sum", weight=2.0)
+    with pytest.raises(GraphError, match="allreduce must be one of"):
+        gd.optim.sgd(gd.sum(x * x), [x], lr=0.1, allreduce="max")
+
+
+def test_onnx_exports_one_workers_allreduce_the_identity():
+    pytest.importorskip("onnx")
+    x = gd.input("x", (3,), "float32")
+    ops = [n.op_type for n in gd.onnx.save(gd.allreduce(x, weight=4.0) * 2).graph.node]
+    assert "Identity" in ops
+
+
+# ---------------------------------------------------------------- two workers
+PAIRS = ("train", "killed")  # after training, rank 1 of "train" hangs
+TORCHRUNS = ("whole", "died")  # torchrun jobs: uninterrupted; rank 1 dies once and restarts
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """{scenario: rank 0's results, "train-1": rank 1's, torchrun job: its results}: every
+    process started at once (importing torch dominates); each rank 1 that failed on purpose
+    is ended here."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("distributed")
+    commands = {}
+    for job in TORCHRUNS:  # standalone: torchrun binds a free port itself, no race for one
+        commands[job, 0] = ["torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                            "--max-restarts", "1", "-m", "tests.distributed_worker", "torchrun",
+                            str(root / job), str(root / f"{job}-0.npz"),
+                            *(["die"] if job == "died" else [])]
+    for scenario in PAIRS:
+        for rank in (0, 1):
+            commands[scenario, rank] = ["tests.distributed_worker", str(rank), "2",
+                                        str(root / f"{scenario}.rendezvous"),
+                                        str(root / f"{scenario}-{rank}.npz"), scenario]
+    procs = {}
+    for (name, rank), command in commands.items():
+        with open(root / f"{name}-{rank}.log", "w") as log:
+            procs[name, rank] = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT,
+                                                 stdout=log, stderr=subprocess.STDOUT)
+    results = {}
+    try:
+        for (name, rank), proc in procs.items():
+            if name == "train" and rank == 1:  # it hangs: ended below
+                results["train-1"] = _load(root / "train-1.npz")  # saved before rank 0 ended
+            elif rank == 0:
+                proc.wait(timeout=180)
+                log = (root / f"{name}-0.log").read_text()[-3000:]
+                assert proc.returncode == 0, log
+                results[name] = _load(root / f"{name}-0.npz")
+        results["rank 1 died"] = (root / "died" / "rank 1 died").exists()
+    finally:
+        for proc in procs.values():  # SIGTERM: torchrun passes it to its workers
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+    return results
+
+
+def _load(path):
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return dict(saved)
+
+
+def _close(a, b, dtype):
+    tolerance = 1e-12 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("run", worker.RUNS, ids=lambda r: "-".join(map(str, r)))
+def test_two_workers_step_as_one_with_the_whole_batch(pairs, run):
+    rank0, rank1 = pairs["train"], pairs["train-1"]
+    one = worker.train(*run, allreduce=False)  # this process: one worker, the whole batch
+    for name, value in one.items():
+        key = "-".join(map(str, run)) + f"-{name}"
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=f"replicas differ: {key}")
+        _close(rank0[key], value, run[1])
+
+
+@pytest.mark.parametrize("scenario", ["killed", "train"], ids=["killed", "hung"])
+def test_a_failed_peer_is_named_within_the_timeout(pairs, scenario):
+    report = pairs[scenario]
+    assert "message" in report, "rank 0 did not raise CollectiveError"
+    message = str(report["message"])
+    assert "rank 0: allreduce #" in message and "failed within 2 s" in message, message
+    assert "rank 1 did not reach it" in message, message
+    assert float(report["seconds"]) < 2 + 2 + 3  # timeout, the others' moment to report, slack
+
+
+def test_torchrun_restart_after_a_kill_ends_as_uninterrupted(pairs):
+    """Rank 1 dies after step 7 of 12; torchrun restarts both workers, which resume from the
+    checkpoint of step 6 and replay steps 6 and 7: no update lost, none doubled."""
+    whole, died = pairs["whole"], pairs["died"]
+    assert pairs["rank 1 died"] and whole is not None and died is not None
+    for name, value in whole.items():
+        np.testing.assert_array_equal(died[name], value, err_msg=name)
+
+
+def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
+    """gdd.run on Ray Train, rank 1 dying after step 7 of 12 (max_failures=1): Ray restarts
+    both workers, which resume from the checkpoint of step 6 and end where the uninterrupted
+    torchrun job ended. Ray's start-up takes most of a minute here."""
+    pytest.importorskip("ray.train")
+    out = tmp_path / "ray.npz"
+    config = {"directory": str(tmp_path / "checkpoints"), "out": str(out), "die": True}
+    script = ("import graphdl.distributed as gdd\n"
+              "from tests import distributed_worker as worker\n"
+              f"result = gdd.run(worker.on_ray, workers=2, max_failures=1, config={config!r}, "
+              f"storage={str(tmp_path / 'ray')!r})\n"
+              "assert result.error is None, result.error\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "rank 1 died").exists()
+    ray = _load(out)
+    for name, value in pairs["whole"].items():
+        np.testing.assert_array_equal(ray[name], value, err_msg=name)
