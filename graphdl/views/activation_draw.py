@@ -134,7 +134,8 @@ def _plot(xs, ys, left, top, w, h, color, dot):
 def to_svg(rows):
     shapes, (width, height) = layout(rows)
     out = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="gd-activation-table" '
-            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">'),
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'font-family="DejaVu Sans, Arial, sans-serif">'),
            f'<rect width="{width}" height="{height}" fill="#fff"/>']
     for s in shapes:
         if isinstance(s, Text):
