@@ -183,6 +183,18 @@ def _im2col(n, x, kernel):
     return f"_im2col({x.text}, {_geometry(n, kernel)})"
 
 
+def _input_grad(n, g, w):
+    """conv2d's input gradient (conv_transpose2d's forward): by the stride's phases where the
+    stride (above 1) divides the kernel and the dilation is 1, else by col2im."""
+    a, kernel = n.attrs, n.inputs[1].shape[2:]
+    if a["dilation"] == (1, 1) and a["stride"] != (1, 1) and all(
+            k % s == 0 for k, s in zip(kernel, a["stride"])):
+        return (f"_conv2d_phases({g.text}, {w.text}, {a['groups']}, {n.shape}, {a['stride']}, "
+                f"{a['padding']})")
+    return (f"_col2im(_conv2d_cols({g.text}, {w.text}, {a['groups']}), {n.shape}, "
+            f"{_geometry(n, kernel)})")
+
+
 def _pool_windows(n, x_text, out, fill):
     dilation = n.attrs.get("dilation", (1, 1))
     return (f"_pool_windows({x_text}, {_geometry(n, n.attrs['kernel'], dilation)}, "
@@ -217,9 +229,7 @@ implements_each("numpy", {
     conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: call(
         f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
         f"{n.shape})"),
-    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: call(
-        f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
-        f"{_geometry(n, n.inputs[1].shape[2:])})"),
+    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: call(_input_grad(n, g, w)),
     conv.MAX_POOL2D: lambda n, x, route=None: call(
         f"{route}['max']" if route
         else f"_max_pool2d("
