@@ -8,7 +8,7 @@ The cases, float32:
                 or 2, 16-64 channels, 8-32 pixels)
     convT grad  its gradients dx, dw for an output gradient r (graphdl: `gd.grad` of
                 sum(y * r); torch: autograd with r, the forward pass included on both sides)
-    conv1d      conv1d(x, w) forward
+    conv1d      conv1d(x, w) forward, and its gradients as convT grad's
     conv2d dx   conv2d's input gradient alone (graphdl: `gd.grad` of sum(conv2d(x, w) * r)
                 with respect to x, which needs no forward pass; torch:
                 `torch.nn.grad.conv2d_input`), LeNet-like and larger layers
@@ -93,10 +93,21 @@ def cases(rng):
         x, w = array(*xs), array(o, xs[1], k)
         tx, tw = torch.tensor(x), torch.tensor(w)
         xi, wi = gd.input("x", x.shape, "float32"), gd.input("w", w.shape, "float32")
-        yield (f"conv1d     {xs} -> {o}, k{k} p{p}",
-               compiled([gd.conv1d(xi, wi, padding=p)], {"x": x, "w": w}),
+        yi = gd.conv1d(xi, wi, padding=p)
+        yield (f"conv1d     {xs} -> {o}, k{k} p{p}", compiled([yi], {"x": x, "w": w}),
                lambda tx=tx, tw=tw, p=p: F.conv1d(tx, tw, padding=p),
                [F.conv1d(tx, tw, padding=p).numpy()])
+        r = array(*yi.shape)
+        ri = gd.input("r", r.shape, "float32")
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        tr = torch.tensor(r)
+
+        def torch_grad(tx=tx, tw=tw, p=p, tr=tr):
+            return torch.autograd.grad(F.conv1d(tx, tw, padding=p), [tx, tw], tr)
+
+        yield (f"conv1d grad {xs} -> {o}, k{k} p{p}",
+               compiled(gd.grad(gd.sum(yi * ri), [xi, wi]), {"x": x, "w": w, "r": r}),
+               torch_grad, [g.numpy() for g in torch_grad()])
     for xs, o, k, s, p in CONV2D_DX:
         x, w = array(*xs), array(o, xs[1], k, k)
         tw = torch.tensor(w)
