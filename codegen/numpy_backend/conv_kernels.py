@@ -119,7 +119,8 @@ def _conv2d_weight_grad(columns, g, groups, shape):
     """The correlation of x (as columns) with the output gradient g: dW of shape
     (O, C/g, kh, kw), summed over the bands of output rows."""
     o = shape[0]
-    gt = g.transpose(1, 2, 3, 0)  # (O, OH, OW, N): a plain view for g in the kernels' order
+    gt = _chwn(g, (0, 0, 0, 0))  # (O, OH, OW, N): a view for g in the kernels' order, else
+    # one copy (each band's product gathering g from another order ran ~3x slower)
     dw = 0
     for first, last, cols in columns:
         gs = gt[:, first:last].reshape(groups, o // groups, -1)
@@ -134,7 +135,7 @@ def _conv2d_cols(g, w, groups, budget=1 << 20):
     about `budget` bytes is refilled."""
     n, o, oh, ow = g.shape
     k = w.size // o
-    gt, wt = g.transpose(1, 2, 3, 0), w.reshape(groups, o // groups, k).transpose(0, 2, 1)
+    gt, wt = _chwn(g, (0, 0, 0, 0)), w.reshape(groups, o // groups, k).transpose(0, 2, 1)
     dtype = numpy.result_type(g, w)
     row = groups * k * ow * n  # elements of one output row's columns
     per = max(1, min(oh, budget // max(1, row * dtype.itemsize)))
