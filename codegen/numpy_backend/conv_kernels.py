@@ -173,7 +173,11 @@ def _conv2d_phases(g, w, groups, shape, stride, padding):
     their kernels stacked as output channels. One product with O·kh·kw/(sh·sw) terms a sum and
     no strided adds, in place of `_col2im`'s product with O terms and kh·kw adds of runs of N
     values: 2-3x faster for DCGAN's and U-Net's up-sampling layers. Each band of the product is
-    copied into its rows of the result, (C, H, W, N) memory, while it is in cache."""
+    copied into its rows of the result, (C, H, W, N) memory, while it is in cache. The product
+    also multiplies each weight by the zeros padding g, which for an inf or NaN weight would be
+    NaN where none of its windows reaches: such weights take `_col2im`."""
+    if not numpy.isfinite(w).all():
+        return _col2im(_conv2d_cols(g, w, groups), shape, w.shape[2:], stride, padding, (1, 1))
     n, c, h, width = shape
     (sh, sw), (pt, pb, pl, pr) = stride, padding
     o, cg, kh, kw = w.shape
