@@ -38,6 +38,15 @@ CONV1D = [
     ((2, 4, 9), (3, 4, 4), {"padding": "valid"}),
     ((1, 3, 8), (2, 3, 3), {"padding": (1,), "stride": (3,)}),
 ]
+# strides that divide the kernel, dilation 1: the NumPy backend's kernel by the stride's phases
+PHASED = [
+    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 4, 4), {"stride": 2, "padding": 1}),  # DCGAN's
+    ("conv_transpose2d", (3, 4, 5, 6), (4, 3, 2, 2), {"stride": 2}),  # U-Net's
+    ("conv_transpose2d", (2, 6, 3, 4), (6, 2, 6, 3), {"stride": (3, 1), "padding": (4, 1),
+                                                      "output_padding": (2, 0), "groups": 3}),
+    ("conv_transpose1d", (2, 4, 7), (4, 2, 4), {"stride": 2, "padding": 3, "output_padding": 1,
+                                                "groups": 2}),
+]
 FUNCTIONS = {"conv_transpose2d": (gd.conv_transpose2d, F.conv_transpose2d, TRANSPOSE2D),
              "conv_transpose1d": (gd.conv_transpose1d, F.conv_transpose1d, TRANSPOSE1D),
              "conv1d": (gd.conv1d, F.conv1d, CONV1D)}
@@ -66,7 +75,7 @@ def _case(name, x_shape, w_shape, kwargs, dtype, seed=0):
 
 
 @pytest.mark.parametrize("runner", runner_params())
-@pytest.mark.parametrize("name,x_shape,w_shape,kwargs", CASES)
+@pytest.mark.parametrize("name,x_shape,w_shape,kwargs", CASES + PHASED)
 def test_values_and_gradients_match_pytorch(runner, name, x_shape, w_shape, kwargs):
     outputs, feeds, want = _case(name, x_shape, w_shape, kwargs, "float64")
     got = run_on(runner, outputs, feeds)

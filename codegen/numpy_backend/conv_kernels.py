@@ -119,7 +119,8 @@ def _conv2d_weight_grad(columns, g, groups, shape):
     """The correlation of x (as columns) with the output gradient g: dW of shape
     (O, C/g, kh, kw), summed over the bands of output rows."""
     o = shape[0]
-    gt = g.transpose(1, 2, 3, 0)  # (O, OH, OW, N): a plain view for g in the kernels' order
+    gt = _chwn(g, (0, 0, 0, 0))  # (O, OH, OW, N): a view for g in the kernels' order, else
+    # one copy (each band's product gathering g from another order ran ~3x slower)
     dw = 0
     for first, last, cols in columns:
         gs = gt[:, first:last].reshape(groups, o // groups, -1)
@@ -134,7 +135,7 @@ def _conv2d_cols(g, w, groups, budget=1 << 20):
     about `budget` bytes is refilled."""
     n, o, oh, ow = g.shape
     k = w.size // o
-    gt, wt = g.transpose(1, 2, 3, 0), w.reshape(groups, o // groups, k).transpose(0, 2, 1)
+    gt, wt = _chwn(g, (0, 0, 0, 0)), w.reshape(groups, o // groups, k).transpose(0, 2, 1)
     dtype = numpy.result_type(g, w)
     row = groups * k * ow * n  # elements of one output row's columns
     per = max(1, min(oh, budget // max(1, row * dtype.itemsize)))
@@ -162,6 +163,39 @@ def _col2im(bands, shape, kernel, stride, padding, dilation):
             shift = first * sh
             out[:, rows.start + shift:rows.stop + shift:rows.step, columns] += cols[:, k]
     return out[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
+
+
+def _conv2d_phases(g, w, groups, shape, stride, padding):
+    """conv2d's input gradient (the transposed convolution of g by w) where the stride divides
+    the kernel and the dilation is 1, by the stride's phases: the cells of the output that lie
+    at one (row mod sh, column mod sw) all take the same (kh/sh)·(kw/sw) kernel positions, each
+    from its own cell of g, so all sh·sw phases are one stride-1 convolution of g (padded) with
+    their kernels stacked as output channels. One product with O·kh·kw/(sh·sw) terms a sum and
+    no strided adds, in place of `_col2im`'s product with O terms and kh·kw adds of runs of N
+    values: 2-3x faster for DCGAN's and U-Net's up-sampling layers. Each band of the product is
+    copied into its rows of the result, (C, H, W, N) memory, while it is in cache. The product
+    also multiplies each weight by the zeros padding g, which for an inf or NaN weight would be
+    NaN where none of its windows reaches: such weights take `_col2im`."""
+    if not numpy.isfinite(w).all():
+        return _col2im(_conv2d_cols(g, w, groups), shape, w.shape[2:], stride, padding, (1, 1))
+    n, c, h, width = shape
+    (sh, sw), (pt, pb, pl, pr) = stride, padding
+    o, cg, kh, kw = w.shape
+    th, tw, (oh, ow) = kh // sh, kw // sw, g.shape[2:]
+    hq = max(oh + th - 1, -(-(h + pt + pb) // sh))  # rows of a phase: the full scatter's and
+    wq = max(ow + tw - 1, -(-(width + pl + pr) // sw))  # what the padding asks beyond it
+    # phase (p, q) at (a, b) sums w[:, :, i·sh + p, j·sw + q] g[a - i, b - j]: the correlation
+    # of g, padded by th - 1 and tw - 1 cells before, with the kernel taps reversed
+    wp = w.reshape(groups, o // groups, cg, th, sh, tw, sw)[:, :, :, ::-1, :, ::-1]
+    wp = wp.transpose(0, 4, 6, 2, 1, 3, 5).reshape(groups, sh * sw * cg, -1)
+    y = numpy.empty((c, hq * sh, wq * sw, n), dtype=numpy.result_type(g, w))
+    phases = y.reshape(groups, cg, hq, sh, wq, sw, n)
+    for first, last, cols in _im2col(g, (th, tw), (1, 1), (th - 1, hq - oh, tw - 1, wq - ow),
+                                     (1, 1)):
+        band = numpy.matmul(wp, cols.reshape(groups, wp.shape[2], -1))
+        band = band.reshape(groups, sh, sw, cg, last - first, wq, n)
+        phases[:, :, first:last] = band.transpose(0, 3, 4, 1, 5, 2, 6)
+    return y[:, pt:pt + h, pl:pl + width].transpose(3, 0, 1, 2)
 
 
 def _pool_windows(x, kernel, stride, padding, dilation, out, fill):
@@ -276,6 +310,6 @@ def _avg_pool2d_grad(g, windows, divisor):
 
 
 KERNELS = [_scratch, _taps, _chwn, _im2col, _conv2d, _conv2d_weight_grad, _conv2d_cols, _col2im,
-           _pool_windows, _max_pool2d, _max_pool2d_route, _max_pool2d_grad, _max_pool2d_select,
-           _in_order_of, _disjoint, _avg_pool2d, _avg_pool2d_grad]
+           _conv2d_phases, _pool_windows, _max_pool2d, _max_pool2d_route, _max_pool2d_grad,
+           _max_pool2d_select, _in_order_of, _disjoint, _avg_pool2d, _avg_pool2d_grad]
 HELPERS = {f.__name__: inspect.getsource(f) for f in KERNELS}

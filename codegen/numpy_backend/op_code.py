@@ -175,19 +175,58 @@ def contracted(n, subscripts, x, y):
 
 
 # ---------------------------------------------------------------- convolution and pooling
-def _geometry(n, kernel, dilation=None):
-    a = n.attrs
+def _geometry(a, kernel, dilation=None):
     dilation = a["dilation"] if dilation is None else dilation
     return f"{tuple(kernel)}, {a['stride']}, {a['padding']}, {dilation}"
 
 
-def _im2col(n, x, kernel):
-    return f"_im2col({x.text}, {_geometry(n, kernel)})"
+_SWAP = ".transpose(0, 1, 3, 2)"
+
+
+def _lengthwise(n, image, out, operands, shape, kernel):
+    """The operands' texts, the result's shape, the kernel, the attributes and the text that
+    ends the call of a convolution node whose `image` and `out` are its input and output
+    images (by shape): its two spatial axes swapped where both images are one row high, as
+    conv1d's are. The kernels run in bands of output rows, and one row of conv1d's columns is
+    the whole length, out of cache (a third slower at a length of 1,024); swapped, the bands
+    run along the length. (C, 1, L, N) memory and (C, L, 1, N) are the same."""
+    a = n.attrs
+    if not (image[2] == 1 and out[2] == 1 and out[3] > 1):
+        return [o.text for o in operands], shape, tuple(kernel), a, ""
+    swapped = dict(a, stride=a["stride"][::-1], dilation=a["dilation"][::-1],
+                   padding=a["padding"][2:] + a["padding"][:2])
+    return ([f"{o.at(ATOM)}{_SWAP}" for o in operands], (*shape[:2], *shape[:1:-1]),
+            tuple(kernel)[::-1], swapped, _SWAP)
+
+
+def _conv_forward(n, x, w):
+    (x, w), shape, kernel, a, back = _lengthwise(n, n.inputs[0].shape, n.shape, [x, w], n.shape,
+                                                 n.inputs[1].shape[2:])
+    return f"_conv2d(_im2col({x}, {_geometry(a, kernel)}), {w}, {a['groups']}, {shape}){back}"
+
+
+def _weight_grad(n, x, g):
+    (x, g), shape, kernel, a, back = _lengthwise(n, n.inputs[0].shape, n.inputs[1].shape,
+                                                 [x, g], n.shape, n.shape[2:])
+    return (f"_conv2d_weight_grad(_im2col({x}, {_geometry(a, kernel)}), {g}, {a['groups']}, "
+            f"{shape}){back}")
+
+
+def _input_grad(n, g, w):
+    """conv2d's input gradient (conv_transpose2d's forward): by the stride's phases where the
+    stride (above 1) divides the kernel and the dilation is 1, else by col2im."""
+    (g, w), shape, kernel, a, back = _lengthwise(n, n.shape, n.inputs[0].shape, [g, w], n.shape,
+                                                 n.inputs[1].shape[2:])
+    if a["dilation"] == (1, 1) and a["stride"] != (1, 1) and all(
+            k % s == 0 for k, s in zip(kernel, a["stride"])):
+        return (f"_conv2d_phases({g}, {w}, {a['groups']}, {shape}, {a['stride']}, "
+                f"{a['padding']}){back}")
+    return f"_col2im(_conv2d_cols({g}, {w}, {a['groups']}), {shape}, {_geometry(a, kernel)}){back}"
 
 
 def _pool_windows(n, x_text, out, fill):
     dilation = n.attrs.get("dilation", (1, 1))
-    return (f"_pool_windows({x_text}, {_geometry(n, n.attrs['kernel'], dilation)}, "
+    return (f"_pool_windows({x_text}, {_geometry(n.attrs, n.attrs['kernel'], dilation)}, "
             f"{tuple(out)}, {fill})")
 
 
@@ -213,15 +252,9 @@ def _avg_divisor(n, shape, out):
 
 
 implements_each("numpy", {
-    conv.CONV2D: lambda n, x, w: call(
-        f"_conv2d({_im2col(n, x, n.inputs[1].shape[2:])}, {w.text}, {n.attrs['groups']}, "
-        f"{n.shape})"),
-    conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: call(
-        f"_conv2d_weight_grad({_im2col(n, x, n.shape[2:])}, {g.text}, {n.attrs['groups']}, "
-        f"{n.shape})"),
-    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: call(
-        f"_col2im(_conv2d_cols({g.text}, {w.text}, {n.attrs['groups']}), {n.shape}, "
-        f"{_geometry(n, n.inputs[1].shape[2:])})"),
+    conv.CONV2D: lambda n, x, w: call(_conv_forward(n, x, w)),
+    conv.CONV2D_WEIGHT_GRAD: lambda n, x, g, like: call(_weight_grad(n, x, g)),
+    conv.CONV2D_INPUT_GRAD: lambda n, g, w, like: call(_input_grad(n, g, w)),
     conv.MAX_POOL2D: lambda n, x, route=None: call(
         f"{route}['max']" if route
         else f"_max_pool2d("
