@@ -43,6 +43,25 @@ def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too(runner):
         np.testing.assert_allclose(dx, np.cos(a) * a + np.sin(a), rtol=1e-15)
 
 
+def test_one_workers_allreduce_returns_arrays_the_caller_owns():
+    """With one worker the result is its input itself (the fed array, or a constant of the
+    module: here the gradient is allreduce(const)): each output must be the caller's own, as
+    any other, or writing into it changes the caller's input or the next call's results (the
+    fuzzer found both, and a crash where the constant was read-only)."""
+    x = gd.input("x", (2,), "float64")
+    weights = np.array([0.5, -0.25])
+    loss = gd.sum(gd.allreduce(x, "sum") * gd.constant(weights))
+    fn = gd.compile([gd.allreduce(x), *gd.grad(loss, [x])])
+    a = np.array([1.0, 2.0])
+    for _ in range(2):
+        y, dx = fn({"x": a})
+        np.testing.assert_array_equal(y, [1.0, 2.0])
+        np.testing.assert_array_equal(dx, weights)
+        y += 1
+        dx += 1
+    np.testing.assert_array_equal(a, [1.0, 2.0])
+
+
 def test_the_generated_code_shows_the_collective():
     x = gd.input("x", (2, 3), "float32")
     source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source

@@ -70,6 +70,7 @@ ALLREDUCE = register(OpDef(
     pullback=_pullback, label=_label, narration=_narration,
     closed_form=lambda node, args: args[0],  # the value with one worker, where graphs are checked
     kinks="linear", extra={"communicates": True},
+    aliases=True,  # with one worker the result is x itself: nothing may write into it in place
 ))
 
 
