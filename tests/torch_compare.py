@@ -15,7 +15,7 @@ import numpy as np
 
 import graphdl as gd
 from graphdl.facets import FallbackWarning
-from tests.helpers import run_on
+from tests.helpers import mismatches, run_on
 
 TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
 
@@ -68,10 +68,5 @@ def problems(cases, runner, dtype):
         want = _reference(cases[name], feeds, k, dtype)
         n = len(cases[name][2])
         labels = ["value"] + [f"d{j}" for j in range(n)] + [f"dd{j}" for j in range(n)]
-        for what, a, b in zip(labels, got, want):
-            a = np.asarray(a)
-            if a.dtype != dtype or a.shape != b.shape:
-                found.append(f"{name} {what}: {a.dtype}{a.shape}, PyTorch {b.shape}")
-            elif not np.allclose(a, b, rtol=rtol, atol=atol):
-                found.append(f"{name} {what}: {a} is not PyTorch's {b}")
+        found += mismatches(name, labels, got, want, dtype, rtol, atol)
     return found
