@@ -322,52 +322,43 @@ def _along(shape, axis, positions):
             "INNER": math.prod(shape[axis + 1:]), "POSITIONS": positions}
 
 
+def _indexed(node, name, template, moved, idx, positions, scatter=False):
+    """The kernel of a gather (node's first input `moved` read at `idx` along node's axis, a
+    thread per output element) or of a scatter (the gradient `moved` added at `idx` into the
+    zeroed output, a thread per element of `moved`); `positions`: the indices along the axis."""
+    indexed = node if scatter else moved  # the array the axis runs through
+    count = math.prod(moved.shape if scatter else node.shape)
+    source = fill(template, node, name, T=_supported(node, node.dtype, "f" if scatter else "fiub"),
+                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
+                  INDEX=_index_type(math.prod(indexed.shape), count),
+                  **_along(indexed.shape, node.attrs["axis"], positions))
+    launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
+    return OpKernels(source, launches, zero_output=scatter)
+
+
 @register(mv.TAKE)
 def take(node, name):
     a, idx = node.inputs
-    count = math.prod(node.shape)
-    source = fill("gather.cu", node, name, T=_supported(node, a.dtype),
-                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
-                  INDEX=_index_type(math.prod(a.shape), count),
-                  **_along(a.shape, node.attrs["axis"], math.prod(idx.shape)))
-    return OpKernels(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
+    return _indexed(node, name, "gather.cu", a, idx, math.prod(idx.shape))
 
 
 @register(mv.SCATTER_ADD)
 def scatter_add(node, name):
     g, idx, _ = node.inputs
-    count = math.prod(g.shape)
-    source = fill("scatter.cu", node, name, T=_supported(node, node.dtype, "f"),
-                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
-                  INDEX=_index_type(math.prod(node.shape), count),
-                  **_along(node.shape, node.attrs["axis"], math.prod(idx.shape)))
-    launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
-    return OpKernels(source, launches, zero_output=True)
+    return _indexed(node, name, "scatter.cu", g, idx, math.prod(idx.shape), scatter=True)
 
 
 @register(ix.GATHER_ALONG)
 def gather_along(node, name):
     a, idx = node.inputs
-    count = math.prod(node.shape)
-    axis = node.attrs["axis"]
-    source = fill("gather_along.cu", node, name, T=_supported(node, a.dtype),
-                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
-                  INDEX=_index_type(math.prod(a.shape), count),
-                  **_along(a.shape, axis, node.shape[axis]))
-    return OpKernels(source, grid_stride(name, count, (("in", 0), ("in", 1), ("out",))))
+    return _indexed(node, name, "gather_along.cu", a, idx, node.shape[node.attrs["axis"]])
 
 
 @register(ix.SCATTER_ADD_ALONG)
 def scatter_add_along(node, name):
     g, idx, _ = node.inputs
-    count = math.prod(g.shape)
-    axis = node.attrs["axis"]
-    source = fill("scatter_along.cu", node, name, T=_supported(node, node.dtype, "f"),
-                  TI=_supported(node, idx.dtype, "iu"), COUNT=count,
-                  INDEX=_index_type(math.prod(node.shape), count),
-                  **_along(node.shape, axis, g.shape[axis]))
-    launches = grid_stride(name, count, (("in", 0), ("in", 1), ("out",)))
-    return OpKernels(source, launches, zero_output=True)
+    return _indexed(node, name, "scatter_along.cu", g, idx, g.shape[node.attrs["axis"]],
+                    scatter=True)
 
 
 def scatter_update(update, indices, g, name):
