@@ -23,6 +23,7 @@ import atexit
 import datetime
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,23 @@ def run(train_fn, workers=2, max_failures=0, config=None, storage=None):
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=max_failures)))
     return trainer.fit()
+
+
+def launch(workers, max_restarts=0):
+    """Run this script on `workers` local processes under torchrun (`torch.distributed.run
+    --standalone`, which picks a free port), with this command line's arguments, and exit with
+    its status; a no-op with one worker or inside a launched worker. Scripts call it first, so
+    that `--workers N` needs no torchrun on the command line."""
+    if workers <= 1 or "WORLD_SIZE" in os.environ:
+        return
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    target = ["-m", spec.name] if spec is not None else [sys.argv[0]]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={workers}", f"--max-restarts={max_restarts}", *target,
+               *sys.argv[1:]]
+    sys.exit(subprocess.run(command, check=False).returncode)
 
 
 def init(backend="gloo", init_method=None, rank=None, world_size=None, timeout=DEFAULT_TIMEOUT):

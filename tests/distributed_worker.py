@@ -2,8 +2,9 @@
 RENDEZVOUS OUT SCENARIO` joins a gloo group through the `file://` rendezvous and writes what it
 computed to OUT (.npz); under torchrun, `python -m tests.distributed_worker torchrun DIRECTORY
 OUT [DIE]` joins from the environment, checkpoints into DIRECTORY, and with DIE rank 1 dies once
-mid-run. `train` is also what the test runs in its own process, as one worker with the whole
-batch."""
+mid-run; `python -m tests.distributed_worker launch DIRECTORY OUT` starts that run (without
+DIE) on two workers itself, by `gdd.launch`. `train` is also what the test runs in its own
+process, as one worker with the whole batch."""
 
 from __future__ import annotations
 
@@ -128,7 +129,10 @@ def on_ray(config):
         np.savez(config["out"], **arrays)
 
 
-if __name__ == "__main__" and sys.argv[1] == "torchrun":
+if __name__ == "__main__" and sys.argv[1] == "launch":  # two workers by gdd.launch
+    gdd.launch(2)
+    under_torchrun(sys.argv[2], sys.argv[3])
+elif __name__ == "__main__" and sys.argv[1] == "torchrun":
     under_torchrun(sys.argv[2], sys.argv[3], die=len(sys.argv) > 4)
 elif __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])

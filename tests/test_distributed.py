@@ -158,7 +158,6 @@ def test_onnx_exports_one_workers_allreduce_the_identity():
 
 # ---------------------------------------------------------------- two workers
 PAIRS = ("train", "killed")  # after training, rank 1 of "train" hangs
-TORCHRUNS = ("whole", "died")  # torchrun jobs: uninterrupted; rank 1 dies once and restarts
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +168,13 @@ def pairs(tmp_path_factory):
     pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("distributed")
     commands = {}
-    for job in TORCHRUNS:  # standalone: torchrun binds a free port itself, no race for one
-        commands[job, 0] = ["torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                            "--max-restarts", "1", "-m", "tests.distributed_worker", "torchrun",
-                            str(root / job), str(root / f"{job}-0.npz"),
-                            *(["die"] if job == "died" else [])]
+    # standalone: torchrun binds a free port itself, no race for one; the uninterrupted job is
+    # started by the script itself (gdd.launch), the other under torchrun's command line
+    commands["whole", 0] = ["tests.distributed_worker", "launch", str(root / "whole"),
+                            str(root / "whole-0.npz")]
+    commands["died", 0] = ["torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "--max-restarts", "1", "-m", "tests.distributed_worker", "torchrun",
+                           str(root / "died"), str(root / "died-0.npz"), "die"]
     for scenario in PAIRS:
         for rank in (0, 1):
             commands[scenario, rank] = ["tests.distributed_worker", str(rank), "2",
