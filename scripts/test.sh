@@ -26,8 +26,9 @@ for arg in "$@"; do
 done
 
 source scripts/_venv.sh
-pip_install -e '.[test]'
-pip_install torch==2.13.0
+# the distributed extra: torch 2.13 (CPU; the PyTorch comparisons, torch.distributed) and
+# ray[train] (tests/test_distributed.py's Ray Train run)
+pip_install -e '.[test,distributed]'
 # torchvision's models for tests/test_onnx_models.py; without its dependencies, so that pip
 # keeps the torch above (its C extension may not load beside it; the models need none of it)
 pip_install --no-deps torchvision==0.28.0
