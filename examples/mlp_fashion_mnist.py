@@ -8,6 +8,7 @@ a 64-256-10 MLP.
 
 Run from the repository root:  python examples/mlp_fashion_mnist.py [--epochs N]
 Smoke mode (1 epoch on a small subset):  GRAPHDL_SMOKE=1 python examples/mlp_fashion_mnist.py
+Data-parallel on N local processes (torchrun and gloo; needs torch):  --workers N
 """
 
 from __future__ import annotations
@@ -50,12 +51,12 @@ def build(n_in, lr, mu):
 
     logits = gd.relu(x @ W1 + b1) @ W2 + b2
     loss = gd.softmax_cross_entropy(logits, y)
-    opt = gd.optim.sgd(loss, params, lr, momentum=mu)
+    opt = gd.optim.sgd(loss, params, lr, momentum=mu, **training.data_parallel(x))
     return gd.compile(loss, updates=opt.updates), gd.compile(logits), opt.init()
 
 
 def main():
-    epochs = training.parse_epochs(__doc__.splitlines()[0])
+    epochs = training.parse_epochs(__doc__.splitlines()[0], workers=True)
     smoke.note("86.62 % test accuracy on Fashion-MNIST after 5 epochs of all 60,000 images "
                "(python examples/mlp_fashion_mnist.py)")
     splits = data.load_fashion_mnist(smoke=data.is_smoke())
