@@ -45,14 +45,18 @@ def build(n_in, lr, mu):
     # None: the batch size is bound per call, so the last, shorter batch compiles once more.
     x = gd.input("x", (None, n_in))
     y = gd.input("y", (None,), "int64")
-    W1, b1 = gd.input("W1", (n_in, HIDDEN)), gd.input("b1", (HIDDEN,))
-    W2, b2 = gd.input("W2", (HIDDEN, CLASSES)), gd.input("b2", (CLASSES,))
-    params = [W1, b1, W2, b2]
-
-    logits = gd.relu(x @ W1 + b1) @ W2 + b2
+    params = {"W1": gd.input("W1", (n_in, HIDDEN)), "b1": gd.input("b1", (HIDDEN,)),
+              "W2": gd.input("W2", (HIDDEN, CLASSES)), "b2": gd.input("b2", (CLASSES,))}
+    logits = mlp(x, params)
     loss = gd.softmax_cross_entropy(logits, y)
-    opt = gd.optim.sgd(loss, params, lr, momentum=mu, **training.data_parallel(x))
+    opt = gd.optim.sgd(loss, list(params.values()), lr, momentum=mu,
+                       **training.data_parallel(x))
     return gd.compile(loss, updates=opt.updates), gd.compile(logits), opt.init()
+
+
+def mlp(x, p):
+    """The logits of batch `x` for parameters `p` ({name: node})."""
+    return gd.relu(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
 
 
 def main():
