@@ -11,7 +11,8 @@ on a fixed random batch:
                graphdl's step with `allreduce="mean", rows=x` (one collective per step) and
                PyTorch's DistributedDataParallel over the same group; and, to separate the
                communication from the work, each one's step on the same half batch without any
-               collective ("local").
+               collective ("local"), and the collective alone on a buffer of the
+               gradients' size (what the transport costs without a step around it).
 
 graphdl's time in the collective is measured directly: `graphdl.distributed.allreduce_array`
 (which the generated step calls, looked up at each call) is wrapped here in a timer. It counts
@@ -146,9 +147,11 @@ def measure(model, reps, warmup):
     several = gdd.world_size() > 1
     steps = {"graphdl": graphdl_step(model, x, y, params, several),
              "torch": torch_step(model, x, y, params, several)}
-    if several:  # the same half batch, nothing communicated
+    if several:  # the same half batch, nothing communicated; the collective alone
         steps["graphdl local"] = graphdl_step(model, x, y, params, False)
         steps["torch local"] = torch_step(model, x, y, params, False)
+        gradients = np.zeros(sum(value.size for value in params.values()), np.float32)
+        steps["collective alone"] = lambda: gdd.allreduce_array(gradients, "mean", len(x))
     spent = _timed_collectives()
     names = list(steps)
     times = {name: [] for name in [*names, "collective"]}
@@ -243,6 +246,8 @@ def print_model(model, one, two):
     print(f"  local steps on the same half batch, no collective: graphdl "
           f"{ms(two['graphdl local']):.3f} ms, PyTorch {ms(two['torch local']):.3f} ms; "
           f"graphdl's collective is {ms(two['collective']) / g2:.0%} of its 2-worker step")
+    print(f"  the same collective alone, between steps (gdd.allreduce_array of {size:,} float32 "
+          f"and the weight): {ms(two['collective alone']):.3f} ms")
 
 
 # ---------------------------------------------------------------- word2vec (to be added)
