@@ -11,8 +11,9 @@ on a fixed random batch:
                graphdl's step with `allreduce="mean", rows=x` (one collective per step) and
                PyTorch's DistributedDataParallel over the same group; and, to separate the
                communication from the work, each one's step on the same half batch without any
-               collective ("local"), and the collective alone on a buffer of the
-               gradients' size (what the transport costs without a step around it).
+               collective ("local"); last, the collective alone on a buffer of the
+               gradients' size, called back to back (what gloo's transport costs when
+               neither worker is late).
 
 graphdl's time in the collective is measured directly: `graphdl.distributed.allreduce_array`
 (which the generated step calls, looked up at each call) is wrapped here in a timer. It counts
@@ -147,11 +148,9 @@ def measure(model, reps, warmup):
     several = gdd.world_size() > 1
     steps = {"graphdl": graphdl_step(model, x, y, params, several),
              "torch": torch_step(model, x, y, params, several)}
-    if several:  # the same half batch, nothing communicated; the collective alone
+    if several:  # the same half batch, nothing communicated
         steps["graphdl local"] = graphdl_step(model, x, y, params, False)
         steps["torch local"] = torch_step(model, x, y, params, False)
-        gradients = np.zeros(sum(value.size for value in params.values()), np.float32)
-        steps["collective alone"] = lambda: gdd.allreduce_array(gradients, "mean", len(x))
     spent = _timed_collectives()
     names = list(steps)
     times = {name: [] for name in [*names, "collective"]}
@@ -166,7 +165,21 @@ def measure(model, reps, warmup):
                 times[name].append(took)
                 if name == "graphdl":
                     times["collective"].append(spent[0])
+    if several:  # back to back: the workers meet at once, no step's lateness is waited for
+        gradients = np.zeros(sum(value.size for value in params.values()), np.float32)
+        times["collective alone"] = _durations(
+            lambda: gdd.allreduce_array(gradients, "mean", len(x)), reps, warmup)
     return times
+
+
+def _durations(function, reps, warmup):
+    """The seconds of each of `reps` calls of `function` after `warmup` calls."""
+    took = []
+    for _ in range(warmup + reps):
+        start = time.perf_counter()
+        function()
+        took.append(time.perf_counter() - start)
+    return took[warmup:]
 
 
 def _timed_collectives():
@@ -246,7 +259,7 @@ def print_model(model, one, two):
     print(f"  local steps on the same half batch, no collective: graphdl "
           f"{ms(two['graphdl local']):.3f} ms, PyTorch {ms(two['torch local']):.3f} ms; "
           f"graphdl's collective is {ms(two['collective']) / g2:.0%} of its 2-worker step")
-    print(f"  the same collective alone, between steps (gdd.allreduce_array of {size:,} float32 "
+    print(f"  the same collective alone, back to back (gdd.allreduce_array of {size:,} float32 "
           f"and the weight): {ms(two['collective alone']):.3f} ms")
 
 
