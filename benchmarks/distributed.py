@@ -13,7 +13,7 @@ on a fixed random batch:
                communication from the work, each one's step on the same half batch without any
                collective ("local"); last, the collective alone on a buffer of the
                gradients' size, called back to back (what gloo's transport costs when
-               neither worker is late).
+               neither worker is late), graphdl's and torch.distributed's all_reduce.
 
 graphdl's time in the collective is measured directly: `graphdl.distributed.allreduce_array`
 (which the generated step calls, looked up at each call) is wrapped here in a timer. It counts
@@ -169,6 +169,9 @@ def measure(model, reps, warmup):
         gradients = np.zeros(sum(value.size for value in params.values()), np.float32)
         times["collective alone"] = _durations(
             lambda: gdd.allreduce_array(gradients, "mean", len(x)), reps, warmup)
+        tensor = torch.from_numpy(gradients)
+        times["torch collective alone"] = _durations(
+            lambda: torch.distributed.all_reduce(tensor), reps, warmup)
     return times
 
 
@@ -259,8 +262,9 @@ def print_model(model, one, two):
     print(f"  local steps on the same half batch, no collective: graphdl "
           f"{ms(two['graphdl local']):.3f} ms, PyTorch {ms(two['torch local']):.3f} ms; "
           f"graphdl's collective is {ms(two['collective']) / g2:.0%} of its 2-worker step")
-    print(f"  the same collective alone, back to back (gdd.allreduce_array of {size:,} float32 "
-          f"and the weight): {ms(two['collective alone']):.3f} ms")
+    print(f"  the collective alone, back to back: gdd.allreduce_array of {size:,} float32 and "
+          f"the weight {ms(two['collective alone']):.3f} ms, torch.distributed.all_reduce of "
+          f"the {size:,} {ms(two['torch collective alone']):.3f} ms")
 
 
 # ---------------------------------------------------------------- word2vec (to be added)
