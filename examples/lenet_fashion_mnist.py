@@ -12,6 +12,8 @@ are scaled up to 24x24 and padded to 28x28 here so that the same network applies
 Run from the repository root:  python examples/lenet_fashion_mnist.py [--epochs N]
 Smoke mode (1 short epoch on a small subset):
     GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py
+Data-parallel on N local processes (torchrun and gloo; needs torch), each stepping on its rows
+of every batch of 64:  --workers N (see examples/training.py)
 CUDA kernels instead of NumPy code:  --backend cuda (on an NVIDIA GPU through CuPy), with
 --device cpu the same kernels on the CPU through graphdl's emulator (no GPU needed; slow).
 """
@@ -64,13 +66,13 @@ def build(lr, mu, options):
     params = {name: gd.input(name, shape) for name, shape in SHAPES.items()}
     logits = lenet(x, params)
     loss = gd.softmax_cross_entropy(logits, y)
-    opt = gd.optim.sgd(loss, list(params.values()), lr, momentum=mu)
+    opt = gd.optim.sgd(loss, list(params.values()), lr, momentum=mu, **training.data_parallel(x))
     return (gd.compile(loss, updates=opt.updates, **options), gd.compile(logits, **options),
             opt.init())
 
 
 def main():
-    epochs, options = training.parse_training(__doc__.splitlines()[0])
+    epochs, options = training.parse_training(__doc__.splitlines()[0], workers=True)
     smoke.note("88.53 % test accuracy on Fashion-MNIST after 5 epochs of all 60,000 images "
                "(python examples/lenet_fashion_mnist.py)")
     x_train, y_train, x_test, y_test = data.load_fashion_mnist(smoke=data.is_smoke())

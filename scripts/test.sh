@@ -76,6 +76,9 @@ else
     for f in examples/*.py; do
         stage "smoke: $f" env GRAPHDL_SMOKE=1 python "$f"
     done
+    # data-parallel: two processes by torchrun, gloo (~10 s, mostly importing torch)
+    stage "smoke: examples/lenet_fashion_mnist.py --workers 2" \
+        env GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py --workers 2
     for model in "--model sg --loss ns" "--model cbow --loss hs" \
                  "--model sg --loss ns --workers 2"; do
         # shellcheck disable=SC2086

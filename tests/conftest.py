@@ -33,6 +33,7 @@ SLOW_FILES = {
     "tests/test_compiled_source.py",  # 34 s
     "tests/test_cuda_backend.py",  # 176 s (g++ builds, nvcc where installed)
     "tests/test_cuda_conv.py",  # 39 s
+    "tests/test_data_parallel_examples.py",  # 36 s: torchrun's workers import torch
     "tests/test_detection.py",  # 182 s (training the example's detector)
     "tests/test_extend.py",  # 14 s
     "tests/test_ir.py",  # 11 s
