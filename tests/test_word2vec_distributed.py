@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from examples.word2vec.distributed import Replica, Schedule, hot_rows
+from examples.word2vec.distributed import Replica, Schedule, hot_rows, round_parts
 from examples.word2vec.model import Shape, declare
 from examples.word2vec.train import train
 from examples.word2vec.vocab import huffman
@@ -31,23 +31,34 @@ def tables(rng, vocab=7, dim=3):
             "W_out": rng.standard_normal((vocab - 1, dim)).astype(np.float32)}
 
 
-def test_a_round_averages_the_hot_rows_and_leaves_the_others(rng):
-    a, b = tables(rng), tables(rng)
-    before = {name: (a[name].copy(), b[name].copy()) for name in a}
-    hot = {"W_in": slice(0, 3), "W_out": slice(4, 6)}
+def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(rng):
+    """Two replicas from equal tables, each changed its own way: "mean" rows become the mean,
+    "add" rows the start plus both changes, the other rows stay each replica's own."""
+    start = tables(rng)
+    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
     ranks = [Replica(a, None, 2), Replica(b, None, 2)]
-    summed = ranks[0].pack(hot, True) + ranks[1].pack(hot, False)
-    assert [r.unpack(summed, hot) for r in ranks] == [False, False]  # one rank not done
-    for name, where in hot.items():
-        np.testing.assert_array_equal(a[name][where], b[name][where])
-        mean = (before[name][0][where].astype(np.float64) + before[name][1][where]) / 2
-        np.testing.assert_allclose(a[name][where], mean, rtol=1e-6)
-        rest = np.ones(len(a[name]), bool)
-        rest[where] = False
-        np.testing.assert_array_equal(a[name][rest], before[name][0][rest])
-        np.testing.assert_array_equal(b[name][rest], before[name][1][rest])
-    summed = ranks[0].pack(hot, True) + ranks[1].pack(hot, True)
-    assert [r.unpack(summed, hot) for r in ranks] == [True, True]
+    for t in (*a.values(), *b.values()):
+        t += rng.standard_normal(t.shape).astype(t.dtype)
+    before = {name: (a[name].copy(), b[name].copy()) for name in a}
+    parts = [("W_in", slice(0, 3), "mean"), ("W_out", slice(4, 6), "mean"),
+             ("W_in", slice(3, 5), "add")]
+    summed = ranks[0].pack(parts, True) + ranks[1].pack(parts, False)
+    assert [r.unpack(summed, parts) for r in ranks] == [False, False]  # one rank not done
+    for name, rows, how in parts:
+        np.testing.assert_array_equal(a[name][rows], b[name][rows])
+        mine, theirs = (before[name][k][rows].astype(np.float64) for k in (0, 1))
+        want = (mine + theirs) / 2 if how == "mean" else mine + theirs - start[name][rows]
+        np.testing.assert_allclose(a[name][rows], want, rtol=1e-5, atol=1e-6)
+    for name, untouched in (("W_in", slice(5, None)), ("W_out", slice(0, 4))):
+        np.testing.assert_array_equal(a[name][untouched], before[name][0][untouched])
+        np.testing.assert_array_equal(b[name][untouched], before[name][1][untouched])
+    summed = ranks[0].pack(parts, True) + ranks[1].pack(parts, True)
+    assert [r.unpack(summed, parts) for r in ranks] == [True, True]
+    # an "add" part's next round adds the changes since this one, not since the start
+    a["W_in"][3:5] += 1
+    summed = ranks[0].pack(parts, False) + ranks[1].pack(parts, False)
+    ranks[0].unpack(summed, parts)
+    np.testing.assert_array_equal(a["W_in"][3:5], b["W_in"][3:5] + 1)
 
 
 def test_hierarchical_softmaxs_hot_rows_are_its_most_visited_inner_nodes():
@@ -94,6 +105,7 @@ class Threads:
 ], ids=["unequal", "empty-epoch", "agreed", "three"])
 def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, calibration):
     group, world = Threads(len(steps)), len(steps)
+    model_of_nine = declare("sg", "hs", Shape(9, 3, 4), huffman(np.arange(9, 0, -1)))
     ends, errors = [None] * world, []
 
     def rank(r):
@@ -101,8 +113,8 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
             rng = np.random.default_rng(r)
             mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
             replica = Replica(mine, group.reduce(r), world)
-            hot = {"W_in": slice(0, 2), "W_out": slice(0, 3)}
-            schedule = Schedule(replica, hot, epochs=len(steps[r]), every=every,
+            hot, end = round_parts(model_of_nine, 3, 1)
+            schedule = Schedule(replica, hot, end, epochs=len(steps[r]), every=every,
                                 calibration=calibration or 50)
             for epoch, count in enumerate(steps[r]):
                 for _ in range(count):
