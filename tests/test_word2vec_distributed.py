@@ -1,9 +1,10 @@
 """word2vec across processes that share no memory (examples/word2vec/distributed.py): the
-averaging round (hot rows averaged, the others untouched, the done flags), hierarchical
-softmax's hot rows, the schedule of rounds on ranks with unequal steps per epoch (ranks as
-threads, a barrier as the collective: a rank calling one collective more or less than another
-breaks it), one rank being the one-process run bit for bit, and two gloo processes on the
-smoke corpus ending with bit-identical replicas."""
+round (its averaged rows the mean, its added-up rows the start plus every change, the other
+rows untouched, the done flags), hierarchical softmax's hot rows, the schedule of rounds on
+ranks with unequal steps per epoch (ranks as threads, a barrier as the collective: a rank
+calling one collective more or less than another breaks it), one rank being the one-process
+run bit for bit, and two gloo processes on the smoke corpus ending with bit-identical
+replicas."""
 
 from __future__ import annotations
 
