@@ -16,7 +16,7 @@ and where one graphdl step spends its time.
         --distributed 1,2,4 --no-profile        # processes sharing no memory, beside the rest
 
 `--distributed N,...` adds the example's `--distributed` mode on N torch.distributed ranks
-(examples/word2vec/distributed.py: replicas averaged over gloo), each started by torchrun
+(examples/word2vec/distributed.py: replicas combined over gloo), each started by torchrun
 from this script; its words/s count the training loop of rank 0 (after torch's import, the
 group's rendezvous and the step's compilation), as graphdl's one process does. `distributed_rows`
 is the same comparison as a function (benchmarks/distributed.py calls it).

@@ -1,6 +1,6 @@
 """One rank of tests/test_word2vec_distributed.py: `python -m tests.word2vec_distributed_worker
 RANK WORLD RENDEZVOUS OUT` joins a gloo group through the `file://` rendezvous, trains skip-gram
-NS on the smoke corpus (examples/word2vec/distributed.py's averaging) and saves its replica's
+NS on the smoke corpus (examples/word2vec/distributed.py's rounds) and saves its replica's
 tables and the words trained on by all ranks to OUT (.npz)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from examples.word2vec.model import Shape, declare
 from examples.word2vec.train import load, load_once_per_machine, train
 
 SETTINGS = {"epochs": 2, "window": 3, "sample": 1e-3, "negative": 3, "seed": 0}
-ROWS = 100  # of the smoke vocabulary's 1,759: most rows are averaged at the epochs' ends only
+ROWS = 100  # of the smoke vocabulary's 1,759: most rows are combined at the epochs' ends only
 
 
 def run(sync_rows=None):

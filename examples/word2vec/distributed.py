@@ -167,7 +167,7 @@ class Schedule:
             self.end_epoch()
 
     def end_epoch(self) -> None:
-        """Join the rounds until every rank is done with the epoch, then average every row."""
+        """Join the rounds until every rank is done with the epoch, then combine every row."""
         if self.every is None:
             self.agree()
         while not self.replica.round(self.hot, done=True):
@@ -190,7 +190,7 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
           window: int, sample: float, negative: int, seed: int, rows: int = ROWS,
           mean_rows: int = MEAN_ROWS, report=None) -> tuple[int, np.ndarray, int, str]:
     """Train this rank's replica of `tables` (in place) with the compiled `step` on its share of
-    `corpus`, averaged with the other ranks' (gdd.init() made the group): (center words of all
+    `corpus`, combined with the other ranks' (gdd.init() made the group): (center words of all
     ranks, this rank's per-step losses, rows dropped by all ranks, a line on the rounds)."""
     me, world = gdd.rank(), gdd.world_size()
     gdd.broadcast_parameters(tables)

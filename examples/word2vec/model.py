@@ -131,7 +131,7 @@ class Model:
         """The compiled `step` over the full batches of `stream` (their feeds made on a
         background thread), updating `tables` in place: (center words trained on, each step's
         loss per row, rows of the short batches dropped). `report(words, loss per row)` after
-        each step; `before(batch)` before each batch, on this thread (`distributed` averages
+        each step; `before(batch)` before each batch, on this thread (`distributed` combines
         the tables there)."""
         words, dropped, losses = 0, 0, []
         full = self.shape.batch

@@ -9,7 +9,7 @@ gensim's Lee corpus alone with tiny settings, in seconds.
 
 `--workers N` runs N processes on this machine. They share the tables in shared memory and race
 (Hogwild, `parallel`); with `--distributed` they share no memory: each trains its own replica
-on its share of the lines and the replicas are averaged over torch.distributed (gloo), the most
+on its share of the lines and the replicas are combined over torch.distributed (gloo), the most
 frequent rows every ~0.1 s and all rows at each epoch's end (`distributed`; `--sync-rows`).
 `--distributed` starts the N workers itself under torchrun (`gdd.launch`); under torchrun or Ray
 Train across machines (their environment gives the workers), `--workers` is not needed:
@@ -124,7 +124,7 @@ class Result:
     seconds: float
     losses: np.ndarray  # each step's loss per row (distributed: rank 0's steps)
     dropped_rows: int  # rows of the last, short batch
-    note: str = ""  # distributed: the averaging rounds
+    note: str = ""  # distributed: the rounds
 
 
 def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, negative: int,
@@ -133,7 +133,7 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
     """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`. With
     `workers` > 1, as many processes share the corpus and the tables (`parallel`). With
     `sync_rows` (K), this process is one rank of the torch.distributed group (gdd.init()) and
-    trains its replica, averaged with the others' (`distributed`); rank 0's words on the bar."""
+    trains its replica, combined with the others' (`distributed`); rank 0's words on the bar."""
     rng = np.random.default_rng(seed)
     tables = model.tables(rng)
     note = []
@@ -203,10 +203,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--distributed", action="store_true",
                    help="the workers share no memory: torch.distributed ranks (started here by "
                         "torchrun, or by torchrun/Ray across machines), each training its "
-                        "replica on its share of the lines; replicas averaged every ~0.1 s "
+                        "replica on its share of the lines; replicas combined every ~0.1 s "
                         "(the --sync-rows most frequent rows) and at each epoch's end (all)")
     p.add_argument("--sync-rows", type=int, default=distributed.ROWS,
-                   help="--distributed: rows of each table averaged every ~0.1 s (K); "
+                   help="--distributed: rows of each table combined every ~0.1 s (K); "
                         f"default {distributed.ROWS:,}")
     p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
     p.add_argument("--seed", type=int, default=0)
