@@ -152,7 +152,7 @@ class Schedule:
         while self.epoch < batch.epoch:
             self.end_epoch()
         if self.every is None:
-            if self.steps == 1:  # the first step compiles caches: not timed
+            if self.steps == 1:  # the first step warms caches up: not timed
                 self.start = time.perf_counter()
             if self.steps == self.calibration:
                 self.agree()
@@ -204,8 +204,10 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
     schedule.finish()
     words, dropped = gdd.allreduce_array(np.array([words, dropped], np.float64), "sum")
+    if world == 1:
+        return int(words), losses, int(dropped), "1 rank: no rounds (the one-process run)"
     k = hot["W_in"].stop - hot["W_in"].start
-    line = (f"{world} rank{'s' if world > 1 else ''}: a round every {schedule.every} steps "
-            f"combined {k:,} rows of each table; {replica.rounds:,} rounds (with {epochs} of "
-            f"every row), {replica.seconds:.1f} s in them on rank {me}")
+    line = (f"{world} ranks: a round every {schedule.every} steps combined {k:,} rows of each "
+            f"table; {replica.rounds:,} rounds (with {epochs} of every row), "
+            f"{replica.seconds:.1f} s in them on rank {me}")
     return int(words), losses, int(dropped), line
