@@ -41,6 +41,7 @@ from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 # --smoke's defaults; an option given on the command line wins.
 SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
 FULL = {"dim": 100, "epochs": 5, "min_count": 5}  # gensim's defaults; and model.BATCH
+BUILD_TIMEOUT = 3600.0  # seconds --distributed ranks wait for their machine's corpus build
 # 5 epochs of the full corpus (docs/RESULTS.md): analogies, WordSim353 Spearman; queen 1st
 FULL_SCORES = {("sg", "ns"): ("13.29 %", 0.577), ("sg", "hs"): ("14.87 %", 0.635),
                ("cbow", "ns"): ("11.70 %", 0.463), ("cbow", "hs"): ("10.70 %", 0.552)}
@@ -270,11 +271,14 @@ def main(argv=None) -> None:
 
 def load_once_per_machine(smoke: bool, min_count: int, words: int | None) -> Data:
     """`load` on every rank, after the first worker of each machine (LOCAL_RANK 0) built the
-    corpus cache: the others wait for it in a collective, not building it at the same time."""
+    corpus cache: the others wait for it in a collective, not building it at the same time
+    (a first build reads every source: minutes, past the collectives' usual timeout)."""
     first = os.environ.get("LOCAL_RANK", str(gdd.rank())) == "0"
     if first:
         build(smoke)
+    gdd.set_timeout(BUILD_TIMEOUT)
     gdd.allreduce_array(np.zeros(1), "sum")
+    gdd.set_timeout(gdd.DEFAULT_TIMEOUT)
     return load(smoke, min_count, words)
 
 
