@@ -12,6 +12,14 @@ and where one graphdl step spends its time.
     PYTHONPATH=. python benchmarks/word2vec.py --smoke          # the Lee corpus, seconds
     PYTHONPATH=. python benchmarks/word2vec.py --words 0 --epochs 5 --model cbow --loss hs \
         --no-profile                                           # the issue's quality comparison
+    PYTHONPATH=. python benchmarks/word2vec.py --words 0 --epochs 5 --trainers graphdl \
+        --distributed 1,2,4 --no-profile        # processes sharing no memory, beside the rest
+
+`--distributed N,...` adds the example's `--distributed` mode on N torch.distributed ranks
+(examples/word2vec/distributed.py: replicas combined over gloo), each started by torchrun
+from this script; its words/s count the training loop of rank 0 (after torch's import, the
+group's rendezvous and the step's compilation), as graphdl's one process does. `distributed_rows`
+is the same comparison as a function (benchmarks/distributed.py calls it).
 
 Settings as gensim's defaults and word2vec.c's: dim 100, window 5, min_count 5, sample 1e-3,
 negative 5, 1 epoch, lr 0.025 -> 0.0001 for all four models (gensim's defaults);
@@ -24,9 +32,14 @@ ranks for king - man + woman.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from machine import ROOT
@@ -34,14 +47,17 @@ from mlp_step import instrument
 
 sys.path.insert(0, str(ROOT))
 
+import graphdl.distributed as gdd
 from examples import smoke
-from examples.word2vec import evaluate
+from examples.word2vec import distributed, evaluate
 from examples.word2vec.corpus import build, read_lines
 from examples.word2vec.model import BATCH, LOSSES, MODELS, Shape, declare
 from examples.word2vec.train import Data, load, train
 from examples.word2vec.vocab import huffman
 
-ANALOGY_MIN_WORDS = 500_000  # below this, too few analogy questions are in the vocabulary
+# below this, too few analogy questions are in the vocabulary (gensim's two samples alone, 486k
+# words in theirs, hold 4,195 of them)
+ANALOGY_MIN_WORDS = 400_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,52 @@ def run_graphdl(data: Data, s: Settings, workers: int = 1) -> Run:
                    negative=s.negative, seed=s.seed, progress=False, workers=workers)
     return Run(f"graphdl workers={workers}", result.words, result.seconds, data.vocab.words,
                result.tables["W_in"], workers)
+
+
+def run_distributed(words: int | None, smoke_corpus: bool, s: Settings, workers: int,
+                    rows: int = distributed.ROWS) -> Run:
+    """The example's --distributed mode on `workers` ranks, started by torchrun running this
+    script as the rank (`rank_main`); rank 0's training time and vectors."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rank-0.npz"
+        job = {"words": words, "smoke": smoke_corpus, "settings": asdict(s), "rows": rows,
+               "out": str(out)}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={workers}", __file__, "--rank", json.dumps(job)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        with np.load(out) as saved:
+            print(f"  {saved['note']}", flush=True)
+            return Run(f"graphdl distributed={workers}", int(saved["words"]),
+                       float(saved["seconds"]), [str(w) for w in saved["vocab"]],
+                       saved["vectors"], workers)
+
+
+def rank_main(job: dict) -> None:
+    """One rank of `run_distributed`: trains; rank 0 saves what the parent reports."""
+    gdd.init()
+    s = Settings(**job["settings"])
+    data = load(job["smoke"], s.min_count, job["words"])
+    result = train(declared(data, s), data, epochs=s.epochs, window=s.window, sample=s.sample,
+                   negative=s.negative, seed=s.seed, progress=False, sync_rows=job["rows"])
+    if gdd.rank() == 0:
+        np.savez(job["out"], words=result.words, seconds=result.seconds,
+                 vocab=np.array(data.vocab.words), vectors=result.tables["W_in"],
+                 note=result.note)
+
+
+def distributed_rows(words: int | None = None, epochs: int = 5, workers=(1, 2, 4),
+                     shared=(1, 2), model: str = "sg", loss: str = "ns",
+                     smoke_corpus: bool = False) -> list[Run]:
+    """words/s and quality of the --distributed mode on each of `workers` ranks beside graphdl's
+    `shared`-memory processes (parallel.py), `words` of the corpus (None: all), printed as
+    main()'s table; the runs returned."""
+    s = Settings(epochs=epochs, model=model, loss=loss, batch=BATCH[model, loss])
+    data = load(smoke_corpus, s.min_count, words)
+    runs = [run_graphdl(data, s, w) for w in shared]
+    runs += [run_distributed(words, smoke_corpus, s, w) for w in workers]
+    print_table(runs, data)
+    return runs
 
 
 def sigmoid(x):
@@ -224,8 +286,14 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="gensim's worker counts, comma-separated")
     ap.add_argument("--graphdl-workers", default="1,2",
                     help="graphdl's process counts (examples/word2vec/parallel.py)")
+    ap.add_argument("--distributed", default="",
+                    help="graphdl's --distributed rank counts, comma-separated (torchrun)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-statement profile")
+    ap.add_argument("--rank", help=argparse.SUPPRESS)  # a rank of run_distributed (its job)
     args = ap.parse_args()
+    if args.rank:
+        rank_main(json.loads(args.rank))
+        return
     smoke.enable(args.smoke)
     smoke.note("graphdl ~152-155k effective words/s on one process, its 2 processes 0.50-0.55x "
                "gensim's 2 workers (one epoch of the full corpus on a quiet 2-core box: "
@@ -241,10 +309,20 @@ def main() -> None:
         trainers = [t for t in trainers if t != "numpy"]
     runs = [run_graphdl(data, s, int(w)) for w in args.graphdl_workers.split(",")
             if "graphdl" in trainers]
+    runs += [run_distributed(args.words or None, args.smoke, s, int(w))
+             for w in args.distributed.split(",") if w]
     runs += [run_numpy(data, s)] if "numpy" in trainers else []
     if "gensim" in trainers and evaluate.has_gensim():
         sentences = raw_sentences(args.smoke, len(data.corpus.offsets) - 1)
         runs += [run_gensim(sentences, s, int(w)) for w in args.workers.split(",")]
+    print_table(runs, data)
+    if not args.no_profile:
+        profile(data, s)
+
+
+def print_table(runs: list[Run], data: Data) -> None:
+    """Each run's words/s (and its ratio to gensim's with the most workers, where run), with
+    its scores where the corpus is big enough."""
     scored = len(data.corpus.ids) >= ANALOGY_MIN_WORDS and evaluate.has_gensim()
     # the issue's yardstick: each rate over gensim's with the most workers, in this very run
     gensims = [r for r in runs if r.name.startswith("gensim")]
@@ -264,8 +342,6 @@ def main() -> None:
             line += (f"  {sc['analogy']:>7.2%}  {sc['analogy_questions']:>9,}  "
                      f"{sc['spearman']:>21.3f}  {queen_rank(nb):>12}")
         print(line + smoke.tag(), flush=True)
-    if not args.no_profile:
-        profile(data, s)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ else
     stage "smoke: examples/lenet_fashion_mnist.py --workers 2" \
         env GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py --workers 2
     for model in "--model sg --loss ns" "--model cbow --loss hs" \
-                 "--model sg --loss ns --workers 2"; do
+                 "--model sg --loss ns --workers 2" \
+                 "--model sg --loss hs --workers 2 --distributed"; do
         # shellcheck disable=SC2086
         stage "smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)" \
             python -m examples.word2vec.train --smoke --no-progress $model

@@ -67,6 +67,7 @@ SLOW_TESTS = {
     "tests/test_teach.py::test_cli_explain_into_a_closed_pipe_exits_quietly",  # 6 s
     "tests/test_teach.py::test_installed_graphdl_command_explains_a_file",  # 6 s
     "tests/test_teach_embedding.py::test_the_toy_example_runs_and_prints_the_huffman_codes",  # 7
+    "tests/test_word2vec_distributed.py::test_two_processes_end_with_bit_identical_replicas",  # 23
 }
 
 

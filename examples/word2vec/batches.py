@@ -3,7 +3,8 @@
 Per epoch and chunk, as word2vec.c: words are subsampled, then every kept center word draws
 b in [0, window) and sees window - b words on each side within its own line. Skip-gram yields
 (center, context) pairs; CBOW yields one row per center with its context padded to 2*window
-(padding id 0, mask 0; centers with no context are skipped, as word2vec.c does). Negatives are
+(padding id 0, mask 0; centers with no context are skipped, as word2vec.c does); a batch
+that straddles two epochs belongs to the epoch of its first row. Negatives are
 drawn for the predicted word (skip-gram: the context; CBOW: the center) and never equal it.
 The learning rate decays linearly from `lr` to `min_lr` over epochs * corpus words (counted
 before subsampling); a batch carries the rate at its first center word and the number of center
@@ -54,6 +55,7 @@ class Batch:
     negatives: np.ndarray | None  # (B, negative) int64, or None when negative == 0
     lr: float
     words: int  # center words (corpus positions) the rows come from: gensim's effective words
+    epoch: int = 0  # the epoch of its first row
 
 
 def _chunk_rows(corpus, keep, mode, window, rng, first_line, last_line):
@@ -130,7 +132,8 @@ def batches(corpus: Encoded, counts: np.ndarray, mode: str, *, window: int = 5,
             negatives = noise.draw(rng, (len(centers), negative), exclude=predicted[:, None])
         rate = float(linear_lr(positions[0], total, lr, min_lr))
         words = 1 + np.count_nonzero(np.diff(positions))  # a center's rows are adjacent
-        yield Batch(centers, contexts, mask, negatives, rate, int(words))
+        epoch = int(positions[0] // len(corpus.ids))
+        yield Batch(centers, contexts, mask, negatives, rate, int(words), epoch)
 
 
 def prefetched(items: Iterable, depth: int = 8) -> Iterator:

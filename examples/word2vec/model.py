@@ -126,15 +126,19 @@ class Model:
                        negative=negative if self.loss_kind == "ns" else 0, epochs=epochs,
                        sample=sample, seed=seed)
 
-    def run(self, step, tables: dict, stream, report=None) -> tuple[int, np.ndarray, int]:
+    def run(self, step, tables: dict, stream, report=None,
+            before=None) -> tuple[int, np.ndarray, int]:
         """The compiled `step` over the full batches of `stream` (their feeds made on a
         background thread), updating `tables` in place: (center words trained on, each step's
         loss per row, rows of the short batches dropped). `report(words, loss per row)` after
-        each step."""
+        each step; `before(batch)` before each batch, on this thread (`distributed` combines
+        the tables there)."""
         words, dropped, losses = 0, 0, []
         full = self.shape.batch
         for batch, fed in prefetched((b, self.feeds(b) if len(b.centers) == full else None)
                                      for b in stream):
+            if before is not None:
+                before(batch)
             if fed is None:
                 dropped += len(batch.centers)
                 continue

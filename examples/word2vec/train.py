@@ -6,19 +6,34 @@ to the step as an input), saves the vectors in word2vec text format and evaluate
 Batches have a fixed size; the last, short batch of the run is dropped (its pairs are not
 trained on). A background thread draws the batches while the step runs. `--smoke` trains on
 gensim's Lee corpus alone with tiny settings, in seconds.
+
+`--workers N` runs N processes on this machine. They share the tables in shared memory and race
+(Hogwild, `parallel`); with `--distributed` they share no memory: each trains its own replica
+on its share of the lines and the replicas are combined over torch.distributed (gloo), the most
+frequent rows every ~0.1 s and all rows at each epoch's end (`distributed`; `--sync-rows`).
+`--distributed` starts the N workers itself under torchrun (`gdd.launch`); under torchrun or Ray
+Train across machines (their environment gives the workers), `--workers` is not needed:
+
+    torchrun --nnodes 2 --node-rank R --nproc-per-node 2 --master-addr HOST \
+        --master-port 29500 -m examples.word2vec.train --distributed
+
+Rank 0 reports, saves and evaluates the vectors.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+import graphdl.distributed as gdd
+
 from .. import smoke
-from . import evaluate, parallel
+from . import distributed, evaluate, parallel
 from .corpus import CACHE_DIR, build, read_lines
 from .model import BATCH, CBOW_UPDATES, LOSSES, MODELS, Model, Shape, declare
 from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
@@ -26,6 +41,7 @@ from .vocab import Encoded, Vocab, encode_lines, huffman, keep_probability
 # --smoke's defaults; an option given on the command line wins.
 SMOKE = {"dim": 32, "epochs": 3, "min_count": 5, "batch": 256}
 FULL = {"dim": 100, "epochs": 5, "min_count": 5}  # gensim's defaults; and model.BATCH
+BUILD_TIMEOUT = 3600.0  # seconds --distributed ranks wait for their machine's corpus build
 # 5 epochs of the full corpus (docs/RESULTS.md): analogies, WordSim353 Spearman; queen 1st
 FULL_SCORES = {("sg", "ns"): ("13.29 %", 0.577), ("sg", "hs"): ("14.87 %", 0.635),
                ("cbow", "ns"): ("11.70 %", 0.463), ("cbow", "hs"): ("10.70 %", 0.552)}
@@ -107,18 +123,35 @@ class Result:
     tables: dict[str, np.ndarray]
     words: int  # center words trained on (gensim's "effective words")
     seconds: float
-    losses: np.ndarray  # each step's loss per row
+    losses: np.ndarray  # each step's loss per row (distributed: rank 0's steps)
     dropped_rows: int  # rows of the last, short batch
+    note: str = ""  # distributed: the rounds
 
 
 def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, negative: int,
           seed: int, backend: str = "numpy", device: str | None = None,
-          progress: bool = True, workers: int = 1) -> Result:
+          progress: bool = True, workers: int = 1, sync_rows: int | None = None) -> Result:
     """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`. With
-    `workers` > 1, as many processes share the corpus and the tables (`parallel`)."""
+    `workers` > 1, as many processes share the corpus and the tables (`parallel`). With
+    `sync_rows` (K), this process is one rank of the torch.distributed group (gdd.init()) and
+    trains its replica, combined with the others' (`distributed`); rank 0's words on the bar."""
     rng = np.random.default_rng(seed)
     tables = model.tables(rng)
-    if workers > 1:  # the processes compile their own steps, inside the time measured
+    note = []
+    total = expected_words(data, sample, epochs)
+    if sync_rows is not None:  # compiled before the clock starts, as one process's step
+        step = model.compile(backend=backend, device=device)
+        progress = progress and gdd.rank() == 0
+        total //= gdd.world_size()
+
+        def run(report):
+            *out, line = distributed.train(
+                model, step, data.vocab.counts, data.corpus, tables, epochs=epochs,
+                window=window, sample=sample, negative=negative, seed=seed, rows=sync_rows,
+                report=report)
+            note.append(line)
+            return out
+    elif workers > 1:  # the processes compile their own steps, inside the time measured
 
         def run(report):
             return parallel.train(
@@ -133,11 +166,11 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
 
         def run(report):
             return model.run(step, tables, stream, report)
-    bar = Progress(expected_words(data, sample, epochs)) if progress else None
+    bar = Progress(total) if progress else None
     start = time.perf_counter()
     words, losses, dropped = run(None if bar is None else bar.update)
     seconds = bar.close() if bar is not None else time.perf_counter() - start
-    return Result(tables, words, seconds, losses, dropped)
+    return Result(tables, words, seconds, losses, dropped, "".join(note))
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -166,7 +199,16 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--words", type=int, help="train on the corpus's first WORDS tokens only")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the corpus and the tables (as gensim's workers; "
-                        "their updates race, as gensim's do)")
+                        "their updates race, as gensim's do); with --distributed, processes "
+                        "with a replica each")
+    p.add_argument("--distributed", action="store_true",
+                   help="the workers share no memory: torch.distributed ranks (started here by "
+                        "torchrun, or by torchrun/Ray across machines), each training its "
+                        "replica on its share of the lines; replicas combined every ~0.1 s "
+                        "(the --sync-rows most frequent rows) and at each epoch's end (all)")
+    p.add_argument("--sync-rows", type=int, default=distributed.ROWS,
+                   help="--distributed: rows of each table combined every ~0.1 s (K); "
+                        f"default {distributed.ROWS:,}")
     p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="vectors file (word2vec text format); default "
@@ -185,19 +227,33 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse(argv)
+    if args.distributed:
+        gdd.launch(args.workers)  # re-runs this command on the workers, unless one of them
+        gdd.init()
+        if gdd.rank() != 0:  # rank 0 prints; the others train quietly
+            args.no_progress = True
     smoke.enable(args.smoke)
     analogies, spearman = FULL_SCORES[args.model, args.loss]
-    smoke.note(f"{analogies} of gensim's analogies, WordSim353 Spearman {spearman}, queen first "
-               f"for king - man + woman (python -m examples.word2vec.train --model {args.model} "
-               f"--loss {args.loss}: 5 epochs of the full 6.2M-word corpus, dim 100)")
-    data = load(args.smoke, args.min_count, args.words)
-    print(f"corpus: {len(data.corpus.ids):,} words in the vocabulary of {len(data.vocab):,}")
+    if gdd.rank() == 0:
+            smoke.note(f"{analogies} of gensim's analogies, WordSim353 Spearman {spearman}, queen "
+                   f"first for king - man + woman (python -m examples.word2vec.train --model "
+                   f"{args.model} --loss {args.loss}: 5 epochs of the full 6.2M-word corpus, "
+                   "dim 100)")
+    data = (load_once_per_machine if args.distributed else load)(args.smoke, args.min_count,
+                                                                  args.words)
+    if gdd.rank() == 0:
+        print(f"corpus: {len(data.corpus.ids):,} words in the vocabulary of {len(data.vocab):,}")
     shape = Shape(len(data.vocab), args.dim, args.batch, args.window, args.negative)
     tree = huffman(data.vocab.counts) if args.loss == "hs" else None
     model = declare(args.model, args.loss, shape, tree, args.cbow_update)
     result = train(model, data, epochs=args.epochs, window=args.window, sample=args.sample,
                    negative=args.negative, seed=args.seed, backend=args.backend,
-                   device=args.device, progress=not args.no_progress, workers=args.workers)
+                   device=args.device, progress=not args.no_progress, workers=args.workers,
+                   sync_rows=args.sync_rows if args.distributed else None)
+    if gdd.rank() != 0:
+        return
+    if result.note:
+        print(result.note)
     print(f"{args.model} {args.loss}: {result.words:,} effective words in "
           f"{result.seconds:.1f} s, {result.words / result.seconds:,.0f} effective words/s, "
           f"loss per row {result.losses[-100:].mean():.4f} over the last 100 steps (the last "
@@ -211,6 +267,19 @@ def main(argv=None) -> None:
     plot = evaluate.pca_plot(nb, CACHE_DIR / "pca.png")
     if plot is not None:
         print(f"PCA plot saved to {plot}{smoke.tag()}")
+
+
+def load_once_per_machine(smoke: bool, min_count: int, words: int | None) -> Data:
+    """`load` on every rank, after the first worker of each machine (LOCAL_RANK 0) built the
+    corpus cache: the others wait for it in a collective, not building it at the same time
+    (a first build reads every source: minutes, past the collectives' usual timeout)."""
+    first = os.environ.get("LOCAL_RANK", str(gdd.rank())) == "0"
+    if first:
+        build(smoke)
+    gdd.set_timeout(BUILD_TIMEOUT)
+    gdd.allreduce_array(np.zeros(1), "sum")
+    gdd.set_timeout(gdd.DEFAULT_TIMEOUT)
+    return load(smoke, min_count, words)
 
 
 if __name__ == "__main__":

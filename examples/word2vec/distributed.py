@@ -1,0 +1,213 @@
+"""word2vec on processes that share no memory (`python -m examples.word2vec.train --workers N
+--distributed`, or torchrun/Ray Train across machines), after Intel's pWord2Vec (MPI).
+
+Every rank holds its own copy of the tables, equal at the start (rank 0's, broadcast), and
+trains on its share of the corpus's lines (`parallel.shares`: its own batches, learning-rate
+decay over its share and random draws from seed + rank + 1, as the shared-memory workers).
+The replicas drift apart; rounds bring them back together:
+- every ~`INTERVAL` s (0.1 s, pWord2Vec's sync period) the K hottest rows of each table
+  (`--sync-rows`, `ROWS`): W_in's rows [0:K), the K most frequent words (the vocabulary is
+  sorted by count); W_out's [0:K) for negative sampling (its rows are words: the frequent ones
+  are the targets and negatives most often); for hierarchical softmax its LAST K rows, the inner
+  nodes nearest the root (`vocab.huffman` numbers them in the order merged, by growing weight,
+  the root last; a node is on the path of every occurrence of the words below it);
+- at the end of each epoch every row, so that the replicas end bit-identical.
+
+How rows combine. pWord2Vec averages them. Averaging N replicas divides every rank's change by
+N: word2vec's loss is a sum (each occurrence moves its rows by lr times its own gradient), so
+the averaged model moves as one process at lr/N would. Measured on this machine's corpus, it
+halved the analogy score at 2 ranks and cut it to a fifth at 4 (docs/RESULTS.md). The rows
+are therefore combined as the shared-memory workers' updates are, by adding every rank's change
+since the last round (`Replica`'s "add" parts: base + Σ_r (x_r − base), base the value the
+round before) — except the M hottest rows of each table (`MEAN_ROWS`), which a rank moves so
+often between two rounds that each change alone nearly reaches where the row settles: N of
+them added overshoot (with M = 0 at 4 ranks the loss per row went from 2.5 to 44,343), so
+those are averaged. The other rows' changes over a round are small, and added up they are what
+one process sharing the tables would have made of them, seen 0.1 s late by the other ranks.
+
+One collective per round: `gdd.allreduce_array` sums one float32 buffer holding the rows (the
+averaged ones' values, the others' changes) and a done flag; the sums come back identical on
+every rank, and so do the rows made from them. Ranks must call the same collectives in the same
+order, or the group hangs (until the timeout); they agree
+- on WHEN: after `CALIBRATION` steps (or at the first epoch end, if a share is shorter) one
+  collective sums every rank's measured seconds and steps; a round then comes every
+  S = INTERVAL / (mean seconds per step) steps, the same S on every rank for the whole run,
+  but at most every ROUND_ROWS / (ranks × batch) steps: the added-up changes are those of
+  ranks × S × batch rows computed from tables 0.1 s old, and past ~2^17 rows they overshot
+  (4 ranks, a round every 54 steps: analogies 0.60 % where 30 steps gave 1.38 %);
+- on the epoch's end: a rank whose share of the epoch is done keeps joining the rounds with its
+  flag raised, training nothing, until a round's flags add up to the number of ranks; then
+  every rank combines every row (a second collective) and starts the next epoch. A share
+  without a batch in an epoch joins all the same.
+With one rank every collective is the identity: the run is the one-process run, bit for bit.
+Memory: the tables twice (the replica and the base of its added-up rows).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import graphdl.distributed as gdd
+
+from . import parallel
+from .model import Model
+
+INTERVAL = 0.1  # seconds of training between two rounds
+CALIBRATION = 50  # steps timed before the ranks agree on the steps between rounds
+ROWS = 4096  # K: hot rows of each table combined every round
+MEAN_ROWS = 16  # M: the hottest of them, averaged (the others' changes are added up)
+ROUND_ROWS = 2**17  # rows trained by all ranks together between two rounds, at most
+
+
+def hot_rows(model: Model, rows: int) -> dict[str, slice]:
+    """Each table's K most updated rows (see the module's docstring)."""
+    vocab = model.shape.vocab
+    w_out = vocab - 1 if model.loss_kind == "hs" else vocab
+    k_in, k_out = min(rows, vocab), min(rows, w_out)
+    out = slice(w_out - k_out, w_out) if model.loss_kind == "hs" else slice(0, k_out)
+    return {"W_in": slice(0, k_in), "W_out": out}
+
+
+class Replica:
+    """This rank's tables and the round that combines rows of them with the other ranks'.
+    A round takes parts (table, rows, how): "mean" parts become the mean over the ranks;
+    "add" parts become their values at the last round that took them plus every rank's change
+    since (kept in `base`). `reduce(buffer)` returns the element-wise sum over the ranks of
+    their buffers (a collective, called by every rank at once)."""
+
+    def __init__(self, tables: dict[str, np.ndarray], reduce: Callable, world: int):
+        self.tables, self.reduce, self.world = tables, reduce, world
+        self.base = {name: t.copy() for name, t in tables.items()}
+        self.rounds, self.seconds = 0, 0.0  # for the report: rounds made, time spent in them
+
+    def round(self, parts: list[tuple[str, slice, str]], done: bool) -> bool:
+        """Combine `parts` over the ranks; whether every rank said `done`. One rank keeps its
+        rows as they are (base + change would round them)."""
+        if self.world == 1:
+            return done
+        start = time.perf_counter()
+        summed = self.unpack(self.reduce(self.pack(parts, done)), parts)
+        self.rounds += 1
+        self.seconds += time.perf_counter() - start
+        return summed
+
+    def pack(self, parts: list[tuple[str, slice, str]], done: bool) -> np.ndarray:
+        mine = [self.tables[name][rows] - (self.base[name][rows] if how == "add" else 0)
+                for name, rows, how in parts]
+        return np.concatenate([*(m.ravel() for m in mine), np.array([done], mine[0].dtype)])
+
+    def unpack(self, summed: np.ndarray, parts: list[tuple[str, slice, str]]) -> bool:
+        """The parts := the sums' means, or base + the sums; whether the done flags add up to
+        every rank."""
+        offset = 0
+        for name, rows, how in parts:
+            table = self.tables[name][rows]
+            total = summed[offset:offset + table.size].reshape(table.shape)
+            if how == "add":
+                np.add(self.base[name][rows], total, out=table)
+                self.base[name][rows] = table
+            else:
+                np.divide(total, self.world, out=table)
+            offset += table.size
+        return bool(summed[offset] == self.world)
+
+
+def round_parts(model: Model, rows: int, mean_rows: int) -> tuple[list, list]:
+    """(a round's parts, an epoch end's parts) as (table, rows, how) for `Replica.round`: every
+    round, each table's `mean_rows` hottest rows averaged and the rest of its `rows` hottest
+    added up; at an epoch's end, those and every other row added up."""
+    hot, hottest = hot_rows(model, rows), hot_rows(model, min(mean_rows, rows))
+    every, rest = [], []
+    for name, where in hot.items():
+        size = model.shape.vocab - (name == "W_out" and model.loss_kind == "hs")
+        every.append((name, hottest[name], "mean"))
+        every += [(name, part, "add") for part in _outside(where, hottest[name])]
+        rest += [(name, part, "add") for part in _outside(slice(0, size), where)]
+    return every, every + rest
+
+
+def _outside(outer: slice, inner: slice) -> list[slice]:
+    """The rows of `outer` before and after `inner` (a slice within it), where there are any."""
+    return [slice(lo, hi) for lo, hi in ((outer.start, inner.start), (inner.stop, outer.stop))
+            if hi > lo]
+
+
+class Schedule:
+    """When the rounds come (see the module's docstring): `before(batch)` is called before each
+    batch (`Model.run`'s hook), `finish()` after the last one. `every`: steps between rounds,
+    None to agree on it from the measured step time."""
+
+    def __init__(self, replica: Replica, hot: list, end: list, epochs: int,
+                 every: int | None = None, interval: float = INTERVAL,
+                 calibration: int = CALIBRATION, most: int | None = None):
+        self.replica, self.hot, self.end, self.epochs = replica, hot, end, epochs
+        self.every, self.interval, self.calibration = every, interval, calibration
+        self.most = most  # steps between rounds at most
+        self.epoch, self.steps, self.since, self.start = 0, 0, 0, 0.0
+
+    def before(self, batch) -> None:
+        while self.epoch < batch.epoch:
+            self.end_epoch()
+        if self.every is None:
+            if self.steps == 1:  # the first step warms caches up: not timed
+                self.start = time.perf_counter()
+            if self.steps == self.calibration:
+                self.agree()
+        elif self.since == self.every:
+            self.replica.round(self.hot, done=False)
+            self.since = 0
+        self.steps += 1
+        self.since += 1
+
+    def finish(self) -> None:
+        while self.epoch < self.epochs:
+            self.end_epoch()
+
+    def end_epoch(self) -> None:
+        """Join the rounds until every rank is done with the epoch, then combine every row."""
+        if self.every is None:
+            self.agree()
+        while not self.replica.round(self.hot, done=True):
+            pass
+        self.replica.round(self.end, done=True)
+        self.epoch += 1
+        self.since = 0
+
+    def agree(self) -> None:
+        """Steps between rounds from every rank's seconds per step (one collective)."""
+        timed = max(self.steps - 1, 0)
+        mine = np.array([time.perf_counter() - self.start if timed else 0.0, timed])
+        seconds, steps = self.replica.reduce(mine)
+        self.every = max(1, round(self.interval * steps / seconds)) if steps else 1
+        self.every = min(self.every, self.most or self.every)
+        self.since = 0
+
+
+def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epochs: int,
+          window: int, sample: float, negative: int, seed: int, rows: int = ROWS,
+          mean_rows: int = MEAN_ROWS, report=None) -> tuple[int, np.ndarray, int, str]:
+    """Train this rank's replica of `tables` (in place) with the compiled `step` on its share of
+    `corpus`, combined with the other ranks' (gdd.init() made the group): (center words of all
+    ranks, this rank's per-step losses, rows dropped by all ranks, a line on the rounds)."""
+    me, world = gdd.rank(), gdd.world_size()
+    gdd.broadcast_parameters(tables)
+    part = parallel.shares(corpus, world)[me]
+    stream = model.stream(part, counts, epochs=epochs, window=window, sample=sample,
+                          negative=negative, seed=seed + me + 1)
+    hot = hot_rows(model, rows)
+    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum"), world)
+    most = max(1, ROUND_ROWS // (world * model.shape.batch))
+    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, most=most)
+    words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
+    schedule.finish()
+    words, dropped = gdd.allreduce_array(np.array([words, dropped], np.float64), "sum")
+    if world == 1:
+        return int(words), losses, int(dropped), "1 rank: no rounds (the one-process run)"
+    k = hot["W_in"].stop - hot["W_in"].start
+    line = (f"{world} ranks: a round every {schedule.every} steps combined {k:,} rows of each "
+            f"table; {replica.rounds:,} rounds (with {epochs} of every row), "
+            f"{replica.seconds:.1f} s in them on rank {me}")
+    return int(words), losses, int(dropped), line
