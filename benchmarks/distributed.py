@@ -32,6 +32,10 @@ for the other rank anyway.
 
     PYTHONPATH=. python benchmarks/distributed.py [--reps N] [--warmup N] [--models lenet,mlp]
     PYTHONPATH=. python benchmarks/distributed.py --quick       # a few seconds of stepping
+    PYTHONPATH=. python benchmarks/distributed.py --word2vec    # and word2vec (~15 min)
+
+--word2vec adds word2vec on 1, 2 and 4 ranks that share no memory beside graphdl's processes
+sharing the tables (benchmarks/word2vec.py's `distributed_rows`: words/s, analogies, WordSim).
 """
 
 from __future__ import annotations
@@ -269,11 +273,15 @@ def print_model(model, one, two):
           f"the {size:,} {ms(two['torch collective alone']):.3f} ms")
 
 
-# ---------------------------------------------------------------- word2vec (to be added)
-# Issue 24 also asks for word2vec's words/s and analogy accuracy at 1, 2 and 4 workers (processes
-# that share no memory, periodic averaging of the frequent rows). It goes here, as its own
-# function called from `main` after `step_table`, with its own flags; benchmarks/word2vec.py
-# holds the trainers.
+# ---------------------------------------------------------------- word2vec
+def word2vec_table(args):
+    """word2vec's words/s and quality on ranks that share no memory (--distributed, replicas
+    combined in rounds) beside the shared-memory processes, from benchmarks/word2vec.py; a run
+    of minutes per row on the whole corpus, so only with --word2vec."""
+    import word2vec  # benchmarks/word2vec.py, beside this file
+
+    word2vec.distributed_rows(words=args.word2vec_words or None, epochs=args.word2vec_epochs,
+                              workers=tuple(int(w) for w in args.word2vec_workers.split(",")))
 
 
 def main():
@@ -283,6 +291,13 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="threads per process (default 1)")
     parser.add_argument("--models", default="lenet,mlp", help="of: " + ",".join(MODELS))
     parser.add_argument("--quick", action="store_true", help="20 repetitions after 5")
+    parser.add_argument("--word2vec", action="store_true",
+                        help="also word2vec across processes (benchmarks/word2vec.py's "
+                             "distributed rows: minutes per row)")
+    parser.add_argument("--word2vec-words", type=int, default=0,
+                        help="the corpus's first WORDS tokens (default 0: all of it)")
+    parser.add_argument("--word2vec-epochs", type=int, default=5)
+    parser.add_argument("--word2vec-workers", default="1,2,4", help="rank counts")
     parser.add_argument("--worker", nargs=3, metavar=("RANK", "RENDEZVOUS", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,6 +313,8 @@ def main():
           f"{machine.cpu_model()}, {os.cpu_count()} CPUs; median of {args.reps} repetitions "
           f"after {args.warmup}")
     step_table(args)
+    if args.word2vec:
+        word2vec_table(args)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ else
         env PYTHONPATH=. python benchmarks/word2vec.py --smoke
     stage "smoke: benchmarks/char_transformer.py --smoke (graphdl against PyTorch, seconds)" \
         env PYTHONPATH=. python benchmarks/char_transformer.py --smoke
+    stage "smoke: benchmarks/distributed.py --quick (two gloo workers against DDP, seconds)" \
+        env PYTHONPATH=. python benchmarks/distributed.py --quick
 
     # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples and the
     # transformer (~50 s: its CUDA module is built with g++), as on a GPU.
