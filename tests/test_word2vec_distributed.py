@@ -104,7 +104,11 @@ class Threads:
     ([[9, 3], [2, 7]], None, 4),  # rank 0 agrees on `every` mid-epoch, rank 1 at its end
     ([[3, 3], [3, 3], [0, 1]], 2, None),  # three ranks
 ], ids=["unequal", "empty-epoch", "agreed", "three"])
-def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, calibration):
+@pytest.mark.parametrize("full_every", [None, 2], ids=["hot-rounds", "every-2nd-round-full"])
+def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, calibration,
+                                                                     full_every):
+    """Also with every 2nd round combining every row: a rank waiting at its epoch's end must
+    make the full rounds where the others make them (their buffers differ in size)."""
     group, world = Threads(len(steps)), len(steps)
     model_of_nine = declare("sg", "hs", Shape(9, 3, 4), huffman(np.arange(9, 0, -1)))
     ends, errors = [None] * world, []
@@ -116,7 +120,7 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
             replica = Replica(mine, group.reduce(r), world)
             hot, end = round_parts(model_of_nine, 3, 1)
             schedule = Schedule(replica, hot, end, epochs=len(steps[r]), every=every,
-                                calibration=calibration or 50)
+                                calibration=calibration or 50, full_every=full_every)
             for epoch, count in enumerate(steps[r]):
                 for _ in range(count):
                     schedule.before(SimpleNamespace(epoch=epoch))

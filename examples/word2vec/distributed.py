@@ -11,6 +11,10 @@ The replicas drift apart; rounds bring them back together:
   are the targets and negatives most often); for hierarchical softmax its LAST K rows, the inner
   nodes nearest the root (`vocab.huffman` numbers them in the order merged, by growing weight,
   the root last; a node is on the path of every occurrence of the words below it);
+- every `FULL_EVERY`-th round (~1 s) every row instead: on the 6.2M-word corpus, with every
+  row combined at the epochs' ends only, each rank's copy of the rare words drifted for a
+  whole epoch (analogies: 2 ranks 13.03 %, 4 ranks 8.37 %, one process 14.71 %); with these
+  rounds, 14.30 % and 12.24 % (docs/RESULTS.md);
 - at the end of each epoch every row, so that the replicas end bit-identical.
 
 How rows combine. pWord2Vec averages them. Averaging N replicas divides every rank's change by
@@ -60,6 +64,7 @@ CALIBRATION = 50  # steps timed before the ranks agree on the steps between roun
 ROWS = 4096  # K: hot rows of each table combined every round
 MEAN_ROWS = 16  # M: the hottest of them, averaged (the others' changes are added up)
 ROUND_ROWS = 2**17  # rows trained by all ranks together between two rounds, at most
+FULL_EVERY = 10  # every FULL_EVERY-th round combines every row (~1 s), not the hot ones alone
 
 
 def hot_rows(model: Model, rows: int) -> dict[str, slice]:
@@ -142,8 +147,10 @@ class Schedule:
 
     def __init__(self, replica: Replica, hot: list, end: list, epochs: int,
                  every: int | None = None, interval: float = INTERVAL,
-                 calibration: int = CALIBRATION, most: int | None = None):
+                 calibration: int = CALIBRATION, most: int | None = None,
+                 full_every: int | None = FULL_EVERY):
         self.replica, self.hot, self.end, self.epochs = replica, hot, end, epochs
+        self.full_every = full_every
         self.every, self.interval, self.calibration = every, interval, calibration
         self.most = most  # steps between rounds at most
         self.epoch, self.steps, self.since, self.start = 0, 0, 0, 0.0
@@ -157,7 +164,7 @@ class Schedule:
             if self.steps == self.calibration:
                 self.agree()
         elif self.since == self.every:
-            self.replica.round(self.hot, done=False)
+            self.periodic(done=False)
             self.since = 0
         self.steps += 1
         self.since += 1
@@ -170,11 +177,17 @@ class Schedule:
         """Join the rounds until every rank is done with the epoch, then combine every row."""
         if self.every is None:
             self.agree()
-        while not self.replica.round(self.hot, done=True):
+        while not self.periodic(done=True):
             pass
         self.replica.round(self.end, done=True)
         self.epoch += 1
         self.since = 0
+
+    def periodic(self, done: bool) -> bool:
+        """A round between epoch ends: the hot rows, or every row each `full_every`-th round
+        (the same on every rank: they count the same rounds)."""
+        full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
+        return self.replica.round(self.end if full else self.hot, done)
 
     def agree(self) -> None:
         """Steps between rounds from every rank's seconds per step (one collective)."""
