@@ -235,7 +235,7 @@ def main(argv=None) -> None:
     smoke.enable(args.smoke)
     analogies, spearman = FULL_SCORES[args.model, args.loss]
     if gdd.rank() == 0:
-            smoke.note(f"{analogies} of gensim's analogies, WordSim353 Spearman {spearman}, queen "
+        smoke.note(f"{analogies} of gensim's analogies, WordSim353 Spearman {spearman}, queen "
                    f"first for king - man + woman (python -m examples.word2vec.train --model "
                    f"{args.model} --loss {args.loss}: 5 epochs of the full 6.2M-word corpus, "
                    "dim 100)")
