@@ -126,6 +126,15 @@ def test_contour_levels_lie_inside_the_values_and_contours_on_their_levels():
         assert on_grid_line.all()  # every end on a cell edge
 
 
+@pytest.mark.parametrize("spacing", ["linear", "log"])
+def test_a_flat_loss_has_one_level_its_value(spacing):
+    x, y = scalars()
+    plot = gd.descent_plot(x * 0.0 + y * 0.0 + 1.0, [x, y], steps=3, start=(0.5, 0.5),
+                           xlim=(0, 1), ylim=(0, 1), spacing=spacing)
+    np.testing.assert_array_equal(plot.levels, [1.0])
+    assert "<svg" in plot.svg()
+
+
 def test_a_closed_contour_chains_into_a_loop():
     """A level whose ellipse lies inside the box: every end is shared by exactly two segments."""
     xs = ys = np.linspace(-2.0, 2.0, 41)

@@ -240,9 +240,10 @@ def _levels(heights, levels, spacing):
         raise GraphError("descent_plot: the loss is not finite anywhere in the box drawn; give "
                          "xlim and ylim")
     lo, hi = finite.min(), finite.max()
+    if hi <= lo:  # a flat loss: one level, its value (no range to space levels over)
+        return np.array([lo])
     if spacing == "log":
-        heights_above = np.geomspace((hi - lo) * 1e-3, hi - lo, levels + 1)[:-1]
-        return lo + heights_above if hi > lo else np.array([lo])
+        return lo + np.geomspace((hi - lo) * 1e-3, hi - lo, levels + 1)[:-1]
     return np.linspace(lo, hi, levels + 2)[1:-1]
 
 
