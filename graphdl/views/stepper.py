@@ -248,9 +248,9 @@ def _window_frames(ws, label, forward):
     for k in range(count):
         heading, grids, lines = make(ws, k)
         if k == 0:
-            lines = [ws.title] + ([f"({ws.note})"] if ws.note else []) + lines
-        if k == count - 1 and not forward and wr.check_line(ws):
-            lines = lines + [wr.check_line(ws)]
+            lines = wr.header(ws) + lines
+        if k == count - 1 and not forward and (check := wr.check_line(ws)):
+            lines = lines + [check]
         name = f"{ws.handle}-{'forward' if forward else 'backward'}{k + 1}"
         frames.append(_frame(name, f"{label} · window {k + 1} of {count}", heading,
                              wr.html_body(grids, lines), gate=f"g{ws.node.id}"))

@@ -96,15 +96,16 @@ def as_latex(e):
     return _LatexPrinter().doprint(e)
 
 
-def as_mathml(e):
-    return "<math>" + _MathMLPrinter().doprint(e) + "</math>"
+def as_mathml(e, display=False):
+    """`e` as MathML; `display`: its fractions full size as in a displayed formula (an inline
+    formula's shrink to a script size beside the text)."""
+    tag = '<math displaystyle="true">' if display else "<math>"
+    return tag + _MathMLPrinter().doprint(e) + "</math>"
 
 
 def rule_mathml(expr, var, d):
-    """The local rule ∂/∂var (expr) = d, its fractions full size as in a displayed formula (an
-    inline formula's shrink to a script size beside the text)."""
-    eq = sympy.Eq(sympy.Derivative(expr, var), d, evaluate=False)
-    return '<math displaystyle="true">' + _MathMLPrinter().doprint(eq) + "</math>"
+    """The local rule ∂/∂var (expr) = d, as a displayed formula."""
+    return as_mathml(sympy.Eq(sympy.Derivative(expr, var), d, evaluate=False), display=True)
 
 
 def tex_name(handle):

@@ -186,11 +186,15 @@ def _paren(v):
 
 
 # -- text ----------------------------------------------------------------------------------------
+def header(ws):
+    """The lines before the first window: the gate's title and its note, if any."""
+    return [ws.title] + ([f"({ws.note})"] if ws.note else [])
+
+
 def text(ws):
     """The windows as plain text: one paragraph per output cell, forward then backward."""
-    lines = [ws.title]
-    if ws.note:
-        lines.append(f"  ({ws.note})")
+    title, *note = header(ws)
+    lines = [title] + [f"  {n}" for n in note]
     for k in range(len(ws.positions)):
         heading, _, body = forward_frame(ws, k)
         lines += [f"  {heading}:"] + [f"    {t}" for t in body]
@@ -198,8 +202,8 @@ def text(ws):
         for k in range(len(ws.positions)):
             heading, _, body = backward_frame(ws, k)
             lines += [f"  {heading}:"] + [f"    {t}" for t in body]
-        if check_line(ws):
-            lines.append("  " + check_line(ws))
+        if check := check_line(ws):
+            lines.append("  " + check)
     return "\n".join(lines)
 
 

@@ -104,7 +104,7 @@ class WindowSteps:
     def title(self):
         k, s, p = self.kernel, self.attrs["stride"], self.padding
         d = self.attrs.get("dilation", (1, 1))
-        what = {"conv": "conv2d", "max": "max_pool2d", "avg": "avg_pool2d"}[self.kind]
+        what = self.node.op.name
         pad = ""
         if any(p):  # one number per axis where both sides agree, else all four sides
             pad = f", padding {_pair_text(p[::2]) if p[::2] == p[1::2] else p}"
