@@ -102,10 +102,8 @@ def _cast(call):
 
 
 def _unsqueeze(call):
-    value = call.inputs[0]
-    for axis in sorted(a % (value.ndim + len(_axes(call, 1))) for a in _axes(call, 1)):
-        value = np.expand_dims(value, axis)
-    return value
+    # expand_dims counts negative axes against the output's rank, as ONNX's Unsqueeze
+    return np.expand_dims(call.inputs[0], tuple(_axes(call, 1)))
 
 
 def _slice(call):

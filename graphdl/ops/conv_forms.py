@@ -28,7 +28,7 @@ from graphdl.ir import describe, format_shape
 from graphdl.ops import conv, leaf
 from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
-from graphdl.ops.composite import composite
+from graphdl.ops.composite import _named, composite
 
 _BIAS_RULE = "dL/db = Σ g over the batch and positions"
 
@@ -109,13 +109,6 @@ def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
                    (0, 0) + _sides(padding, what, "padding"), (0, output_padding), groups,
                    (1, dilation), what, axes=(None, 2))
     return _named(mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2), "conv_transpose1d")
-
-
-def _named(node, name):
-    """The composite's output named for the views (unless a call before named it)."""
-    if node.name is None:
-        node.name = name
-    return node
 
 
 def transposed(x, w, stride, padding, output_padding, groups, dilation, what, axes=(2, 3)):
