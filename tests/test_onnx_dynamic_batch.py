@@ -179,3 +179,22 @@ def test_a_value_that_needs_the_unknown_size_is_refused_asking_for_shapes():
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
     (got,) = gd.evaluate(list(fixed.outputs), fixed.feeds(x=x))
     np.testing.assert_array_equal(got, ZerosOfBatch()(torch.from_numpy(x)).numpy())
+
+
+def test_an_opset_9_slice_of_the_unknown_shape_folds():
+    """Before opset 10, Slice's bounds are attributes: reshape(x, [shape(x)[0:1], -1])."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape"], ["batch"], starts=[0], ends=[1]),
+             helper.make_node("Concat", ["batch", "minus_one"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "flatten", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    imported = gd.onnx.load(model.SerializeToString())
+    x = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    (got,) = gd.evaluate(list(imported.outputs), imported.feeds(x=x))
+    np.testing.assert_array_equal(got, x.reshape(4, 6))

@@ -15,7 +15,7 @@ from onnx import helper
 
 import graphdl as gd
 from graphdl.ir import describe
-from graphdl.onnx.shapes import reshape_target, shape_of
+from graphdl.onnx.shapes import reshape_target, shape_of, slice_key
 from graphdl.ops import conv, conv_forms
 from graphdl.ops import elementwise as ew
 from graphdl.ops.resample import resample_axis
@@ -592,19 +592,7 @@ def _expand(call):
 @op("Slice")
 def _slice(call):
     x = call.node(0)
-    if call.opset < 10:
-        starts, ends, axes, steps = (call.attr("starts"), call.attr("ends"), call.attr("axes"),
-                                     None)
-    else:
-        starts, ends = call.static(1, "starts"), call.static(2, "ends")
-        axes = call.static(3, "axes") if call.has(3) else None
-        steps = call.static(4, "steps") if call.has(4) else None
-    axes = range(len(starts)) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
-    key = [slice(None)] * x.ndim
-    for axis, start, end, step in zip(axes, starts, ends, steps):
-        key[int(axis)] = slice(int(start), int(end), int(step))  # ONNX clamps as Python does
-    return x[tuple(key)]
+    return x[slice_key(call, x.ndim)]
 
 
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}

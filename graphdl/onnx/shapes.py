@@ -106,14 +106,27 @@ def _unsqueeze(call):
     return np.expand_dims(call.inputs[0], tuple(_axes(call, 1)))
 
 
-def _slice(call):
-    value, starts, ends = call.inputs[0], call.static(1, "starts"), call.static(2, "ends")
-    axes = call.static(3, "axes") if call.has(3) else range(len(starts))
-    steps = call.static(4, "steps") if call.has(4) else [1] * len(starts)
-    key = [slice(None)] * value.ndim
+def slice_key(call, ndim):
+    """ONNX Slice's starts, ends, axes and steps (attributes before opset 10, inputs since) as
+    a NumPy index of `ndim` axes; ONNX clamps out-of-range bounds as Python does."""
+    if call.opset < 10:
+        starts, ends, axes, steps = (call.attr("starts"), call.attr("ends"), call.attr("axes"),
+                                     None)
+    else:
+        starts, ends = call.static(1, "starts"), call.static(2, "ends")
+        axes = call.static(3, "axes") if call.has(3) else None
+        steps = call.static(4, "steps") if call.has(4) else None
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    key = [slice(None)] * ndim
     for axis, start, end, step in zip(axes, starts, ends, steps):
         key[int(axis)] = slice(int(start), int(end), int(step))
-    return _settle(value[tuple(key)])
+    return tuple(key)
+
+
+def _slice(call):
+    value = call.inputs[0]
+    return _settle(value[slice_key(call, value.ndim)])
 
 
 SHAPE_OPS = {
