@@ -7,14 +7,12 @@ indices; then the refusals (out-of-range indices name the input), and ONNX expor
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.facets import FallbackWarning
-from tests.helpers import mismatches, run_on, runner_params
+from tests.helpers import run_on, runner_params
+from tests.torch_compare import data, graph, problems
 
 torch = pytest.importorskip("torch")
 
@@ -59,59 +57,15 @@ CASES = {
         (3, 2), (4, 2)),
 }
 
-TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
-
-
-def _data(seed, shape, dtype):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def _graph(k, name, dtype):
-    f, _, xs, ss = CASES[name]
-    x, s = gd.input(f"x{k}", xs, dtype), gd.input(f"s{k}", ss, dtype)
-    y = f(x, s)
-    w1 = gd.constant(_data(1, y.shape, dtype))
-    gx, gs = gd.grad(gd.sum(y * y * w1), [x, s])
-    w2, w3 = gd.constant(_data(2, xs, dtype)), gd.constant(_data(3, ss, dtype))
-    hx, hs = gd.grad(gd.sum(gx * w2) + gd.sum(gs * w3), [x, s])
-    return (x, s), [y, gx, gs, hx, hs]
-
-
-def _reference(name, xv, sv, dtype):
-    _, f, xs, ss = CASES[name]
-    x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-    s = torch.tensor(sv, dtype=torch.float64, requires_grad=True)
-    y = f(x, s)
-    w1 = torch.as_tensor(_data(1, tuple(y.shape), dtype)).double()
-    gx, gs = torch.autograd.grad((y * y * w1).sum(), [x, s], create_graph=True)
-    w2 = torch.as_tensor(_data(2, xs, dtype)).double()
-    w3 = torch.as_tensor(_data(3, ss, dtype)).double()
-    hx, hs = torch.autograd.grad((gx * w2).sum() + (gs * w3).sum(), [x, s], allow_unused=True)
-    hx = torch.zeros_like(x) if hx is None else hx
-    hs = torch.zeros_like(s) if hs is None else hs
-    return [t.detach().numpy() for t in (y, gx, gs, hx, hs)]
+# the cases as tests/torch_compare.py takes them
+COMPARED = {name: (f, torch_f, [xs, ss], {}) for name, (f, torch_f, xs, ss) in CASES.items()}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("runner", runner_params())
 def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
-    graphs = {name: _graph(k, name, dtype) for k, name in enumerate(CASES)}
-    outputs = [node for _, nodes in graphs.values() for node in nodes]
-    feeds = {}
-    for k, (name, ((x, s), _)) in enumerate(graphs.items()):
-        feeds[x.name] = _data(10 + k, x.shape, dtype)
-        feeds[s.name] = _data(20 + k, s.shape, dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        values = run_on(runner, outputs, feeds)
-    rtol, atol = TOLERANCE[dtype]
-    problems = []
-    for k, (name, ((x, s), _)) in enumerate(graphs.items()):
-        want = _reference(name, feeds[x.name], feeds[s.name], dtype)
-        got = values[5 * k:5 * k + 5]
-        problems += mismatches(name, ("value", "dx", "ds", "d2x", "d2s"), got, want, dtype,
-                               rtol, atol)
-    assert not problems, "\n".join(problems)
+    found = problems(COMPARED, runner, dtype)
+    assert not found, "\n".join(found)
 
 
 def test_scatter_with_repeated_indices_writes_their_mean():
@@ -158,8 +112,7 @@ def _onnx_run(model_bytes, feeds):
                                   "take_along_axis[negative]", "index_add[dim0-alpha]"])
 def test_onnx_export_runs_in_onnxruntime(name):
     pytest.importorskip("onnx")
-    (x, s), nodes = _graph(0, name, "float32")
-    feeds = {x.name: _data(5, x.shape, "float32"), s.name: _data(6, s.shape, "float32")}
+    nodes, feeds = graph(0, COMPARED[name], "float32")
     want = gd.evaluate(nodes, feeds)
     got = _onnx_run(gd.onnx.save(nodes).SerializeToString(), feeds)
     for a, b in zip(got, want):
@@ -183,7 +136,7 @@ def test_onnx_import_of_gather_and_scatter_elements(reduction):
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, (2, 3)) for n in "gs"],
         [onnx.numpy_helper.from_array(idx, "i")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    feeds = {"x": _data(1, (2, 3), "float32"), "u": _data(2, (2, 3), "float32")}
+    feeds = {"x": data(1, (2, 3), "float32"), "u": data(2, (2, 3), "float32")}
     want = _onnx_run(model.SerializeToString(), feeds)
     model = gd.onnx.load(model.SerializeToString())
     got = gd.evaluate(model.outputs, model.feeds(**feeds))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.facets import FallbackWarning
-from tests.helpers import graph_numeric_grads, mismatches, run_on, runner_params
+from tests.helpers import graph_numeric_grads, run_on, runner_params
+from tests.torch_compare import data, graph, problems
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -82,49 +82,15 @@ CASES = {
     "unfold[gaps]": (lambda x: gd.unfold(x, 0, 2, 3), lambda x: x.unfold(0, 2, 3), (8, 3)),
 }
 
-TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
-
-
-def _data(seed, shape, dtype):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def _graph(k, name, dtype):
-    f, _, shape = CASES[name]
-    x = gd.input(f"x{k}", shape, dtype)
-    y = f(x)
-    (gx,) = gd.grad(gd.sum(y * y * gd.constant(_data(1, y.shape, dtype))), [x])
-    (hx,) = gd.grad(gd.sum(gx * gd.constant(_data(2, shape, dtype))), [x])
-    return x, [y, gx, hx]
-
-
-def _reference(name, xv, dtype):
-    _, f, shape = CASES[name]
-    x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-    y = f(x)
-    w1 = torch.as_tensor(_data(1, tuple(y.shape), dtype)).double()
-    (gx,) = torch.autograd.grad((y * y * w1).sum(), [x], create_graph=True)
-    (hx,) = torch.autograd.grad((gx * torch.as_tensor(_data(2, shape, dtype)).double()).sum(),
-                                [x])
-    return [t.detach().numpy() for t in (y, gx, hx)]
+# the cases as tests/torch_compare.py takes them
+COMPARED = {name: (f, torch_f, [shape], {}) for name, (f, torch_f, shape) in CASES.items()}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("runner", runner_params())
 def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
-    graphs = {name: _graph(k, name, dtype) for k, name in enumerate(CASES)}
-    outputs = [node for _, nodes in graphs.values() for node in nodes]
-    feeds = {x.name: _data(10 + k, x.shape, dtype) for k, (x, _) in enumerate(graphs.values())}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        values = run_on(runner, outputs, feeds)
-    rtol, atol = TOLERANCE[dtype]
-    problems = []
-    for k, (name, (x, _)) in enumerate(graphs.items()):
-        want = _reference(name, feeds[x.name], dtype)
-        problems += mismatches(name, ("value", "dx", "d2x"), values[3 * k:3 * k + 3], want,
-                               dtype, rtol, atol)
-    assert not problems, "\n".join(problems)
+    found = problems(COMPARED, runner, dtype)
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("how, gathers", [
@@ -133,7 +99,7 @@ def test_values_and_two_derivatives_equal_pytorchs(runner, dtype):
 def test_integer_upscales_with_periodic_taps_are_slices_not_gathers(how, gathers):
     """Half-pixel by 2: the taps repeat every 2 outputs (exactly, in float32), so the phases
     are shifted slices; by 3 (1/3 is inexact) and with align_corners they do not."""
-    xv = _data(0, (1, 2, 1, 4), "float32")
+    xv = data(0, (1, 2, 1, 4), "float32")
     y = gd.interpolate(gd.input("x", xv.shape), mode="bilinear", **how)
     ops = {n.op.name for n in gd.topological_order([y])}
     assert ("take" in ops) == gathers
@@ -161,7 +127,7 @@ def _sweep():
 def test_coordinates_follow_pytorchs_over_many_sizes(dtype):
     problems = []
     for k, (hw, mode, corners, how) in enumerate(_sweep()):
-        xv = _data(k, (1, 2, *hw), dtype)
+        xv = data(k, (1, 2, *hw), dtype)
         y = gd.interpolate(gd.input("x", xv.shape, dtype), mode=mode, align_corners=corners,
                            **how)
         got = gd.evaluate(y, {"x": xv})
@@ -176,7 +142,7 @@ def test_coordinates_follow_pytorchs_over_many_sizes(dtype):
 @pytest.mark.parametrize("shape, size", [((2, 3, 7, 9), (3, 4)), ((1, 2, 6, 9), (2, 3)),
                                          ((2, 5, 4), (7, 1)), ((1, 1, 5, 5), 1)])
 def test_adaptive_max_indices_equal_pytorchs(runner, shape, size):
-    xv = _data(3, shape, "float32")
+    xv = data(3, shape, "float32")
     y, i = gd.adaptive_max_pool2d(gd.input("x", shape), size, return_indices=True)
     got_y, got_i = run_on(runner, [y, i], {"x": xv})
     want_y, want_i = F.adaptive_max_pool2d(torch.from_numpy(xv), size, return_indices=True)
@@ -190,7 +156,7 @@ def test_adaptive_max_routes_ties_to_the_first_maximum_as_pytorch(size):
     xv = np.random.default_rng(0).integers(0, 2, (1, 2, 6, 9)).astype(np.float64)
     x = gd.input("x", xv.shape, "float64")
     y = gd.adaptive_max_pool2d(x, size)
-    w = _data(4, y.shape, "float64")
+    w = data(4, y.shape, "float64")
     (gx,) = gd.evaluate(gd.grad(gd.sum(y * w), [x]), {"x": xv})
     t = torch.tensor(xv, requires_grad=True)
     (F.adaptive_max_pool2d(t, size) * torch.from_numpy(w)).sum().backward()
@@ -205,15 +171,15 @@ def test_gradients_match_finite_differences(name):
     f, _, shape = CASES[name]
     x = gd.input("x", shape, "float64")
     y = f(x)
-    loss = gd.sum(y * y * gd.constant(_data(1, y.shape, "float64")))
-    feeds = {"x": _data(5, shape, "float64")}
+    loss = gd.sum(y * y * gd.constant(data(1, y.shape, "float64")))
+    feeds = {"x": data(5, shape, "float64")}
     (numeric,) = graph_numeric_grads(loss, feeds, ["x"])
     np.testing.assert_allclose(gd.evaluate(gd.grad(loss, x), feeds), numeric, atol=1e-6)
 
 
 def test_an_unknown_batch_is_fine_unknown_spatial_sizes_are_refused():
     x = gd.input("x", (None, 2, 3, 4))
-    xv = _data(0, (5, 2, 3, 4), "float32")
+    xv = data(0, (5, 2, 3, 4), "float32")
     got = gd.compile([gd.interpolate(x, scale_factor=2, mode="bilinear"),
                       gd.adaptive_avg_pool2d(x, (2, 3)), gd.unfold(x, 3, 2, 1)])(x=xv)
     t = torch.from_numpy(xv)
@@ -271,8 +237,7 @@ def _onnx_run(model_bytes, feeds):
                                   "adaptive_avg[global]", "unfold[overlap]"])
 def test_onnx_export_with_gradients_runs_in_onnxruntime(name):
     pytest.importorskip("onnx")
-    x, nodes = _graph(0, name, "float32")
-    feeds = {x.name: _data(5, x.shape, "float32")}
+    nodes, feeds = graph(0, COMPARED[name], "float32")
     want = gd.evaluate(nodes, feeds)
     got = _onnx_run(gd.onnx.save(nodes).SerializeToString(), feeds)
     for a, b in zip(got, want):

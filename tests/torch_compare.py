@@ -24,7 +24,8 @@ def data(seed, shape, dtype):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def _graph(k, case, dtype):
+def graph(k, case, dtype):
+    """The case's outputs (value, gradients, second derivatives) and their feeds."""
     f, _, shapes, ints = case
     xs = [gd.input(f"x{k}_{j}", s, dtype) for j, s in enumerate(shapes)]
     named = {n: gd.input(f"{n}{k}", v.shape, v.dtype.name) for n, v in ints.items()}
@@ -56,7 +57,7 @@ def _reference(case, feeds, k, dtype):
 
 def problems(cases, runner, dtype):
     """How graphdl's values differ from PyTorch's, one line per difference."""
-    built = {name: _graph(k, case, dtype) for k, (name, case) in enumerate(cases.items())}
+    built = {name: graph(k, case, dtype) for k, (name, case) in enumerate(cases.items())}
     feeds = {n: v for _, fs in built.values() for n, v in fs.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
