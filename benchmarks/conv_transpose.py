@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from machine import cpu_model, limit_threads, source_version
+from machine import cpu_model, interleaved, limit_threads, source_version
 
 import graphdl as gd
 
@@ -139,25 +137,6 @@ def disagreement(ours, theirs):
                for a, b in zip(ours, theirs))
 
 
-def interleaved(mine, theirs, reps):
-    """Median times of both (seconds) and the median of the per-repetition ratios."""
-    for _ in range(3):
-        mine()
-        theirs()
-    times = {"g": [], "t": []}
-    ratios = []
-    for rep in range(reps):
-        order = [("g", mine), ("t", theirs)] if rep % 2 == 0 else [("t", theirs), ("g", mine)]
-        got = {}
-        for name, f in order:
-            start = time.perf_counter()
-            f()
-            got[name] = time.perf_counter() - start
-            times[name].append(got[name])
-        ratios.append(got["g"] / got["t"])
-    return statistics.median(times["g"]), statistics.median(times["t"]), statistics.median(ratios)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=21)
@@ -176,8 +155,9 @@ def main():
         if args.only not in name:
             continue
         worst = disagreement(mine(), expected)
-        g, t, ratio = interleaved(mine, theirs, args.reps)
-        print(f"{name:<48} {g * 1e3:6.2f} ms {t * 1e3:6.2f} ms {ratio:5.2f}x  {worst:.0e}")
+        med, ratio, _ = interleaved(mine, theirs, args.reps, warmup=3)
+        print(f"{name:<48} {med['g'] * 1e3:6.2f} ms {med['t'] * 1e3:6.2f} ms {ratio:5.2f}x  "
+              f"{worst:.0e}")
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import limit_threads, torch_step
+from machine import interleaved, limit_threads, torch_step
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -83,26 +82,6 @@ def graphdl_model(params):
             lambda x: predict(x=x, **params))
 
 
-def time_steps(g_step, t_step, batch, reps):
-    """Interleaved step times: (graphdl medians, torch medians, wall ratio, CPU ratio)."""
-    for _ in range(5):
-        g_step(**batch)
-        t_step(**batch)
-    times = {"g": [], "t": [], "g_cpu": [], "t_cpu": []}
-    ratios, cpu_ratios = [], []
-    for rep in range(reps):
-        order = [("g", g_step), ("t", t_step)] if rep % 2 == 0 else [("t", t_step), ("g", g_step)]
-        for name, f in order:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            f(**batch)
-            times[name].append(time.perf_counter() - start)
-            times[f"{name}_cpu"].append(time.process_time() - start_cpu)
-        ratios.append(times["g"][-1] / times["t"][-1])
-        cpu_ratios.append(times["g_cpu"][-1] / times["t_cpu"][-1])
-    return ({k: statistics.median(v) for k, v in times.items()}, statistics.median(ratios),
-            statistics.median(cpu_ratios))
-
-
 def main():
     sizes = E.SMOKE if data.is_smoke() else E.FULL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,7 +104,8 @@ def main():
     batch = {"x": train_set.images[idx], **{k: v[idx] for k, v in E.feeds(targets).items()}}
     g_step = graphdl_model({k: v.copy() for k, v in params.items()})[0]
     t_step = torch_model(params)[0]
-    med, ratio, cpu_ratio = time_steps(g_step, t_step, batch, args.reps)
+    med, ratio, cpu_ratio = interleaved(lambda: g_step(**batch), lambda: t_step(**batch),
+                                        args.reps, warmup=5)
     print(f"graphdl: median {med['g'] * 1e3:6.1f} ms (CPU {med['g_cpu'] * 1e3:6.1f} ms)   "
           f"torch: median {med['t'] * 1e3:6.1f} ms (CPU {med['t_cpu'] * 1e3:6.1f} ms)")
     print(f"ratio graphdl / torch, median of {args.reps} interleaved repetitions: wall "

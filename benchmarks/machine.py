@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,3 +53,24 @@ def torch_step(opt, loss):
     loss.backward()
     opt.step()
     return loss.item()
+
+
+def interleaved(mine, theirs, reps, warmup):
+    """Time graphdl's call `mine` against `theirs`, one call each per repetition, the order
+    swapped every repetition (neither always runs after the other), after `warmup` untimed
+    calls of each: ({"g", "t", "g_cpu", "t_cpu"}: median seconds, wall and CPU), the medians of
+    the per-repetition ratios g / t (wall, CPU))."""
+    for _ in range(warmup):
+        mine()
+        theirs()
+    times = {"g": [], "t": [], "g_cpu": [], "t_cpu": []}
+    for rep in range(reps):
+        order = [("g", mine), ("t", theirs)] if rep % 2 == 0 else [("t", theirs), ("g", mine)]
+        for name, f in order:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            f()
+            times[name].append(time.perf_counter() - start)
+            times[f"{name}_cpu"].append(time.process_time() - start_cpu)
+    ratios = [statistics.median(g / t for g, t in zip(times[a], times[b], strict=True))
+              for a, b in (("g", "t"), ("g_cpu", "t_cpu"))]
+    return {k: statistics.median(v) for k, v in times.items()}, *ratios
