@@ -253,9 +253,15 @@ def _spatial(call, x, kernel, what):
     sides = []
     for size, k, s, d in zip(_static_shape(call, x)[2:], kernel, stride, dilation):
         total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-        small, big = total // 2, total - total // 2
-        sides += [small, big] if auto == "SAME_UPPER" else [big, small]
+        sides += _split_padding(total, auto)
     return x, kernel, stride, dilation, tuple(sides)
+
+
+def _split_padding(total, auto):
+    """[begin, end] of a total padding: the odd one at the end for SAME_UPPER, else at the
+    beginning (ONNX's rule for auto_pad, and for ConvTranspose's output_shape)."""
+    small, big = total // 2, total - total // 2
+    return [small, big] if auto == "SAME_UPPER" else [big, small]
 
 
 def _window_attr(call, name, length, default):
@@ -317,13 +323,9 @@ def _transposed_pads(call, x, kernel, stride, dilation, extra):
     sizes = _static_shape(call, x)[2:]
     target = (tuple(target)[-dims:] if target is not None
               else tuple(n * s for n, s in zip(sizes, stride)))
-    begins, ends = [], []
-    for n, k, s, d, e, t in zip(sizes, kernel, stride, dilation, extra, target):
-        total = s * (n - 1) + e + (k - 1) * d + 1 - t
-        small, big = total // 2, total - total // 2
-        begins.append(small if auto == "SAME_UPPER" else big)
-        ends.append(big if auto == "SAME_UPPER" else small)
-    return tuple(begins + ends)
+    sides = [_split_padding(s * (n - 1) + e + (k - 1) * d + 1 - t, auto)
+             for n, k, s, d, e, t in zip(sizes, kernel, stride, dilation, extra, target)]
+    return tuple(b for b, _ in sides) + tuple(e for _, e in sides)
 
 
 @op("MaxPool")
