@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import graphdl as gd
 
@@ -123,3 +124,10 @@ def mismatches(name, labels, got, want, dtype, rtol, atol):
         elif not np.allclose(a, b, rtol=rtol, atol=atol):
             problems.append(f"{name} {what}: {a} is not PyTorch's {b}")
     return problems
+
+
+def onnxruntime_run(model_bytes, feeds):
+    """The model's outputs as onnxruntime computes them on the CPU (skips without it)."""
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from tests.helpers import runner_params
+from tests.helpers import onnxruntime_run, runner_params
 from tests.torch_compare import data, problems
 
 torch = pytest.importorskip("torch")
@@ -100,19 +100,13 @@ def test_refusals_name_the_operand():
             build()
 
 
-def _onnx_run(model_bytes, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
 def test_onnx_export_runs_in_onnxruntime():
     pytest.importorskip("onnx")
     a, b = gd.input("a", (2, 3, 3), "float32"), gd.input("b", (3, 4), "float32")
     y = gd.einsum("bii,ij->bj", a, b)
     (ga,) = gd.grad(gd.sum(y * y), [a])
     feeds = {"a": data(1, (2, 3, 3), "float32"), "b": data(2, (3, 4), "float32")}
-    for got, want in zip(_onnx_run(gd.onnx.save([y, ga]).SerializeToString(), feeds),
+    for got, want in zip(onnxruntime_run(gd.onnx.save([y, ga]).SerializeToString(), feeds),
                          gd.evaluate([y, ga], feeds)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -128,7 +122,7 @@ def test_onnx_import_of_einsum():
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, (2, 5, 3))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
     feeds = {"x": data(1, (2, 3, 4), "float32"), "y": data(2, (2, 4, 5), "float32")}
-    want = _onnx_run(model.SerializeToString(), feeds)
+    want = onnxruntime_run(model.SerializeToString(), feeds)
     loaded = gd.onnx.load(model.SerializeToString())
     got = gd.evaluate(loaded.outputs, loaded.feeds(**feeds))
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from tests.helpers import run_on, runner_params
-from tests.torch_compare import data, graph, problems
+from tests.helpers import onnxruntime_run, run_on, runner_params
+from tests.torch_compare import assert_exported_agrees, data, problems
 
 torch = pytest.importorskip("torch")
 
@@ -102,21 +102,11 @@ def test_refusals():
         gd.index_select(x, 0, gd.constant(np.zeros((1, 1), dtype=np.int64)))
 
 
-def _onnx_run(model_bytes, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
 @pytest.mark.parametrize("name", ["gather[dim1]", "scatter_add[dim0]", "scatter_add[dim1-small]",
                                   "take_along_axis[negative]", "index_add[dim0-alpha]"])
 def test_onnx_export_runs_in_onnxruntime(name):
     pytest.importorskip("onnx")
-    nodes, feeds = graph(0, COMPARED[name], "float32")
-    want = gd.evaluate(nodes, feeds)
-    got = _onnx_run(gd.onnx.save(nodes).SerializeToString(), feeds)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_exported_agrees(COMPARED[name])
 
 
 @pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
@@ -137,7 +127,7 @@ def test_onnx_import_of_gather_and_scatter_elements(reduction):
         [onnx.numpy_helper.from_array(idx, "i")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     feeds = {"x": data(1, (2, 3), "float32"), "u": data(2, (2, 3), "float32")}
-    want = _onnx_run(model.SerializeToString(), feeds)
+    want = onnxruntime_run(model.SerializeToString(), feeds)
     model = gd.onnx.load(model.SerializeToString())
     got = gd.evaluate(model.outputs, model.feeds(**feeds))
     for a, b in zip(got, want):

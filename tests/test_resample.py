@@ -15,7 +15,7 @@ import pytest
 
 import graphdl as gd
 from tests.helpers import graph_numeric_grads, run_on, runner_params
-from tests.torch_compare import data, graph, problems
+from tests.torch_compare import assert_exported_agrees, data, problems
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -226,22 +226,12 @@ def test_unfold_of_a_scalar_is_its_one_entry_or_none(size):
                                   torch.tensor(3.0).unfold(0, size, 1).numpy())
 
 
-def _onnx_run(model_bytes, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
 @pytest.mark.parametrize("name", ["nearest[scales-1.7-0.6]", "bilinear[corners-size]",
                                   "adaptive_avg[3x4]", "adaptive_max[3x4]", "adaptive_max[even]",
                                   "adaptive_avg[global]", "unfold[overlap]"])
 def test_onnx_export_with_gradients_runs_in_onnxruntime(name):
     pytest.importorskip("onnx")
-    nodes, feeds = graph(0, COMPARED[name], "float32")
-    want = gd.evaluate(nodes, feeds)
-    got = _onnx_run(gd.onnx.save(nodes).SerializeToString(), feeds)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert_exported_agrees(COMPARED[name])
 
 
 class _Net(torch.nn.Module):

@@ -15,7 +15,7 @@ import numpy as np
 
 import graphdl as gd
 from graphdl.facets import FallbackWarning
-from tests.helpers import mismatches, run_on
+from tests.helpers import mismatches, onnxruntime_run, run_on
 
 TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
 
@@ -71,3 +71,13 @@ def problems(cases, runner, dtype):
         labels = ["value"] + [f"d{j}" for j in range(n)] + [f"dd{j}" for j in range(n)]
         found += mismatches(name, labels, got, want, dtype, rtol, atol)
     return found
+
+
+def assert_exported_agrees(case):
+    """The case's graph (value, gradients, second derivatives) exported to ONNX: onnxruntime
+    computes what graphdl computes, in float32."""
+    nodes, feeds = graph(0, case, "float32")
+    want = gd.evaluate(nodes, feeds)
+    got = onnxruntime_run(gd.onnx.save(nodes).SerializeToString(), feeds)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
