@@ -202,27 +202,44 @@ def _checkpoints(directory):
     return sorted((int(match.group(1)), p) for match, p in named if match)
 
 
-def allreduce_array(x, op, weight=None):
+def allreduce_array(x, op, weight=None, xp=np):
     """The runtime of `gd.allreduce`: Σ over workers of x ("sum"), or its mean ("mean"),
     weighted by each worker's `weight` (rows) when given: Σ w_r x_r / Σ w_r. One collective, in
-    place on a buffer of x's dtype that torch reads through `torch.from_numpy` (no copy
-    between them). With one worker x itself comes back: the identity, bit for bit."""
+    place on a buffer of x's dtype made by `xp`, x's array module: NumPy (torch reads it
+    through `torch.from_numpy`) or CuPy (through DLPack: the GPU buffer itself, reduced on the
+    device by a group with NCCL, `init(backend="cpu:gloo,cuda:nccl")`); no copy between them.
+    With one worker x itself comes back: the identity, bit for bit."""
     if _dist() is None:
         return x
     import torch
 
     weighted = weight is not None and op == "mean"
-    flat = np.empty(x.size + weighted, x.dtype)
+    flat = xp.empty(x.size + weighted, x.dtype)
     if weighted:  # this worker's weight travels in the same buffer: one call
-        np.multiply(x.reshape(-1), x.dtype.type(weight), out=flat[:-1])
+        xp.multiply(x.reshape(-1), x.dtype.type(weight), out=flat[:-1])
         flat[-1] = weight
     else:
         flat[:] = x.reshape(-1)
-    _collective("allreduce", lambda d: d.all_reduce(torch.from_numpy(flat), async_op=True))
+    if xp is np:
+        _collective("allreduce", lambda d: d.all_reduce(torch.from_numpy(flat), async_op=True))
+    else:
+        _device_collective(torch, flat)
     values = flat[:-1] if weighted else flat
     if op == "mean":
         values /= flat[-1] if weighted else world_size()
     return values.reshape(x.shape)
+
+
+def _device_collective(torch, flat):
+    """allreduce of a GPU array (CuPy) in place, ordered on CuPy's current stream: torch runs
+    the collective after the kernels queued there, and the kernels queued after it wait for
+    it (torch's own current stream may be another)."""
+    import cupy
+
+    stream = torch.cuda.ExternalStream(cupy.cuda.get_current_stream().ptr)
+    with torch.cuda.stream(stream):
+        tensor = torch.from_dlpack(flat)
+        _collective("allreduce", lambda d: d.all_reduce(tensor, async_op=True))
 
 
 def _collective(what, start):

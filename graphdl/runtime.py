@@ -25,16 +25,18 @@ __all__ = ["_allreduce", "_avg_divisor", "_check_index", "_conv_out", "_erf", "_
 
 
 # ---------------------------------------------------------------- communication
-def _allreduce(x, op, weight=None):
+def _allreduce(x, op, weight=None, xp=numpy):
     """gd.allreduce: the identity without a torch.distributed process group, so a saved module
-    still needs only NumPy with one worker; with a group, graphdl.distributed's collective."""
+    still needs only NumPy with one worker; with a group, graphdl.distributed's collective on
+    an array of `xp` (NumPy; CuPy in the CUDA backend's driver: on the GPU's own buffers)."""
     import sys
 
     dist = sys.modules.get("torch.distributed")  # never imported here: no group without it
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return x
     from graphdl import distributed
-    return distributed.allreduce_array(numpy.asarray(x), op, weight)
+    weight = None if weight is None else float(weight)  # a device scalar is read here
+    return distributed.allreduce_array(xp.asarray(x), op, weight, xp=xp)
 
 
 # ---------------------------------------------------------------- elementwise

@@ -9,6 +9,7 @@ process, as one worker with the whole batch."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
@@ -19,10 +20,14 @@ import graphdl.distributed as gdd
 
 STEPS = 3
 # each optimizer in each dtype, each once with an even split of 8 rows and once with 4 + 3; the
-# small LeNet too
+# small LeNet too; each model once compiled by the CUDA backend (on the emulator: its collective
+# runs on the driver's device buffers)
 RUNS = [("sgd", "float64", 8, "mlp"), ("sgd", "float32", 7, "mlp"),
         ("adam", "float64", 7, "mlp"), ("adam", "float32", 8, "mlp"),
         ("sgd", "float32", 8, "lenet"), ("adam", "float64", 7, "lenet")]
+if shutil.which("g++"):  # the emulator builds with it
+    RUNS += [("adam", "float32", 7, "mlp", "cuda"), ("sgd", "float64", 8, "lenet", "cuda")]
+BACKENDS = {"numpy": {}, "cuda": {"backend": "cuda", "device": "cpu"}}
 # each model's input (one row's shape) and parameters
 INPUTS = {"mlp": (4,), "lenet": (1, 8, 8)}
 PARAMETERS = {"mlp": {"W1": (4, 5), "b1": (5,), "W2": (5, 2), "b2": (2,)},
@@ -50,7 +55,8 @@ def initial(dtype, model="mlp"):
             for name, shape in PARAMETERS[model].items()}
 
 
-def train(optimizer, dtype, rows, model, allreduce, steps=STEPS, directory=None, die=False):
+def train(optimizer, dtype, rows, model, backend="numpy", *, allreduce, steps=STEPS,
+          directory=None, die=False):
     """The parameters after `steps` steps of `model` on this rank's shard of each global batch;
     with a `directory`, resumed from its last checkpoint and checkpointed every 3 steps; with
     `die`, rank 1 dies after step 7, once (it leaves a mark in `directory`)."""
@@ -64,7 +70,7 @@ def train(optimizer, dtype, rows, model, allreduce, steps=STEPS, directory=None,
         opt = gd.optim.sgd(loss, list(params.values()), lr=0.02, momentum=0.9, **reduce)
     else:
         opt = gd.optim.adam(loss, list(params.values()), lr=0.01, **reduce)
-    step = gd.compile(loss, updates=opt.updates)
+    step = gd.compile(loss, updates=opt.updates, **BACKENDS[backend])
     arrays.update(opt.init())
     start = 0 if directory is None else gdd.resume(arrays, directory)
     if directory is None:
@@ -84,7 +90,8 @@ def train(optimizer, dtype, rows, model, allreduce, steps=STEPS, directory=None,
 def under_torchrun(directory, out, die=False):
     """12 steps of Adam on 7-row batches, checkpointed; rank 0 saves the end state to `out`."""
     gdd.init()
-    arrays = train("adam", "float64", 7, "mlp", True, steps=12, directory=directory, die=die)
+    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12, directory=directory,
+                   die=die)
     if gdd.rank() == 0:
         np.savez(out, **arrays)
 
@@ -123,8 +130,8 @@ def failed_peer(rank, scenario):
 def on_ray(config):
     """Ray Train's worker: `under_torchrun`'s run."""
     gdd.init()
-    arrays = train("adam", "float64", 7, "mlp", True, steps=12, directory=config["directory"],
-                   die=config["die"])
+    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12,
+                   directory=config["directory"], die=config["die"])
     if gdd.rank() == 0:
         np.savez(config["out"], **arrays)
 

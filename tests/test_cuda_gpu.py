@@ -70,3 +70,27 @@ def test_two_updated_inputs_in_one_cupy_array_are_refused():
     memory = cp.zeros(6, cp.float32)
     with pytest.raises(InputError, match="share memory"):
         fn(a=memory[:4], b=memory[2:])
+
+
+@pytest.mark.parametrize("backend", ["nccl", "gloo"])
+def test_allreduce_reduces_the_gpu_buffers_in_a_process_group(backend, tmp_path):
+    """A group of one on the GPU: the collective runs on the driver's CuPy buffers through
+    DLPack (NCCL, or gloo's CUDA allreduce), ordered on CuPy's stream; the weight, 4 rows, is
+    a power of two, so the weighted mean comes back exact."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs PyTorch built with CUDA")
+    import torch.distributed as dist
+
+    dist.init_process_group(backend, init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1)
+    try:
+        x = gd.input("x", (64, 3))
+        fn = gd.compile([gd.allreduce(x * 2.0, weight=4.0), gd.allreduce(x, "sum") - 1.0],
+                        backend="cuda", outputs_on_device=True)
+        a = cp.arange(192, dtype=cp.float32).reshape(64, 3)
+        mean, summed = fn(x=a)
+        np.testing.assert_array_equal(cp.asnumpy(mean), cp.asnumpy(a) * 2)
+        np.testing.assert_array_equal(cp.asnumpy(summed), cp.asnumpy(a) - 1)
+    finally:
+        dist.destroy_process_group()

@@ -12,6 +12,7 @@ run with a worker killed and restarted ends bit-identical to an uninterrupted on
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------- one worker
 @pytest.mark.parametrize("runner", runner_params())
-@pytest.mark.filterwarnings("ignore::graphdl.facets.FallbackWarning")  # CUDA: the host's
+@pytest.mark.filterwarnings("error::graphdl.facets.FallbackWarning")  # no runner falls back
 def test_allreduce_is_the_identity_with_one_worker_and_its_gradient_too(runner):
     x = gd.input("x", (2, 3), "float64")
     w = gd.input("w", (), "float64")
@@ -66,6 +67,20 @@ def test_the_generated_code_shows_the_collective():
     x = gd.input("x", (2, 3), "float32")
     source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source
     assert "= _allreduce(" in source and "graphdl.distributed where several workers" in source
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+def test_the_cuda_driver_reduces_its_device_buffers_in_place(tmp_path):
+    """The CUDA backend's collective is a call in its driver on the device arrays themselves
+    (CuPy's on a GPU), not a trip through the host."""
+    x = gd.input("x", (2, 3), "float32")
+    fn = gd.compile(gd.allreduce(x * 2, weight=5.0) + 1, backend="cuda", device="cpu")
+    np.testing.assert_array_equal(fn(x=np.ones((2, 3), "float32")), np.full((2, 3), 3.0))
+    fn.save(tmp_path / "driver.py")
+    calls = [line for line in (tmp_path / "driver.py").read_text().splitlines()
+             if "= _allreduce(" in line]
+    assert len(calls) == 1 and calls[0].strip().startswith("b_allreduce[...] = _allreduce(b_mul,")
+    assert calls[0].split("#")[0].rstrip().endswith(", _xp)")
 
 
 @pytest.mark.parametrize("make", [

@@ -101,6 +101,11 @@ class OpKernels:
     zero_output: bool = False  # the output buffer is zeroed before the first launch
     scratch: tuple = field(default_factory=tuple)  # (count, dtype) of each device scratch buffer
     check: Check | None = None  # a flag to read after the launches, raising if set
+    # A node no kernel computes (a collective): a Python expression the driver evaluates into
+    # the output buffer; {0}, {1}... are the inputs' device arrays, `_xp` the array module
+    # (CuPy, NumPy in the emulator); `calls`, the graphdl.runtime functions it calls.
+    driver: str = ""
+    calls: tuple = ()
 
 
 def grid_stride(kernel, count, args):

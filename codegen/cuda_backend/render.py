@@ -93,6 +93,7 @@ class CudaModule:
         self.buffers = {}  # node id -> driver variable holding its device array
         self.constants = Constants()
         self.uses_reference = False  # an op without a kernel runs `_reference` on the host
+        self.calls = set()  # graphdl.runtime functions the driver's own lines call
 
     def render(self):
         low = self.program
@@ -140,9 +141,14 @@ class CudaModule:
             return
         name = self.kernel_names(f"k_{hint}")
         kernels = node.op.impls["cuda"](node, name)
-        self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{kernels.source}")
         out = self.buffers[id(node)]
         note = f"  # node {node.id}: {comment(describe(node, 2))}"
+        if kernels.driver:
+            inputs = [self._device_value(a.node) for a in value.args]
+            self.calls.update(kernels.calls)
+            self.body.append(f"    {out}[...] = {kernels.driver.format(*inputs)}{note}")
+            return
+        self.sources.append(f"// node {node.id}: {comment(describe(node, 2))}\n{kernels.source}")
         if kernels.zero_output:
             self.body.append(f"    {out}.fill(0){note}")
         scratch = []
@@ -306,6 +312,7 @@ class CudaModule:
                  "CU = r'''" + cu + "'''", "", _HELPERS, "",
                  inspect.getsource(runtime._check_index), inspect.getsource(_check), CAST_INPUT,
                  *[inspect.getsource(_reference)] * self.uses_reference,
+                 *[inspect.getsource(f) for f in sorted(self.calls, key=lambda f: f.__name__)],
                  "def build(_load, _xp, _empty, _wait):", "    _module = _load(CU)",
                  f"    _k = {{name: _module.get_function(name) for name in {kernels!r}}}"]
         lines += [*self.setup, "    _wait()  # uploads done: a call on any CUDA stream reads them"]

@@ -28,7 +28,7 @@ from graphdl.codegen.cuda_backend.kernels import (
 from graphdl.codegen.naming import comment
 from graphdl.ir import describe
 from graphdl.ops import indexing as ix
-from graphdl.ops import leaf, random, scan, sorting
+from graphdl.ops import collective, leaf, random, scan, sorting
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
@@ -141,6 +141,15 @@ def _reduce(node, name, axes):
     grid = (-(-count // per_block),)
     launches = (Launch(name, grid, (REDUCE_BLOCK,), (("in", 0), ("out",))),) if count else ()
     return OpKernels(source, launches)
+
+
+@register(collective.ALLREDUCE)
+def allreduce(node, name):
+    """The collective on the device buffers themselves, no trip through the host: CuPy's
+    through DLPack on a GPU (NCCL where the group has it), NumPy's in the emulator."""
+    weight = "{1}" if len(node.inputs) == 2 else "None"
+    return OpKernels("", (), driver=f"_allreduce({{0}}, {node.attrs['how']!r}, {weight}, _xp)",
+                     calls=(runtime._allreduce,))
 
 
 @register(rd.SUM, rd.MAX, rd.MIN, rd.PROD)
