@@ -27,8 +27,8 @@ from graphdl.codegen.cuda_backend.kernels import (
 )
 from graphdl.codegen.naming import comment
 from graphdl.ir import describe
-from graphdl.ops import indexing as ix
 from graphdl.ops import collective, leaf, random, scan, sorting
+from graphdl.ops import indexing as ix
 from graphdl.ops import matmul as mm
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
