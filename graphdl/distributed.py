@@ -20,11 +20,14 @@ the error says which collective it was, this worker's rank, and the ranks that n
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
+import functools
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,21 +49,31 @@ def _dist():
     return dist
 
 
-def run(train_fn, workers=2, max_failures=0, config=None, storage=None):
+def run(train_fn, workers=2, max_failures=0, config=None, storage=None, keep=2):
     """Run `train_fn(config)` on `workers` Ray Train workers joined in a gloo group (Ray Train's
     TorchTrainer makes it; `init()` inside train_fn finds it up); when one fails, Ray restarts
     them all, `max_failures` times at most: train_fn then `resume`s from its last checkpoint.
-    `storage`: Ray's storage path for its own records. Returns Ray's `Result`."""
+    Inside, `checkpoint` also reports each checkpoint to Ray, which keeps the `keep` newest
+    in its storage (`storage`: Ray's storage path; shared storage across machines). Returns
+    Ray's `Result`: `load_checkpoint(result.checkpoint)` reads the last one."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     trainer = TorchTrainer(
-        train_fn, train_loop_config=config or {}, torch_config=TorchConfig(backend="gloo"),
+        functools.partial(_on_ray, train_fn), train_loop_config=config or {},
+        torch_config=TorchConfig(backend="gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=workers),
         run_config=ray.train.RunConfig(
             storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=keep),
             failure_config=ray.train.FailureConfig(max_failures=max_failures)))
     return trainer.fit()
+
+
+def _on_ray(train_fn, config):
+    """A Ray Train worker of `run`: its checkpoints go to Ray's records too."""
+    _state["ray"] = True
+    return train_fn(config)
 
 
 def launch(workers, max_restarts=0):
@@ -160,14 +173,31 @@ def broadcast_parameters(arrays):
                                                                  async_op=True))
 
 
-def checkpoint(arrays, step, directory, keep=2):
+def checkpoint(arrays, step, directory=None, keep=2):
     """Save `arrays` ({name: array}: parameters and optimizer state) as the state after `step`
     steps, in `directory`: rank 0 writes `step-<step>.npz` under a temporary name and renames it
     (a crash leaves the last complete checkpoint whole), then removes all but the `keep`
-    newest. Batch k depending on k alone, `resume` then replays the run exactly."""
-    if rank() != 0:
-        return
-    directory = Path(directory)
+    newest. Under `run` (Ray Train) it is also reported to Ray (`ray.train.report`, a barrier:
+    every rank calls it), which copies it to its storage; `directory` may then be None. Batch k
+    depending on k alone, `resume` then replays the run exactly."""
+    ray = _state.get("ray", False)
+    if directory is None and not ray:
+        raise ValueError("checkpoint: give a directory (only workers started by gdd.run have "
+                         "Ray's records to keep checkpoints in)")
+    if directory is not None and rank() == 0:
+        _write(arrays, step, Path(directory), keep)
+    if ray:
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as place:
+            record = None
+            if rank() == 0:
+                _write(arrays, step, Path(place), keep=1)
+                record = ray.train.Checkpoint.from_directory(place)
+            ray.train.report({"step": step}, checkpoint=record)  # copied before it returns
+
+
+def _write(arrays, step, directory, keep):
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".step-{step}.npz.partial"
     with open(temporary, "wb") as file:
@@ -179,27 +209,65 @@ def checkpoint(arrays, step, directory, keep=2):
         old.unlink()
 
 
-def resume(arrays, directory):
-    """Load the newest complete checkpoint of `directory` into `arrays` in place (rank 0 reads
-    it, every rank receives it) and return its step; without one, make `arrays` rank 0's and
-    return 0. Call it on every rank before the first step, in place of `broadcast_parameters`."""
-    found = _checkpoints(Path(directory)) if rank() == 0 else []
-    step = np.array([found[-1][0] if found else 0], np.int64)
-    if found:
-        with np.load(found[-1][1]) as saved:
-            if set(saved.files) != set(arrays):
-                raise ValueError(f"resume: {found[-1][1]} holds {sorted(saved.files)}, not "
-                                 f"{sorted(arrays)}")
-            for name, value in arrays.items():
-                value[...] = saved[name]
+def resume(arrays, directory=None):
+    """Load the newest complete checkpoint into `arrays` in place (rank 0 reads it, every rank
+    receives it) and return its step; without one, make `arrays` rank 0's and return 0. It is
+    the newest of `directory`'s and, under `run`, of Ray's records. Call it on every rank
+    before the first step, in place of `broadcast_parameters`."""
+    step = np.zeros(1, np.int64)
+    if rank() == 0:
+        with contextlib.ExitStack() as opened:
+            places = [Path(directory)] if directory is not None else []
+            record = _ray_record()
+            if record is not None:
+                places.append(Path(opened.enter_context(record.as_directory())))
+            found = sorted(c for place in places for c in _checkpoints(place))
+            if found:
+                step[0], saved = _read(found[-1][1])
+                if set(saved) != set(arrays):
+                    raise ValueError(f"resume: {found[-1][1]} holds {sorted(saved)}, not "
+                                     f"{sorted(arrays)}")
+                for name, value in arrays.items():
+                    value[...] = saved[name]
     broadcast_parameters([step, *arrays.values()])
     return int(step[0])
 
 
+def _ray_record():
+    """Ray's last checkpoint of this run (a restarted worker's), or None."""
+    if not _state.get("ray", False):
+        return None
+    import ray.train
+
+    return ray.train.get_checkpoint()
+
+
+def load_checkpoint(source):
+    """(step, {name: array}) of the newest checkpoint in `source`: a directory `checkpoint`
+    wrote, or a Ray `Checkpoint` (`run(...).checkpoint`)."""
+    with contextlib.ExitStack() as opened:
+        if hasattr(source, "as_directory"):
+            source = opened.enter_context(source.as_directory())
+        found = _checkpoints(Path(source))
+        if not found:
+            raise FileNotFoundError(f"load_checkpoint: no step-<step>.npz in {source}")
+        return _read(found[-1][1])
+
+
+def _read(path):
+    """(step, arrays) of one checkpoint file, read into memory."""
+    with np.load(path) as saved:
+        return _step_of(path), {name: saved[name] for name in saved.files}
+
+
 def _checkpoints(directory):
     """[(step, path)] of the complete checkpoints in `directory`, oldest first."""
-    named = ((re.fullmatch(r"step-(\d+)\.npz", p.name), p) for p in directory.glob("step-*"))
-    return sorted((int(match.group(1)), p) for match, p in named if match)
+    return sorted((_step_of(p), p) for p in directory.glob("step-*") if _step_of(p) is not None)
+
+
+def _step_of(path):
+    match = re.fullmatch(r"step-(\d+)\.npz", path.name)
+    return int(match.group(1)) if match else None
 
 
 def allreduce_array(x, op, weight=None, xp=np):

@@ -56,10 +56,11 @@ def initial(dtype, model="mlp"):
 
 
 def train(optimizer, dtype, rows, model, backend="numpy", *, allreduce, steps=STEPS,
-          directory=None, die=False):
+          checkpoints=False, directory=None, die=None):
     """The parameters after `steps` steps of `model` on this rank's shard of each global batch;
-    with a `directory`, resumed from its last checkpoint and checkpointed every 3 steps; with
-    `die`, rank 1 dies after step 7, once (it leaves a mark in `directory`)."""
+    with `checkpoints`, resumed from the last checkpoint and checkpointed every 3 steps (in
+    `directory`, and in Ray's records under gdd.run); with `die` (a directory), rank 1 dies
+    after step 7, once (it leaves a mark in `die`)."""
     x = gd.input("x", (None, *INPUTS[model]), dtype)
     y = gd.input("y", (None, 2), dtype)
     arrays = initial(dtype, model)
@@ -72,17 +73,17 @@ def train(optimizer, dtype, rows, model, backend="numpy", *, allreduce, steps=ST
         opt = gd.optim.adam(loss, list(params.values()), lr=0.01, **reduce)
     step = gd.compile(loss, updates=opt.updates, **BACKENDS[backend])
     arrays.update(opt.init())
-    start = 0 if directory is None else gdd.resume(arrays, directory)
-    if directory is None:
+    start = gdd.resume(arrays, directory) if checkpoints else 0
+    if not checkpoints:
         gdd.broadcast_parameters(arrays)
     for k in range(start, steps):
-        died = os.path.join(str(directory), "rank 1 died")
+        died = os.path.join(str(die), "rank 1 died")
         if die and k == 7 and gdd.rank() == 1 and not os.path.exists(died):  # once
             open(died, "w").close()
             os._exit(1)
         xs, ys = batch(k, rows, dtype, model)
         step(x=gdd.shard(xs), y=gdd.shard(ys), **arrays)
-        if directory is not None and (k + 1) % 3 == 0:
+        if checkpoints and (k + 1) % 3 == 0:
             gdd.checkpoint(arrays, k + 1, directory)
     return arrays
 
@@ -90,8 +91,8 @@ def train(optimizer, dtype, rows, model, backend="numpy", *, allreduce, steps=ST
 def under_torchrun(directory, out, die=False):
     """12 steps of Adam on 7-row batches, checkpointed; rank 0 saves the end state to `out`."""
     gdd.init()
-    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12, directory=directory,
-                   die=die)
+    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12, checkpoints=True,
+                   directory=directory, die=directory if die else None)
     if gdd.rank() == 0:
         np.savez(out, **arrays)
 
@@ -128,10 +129,10 @@ def failed_peer(rank, scenario):
 
 
 def on_ray(config):
-    """Ray Train's worker: `under_torchrun`'s run."""
+    """Ray Train's worker: `under_torchrun`'s run, its checkpoints in Ray's records alone."""
     gdd.init()
-    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12,
-                   directory=config["directory"], die=config["die"])
+    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12, checkpoints=True,
+                   die=config["die"])
     if gdd.rank() == 0:
         np.savez(config["out"], **arrays)
 

@@ -150,6 +150,15 @@ def test_a_run_resumed_from_its_checkpoint_ends_bit_identical(tmp_path):
     for name, value in uninterrupted.items():
         np.testing.assert_array_equal(resumed[name], value, err_msg=name)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-2.npz", "step-4.npz"]
+    step_saved, saved = gdd.load_checkpoint(tmp_path)
+    assert step_saved == 4 and set(saved) == set(resumed)
+
+
+def test_checkpoints_need_a_place_and_loading_names_an_empty_one(tmp_path):
+    with pytest.raises(ValueError, match="give a directory .*gdd.run"):
+        gdd.checkpoint({"W": np.zeros(2)}, 1)
+    with pytest.raises(FileNotFoundError, match="no step-<step>.npz in"):
+        gdd.load_checkpoint(tmp_path)
 
 
 def test_bad_allreduce_calls_are_refused_by_name():
@@ -262,20 +271,27 @@ def test_torchrun_restart_after_a_kill_ends_as_uninterrupted(pairs):
 
 def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
     """gdd.run on Ray Train, rank 1 dying after step 7 of 12 (max_failures=1): Ray restarts
-    both workers, which resume from the checkpoint of step 6 and end where the uninterrupted
-    torchrun job ended. Ray's start-up takes most of a minute here."""
+    both workers, which resume from Ray's record of step 6 (the only place the checkpoints
+    go) and end where the uninterrupted torchrun job ended; the run's last record is that
+    end state. Ray's start-up takes most of a minute here."""
     pytest.importorskip("ray.train")
-    out = tmp_path / "ray.npz"
-    config = {"directory": str(tmp_path / "checkpoints"), "out": str(out), "die": True}
-    script = ("import graphdl.distributed as gdd\n"
+    out, marks = tmp_path / "ray.npz", tmp_path / "marks"
+    marks.mkdir()
+    config = {"die": str(marks), "out": str(out)}
+    script = ("import numpy as np\n"
+              "import graphdl.distributed as gdd\n"
               "from tests import distributed_worker as worker\n"
               f"result = gdd.run(worker.on_ray, workers=2, max_failures=1, config={config!r}, "
               f"storage={str(tmp_path / 'ray')!r})\n"
-              "assert result.error is None, result.error\n")
+              "assert result.error is None, result.error\n"
+              "step, saved = gdd.load_checkpoint(result.checkpoint)\n"
+              f"np.savez({str(tmp_path / 'record.npz')!r}, step=step, **saved)\n")
     done = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "checkpoints" / "rank 1 died").exists()
-    ray = _load(out)
+    assert (marks / "rank 1 died").exists()
+    ray, record = _load(out), _load(tmp_path / "record.npz")
+    assert record.pop("step") == 12
     for name, value in pairs["whole"].items():
         np.testing.assert_array_equal(ray[name], value, err_msg=name)
+        np.testing.assert_array_equal(record[name], value, err_msg=name)
