@@ -53,6 +53,9 @@ def run(train_fn, workers=2, max_failures=0, config=None, storage=None, keep=2):
     """Run `train_fn(config)` on `workers` Ray Train workers joined in a gloo group (Ray Train's
     TorchTrainer makes it; `init()` inside train_fn finds it up); when one fails, Ray restarts
     them all, `max_failures` times at most: train_fn then `resume`s from its last checkpoint.
+    `workers=(least, most)`: elastic, as many as the cluster has room for, restarted with
+    another count as that changes; a checkpoint resumes on any count (the step is the global
+    batch's however it is split: the same run, to rounding).
     Inside, `checkpoint` also reports each checkpoint to Ray, which keeps the `keep` newest
     in its storage (`storage`: Ray's storage path; shared storage across machines). Returns
     Ray's `Result`: `load_checkpoint(result.checkpoint)` reads the last one."""

@@ -52,6 +52,7 @@ SLOW_TESTS = {
     "tests/test_distributed.py::test_two_workers_step_as_one_with_the_whole_batch",  # 40 s: all
     "tests/test_distributed.py::test_a_failed_peer_is_named_within_the_timeout",  # the workers
     "tests/test_distributed.py::test_torchrun_restart_after_a_kill_ends_as_uninterrupted",
+    "tests/test_distributed.py::test_a_checkpoint_of_two_workers_resumes_on_one",  # the workers
     "tests/test_distributed.py::test_ray_train_restart_after_a_kill_ends_as_uninterrupted",  # 50
 
     "tests/test_notebooks.py::test_notebook_runs_and_displays_drawings_and_steppers",  # 23 s

@@ -97,8 +97,18 @@ def under_torchrun(directory, out, die=False):
         np.savez(out, **arrays)
 
 
+def half(directory):
+    """The first 6 of `under_torchrun`'s 12 steps, checkpointed into `directory`: a test
+    resumes them on another number of workers."""
+    return train("adam", "float64", 7, "mlp", allreduce=True, steps=6, checkpoints=True,
+                 directory=directory)
+
+
 def main(rank, world, rendezvous, out, scenario):
     gdd.init(init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=20)
+    if scenario == "half":  # its checkpoints beside the rendezvous
+        half(os.path.join(os.path.dirname(rendezvous), "half"))
+        return
     results = {}
     if scenario == "train":  # then rank 1 hangs
         results = {"-".join(map(str, run)) + f"-{name}": value for run in RUNS

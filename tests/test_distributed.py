@@ -181,7 +181,7 @@ def test_onnx_exports_one_workers_allreduce_the_identity():
 
 
 # ---------------------------------------------------------------- two workers
-PAIRS = ("train", "killed")  # after training, rank 1 of "train" hangs
+PAIRS = ("train", "killed", "half")  # after training, rank 1 of "train" hangs
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +219,7 @@ def pairs(tmp_path_factory):
                 log = (root / f"{name}-0.log").read_text()[-3000:]
                 assert proc.returncode == 0, log
                 results[name] = _load(root / f"{name}-0.npz")
+        results["half"] = root / "half"  # where "half" checkpoints
         results["rank 1 died"] = (root / "died" / "rank 1 died").exists()
     finally:
         for proc in procs.values():  # SIGTERM: torchrun passes it to its workers
@@ -267,6 +268,20 @@ def test_torchrun_restart_after_a_kill_ends_as_uninterrupted(pairs):
     assert pairs["rank 1 died"] and whole is not None and died is not None
     for name, value in whole.items():
         np.testing.assert_array_equal(died[name], value, err_msg=name)
+
+
+def test_a_checkpoint_of_two_workers_resumes_on_one(pairs, monkeypatch):
+    """Elastic runs: the first 6 steps on two workers, the other 6 resumed from their
+    checkpoint on one worker (this process), end where the uninterrupted two-worker run ends,
+    to rounding: each step is the whole global batch's, however it was split."""
+    starts = []
+    resume = gdd.resume
+    monkeypatch.setattr(gdd, "resume", lambda *a: starts.append(resume(*a)) or starts[-1])
+    done = worker.train("adam", "float64", 7, "mlp", allreduce=True, steps=12,
+                        checkpoints=True, directory=pairs["half"])
+    assert starts == [6] and gdd.load_checkpoint(pairs["half"])[0] == 12
+    for name, value in pairs["whole"].items():
+        _close(done[name], value, "float64")
 
 
 def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
