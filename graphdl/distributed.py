@@ -183,13 +183,13 @@ def checkpoint(arrays, step, directory=None, keep=2):
     newest. Under `run` (Ray Train) it is also reported to Ray (`ray.train.report`, a barrier:
     every rank calls it), which copies it to its storage; `directory` may then be None. Batch k
     depending on k alone, `resume` then replays the run exactly."""
-    ray = _state.get("ray", False)
-    if directory is None and not ray:
+    on_ray = _state.get("ray", False)
+    if directory is None and not on_ray:
         raise ValueError("checkpoint: give a directory (only workers started by gdd.run have "
                          "Ray's records to keep checkpoints in)")
     if directory is not None and rank() == 0:
         _write(arrays, step, Path(directory), keep)
-    if ray:
+    if on_ray:
         import ray.train
 
         with tempfile.TemporaryDirectory() as place:
