@@ -307,7 +307,8 @@ def _device_collective(torch, flat):
     it (torch's own current stream may be another)."""
     import cupy
 
-    stream = torch.cuda.ExternalStream(cupy.cuda.get_current_stream().ptr)
+    pointer = cupy.cuda.get_current_stream().ptr  # 0: the legacy default stream, torch's too
+    stream = torch.cuda.ExternalStream(pointer) if pointer else torch.cuda.default_stream()
     with torch.cuda.stream(stream):
         tensor = torch.from_dlpack(flat)
         _collective("allreduce", lambda d: d.all_reduce(tensor, async_op=True))
