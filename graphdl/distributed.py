@@ -314,62 +314,19 @@ def _device_collective(torch, flat):
         _collective("allreduce", lambda d: d.all_reduce(tensor, async_op=True))
 
 
-def allreduce_async(buffer):
-    """Start summing `buffer` (a C-contiguous NumPy array, this worker's) over the workers, in
-    place, and return at once: the sum travels while this worker computes. `wait()` on the
-    returned `Pending` gives the summed buffer (within the timeout, as any collective); the
-    buffer must not be read or written before. One worker: the buffer is its own sum."""
-    if _dist() is None:
-        return Pending(buffer)
-    import torch
-
-    return Pending(buffer, *_begin(lambda d: d.all_reduce(torch.from_numpy(buffer),
-                                                          async_op=True)))
-
-
-class Pending:
-    """A collective in flight (`allreduce_async`)."""
-
-    def __init__(self, value, work=None, call=0):
-        self.value, self.work, self.call = value, work, call
-
-    def wait(self):
-        """The result, once every worker has contributed (CollectiveError after the timeout)."""
-        if self.work is not None:
-            work, self.work = self.work, None
-            _finish(work, "allreduce", self.call)
-        return self.value
-
-
 def _collective(what, start):
     """Run the collective `start(torch.distributed)` returns (its async work), waiting at most
     the timeout; a failure raises CollectiveError naming the ranks that never reached it."""
-    work, call = _begin(start, what)
-    _finish(work, what, call)
-
-
-def _begin(start, what="allreduce"):
-    """(the started collective's work, its number among this worker's collectives)."""
+    dist = _dist()
     _state["calls"] += 1
     call = _state["calls"]
+    timeout = datetime.timedelta(seconds=_state["timeout"])
     try:
-        return start(_dist()), call
+        start(dist).wait(timeout)
     except RuntimeError as error:
-        raise _failed(what, call, error) from error
-
-
-def _finish(work, what, call):
-    try:
-        work.wait(datetime.timedelta(seconds=_state["timeout"]))
-    except RuntimeError as error:
-        raise _failed(what, call, error) from error
-
-
-def _failed(what, call, error):
-    dist = _dist()
-    return CollectiveError(f"rank {dist.get_rank()}: {what} #{call} failed within "
-                           f"{_state['timeout']:g} s; {_absent(dist, call)} "
-                           f"({str(error).splitlines()[0][:200]})")
+        raise CollectiveError(f"rank {dist.get_rank()}: {what} #{call} failed within "
+                              f"{_state['timeout']:g} s; {_absent(dist, call)} "
+                              f"({str(error).splitlines()[0][:200]})") from error
 
 
 def _absent(dist, call):

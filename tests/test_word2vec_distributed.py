@@ -62,45 +62,6 @@ def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(
     np.testing.assert_array_equal(a["W_in"][3:5], b["W_in"][3:5] + 1)
 
 
-def test_a_round_in_flight_keeps_the_changes_made_meanwhile(rng):
-    """`begin` sends the rows and training goes on; `settle` gives each "mean" row the mean of
-    what the ranks sent and each "add" row the start plus their changes, each plus what its
-    rank changed since it sent; the base takes the sums, so the next round adds only newer
-    changes. A synchronous round then makes the replicas equal again."""
-    start = tables(rng)
-    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
-    flights = []
-
-    def begin(buffer):  # the other rank's buffer is added when both have begun
-        flights.append(buffer)
-        return SimpleNamespace(wait=lambda: flights[0] + flights[1])
-
-    ranks = [Replica(t, None, 2, start=begin) for t in (a, b)]
-    parts = [("W_in", slice(0, 3), "mean"), ("W_in", slice(3, 5), "add")]
-    for t in (*a.values(), *b.values()):
-        t += rng.standard_normal(t.shape).astype(t.dtype)
-    sent = [a["W_in"].copy(), b["W_in"].copy()]
-    for r in ranks:
-        r.begin(parts)
-    meanwhile = [rng.standard_normal((7, 3)).astype(np.float32) for _ in range(2)]
-    for t, e in zip((a, b), meanwhile):
-        t["W_in"] += e
-    for r in ranks:
-        r.settle()
-    added = sent[0][3:5] + sent[1][3:5] - start["W_in"][3:5]
-    for t, e, mine in zip((a, b), meanwhile, sent):
-        np.testing.assert_allclose(t["W_in"][:3], (sent[0][:3] + sent[1][:3]) / 2 + e[:3],
-                                   rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(t["W_in"][3:5], added + e[3:5], rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(t["W_in"][5:], mine[5:] + e[5:])  # not in the round
-    np.testing.assert_array_equal(ranks[0].base["W_in"][3:5], ranks[1].base["W_in"][3:5])
-    np.testing.assert_allclose(ranks[0].base["W_in"][3:5], added, rtol=1e-5, atol=1e-5)
-    summed = ranks[0].pack(parts, False) + ranks[1].pack(parts, False)
-    for r in ranks:
-        r.unpack(summed, parts)
-    np.testing.assert_array_equal(a["W_in"][:5], b["W_in"][:5])
-
-
 def test_hierarchical_softmaxs_hot_rows_are_its_most_visited_inner_nodes():
     tree = huffman(COUNTS)
     model = declare("sg", "hs", Shape(len(COUNTS), 3, 4), tree)
@@ -136,16 +97,6 @@ class Threads:
             return total
         return collective
 
-    def start(self, rank):
-        """`reduce(rank)` on a thread of its own, waited for later (an async collective)."""
-        def begin(buffer):
-            result = {}
-            thread = threading.Thread(target=lambda: result.update(sum=collective(buffer)))
-            thread.start()
-            return SimpleNamespace(wait=lambda: thread.join() or result["sum"])
-        collective = self.reduce(rank)
-        return begin
-
 
 @pytest.mark.parametrize(("steps", "every", "calibration"), [
     ([[5, 1, 4], [2, 6, 4]], 2, None),  # unequal epochs, the last rounds of each differ
@@ -166,7 +117,7 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
         try:
             rng = np.random.default_rng(r)
             mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
-            replica = Replica(mine, group.reduce(r), world, start=group.start(r))
+            replica = Replica(mine, group.reduce(r), world)
             hot, end = round_parts(model_of_nine, 3, 1)
             schedule = Schedule(replica, hot, end, epochs=len(steps[r]), every=every,
                                 calibration=calibration or 50, full_every=full_every)

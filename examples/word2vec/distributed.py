@@ -86,60 +86,23 @@ class Replica:
     A round takes parts (table, rows, how): "mean" parts become the mean over the ranks;
     "add" parts become their values at the last round that took them plus every rank's change
     since (kept in `base`). `reduce(buffer)` returns the element-wise sum over the ranks of
-    their buffers (a collective, called by every rank at once); `start(buffer)` starts the same
-    sum and returns at once, something whose `wait()` gives it (`begin`'s rounds)."""
+    their buffers (a collective, called by every rank at once)."""
 
-    def __init__(self, tables: dict[str, np.ndarray], reduce: Callable, world: int,
-                 start: Callable | None = None):
-        self.tables, self.reduce, self.world, self.start = tables, reduce, world, start
+    def __init__(self, tables: dict[str, np.ndarray], reduce: Callable, world: int):
+        self.tables, self.reduce, self.world = tables, reduce, world
         self.base = {name: t.copy() for name, t in tables.items()}
         self.rounds, self.seconds = 0, 0.0  # for the report: rounds made, time spent in them
-        self.pending = None  # a round in flight: (its sum, this rank's buffer, its parts)
 
     def round(self, parts: list[tuple[str, slice, str]], done: bool) -> bool:
         """Combine `parts` over the ranks; whether every rank said `done`. One rank keeps its
         rows as they are (base + change would round them)."""
         if self.world == 1:
             return done
-        self.settle()
         start = time.perf_counter()
         summed = self.unpack(self.reduce(self.pack(parts, done)), parts)
         self.rounds += 1
         self.seconds += time.perf_counter() - start
         return summed
-
-    def begin(self, parts: list[tuple[str, slice, str]]) -> None:
-        """A round that travels while this rank trains on (its done flag down): `settle`, at
-        the next round, applies it. The rows then take the other ranks' changes (or the mean)
-        on top of what this rank changed meanwhile, which stays its own until the round after."""
-        if self.world == 1:
-            return
-        self.settle()
-        start = time.perf_counter()
-        buffer = self.pack(parts, False)
-        self.pending = (self.start(buffer), buffer.copy(), parts)
-        self.rounds += 1
-        self.seconds += time.perf_counter() - start
-
-    def settle(self) -> None:
-        """Apply the round in flight, if any: each row moves by (its combined value − the
-        value this rank sent), so its changes since stay; the base takes the sums."""
-        if self.pending is None:
-            return
-        start = time.perf_counter()
-        sum_of, mine, parts = self.pending
-        self.pending = None
-        summed, offset = sum_of.wait(), 0
-        for name, rows, how in parts:
-            table = self.tables[name][rows]
-            size = table.size
-            total = summed[offset:offset + size].reshape(table.shape)
-            sent = mine[offset:offset + size].reshape(table.shape)
-            table += (total / self.world if how == "mean" else total) - sent
-            if how == "add":
-                self.base[name][rows] += total
-            offset += size
-        self.seconds += time.perf_counter() - start
 
     def pack(self, parts: list[tuple[str, slice, str]], done: bool) -> np.ndarray:
         mine = [self.tables[name][rows] - (self.base[name][rows] if how == "add" else 0)
@@ -206,7 +169,7 @@ class Schedule:
             if self.steps == self.calibration:
                 self.agree()
         elif self.since == self.every:
-            self.replica.begin(self.parts())
+            self.periodic(done=False)
             self.since = 0
         self.steps += 1
         self.since += 1
@@ -225,15 +188,11 @@ class Schedule:
         self.epoch += 1
         self.since = 0
 
-    def parts(self) -> list:
-        """A round's parts between epoch ends: the hot rows, or every row each `full_every`-th
-        round (the same on every rank: they count the same rounds)."""
-        full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
-        return self.end if full else self.hot
-
     def periodic(self, done: bool) -> bool:
-        """A round between epoch ends, waited for: whether every rank is done."""
-        return self.replica.round(self.parts(), done)
+        """A round between epoch ends: the hot rows, or every row each `full_every`-th round
+        (the same on every rank: they count the same rounds)."""
+        full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
+        return self.replica.round(self.end if full else self.hot, done)
 
     def agree(self) -> None:
         """Steps between rounds from every rank's seconds per step (one collective)."""
@@ -257,8 +216,7 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     stream = model.stream(part, counts, epochs=epochs, window=window, sample=sample,
                           negative=negative, seed=seed + me + 1)
     hot = hot_rows(model, rows)
-    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum"), world,
-                      start=gdd.allreduce_async)
+    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum"), world)
     most = max(1, ROUND_ROWS // (world * model.shape.batch))
     schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, most=most)
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
