@@ -220,18 +220,18 @@ def resume(arrays, directory=None):
     step = np.zeros(1, np.int64)
     if rank() == 0:
         with contextlib.ExitStack() as opened:
-            places = [Path(directory)] if directory is not None else []
+            places = [directory] if directory is not None else []
             record = _ray_record()
             if record is not None:
-                places.append(Path(opened.enter_context(record.as_directory())))
-            found = sorted(c for place in places for c in _checkpoints(place))
-            if found:
-                step[0], saved = _read(found[-1][1])
-                if set(saved) != set(arrays):
-                    raise ValueError(f"resume: {found[-1][1]} holds {sorted(saved)}, not "
-                                     f"{sorted(arrays)}")
-                for name, value in arrays.items():
-                    value[...] = saved[name]
+                places.append(opened.enter_context(record.as_directory()))
+            newest = _newest(places)
+        if newest is not None:
+            step[0], saved = newest
+            if set(saved) != set(arrays):
+                raise ValueError(f"resume: the checkpoint of step {step[0]} holds "
+                                 f"{sorted(saved)}, not {sorted(arrays)}")
+            for name, value in arrays.items():
+                value[...] = saved[name]
     broadcast_parameters([step, *arrays.values()])
     return int(step[0])
 
@@ -251,21 +251,27 @@ def load_checkpoint(source):
     with contextlib.ExitStack() as opened:
         if hasattr(source, "as_directory"):
             source = opened.enter_context(source.as_directory())
-        found = _checkpoints(Path(source))
-        if not found:
-            raise FileNotFoundError(f"load_checkpoint: no step-<step>.npz in {source}")
-        return _read(found[-1][1])
+        newest = _newest([source])
+    if newest is None:
+        raise FileNotFoundError(f"load_checkpoint: no step-<step>.npz in {source}")
+    return newest
 
 
-def _read(path):
-    """(step, arrays) of one checkpoint file, read into memory."""
+def _newest(places):
+    """(step, {name: array}) of the newest complete checkpoint in the directories `places`,
+    read into memory; None without one."""
+    found = sorted(c for place in places for c in _checkpoints(Path(place)))
+    if not found:
+        return None
+    step, path = found[-1]
     with np.load(path) as saved:
-        return _step_of(path), {name: saved[name] for name in saved.files}
+        return step, {name: saved[name] for name in saved.files}
 
 
 def _checkpoints(directory):
     """[(step, path)] of the complete checkpoints in `directory`, oldest first."""
-    return sorted((_step_of(p), p) for p in directory.glob("step-*") if _step_of(p) is not None)
+    named = ((_step_of(p), p) for p in directory.glob("step-*"))
+    return sorted((step, p) for step, p in named if step is not None)
 
 
 def _step_of(path):
