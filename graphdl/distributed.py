@@ -279,23 +279,32 @@ def _step_of(path):
     return int(match.group(1)) if match else None
 
 
-def allreduce_array(x, op, weight=None, xp=np):
+def allreduce_array(x, op, weight=None, xp=np, out=None):
     """The runtime of `gd.allreduce`: Σ over workers of x ("sum"), or its mean ("mean"),
     weighted by each worker's `weight` (rows) when given: Σ w_r x_r / Σ w_r. One collective, in
     place on a buffer of x's dtype made by `xp`, x's array module: NumPy (torch reads it
     through `torch.from_numpy`) or CuPy (through DLPack: the GPU buffer itself, reduced on the
     device by a group with NCCL, `init(backend="cpu:gloo,cuda:nccl")`); no copy between them.
-    With one worker x itself comes back: the identity, bit for bit."""
+    `out`: a C-contiguous array of x's shape and dtype the result goes to, returned (x itself:
+    x is reduced in place, without the buffer: large arrays reduced often). With one worker x
+    comes back (or is copied to `out`): the identity, bit for bit."""
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"allreduce_array: out must be a C-contiguous {x.dtype} array of "
+                         f"shape {x.shape}, got {out.dtype} {out.shape}")
     if _dist() is None:
-        return x
+        if out is not None and out is not x:
+            out[...] = x
+        return x if out is None else out
     import torch
 
     weighted = weight is not None and op == "mean"
-    flat = xp.empty(x.size + weighted, x.dtype)
+    in_place = out is not None and not weighted  # the weight needs one more element
+    flat = out.reshape(-1) if in_place else xp.empty(x.size + weighted, x.dtype)
     if weighted:  # this worker's weight travels in the same buffer: one call
         xp.multiply(x.reshape(-1), x.dtype.type(weight), out=flat[:-1])
         flat[-1] = weight
-    else:
+    elif out is not x:
         flat[:] = x.reshape(-1)
     if xp is np:
         _collective("allreduce", lambda d: d.all_reduce(torch.from_numpy(flat), async_op=True))
@@ -304,7 +313,11 @@ def allreduce_array(x, op, weight=None, xp=np):
     values = flat[:-1] if weighted else flat
     if op == "mean":
         values /= flat[-1] if weighted else world_size()
-    return values.reshape(x.shape)
+    if out is None:
+        return values.reshape(x.shape)
+    if not in_place:
+        out[...] = values.reshape(x.shape)
+    return out
 
 
 def _device_collective(torch, flat):

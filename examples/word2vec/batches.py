@@ -47,6 +47,27 @@ def context_window(line_of: np.ndarray, window: int, rng: np.random.Generator):
     return np.where(mask, where, 0), mask
 
 
+def expected_rows(corpus: Encoded, counts: np.ndarray, mode: str, window: int,
+                  sample: float) -> np.ndarray:
+    """Each corpus position's expected rows per epoch (over subsampling and the reduced
+    window), to cut the corpus into shares of equal work (`parallel.shares`): equal words are
+    not equal rows where lines are short or frequent words, which subsampling drops, are
+    common. A kept word with k kept words beside it on one side of its line pairs with
+    E[min(reach, k)] of them (reach uniform in 1..window), k taken as its expectation: the
+    sum of those words' keep probabilities. CBOW makes one row of a kept word with a context."""
+    keep = keep_probability(counts, sample)[corpus.ids]
+    lengths = np.diff(corpus.offsets)
+    first = corpus.offsets[:-1][lengths > 0]
+    kept_before = np.cumsum(keep) - keep
+    left = kept_before - np.repeat(kept_before[first], lengths[lengths > 0])
+    right = np.repeat(np.add.reduceat(keep, first), lengths[lengths > 0]) - left - keep
+    if mode == "cbow":
+        return keep * np.minimum(1.0, left + right)
+    sides = np.arange(window + 1)
+    paired = np.minimum.outer(sides, np.arange(1, window + 1)).mean(axis=1)  # E[min(reach, k)]
+    return keep * (np.interp(left, sides, paired) + np.interp(right, sides, paired))
+
+
 @dataclass(frozen=True)
 class Batch:
     centers: np.ndarray  # (B,) int64

@@ -86,11 +86,14 @@ class Replica:
     A round takes parts (table, rows, how): "mean" parts become the mean over the ranks;
     "add" parts become their values at the last round that took them plus every rank's change
     since (kept in `base`). `reduce(buffer)` returns the element-wise sum over the ranks of
-    their buffers (a collective, called by every rank at once)."""
+    their buffers (a collective, called by every rank at once; it may sum in place). Each kind
+    of round packs into a buffer of its own, kept: a round of every row is tens of MB, and a
+    fresh one each time cost more than its transfer."""
 
     def __init__(self, tables: dict[str, np.ndarray], reduce: Callable, world: int):
         self.tables, self.reduce, self.world = tables, reduce, world
         self.base = {name: t.copy() for name, t in tables.items()}
+        self.buffers: dict[tuple, np.ndarray] = {}
         self.rounds, self.seconds = 0, 0.0  # for the report: rounds made, time spent in them
 
     def round(self, parts: list[tuple[str, slice, str]], done: bool) -> bool:
@@ -105,24 +108,39 @@ class Replica:
         return summed
 
     def pack(self, parts: list[tuple[str, slice, str]], done: bool) -> np.ndarray:
-        mine = [self.tables[name][rows] - (self.base[name][rows] if how == "add" else 0)
-                for name, rows, how in parts]
-        return np.concatenate([*(m.ravel() for m in mine), np.array([done], mine[0].dtype)])
+        """The parts' buffer: the "mean" rows' values, the "add" rows' changes, the flag."""
+        key = tuple((name, rows.start, rows.stop, how) for name, rows, how in parts)
+        if key not in self.buffers:
+            size = sum(self.tables[name][rows].size for name, rows, _ in parts)
+            self.buffers[key] = np.empty(size + 1, self.tables[parts[0][0]].dtype)
+        buffer = self.buffers[key]
+        for name, rows, how, table, mine in self.views(buffer, parts):
+            if how == "add":
+                np.subtract(table, self.base[name][rows], out=mine)
+            else:
+                mine[...] = table
+        buffer[-1] = done
+        return buffer
 
     def unpack(self, summed: np.ndarray, parts: list[tuple[str, slice, str]]) -> bool:
         """The parts := the sums' means, or base + the sums; whether the done flags add up to
         every rank."""
+        for name, rows, how, table, total in self.views(summed, parts):
+            if how == "add":
+                base = self.base[name][rows]
+                np.add(base, total, out=base)
+                table[...] = base
+            else:
+                np.divide(total, self.world, out=table)
+        return bool(summed[-1] == self.world)
+
+    def views(self, buffer: np.ndarray, parts: list[tuple[str, slice, str]]):
+        """(table, rows, how, the rows of the table, their place in `buffer`) for each part."""
         offset = 0
         for name, rows, how in parts:
             table = self.tables[name][rows]
-            total = summed[offset:offset + table.size].reshape(table.shape)
-            if how == "add":
-                np.add(self.base[name][rows], total, out=table)
-                self.base[name][rows] = table
-            else:
-                np.divide(total, self.world, out=table)
+            yield name, rows, how, table, buffer[offset:offset + table.size].reshape(table.shape)
             offset += table.size
-        return bool(summed[offset] == self.world)
 
 
 def round_parts(model: Model, rows: int, mean_rows: int) -> tuple[list, list]:
@@ -212,11 +230,12 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     ranks, this rank's per-step losses, rows dropped by all ranks, a line on the rounds)."""
     me, world = gdd.rank(), gdd.world_size()
     gdd.broadcast_parameters(tables)
-    part = parallel.shares(corpus, world)[me]
+    part = parallel.shares(corpus, world, model.expected_rows(corpus, counts, window, sample))[me]
     stream = model.stream(part, counts, epochs=epochs, window=window, sample=sample,
                           negative=negative, seed=seed + me + 1)
     hot = hot_rows(model, rows)
-    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum"), world)
+    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum", out=buffer),
+                      world)
     most = max(1, ROUND_ROWS // (world * model.shape.batch))
     schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, most=most)
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)

@@ -52,7 +52,7 @@ import numpy as np
 
 import graphdl as gd
 
-from .batches import Batch, batches, prefetched
+from .batches import Batch, batches, expected_rows, prefetched
 from .vocab import Encoded, Huffman
 
 MODELS = ("sg", "cbow")
@@ -117,11 +117,21 @@ class Model:
     def compile(self, **options):
         return gd.compile(self.loss, updates=self.updates, **options)
 
+    @property
+    def mode(self) -> str:
+        """Its rows' kind for `batches`: skip-gram's pairs or CBOW's windows."""
+        return "skipgram" if self.kind == "sg" else "cbow"
+
+    def expected_rows(self, corpus: Encoded, counts: np.ndarray, window: int,
+                      sample: float) -> np.ndarray:
+        """Each corpus position's rows per epoch in expectation (`batches.expected_rows`)."""
+        return expected_rows(corpus, counts, self.mode, window, sample)
+
     def stream(self, corpus: Encoded, counts: np.ndarray, *, epochs: int, window: int,
                sample: float, negative: int, seed: int):
         """The batches this model steps on (`batches.batches` in its mode, of its batch size;
         negatives for NS only), drawn from `seed`."""
-        return batches(corpus, counts, "skipgram" if self.kind == "sg" else "cbow",
+        return batches(corpus, counts, self.mode,
                        window=window, batch_size=self.shape.batch,
                        negative=negative if self.loss_kind == "ns" else 0, epochs=epochs,
                        sample=sample, seed=seed)

@@ -41,9 +41,13 @@ class Job:
     device: str | None
 
 
-def shares(corpus: Encoded, workers: int) -> list[Encoded]:
-    """`corpus` cut at line boundaries into `workers` parts of about equal numbers of words."""
-    cuts = np.searchsorted(corpus.offsets, np.linspace(0, len(corpus.ids), workers + 1))
+def shares(corpus: Encoded, workers: int, work: np.ndarray | None = None) -> list[Encoded]:
+    """`corpus` cut at line boundaries into `workers` parts of about equal work: the sum of
+    `work`, one number per corpus position (`Model.expected_rows`: the workers then run out of
+    batches together), or words where it is None."""
+    done = np.arange(len(corpus.ids) + 1) if work is None else np.r_[0, np.cumsum(work)]
+    at_lines = done[corpus.offsets]
+    cuts = np.searchsorted(at_lines, np.linspace(0, at_lines[-1], workers + 1))
     cuts[0], cuts[-1] = 0, len(corpus.offsets) - 1
     parts = []
     for first, last in itertools.pairwise(cuts):
@@ -68,7 +72,8 @@ def train(model: Model, counts: np.ndarray, corpus: Encoded, tables: dict, *, wo
         processes = [context.Process(target=_work, args=(Job(
             model.kind, model.loss_kind, model.shape, model.huffman, model.cbow_update, spec,
             counts, part, epochs, window, sample, negative, seed + k, backend, device),
-            done, results)) for k, part in enumerate(shares(corpus, workers))]
+            done, results)) for k, part in enumerate(shares(
+            corpus, workers, model.expected_rows(corpus, counts, window, sample)))]
         for p in processes:
             p.start()
         reported, finished = 0, []
