@@ -113,12 +113,24 @@ def main(rank, world, rendezvous, out, scenario):
     if scenario == "train":  # then rank 1 hangs
         results = {"-".join(map(str, run)) + f"-{name}": value for run in RUNS
                    for name, value in train(*run, allreduce=True).items()}
+        results.update(reduced_into_out(rank))
         if rank == 1:
             np.savez(out, **results)
     # both ranks reach this: the group is whole (rank 1's connections are made, its results
     # saved) before it fails
     gdd.allreduce_array(np.ones(1), "sum")
     np.savez(out, **results, **failed_peer(rank, scenario))
+
+
+def reduced_into_out(rank):
+    """allreduce_array(..., out=): x itself reduced in place and returned; another out
+    written (a weighted mean too), x left as it was."""
+    x = np.arange(3.0) + rank
+    returned = gdd.allreduce_array(x, "sum", out=x)
+    y, out = np.full(2, 1.0 + rank), np.empty(2)
+    mean = gdd.allreduce_array(y, "mean", weight=rank + 1, out=out)
+    return {"out-x": x, "out-x-returned": returned is x, "out-y": y, "out-mean": out,
+            "out-mean-returned": mean is out}
 
 
 def failed_peer(rank, scenario):

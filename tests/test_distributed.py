@@ -63,6 +63,18 @@ def test_one_workers_allreduce_returns_arrays_the_caller_owns():
     np.testing.assert_array_equal(a, [1.0, 2.0])
 
 
+def test_one_workers_allreduce_array_copies_into_out_and_checks_it():
+    x = np.arange(6.0).reshape(2, 3)
+    assert gdd.allreduce_array(x, "sum", out=x) is x
+    out = np.empty((2, 3))
+    assert gdd.allreduce_array(x, "mean", weight=4, out=out) is out
+    np.testing.assert_array_equal(out, x)
+    for bad in (np.empty((3, 2)), np.empty((2, 3), np.float32), np.empty((3, 2)).T):
+        with pytest.raises(ValueError, match=r"out must be a C-contiguous float64 array of "
+                                             r"shape \(2, 3\)"):
+            gdd.allreduce_array(x, "sum", out=bad)
+
+
 def test_the_generated_code_shows_the_collective():
     x = gd.input("x", (2, 3), "float32")
     source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source
@@ -249,6 +261,14 @@ def test_two_workers_step_as_one_with_the_whole_batch(pairs, run):
         key = "-".join(map(str, run)) + f"-{name}"
         np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=f"replicas differ: {key}")
         _close(rank0[key], value, run[1])
+
+
+def test_allreduce_array_reduces_into_out_or_x_itself(pairs):
+    for report in (pairs["train"], pairs["train-1"]):
+        np.testing.assert_array_equal(report["out-x"], [1.0, 3.0, 5.0])  # [0 1 2] + [1 2 3]
+        np.testing.assert_allclose(report["out-mean"], [5 / 3] * 2, rtol=1e-15)  # (1·1 + 2·2)/3
+        assert report["out-x-returned"] and report["out-mean-returned"]
+    np.testing.assert_array_equal(pairs["train"]["out-y"], [1.0, 1.0])  # not written
 
 
 @pytest.mark.parametrize("scenario", ["killed", "train"], ids=["killed", "hung"])

@@ -8,6 +8,7 @@ replicas."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -98,14 +99,15 @@ class Threads:
         return collective
 
 
-@pytest.mark.parametrize(("steps", "every", "calibration"), [
+@pytest.mark.parametrize(("steps", "every", "most"), [
     ([[5, 1, 4], [2, 6, 4]], 2, None),  # unequal epochs, the last rounds of each differ
     ([[1, 5, 2], [3, 0, 4]], 1, None),  # an epoch without a batch on rank 1
-    ([[9, 3], [2, 7]], None, 4),  # rank 0 agrees on `every` mid-epoch, rank 1 at its end
+    ([[9, 3], [2, 7]], None, None),  # by time: rank r's clock runs r + 1 times as fast
+    ([[9, 3], [2, 7]], None, 3),  # by time, or after 3 steps where that comes first
     ([[3, 3], [3, 3], [0, 1]], 2, None),  # three ranks
-], ids=["unequal", "empty-epoch", "agreed", "three"])
+], ids=["unequal", "empty-epoch", "timed", "timed-at-most", "three"])
 @pytest.mark.parametrize("full_every", [None, 2], ids=["hot-rounds", "every-2nd-round-full"])
-def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, calibration,
+def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, most,
                                                                      full_every):
     """Also with every 2nd round combining every row: a rank waiting at its epoch's end must
     make the full rounds where the others make them (their buffers differ in size)."""
@@ -119,8 +121,10 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
             mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
             replica = Replica(mine, group.reduce(r), world)
             hot, end = round_parts(model_of_nine, 3, 1)
+            ticks = itertools.count(0, r + 1)
             schedule = Schedule(replica, hot, end, epochs=len(steps[r]), every=every,
-                                calibration=calibration or 50, full_every=full_every)
+                                interval=4, most=most, full_every=full_every,
+                                clock=lambda: next(ticks))
             for epoch, count in enumerate(steps[r]):
                 for _ in range(count):
                     schedule.before(SimpleNamespace(epoch=epoch))
@@ -139,9 +143,29 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
         t.join()
     assert not errors, errors
     assert len(set(group.calls)) == 1, group.calls
+    assert group.calls[0] > 2 * len(steps[0])  # rounds within the epochs, not at their ends only
     for r in range(1, world):
         for name in ends[0]:
             np.testing.assert_array_equal(ends[r][name], ends[0][name])
+
+
+@pytest.mark.parametrize(("every", "most", "rounds_after"), [
+    (None, None, [4, 8, 12]),  # a step takes 0.03 s: 0.1 s has passed after 4 of them
+    (None, 3, [3, 6, 9, 12]),  # at most 3 steps apart
+    (5, None, [5, 10]),  # every 5 steps, whatever the time
+], ids=["every-0.1-s", "at-most-3-steps", "every-5-steps"])
+def test_a_round_comes_once_the_interval_has_passed_or_after_most_steps(every, most,
+                                                                        rounds_after):
+    """The time between rounds is counted from the end of the last one: a round (here 0.05 s)
+    is not training."""
+    steps, rounds_at = [0], []
+    replica = SimpleNamespace(rounds=0, round=lambda parts, done: rounds_at.append(steps[0]))
+    schedule = Schedule(replica, [], [], epochs=1, every=every, interval=0.1, most=most,
+                        full_every=None, clock=lambda: 0.03 * steps[0] + 0.05 * len(rounds_at))
+    for _ in range(13):
+        schedule.before(SimpleNamespace(epoch=0))
+        steps[0] += 1
+    assert rounds_at == rounds_after
 
 
 def test_one_rank_trains_as_one_process_bit_for_bit(rng):

@@ -65,7 +65,6 @@ from . import parallel
 from .model import Model
 
 INTERVAL = 0.1  # seconds of training between two rounds
-CALIBRATION = 50  # steps timed before the ranks agree on the steps between rounds
 ROWS = 4096  # K: hot rows of each table combined every round
 MEAN_ROWS = 128  # M: the hottest of them, averaged (the others' changes are added up)
 ROUND_ROWS = 2**17  # rows trained by all ranks together between two rounds, at most
@@ -165,69 +164,60 @@ def _outside(outer: slice, inner: slice) -> list[slice]:
 
 class Schedule:
     """When the rounds come (see the module's docstring): `before(batch)` is called before each
-    batch (`Model.run`'s hook), `finish()` after the last one. `every`: steps between rounds,
-    None to agree on it from the measured step time."""
+    batch (`Model.run`'s hook), `finish()` after the last one. A round comes once `interval`
+    seconds of `clock` have passed since the last one ended, or after `most` steps; with
+    `every`, after every `every` steps instead (the same steps in every run: repeatable)."""
 
     def __init__(self, replica: Replica, hot: list, end: list, epochs: int,
-                 every: int | None = None, interval: float = INTERVAL,
-                 calibration: int = CALIBRATION, most: int | None = None,
-                 full_every: int | None = FULL_EVERY):
+                 every: int | None = None, interval: float = INTERVAL, most: int | None = None,
+                 full_every: int | None = FULL_EVERY, clock: Callable = time.perf_counter):
         self.replica, self.hot, self.end, self.epochs = replica, hot, end, epochs
-        self.full_every = full_every
-        self.every, self.interval, self.calibration = every, interval, calibration
-        self.most = most  # steps between rounds at most
-        self.epoch, self.steps, self.since, self.start = 0, 0, 0, 0.0
+        self.every, self.interval, self.most = every, interval, most
+        self.full_every, self.clock = full_every, clock
+        self.epoch, self.since, self.last = 0, 0, clock()  # steps and time since the last round
 
     def before(self, batch) -> None:
         while self.epoch < batch.epoch:
             self.end_epoch()
-        if self.every is None:
-            if self.steps == 1:  # the first step warms caches up: not timed
-                self.start = time.perf_counter()
-            if self.steps == self.calibration:
-                self.agree()
-        elif self.since == self.every:
+        if self.due():
             self.periodic(done=False)
-            self.since = 0
-        self.steps += 1
         self.since += 1
 
     def finish(self) -> None:
         while self.epoch < self.epochs:
             self.end_epoch()
 
+    def due(self) -> bool:
+        if self.every is not None:
+            return self.since == self.every
+        return (self.most is not None and self.since >= self.most
+                or self.clock() - self.last >= self.interval)
+
     def end_epoch(self) -> None:
         """Join the rounds until every rank is done with the epoch, then combine every row."""
-        if self.every is None:
-            self.agree()
         while not self.periodic(done=True):
             pass
         self.replica.round(self.end, done=True)
         self.epoch += 1
-        self.since = 0
+        self.since, self.last = 0, self.clock()
 
     def periodic(self, done: bool) -> bool:
         """A round between epoch ends: the hot rows, or every row each `full_every`-th round
         (the same on every rank: they count the same rounds)."""
         full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
-        return self.replica.round(self.end if full else self.hot, done)
-
-    def agree(self) -> None:
-        """Steps between rounds from every rank's seconds per step (one collective)."""
-        timed = max(self.steps - 1, 0)
-        mine = np.array([time.perf_counter() - self.start if timed else 0.0, timed])
-        seconds, steps = self.replica.reduce(mine)
-        self.every = max(1, round(self.interval * steps / seconds)) if steps else 1
-        self.every = min(self.every, self.most or self.every)
-        self.since = 0
+        every_rank_done = self.replica.round(self.end if full else self.hot, done)
+        self.since, self.last = 0, self.clock()
+        return every_rank_done
 
 
 def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epochs: int,
           window: int, sample: float, negative: int, seed: int, rows: int = ROWS,
-          mean_rows: int = MEAN_ROWS, report=None) -> tuple[int, np.ndarray, int, str]:
+          mean_rows: int = MEAN_ROWS, every: int | None = None,
+          report=None) -> tuple[int, np.ndarray, int, str]:
     """Train this rank's replica of `tables` (in place) with the compiled `step` on its share of
     `corpus`, combined with the other ranks' (gdd.init() made the group): (center words of all
-    ranks, this rank's per-step losses, rows dropped by all ranks, a line on the rounds)."""
+    ranks, this rank's per-step losses, rows dropped by all ranks, a line on the rounds).
+    `every`: steps between two rounds, for a repeatable run; None: every INTERVAL s."""
     me, world = gdd.rank(), gdd.world_size()
     gdd.broadcast_parameters(tables)
     part = parallel.shares(corpus, world, model.expected_rows(corpus, counts, window, sample))[me]
@@ -237,14 +227,15 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum", out=buffer),
                       world)
     most = max(1, ROUND_ROWS // (world * model.shape.batch))
-    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, most=most)
+    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, every, most=most)
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
     schedule.finish()
     words, dropped = gdd.allreduce_array(np.array([words, dropped], np.float64), "sum")
     if world == 1:
         return int(words), losses, int(dropped), "1 rank: no rounds (the one-process run)"
     k = hot["W_in"].stop - hot["W_in"].start
-    line = (f"{world} ranks: a round every {schedule.every} steps combined {k:,} rows of each "
-            f"table; {replica.rounds:,} rounds (with {epochs} of every row), "
-            f"{replica.seconds:.1f} s in them on rank {me}")
+    when = f"{every} steps" if every else f"{INTERVAL:g} s (at most {most} steps)"
+    line = (f"{world} ranks: {replica.rounds:,} rounds, one every {when}, combined the {k:,} "
+            f"hottest rows of each table, every {FULL_EVERY}th round and each epoch's end every "
+            f"row; {replica.seconds:.1f} s in them on rank {me}")
     return int(words), losses, int(dropped), line

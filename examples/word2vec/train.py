@@ -130,11 +130,13 @@ class Result:
 
 def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, negative: int,
           seed: int, backend: str = "numpy", device: str | None = None,
-          progress: bool = True, workers: int = 1, sync_rows: int | None = None) -> Result:
+          progress: bool = True, workers: int = 1, sync_rows: int | None = None,
+          sync_every: int | None = None) -> Result:
     """Train `model` on `data`; the tables start as word2vec.c's, drawn from `seed`. With
     `workers` > 1, as many processes share the corpus and the tables (`parallel`). With
     `sync_rows` (K), this process is one rank of the torch.distributed group (gdd.init()) and
-    trains its replica, combined with the others' (`distributed`); rank 0's words on the bar."""
+    trains its replica, combined with the others' (`distributed`; `sync_every`: steps between
+    rounds, None for ~0.1 s); rank 0's words on the bar."""
     rng = np.random.default_rng(seed)
     tables = model.tables(rng)
     note = []
@@ -148,7 +150,7 @@ def train(model: Model, data: Data, *, epochs: int, window: int, sample: float, 
             *out, line = distributed.train(
                 model, step, data.vocab.counts, data.corpus, tables, epochs=epochs,
                 window=window, sample=sample, negative=negative, seed=seed, rows=sync_rows,
-                report=report)
+                every=sync_every, report=report)
             note.append(line)
             return out
     elif workers > 1:  # the processes compile their own steps, inside the time measured
@@ -209,12 +211,18 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--sync-rows", type=int, default=distributed.ROWS,
                    help="--distributed: rows of each table combined every ~0.1 s (K); "
                         f"default {distributed.ROWS:,}")
+    p.add_argument("--sync-every", type=int,
+                   help="--distributed: steps between two rounds, the same in every run "
+                        "(repeatable); default: a round every ~0.1 s of training")
     p.add_argument("--smoke", action="store_true", help="gensim's Lee corpus, tiny settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="vectors file (word2vec text format); default "
                                             "build/word2vec/vectors-MODEL-LOSS[-smoke].txt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     args = p.parse_args(argv)
+    if args.sync_every is not None and (args.sync_every < 1 or not args.distributed):
+        p.error(f"--sync-every {args.sync_every}: a number of steps (1 or more) between the "
+                "rounds of --distributed")
     full = {**FULL, "batch": BATCH[args.model, args.loss]}
     for key, value in (SMOKE if args.smoke else full).items():
         if getattr(args, key) is None:
@@ -249,7 +257,8 @@ def main(argv=None) -> None:
     result = train(model, data, epochs=args.epochs, window=args.window, sample=args.sample,
                    negative=args.negative, seed=args.seed, backend=args.backend,
                    device=args.device, progress=not args.no_progress, workers=args.workers,
-                   sync_rows=args.sync_rows if args.distributed else None)
+                   sync_rows=args.sync_rows if args.distributed else None,
+                   sync_every=args.sync_every)
     if gdd.rank() != 0:
         return
     if result.note:
