@@ -4,6 +4,11 @@
 Every rank holds its own copy of the tables, equal at the start (rank 0's, broadcast), and
 trains on its share of the corpus's lines (`parallel.shares`: its own batches, learning-rate
 decay over its share and random draws from seed + rank + 1, as the shared-memory workers).
+The shares are cut to equal expected rows (`batches.expected_rows`), not equal words:
+subsampling and short lines make the same words different numbers of rows, and cut by words
+the 6.2M-word corpus's shares were 2.0 % apart at 2 ranks and 15 % at 4; whichever ran out
+first waited at every epoch's end. Cut by rows: 0.02 % and 0.10 %.
+
 The replicas drift apart; rounds bring them back together:
 - every ~`INTERVAL` s (0.1 s, pWord2Vec's sync period) the K hottest rows of each table
   (`--sync-rows`, `ROWS`): W_in's rows [0:K), the K most frequent words (the vocabulary is
@@ -35,21 +40,26 @@ M = 128 was measured on the 6.2M-word corpus (docs/RESULTS.md; one process: 14.7
 within a point of one process. Rounds were every 32 (4 ranks) and 54 (2 ranks) steps.
 
 One collective per round: `gdd.allreduce_array` sums one float32 buffer holding the rows (the
-averaged ones' values, the others' changes) and a done flag; the sums come back identical on
-every rank, and so do the rows made from them. Ranks must call the same collectives in the same
-order, or the group hangs (until the timeout); they agree
-- on WHEN: after `CALIBRATION` steps (or at the first epoch end, if a share is shorter) one
-  collective sums every rank's measured seconds and steps; a round then comes every
-  S = INTERVAL / (mean seconds per step) steps, the same S on every rank for the whole run,
-  but at most every ROUND_ROWS / (ranks × batch) steps: the added-up changes are those of
-  ranks × S × batch rows computed from tables 0.1 s old, and past ~2^17 rows they overshot
-  (4 ranks, a round every 54 steps: analogies 0.60 % where 30 steps gave 1.38 %);
+averaged ones' values, the others' changes) and a done flag, in place; the sums come back
+identical on every rank, and so do the rows made from them. Ranks must call the same
+collectives in the same order, or the group hangs (until the timeout); they agree
+- on WHEN, by counting rounds: a rank joins the next round once `INTERVAL` seconds have
+  passed since the last one ended (`Schedule`), or after ROUND_ROWS / (ranks × batch) steps:
+  the added-up changes are those of ranks × steps × batch rows computed from tables up to a
+  round old, and past ~2^17 rows they overshot (4 ranks, a round every 54 steps: analogies
+  0.60 % where 30 steps gave 1.38 %). The ranks leave a round together and so reach the next
+  within about a step of each other, however much each trained in between. (A fixed number of
+  steps between rounds, agreed from the first steps' time, kept the others waiting for
+  whichever rank the scheduler or its batch thread had slowed: 12 s of a 164 s run at 2
+  ranks, against 3–4 s; docs/RESULTS.md.) `every` (`--sync-every`) fixes the steps instead,
+  for a repeatable run;
 - on the epoch's end: a rank whose share of the epoch is done keeps joining the rounds with its
   flag raised, training nothing, until a round's flags add up to the number of ranks; then
   every rank combines every row (a second collective) and starts the next epoch. A share
   without a batch in an epoch joins all the same.
 With one rank every collective is the identity: the run is the one-process run, bit for bit.
-Memory: the tables twice (the replica and the base of its added-up rows).
+Memory: the tables three times (the replica, the base of its added-up rows, the buffer of
+a round of every row).
 """
 
 from __future__ import annotations
