@@ -69,6 +69,7 @@ SLOW_TESTS = {
     "tests/test_teach.py::test_installed_graphdl_command_explains_a_file",  # 6 s
     "tests/test_teach_embedding.py::test_the_toy_example_runs_and_prints_the_huffman_codes",  # 7
     "tests/test_word2vec_distributed.py::test_two_processes_end_with_bit_identical_replicas",  # 23
+    "tests/test_word2vec_distributed.py::test_fixed_round_steps_repeat_the_run",  # 15 s
 }
 
 

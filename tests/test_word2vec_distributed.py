@@ -181,30 +181,46 @@ def test_one_rank_trains_as_one_process_bit_for_bit(rng):
         np.testing.assert_array_equal(ranked.tables[name], value)
 
 
-def test_two_processes_end_with_bit_identical_replicas(tmp_path):
-    """Two gloo ranks on the smoke corpus, 100 hot rows of its 1,759: every row's replicas are
-    bit-identical at the end, and together the ranks trained on every line once."""
+def two_ranks(directory: Path, every: int | None = None) -> list[dict]:
+    """Two gloo ranks (`tests.word2vec_distributed_worker`) on the smoke corpus, rounds every
+    `every` steps (None: every 0.1 s): each rank's tables and the words of both."""
     pytest.importorskip("torch")
     pytest.importorskip("gensim")  # the smoke corpus is gensim's Lee corpus
+    directory.mkdir(exist_ok=True)
     procs = []
     for r in range(2):
-        log = open(tmp_path / f"rank-{r}.log", "w")  # noqa: SIM115 - closed with the process
+        log = open(directory / f"rank-{r}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append((subprocess.Popen(
             [sys.executable, "-m", "tests.word2vec_distributed_worker", str(r), "2",
-             str(tmp_path / "rendezvous"), str(tmp_path / f"rank-{r}.npz")],
+             str(directory / "rendezvous"), str(directory / f"rank-{r}.npz"), str(every or 0)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
     try:
         for r, (proc, log) in enumerate(procs):
             proc.wait(timeout=300)
             log.close()
-            assert proc.returncode == 0, (tmp_path / f"rank-{r}.log").read_text()[-3000:]
+            assert proc.returncode == 0, (directory / f"rank-{r}.log").read_text()[-3000:]
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.kill()
-    ranks = [dict(np.load(tmp_path / f"rank-{r}.npz")) for r in range(2)]
+    return [dict(np.load(directory / f"rank-{r}.npz")) for r in range(2)]
+
+
+def test_two_processes_end_with_bit_identical_replicas(tmp_path):
+    """Two gloo ranks on the smoke corpus, 100 hot rows of its 1,759: every row's replicas are
+    bit-identical at the end, and together the ranks trained on every line once."""
+    ranks = two_ranks(tmp_path)
     for name in ("W_in", "W_out"):
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
     one = worker.run()  # this process alone on the whole corpus
     assert abs(int(ranks[0]["words"]) - one.words) <= 0.02 * one.words
     assert np.abs(ranks[0]["W_out"]).max() > 0  # trained: W_out starts at zeros
+
+
+def test_fixed_round_steps_repeat_the_run(tmp_path):
+    """`--sync-every`: the same rounds at the same steps, so the same tables bit for bit in
+    every run (by time, each run's rounds fall where the clock puts them)."""
+    first, again = two_ranks(tmp_path / "first", every=5), two_ranks(tmp_path / "again", every=5)
+    for name in ("W_in", "W_out"):
+        np.testing.assert_array_equal(first[0][name], again[0][name], err_msg=name)
+        np.testing.assert_array_equal(first[0][name], first[1][name], err_msg=name)
