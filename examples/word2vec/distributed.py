@@ -111,10 +111,10 @@ class Replica:
         if self.world == 1:
             return done
         start = time.perf_counter()
-        summed = self.unpack(self.reduce(self.pack(parts, done)), parts)
+        every_rank_done = self.unpack(self.reduce(self.pack(parts, done)), parts)
         self.rounds += 1
         self.seconds += time.perf_counter() - start
-        return summed
+        return every_rank_done
 
     def pack(self, parts: list[tuple[str, slice, str]], done: bool) -> np.ndarray:
         """The parts' buffer: the "mean" rows' values, the "add" rows' changes, the flag."""
