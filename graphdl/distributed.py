@@ -49,13 +49,15 @@ def _dist():
     return dist
 
 
-def run(train_fn, workers=2, max_failures=0, config=None, storage=None, keep=2):
+def run(train_fn, workers=2, max_failures=0, config=None, storage=None, keep=2,
+        resize_interval=60.0):
     """Run `train_fn(config)` on `workers` Ray Train workers joined in a gloo group (Ray Train's
     TorchTrainer makes it; `init()` inside train_fn finds it up); when one fails, Ray restarts
     them all, `max_failures` times at most: train_fn then `resume`s from its last checkpoint.
     `workers=(least, most)`: elastic, as many as the cluster has room for, restarted with
-    another count as that changes; a checkpoint resumes on any count (the step is the global
-    batch's however it is split: the same run, to rounding).
+    another count as that changes (Ray looks for room every `resize_interval` seconds); a
+    checkpoint resumes on any count (the step is the global batch's however it is split: the
+    same run, to rounding).
     Inside, `checkpoint` also reports each checkpoint to Ray, which keeps the `keep` newest
     in its storage (`storage`: Ray's storage path; shared storage across machines). Returns
     Ray's `Result`: `load_checkpoint(result.checkpoint)` reads the last one."""
@@ -65,7 +67,8 @@ def run(train_fn, workers=2, max_failures=0, config=None, storage=None, keep=2):
     trainer = TorchTrainer(
         functools.partial(_on_ray, train_fn), train_loop_config=config or {},
         torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=workers),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, elastic_resize_monitor_interval_s=resize_interval),
         run_config=ray.train.RunConfig(
             storage_path=storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=keep),

@@ -54,6 +54,7 @@ SLOW_TESTS = {
     "tests/test_distributed.py::test_torchrun_restart_after_a_kill_ends_as_uninterrupted",
     "tests/test_distributed.py::test_a_checkpoint_of_two_workers_resumes_on_one",  # the workers
     "tests/test_distributed.py::test_ray_train_restart_after_a_kill_ends_as_uninterrupted",  # 50
+    "tests/test_distributed.py::test_ray_train_elastic_run_grows_onto_a_new_node_and_resumes",
 
     "tests/test_notebooks.py::test_notebook_runs_and_displays_drawings_and_steppers",  # 23 s
     "tests/test_onnx.py::test_imported_gradients_match_pytorch_autograd",  # 4 s

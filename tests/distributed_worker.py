@@ -3,8 +3,9 @@ RENDEZVOUS OUT SCENARIO` joins a gloo group through the `file://` rendezvous and
 computed to OUT (.npz); under torchrun, `python -m tests.distributed_worker torchrun DIRECTORY
 OUT [DIE]` joins from the environment, checkpoints into DIRECTORY, and with DIE rank 1 dies once
 mid-run; `python -m tests.distributed_worker launch DIRECTORY OUT` starts that run (without
-DIE) on two workers itself, by `gdd.launch`. `train` is also what the test runs in its own
-process, as one worker with the whole batch."""
+DIE) on two workers itself, by `gdd.launch`; `python -m tests.distributed_worker elastic
+DIRECTORY` runs an elastic Ray Train job that grows from one node to two. `train` is also what
+the test runs in its own process, as one worker with the whole batch."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -159,7 +161,65 @@ def on_ray(config):
         np.savez(config["out"], **arrays)
 
 
-if __name__ == "__main__" and sys.argv[1] == "launch":  # two workers by gdd.launch
+def on_ray_elastic(config):
+    """Ray Train's worker of an elastic run (`workers=(1, 2)`): each attempt logs its world
+    size and the step it resumed from. On one worker it trains 6 of the 12 steps, asks for a
+    second node (the file `grow`) and waits for Ray to restart the run on two; on two it
+    trains to the end."""
+    gdd.init()
+    resume = gdd.resume
+
+    def logged(arrays, directory=None):
+        step = resume(arrays, directory)
+        with open(config["log"], "a") as log:
+            log.write(f"world {gdd.world_size()} rank {gdd.rank()} from step {step}\n")
+        return step
+
+    gdd.resume = logged
+    if gdd.world_size() == 1:
+        train("adam", "float64", 7, "mlp", allreduce=True, steps=6, checkpoints=True)
+        open(config["grow"], "w").close()
+        time.sleep(config["patience"])
+        raise RuntimeError(f"Ray did not resize the run within {config['patience']} s")
+    arrays = train("adam", "float64", 7, "mlp", allreduce=True, steps=12, checkpoints=True)
+    if gdd.rank() == 0:
+        np.savez(config["out"], **arrays)
+
+
+def elastic(directory):
+    """A Ray cluster of one 1-CPU node running `on_ray_elastic` on 1 to 2 workers; a second
+    node joins when the one worker asks for it. Ray's record of the end goes to record.npz."""
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    directory = Path(directory)
+    config = {"grow": str(directory / "grow"), "log": str(directory / "log"),
+              "out": str(directory / "out.npz"), "patience": 120}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    ray.init(address=cluster.address)
+    ended = {}
+    fit = threading.Thread(target=lambda: ended.update(result=gdd.run(
+        on_ray_elastic, workers=(1, 2), resize_interval=1.0, config=config,
+        storage=str(directory / "ray"))))
+    fit.start()
+    while fit.is_alive() and not os.path.exists(config["grow"]):
+        time.sleep(0.1)
+    if fit.is_alive():
+        cluster.add_node(num_cpus=1)  # here: starting a node sets this thread's signal handlers
+    fit.join()
+    result = ended["result"]
+    assert result.error is None, result.error
+    step, saved = gdd.load_checkpoint(result.checkpoint)
+    np.savez(directory / "record.npz", step=step, **saved)
+    ray.shutdown()
+    cluster.shutdown()
+
+
+if __name__ == "__main__" and sys.argv[1] == "elastic":
+    elastic(sys.argv[2])
+elif __name__ == "__main__" and sys.argv[1] == "launch":  # two workers by gdd.launch
     gdd.launch(2)
     under_torchrun(sys.argv[2], sys.argv[3])
 elif __name__ == "__main__" and sys.argv[1] == "torchrun":

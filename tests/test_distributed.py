@@ -7,14 +7,17 @@ all pairs started at once (importing torch dominates their time): an MLP and a s
 trained with SGD-momentum and Adam on halves of each global batch (and an uneven 4 + 3 split)
 end where one worker with the whole batch ends, both replicas bit-identical; a killed and a
 hung peer make rank 0 raise within the timeout, naming rank 1; under torchrun and Ray Train a
-run with a worker killed and restarted ends bit-identical to an uninterrupted one.
+run with a worker killed and restarted ends bit-identical to an uninterrupted one; an elastic
+Ray Train run that grows from one worker to two when a node joins ends where it would have.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -304,12 +307,23 @@ def test_a_checkpoint_of_two_workers_resumes_on_one(pairs, monkeypatch):
         _close(done[name], value, "float64")
 
 
-def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
+@pytest.fixture
+def ray_environment():
+    """The environment for a process that starts a Ray cluster, with Ray's temporary directory
+    its own (short: Ray's socket paths must fit ~100 characters). Ray records there the
+    address that a later bare `ray.init()` joins; if this cluster were killed with its record
+    in /tmp/ray, later runs would wait on it forever."""
+    pytest.importorskip("ray.train")
+    directory = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    yield {**os.environ, "RAY_TMPDIR": directory}
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path, ray_environment):
     """gdd.run on Ray Train, rank 1 dying after step 7 of 12 (max_failures=1): Ray restarts
     both workers, which resume from Ray's record of step 6 (the only place the checkpoints
     go) and end where the uninterrupted torchrun job ended; the run's last record is that
     end state. Ray's start-up takes most of a minute here."""
-    pytest.importorskip("ray.train")
     out, marks = tmp_path / "ray.npz", tmp_path / "marks"
     marks.mkdir()
     config = {"die": str(marks), "out": str(out)}
@@ -322,7 +336,7 @@ def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
               "step, saved = gdd.load_checkpoint(result.checkpoint)\n"
               f"np.savez({str(tmp_path / 'record.npz')!r}, step=step, **saved)\n")
     done = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          env=ray_environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (marks / "rank 1 died").exists()
     ray, record = _load(out), _load(tmp_path / "record.npz")
@@ -330,3 +344,23 @@ def test_ray_train_restart_after_a_kill_ends_as_uninterrupted(pairs, tmp_path):
     for name, value in pairs["whole"].items():
         np.testing.assert_array_equal(ray[name], value, err_msg=name)
         np.testing.assert_array_equal(record[name], value, err_msg=name)
+
+
+def test_ray_train_elastic_run_grows_onto_a_new_node_and_resumes(pairs, tmp_path,
+                                                               ray_environment):
+    """gdd.run(workers=(1, 2)) on a Ray cluster of one 1-CPU node: one worker trains steps 0-5
+    and checkpoints; a second node joins; Ray restarts the run on two workers, which resume
+    from step 6 and end where the uninterrupted two-worker run ends, to rounding (each step is
+    the global batch's, however it is split)."""
+    done = subprocess.run([sys.executable, "-m", "tests.distributed_worker", "elastic",
+                           str(tmp_path)], check=False, cwd=ROOT, env=ray_environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    attempts = sorted((tmp_path / "log").read_text().splitlines())
+    assert attempts == ["world 1 rank 0 from step 0", "world 2 rank 0 from step 6",
+                        "world 2 rank 1 from step 6"]
+    grown, record = _load(tmp_path / "out.npz"), _load(tmp_path / "record.npz")
+    assert record.pop("step") == 12
+    for name, value in pairs["whole"].items():
+        _close(grown[name], value, "float64")
+        np.testing.assert_array_equal(record[name], grown[name], err_msg=name)
