@@ -11,10 +11,20 @@ import numpy as np
 
 from .. import smoke
 
-PLOT_PAIRS = (("germany", "berlin"), ("france", "paris"), ("italy", "rome"), ("spain", "madrid"),
-              ("russia", "moscow"), ("japan", "tokyo"), ("china", "beijing"),
-              ("greece", "athens"), ("egypt", "cairo"), ("england", "london"),
-              ("king", "queen"), ("man", "woman"))
+# the PCA picture's panels: each group of pairs on its own first two principal components
+PLOT_GROUPS = (
+    ("country → capital", (("germany", "berlin"), ("france", "paris"), ("italy", "rome"),
+                           ("spain", "madrid"), ("russia", "moscow"), ("japan", "tokyo"),
+                           ("china", "beijing"), ("greece", "athens"), ("egypt", "cairo"),
+                           ("england", "london"))),
+    ("male → female", (("man", "woman"), ("king", "queen"), ("boy", "girl"),
+                       ("father", "mother"), ("son", "daughter"), ("brother", "sister"),
+                       ("uncle", "aunt"), ("husband", "wife"), ("prince", "princess"))))
+# where a point's label may go: offset (points), alignment; the first that overlaps least wins
+LABEL_SPOTS = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+               (-4, -3, "right", "top"), (0, 5, "center", "bottom"), (0, -5, "center", "top"),
+               (6, 0, "left", "center"), (-6, 0, "right", "center"))
+POINT_PIXELS = 3  # half the side of the square a scatter point keeps free of labels
 PROBES = ("king", "france", "god", "water", "good", "three")
 
 
@@ -102,8 +112,7 @@ def print_scores(scores: dict[str, float] | None) -> None:
 
 
 def pca_plot(nb: Neighbours, path: Path) -> Path | None:
-    """Countries, capitals and king/queen/man/woman projected on their first two principal
-    components, each pair joined by an arrow; None without matplotlib or with too few words."""
+    """`pca_figure` saved to `path`; None without matplotlib or without the words."""
     if importlib.util.find_spec("matplotlib") is None:
         print("matplotlib is not installed: no PCA plot")
         return None
@@ -112,24 +121,78 @@ def pca_plot(nb: Neighbours, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [p for p in PLOT_PAIRS if p[0] in nb and p[1] in nb]
-    if len(pairs) < 2:
+    fig = pca_figure(nb)
+    if fig is None:
         print("too few of the plot's words are in the vocabulary: no PCA plot")
         return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def pca_figure(nb: Neighbours):
+    """Countries → capitals and male → female words, each group projected on its own first two
+    principal components (as in Mikolov et al.'s pictures), each pair joined by an arrow, a
+    panel per group with at least two pairs in the vocabulary; None if no group has."""
+    import matplotlib.pyplot as plt
+
+    groups = [(title, [p for p in pairs if p[0] in nb and p[1] in nb])
+              for title, pairs in PLOT_GROUPS]
+    groups = [(title, pairs) for title, pairs in groups if len(pairs) >= 2]
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 6), squeeze=False)
+    for ax, (title, pairs) in zip(axes[0], groups):
+        pair_panel(ax, nb, title, pairs)
+    fig.suptitle("word2vec: each group on its own first two principal components")
+    smoke.stamp(fig)
+    return fig
+
+
+def pair_panel(ax, nb: Neighbours, title: str, pairs: list[tuple[str, str]]) -> None:
+    """One group's words on their first two principal components, an arrow per pair."""
     words = [w for pair in pairs for w in pair]
     points = nb.unit[[nb.index[w] for w in words]]
     centred = points - points.mean(axis=0)
     _, _, axes = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ axes[:2].T
-    fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(xy[:, 0], xy[:, 1], s=12)
-    for k, word in enumerate(words):
-        ax.annotate(word, xy[k], textcoords="offset points", xytext=(4, 3))
     for k in range(0, len(words), 2):
         ax.annotate("", xy[k + 1], xy[k], arrowprops={"arrowstyle": "->", "alpha": 0.4})
-    ax.set_title("word2vec: first two principal components")
-    smoke.stamp(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    ax.set_title(title)
+    place_labels(ax, xy, words)
+
+
+def place_labels(ax, xy: np.ndarray, words: list[str]) -> list:
+    """Label each point beside it, in the first of LABEL_SPOTS that overlaps least with the
+    points and the labels placed so far (greedy, in pixels); returns the labels."""
+    ax.autoscale_view()  # the data limits fix where the points land in pixels
+    renderer = ax.figure.canvas.get_renderer()
+    centres = ax.transData.transform(xy)
+    taken = [(x - POINT_PIXELS, y - POINT_PIXELS, x + POINT_PIXELS, y + POINT_PIXELS)
+             for x, y in centres]
+    labels = []
+    for point, word in zip(xy, words):
+        best = None
+        for dx, dy, ha, va in LABEL_SPOTS:
+            label = ax.annotate(word, point, textcoords="offset points", xytext=(dx, dy),
+                                ha=ha, va=va)
+            box = label.get_window_extent(renderer).extents
+            cost = sum(_overlap(box, other) for other in taken)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, label, box)
+            else:
+                label.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+        labels.append(best[1])
+    return labels
+
+
+def _overlap(a, b) -> float:
+    """The area two (x0, y0, x1, y1) boxes share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
