@@ -43,7 +43,7 @@ def test_overlap_is_the_shared_area():
     assert evaluate._overlap((0, 0, 4, 4), (1, 1, 2, 3)) == 2
 
 
-def test_each_group_is_drawn_on_its_own_principal_plane():
+def test_each_group_is_drawn_on_its_own_principal_plane(tmp_path):
     """A panel per group; its points are its own words' centred unit vectors on their first two
     principal directions (up to each axis's sign); a group with fewer than two pairs in the
     vocabulary is left out."""
@@ -68,3 +68,8 @@ def test_each_group_is_drawn_on_its_own_principal_plane():
     assert [ax.get_title() for ax in fig.axes] == ["male → female"]
     plt.close(fig)
     assert evaluate.pca_figure(evaluate.Neighbours(["man", "woman"], np.eye(2))) is None
+
+    assert evaluate.pca_plot(nb, tmp_path / "pca.png") == tmp_path / "pca.png"
+    assert plt.imread(tmp_path / "pca.png").shape[1] > plt.imread(tmp_path / "pca.png").shape[0]
+    assert evaluate.pca_plot(evaluate.Neighbours(["man"], np.ones((1, 2))), tmp_path / "no.png") \
+        is None and not (tmp_path / "no.png").exists()
