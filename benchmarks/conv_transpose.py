@@ -1,7 +1,8 @@
 """Convolution input gradients in graphdl's NumPy backend against PyTorch CPU.
 
 conv2d's input gradient (`conv2d_input_grad`: one matrix product Wᵀg into columns, then
-col2im) is also `conv_transpose2d`'s forward pass, and conv1d is conv2d over a height of 1.
+col2im) is also `conv_transpose2d`'s forward pass, conv1d is conv2d over a height of 1 and
+conv3d a sum of conv2d's.
 The cases, float32:
 
     convT fwd   conv_transpose2d(x, w), DCGAN / U-Net up-sampling layers (stride 2, kernel 4
@@ -9,6 +10,7 @@ The cases, float32:
     convT grad  its gradients dx, dw for an output gradient r (graphdl: `gd.grad` of
                 sum(y * r); torch: autograd with r, the forward pass included on both sides)
     conv1d      conv1d(x, w) forward, and its gradients as convT grad's
+    conv3d      conv3d(x, w) forward (kD conv2d's of N·D_out images), and its gradients
     conv2d dx   conv2d's input gradient alone (graphdl: `gd.grad` of sum(conv2d(x, w) * r)
                 with respect to x, which needs no forward pass; torch:
                 `torch.nn.grad.conv2d_input`), LeNet-like and larger layers
@@ -49,6 +51,8 @@ TRANSPOSED = [
 ]
 # (N, C, L), O, kernel, padding
 CONV1D = [((16, 64, 256), 64, 5, 2), ((64, 16, 1024), 32, 9, 4)]
+# (N, C, D, H, W), O, kernel, padding: a video clip's layer (C3D-like), a medical volume's
+CONV3D = [((4, 16, 8, 28, 28), 32, 3, 1), ((2, 8, 16, 32, 32), 16, 3, 1)]
 # (N, C, H, W), O, kernel, stride, padding
 CONV2D_DX = [
     ((64, 6, 14, 14), 16, 5, 1, 0),  # LeNet's second layer
@@ -87,25 +91,10 @@ def cases(rng):
 
         yield (f"convT grad {tag}", compiled(grads, {"x": x, "w": w, "r": r}), torch_grad,
                [g.numpy() for g in torch_grad()])
-    for xs, o, k, p in CONV1D:
-        x, w = array(*xs), array(o, xs[1], k)
-        tx, tw = torch.tensor(x), torch.tensor(w)
-        xi, wi = gd.input("x", x.shape, "float32"), gd.input("w", w.shape, "float32")
-        yi = gd.conv1d(xi, wi, padding=p)
-        yield (f"conv1d     {xs} -> {o}, k{k} p{p}", compiled([yi], {"x": x, "w": w}),
-               lambda tx=tx, tw=tw, p=p: F.conv1d(tx, tw, padding=p),
-               [F.conv1d(tx, tw, padding=p).numpy()])
-        r = array(*yi.shape)
-        ri = gd.input("r", r.shape, "float32")
-        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-        tr = torch.tensor(r)
-
-        def torch_grad(tx=tx, tw=tw, p=p, tr=tr):
-            return torch.autograd.grad(F.conv1d(tx, tw, padding=p), [tx, tw], tr)
-
-        yield (f"conv1d grad {xs} -> {o}, k{k} p{p}",
-               compiled(gd.grad(gd.sum(yi * ri), [xi, wi]), {"x": x, "w": w, "r": r}),
-               torch_grad, [g.numpy() for g in torch_grad()])
+    for name, shapes in (("conv1d", CONV1D), ("conv3d", CONV3D)):
+        for xs, o, k, p in shapes:
+            x, w = array(*xs), array(o, xs[1], *(k,) * (len(xs) - 2))
+            yield from forward_and_grads(name, f"{xs} -> {o}, k{k} p{p}", x, w, p, array)
     for xs, o, k, s, p in CONV2D_DX:
         x, w = array(*xs), array(o, xs[1], k, k)
         tw = torch.tensor(w)
@@ -120,6 +109,29 @@ def cases(rng):
 
         yield (f"conv2d dx  {xs} -> {o}, k{k} s{s} p{p}",
                compiled([dx], {"x": x, "w": w, "r": r}), torch_dx, [torch_dx().numpy()])
+
+
+def forward_and_grads(name, tag, x, w, padding, array):
+    """conv1d's or conv3d's forward pass, and its gradients dx, dw for an output gradient r."""
+    import torch
+
+    ours, theirs = getattr(gd, name), getattr(torch.nn.functional, name)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    xi, wi = gd.input("x", x.shape, "float32"), gd.input("w", w.shape, "float32")
+    yi = ours(xi, wi, padding=padding)
+    with torch.no_grad():
+        yield (f"{name:<10} {tag}", compiled([yi], {"x": x, "w": w}),
+               lambda: theirs(tx.detach(), tw.detach(), padding=padding),
+               [theirs(tx, tw, padding=padding).numpy()])
+    r = array(*yi.shape)
+    ri, tr = gd.input("r", r.shape, "float32"), torch.tensor(r)
+
+    def torch_grad():
+        return torch.autograd.grad(theirs(tx, tw, padding=padding), [tx, tw], tr)
+
+    yield (f"{name} grad {tag}",
+           compiled(gd.grad(gd.sum(yi * ri), [xi, wi]), {"x": x, "w": w, "r": r}),
+           torch_grad, [g.numpy() for g in torch_grad()])
 
 
 def compiled(outputs, feeds):

@@ -55,7 +55,7 @@ from graphdl.ops.composite import (
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
-from graphdl.ops.conv_forms import conv1d, conv_transpose1d, conv_transpose2d
+from graphdl.ops.conv_forms import conv1d, conv3d, conv_transpose1d, conv_transpose2d
 from graphdl.ops.einsum import einsum
 from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
 from graphdl.ops.elementwise import (
@@ -278,6 +278,7 @@ __all__ = [
     "constant",
     "conv1d",
     "conv2d",
+    "conv3d",
     "conv_transpose1d",
     "conv_transpose2d",
     "copysign",

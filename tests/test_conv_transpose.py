@@ -1,4 +1,5 @@
-"""conv1d, conv_transpose1d and conv_transpose2d against PyTorch: values, gradients of input,
+"""conv1d, conv3d, conv_transpose1d and conv_transpose2d against PyTorch: values, gradients of
+input,
 weight and bias, second derivatives, on every way graphdl runs a graph; errors at declaration;
 ONNX import and export."""
 
@@ -38,6 +39,13 @@ CONV1D = [
     ((2, 4, 9), (3, 4, 4), {"padding": "valid"}),
     ((1, 3, 8), (2, 3, 3), {"padding": (1,), "stride": (3,)}),
 ]
+CONV3D = [
+    ((2, 4, 5, 6, 7), (6, 4, 3, 2, 3), {}),
+    ((2, 4, 6, 7, 5), (6, 2, 2, 3, 3), {"stride": (2, 1, 2), "padding": (1, 2, 0),
+                                        "dilation": (2, 1, 1), "groups": 2}),
+    ((1, 3, 5, 4, 6), (2, 3, 3, 3, 2), {"padding": "same", "dilation": 2}),
+    ((1, 2, 4, 5, 3), (3, 2, 4, 1, 2), {"stride": 3, "padding": 1}),  # out depth 1
+]
 # strides that divide the kernel, dilation 1: the NumPy backend's kernel by the stride's phases
 PHASED = [
     ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 4, 4), {"stride": 2, "padding": 1}),  # DCGAN's
@@ -49,7 +57,8 @@ PHASED = [
 ]
 FUNCTIONS = {"conv_transpose2d": (gd.conv_transpose2d, F.conv_transpose2d, TRANSPOSE2D),
              "conv_transpose1d": (gd.conv_transpose1d, F.conv_transpose1d, TRANSPOSE1D),
-             "conv1d": (gd.conv1d, F.conv1d, CONV1D)}
+             "conv1d": (gd.conv1d, F.conv1d, CONV1D),
+             "conv3d": (gd.conv3d, F.conv3d, CONV3D)}
 CASES = [(name, *case) for name, (_, _, cases) in FUNCTIONS.items() for case in cases]
 
 
@@ -94,7 +103,7 @@ def test_float32(runner, name):
 
 
 @pytest.mark.parametrize("name,x_shape,w_shape,kwargs",
-                         [CASES[1], CASES[3], CASES[4], CASES[7], CASES[10]])
+                         [CASES[1], CASES[3], CASES[4], CASES[7], CASES[10], CASES[15]])
 def test_double_backward_matches_pytorch(name, x_shape, w_shape, kwargs):
     """d/dx and d/dw of Σ (dL/dx)² + Σ (dL/dw)², L = Σ y²: second derivatives through the
     gradient ops that the gradients are."""
@@ -124,6 +133,21 @@ def test_unknown_batch_is_bound_at_the_call(kwargs, shape):
     rng = np.random.default_rng(0)
     x0, w0 = rng.standard_normal((3, 4, 5, 6)), rng.standard_normal((4, 3, 3, 2))
     want = F.conv_transpose2d(torch.tensor(x0), torch.tensor(w0), **kwargs).numpy()
+    for runner in ("evaluate", "numpy"):
+        (got,) = run_on(runner, [y], {"x": x0, "w": w0})
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv3d_takes_six_sides_of_padding_and_an_unknown_batch():
+    """Six sides (front, back, top, bottom, left, right), as ONNX's asymmetric pads import:
+    the convolution of the input zero-padded so (PyTorch's F.pad takes the last axis first)."""
+    rng = np.random.default_rng(1)
+    x0, w0 = rng.standard_normal((3, 2, 4, 5, 3)), rng.standard_normal((3, 2, 2, 3, 2))
+    x, w = gd.input("x", (None, 2, 4, 5, 3), "float64"), gd.input("w", w0.shape, "float64")
+    y = gd.conv3d(x, w, padding=(2, 0, 1, 2, 0, 1), stride=(2, 1, 1))
+    padded = F.pad(torch.tensor(x0), (0, 1, 1, 2, 2, 0))
+    want = F.conv3d(padded, torch.tensor(w0), stride=(2, 1, 1)).numpy()
+    assert y.shape == (None, *want.shape[1:])
     for runner in ("evaluate", "numpy"):
         (got,) = run_on(runner, [y], {"x": x0, "w": w0})
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -176,6 +200,23 @@ def test_conv_transpose2d_is_conv2d_input_gradient():
     (lambda: gd.conv1d(gd.input("seq", (1, 4, 5), "int32"),
                        gd.input("k", (2, 4, 3), "int32")),
      r"expects floating-point input"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5)), gd.input("k", (2, 4, 3, 3, 3))),
+     r"conv3d of 'vol': 'vol' must be 5-D \(N, C, D, H, W\)"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5, 5)), gd.input("k", (2, 3, 3, 3, 3))),
+     r"conv3d of 'vol': 'vol' .*has 4 channels but weight 'k'"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 2, 5, 5)), gd.input("k", (2, 4, 3, 3, 3))),
+     r"conv3d of 'vol': the kernel \(3 wide.*larger than 'vol''s axis 2 of size 2"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5, 5)), gd.input("k", (2, 4, 3, 3, 3)),
+                       stride=(1, 2)),
+     r"stride must be a positive int or a triple of them, got \(1, 2\)"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5, 5)), gd.input("k", (2, 4, 3, 3, 3)),
+                       padding=(1, 1, 1, 1)),
+     r"padding must be a non-negative int or a triple of them"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, None, 5, 5)), gd.input("k", (2, 4, 1, 3, 3))),
+     r"conv3d of 'vol': needs known channels, depth, height and width"),
+    (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5, 5)), gd.input("k", (2, 4, 3, 3, 3)),
+                       gd.input("b", (4,))),
+     r"bias 'b' has shape \(4,\), expected \(2,\)"),
 ])
 def test_bad_declarations_name_the_variable(call, message):
     with pytest.raises(GraphError, match=message):
@@ -183,12 +224,12 @@ def test_bad_declarations_name_the_variable(call, message):
 
 
 # ---------------------------------------------------------------- ONNX
-def _conv_transpose_model(x_shape, w_shape, bias, **attrs):
+def _conv_model(op, x_shape, w_shape, bias, **attrs):
     from onnx import TensorProto, helper
 
     inputs = ["x", "w"] + (["b"] if bias else [])
-    node = helper.make_node("ConvTranspose", inputs, ["y"], **attrs)
-    shapes = [x_shape, w_shape] + ([(w_shape[1] * attrs.get("group", 1),)] if bias else [])
+    node = helper.make_node(op, inputs, ["y"], **attrs)
+    shapes = [x_shape, w_shape] + ([(_onnx_bias_size(op, w_shape, attrs),)] if bias else [])
     graph = helper.make_graph(
         [node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
                       for n, s in zip(inputs, shapes)],
@@ -196,30 +237,41 @@ def _conv_transpose_model(x_shape, w_shape, bias, **attrs):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("x_shape,w_shape,attrs", [
-    ((1, 2, 3, 4), (2, 3, 3, 3), {"strides": [2, 1], "pads": [1, 0, 0, 2],
-                                  "output_padding": [1, 0]}),
-    ((1, 4, 3, 3), (4, 1, 2, 3), {"group": 2, "dilations": [2, 1], "strides": [3, 2]}),
-    ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [3, 2], "output_shape": [10, 8]}),
-    ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
-    ((1, 2, 5), (2, 3, 3), {"strides": [2], "pads": [1, 2], "output_padding": [1]}),
+def _onnx_bias_size(op, w_shape, attrs):
+    return w_shape[1] * attrs.get("group", 1) if op == "ConvTranspose" else w_shape[0]
+
+
+@pytest.mark.parametrize("op,x_shape,w_shape,attrs", [
+    ("ConvTranspose", (1, 2, 3, 4), (2, 3, 3, 3), {"strides": [2, 1], "pads": [1, 0, 0, 2],
+                                                   "output_padding": [1, 0]}),
+    ("ConvTranspose", (1, 4, 3, 3), (4, 1, 2, 3), {"group": 2, "dilations": [2, 1],
+                                                   "strides": [3, 2]}),
+    ("ConvTranspose", (1, 2, 3, 3), (2, 2, 3, 3), {"strides": [3, 2], "output_shape": [10, 8]}),
+    ("ConvTranspose", (1, 2, 3, 3), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ("ConvTranspose", (1, 2, 5), (2, 3, 3), {"strides": [2], "pads": [1, 2],
+                                             "output_padding": [1]}),
+    ("Conv", (2, 4, 5, 6, 4), (6, 2, 3, 2, 3), {"group": 2, "strides": [2, 1, 1],
+                                                "dilations": [1, 2, 1],
+                                                "pads": [2, 0, 1, 1, 1, 0]}),
+    ("Conv", (1, 2, 4, 5, 5), (3, 2, 2, 3, 3), {"strides": [1, 2, 2], "auto_pad": "SAME_UPPER"}),
 ])
 @pytest.mark.parametrize("bias", [False, True])
-def test_onnx_import_matches_onnxruntime(x_shape, w_shape, attrs, bias):
+def test_onnx_import_matches_onnxruntime(op, x_shape, w_shape, attrs, bias):
     ort = pytest.importorskip("onnxruntime")
-    model = _conv_transpose_model(x_shape, w_shape, bias, **attrs)
+    model = _conv_model(op, x_shape, w_shape, bias, **attrs)
     rng = np.random.default_rng(0)
     feeds = {"x": rng.standard_normal(x_shape).astype("float32"),
              "w": rng.standard_normal(w_shape).astype("float32")}
     if bias:
-        feeds["b"] = rng.standard_normal(w_shape[1] * attrs.get("group", 1)).astype("float32")
+        feeds["b"] = rng.standard_normal(_onnx_bias_size(op, w_shape, attrs)).astype("float32")
     (want,) = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
     imported = gd.onnx.load(model)
     got = gd.compile(imported.outputs)(imported.feeds(**feeds))[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,x_shape,w_shape,kwargs", [CASES[2], CASES[3], CASES[6]])
+@pytest.mark.parametrize("name,x_shape,w_shape,kwargs",
+                         [CASES[2], CASES[3], CASES[6], CASES[15]])
 def test_onnx_export_runs_in_onnxruntime(name, x_shape, w_shape, kwargs, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     outputs, feeds, want = _case(name, x_shape, w_shape, kwargs, "float32")

@@ -146,9 +146,10 @@ def _composite_examples():
     t = gd.input("t", (2, 3), "float64")
     labels = gd.input("labels", (2,), "int64")
     img, seq = gd.input("img", (1, 2, 3, 3), "float64"), gd.input("seq", (1, 2, 4), "float64")
+    vol = gd.input("vol", (1, 2, 3, 3, 3), "float64")
     values = {"s": 0.3, "v": rng.standard_normal((2, 3)), "t": rng.standard_normal((2, 3)),
               "labels": np.array([0, 2]), "img": rng.standard_normal((1, 2, 3, 3)),
-              "seq": rng.standard_normal((1, 2, 4))}
+              "seq": rng.standard_normal((1, 2, 4)), "vol": rng.standard_normal((1, 2, 3, 3, 3))}
     return values, {
         "sigmoid": gd.sigmoid(s) * 2.0,
         "tanh": gd.tanh(s) * 2.0,
@@ -175,6 +176,7 @@ def _composite_examples():
         "group_norm": gd.sum(gd.group_norm(v, 3, np.ones(3), np.zeros(3)) * t),
         "batch_norm": gd.sum(gd.batch_norm(v, np.zeros(3), np.ones(3)) * t),
         "conv1d": gd.sum(gd.conv1d(seq, np.ones((3, 2, 2)), np.ones(3)) * 2.0),
+        "conv3d": gd.sum(gd.conv3d(vol, np.ones((3, 2, 2, 2, 2)), np.ones(3), padding=1) * 2.0),
         "conv_transpose1d": gd.sum(gd.conv_transpose1d(seq, np.ones((2, 1, 2)), stride=2) ** 2),
         "conv_transpose2d": gd.sum(gd.conv_transpose2d(img, np.ones((2, 1, 2, 2)), np.ones(1),
                                                        stride=2, output_padding=1) ** 2),

@@ -232,14 +232,16 @@ def _gemm(call):
     return y
 
 
-def _spatial(call, x, kernel, what):
-    """(input as NCHW, kernel, stride, dilation, four-sided padding (top, bottom, left, right))
-    of a window op; a 1-D one (an NCL input) runs as a 2-D one over a height of 1."""
+def _spatial(call, x, kernel, what, ranks=(3, 4)):
+    """(input as NCHW, kernel, stride, dilation, two-sided padding per spatial axis (top,
+    bottom, left, right)) of a window op; a 1-D one (an NCL input) runs as a 2-D one over a
+    height of 1; `ranks`: the input ranks the op takes (5: NCDHW, as it is)."""
     if kernel is None:
         call.malformed("it has no kernel_shape attribute")
-    if x.ndim not in (3, 4) or len(kernel) != x.ndim - 2:
-        call.refuse(f"only 1-D and 2-D {what} (NCL or NCHW input) is supported; input has shape "
-                    f"{x.shape}")
+    if x.ndim not in ranks or len(kernel) != x.ndim - 2:
+        layouts = {3: "1-D (NCL input)", 4: "2-D (NCHW)", 5: "3-D (NCDHW)"}
+        call.refuse(f"only {' and '.join(layouts[r] for r in ranks)} {what} is supported; input "
+                    f"has shape {x.shape}")
     lift, dims = (1,) * (4 - x.ndim), x.ndim - 2
     kernel = lift + tuple(kernel)
     stride = lift + _window_attr(call, "strides", dims, 1)
@@ -249,7 +251,7 @@ def _spatial(call, x, kernel, what):
     if auto in ("NOTSET", "VALID"):
         pads = _window_attr(call, "pads", 2 * dims, 0) if auto == "NOTSET" else (0,) * 2 * dims
         begins, ends = (0,) * len(lift) + tuple(pads[:dims]), (0,) * len(lift) + tuple(pads[dims:])
-        return x, kernel, stride, dilation, (begins[0], ends[0], begins[1], ends[1])
+        return x, kernel, stride, dilation, tuple(p for pair in zip(begins, ends) for p in pair)
     sides = []
     for size, k, s, d in zip(_static_shape(call, x)[2:], kernel, stride, dilation):
         total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
@@ -281,11 +283,13 @@ def _unlift(call, y):
 @op("Conv")
 def _conv(call):
     w = call.node(1)
-    x, _, stride, dilation, padding = _spatial(call, call.node(0), w.shape[2:], "convolution")
+    x, _, stride, dilation, padding = _spatial(call, call.node(0), w.shape[2:], "convolution",
+                                               ranks=(3, 4, 5))
     w = gd.expand_dims(w, 2) if w.ndim == 3 else w
     bias = call.node(2) if call.has(2) else None
-    return _unlift(call, gd.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                                   groups=call.attr("group", 1)))
+    convolve = gd.conv3d if x.ndim == 5 else gd.conv2d
+    return _unlift(call, convolve(x, w, bias, stride=stride, padding=padding,
+                                  dilation=dilation, groups=call.attr("group", 1)))
 
 
 @op("ConvTranspose")

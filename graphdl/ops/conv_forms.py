@@ -1,6 +1,9 @@
-"""1-D and transposed convolutions, PyTorch's functional conventions, as forms of conv2d's ops.
+"""1-D, 3-D and transposed convolutions, PyTorch's functional conventions, as forms of conv2d's
+ops.
 
 conv1d is conv2d over a height of 1 (the input and the weights get a unit axis 2, a view).
+conv3d is a sum of conv2d's, one per tap of the kernel's depth, each over the input planes that
+tap reads (see `conv3d`).
 
 conv_transpose2d(x, w) with weights (C_in, C_out/groups, kH, kW) is conv2d's input gradient
 used as a forward op: conv2d_input_grad(x, w, like) is the adjoint of y ↦ conv2d(y, w), whose
@@ -16,7 +19,7 @@ conv2d_input_grad keeps conv2d's invariant, conv2d of its output gives back x's 
 each axis, its output plus its padding is the full scatter plus fewer than `stride` rows. Output
 padding beyond that (allowed where the dilation exceeds the stride) and negative padding (ONNX's
 output_shape may ask for it) are zeros around its result (`unslice` into the output's shape).
-Each is a composite, drawn as one gate (Conv1d, ConvTranspose2d, ConvTranspose1d).
+Each is a composite, drawn as one gate (Conv1d, Conv3d, ConvTranspose2d, ConvTranspose1d).
 """
 
 from __future__ import annotations
@@ -54,6 +57,58 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     y = conv.CONV2D(mv.expand_dims(x, 2), mv.expand_dims(w, 2), stride=(1, stride),
                     padding=(0, 0) + padding, dilation=(1, dilation), groups=groups)
     return _named(mv.squeeze(conv.add_bias(y, bias, w.shape[0], what), 2), "conv1d")
+
+
+# ---------------------------------------------------------------- conv3d
+@composite("conv3d", "Conv3d",
+           "dL/dx = g convolved back through w (the transposed convolution), dL/dw = the "
+           f"correlation of x with g, {_BIAS_RULE}", mv.TRANSPOSE, arity=None)
+def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution as `torch.nn.functional.conv3d`: x (N, C, D, H, W), w (O, C/groups, kD,
+    kH, kW), optional bias (O,). `padding` is an int, a triple (D, H, W), six sides (front,
+    back, top, bottom, left, right), "valid" or "same". x's depth, height and width must be
+    known at declaration.
+
+    A sum of kD conv2d's: tap kd of the kernel's depth reads, for each output depth, the input
+    plane at kd·dilation + that depth·stride (after padding the depth with zero planes); the
+    planes of every output depth go through one conv2d as a batch of N·D_out images."""
+    x, w = leaf.lift_all([x, w])
+    what = f"conv3d of {describe(x)}"
+    conv._rank(x, 5, what, "(N, C, D, H, W)")
+    conv._rank(w, 5, what, "(O, C/groups, kD, kH, kW)")
+    stride = _triple(stride, what, "stride", 1)
+    dilation = _triple(dilation, what, "dilation", 1)
+    groups = conv.check_groups(groups, what)
+    if isinstance(padding, str):
+        padding = conv.named_padding(padding, w.shape[2:], stride, dilation, what)
+    else:
+        padding = _padding6(padding, what)
+    conv.check_channels(x, w, groups, what)
+    conv.check_kernel(x, w, padding, dilation, what)
+    if None in x.shape[1:]:
+        raise GraphError(f"{what}: needs known channels, depth, height and width, got shape "
+                         f"{format_shape(x.shape)}")
+    _, c, depth, height, width = x.shape
+    kd, o = w.shape[2], w.shape[0]
+    front, back = padding[:2]
+    out = conv.conv_out(depth, kd, stride[0], front, back, dilation[0])
+    if front or back:  # x written into zero planes (its batch may be unknown until the call)
+        whole = (None, None, None)
+        x = mv.UNSLICE(x, _shape_carrier(x, (x.shape[0], c, front + depth + back, height, width)),
+                       index=(whole, whole, (front, front + depth, None), whole, whole))
+    y = None
+    for tap in range(kd):
+        start = tap * dilation[0]
+        planes = mv.getitem(x, (slice(None), slice(None),
+                                slice(start, start + stride[0] * (out - 1) + 1, stride[0])))
+        images = mv.reshape(mv.transpose(planes, (0, 2, 1, 3, 4)), (-1, c, height, width))
+        tap_weights = mv.getitem(w, (slice(None), slice(None), tap))
+        part = conv.CONV2D(images, tap_weights, stride=stride[1:], padding=padding[2:],
+                           dilation=dilation[1:], groups=groups)
+        y = part if y is None else y + part
+    y = conv.add_bias(y, bias, o, what)
+    y = mv.reshape(y, (-1, out, o, *y.shape[2:]))
+    return _named(mv.transpose(y, (0, 2, 1, 3, 4)), "conv3d")
 
 
 # ---------------------------------------------------------------- transposed convolutions
@@ -181,6 +236,29 @@ def _check_output_padding(output_padding, stride, dilation, what):
         if op >= s and op >= d:
             raise GraphError(f"{what}: output_padding {op} must be smaller than the stride {s} "
                              f"or the dilation {d} (PyTorch refuses it too)")
+
+
+# ---------------------------------------------------------------- 3-D arguments
+def _triple(value, what, name, minimum):
+    """An int or a triple of ints (D, H, W)."""
+    values = (value,) * 3 if isinstance(value, numbers.Integral) else value
+    if (not isinstance(values, (tuple, list)) or len(values) != 3
+            or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum
+                   for v in values)):
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise GraphError(f"{what}: {name} must be a {kind} int or a triple of them, "
+                         f"got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _padding6(value, what):
+    """An int, a triple (D, H, W) or six sides (front, back, top, bottom, left, right)."""
+    if isinstance(value, (tuple, list)) and len(value) == 6:
+        if any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0
+               for v in value):
+            raise GraphError(f"{what}: padding must hold non-negative ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    return tuple(p for v in _triple(value, what, "padding", 0) for p in (v, v))
 
 
 # ---------------------------------------------------------------- 1-D arguments

@@ -847,6 +847,36 @@ def _conv2d(g):
     return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
 
+def _conv3d(g):
+    """Volumes of depth 1 to 4 (depth 1: one tap; kernels deeper than the volume fit only
+    padded), padding as an int, a triple or six sides, strides and dilations per axis."""
+    groups = int(g.rng.choice([1, 1, 2]))
+    x = g.pick_or_none(lambda s: len(s) == 5 and min(s[1:]) >= 1 and s[1] % groups == 0)
+    if x is None or g.rng.random() < 0.3:
+        c = int(g.rng.integers(1, 3)) * groups
+        x = g.fresh((int(g.rng.choice([0, 1, 2, 2])), c, int(g.rng.integers(1, 5)),
+                     int(g.rng.integers(2, 5)), int(g.rng.integers(2, 5))))
+    _, c, *sizes = g.shape_of(x)
+    o = groups * int(g.rng.integers(1, 3))
+    r = g.rng.random()
+    padding = ((1, 0, 1) if r < 0.3 else tuple(int(p) for p in g.rng.integers(0, 2, 6))
+               if r < 0.6 else int(g.rng.integers(0, 2)))
+    sides = [padding] * 6 if isinstance(padding, int) else (
+        [p for p in padding for _ in (0, 1)] if len(padding) == 3 else list(padding))
+    stride = tuple(int(s) for s in g.rng.integers(1, 3, 3))
+    dilation = tuple(int(d) for d in g.rng.integers(1, 3, 3))
+    kernel = []
+    for a, n in enumerate(sizes):
+        room = n + sides[2 * a] + sides[2 * a + 1]
+        k = int(g.rng.integers(1, 4))
+        if dilation[a] * (k - 1) + 1 > room:
+            k = 1 + (room - 1) // dilation[a]
+        kernel.append(k)
+    args = [x, g.fresh((o, c // groups, *kernel))] + (
+        [g.fresh((o,))] if g.rng.random() < 0.5 else [])
+    return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
 def _sequence(g, channels):
     x = g.pick_or_none(lambda s: len(s) == 3 and s[1] >= 1 and s[2] >= 2 and s[1] % channels == 0)
     if x is None or g.rng.random() < 0.3:
@@ -1482,6 +1512,7 @@ PROPOSERS = {
     "einsum": _einsum,
     "conv1d": _conv1d,
     "conv2d": _conv2d,
+    "conv3d": _conv3d,
     "conv_transpose1d": _conv_transpose(1),
     "conv_transpose2d": _conv_transpose(2),
     "max_pool2d": _pool(True),

@@ -149,6 +149,13 @@ def _conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return F.conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
+def _conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if isinstance(padding, tuple) and len(padding) == 6:  # (front, back, top, bottom, left, right)
+        front, back, top, bottom, left, right = padding
+        x, padding = F.pad(x, (left, right, top, bottom, front, back)), 0
+    return F.conv3d(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
 def _max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
     return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -364,6 +371,7 @@ TORCH = {
     "einsum": lambda *xs, equation: torch.einsum(equation, *xs),
     "conv1d": F.conv1d,
     "conv2d": _conv2d,
+    "conv3d": _conv3d,
     "conv_transpose1d": F.conv_transpose1d,
     "conv_transpose2d": F.conv_transpose2d,
     "max_pool2d": _max_pool2d,
