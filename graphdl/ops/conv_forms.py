@@ -74,6 +74,7 @@ def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     planes of every output depth go through one conv2d as a batch of N·D_out images."""
     x, w = leaf.lift_all([x, w])
     what = f"conv3d of {describe(x)}"
+    conv._float_dtype([x, w], what)
     conv._rank(x, 5, what, "(N, C, D, H, W)")
     conv._rank(w, 5, what, "(O, C/groups, kD, kH, kW)")
     stride = _triple(stride, what, "stride", 1)
