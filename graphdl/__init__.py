@@ -162,6 +162,7 @@ from graphdl.ops.movement import (
     take,
     transpose,
 )
+from graphdl.ops.pool3d import avg_pool3d, max_pool3d
 from graphdl.ops.random import random_uniform
 from graphdl.ops.rearrange import (
     diagonal,
@@ -258,6 +259,7 @@ __all__ = [
     "atan2",
     "atanh",
     "avg_pool2d",
+    "avg_pool3d",
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "bitwise_and",
@@ -356,6 +358,7 @@ __all__ = [
     "matmul",
     "max",
     "max_pool2d",
+    "max_pool3d",
     "maximum",
     "mean",
     "meshgrid",

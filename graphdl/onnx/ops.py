@@ -339,19 +339,21 @@ def _max_pool(call):
     if call.attr("storage_order", 0):
         call.refuse("storage_order=1 (column-major indices) is not supported")
     x, kernel, stride, dilation, padding = _spatial(
-        call, call.node(0), call.attr("kernel_shape"), "max pooling")
-    return _unlift(call, gd.max_pool2d(x, kernel, stride, padding, dilation,
-                                       bool(call.attr("ceil_mode", 0))))
+        call, call.node(0), call.attr("kernel_shape"), "max pooling", ranks=(3, 4, 5))
+    pool = gd.max_pool3d if x.ndim == 5 else gd.max_pool2d
+    return _unlift(call, pool(x, kernel, stride, padding, dilation,
+                              bool(call.attr("ceil_mode", 0))))
 
 
 @op("AveragePool")
 def _avg_pool(call):
     x, kernel, stride, dilation, padding = _spatial(
-        call, call.node(0), call.attr("kernel_shape"), "average pooling")
-    if dilation != (1, 1):
+        call, call.node(0), call.attr("kernel_shape"), "average pooling", ranks=(3, 4, 5))
+    if any(d != 1 for d in dilation):
         call.refuse(f"dilated average pooling ({dilation}) is not supported")
-    return _unlift(call, gd.avg_pool2d(x, kernel, stride, padding, bool(call.attr("ceil_mode", 0)),
-                                       bool(call.attr("count_include_pad", 0))))
+    pool = gd.avg_pool3d if x.ndim == 5 else gd.avg_pool2d
+    return _unlift(call, pool(x, kernel, stride, padding, bool(call.attr("ceil_mode", 0)),
+                              bool(call.attr("count_include_pad", 0))))
 
 
 @op("GlobalAveragePool")

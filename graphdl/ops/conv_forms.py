@@ -77,13 +77,13 @@ def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     conv._float_dtype([x, w], what)
     conv._rank(x, 5, what, "(N, C, D, H, W)")
     conv._rank(w, 5, what, "(O, C/groups, kD, kH, kW)")
-    stride = _triple(stride, what, "stride", 1)
-    dilation = _triple(dilation, what, "dilation", 1)
+    stride = triple(stride, what, "stride", 1)
+    dilation = triple(dilation, what, "dilation", 1)
     groups = conv.check_groups(groups, what)
     if isinstance(padding, str):
         padding = conv.named_padding(padding, w.shape[2:], stride, dilation, what)
     else:
-        padding = _padding6(padding, what)
+        padding = padding6(padding, what)
     conv.check_channels(x, w, groups, what)
     conv.check_kernel(x, w, padding, dilation, what)
     if None in x.shape[1:]:
@@ -240,7 +240,7 @@ def _check_output_padding(output_padding, stride, dilation, what):
 
 
 # ---------------------------------------------------------------- 3-D arguments
-def _triple(value, what, name, minimum):
+def triple(value, what, name, minimum):
     """An int or a triple of ints (D, H, W)."""
     values = (value,) * 3 if isinstance(value, numbers.Integral) else value
     if (not isinstance(values, (tuple, list)) or len(values) != 3
@@ -252,14 +252,14 @@ def _triple(value, what, name, minimum):
     return tuple(int(v) for v in values)
 
 
-def _padding6(value, what):
+def padding6(value, what):
     """An int, a triple (D, H, W) or six sides (front, back, top, bottom, left, right)."""
     if isinstance(value, (tuple, list)) and len(value) == 6:
         if any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0
                for v in value):
             raise GraphError(f"{what}: padding must hold non-negative ints, got {value!r}")
         return tuple(int(v) for v in value)
-    return tuple(p for v in _triple(value, what, "padding", 0) for p in (v, v))
+    return tuple(p for v in triple(value, what, "padding", 0) for p in (v, v))
 
 
 # ---------------------------------------------------------------- 1-D arguments

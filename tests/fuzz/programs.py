@@ -847,15 +847,21 @@ def _conv2d(g):
     return args, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
 
+def _volume(g, channels=1):
+    """An (N, C, D, H, W) slot or a fresh one: depth 1 to 4, height and width 2 to 4."""
+    x = g.pick_or_none(lambda s: len(s) == 5 and min(s[1:]) >= 1 and s[1] % channels == 0)
+    if x is None or g.rng.random() < 0.3:
+        c = int(g.rng.integers(1, 3)) * channels
+        x = g.fresh((int(g.rng.choice([0, 1, 2, 2])), c, int(g.rng.integers(1, 5)),
+                     int(g.rng.integers(2, 5)), int(g.rng.integers(2, 5))))
+    return x
+
+
 def _conv3d(g):
     """Volumes of depth 1 to 4 (depth 1: one tap; kernels deeper than the volume fit only
     padded), padding as an int, a triple or six sides, strides and dilations per axis."""
     groups = int(g.rng.choice([1, 1, 2]))
-    x = g.pick_or_none(lambda s: len(s) == 5 and min(s[1:]) >= 1 and s[1] % groups == 0)
-    if x is None or g.rng.random() < 0.3:
-        c = int(g.rng.integers(1, 3)) * groups
-        x = g.fresh((int(g.rng.choice([0, 1, 2, 2])), c, int(g.rng.integers(1, 5)),
-                     int(g.rng.integers(2, 5)), int(g.rng.integers(2, 5))))
+    x = _volume(g, groups)
     _, c, *sizes = g.shape_of(x)
     o = groups * int(g.rng.integers(1, 3))
     r = g.rng.random()
@@ -925,26 +931,26 @@ def _conv_transpose(dims):
 
 
 def _pool_params(g, x, max_pool):
-    h, w = g.shape_of(x)[2:]
-    k = (int(g.rng.integers(1, min(h, 3) + 1)), int(g.rng.integers(1, min(w, 3) + 1)))
+    """A window per spatial axis (2 or 3 of them) that fits, padding up to half of it."""
+    sizes = g.shape_of(x)[2:]
+    k = tuple(int(g.rng.integers(1, min(n, 3) + 1)) for n in sizes)
     stride = (None if g.rng.random() < 0.3
-              else (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3))))
-    padding = (int(g.rng.integers(0, k[0] // 2 + 1)), int(g.rng.integers(0, k[1] // 2 + 1)))
+              else tuple(int(g.rng.integers(1, 3)) for _ in sizes))
+    padding = tuple(int(g.rng.integers(0, a // 2 + 1)) for a in k)
     params = {"kernel_size": k, "stride": stride, "padding": padding,
               "ceil_mode": bool(g.rng.integers(2))}
     if max_pool:
         d = int(g.rng.integers(1, 3))
-        if padding[0] <= k[0] // 2 and h + 2 * padding[0] >= d * (k[0] - 1) + 1 \
-                and w + 2 * padding[1] >= d * (k[1] - 1) + 1:
+        if all(n + 2 * p >= d * (a - 1) + 1 for n, p, a in zip(sizes, padding, k)):
             params["dilation"] = d
     else:
         params["count_include_pad"] = bool(g.rng.integers(2))
     return params
 
 
-def _pool(max_pool):
+def _pool(max_pool, dims=2):
     def propose(g):
-        x = _image(g)
+        x = _image(g) if dims == 2 else _volume(g)
         return [x], _pool_params(g, x, max_pool)
     return propose
 
@@ -1517,6 +1523,8 @@ PROPOSERS = {
     "conv_transpose2d": _conv_transpose(2),
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
+    "max_pool3d": _pool(True, dims=3),
+    "avg_pool3d": _pool(False, dims=3),
     "adaptive_avg_pool2d": _adaptive_pool,
     "adaptive_max_pool2d": _adaptive_pool,
     "interpolate": _interpolate,

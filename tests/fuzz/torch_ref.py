@@ -376,6 +376,8 @@ TORCH = {
     "conv_transpose2d": F.conv_transpose2d,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": F.avg_pool2d,
+    "max_pool3d": F.max_pool3d,
+    "avg_pool3d": F.avg_pool3d,
     "adaptive_avg_pool2d": F.adaptive_avg_pool2d,
     "adaptive_max_pool2d": F.adaptive_max_pool2d,
     "interpolate": F.interpolate,

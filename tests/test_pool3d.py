@@ -1,0 +1,162 @@
+"""max_pool3d and avg_pool3d against PyTorch: values and input gradients (ties on a grid of few
+values: the gradient goes to the first maximum, as PyTorch's), second derivatives, on every way
+graphdl runs a graph; six-sided padding; errors at declaration; ONNX import and export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl.errors import GraphError
+from tests.helpers import run_on, runner_params
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+CASES = [  # (input shape, keyword arguments both take)
+    ((2, 3, 5, 6, 7), {"kernel_size": 2}),
+    ((1, 2, 7, 5, 6), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 1, 1),
+                       "ceil_mode": True}),
+    ((2, 2, 6, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((1, 1, 4, 4, 4), {"kernel_size": (2, 3, 1), "stride": 1}),
+]
+MAX_ONLY = [((2, 2, 6, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1,
+                               "dilation": (2, 1, 1)})]
+AVG_ONLY = [((1, 2, 7, 5, 6), {"kernel_size": (3, 2, 3), "stride": (2, 1, 2),
+                               "padding": (1, 1, 1), "ceil_mode": True,
+                               "count_include_pad": False}),
+            ((2, 2, 6, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1,
+                               "count_include_pad": False})]
+POOLS = [("max_pool3d", shape, kwargs) for shape, kwargs in CASES + MAX_ONLY] + [
+    ("avg_pool3d", shape, kwargs) for shape, kwargs in CASES + AVG_ONLY]
+
+
+def _case(name, shape, kwargs, dtype="float64", seed=0):
+    """y and dL/dx for L = Σ y·probe, the feeds, and PyTorch's values; max pooling reads a grid
+    of four values, so its windows hold ties."""
+    rng = np.random.default_rng(seed)
+    x0 = (rng.choice([-1.0, 0.0, 0.5, 1.0], size=shape) if name == "max_pool3d"
+          else rng.standard_normal(shape)).astype(dtype)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = getattr(F, name)(xt, **kwargs)
+    probe = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    (gt,) = torch.autograd.grad(yt, [xt], torch.tensor(probe))
+    x = gd.input("x", shape, dtype)
+    y = getattr(gd, name)(x, **kwargs)
+    return [y, gd.grad(gd.sum(y * probe), x)], {"x": x0}, [yt.detach().numpy(), gt.numpy()]
+
+
+@pytest.mark.parametrize("runner", runner_params())
+@pytest.mark.parametrize("name,shape,kwargs", POOLS)
+def test_values_and_gradients_match_pytorch(runner, name, shape, kwargs):
+    outputs, feeds, want = _case(name, shape, kwargs)
+    for got, expected in zip(run_on(runner, outputs, feeds), want):
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["max_pool3d", "avg_pool3d"])
+def test_float32(name):
+    outputs, feeds, want = _case(name, *CASES[1], dtype="float32")
+    for got, expected in zip(run_on("numpy", outputs, feeds), want):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,shape,kwargs", [POOLS[1], POOLS[-1]])
+def test_double_backward_matches_pytorch(name, shape, kwargs):
+    """d/dx of Σ (dL/dx)² with L = Σ y²: second derivatives through the 2-D poolings' gradient
+    ops (random values: no ties, so the maxima are where PyTorch puts them)."""
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal(shape)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = getattr(F, name)(xt, **kwargs)
+    (gx,) = torch.autograd.grad((yt * yt).sum(), [xt], create_graph=True)
+    (want,) = torch.autograd.grad((gx * gx).sum(), [xt])
+    x = gd.input("x", shape, "float64")
+    y = getattr(gd, name)(x, **kwargs)
+    (dx,) = gd.grad(gd.sum(y * y), [x])
+    got = gd.evaluate(gd.grad(gd.sum(dx * dx), x), {"x": x0})
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["max_pool3d", "avg_pool3d"])
+def test_six_sides_of_padding_and_an_unknown_batch(name):
+    """Six sides (front, back, top, bottom, left, right), as ONNX's asymmetric pads import;
+    for average pooling without the padding counted, that is PyTorch's on the same window
+    grid: the padded input's sums over the counts of real cells."""
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((3, 2, 5, 4, 6))
+    x = gd.input("x", (None, 2, 5, 4, 6), "float64")
+    sides = (1, 0, 0, 1, 1, 1)
+    extra = {} if name == "max_pool3d" else {"count_include_pad": False}
+    y = getattr(gd, name)(x, 2, padding=sides, **extra)
+    pad = (1, 1, 0, 1, 1, 0)  # F.pad's order: last axis first
+    if name == "max_pool3d":
+        want = F.max_pool3d(F.pad(torch.tensor(x0), pad, value=-np.inf), 2).numpy()
+    else:
+        sums = F.avg_pool3d(F.pad(torch.tensor(x0), pad), 2, divisor_override=1)
+        counts = F.avg_pool3d(F.pad(torch.ones_like(torch.tensor(x0)), pad), 2,
+                              divisor_override=1)
+        want = (sums / counts).numpy()
+    assert y.shape == (None, *want.shape[1:])
+    for runner in ("evaluate", "numpy"):
+        (got,) = run_on(runner, [y], {"x": x0})
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: gd.max_pool3d(gd.input("vol", (1, 2, 4, 4)), 2),
+     r"max_pool3d of 'vol': 'vol' must be 5-D \(N, C, D, H, W\)"),
+    (lambda: gd.avg_pool3d(gd.input("vol", (1, 2, None, 4, 4)), 2),
+     r"avg_pool3d of 'vol': needs known channels, depth, height and width"),
+    (lambda: gd.max_pool3d(gd.input("vol", (1, 2, 4, 4, 4)), (2, 2)),
+     r"max_pool3d of 'vol': kernel_size must be a positive int or a triple of them"),
+    (lambda: gd.avg_pool3d(gd.input("vol", (1, 2, 4, 4, 4)), 2, stride=0),
+     r"avg_pool3d of 'vol': stride must be a positive int or a triple of them, got 0"),
+    (lambda: gd.max_pool3d(gd.input("vol", (1, 2, 4, 4, 4)), 2, padding=(1, 1)),
+     r"max_pool3d of 'vol': padding must be a non-negative int or a triple of them"),
+])
+def test_bad_declarations_name_the_variable(call, message):
+    with pytest.raises(GraphError, match=message):
+        call()
+
+
+def _pool_model(op, shape, **attrs):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                         None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", {"kernel_shape": [2, 3, 2], "strides": [2, 1, 2], "pads": [1, 0, 1, 0, 1, 0],
+                 "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [3, 2, 2], "dilations": [2, 1, 1]}),
+    ("AveragePool", {"kernel_shape": [2, 2, 3], "pads": [0, 1, 1, 1, 0, 1],
+                     "count_include_pad": 0}),
+    ("AveragePool", {"kernel_shape": [3, 3, 3], "strides": [2, 2, 2], "auto_pad": "SAME_UPPER",
+                     "count_include_pad": 1}),
+])
+def test_onnx_import_matches_onnxruntime(op, attrs):
+    ort = pytest.importorskip("onnxruntime")
+    model = _pool_model(op, (2, 3, 6, 5, 7), **attrs)
+    x0 = np.random.default_rng(0).standard_normal((2, 3, 6, 5, 7)).astype("float32")
+    (want,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x0})
+    imported = gd.onnx.load(model)
+    (got,) = gd.compile(imported.outputs)(imported.feeds(x=x0))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["max_pool3d", "avg_pool3d"])
+def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    outputs, feeds, want = _case(name, *CASES[1], dtype="float32")
+    gd.onnx.save(outputs, str(tmp_path / "pool3d.onnx"))
+    got = ort.InferenceSession(str(tmp_path / "pool3d.onnx")).run(None, feeds)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
