@@ -115,6 +115,8 @@ def test_six_sides_of_padding_and_an_unknown_batch(name):
      r"max_pool3d of 'vol': kernel_size must be a positive int or a triple of them"),
     (lambda: gd.avg_pool3d(gd.input("vol", (1, 2, 4, 4, 4)), 2, stride=0),
      r"avg_pool3d of 'vol': stride must be a positive int or a triple of them, got 0"),
+    (lambda: gd.avg_pool3d(gd.input("vol", (1, 2, 4, 4, 4), "int32"), 2),
+     r"avg_pool3d expects floating-point input, got 'vol' of dtype int32"),
     (lambda: gd.max_pool3d(gd.input("vol", (1, 2, 4, 4, 4)), 2, padding=(1, 1)),
      r"max_pool3d of 'vol': padding must be a non-negative int or a triple of them"),
 ])

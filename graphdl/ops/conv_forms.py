@@ -228,7 +228,7 @@ def _shape_carrier(x, shape):
     zero = leaf.constant(0, x.dtype)
     if shape[0] is not None:
         return mv.broadcast_to(zero, shape)
-    batch = leaf.zeros_like(mv.getitem(x, (slice(None),) + (slice(0, 1),) * 3))
+    batch = leaf.zeros_like(mv.getitem(x, (slice(None),) + (slice(0, 1),) * (x.ndim - 1)))
     return batch + mv.broadcast_to(zero, (1,) + shape[1:])
 
 

@@ -16,7 +16,7 @@ from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.ops import conv, leaf
 from graphdl.ops import movement as mv
-from graphdl.ops.composite import _named, composite
+from graphdl.ops.composite import _floating, _named, composite
 from graphdl.ops.conv_forms import padding6, triple
 
 
@@ -43,7 +43,7 @@ def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Average pooling as `torch.nn.functional.avg_pool3d` on (N, C, D, H, W) input; `padding`
     as max_pool3d's, padded cells count in the divisor if `count_include_pad`."""
-    x, what = _volume(x, "avg_pool3d")
+    x, what = _volume(_floating(x, "avg_pool3d"), "avg_pool3d")
     kernel, stride, padding = _window(what, kernel_size, stride, padding)
     planes = conv.avg_pool2d(_planes(x), kernel[1:], stride[1:], padding[2:], ceil_mode,
                              count_include_pad)
