@@ -1,8 +1,8 @@
 """Convolution input gradients in graphdl's NumPy backend against PyTorch CPU.
 
 conv2d's input gradient (`conv2d_input_grad`: one matrix product Wᵀg into columns, then
-col2im) is also `conv_transpose2d`'s forward pass, conv1d is conv2d over a height of 1 and
-conv3d a sum of conv2d's.
+col2im) is also `conv_transpose2d`'s forward pass, conv1d is conv2d over a height of 1,
+conv3d a sum of conv2d's and conv_transpose3d a sum of conv_transpose2d's.
 The cases, float32:
 
     convT fwd   conv_transpose2d(x, w), DCGAN / U-Net up-sampling layers (stride 2, kernel 4
@@ -11,6 +11,8 @@ The cases, float32:
                 sum(y * r); torch: autograd with r, the forward pass included on both sides)
     conv1d      conv1d(x, w) forward, and its gradients as convT grad's
     conv3d      conv3d(x, w) forward (kD conv2d's of N·D_out images), and its gradients
+    convT3d     conv_transpose3d(x, w) (kD transposed 2-D convolutions of N·D images), 3-D
+                U-Net and video GAN up-sampling layers, forward and gradients
     conv2d dx   conv2d's input gradient alone (graphdl: `gd.grad` of sum(conv2d(x, w) * r)
                 with respect to x, which needs no forward pass; torch:
                 `torch.nn.grad.conv2d_input`), LeNet-like and larger layers
@@ -49,6 +51,8 @@ TRANSPOSED = [
     ((16, 64, 16, 16), 32, 2, 2, 0),  # U-Net up-sampling
     ((16, 32, 32, 32), 16, 2, 2, 0),
 ]
+# (N, C_in, D, H, W), C_out, kernel, stride, padding: a 3-D U-Net's and a video GAN's up-sampling
+TRANSPOSED3D = [((2, 32, 8, 16, 16), 16, 2, 2, 0), ((4, 32, 4, 14, 14), 16, 4, 2, 1)]
 # (N, C, L), O, kernel, padding
 CONV1D = [((16, 64, 256), 64, 5, 2), ((64, 16, 1024), 32, 9, 4)]
 # (N, C, D, H, W), O, kernel, padding: a video clip's layer (C3D-like), a medical volume's
@@ -70,26 +74,29 @@ def cases(rng):
     def array(*shape):
         return rng.standard_normal(shape).astype(np.float32)
 
-    for xs, o, k, s, p in TRANSPOSED:
-        x, w = array(*xs), array(xs[1], o, k, k)
+    for xs, o, k, s, p in TRANSPOSED + TRANSPOSED3D:
+        dims = len(xs) - 2
+        ours, theirs = gd.conv_transpose2d, F.conv_transpose2d
+        if dims == 3:
+            ours, theirs = gd.conv_transpose3d, F.conv_transpose3d
+        x, w = array(*xs), array(xs[1], o, *(k,) * dims)
         tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-        y = F.conv_transpose2d(tx, tw, stride=s, padding=p)
+        y = theirs(tx, tw, stride=s, padding=p)
         r = array(*y.shape)
-        tag = f"{xs} -> {o}, k{k} s{s} p{p}"
+        tag, kind = f"{xs} -> {o}, k{k} s{s} p{p}", "convT" if dims == 2 else "convT3d"
         xi, wi = gd.input("x", x.shape, "float32"), gd.input("w", w.shape, "float32")
-        yi = gd.conv_transpose2d(xi, wi, stride=s, padding=p)
-        yield (f"convT fwd  {tag}", compiled([yi], {"x": x, "w": w}),
-               lambda tx=tx, tw=tw, s=s, p=p: F.conv_transpose2d(tx, tw, stride=s, padding=p),
+        yi = ours(xi, wi, stride=s, padding=p)
+        yield (f"{kind} fwd  {tag}", compiled([yi], {"x": x, "w": w}),
+               lambda tx=tx, tw=tw, s=s, p=p, f=theirs: f(tx, tw, stride=s, padding=p),
                [y.detach().numpy()])
         ri = gd.input("r", r.shape, "float32")
         grads = gd.grad(gd.sum(yi * ri), [xi, wi])
         tr = torch.tensor(r)
 
-        def torch_grad(tx=tx, tw=tw, s=s, p=p, tr=tr):
-            return torch.autograd.grad(F.conv_transpose2d(tx, tw, stride=s, padding=p),
-                                       [tx, tw], tr)
+        def torch_grad(tx=tx, tw=tw, s=s, p=p, tr=tr, f=theirs):
+            return torch.autograd.grad(f(tx, tw, stride=s, padding=p), [tx, tw], tr)
 
-        yield (f"convT grad {tag}", compiled(grads, {"x": x, "w": w, "r": r}), torch_grad,
+        yield (f"{kind} grad {tag}", compiled(grads, {"x": x, "w": w, "r": r}), torch_grad,
                [g.numpy() for g in torch_grad()])
     for name, shapes in (("conv1d", CONV1D), ("conv3d", CONV3D)):
         for xs, o, k, p in shapes:

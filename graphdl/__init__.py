@@ -55,7 +55,13 @@ from graphdl.ops.composite import (
     tanh,
 )
 from graphdl.ops.conv import avg_pool2d, conv2d, max_pool2d
-from graphdl.ops.conv_forms import conv1d, conv3d, conv_transpose1d, conv_transpose2d
+from graphdl.ops.conv_forms import (
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
 from graphdl.ops.einsum import einsum
 from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
 from graphdl.ops.elementwise import (
@@ -283,6 +289,7 @@ __all__ = [
     "conv3d",
     "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "copysign",
     "cos",
     "cosh",

@@ -1,7 +1,6 @@
-"""conv1d, conv3d, conv_transpose1d and conv_transpose2d against PyTorch: values, gradients of
-input,
-weight and bias, second derivatives, on every way graphdl runs a graph; errors at declaration;
-ONNX import and export."""
+"""conv1d, conv3d and the transposed convolutions (1-D, 2-D, 3-D) against PyTorch: values,
+gradients of input, weight and bias, second derivatives, on every way graphdl runs a graph;
+errors at declaration; ONNX import and export."""
 
 from __future__ import annotations
 
@@ -46,6 +45,15 @@ CONV3D = [
     ((1, 3, 5, 4, 6), (2, 3, 3, 3, 2), {"padding": "same", "dilation": 2}),
     ((1, 2, 4, 5, 3), (3, 2, 4, 1, 2), {"stride": 3, "padding": 1}),  # out depth 1
 ]
+TRANSPOSE3D = [
+    ((2, 4, 3, 4, 5), (4, 3, 2, 3, 2), {}),
+    ((2, 4, 3, 4, 3), (4, 2, 3, 2, 3), {"stride": (2, 1, 2), "padding": (1, 0, 1),
+                                        "output_padding": (1, 0, 1), "groups": 2}),
+    ((1, 2, 2, 3, 3), (2, 2, 3, 2, 2), {"stride": 3, "padding": 2, "dilation": (2, 1, 1),
+                                        "output_padding": (2, 0, 1)}),  # taps off the output
+    ((1, 3, 4, 2, 3), (3, 2, 2, 2, 2), {"stride": (1, 2, 1), "padding": (1, 1, 0),
+                                        "output_padding": (0, 1, 0), "dilation": (3, 1, 2)}),
+]
 # strides that divide the kernel, dilation 1: the NumPy backend's kernel by the stride's phases
 PHASED = [
     ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 4, 4), {"stride": 2, "padding": 1}),  # DCGAN's
@@ -58,7 +66,8 @@ PHASED = [
 FUNCTIONS = {"conv_transpose2d": (gd.conv_transpose2d, F.conv_transpose2d, TRANSPOSE2D),
              "conv_transpose1d": (gd.conv_transpose1d, F.conv_transpose1d, TRANSPOSE1D),
              "conv1d": (gd.conv1d, F.conv1d, CONV1D),
-             "conv3d": (gd.conv3d, F.conv3d, CONV3D)}
+             "conv3d": (gd.conv3d, F.conv3d, CONV3D),
+             "conv_transpose3d": (gd.conv_transpose3d, F.conv_transpose3d, TRANSPOSE3D)}
 CASES = [(name, *case) for name, (_, _, cases) in FUNCTIONS.items() for case in cases]
 
 
@@ -103,7 +112,8 @@ def test_float32(runner, name):
 
 
 @pytest.mark.parametrize("name,x_shape,w_shape,kwargs",
-                         [CASES[1], CASES[3], CASES[4], CASES[7], CASES[10], CASES[15]])
+                         [CASES[1], CASES[3], CASES[4], CASES[7], CASES[10], CASES[15],
+                          CASES[19]])
 def test_double_backward_matches_pytorch(name, x_shape, w_shape, kwargs):
     """d/dx and d/dw of Σ (dL/dx)² + Σ (dL/dw)², L = Σ y²: second derivatives through the
     gradient ops that the gradients are."""
@@ -150,6 +160,32 @@ def test_conv3d_takes_six_sides_of_padding_and_an_unknown_batch():
     assert y.shape == (None, *want.shape[1:])
     for runner in ("evaluate", "numpy"):
         (got,) = run_on(runner, [y], {"x": x0, "w": w0})
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding,output_padding,stride", [
+    ((2, 0, 1, 2, 0, 1), (1, 0, 0), (2, 1, 1)),
+    ((0, 2, 0, 0, 1, 0), (0, 1, 0), (1, 2, 1)),
+    ((4, 0, 0, 0, 0, 0), (1, 0, 0), (2, 1, 1)),  # only output padding left: no tap reaches it
+])
+def test_conv_transpose3d_takes_six_sides_of_padding_and_an_unknown_batch(
+        padding, output_padding, stride):
+    """Six sides (front, back, top, bottom, left, right), as ONNX's asymmetric pads import: the
+    full scatter (PyTorch's, unpadded), zeros added at the back, bottom and right for the output
+    padding, then cropped by the sides."""
+    rng = np.random.default_rng(2)
+    x0, w0 = rng.standard_normal((3, 2, 2, 3, 2)), rng.standard_normal((2, 3, 2, 3, 2))
+    x, w = gd.input("x", (None, 2, 2, 3, 2), "float64"), gd.input("w", w0.shape, "float64")
+    y = gd.conv_transpose3d(x, w, stride=stride, padding=padding, output_padding=output_padding)
+    full = F.conv_transpose3d(torch.tensor(x0), torch.tensor(w0), stride=stride)
+    full = F.pad(full, (0, output_padding[2], 0, output_padding[1], 0, output_padding[0]))
+    front, back, top, bottom, left, right = padding
+    want = full[:, :, front:full.shape[2] - back, top:full.shape[3] - bottom,
+                left:full.shape[4] - right].numpy()
+    assert y.shape == (None, *want.shape[1:])
+    feeds = {"x": x0, "w": w0} if want.any() else {"x": x0}  # zeros: y reads only x's batch
+    for runner in ("evaluate", "numpy"):
+        (got,) = run_on(runner, [y], feeds)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -220,6 +256,27 @@ def test_conv_transpose2d_is_conv2d_input_gradient():
     (lambda: gd.conv3d(gd.input("vol", (1, 4, 5, 5, 5)), gd.input("k", (2, 4, 3, 3, 3)),
                        gd.input("b", (4,))),
      r"bias 'b' has shape \(4,\), expected \(2,\)"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 3, 3)), gd.input("k", (4, 2, 2, 2, 2))),
+     r"conv_transpose3d of 'vol': 'vol' must be 5-D \(N, C_in, D, H, W\)"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 3, 3, 3, 3)),
+                                 gd.input("k", (4, 2, 2, 2, 2))),
+     r"conv_transpose3d of 'vol': 'vol' .*has 3 channels but weight 'k' .* expects 4"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 3, 3, 3)),
+                                 gd.input("k", (4, 2, 2, 2, 2)), stride=(2, 1, 1),
+                                 output_padding=(2, 0, 0)),
+     r"output_padding 2 must be smaller than the stride 2 or the dilation 1"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 1, 3, 3)),
+                                 gd.input("k", (4, 2, 1, 2, 2)), padding=(1, 0, 0)),
+     r"output would have -1 planes along axis 2"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 3, 3, 3)),
+                                 gd.input("k", (4, 2, 2, 2, 2)), padding="same"),
+     r"padding must be an int, a triple or six sides"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 3, None, 3)),
+                                 gd.input("k", (4, 2, 2, 2, 2))),
+     r"'vol' needs known spatial sizes"),
+    (lambda: gd.conv_transpose3d(gd.input("vol", (1, 4, 3, 3, 3), "int32"),
+                                 gd.input("k", (4, 2, 2, 2, 2), "int32")),
+     r"conv_transpose3d of 'vol' expects floating-point input"),
 ])
 def test_bad_declarations_name_the_variable(call, message):
     with pytest.raises(GraphError, match=message):
@@ -253,6 +310,12 @@ def _onnx_bias_size(op, w_shape, attrs):
     ("ConvTranspose", (1, 2, 3, 3), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
     ("ConvTranspose", (1, 2, 5), (2, 3, 3), {"strides": [2], "pads": [1, 2],
                                              "output_padding": [1]}),
+    ("ConvTranspose", (1, 2, 3, 2, 3), (2, 3, 2, 3, 2), {"strides": [2, 1, 2],
+                                                         "pads": [1, 0, 0, 0, 2, 1],
+                                                         "output_padding": [1, 0, 0]}),
+    ("ConvTranspose", (1, 4, 2, 3, 2), (4, 1, 2, 2, 2), {"group": 2, "dilations": [2, 1, 1],
+                                                         "strides": [3, 2, 1],
+                                                         "output_shape": [7, 5, 3]}),
     ("Conv", (2, 4, 5, 6, 4), (6, 2, 3, 2, 3), {"group": 2, "strides": [2, 1, 1],
                                                 "dilations": [1, 2, 1],
                                                 "pads": [2, 0, 1, 1, 1, 0]}),
@@ -274,7 +337,7 @@ def test_onnx_import_matches_onnxruntime(op, x_shape, w_shape, attrs, bias):
 
 
 @pytest.mark.parametrize("name,x_shape,w_shape,kwargs",
-                         [CASES[2], CASES[3], CASES[6], CASES[15]])
+                         [CASES[2], CASES[3], CASES[6], CASES[15], CASES[19]])
 def test_onnx_export_runs_in_onnxruntime(name, x_shape, w_shape, kwargs, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     outputs, feeds, want = _case(name, x_shape, w_shape, kwargs, "float32")

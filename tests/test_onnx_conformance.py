@@ -72,7 +72,6 @@ EXCLUDED = {
                      *[f"test_averagepool_3d_dilations_large_count_include_pad_is_{p}_ceil_mode_is_{c}"
                        for p in (0, 1) for c in (False, True)]],
                     "graphdl's avg_pool3d has no dilation (as avg_pool2d)"),
-    "test_convtranspose_3d": "3-D transposed convolution: graphdl's are 1-D and 2-D",
     **dict.fromkeys(["test_maxpool_with_argmax_2d_precomputed_pads",
                      "test_maxpool_with_argmax_2d_precomputed_strides"],
                     "MaxPool's Indices output: graphdl's max_pool2d returns values only"),

@@ -182,6 +182,8 @@ def _composite_examples():
         "conv_transpose1d": gd.sum(gd.conv_transpose1d(seq, np.ones((2, 1, 2)), stride=2) ** 2),
         "conv_transpose2d": gd.sum(gd.conv_transpose2d(img, np.ones((2, 1, 2, 2)), np.ones(1),
                                                        stride=2, output_padding=1) ** 2),
+        "conv_transpose3d": gd.sum(gd.conv_transpose3d(vol, np.ones((2, 1, 2, 1, 2)), np.ones(1),
+                                                       stride=(2, 1, 1), padding=(1, 0, 0)) ** 2),
     }
 
 

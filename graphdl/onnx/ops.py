@@ -294,14 +294,16 @@ def _conv(call):
 
 @op("ConvTranspose")
 def _conv_transpose(call):
-    """As conv2d_input_grad (`conv_forms.transposed`), 1-D over a height of 1. `output_shape`
-    and auto_pad SAME_* set the pads from the full scatter's size (negative where the asked
-    output is larger: zeros are added), as ONNX's reference does."""
+    """As conv2d_input_grad (`conv_forms.transposed`), 1-D over a height of 1, 3-D as
+    `conv_forms.transposed3d`. `output_shape` and auto_pad SAME_* set the pads from the full
+    scatter's size (negative where the asked output is larger: zeros are added), as ONNX's
+    reference does."""
     x, w = call.node(0), call.node(1)
-    if x.ndim not in (3, 4) or w.ndim != x.ndim:
-        call.refuse(f"only 1-D and 2-D transposed convolution (NCL or NCHW input, weights of "
-                    f"its rank) is supported; input has shape {x.shape}, weights {w.shape}")
-    dims, lift = x.ndim - 2, (1,) * (4 - x.ndim)
+    if x.ndim not in (3, 4, 5) or w.ndim != x.ndim:
+        call.refuse(f"only 1-D, 2-D and 3-D transposed convolution (NCL, NCHW or NCDHW input, "
+                    f"weights of its rank) is supported; input has shape {x.shape}, weights "
+                    f"{w.shape}")
+    dims, lift = x.ndim - 2, (1,) * max(4 - x.ndim, 0)
     if tuple(call.attr("kernel_shape", w.shape[2:])) != w.shape[2:]:
         call.malformed(f"kernel_shape {call.attr('kernel_shape')} is not the weights' "
                        f"{w.shape[2:]}")
@@ -311,10 +313,13 @@ def _conv_transpose(call):
     pads = _transposed_pads(call, x, w.shape[2:], stride, dilation, extra)
     padding = (0, 0) * len(lift) + tuple(p for a in range(dims) for p in pads[a::dims])
     what = f"{call.where}: conv_transpose of {describe(x)}"
-    y = conv_forms.transposed(
-        gd.expand_dims(x, 2) if lift else x, gd.expand_dims(w, 2) if lift else w,
-        lift + stride, padding, (0,) * len(lift) + extra, call.attr("group", 1),
-        lift + dilation, what)
+    group = call.attr("group", 1)
+    if dims == 3:
+        y = conv_forms.transposed3d(x, w, stride, padding, extra, group, dilation, what)
+    else:
+        y = conv_forms.transposed(
+            gd.expand_dims(x, 2) if lift else x, gd.expand_dims(w, 2) if lift else w,
+            lift + stride, padding, (0,) * len(lift) + extra, group, lift + dilation, what)
     y = conv.add_bias(y, call.node(2) if call.has(2) else None, y.shape[1], what)
     return _unlift(call, y)
 

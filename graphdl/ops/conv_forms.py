@@ -113,8 +113,8 @@ def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 # ---------------------------------------------------------------- transposed convolutions
-_TRANSPOSED_RULE = ("dL/dx = conv2d(g, w) (the convolution it is the adjoint of), dL/dw = the "
-                    f"correlation of g with x, {_BIAS_RULE}")
+_TRANSPOSED_RULE = ("dL/dx = g convolved with w (the convolution it is the adjoint of), "
+                    f"dL/dw = the correlation of g with x, {_BIAS_RULE}")
 
 
 @composite("conv_transpose2d", "ConvTranspose2d", _TRANSPOSED_RULE,
@@ -165,6 +165,69 @@ def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
                    (0, 0) + _sides(padding, what, "padding"), (0, output_padding), groups,
                    (1, dilation), what, axes=(None, 2))
     return _named(mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2), "conv_transpose1d")
+
+
+@composite("conv_transpose3d", "ConvTranspose3d", _TRANSPOSED_RULE,
+           (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE), arity=None)
+def conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed 3-D convolution as `torch.nn.functional.conv_transpose3d`: x (N, C_in, D, H,
+    W), w (C_in, C_out/groups, kD, kH, kW), optional bias (C_out,). `padding` (cropped off the
+    full output) is an int, a triple (D, H, W) or six sides (front, back, top, bottom, left,
+    right); `output_padding` (planes, rows and columns added at the back, bottom and right) an
+    int or a triple, each smaller than the stride or the dilation along its axis."""
+    x, w = leaf.lift_all([x, w])
+    what = f"conv_transpose3d of {describe(x)}"
+    conv._rank(x, 5, what, "(N, C_in, D, H, W)")
+    conv._rank(w, 5, what, "(C_in, C_out/groups, kD, kH, kW)")
+    if isinstance(padding, str):
+        raise GraphError(f"{what}: padding must be an int, a triple or six sides, got "
+                         f"{padding!r} (PyTorch has no 'same' or 'valid' for it either)")
+    stride = triple(stride, what, "stride", 1)
+    dilation = triple(dilation, what, "dilation", 1)
+    output_padding = triple(output_padding, what, "output_padding", 0)
+    _check_output_padding(output_padding, stride, dilation, what)
+    groups = conv.check_groups(groups, what)
+    y = transposed3d(x, w, stride, padding6(padding, what), output_padding, groups, dilation,
+                     what)
+    return _named(conv.add_bias(y, bias, y.shape[1], what), "conv_transpose3d")
+
+
+def transposed3d(x, w, stride, padding, output_padding, groups, dilation, what):
+    """The transposed convolution of x (N, C_in, D, H, W) with w (C_in, C_out/groups, kD, kH,
+    kW); `padding`, six sides, may be negative, as `transposed`'s. A sum over the kernel's depth
+    taps: tap kd spreads input plane i over output plane i·stride + kd·dilation - front with a
+    transposed 2-D convolution (every plane of the batch at once, as N·D images), and the planes
+    that land inside the output are written there (strided) into zeros."""
+    check_transposed(x, w, groups, what)
+    n, c, depth, height, width = x.shape
+    kd, s, d = w.shape[2], stride[0], dilation[0]
+    front, back = padding[:2]
+    out = (depth - 1) * s + d * (kd - 1) + 1 - front - back + output_padding[0]
+    if out < 1:
+        raise GraphError(
+            f"{what}: the output would have {out} planes along axis 2 (input size {depth}, "
+            f"kernel {kd}, stride {s}, dilation {d}, padding {front}+{back}, output padding "
+            f"{output_padding[0]}); PyTorch refuses this too")
+    images = mv.reshape(mv.transpose(x, (0, 2, 1, 3, 4)), (-1, c, height, width))
+    whole, y, carrier = (None, None, None), None, None
+    for tap in range(kd):
+        planes = transposed(images, mv.getitem(w, (slice(None), slice(None), tap)), stride[1:],
+                            padding[2:], output_padding[1:], groups, dilation[1:], what,
+                            axes=(3, 4))
+        if carrier is None:
+            carrier = _shape_carrier(x, (n, planes.shape[1], out, *planes.shape[2:]))
+        shift = tap * d - front  # where input plane 0 lands
+        first = -(shift // s)  # the first and last input planes that land inside the output
+        first, last = max(first, 0), min(depth - 1, (out - 1 - shift) // s)
+        if first > last:
+            continue
+        planes = mv.transpose(mv.reshape(planes, (-1, depth, *planes.shape[1:])), (0, 2, 1, 3, 4))
+        where = (shift + first * s, shift + last * s + 1, s)
+        part = mv.UNSLICE(mv.getitem(planes, (slice(None), slice(None), slice(first, last + 1))),
+                          carrier, index=(whole, whole, where, whole, whole))
+        y = part if y is None else y + part
+    return carrier if y is None else y  # no tap reaches the output: zeros
 
 
 def transposed(x, w, stride, padding, output_padding, groups, dilation, what, axes=(2, 3)):

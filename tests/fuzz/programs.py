@@ -907,11 +907,11 @@ def _conv1d(g):
 
 
 def _conv_transpose(dims):
-    """conv_transpose1d/2d: output_padding below the stride or the dilation, padding that
-    leaves at least one output row."""
+    """conv_transpose1d/2d/3d: output_padding below the stride or the dilation, padding that
+    leaves at least one output row (3-D: sometimes six sides)."""
     def propose(g):
         groups = int(g.rng.choice([1, 1, 2]))
-        x = _image(g, groups) if dims == 2 else _sequence(g, groups)
+        x = {1: _sequence, 2: _image, 3: _volume}[dims](g, groups)
         c, sizes = g.shape_of(x)[1], g.shape_of(x)[2:]
         kernel = tuple(int(g.rng.integers(1, 4)) for _ in sizes)
         stride = tuple(int(g.rng.integers(1, 4)) for _ in sizes)
@@ -920,6 +920,9 @@ def _conv_transpose(dims):
         full = [(n - 1) * s + d * (k - 1) + 1 for n, k, s, d in zip(sizes, kernel, stride,
                                                                      dilation)]
         padding = tuple(int(g.rng.integers(0, min(2, (f - 1) // 2) + 1)) for f in full)
+        if dims == 3 and g.rng.random() < 0.3:
+            padding = tuple(int(g.rng.integers(0, min(1, (f - 1) // 2) + 1))
+                            for f in full for _ in (0, 1))
         per_group = int(g.rng.integers(1, 3))
         args = [x, g.fresh((c, per_group) + kernel)]
         if g.rng.random() < 0.5:
@@ -1521,6 +1524,7 @@ PROPOSERS = {
     "conv3d": _conv3d,
     "conv_transpose1d": _conv_transpose(1),
     "conv_transpose2d": _conv_transpose(2),
+    "conv_transpose3d": _conv_transpose(3),
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
     "max_pool3d": _pool(True, dims=3),

@@ -156,6 +156,20 @@ def _conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return F.conv3d(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
+def _conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                      dilation=1):
+    if not (isinstance(padding, tuple) and len(padding) == 6):
+        return F.conv_transpose3d(x, w, bias, stride, padding, output_padding, groups, dilation)
+    # six sides: the full scatter, zeros added for the output padding, cropped by the sides
+    full = F.conv_transpose3d(x, w, None, stride, 0, 0, groups, dilation)
+    extra = (output_padding,) * 3 if isinstance(output_padding, int) else output_padding
+    full = F.pad(full, (0, extra[2], 0, extra[1], 0, extra[0]))
+    front, back, top, bottom, left, right = padding
+    y = full[:, :, front:full.shape[2] - back, top:full.shape[3] - bottom,
+             left:full.shape[4] - right]
+    return y if bias is None else y + bias.reshape(1, -1, 1, 1, 1)
+
+
 def _max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
     return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -374,6 +388,7 @@ TORCH = {
     "conv3d": _conv3d,
     "conv_transpose1d": F.conv_transpose1d,
     "conv_transpose2d": F.conv_transpose2d,
+    "conv_transpose3d": _conv_transpose3d,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": F.avg_pool2d,
     "max_pool3d": F.max_pool3d,
