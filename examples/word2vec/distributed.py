@@ -75,7 +75,8 @@ from . import parallel
 from .model import Model
 
 INTERVAL = 0.1  # seconds of training between two rounds
-ROWS = 4096  # K: hot rows of each table combined every round
+ROWS = 1024  # K: hot rows of each table combined every round (docs/RESULTS.md: 4,096 was no
+# better on the 6.2M-word corpus, and its rounds took a third more of the 2 ranks' time)
 MEAN_ROWS = 128  # M: the hottest of them, averaged (the others' changes are added up)
 ROUND_ROWS = 2**17  # rows trained by all ranks together between two rounds, at most
 FULL_EVERY = 10  # every FULL_EVERY-th round combines every row (~1 s), not the hot ones alone
