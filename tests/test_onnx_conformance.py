@@ -15,6 +15,7 @@ import functools
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,6 +255,21 @@ def test_float32_node_test_in_float64(name):
         for got, want in zip(outputs, map(_array, expected), strict=True):
             assert got.dtype == _float64(want).dtype
             np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
+
+
+def test_docs_table_counts_this_suite():
+    """docs/ONNX.md's per-operator table, and the counts its text gives, are `table()`'s: an op
+    imported or a test excluded or fixed without the table regenerated fails here."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ONNX.md").read_text()
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) \| (\d+) \| (\d+) \|$", doc, re.MULTILINE)
+    want = [(op, *map(str, counts)) for op, *counts in table()]
+    assert [row for row in rows if row[0] != "total"] == want, (
+        "docs/ONNX.md's table is stale: regenerate it with `python tests/test_onnx_conformance.py`")
+    passed, excluded, doubled = (sum(row[i] for row in table()) for i in (1, 2, 3))
+    assert ("total", str(passed), str(excluded), str(doubled)) in rows
+    text = " ".join(doc.split())
+    assert f"in the test suite: {passed:,} pass" in text
+    assert f"other operators), {excluded} are excluded" in text
 
 
 def table():
