@@ -168,6 +168,7 @@ from graphdl.ops.movement import (
     take,
     transpose,
 )
+from graphdl.ops.pool1d import adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, max_pool1d
 from graphdl.ops.pool3d import avg_pool3d, max_pool3d
 from graphdl.ops.random import random_uniform
 from graphdl.ops.rearrange import (
@@ -249,7 +250,9 @@ __all__ = [
     "acos",
     "acosh",
     "activation_table",
+    "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
     "adaptive_max_pool2d",
     "all",
     "allreduce",
@@ -264,6 +267,7 @@ __all__ = [
     "atan",
     "atan2",
     "atanh",
+    "avg_pool1d",
     "avg_pool2d",
     "avg_pool3d",
     "batch_norm",
@@ -364,6 +368,7 @@ __all__ = [
     "margin_ranking_loss",
     "matmul",
     "max",
+    "max_pool1d",
     "max_pool2d",
     "max_pool3d",
     "maximum",

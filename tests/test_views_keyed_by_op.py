@@ -177,6 +177,8 @@ def _composite_examples():
         "batch_norm": gd.sum(gd.batch_norm(v, np.zeros(3), np.ones(3)) * t),
         "conv1d": gd.sum(gd.conv1d(seq, np.ones((3, 2, 2)), np.ones(3)) * 2.0),
         "conv3d": gd.sum(gd.conv3d(vol, np.ones((3, 2, 2, 2, 2)), np.ones(3), padding=1) * 2.0),
+        "max_pool1d": gd.sum(gd.max_pool1d(seq, 2, stride=1) * 2.0),
+        "avg_pool1d": gd.sum(gd.avg_pool1d(seq, 2, padding=1) * 2.0),
         "max_pool3d": gd.sum(gd.max_pool3d(vol, 2, stride=1) * 2.0),
         "avg_pool3d": gd.sum(gd.avg_pool3d(vol, (2, 1, 2), padding=(1, 0, 1)) * 2.0),
         "conv_transpose1d": gd.sum(gd.conv_transpose1d(seq, np.ones((2, 1, 2)), stride=2) ** 2),

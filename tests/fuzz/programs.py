@@ -934,7 +934,7 @@ def _conv_transpose(dims):
 
 
 def _pool_params(g, x, max_pool):
-    """A window per spatial axis (2 or 3 of them) that fits, padding up to half of it."""
+    """A window per spatial axis (1, 2 or 3 of them) that fits, padding up to half of it."""
     sizes = g.shape_of(x)[2:]
     k = tuple(int(g.rng.integers(1, min(n, 3) + 1)) for n in sizes)
     stride = (None if g.rng.random() < 0.3
@@ -953,7 +953,7 @@ def _pool_params(g, x, max_pool):
 
 def _pool(max_pool, dims=2):
     def propose(g):
-        x = _image(g) if dims == 2 else _volume(g)
+        x = {1: lambda: _sequence(g, 1), 2: lambda: _image(g), 3: lambda: _volume(g)}[dims]()
         return [x], _pool_params(g, x, max_pool)
     return propose
 
@@ -994,6 +994,16 @@ def _adaptive_pool(g):
     if r < 0.2:
         size[int(g.rng.integers(2))] = None
     return [x], {"output_size": size[0] if r > 0.85 else tuple(size)}
+
+
+def _adaptive_pool1d(g):
+    """An (N, C, L) signal or an unbatched (C, L) one, an output size up to one more than L."""
+    if g.rng.random() < 0.3:
+        x = g.fresh((int(g.rng.integers(1, 3)), int(g.rng.integers(2, 9))))
+    else:
+        x = _sequence(g, 1)
+    size = int(g.rng.integers(1, g.shape_of(x)[-1] + 2))
+    return [x], {"output_size": size if g.rng.random() < 0.7 else (size,)}
 
 
 def _unfold(g):
@@ -1527,8 +1537,12 @@ PROPOSERS = {
     "conv_transpose3d": _conv_transpose(3),
     "max_pool2d": _pool(True),
     "avg_pool2d": _pool(False),
+    "max_pool1d": _pool(True, dims=1),
+    "avg_pool1d": _pool(False, dims=1),
     "max_pool3d": _pool(True, dims=3),
     "avg_pool3d": _pool(False, dims=3),
+    "adaptive_avg_pool1d": _adaptive_pool1d,
+    "adaptive_max_pool1d": _adaptive_pool1d,
     "adaptive_avg_pool2d": _adaptive_pool,
     "adaptive_max_pool2d": _adaptive_pool,
     "interpolate": _interpolate,
