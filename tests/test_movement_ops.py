@@ -1,11 +1,11 @@
 """PyTorch's rearranging functions (graphdl/ops/rearrange.py: flip, roll, stack, tile, repeat,
-repeat_interleave, tril, triu, pad, diagonal, meshgrid) against PyTorch: the value exactly, and
-the first and second derivatives of f(x)·f(x) (so that the gradient's own gradient runs through
-each part's pullback of a pullback), in float64 and float32, on the interpreter, compiled NumPy
-and the CUDA backend's kernels on the CPU, with no fallback to a reference implementation.
-Negative pads and shifts, shifts beyond the axis and empty axes included. Then PyTorch's
-spellings, the refusals, drawings and narration, ONNX export in onnxruntime, and the import of
-Pad, Tile and Trilu, by hand and as PyTorch exports them."""
+repeat_interleave, tril, triu, pad, diagonal, meshgrid, pixel_shuffle, pixel_unshuffle) against
+PyTorch: the value exactly, and the first and second derivatives of f(x)·f(x) (so that the
+gradient's own gradient runs through each part's pullback of a pullback), in float64 and
+float32, on the interpreter, compiled NumPy and the CUDA backend's kernels on the CPU, with no
+fallback to a reference implementation. Negative pads and shifts, shifts beyond the axis and
+empty axes included. Then PyTorch's spellings, the refusals, drawings and narration, ONNX export
+in onnxruntime, and the import of Pad, Tile and Trilu, by hand and as PyTorch exports them."""
 
 from __future__ import annotations
 
@@ -88,6 +88,14 @@ CASES = {
     "diagonal(5), empty": (lambda x: gd.diagonal(x, 5), lambda t: torch.diagonal(t, 5), (3, 4)),
     "meshgrid ij": _mesh("ij"),
     "meshgrid xy": _mesh("xy"),
+    "pixel_shuffle(2)": (lambda x: gd.pixel_shuffle(x, 2), lambda t: F.pixel_shuffle(t, 2),
+                         (2, 8, 2, 3)),
+    "pixel_shuffle(3), (C, H, W)": (lambda x: gd.pixel_shuffle(x, 3),
+                                    lambda t: F.pixel_shuffle(t, 3), (9, 2, 1)),
+    "pixel_unshuffle(2), two leading axes": (lambda x: gd.pixel_unshuffle(x, 2),
+                                             lambda t: F.pixel_unshuffle(t, 2), (2, 1, 3, 4, 6)),
+    "pixel_unshuffle(3)": (lambda x: gd.pixel_unshuffle(x, 3),
+                           lambda t: F.pixel_unshuffle(t, 3), (1, 2, 3, 6)),
 }
 
 # the derivatives add up products of weights: float32 rounds them
@@ -189,6 +197,25 @@ def test_pytorch_spellings_build_the_same_nodes():
     assert gd.meshgrid([x[0, 0], x[0, 1, :2]]) == gd.meshgrid(x[0, 0], x[0, 1, :2])
 
 
+def test_pixel_shuffle_binds_an_unknown_batch_at_the_call():
+    x = gd.input("x", (None, 8, 2, 3), "float64")
+    y = gd.pixel_unshuffle(gd.pixel_shuffle(x, 2) * 2.0, 2)
+    assert y.shape == (None, 8, 2, 3)
+    x0 = np.random.default_rng(0).standard_normal((3, 8, 2, 3))
+    for runner in ("evaluate", "numpy"):
+        (got,) = run_on(runner, [y], {"x": x0})
+        np.testing.assert_array_equal(got, 2.0 * x0)
+
+
+def test_pixel_shuffle_of_an_empty_batch_has_the_shuffled_shape():
+    """(0, 2, 6, 6) unshuffled by 3 is (0, 18, 2, 2); torch 2.13 returns (0, 2, 6, 6) (the
+    input's shape, for any empty input), which graphdl does not follow."""
+    x = gd.input("x", (0, 2, 6, 6), "float64")
+    y = gd.pixel_unshuffle(x, 3)
+    assert y.shape == (0, 18, 2, 2) and gd.pixel_shuffle(y, 3).shape == (0, 2, 6, 6)
+    assert gd.evaluate(y, {"x": np.zeros((0, 2, 6, 6))}).shape == (0, 18, 2, 2)
+
+
 def test_int_and_bool_inputs_keep_their_dtype():
     i = gd.constant(np.arange(12, dtype=np.int32).reshape(3, 4))
     b = gd.constant(np.ones((3, 4), bool))
@@ -234,6 +261,13 @@ def test_int_and_bool_inputs_keep_their_dtype():
     (lambda x: gd.diagonal(x, 0, 0, dim1=1), "give axis1 or dim1, not both"),
     (lambda x: gd.meshgrid(x), r"meshgrid: 'x' has shape \(3, 4\); each input must be 0-d"),
     (lambda x: gd.meshgrid(x[0], indexing="yx"), "indexing must be 'ij' or 'xy'"),
+    (lambda x: gd.pixel_shuffle(x, 2), r"pixel_shuffle of 'x': needs \(\*, C, H, W\) input"),
+    (lambda x: gd.pixel_shuffle(gd.reshape(x, (3, 2, 2)), 2),
+     r"its 3 channels \(axis 0\) must be a multiple of upscale_factor² = 4"),
+    (lambda x: gd.pixel_shuffle(gd.reshape(x, (1, 3, 2, 2)), 0),
+     "upscale_factor must be a positive int, got 0"),
+    (lambda x: gd.pixel_unshuffle(gd.reshape(x, (1, 3, 4)), 2),
+     r"pixel_unshuffle of .*: its height 3 and width 4 must be multiples of downscale_factor 2"),
 ])
 def test_bad_arguments_are_refused_naming_the_node(call, message):
     with pytest.raises(gd.GraphError, match=message):

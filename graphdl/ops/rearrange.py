@@ -1,8 +1,8 @@
 """PyTorch's functions that rearrange, repeat or pad elements, as composites of the movement
-primitives: flip, roll, stack, tile and repeat, repeat_interleave, tril and triu, pad, diagonal
-and meshgrid. Each moves elements without computing any, so its value is exact, and its
-gradient comes from its parts: a slice's is an unslice, a concatenation's its slices, a take's
-a scatter-add, a broadcast's a sum, a where's a where.
+primitives: flip, roll, stack, tile and repeat, repeat_interleave, tril and triu, pad, diagonal,
+meshgrid, pixel_shuffle and pixel_unshuffle. Each moves elements without computing any, so its
+value is exact, and its gradient comes from its parts: a slice's is an unslice, a
+concatenation's its slices, a take's a scatter-add, a broadcast's a sum, a where's a where.
 
 Axes are graphdl's `axis=` or PyTorch's spelling (`dim=`, `dims=`), negative from the end. The
 sizes a rearrangement depends on must be known at declaration. Each names its output node, so
@@ -371,3 +371,50 @@ def meshgrid(*xs, indexing="ij"):
         view[a] = -1
         grids.append(_named(mv.broadcast_to(mv.reshape(x, view), shape), "meshgrid"))
     return tuple(grids)
+
+
+def pixel_shuffle(x, upscale_factor):
+    """torch.nn.functional.pixel_shuffle: (*, C·r², H, W) to (*, C, H·r, W·r), channel
+    c·r² + i·r + j of each pixel moved to row i, column j of its r×r block (a sub-pixel
+    convolution's last step). One leading axis may be unknown until the call."""
+    x = _node(x)
+    what = f"pixel_shuffle of {describe(x)}"
+    r, lead, (c, h, w) = _pixels(x, upscale_factor, what, "upscale_factor")
+    if c % (r * r):
+        raise GraphError(f"{what}: its {c} channels (axis {x.ndim - 3}) must be a multiple of "
+                         f"upscale_factor² = {r * r}")
+    k = len(lead)
+    blocks = mv.reshape(x, (*lead, c // (r * r), r, r, h, w))
+    moved = mv.transpose(blocks, (*range(k), k, k + 3, k + 1, k + 4, k + 2))
+    return _named_new(mv.reshape(moved, (*lead, c // (r * r), h * r, w * r)), x,
+                      "pixel_shuffle")
+
+
+def pixel_unshuffle(x, downscale_factor):
+    """torch.nn.functional.pixel_unshuffle, pixel_shuffle's inverse: (*, C, H·r, W·r) to
+    (*, C·r², H, W), each r×r block of pixels stacked as r² channels."""
+    x = _node(x)
+    what = f"pixel_unshuffle of {describe(x)}"
+    r, lead, (c, h, w) = _pixels(x, downscale_factor, what, "downscale_factor")
+    if h % r or w % r:
+        raise GraphError(f"{what}: its height {h} and width {w} must be multiples of "
+                         f"downscale_factor {r}")
+    k = len(lead)
+    blocks = mv.reshape(x, (*lead, c, h // r, r, w // r, r))
+    moved = mv.transpose(blocks, (*range(k), k, k + 2, k + 4, k + 1, k + 3))
+    return _named_new(mv.reshape(moved, (*lead, c * r * r, h // r, w // r)), x,
+                      "pixel_unshuffle")
+
+
+def _pixels(x, factor, what, name):
+    """The factor, x's leading sizes (-1 for the one that may be unknown) and its (C, H, W)."""
+    if not _is_int(factor) or factor < 1:
+        raise GraphError(f"{what}: {name} must be a positive int, got {factor!r}")
+    if x.ndim < 3:
+        raise GraphError(f"{what}: needs (*, C, H, W) input, got shape {format_shape(x.shape)}")
+    lead = x.shape[:-3]
+    if sum(d is None for d in lead) > 1:
+        raise GraphError(f"{what}: at most one leading axis may be unknown, got shape "
+                         f"{format_shape(x.shape)}")
+    return (int(factor), tuple(-1 if d is None else d for d in lead),
+            _sizes(x, range(x.ndim - 3, x.ndim), what))

@@ -1366,6 +1366,23 @@ def _repeat(g):
     return [x], {"sizes": _reps(g, int(g.rng.integers(max(ndim, 1), ndim + 2)))}
 
 
+def _pixel_shuffle(g):
+    """An image whose channels are a multiple of r² (r = 1, 2 or 3), maybe unbatched."""
+    r = int(g.rng.choice([1, 2, 2, 3]))
+    lead = () if g.rng.random() < 0.3 else (int(g.rng.choice([0, 1, 2])),)
+    shape = (*lead, r * r * int(g.rng.integers(1, 3)), int(g.rng.integers(1, 4)),
+             int(g.rng.integers(1, 4)))
+    return [g.fresh(shape)], {"upscale_factor": r}
+
+
+def _pixel_unshuffle(g):
+    r = int(g.rng.choice([1, 2, 2, 3]))
+    lead = () if g.rng.random() < 0.3 else (int(g.rng.choice([0, 1, 2])),)
+    shape = (*lead, int(g.rng.integers(1, 3)), r * int(g.rng.integers(1, 3)),
+             r * int(g.rng.integers(1, 3)))
+    return [g.fresh(shape)], {"downscale_factor": r}
+
+
 def _repeat_interleave(g):
     x = g.pick(lambda s: len(s) <= 3)
     ndim = len(g.shape_of(x))
@@ -1508,6 +1525,8 @@ PROPOSERS = {
     "tile": _tile,
     "repeat": _repeat,
     "repeat_interleave": _repeat_interleave,
+    "pixel_shuffle": _pixel_shuffle,
+    "pixel_unshuffle": _pixel_unshuffle,
     "tril": _triangle,
     "triu": _triangle,
     "pad": _pad,

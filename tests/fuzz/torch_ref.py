@@ -170,6 +170,15 @@ def _conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, gr
     return y if bias is None else y + bias.reshape(1, -1, 1, 1, 1)
 
 
+def _pixels(shuffle, x, r):
+    """F.pixel_shuffle / pixel_unshuffle, except that torch 2.13 gives an empty input back in
+    its own shape ((0, 2, 6, 6) at r = 3 stays (0, 2, 6, 6), not (0, 18, 2, 2)): an empty
+    input (its batch empty; the fuzzer's C, H, W are not) takes the shape of its (C, H, W)."""
+    if x.numel():
+        return shuffle(x, r)
+    return x.reshape(x.shape[:-3] + shuffle(torch.zeros(x.shape[-3:], dtype=x.dtype), r).shape)
+
+
 def _max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
     return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -354,6 +363,9 @@ TORCH = {
     "flip": lambda x, axis=None, dims=None: torch.flip(x, _axes(_given(axis, dims), x.ndim)),
     "roll": lambda x, shifts, axis=None, dims=None: torch.roll(x, shifts, _given(axis, dims)),
     "stack": lambda *xs, axis: torch.stack(xs, axis),
+    "pixel_shuffle": lambda x, upscale_factor: _pixels(F.pixel_shuffle, x, upscale_factor),
+    "pixel_unshuffle": lambda x, downscale_factor: _pixels(F.pixel_unshuffle, x,
+                                                           downscale_factor),
     "tile": lambda x, reps=None, dims=None: torch.tile(x, _given(reps, dims)),
     "repeat": lambda x, sizes: x.repeat(*sizes),
     "repeat_interleave": lambda x, repeats, axis=None, dim=None: torch.repeat_interleave(
