@@ -46,12 +46,12 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, w = leaf.lift_all([x, w])
     what = f"conv1d of {describe(x)}"
     _operands_1d(x, w, what, "(O, C/groups, k)")
-    stride, dilation = _single(stride, what, "stride", 1), _single(dilation, what, "dilation", 1)
+    stride, dilation = single(stride, what, "stride", 1), single(dilation, what, "dilation", 1)
     groups = conv.check_groups(groups, what)
     if isinstance(padding, str):
         padding = conv.named_padding(padding, w.shape[2:], (stride,), (dilation,), what)
     else:
-        padding = _sides(padding, what, "padding")
+        padding = sides(padding, what, "padding")
     conv.check_channels(x, w, groups, what)
     conv.check_kernel(x, w, padding, (dilation,), what)
     y = conv.CONV2D(mv.expand_dims(x, 2), mv.expand_dims(w, 2), stride=(1, stride),
@@ -156,13 +156,13 @@ def conv_transpose1d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     if isinstance(padding, str):
         raise GraphError(f"{what}: padding must be an int or two sides, got {padding!r} "
                          f"(PyTorch has no 'same' or 'valid' for it either)")
-    stride, dilation = _single(stride, what, "stride", 1), _single(dilation, what, "dilation", 1)
-    output_padding = _single(output_padding, what, "output_padding", 0)
+    stride, dilation = single(stride, what, "stride", 1), single(dilation, what, "dilation", 1)
+    output_padding = single(output_padding, what, "output_padding", 0)
     _check_output_padding((output_padding,), (stride,), (dilation,), what)
     groups = conv.check_groups(groups, what)
     check_transposed(x, w, groups, what)
     y = transposed(mv.expand_dims(x, 2), mv.expand_dims(w, 2), (1, stride),
-                   (0, 0) + _sides(padding, what, "padding"), (0, output_padding), groups,
+                   (0, 0) + sides(padding, what, "padding"), (0, output_padding), groups,
                    (1, dilation), what, axes=(None, 2))
     return _named(mv.squeeze(conv.add_bias(y, bias, y.shape[1], what), 2), "conv_transpose1d")
 
@@ -331,7 +331,7 @@ def _operands_1d(x, w, what, layout):
     conv._rank(w, 3, what, layout)
 
 
-def _single(value, what, name, minimum):
+def single(value, what, name, minimum):
     """An int or a 1-tuple of one."""
     if isinstance(value, (tuple, list)) and len(value) == 1:
         (value,) = value
@@ -341,7 +341,7 @@ def _single(value, what, name, minimum):
     return int(value)
 
 
-def _sides(value, what, name):
+def sides(value, what, name):
     """An int or a 1-tuple (both sides) or two sides (start, end), non-negative."""
     sides = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if len(sides) == 1:

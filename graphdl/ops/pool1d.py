@@ -14,7 +14,7 @@ from graphdl.ir import describe, format_shape
 from graphdl.ops import conv, leaf
 from graphdl.ops import movement as mv
 from graphdl.ops.composite import _floating, _named, composite
-from graphdl.ops.conv_forms import _sides, _single
+from graphdl.ops.conv_forms import sides, single
 from graphdl.ops.resample import adaptive_avg_pool2d, adaptive_max_pool2d
 
 
@@ -27,7 +27,7 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     (x,) = leaf.lift_all([x])
     what = f"max_pool1d of {describe(x)}"
     kernel, stride, padding = _window(x, what, kernel_size, stride, padding)
-    dilation = _single(dilation, what, "dilation", 1)
+    dilation = single(dilation, what, "dilation", 1)
     _fits(x, what, kernel, padding, dilation)
     y = conv.max_pool2d(mv.expand_dims(x, 2), (1, kernel), (1, stride), (0, 0) + padding,
                         (1, dilation), ceil_mode)
@@ -53,7 +53,7 @@ def adaptive_avg_pool1d(x, output_size):
     """torch.nn.functional.adaptive_avg_pool1d on (N, C, L) or (C, L) input: the mean over
     PyTorch's adaptive bins [floor(i·L/out), ceil((i+1)·L/out))."""
     x = _sequence(x, "adaptive_avg_pool1d")
-    out = _single(output_size, f"adaptive_avg_pool1d of {describe(x)}", "output_size", 1)
+    out = single(output_size, f"adaptive_avg_pool1d of {describe(x)}", "output_size", 1)
     return mv.squeeze(adaptive_avg_pool2d(mv.expand_dims(x, -2), (1, out)), -2)
 
 
@@ -61,15 +61,15 @@ def adaptive_max_pool1d(x, output_size):
     """torch.nn.functional.adaptive_max_pool1d on (N, C, L) or (C, L) input: the maximum over
     the adaptive bins; the gradient goes to each bin's first maximum."""
     x = _sequence(x, "adaptive_max_pool1d")
-    out = _single(output_size, f"adaptive_max_pool1d of {describe(x)}", "output_size", 1)
+    out = single(output_size, f"adaptive_max_pool1d of {describe(x)}", "output_size", 1)
     return mv.squeeze(adaptive_max_pool2d(mv.expand_dims(x, -2), (1, out)), -2)
 
 
 def _window(x, what, kernel_size, stride, padding):
     conv._rank(x, 3, what, "(N, C, L)")
-    kernel = _single(kernel_size, what, "kernel_size", 1)
-    stride = kernel if stride is None else _single(stride, what, "stride", 1)
-    return kernel, stride, _sides(padding, what, "padding")
+    kernel = single(kernel_size, what, "kernel_size", 1)
+    stride = kernel if stride is None else single(stride, what, "stride", 1)
+    return kernel, stride, sides(padding, what, "padding")
 
 
 def _fits(x, what, kernel, padding, dilation):
