@@ -19,17 +19,17 @@ import pytest
 import graphdl as gd
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from tests.helpers import run_on
 
 
-def _export(model, args, names, dynamic_axes=None):
+def _export(model, args, names, dynamic_axes=None, opset=17):
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the tracer's warnings about shapes read in forward
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, buf, opset_version=17, dynamo=False, input_names=names,
+        torch.onnx.export(model, args, buf, opset_version=opset, dynamo=False, input_names=names,
                           dynamic_axes=dynamic_axes)
     return buf.getvalue()
 
@@ -243,6 +243,73 @@ def test_segmentation_net_gradients_match_autograd():
     x = x.clone().requires_grad_()
     _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
                      min_params=2)  # the head's: BatchNorm folds into the other convs
+
+
+# ---------------------------------------------------------------- activations, norms, losses
+class Zoo(torch.nn.Module):
+    """The activations and normalizations PyTorch's exporter writes as ONNX operators of their
+    own at opset 20 (PRelu, Split, Elu, Selu, InstanceNormalization (GroupNorm's too), HardSwish,
+    HardSigmoid, Celu, Gelu, DepthToSpace), between convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.prelu = torch.nn.PReLU(8)
+        self.instance = torch.nn.InstanceNorm2d(8, affine=True)
+        self.group = torch.nn.GroupNorm(2, 8)
+        self.shuffle = torch.nn.PixelShuffle(2)
+
+    def forward(self, x):
+        F = torch.nn.functional
+        a, b = torch.split(self.prelu(self.conv(x)), [3, 5], dim=1)
+        y = self.instance(torch.cat([F.elu(a, 0.5), F.selu(b)], 1))
+        y = F.hardswish(y) + F.hardsigmoid(y) + F.celu(y, 1.5) + F.gelu(y, approximate="tanh")
+        return self.shuffle(self.group(y))
+
+
+def test_activation_and_normalization_zoo_runs_and_differentiates_like_pytorch():
+    model, x = _perturbed(Zoo()), torch.randn(2, 3, 8, 8)
+    data = _export(model, (x,), ["x"], opset=20)
+    ops = {node.op_type for node in onnx.load_from_string(data).graph.node}
+    assert {"PRelu", "Split", "Elu", "Selu", "InstanceNormalization", "HardSwish", "HardSigmoid",
+            "Celu", "Gelu", "DepthToSpace"} <= ops
+    imported = gd.onnx.load(data)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected], rtol=1e-4)
+    x = x.clone().requires_grad_()
+    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
+                     min_params=4)  # PReLU's and GroupNorm's weights are reshaped: renamed
+
+
+class Losses(torch.nn.Module):
+    """cross_entropy with class weights and an ignored class (SoftmaxCrossEntropyLoss) and
+    nll_loss summed (SoftmaxCrossEntropyLoss of log-probabilities), over (N, C, d) scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(1.5))
+        self.register_buffer("weight", torch.tensor([1.0, 2.0, 0.5, 1.5]))
+
+    def forward(self, logits, target):
+        F, logits = torch.nn.functional, logits * self.scale
+        return (F.cross_entropy(logits, target, self.weight, ignore_index=2)
+                + F.nll_loss(F.log_softmax(logits, 1), target, reduction="sum"))
+
+
+def test_losses_import_and_differentiate_like_pytorch():
+    model = Losses()
+    logits = torch.randn(5, 4, 3)
+    target = torch.tensor([[0, 1, 2], [3, 2, 1], [1, 1, 0], [2, 3, 3], [0, 0, 1]])
+    data = _export(model, (logits, target), ["logits", "target"], opset=20)
+    assert "SoftmaxCrossEntropyLoss" in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    imported = gd.onnx.load(data)
+    feeds = imported.feeds(logits=logits.numpy(), target=target.numpy())
+    with torch.no_grad():
+        expected = model(logits, target).numpy()
+    _check_values(imported, data, feeds, [expected])
+    logits = logits.clone().requires_grad_()
+    _check_gradients(imported, feeds, [logits], [model(logits, target)], model, min_params=1)
 
 
 # ---------------------------------------------------------------- torchvision

@@ -361,6 +361,25 @@ def _avg_pool(call):
                               bool(call.attr("count_include_pad", 0))))
 
 
+@op("LpPool")
+def _lp_pool(call):
+    """(Σ over the window |x|^p)^(1/p). The window sums are a depthwise convolution with ones,
+    which takes the dilations that average pooling lacks; padding adds zeros (nothing)."""
+    if call.attr("ceil_mode", 0):
+        call.refuse("ceil_mode=1 is not supported")
+    x, kernel, stride, dilation, padding = _spatial(
+        call, call.node(0), call.attr("kernel_shape"), "Lp pooling", ranks=(3, 4, 5))
+    p, channels = call.attr("p", 2), x.shape[1]
+    if channels is None:
+        call.refuse(f"the channel axis of {call.proto.input[0]!r} must be known ({x.shape})")
+    powered = x * x if p == 2 else gd.abs(x) if p == 1 else gd.abs(x) ** p
+    ones = np.ones((channels, 1, *kernel), x.dtype)
+    convolve = gd.conv3d if x.ndim == 5 else gd.conv2d
+    sums = convolve(powered, ones, stride=stride, padding=padding, dilation=dilation,
+                    groups=channels)
+    return _unlift(call, gd.sqrt(sums) if p == 2 else sums if p == 1 else sums ** (1 / p))
+
+
 @op("GlobalAveragePool")
 def _global_avg_pool(call):
     x = call.node(0)
@@ -497,6 +516,14 @@ def _softmax(fn):
 
 OPS["Softmax"] = _softmax(gd.softmax)
 OPS["LogSoftmax"] = _softmax(gd.log_softmax)
+OPS["Hardmax"] = _softmax(
+    lambda x, axis: gd.cast(gd.equal(gd.argmax(x, axis, keepdims=True),
+                                     _positions(x.shape[axis], axis % x.ndim, x.ndim)), x.dtype))
+
+
+def _positions(size, axis, ndim):
+    """0 … size − 1 along `axis` of an `ndim`-axis array (ones elsewhere: it broadcasts)."""
+    return np.arange(size).reshape((size,) + (1,) * (ndim - 1 - axis))
 
 
 # ---------------------------------------------------------------- movement
@@ -577,22 +604,28 @@ def _scatter_elements(call):
     return indexing.scatter_reduce(*args, reduce, _negative=True)
 
 
-@op("CumSum")
-def _cumsum(call):
-    x = call.node(0)
-    axis = int(np.asarray(call.static(1, "the axis")).reshape(-1)[0]) % max(x.ndim, 1)
-    reverse = bool(call.attr("reverse", 0))
-    y = gd.cumsum(x, axis, reverse=reverse)
-    if y.dtype != x.dtype:  # ONNX sums in the input's type, NumPy widens small integers
-        y = gd.cast(y, x.dtype)
-    if not call.attr("exclusive", 0):
-        return y
-    # exclusive: each sum without its own element, i.e. the inclusive sums shifted by one
-    def along(start, stop):
-        return y[(slice(None),) * axis + (slice(start, stop),)]
-    zero = gd.zeros_like(along(0, 1))
-    shifted = [along(1, None), zero] if reverse else [zero, along(0, -1)]
-    return gd.concatenate(shifted, axis)
+def _cumulative(fn, identity):
+    """CumSum and CumProd: `fn` along the axis; `exclusive`: each result without its own element,
+    i.e. the inclusive results shifted by one, `identity` (an array like the given one) first."""
+    def build(call):
+        x = call.node(0)
+        axis = int(np.asarray(call.static(1, "the axis")).reshape(-1)[0]) % max(x.ndim, 1)
+        reverse = bool(call.attr("reverse", 0))
+        y = fn(x, axis, reverse=reverse)
+        if y.dtype != x.dtype:  # ONNX accumulates in the input's type, NumPy widens small ints
+            y = gd.cast(y, x.dtype)
+        if not call.attr("exclusive", 0):
+            return y
+
+        def along(start, stop):
+            return y[(slice(None),) * axis + (slice(start, stop),)]
+        first = identity(along(0, 1))
+        return gd.concatenate([along(1, None), first] if reverse else [first, along(0, -1)], axis)
+    return build
+
+
+OPS["CumSum"] = _cumulative(gd.cumsum, gd.zeros_like)
+OPS["CumProd"] = _cumulative(gd.cumprod, lambda v: gd.zeros_like(v) + 1)
 
 
 @op("Expand")
@@ -651,6 +684,80 @@ def _trilu(call):
     return (gd.triu if call.attr("upper", 1) else gd.tril)(call.node(0), k)
 
 
+@op("Split")
+def _split(call):
+    """Parts of the given sizes along the axis; without sizes, one per output, equal (since
+    opset 18, `num_outputs` of ⌈size/n⌉ with the last one smaller)."""
+    x = call.node(0)
+    axis = call.attr("axis", 0) % x.ndim
+    size = x.shape[axis]
+    if size is None:
+        call.refuse(f"the split axis {axis} of {call.proto.input[0]!r} must be known ({x.shape})")
+    sizes = call.attr("split") if call.opset < 13 else (
+        [int(n) for n in call.static(1, "split")] if call.has(1) else None)
+    if sizes is None:
+        parts = call.attr("num_outputs", len(call.proto.output))
+        chunk = -(-size // parts) if call.attr("num_outputs") else size // parts
+        sizes = [chunk] * (parts - 1) + [size - chunk * (parts - 1)]
+    if sum(sizes) != size or min(sizes) < 0 or len(sizes) != len(call.proto.output):
+        call.malformed(f"split sizes {list(sizes)} for {len(call.proto.output)} outputs do not "
+                       f"cut axis {axis} of size {size}")
+    ends = np.cumsum(sizes).tolist()
+    return tuple(x[(slice(None),) * axis + (slice(end - n, end),)] for n, end in zip(sizes, ends))
+
+
+def _blocks(call, what):
+    """The input (N, C, H, W) and the block size b of DepthToSpace/SpaceToDepth, C (N, C, H, W)
+    known."""
+    x, b = call.node(0), call.attr("blocksize")
+    if x.ndim != 4 or None in x.shape[1:]:
+        call.refuse(f"{what} takes an (N, C, H, W) input of known C, H, W; got {x.shape}")
+    return x, b
+
+
+@op("DepthToSpace")
+def _depth_to_space(call):
+    """CRD mode is pixel_shuffle; DCR (the default) reads the channels block-major."""
+    x, b = _blocks(call, "DepthToSpace")
+    if call.attr("mode", "DCR") == "CRD":
+        return gd.pixel_shuffle(x, b)
+    c, h, w = x.shape[1:]
+    blocks = gd.reshape(x, (-1, b, b, c // (b * b), h, w))
+    return gd.reshape(gd.transpose(blocks, (0, 3, 4, 1, 5, 2)), (-1, c // (b * b), h * b, w * b))
+
+
+@op("SpaceToDepth")
+def _space_to_depth(call):
+    """CRD mode is pixel_unshuffle; DCR (the default) writes the channels block-major."""
+    x, b = _blocks(call, "SpaceToDepth")
+    if call.attr("mode", "DCR") == "CRD":
+        return gd.pixel_unshuffle(x, b)
+    c, h, w = x.shape[1:]
+    blocks = gd.reshape(x, (-1, c, h // b, b, w // b, b))
+    return gd.reshape(gd.transpose(blocks, (0, 3, 5, 1, 2, 4)), (-1, c * b * b, h // b, w // b))
+
+
+@op("EyeLike")
+def _eye_like(call):
+    rows, cols = _static_shape(call, call.node(0))
+    dtype = call.attr("dtype")
+    dtype = call.node(0).dtype if dtype is None else helper.tensor_dtype_to_np_dtype(dtype)
+    return np.eye(rows, cols, call.attr("k", 0), dtype)
+
+
+@op("OneHot")
+def _one_hot(call):
+    """values[1] where the index (negative ones counted from the end) is the position along the
+    new axis, values[0] elsewhere: an index outside [-depth, depth) has no hot position."""
+    indices, values = call.node(0), call.node(2)
+    depth = int(np.asarray(call.static(1, "depth")).reshape(-1)[0])
+    axis = call.attr("axis", -1) % (indices.ndim + 1)
+    indices = gd.where(indices < 0, indices + depth, indices)
+    positions = _positions(depth, axis, indices.ndim + 1).astype(indices.dtype)
+    hot = gd.equal(gd.expand_dims(indices, axis), positions)
+    return gd.where(hot, values[1], values[0])
+
+
 # ---------------------------------------------------------------- reductions
 def _reduction(fn, axes_input_since):
     def build(call):
@@ -673,6 +780,10 @@ OPS["ReduceProd"] = _reduction(gd.prod, 18)
 OPS["ReduceL1"] = _reduction(functools.partial(gd.norm, p=1), 18)
 OPS["ReduceL2"] = _reduction(functools.partial(gd.norm, p=2), 18)
 OPS["ReduceLogSumExp"] = _reduction(gd.logsumexp, 18)
+OPS["ReduceSumSquare"] = _reduction(
+    lambda x, axis, keepdims: gd.sum(x * x, axis=axis, keepdims=keepdims), 18)
+OPS["ReduceLogSum"] = _reduction(
+    lambda x, axis, keepdims: gd.log(gd.sum(x, axis=axis, keepdims=keepdims)), 18)
 
 
 def _arg_extremum(fn):
@@ -696,3 +807,8 @@ def _topk(call):
     k = call.attr("k") if call.opset < 10 else call.static(1, "k").reshape(-1)[0]
     return gd.topk(call.node(0), int(k), call.attr("axis", -1), bool(call.attr("largest", 1)),
                    bool(call.attr("sorted", 1)))
+
+
+# the activations, normalizations and losses register themselves; imported last, as they read
+# this module's `OPS` and `op`
+from graphdl.onnx import ops_nn  # noqa: F401

@@ -1,0 +1,101 @@
+"""Forms of ONNX operators that ONNX's node tests do not reach (LRN of an even size, opset 18's
+per-group GroupNormalization scale, Hardmax before opset 13, Lp pooling of p = 3, PRelu's slope
+broadcast along a non-channel axis, ...): imported, their values against onnxruntime, and the
+gradients of the imported graph (declared in float64) against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper
+
+import graphdl as gd
+from tests.helpers import graph_numeric_grads, onnxruntime_run
+
+RNG = np.random.default_rng(0)
+
+
+def _floats(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# name -> (operator, attributes, opset, inputs (name -> array), number of outputs)
+CASES = {
+    "lrn_odd": ("LRN", {"size": 3, "alpha": 0.02, "beta": 0.6, "bias": 1.5}, 17,
+                {"x": _floats(2, 5, 3, 4)}, 1),
+    "group_norm_per_group_scale": ("GroupNormalization", {"num_groups": 2, "epsilon": 1e-3}, 18,
+                                   {"x": _floats(2, 6, 3, 2), "scale": _floats(2),
+                                    "bias": _floats(2)}, 1),
+    "hardmax_flattened": ("Hardmax", {"axis": 1}, 11, {"x": _floats(2, 3, 4)}, 1),
+    "lp_pool_p3": ("LpPool", {"kernel_shape": [2, 3], "p": 3, "strides": [1, 2],
+                              "pads": [1, 0, 1, 1]}, 17, {"x": _floats(1, 2, 5, 6)}, 1),
+    "lp_pool_1d_p1": ("LpPool", {"kernel_shape": [3], "p": 1, "strides": [2]}, 17,
+                      {"x": _floats(2, 3, 7)}, 1),
+    "split_attribute": ("Split", {"axis": 1, "split": [1, 3, 2]}, 11, {"x": _floats(2, 6, 3)}, 3),
+    "shrink": ("Shrink", {"bias": 0.1, "lambd": 0.4}, 17, {"x": _floats(3, 5)}, 1),
+    "prelu_slope_per_channel": ("PRelu", {}, 17, {"x": _floats(2, 3, 4, 2),
+                                                  "slope": _floats(3, 1, 1)}, 1),
+    "prelu_slope_along_width": ("PRelu", {}, 17, {"x": _floats(2, 3, 4, 2),
+                                                  "slope": _floats(2)}, 1),
+    "mean_variance_norm_axis_1": ("MeanVarianceNormalization", {"axes": [1]}, 17,
+                                  {"x": _floats(3, 4, 2)}, 1),
+    "hardsigmoid_pytorchs": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, 17,
+                             {"x": _floats(4, 5) * 4}, 1),
+    "selu_default": ("Selu", {}, 17, {"x": _floats(4, 5)}, 1),
+    "selu_other_gamma": ("Selu", {"gamma": 2.0}, 17, {"x": _floats(4, 5)}, 1),
+    "space_to_depth_dcr": ("SpaceToDepth", {"blocksize": 2}, 17, {"x": _floats(2, 3, 4, 6)}, 1),
+    "thresholded_relu": ("ThresholdedRelu", {"alpha": 0.3}, 17, {"x": _floats(3, 4)}, 1),
+}
+
+
+def _model(op, attrs, opset, inputs, outputs, elem_type=TensorProto.FLOAT):
+    names = [f"y{i}" for i in range(outputs)]
+    node = helper.make_node(op, list(inputs), names, name=op.lower(), **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info(k, elem_type, v.shape)
+                      for k, v in inputs.items()],
+        [helper.make_tensor_value_info(n, elem_type, None) for n in names])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_form_runs_like_onnxruntime(name):
+    op, attrs, opset, inputs, outputs = CASES[name]
+    model = _model(op, attrs, opset, inputs, outputs)
+    want = onnxruntime_run(model.SerializeToString(), inputs)
+    imported = gd.onnx.load(model)
+    for runner in ("interpreted", "compiled"):
+        got = (gd.evaluate(list(imported.outputs), inputs) if runner == "interpreted"
+               else gd.compile(list(imported.outputs))(**inputs))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape, runner
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=runner)
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"hardmax_flattened"}))  # constant
+def test_form_gradients_match_finite_differences(name):
+    op, attrs, opset, inputs, outputs = CASES[name]
+    inputs = {k: v.astype(np.float64) for k, v in inputs.items()}
+    imported = gd.onnx.load(_model(op, attrs, opset, inputs, outputs, TensorProto.DOUBLE))
+    probes = [RNG.standard_normal(y.shape) for y in imported.outputs]
+    loss = sum(gd.sum(y * p) for y, p in zip(imported.outputs, probes))
+    got = gd.evaluate(gd.grad(loss, list(imported.inputs)), inputs)
+    want = graph_numeric_grads(loss, inputs, [x.name for x in imported.inputs])
+    for x, g, w in zip(imported.inputs, got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7, err_msg=x.name)
+
+
+def test_lrn_of_an_even_size_reads_one_more_channel_after_than_before():
+    """size 4: the squares of channels c − 1 … c + 2 (PyTorch's local_response_norm reads
+    c − 2 … c + 1: an ONNX file and a PyTorch layer of an even size differ; onnxruntime refuses
+    even sizes)."""
+    x = np.ones((1, 6, 1, 1), np.float32)
+    x[0, 3] = 3.0
+    # beta −1, bias 0: y = x · Σ x² over the window (α/size = 1)
+    model = _model("LRN", {"size": 4, "alpha": 4.0, "beta": -1.0, "bias": 0.0}, 17, {"x": x}, 1)
+    (y,) = gd.evaluate(list(gd.onnx.load(model).outputs), {"x": x})
+    window_sums = [1 + 1 + 1, 1 + 1 + 1 + 9, 1 + 1 + 9 + 1, 1 + 9 + 1 + 1, 9 + 1 + 1, 1 + 1]
+    np.testing.assert_allclose(y.reshape(-1), x.reshape(-1) * window_sums, rtol=1e-6)
