@@ -589,19 +589,61 @@ def _gather_elements(call):
 
 @op("ScatterElements")
 def _scatter_elements(call):
+    return _scatter(call, call.node(0), call.attr("axis", 0), call.node(1), call.node(2))
+
+
+def _scatter(call, x, axis, index, src):
+    """ScatterElements' and ScatterND's writes along `axis`, by their `reduction`."""
     from graphdl.ops import indexing
 
     reduction = call.attr("reduction", "none")
-    if isinstance(reduction, bytes):
-        reduction = reduction.decode()
-    args = (call.node(0), call.attr("axis", 0), call.node(1), call.node(2))
     build = {"none": indexing.scatter, "add": indexing.scatter_add}.get(reduction)
     if build is not None:
-        return build(*args, _negative=True)
+        return build(x, axis, index, src, _negative=True)
     if reduction not in ("mul", "max", "min"):
         call.refuse(f"reduction {reduction!r}: graphdl imports none, add, mul, max and min")
     reduce = {"mul": "prod", "max": "amax", "min": "amin"}[reduction]
-    return indexing.scatter_reduce(*args, reduce, _negative=True)
+    return indexing.scatter_reduce(x, axis, index, src, reduce, _negative=True)
+
+
+def _flat_index(call, indices, dims):
+    """Index tuples (the last axis of `indices`, negative ones counted from the end) into
+    axes of sizes `dims`, as flat row-major positions."""
+    if indices.shape[-1] != len(dims):
+        call.malformed(f"index tuples of {indices.shape[-1]} numbers for {len(dims)} axes")
+    sizes = np.asarray(dims, indices.dtype)
+    indices = gd.where(indices < 0, indices + sizes, indices)
+    strides = np.asarray([math.prod(dims[i + 1:]) for i in range(len(dims))], indices.dtype)
+    return gd.sum(indices * strides, axis=-1)
+
+
+@op("GatherND")
+def _gather_nd(call):
+    """Rows of the axes after the `batch_dims` first, one per index tuple: the indexed axes
+    flattened into one (each batch's rows after the previous batch's) and gathered from it."""
+    data, indices, b = call.node(0), call.node(1), call.attr("batch_dims", 0)
+    shape, k = _static_shape(call, data), indices.shape[-1]
+    if None in indices.shape or k is None:
+        call.refuse(f"the shape of its indices must be known ({indices.shape})")
+    batch, rows, rest = math.prod(shape[:b]), math.prod(shape[b:b + k]), shape[b + k:]
+    flat = gd.reshape(_flat_index(call, indices, shape[b:b + k]), (batch, -1))
+    flat = flat + (np.arange(batch, dtype=indices.dtype) * rows)[:, None]
+    table = gd.reshape(data, (batch * rows, *rest))
+    return gd.reshape(gd.take(table, gd.reshape(flat, (-1,)), axis=0),
+                      (*indices.shape[:-1], *rest))
+
+
+@op("ScatterND")
+def _scatter_nd(call):
+    """updates written at index tuples into the leading axes: those axes flattened into one,
+    each tuple a flat row, and ScatterElements' write along it."""
+    data, indices, updates = call.node(0), call.node(1), call.node(2)
+    shape, k = _static_shape(call, data), indices.shape[-1]
+    rest = shape[k:]
+    src = gd.reshape(updates, (-1, *rest))
+    flat = gd.reshape(_flat_index(call, indices, shape[:k]), (-1,) + (1,) * len(rest))
+    y = _scatter(call, gd.reshape(data, (-1, *rest)), 0, gd.broadcast_to(flat, src.shape), src)
+    return gd.reshape(y, shape)
 
 
 def _cumulative(fn, identity):
