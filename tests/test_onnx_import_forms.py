@@ -53,6 +53,28 @@ CASES = {
         "x": _floats(4, 3), "i": np.array([[1], [-1], [1]]), "u": _floats(3, 3)}, 1),
     "scatter_nd_elements": ("ScatterND", {}, 17, {
         "x": _floats(3, 4), "i": np.array([[[0, 1], [2, -1]]]), "u": _floats(1, 2)}, 1),
+    # recurrent: sequences of their own lengths (a run-time input), both directions
+    "lstm_lengths_peepholes_clip": ("LSTM", {"hidden_size": 3, "direction": "bidirectional",
+                                             "clip": 1.5}, 17, {
+        "x": _floats(4, 3, 2), "w": _floats(2, 12, 2), "r": _floats(2, 12, 3),
+        "b": _floats(2, 24), "lengths": np.array([4, 2, 3], np.int32),
+        "h0": _floats(2, 3, 3), "c0": _floats(2, 3, 3), "p": _floats(2, 9)}, 3),
+    "lstm_input_forget": ("LSTM", {"hidden_size": 2, "input_forget": 1}, 17, {
+        "x": _floats(3, 2, 2), "w": _floats(1, 8, 2), "r": _floats(1, 8, 2)}, 3),
+    "gru_reverse_lengths_linear_before_reset": ("GRU", {
+        "hidden_size": 3, "direction": "reverse", "linear_before_reset": 1}, 17, {
+        "x": _floats(5, 2, 3), "w": _floats(1, 9, 3), "r": _floats(1, 9, 3), "b": _floats(1, 18),
+        "lengths": np.array([3, 5], np.int32)}, 2),
+    "gru_bidirectional_activations": ("GRU", {
+        "hidden_size": 2, "direction": "bidirectional",
+        "activations": ["HardSigmoid", "LeakyRelu", "Sigmoid", "ScaledTanh"],
+        "activation_alpha": [0.3, 0.2, 0.9], "activation_beta": [0.4, 1.1]}, 17, {
+        "x": _floats(3, 2, 2), "w": _floats(2, 6, 2), "r": _floats(2, 6, 2),
+        "b": _floats(2, 12)}, 2),
+    "rnn_relu_bidirectional": ("RNN", {"hidden_size": 4, "direction": "bidirectional",
+                                       "activations": ["Relu", "Tanh"]}, 17, {
+        "x": _floats(3, 2, 5), "w": _floats(2, 4, 5), "r": _floats(2, 4, 4) * 0.5,
+        "b": _floats(2, 8)}, 2),
 }
 
 

@@ -312,6 +312,43 @@ def test_losses_import_and_differentiate_like_pytorch():
     _check_gradients(imported, feeds, [logits], [model(logits, target)], model, min_params=1)
 
 
+# ---------------------------------------------------------------- recurrent
+RECURRENT = {
+    "lstm": lambda: torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+    "gru": lambda: torch.nn.GRU(3, 5, num_layers=2),
+    "rnn_relu": lambda: torch.nn.RNN(3, 4, nonlinearity="relu", bidirectional=True),
+}
+
+
+class Recurrent(torch.nn.Module):
+    """A recurrent layer's outputs and final hidden state (PyTorch's exporter writes ONNX's
+    LSTM, GRU and RNN, one node per layer, its gates reordered)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.layer = RECURRENT[kind]()
+
+    def forward(self, x):
+        y, state = self.layer(x)
+        return y, state[0] if isinstance(state, tuple) else state
+
+
+@pytest.mark.parametrize("kind", sorted(RECURRENT))
+def test_recurrent_layer_runs_and_differentiates_like_pytorch(kind):
+    model, x = _perturbed(Recurrent(kind)), torch.randn(2, 5, 3)
+    data = _export(model, (x,), ["x"])
+    operator = {"lstm": "LSTM", "gru": "GRU", "rnn_relu": "RNN"}[kind]
+    assert operator in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    imported = gd.onnx.load(data)
+    with torch.no_grad():
+        expected = [o.numpy() for o in model(x)]
+    _check_values(imported, data, imported.feeds(x=x.numpy()), expected, rtol=1e-4)
+    x = x.clone().requires_grad_()
+    # only the input's gradient: the exporter reorders the gates into new, unnamed weights
+    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], list(model(x)), model,
+                     min_params=0)
+
+
 # ---------------------------------------------------------------- torchvision
 def _torchvision_models():
     """torchvision.models. A torchvision whose C extension cannot load beside this torch (the

@@ -264,6 +264,8 @@ def _attribute(a):
         return numpy_helper.to_array(value)
     if isinstance(value, bytes):
         return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):  # strings
+        return [v.decode() for v in value]
     return value
 
 

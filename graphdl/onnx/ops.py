@@ -851,6 +851,6 @@ def _topk(call):
                    bool(call.attr("sorted", 1)))
 
 
-# the activations, normalizations and losses register themselves; imported last, as they read
-# this module's `OPS` and `op`
-from graphdl.onnx import ops_nn  # noqa: F401
+# the activations, normalizations, losses and recurrent operators register themselves; imported
+# last, as they read this module's `OPS` and `op`
+from graphdl.onnx import ops_nn, ops_rnn  # noqa: F401
