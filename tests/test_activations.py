@@ -47,6 +47,8 @@ CASES = {
     "leaky_relu": (gd.leaky_relu, F.leaky_relu, None),
     "leaky_relu(-0.5)": (lambda x: gd.leaky_relu(x, -0.5), lambda t: F.leaky_relu(t, -0.5),
                          None),
+    "prelu(0.25)": (lambda x: gd.prelu(x, 0.25),
+                    lambda t: F.prelu(t, torch.tensor(0.25, dtype=t.dtype)), None),
     "relu6": (gd.relu6, F.relu6, None),
     "hardtanh": (gd.hardtanh, F.hardtanh, None),
     "hardtanh(-2, 0.5)": (lambda x: gd.hardtanh(x, -2, 0.5), lambda t: F.hardtanh(t, -2, 0.5),
@@ -147,7 +149,7 @@ def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
 # clip give 0 there too). PyTorch's depends on the path its kernel takes (vectorized or not,
 # by size and memory layout): relu6'(NaN) is 1 for 3 elements and 0 for 64.
 NAN_GRADIENT = {"relu6": 0.0, "hardtanh": 0.0, "hardtanh(-2, 0.5)": 0.0, "hardsigmoid": 0.0,
-                "leaky_relu": 0.01, "leaky_relu(-0.5)": -0.5}
+                "leaky_relu": 0.01, "leaky_relu(-0.5)": -0.5, "prelu(0.25)": 0.25}
 
 
 @pytest.mark.parametrize("name", [name for name, case in CASES.items() if case[2] is None])
@@ -273,7 +275,7 @@ def test_integer_input_is_refused_by_name(name):
     (lambda x: gd.softplus(x, beta=0), "softplus: beta must be a nonzero number"),
     (lambda x: gd.softplus(x, threshold=True), "softplus: threshold must be a number"),
     (lambda x: gd.gelu(x, approximate="erf"), "gelu: approximate must be 'none' or 'tanh'"),
-    (lambda x: gd.glu(x), "glu of .*: the size along axis -1 must be even .*got 5"),
+    (lambda x: gd.glu(x), "glu of .*: the size along axis 1 must be even .*got 5"),
     (lambda x: gd.glu(x, axis=0, dim=0), "glu of .*: give axis or dim, not both"),
     (lambda x: gd.glu(x, axis=(0,)), "glu of .*: axis must be an int"),
     (lambda x: gd.glu(x, axis=2), "glu of .*: axis 2 is out of range"),

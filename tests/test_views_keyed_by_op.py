@@ -163,6 +163,8 @@ def _composite_examples():
         "glu": gd.sum(gd.glu(gd.concatenate([v, t], axis=-1)) * t),
         "log_sigmoid": gd.log_sigmoid(s) * 2.0,
         "softmax": gd.sum(gd.softmax(v) * t),
+        "softmin": gd.sum(gd.softmin(v, dim=0) * t),
+        "prelu": gd.sum(gd.prelu(v, s) * t),
         "log_softmax": gd.sum(gd.log_softmax(v) * t),
         "cross_entropy": gd.softmax_cross_entropy(v, labels) * 2.0,
         "hinge_loss": gd.hinge_loss(v, labels) * 2.0,

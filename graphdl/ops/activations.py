@@ -16,14 +16,13 @@ them), and as its parts otherwise.
 
 from __future__ import annotations
 
-import numpy as np
-
 from graphdl.errors import GraphError
-from graphdl.ir import describe
+from graphdl.ir import describe, format_shape
 from graphdl.lazy import scalar, sympy
 from graphdl.ops import elementwise as ew
+from graphdl.ops import leaf
 from graphdl.ops import movement as mv
-from graphdl.ops.composite import _floating, _named, composite, kink_slope, parameter
+from graphdl.ops.composite import _floating, _named, composite, kink_slope, one_axis, parameter
 
 # selu's constants, as PyTorch's
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -147,6 +146,32 @@ def mish(x):
     return _named(x * ew.TANH(ew.SOFTPLUS(x)), "mish")
 
 
+@composite("prelu", "PReLU",
+           "dL/dx = g for x > 0 and weight·g for x ≤ 0, dL/dweight = Σ_{x ≤ 0} x·g per channel",
+           ew.WHERE, arity=None)
+def prelu(x, weight):
+    """x for x > 0, weight·x otherwise (at 0 too, PyTorch's slope there), as
+    torch.nn.functional.prelu: weight, of x's dtype, holds one slope (0-d or (1,)) or one per
+    channel, C = x.shape[1] (x of two or more axes; else one). The second derivatives at 0
+    are those of the first (PyTorch's double backward takes the side x ≥ 0 there)."""
+    x = _floating(x, "prelu")
+    _, weight = leaf.lift_all([x, weight])
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if weight.ndim > 1 or (weight.shape or (1,))[0] not in (1, channels):
+        raise GraphError(f"prelu: weight {describe(weight)} has shape "
+                         f"{format_shape(weight.shape)}; {describe(x)} of shape "
+                         f"{format_shape(x.shape)} takes one slope or {channels} (one per "
+                         f"channel, axis 1)")
+    if weight.dtype != x.dtype:  # PyTorch refuses to promote here too
+        raise GraphError(f"prelu: weight {describe(weight)} has dtype {weight.dtype}, not the "
+                         f"dtype of {describe(x)}, {x.dtype}; convert it with gd.cast")
+    if weight.shape == (1,):  # one slope: 0-d, so that a 0-d x stays 0-d
+        weight = mv.reshape(weight, ())
+    elif weight.ndim:
+        weight = mv.reshape(weight, (channels,) + (1,) * (x.ndim - 2))
+    return _named(ew.WHERE(ew.GREATER(x, 0), x, x * weight), "prelu")
+
+
 # |x| as max(x, −x): SymPy differentiates that for any symbol, Abs only for a real one
 @composite("softsign", "softsign", "d softsign/dx = 1/(1 + |x|)²", ew.DIV,
            sym=lambda x: x / (1 + sympy.Max(x, -x)))
@@ -162,15 +187,10 @@ def glu(x, axis=None, dim=None):
     """a·σ(b), a and b the first and second halves of x along `axis` (or `dim`, PyTorch's
     name; the last axis if neither is given)."""
     x = _floating(x, "glu")
-    if axis is not None and dim is not None:
-        raise GraphError(f"glu of {describe(x)}: give axis or dim, not both")
-    axis = next((a for a in (axis, dim) if a is not None), -1)
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise GraphError(f"glu of {describe(x)}: axis must be an int, got {axis!r}")
-    (a,) = mv.normalize_axes(axis, x.ndim, f"glu of {describe(x)}")
+    a = one_axis(x, axis, dim, "glu")
     size = x.shape[a]
     if size is None or size % 2:
-        raise GraphError(f"glu of {describe(x)}: the size along axis {axis} must be even and "
+        raise GraphError(f"glu of {describe(x)}: the size along axis {a} must be even and "
                          f"known at declaration, got {size}")
     lead = (slice(None),) * a
     first, second = x[lead + (slice(0, size // 2),)], x[lead + (slice(size // 2, None),)]

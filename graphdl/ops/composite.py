@@ -227,9 +227,34 @@ def log_softmax(x, axis=-1):
            "∂s_i/∂x_j = s_i(δ_ij − s_j), so dL/dx = s ⊙ (g − Σ_j g_j s_j)", ew.DIV)
 def softmax(x, axis=-1):
     """e^x / Σ e^x over `axis`, shifted by the maximum."""
-    x = _floating(x, "softmax")
-    e = ew.EXP(x - _shift(x, axis))
-    return _named(e / rd.sum(e, axis, keepdims=True), "softmax")
+    return _softmax(_floating(x, "softmax"), axis, "softmax")
+
+
+def _softmax(z, axis, name):
+    """softmax of z over `axis`, its output named `name`."""
+    e = ew.EXP(z - _shift(z, axis))
+    return _named(e / rd.sum(e, axis, keepdims=True), name)
+
+
+@composite("softmin", "softmin",
+           "∂s_i/∂x_j = −s_i(δ_ij − s_j), so dL/dx = −s ⊙ (g − Σ_j g_j s_j)", ew.DIV, arity=None)
+def softmin(x, axis=None, dim=None):
+    """softmax(−x) over `axis` (or `dim`, PyTorch's name; the last axis if neither is given):
+    e^−x / Σ e^−x."""
+    x = _floating(x, "softmin")
+    return _softmax(-x, one_axis(x, axis, dim, "softmin"), "softmin")
+
+
+def one_axis(x, axis, dim, what):
+    """The one axis of x given as `axis` or `dim` (PyTorch's name), the last if neither is, as
+    a non-negative int; refused unless it is an int in range."""
+    if axis is not None and dim is not None:
+        raise GraphError(f"{what} of {describe(x)}: give axis or dim, not both")
+    axis = next((a for a in (axis, dim) if a is not None), -1)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise GraphError(f"{what} of {describe(x)}: axis must be an int, got {axis!r}")
+    (a,) = mv.normalize_axes(axis, x.ndim, f"{what} of {describe(x)}")
+    return a
 
 
 def one_hot(labels, num_classes, dtype="float32"):

@@ -1023,6 +1023,23 @@ def _softmax_like(op):
     return propose
 
 
+def _softmin(g):
+    """softmin along one axis, named `axis` or `dim` (PyTorch's)."""
+    args, params = _softmax_like("softmin")(g)
+    return args, {_spelling(g, "axis", "dim"): params["axis"]}
+
+
+def _prelu(g):
+    """prelu with one slope (0-d or (1,)) or, for x of two or more axes, one per channel; x
+    nonzero: at x = 0, PyTorch's double backward takes the side x ≥ 0, which is not the
+    derivative of its own first derivative (tests/test_functional_forms.py)."""
+    x = _nonzero(g, g.pick())
+    shape = g.shape_of(x)
+    r = g.rng.random()
+    slopes = (shape[1],) if len(shape) >= 2 and r < 0.6 else (1,) if r < 0.8 else ()
+    return [x, g.fresh(slopes)], {}
+
+
 def _layer_norm(g):
     """Normalized over the last one or two axes, none of them empty."""
     x = g.pick(lambda s: len(s) >= 1 and 0 not in s[-2:])
@@ -1566,6 +1583,8 @@ PROPOSERS = {
     "adaptive_max_pool2d": _adaptive_pool,
     "interpolate": _interpolate,
     "softmax": _softmax_like("softmax"),
+    "softmin": _softmin,
+    "prelu": _prelu,
     "layer_norm": _layer_norm,
     "linear": _linear,
     "embedding": _embedding,

@@ -413,6 +413,8 @@ TORCH = {
     "adaptive_max_pool2d": F.adaptive_max_pool2d,
     "interpolate": F.interpolate,
     "softmax": lambda x, axis: torch.softmax(x, axis),
+    "softmin": lambda x, axis=None, dim=None: F.softmin(x, _given(axis, dim)),
+    "prelu": F.prelu,
     "layer_norm": lambda x, normalized_shape: torch.nn.functional.layer_norm(x, normalized_shape),
     "linear": F.linear,
     "embedding": _embedding,
