@@ -71,6 +71,16 @@ CASES = {
         "activation_alpha": [0.3, 0.2, 0.9], "activation_beta": [0.4, 1.1]}, 17, {
         "x": _floats(3, 2, 2), "w": _floats(2, 6, 2), "r": _floats(2, 6, 2),
         "b": _floats(2, 12)}, 2),
+    # attention: grouped queries with a past and a bool mask, causal (bottom-right aligned)
+    "attention_gqa_past_causal": ("Attention", {"is_causal": 1, "q_num_heads": 4,
+                                                "kv_num_heads": 2}, 23, {
+        "q": _floats(2, 3, 8), "k": _floats(2, 3, 4), "v": _floats(2, 3, 6),
+        "mask": np.array([[True, False, True, True, True], [True, True, True, False, True],
+                          [False, True, True, True, True]]),
+        "past_k": _floats(2, 2, 2, 2), "past_v": _floats(2, 2, 2, 3)}, 3),
+    "attention_softcap_scores": ("Attention", {"softcap": 2.0, "scale": 0.7,
+                                               "qk_matmul_output_mode": 3}, 23, {
+        "q": _floats(1, 2, 3, 4), "k": _floats(1, 2, 5, 4), "v": _floats(1, 2, 5, 3)}, 4),
     "rnn_relu_bidirectional": ("RNN", {"hidden_size": 4, "direction": "bidirectional",
                                        "activations": ["Relu", "Tanh"]}, 17, {
         "x": _floats(3, 2, 5), "w": _floats(2, 4, 5), "r": _floats(2, 4, 4) * 0.5,

@@ -245,6 +245,36 @@ def test_segmentation_net_gradients_match_autograd():
                      min_params=2)  # the head's: BatchNorm folds into the other convs
 
 
+# ---------------------------------------------------------------- PyTorch's default exporter
+class Encoder(torch.nn.Module):
+    """An encoder layer over a causal mask: at opset 23 PyTorch's default (dynamo) exporter
+    writes its attention as one ONNX Attention node."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        return self.layer(x, src_mask=_causal(x.shape[1]), is_causal=True)
+
+
+def test_dynamo_export_with_attention_runs_and_differentiates_like_pytorch():
+    pytest.importorskip("onnxscript")
+    model, x = _perturbed(Encoder()), torch.randn(2, 5, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = torch.onnx.export(model, (x,), dynamo=True, opset_version=23,
+                                 verbose=False).model_proto.SerializeToString()
+    assert "Attention" in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    imported = gd.onnx.load(data)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected], rtol=1e-4)
+    x = x.clone().requires_grad_()
+    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
+                     min_params=0)
+
+
 # ---------------------------------------------------------------- activations, norms, losses
 class Zoo(torch.nn.Module):
     """The activations and normalizations PyTorch's exporter writes as ONNX operators of their

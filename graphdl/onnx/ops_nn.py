@@ -160,3 +160,94 @@ def _softmax_cross_entropy(call):
     second output."""
     log_probs = gd.log_softmax(call.node(0), 1)
     return _nll(call, log_probs), log_probs
+
+
+# ---------------------------------------------------------------- attention
+@op("Attention")
+def _attention(call):
+    """softmax(q·kᵀ·scale (soft-capped) + bias)·v, ONNX's Attention (opset 23): 3-D inputs
+    split into heads, the past keys and values before the new ones (present_key/value), key
+    heads repeated for grouped queries; the bias is the mask's (a bool mask keeps where True),
+    plus the causal, sliding-window and key-padding (`nonpad_kv_seqlen`) masks. A query whose
+    keys are all masked gets 0. Without soft-capping or the scores' output it is one
+    scaled_dot_product_attention."""
+    q, k, v = (call.node(i) for i in range(3))
+    split = q.ndim == 3
+    if split:
+        q, k, v = _heads(call, q, "q_num_heads"), _heads(call, k), _heads(call, v)
+    if call.has(4) != call.has(5):
+        call.malformed("past_key and past_value must be given together")
+    past = 0
+    if call.has(4):
+        past = call.node(4).shape[2]
+        k, v = (gd.concatenate([call.node(i), t], 2) for i, t in ((4, k), (5, v)))
+    present = (k, v)
+    if q.shape[1] != k.shape[1]:  # grouped queries: each key head serves q heads / k heads
+        k, v = (gd.repeat_interleave(t, q.shape[1] // k.shape[1], axis=1) for t in (k, v))
+    bias = _attention_bias(call, q, k.shape[2], past)
+    # ONNX scales q and k by √scale each (in their own precision), not their product
+    scale = call.attr("scale", 1 / np.sqrt(q.shape[-1]))
+    q, k = q * float(np.sqrt(scale)), k * float(np.sqrt(scale))
+    softcap, mode = call.attr("softcap", 0.0), call.attr("qk_matmul_output_mode", 0)
+    if not softcap and (len(call.proto.output) < 4 or not call.proto.output[3]):
+        y, scores = gd.scaled_dot_product_attention(q, k, v, bias, scale=1.0), None
+    else:
+        y, scores = _attention_parts(q, k, v, bias, softcap, mode)
+    if split:
+        y = gd.reshape(gd.transpose(y, (0, 2, 1, 3)), (-1, y.shape[2], y.shape[1] * y.shape[3]))
+    return (y, *present, scores)
+
+
+def _heads(call, x, heads="kv_num_heads"):
+    """(batch, length, heads·size) as (batch, heads, length, size)."""
+    n = call.attr(heads)
+    if n is None:
+        call.malformed(f"3-D inputs need the {heads} attribute")
+    return gd.transpose(gd.reshape(x, (-1, x.shape[1], n, x.shape[2] // n)), (0, 2, 1, 3))
+
+
+def _attention_bias(call, q, keys, past):
+    """The additive bias of the scores (queries × keys; None: none), -inf where masked."""
+    length, dtype = q.shape[2], q.dtype
+    masked = np.asarray(-np.inf, dtype)
+    bias = None
+    if call.has(3):
+        mask = call.node(3)
+        if mask.shape[-1] is not None and mask.shape[-1] < keys:  # the keys past it: masked
+            fill = False if mask.dtype == np.bool_ else -np.inf
+            mask = gd.pad(mask, [0, keys - mask.shape[-1]], value=fill)
+        bias = gd.where(mask, np.zeros((), dtype), masked) if mask.dtype == np.bool_ else mask
+    rows, cols = np.arange(length).reshape(-1, 1), np.arange(keys)
+    padded = call.node(6) if call.has(6) else None
+    # a query i sees keys up to i + offset: the keys before its block (per batch with padding)
+    offset = (gd.reshape(padded, (-1, 1, 1, 1)) - length if padded is not None and not call.has(4)
+              else past)
+    diff = offset + rows - cols  # how far each key is behind each query (an array or a node)
+    allowed = []
+    if call.attr("is_causal", 0):
+        allowed.append(diff >= 0)
+    left, right = call.attr("left_window_size", -1), call.attr("right_window_size", -1)
+    if left >= 0:
+        allowed.append(diff <= left)
+    if right >= 0:
+        allowed.append(diff >= -right)
+    if padded is not None:
+        allowed.append(gd.less(cols, gd.reshape(padded, (-1, 1, 1, 1))))
+    for keep in allowed:
+        term = gd.where(keep, np.zeros((), dtype), masked)
+        bias = term if bias is None else bias + term
+    return bias
+
+
+def _attention_parts(q, k, v, bias, softcap, mode):
+    """Attention of scaled q and k spelled out, for soft-capping and the scores' output (by
+    `qk_matmul_output_mode`: 0 and 1 the capped scores, 2 with the bias, 3 the weights)."""
+    scores = gd.matmul(q, gd.transpose(k, (0, 1, 3, 2)))
+    if softcap:
+        scores = gd.tanh(scores / softcap) * softcap
+    biased = scores if bias is None else scores + bias
+    weights = gd.softmax(biased, -1)
+    if bias is not None:  # a query whose keys are all masked: weights 0, not NaN
+        dead = gd.equal(gd.max(bias, -1, keepdims=True), -np.inf)
+        weights = gd.where(dead, gd.zeros_like(weights), weights)
+    return gd.matmul(weights, v), {0: scores, 1: scores, 2: biased, 3: weights}[mode]
