@@ -41,6 +41,21 @@ def test_shapes_of_another_rank_or_size_are_refused_naming_the_declared_shape():
         gd.onnx.load(_conv_model(), shapes={"x": (2, 1, 6, 5)})
 
 
+def test_an_input_of_no_declared_rank_needs_its_shape_given():
+    """No shape at all is not a 0-d input: refused at load, naming it, unless shapes= gives it."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(gd.GraphError, match=r"input 'x' declares no shape.*shapes=\{'x'"):
+        gd.onnx.load(model)
+    imported = gd.onnx.load(model, shapes={"x": (2, 3)})
+    x = np.array([[-1.0, 2.0, 0.5], [3.0, -4.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(gd.evaluate(imported.outputs[0], x=x), np.maximum(x, 0))
+
+
 @pytest.mark.parametrize("content", [b"", b"\xff\xff not a protobuf"])
 def test_a_file_that_is_no_onnx_model_is_refused_naming_it(tmp_path, content):
     path = tmp_path / "model.onnx"

@@ -140,3 +140,41 @@ def test_lrn_of_an_even_size_reads_one_more_channel_after_than_before():
     (y,) = gd.evaluate(list(gd.onnx.load(model).outputs), {"x": x})
     window_sums = [1 + 1 + 1, 1 + 1 + 1 + 9, 1 + 1 + 9 + 1, 1 + 9 + 1 + 1, 9 + 1 + 1, 1 + 1]
     np.testing.assert_allclose(y.reshape(-1), x.reshape(-1) * window_sums, rtol=1e-6)
+
+
+def _qdq(axis, zero_dtype, block_size=0):
+    """x → QuantizeLinear → DequantizeLinear: the fake quantization of a QDQ model."""
+    attrs = {"axis": axis, **({"block_size": block_size} if block_size else {})}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"], **attrs),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"], **attrs)]
+    zero_type = helper.np_dtype_to_tensor_dtype(np.dtype(zero_dtype))
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None),
+                       helper.make_tensor_value_info("scale", onnx.TensorProto.FLOAT, None),
+                       helper.make_tensor_value_info("zero", zero_type, None)],
+        [helper.make_tensor_value_info("q", zero_type, None),
+         helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+@pytest.mark.parametrize("form", ["per_tensor_uint8", "per_axis_int8", "blocked_int16"])
+def test_quantize_dequantize_runs_like_onnxruntime(form):
+    """Saturation at both ends of the type, ties rounded to even, zero points per channel and
+    per block."""
+    x = np.array([[0.5, 1.5, 2.5, -0.5, 300.0, -300.0], [3.5, -2.5, 0.25, 7.0, -7.5, 1.0]],
+                 np.float32)
+    axis, zero_dtype, block, scale, zero = {
+        "per_tensor_uint8": (1, np.uint8, 0, np.float32(1.0), np.uint8(3)),
+        "per_axis_int8": (0, np.int8, 0, np.array([1.0, 0.5], np.float32),
+                          np.array([-2, 5], np.int8)),
+        "blocked_int16": (1, np.int16, 4, np.array([[0.01, 2.0], [0.5, 0.25]], np.float32),
+                          np.array([[0, -3], [7, 1]], np.int16)),
+    }[form]
+    model = _qdq(axis, zero_dtype, block)
+    feeds = {"x": x, "scale": np.asarray(scale), "zero": np.asarray(zero)}
+    want = onnxruntime_run(model.SerializeToString(), feeds)
+    shapes = {name: value.shape for name, value in feeds.items()}
+    got = gd.evaluate(list(gd.onnx.load(model, shapes=shapes).outputs), feeds)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)

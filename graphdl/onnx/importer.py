@@ -186,6 +186,13 @@ def _input(value_info, shapes):
             f"graph input {value_info.name!r} has type {value_info.type.WhichOneof('value')}, "
             f"not a tensor; graphdl imports tensors only")
     tensor = value_info.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+    if not tensor.HasField("shape"):  # not even its rank: a 0-d guess would refuse every feed
+        if value_info.name not in shapes:
+            raise GraphError(f"graph input {value_info.name!r} declares no shape, not even its "
+                             f"rank; give it with gd.onnx.load(..., shapes={{"
+                             f"{value_info.name!r}: shape}})")
+        return gd.input(value_info.name, tuple(shapes[value_info.name]), dtype)
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
     shape = tuple(shapes.get(value_info.name, dims))
     if len(shape) != len(dims) or any(d not in (None, n) for d, n in zip(dims, shape)):
@@ -194,7 +201,6 @@ def _input(value_info, shapes):
         raise GraphError(f"gd.onnx.load(shapes=...): input {value_info.name!r} is given shape "
                          f"{shape}; the model declares {declared}: a shape fixes its symbolic "
                          f"dimensions only")
-    dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
     return gd.input(value_info.name, shape, dtype)
 
 

@@ -163,6 +163,52 @@ def _cast_like(call):
     return gd.cast(call.node(0), call.node(1).dtype)
 
 
+@op("QuantizeLinear")
+def _quantize(call):
+    """round(x / scale) (half to even) + zero point, saturated to the integer type: the zero
+    point's, else `output_dtype`'s, else uint8. Scale and zero point: one number, one per index
+    of `axis`, or one per block of `block_size` along it."""
+    x = call.node(0)
+    given = call.attr("output_dtype", 0)
+    dtype = (call.node(2).dtype if call.has(2) else
+             helper.tensor_dtype_to_np_dtype(given) if given else np.dtype(np.uint8))
+    scale = _per_block(call, x, call.node(1))
+    q = gd.round(x / scale)
+    if call.has(2):
+        q = q + _per_block(call, x, gd.cast(call.node(2), x.dtype))
+    if dtype.kind not in "iu":
+        call.refuse(f"quantizing to {dtype} (graphdl quantizes to integer types)")
+    info = np.iinfo(dtype)
+    return gd.cast(gd.clip(q, float(info.min), float(info.max)), dtype)
+
+
+@op("DequantizeLinear")
+def _dequantize(call):
+    """(x − zero point) · scale, in the scale's floating type; scale and zero point as
+    QuantizeLinear's."""
+    scale = call.node(1)
+    x = gd.cast(call.node(0), scale.dtype)
+    if call.has(2):
+        x = x - _per_block(call, x, gd.cast(call.node(2), scale.dtype))
+    return x * _per_block(call, x, scale)
+
+
+def _per_block(call, x, v):
+    """A quantization parameter broadcast against x: a scalar as it is; 1-D, one per index of
+    `axis` (1 by default); x's rank, one per block of `block_size` indices along `axis`."""
+    if v.ndim == 0 or v.shape == (1,):
+        return gd.reshape(v, ())
+    axis = call.attr("axis", 1) % x.ndim
+    block = call.attr("block_size", 0)
+    if not block:
+        return gd.reshape(v, (-1,) + (1,) * (x.ndim - 1 - axis))
+    size = x.shape[axis]
+    if size is None:
+        call.refuse(f"blocked quantization needs axis {axis} known; got {x.shape}")
+    v = gd.repeat_interleave(v, block, axis=axis)
+    return v[(slice(None),) * axis + (slice(0, size),)]
+
+
 @op("Dropout")
 def _dropout(call):
     """The identity (inference, or training with ratio 0: nothing dropped), its mask all True."""
