@@ -41,6 +41,40 @@ CASES = {
                        [_normal((4, 3), 11)]),
     "softmin(axis=1), 3-d": (lambda x: gd.softmin(x, axis=1), lambda t: F.softmin(t, 1),
                              [_normal((2, 3, 4), 12) * 3]),
+    "normalize": (gd.normalize, F.normalize, [_normal((2, 4, 3), 13)]),
+    "normalize(p=1, dim=-1)": (lambda x: gd.normalize(x, 1, -1), lambda t: F.normalize(t, 1, -1),
+                               [_normal((3, 4), 14)]),
+    "normalize(p=3, dim=(0, 2))": (lambda x: gd.normalize(x, 3.0, (0, 2)),
+                                   lambda t: F.normalize(t, 3.0, (0, 2)), [_normal((2, 3, 4), 15)]),
+    # rows of norm below eps = 1: divided by eps, the clamp passing no gradient
+    "normalize(eps=1), clamped": (lambda x: gd.normalize(x, eps=1.0),
+                                  lambda t: F.normalize(t, eps=1.0), [_normal((3, 2), 16) * 0.6]),
+    "instance_norm": (lambda x, w, b: gd.instance_norm(x, weight=w, bias=b),
+                      lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+                      [_normal((2, 3, 5), 17) * 2 + 1, _slopes(3, 18) + 1, _normal(3, 19)]),
+    "instance_norm, 2-d, no affine": (lambda x: gd.instance_norm(x, eps=0.1),
+                                      lambda t: F.instance_norm(t, eps=0.1),
+                                      [_normal((2, 2, 3, 2), 20)]),
+    "instance_norm, 3-d, weight only": (lambda x, w: gd.instance_norm(x, weight=w),
+                                        lambda x, w: F.instance_norm(x, weight=w),
+                                        [_normal((1, 2, 2, 1, 3), 21), _slopes(2, 22)]),
+    "local_response_norm(3)": (lambda x: gd.local_response_norm(x, 3, 0.5, 0.75, 1.0),
+                               lambda t: F.local_response_norm(t, 3, 0.5, 0.75, 1.0),
+                               [_normal((2, 5, 4), 23)]),
+    "local_response_norm(2), 4-d": (lambda x: gd.local_response_norm(x, 2, 1.0, 0.6, 2.0),
+                                    lambda t: F.local_response_norm(t, 2, 1.0, 0.6, 2.0),
+                                    [_normal((1, 4, 3, 2), 24)]),
+    "local_response_norm(5), 5-d, wider than C": (
+        lambda x: gd.local_response_norm(x, 5, 2.0, 1.5, 1.0),
+        lambda t: F.local_response_norm(t, 5, 2.0, 1.5, 1.0), [_normal((2, 3, 2, 1, 2), 25)]),
+    "local_response_norm(1), defaults": (lambda x: gd.local_response_norm(x, 1),
+                                         lambda t: F.local_response_norm(t, 1),
+                                         [_normal((2, 3, 4), 26) * 10]),
+    "rms_norm((4,))": (lambda x, w: gd.rms_norm(x, (4,), w), lambda x, w: F.rms_norm(x, (4,), w),
+                       [_normal((2, 3, 4), 27), _slopes(4, 28) + 1]),
+    "rms_norm((3, 4)), eps": (lambda x: gd.rms_norm(x, (3, 4), eps=0.5),
+                              lambda t: F.rms_norm(t, (3, 4), eps=0.5),
+                              [_normal((2, 3, 4), 29) * 0.5]),
 }
 
 # float64: to the last digits; float32: its rounding of every step, against float64
@@ -123,6 +157,64 @@ def test_prelu_at_zero_takes_the_slope_and_differentiates_it_again():
     assert got[4] == 3.0  # the three x ≤ 0; PyTorch's double backward counts only x < 0
 
 
+def test_normalize_of_a_zero_vector_is_zero_with_gradient_g_over_eps():
+    """0 / eps, d/dx = g / eps (the clamp passes no gradient to the norm), as PyTorch's; the
+    second derivative there is finite (x / eps is linear), where PyTorch's is NaN (its 2-norm's
+    double backward at 0) for p = 2, and the finite one for p = 1."""
+    x0 = np.array([[0.0, 0.0, 0.0], [0.6, -0.8, 0.0]])
+    x = gd.input("x", x0.shape, "float64")
+    got, want = {}, {}
+    for p in (2.0, 1.0):
+        y = gd.normalize(x, p, eps=0.5)
+        (g,) = gd.grad(gd.sum(y * y * _weights(x0.shape, 1)), [x])
+        got[p] = gd.evaluate([y, g, *gd.grad(gd.sum(g * _weights(x0.shape, 2)), [x])], x=x0)
+        t = torch.tensor(x0, requires_grad=True)
+        yt = F.normalize(t, p, eps=0.5)
+        (gt,) = torch.autograd.grad((yt * yt * torch.tensor(_weights(x0.shape, 1))).sum(), t,
+                                    create_graph=True)
+        (ht,) = torch.autograd.grad((gt * torch.tensor(_weights(x0.shape, 2))).sum(), t)
+        want[p] = [a.detach().numpy() for a in (yt, gt, ht)]
+        for a, b in zip(got[p][:2], want[p][:2]):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(got[2.0][0][0], 0.0)
+    row = 2 * _weights(x0.shape, 1)[0] * _weights(x0.shape, 2)[0] / 0.25  # of Σ w1·(x/eps)²
+    np.testing.assert_allclose(got[2.0][2][0], row, rtol=1e-14)
+    np.testing.assert_allclose(got[1.0][2], want[1.0][2], rtol=1e-13)
+    assert np.isnan(want[2.0][2][0]).all()
+
+
+def test_local_response_norm_pads_the_channels_with_zeros():
+    """With α/size = 1, β = 1, k = 0 the divisor of ones counts the window's channels that exist:
+    PyTorch's window c − size//2 … c + (size−1)//2 (for an even size, one more before)."""
+    x0 = np.ones((1, 4, 2))
+    x = gd.input("x", x0.shape, "float64")
+    for size, counts in ((3, [2, 3, 3, 2]), (2, [1, 2, 2, 2]), (6, [3, 4, 4, 4])):
+        got = gd.evaluate(gd.local_response_norm(x, size, alpha=size, beta=1.0, k=0.0), x=x0)
+        want = F.local_response_norm(torch.tensor(x0), size, size, 1.0, 0.0).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-15)
+        np.testing.assert_allclose(got[0, :, 0], 1 / np.array(counts), rtol=1e-15)
+
+
+def test_local_response_norm_of_an_unknown_batch_and_of_nothing():
+    x = gd.input("x", (None, 3, 2, 2), "float32")
+    y = gd.local_response_norm(x, 2, alpha=1.0)
+    x0 = _normal((2, 3, 2, 2), 0).astype("float32")
+    np.testing.assert_allclose(gd.evaluate(y, x=x0), F.local_response_norm(
+        torch.tensor(x0), 2, alpha=1.0).numpy(), rtol=1e-6)
+    empty = gd.input("e", (0, 3, 4), "float64")
+    assert gd.local_response_norm(empty, 3) is empty  # PyTorch gives an empty input back
+
+
+def test_rms_norm_eps_is_the_dtypes_machine_epsilon_by_default():
+    x0 = np.array([[1e-4, -2e-4, 3e-4]])
+    for dtype in ("float32", "float64"):
+        x = gd.input("x", x0.shape, dtype)
+        assert gd.rms_norm(x, 3) is gd.rms_norm(x, [3], eps=float(np.finfo(dtype).eps))
+        want = F.rms_norm(torch.tensor(x0.astype(dtype)), (3,)).numpy()
+        np.testing.assert_allclose(gd.evaluate(gd.rms_norm(x, 3), x=x0.astype(dtype)), want,
+                                   rtol=2e-6 if dtype == "float32" else 1e-14)
+
+
 def test_softmin_takes_axis_or_dim():
     x = gd.input("x", (3, 4), "float32")
     assert gd.softmin(x, dim=0) is gd.softmin(x, axis=0) is gd.softmin(x, -2)
@@ -140,6 +232,32 @@ def test_softmin_takes_axis_or_dim():
     (lambda x: gd.softmin(x, 3), "softmin of 'x': axis 3 is out of range for 3 dimensions"),
     (lambda x: gd.softmin(x, (0, 1)), r"softmin of 'x': axis must be an int, got \(0, 1\)"),
     (lambda x: gd.softmin(gd.cast(x, "int64")), "softmin expects floating-point input"),
+    (lambda x: gd.normalize(x, dim=3), "normalize of 'x': axis 3 is out of range"),
+    (lambda x: gd.normalize(x, eps="1"), "normalize: eps must be a number, got '1'"),
+    (lambda x: gd.normalize(x, p="nuc"), "norm of 'x': p must be a number, inf, -inf or 'fro'"),
+    (lambda x: gd.normalize(gd.cast(x, "int32")), "normalize expects floating-point input"),
+    (lambda x: gd.instance_norm(x, np.zeros(3, "float32")),
+     (r"instance_norm of 'x': running statistics \(running_mean, running_var, "
+     r"use_input_stats=False\) are not supported; give weight= and bias= by name")),
+    (lambda x: gd.instance_norm(x, use_input_stats=False), "gd.batch_norm"),
+    (lambda x: gd.instance_norm(x[0]), r"instance_norm: .* has shape \(3, 5\), not \(N, C, L"),
+    (lambda x: gd.instance_norm(x[..., :1]), (r"shape \(2, 3, 1\) has 1 value per channel; "
+                                             "instance statistics need more than 1")),
+    (lambda x: gd.instance_norm(x, weight=np.ones(5, "float32")),
+     r"instance_norm: weight .* has shape \(5,\), not \(3,\)"),
+    (lambda x: gd.local_response_norm(x, 0), ("local_response_norm of 'x': size must be an int "
+                                             "of at least 1, got 0")),
+    (lambda x: gd.local_response_norm(x, 2.0), "size must be an int of at least 1, got 2.0"),
+    (lambda x: gd.local_response_norm(x[0], 2), r"has shape \(3, 5\), not \(N, C, L, ...\)"),
+    (lambda x: gd.local_response_norm(x, 2, beta=float("nan")),
+     "local_response_norm: beta must be a number"),
+    (lambda x: gd.local_response_norm(gd.input("u", (2, None, 5), "float32"), 2),
+     r"the channels and spatial sizes must be known at declaration, got shape \(2, \?, 5\)"),
+    (lambda x: gd.rms_norm(x, (3,)), (r"rms_norm: 'x' has shape \(2, 3, 5\), whose last axes are "
+                                     r"not normalized_shape \(3,\)")),
+    (lambda x: gd.rms_norm(x, 5, np.ones(3, "float32")),
+     r"rms_norm: weight .* has shape \(3,\), not \(5,\)"),
+    (lambda x: gd.rms_norm(x, 5, eps=[1e-5]), r"rms_norm: eps must be a number"),
 ])
 def test_bad_arguments_are_refused_naming_the_input(call, message):
     with pytest.raises(gd.GraphError, match=message):
@@ -149,6 +267,10 @@ def test_bad_arguments_are_refused_naming_the_input(call, message):
 @pytest.mark.parametrize(("name", "build"), [
     ("prelu", lambda x: gd.prelu(x, np.full(3, 0.25))),
     ("softmin", lambda x: gd.softmin(x, dim=1)),
+    ("normalize", lambda x: gd.normalize(x, 1.5, dim=(1, 2))),
+    ("instance_norm", lambda x: gd.instance_norm(x, weight=np.full(3, 2.0))),
+    ("local_response_norm", lambda x: gd.local_response_norm(x, 2, alpha=1.0)),
+    ("rms_norm", lambda x: gd.rms_norm(x, (3, 4), np.ones((3, 4)))),
 ])
 def test_each_is_drawn_as_one_gate(name, build):
     x = gd.input("x", (2, 3, 4), "float64")

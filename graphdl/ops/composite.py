@@ -492,10 +492,16 @@ def clip(x, lo=None, hi=None):
         raise GraphError(f"clip of {describe(x)}: give lo, hi or both")
     out = x
     if lo is not None:
-        out = _clamp_side(out, float(lo), ew.GREATER_EQUAL, ew.LESS)
+        out = clamp_min(out, lo)
     if hi is not None:
         out = _clamp_side(out, float(hi), ew.LESS_EQUAL, ew.GREATER)
     return _named(out, "clip")
+
+
+def clamp_min(x, lo):
+    """x raised to lo where below it, unnamed (a part of other composites): clip's lower side,
+    PyTorch's clamp_min (the gradient at lo and above, none below; NaN stays NaN)."""
+    return _clamp_side(x, float(lo), ew.GREATER_EQUAL, ew.LESS)
 
 
 def _clamp_side(x, bound, keeps, passes):

@@ -9,11 +9,11 @@ import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.ir import Node, describe, format_shape
+from graphdl.ops import conv, leaf, random
 from graphdl.ops import elementwise as ew
-from graphdl.ops import leaf, random
 from graphdl.ops import movement as mv
 from graphdl.ops import reduce as rd
-from graphdl.ops.composite import _floating, _named, composite, parameter
+from graphdl.ops.composite import _floating, _named, clamp_min, composite, parameter
 from graphdl.ops.matmul import MATMUL, matmul
 
 
@@ -25,14 +25,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """(x − mean) / √(var + eps) · weight + bias over the last len(normalized_shape) axes, the
     variance biased (÷ N), as torch.nn.functional.layer_norm."""
     x = _floating(x, "layer_norm")
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not shape or tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
-        raise GraphError(f"layer_norm: {describe(x)} has shape {format_shape(x.shape)}, whose "
-                         f"last axes are not normalized_shape {shape}")
-    axes = tuple(range(x.ndim - len(shape), x.ndim))
-    centered = x - rd.mean(x, axes, keepdims=True)
-    variance = rd.mean(centered * centered, axes, keepdims=True)
-    y = centered * ew.RECIPROCAL(ew.SQRT(variance + eps))
+    shape, axes = _last_axes(x, normalized_shape, "layer_norm")
+    y = _standardized(x, axes, eps)
     weight, bias = (None if p is None else leaf.lift_all([p])[0] for p in (weight, bias))
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != shape:
@@ -43,6 +37,23 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return _named(y, "layer_norm")
+
+
+def _last_axes(x, normalized_shape, what):
+    """(normalized_shape as a tuple, the axes of x it names: its last ones), refused unless x
+    ends with that shape."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
+        raise GraphError(f"{what}: {describe(x)} has shape {format_shape(x.shape)}, whose "
+                         f"last axes are not normalized_shape {shape}")
+    return shape, tuple(range(x.ndim - len(shape), x.ndim))
+
+
+def _standardized(x, axes, eps):
+    """(x − mean) / √(var + eps) over `axes`, the variance biased (÷ N), in two passes."""
+    centered = x - rd.mean(x, axes, keepdims=True)
+    variance = rd.mean(centered * centered, axes, keepdims=True)
+    return centered * ew.RECIPROCAL(ew.SQRT(variance + eps))
 
 
 def _broadcasts_to(shape, target):
@@ -224,8 +235,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale
 
 def _channels(x, what, least=2):
     if x.ndim < least:
-        raise GraphError(f"{what}: {describe(x)} has shape {format_shape(x.shape)}, not "
-                         f"(N, C, ...)")
+        axes = "(N, C, ...)" if least == 2 else "(N, C, L, ...)"
+        raise GraphError(f"{what}: {describe(x)} has shape {format_shape(x.shape)}, not {axes}")
     return (x.shape[1],)
 
 
@@ -243,9 +254,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         raise GraphError(f"group_norm: {describe(x)} has {c} channels, which num_groups "
                          f"{num_groups!r} does not divide")
     grouped = mv.reshape(x, (x.shape[0], int(num_groups), -1))
-    centered = grouped - rd.mean(grouped, 2, keepdims=True)
-    variance = rd.mean(centered * centered, 2, keepdims=True)
-    y = mv.reshape(centered * ew.RECIPROCAL(ew.SQRT(variance + eps)), x.shape)
+    y = mv.reshape(_standardized(grouped, 2, eps), x.shape)
     return _named(_affine(y, weight, bias, (c,), "group_norm", axis=1), "group_norm")
 
 
@@ -334,3 +343,87 @@ def _running_updates(x, axes, mean, variance, running_mean, running_var, momentu
     if count is not None:
         updates[count] = count + 1
     return updates
+
+
+@composite("normalize", "normalize",
+           "dL/dx = (g − Σ(g·y) · ∂n/∂x) / n, with n = ‖x‖_p raised to eps (∂n/∂x = 0 "
+           "below it) and y = x / n", ew.DIV, arity=None)
+def normalize(x, p=2.0, dim=1, eps=1e-12):
+    """x / max(‖x‖_p, eps) over `dim` (an int or a tuple), as torch.nn.functional.normalize:
+    the p-norm as gd.norm's; below eps the divisor is eps, with no gradient through it
+    (PyTorch's clamp_min), so a zero vector gives 0 with gradient g / eps."""
+    x = _floating(x, "normalize")
+    eps = parameter("normalize", "eps", eps)
+    axes = mv.normalize_axes(dim, x.ndim, f"normalize of {describe(x)}", scalar_axis=True)
+    n = rd.norm(x, p, axis=axes, keepdims=True)
+    return _named(x / clamp_min(n, eps), "normalize")
+
+
+@composite("instance_norm", "InstanceNorm",
+           "per sample and channel: dL/dx = (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)) / σ with "
+           "ĝ = g · weight, x̂ = (x − mean) / σ, σ = √(var + eps), over the spatial axes",
+           (ew.MUL, ew.ADD), arity=None)
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """x (N, C, ...) normalized over the spatial axes of each sample's channel, the variance
+    biased, then · weight + bias per channel (C,), as torch.nn.functional.instance_norm (its
+    arguments, in its order) with use_input_stats=True. Running statistics are not kept:
+    running_mean, running_var and use_input_stats=False are refused (normalizing by running
+    statistics is gd.batch_norm's inference form); momentum would only move them."""
+    x = _floating(x, "instance_norm")
+    what = f"instance_norm of {describe(x)}"
+    if running_mean is not None or running_var is not None or not use_input_stats:
+        raise GraphError(f"{what}: running statistics (running_mean, running_var, "
+                         f"use_input_stats=False) are not supported; give weight= and bias= by "
+                         f"name (PyTorch's order has the running statistics first); by running "
+                         f"statistics it is gd.batch_norm(x, running_mean, running_var, "
+                         f"weight, bias)")
+    (c,) = _channels(x, "instance_norm", least=3)
+    values = math.prod(x.shape[2:]) if None not in x.shape[2:] else None
+    if values is not None and values < 2:
+        raise GraphError(f"{what}: shape {format_shape(x.shape)} has {values} value per channel; "
+                         f"instance statistics need more than 1 (as PyTorch)")
+    y = _standardized(x, tuple(range(2, x.ndim)), parameter("instance_norm", "eps", eps))
+    return _named(_affine(y, weight, bias, (c,), "instance_norm", axis=1), "instance_norm")
+
+
+@composite("local_response_norm", "LRN",
+           "dL/dx = g / d − (2αβ/size) · x · Σ_window (g · y / s), with s = k + α/size · "
+           "Σ_window x², d = s^β and y = x / d", ew.DIV, arity=None)
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x / (k + alpha/size · Σ x²)^beta, the sum over the `size` channels c − size//2 …
+    c + (size−1)//2 around each channel c (axis 1), zeros past the edges, as
+    torch.nn.functional.local_response_norm: x² as (N, 1, C, the spatial axes flattened),
+    average-pooled over (size, 1) windows, so its gradient, kernels and export are the pool's."""
+    x = _floating(x, "local_response_norm")
+    what = f"local_response_norm of {describe(x)}"
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise GraphError(f"{what}: size must be an int of at least 1, got {size!r}")
+    alpha, beta, k = (parameter("local_response_norm", name, v)
+                      for name, v in (("alpha", alpha), ("beta", beta), ("k", k)))
+    _channels(x, "local_response_norm", least=3)
+    n, c, *spatial = x.shape
+    if c is None or None in spatial:
+        raise GraphError(f"{what}: the channels and spatial sizes must be known at declaration, "
+                         f"got shape {format_shape(x.shape)}")
+    if 0 in x.shape:
+        return x  # nothing to normalize (PyTorch gives the input back)
+    batch = -1 if n is None else n
+    planes = mv.reshape(x * x, (batch, 1, c, math.prod(spatial)))
+    window = conv.avg_pool2d(planes, (int(size), 1), 1, (size // 2, (size - 1) // 2, 0, 0))
+    divisor = (mv.reshape(window, (batch, c, *spatial)) * alpha + k) ** beta
+    return _named(x / divisor, "local_response_norm")
+
+
+@composite("rms_norm", "RMSNorm",
+           "dL/dx = (ĝ − x̂ · mean(ĝ · x̂)) / r with ĝ = g · weight, x̂ = x / r, "
+           "r = √(mean(x²) + eps)", ew.MUL, arity=None)
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """x / √(mean(x²) + eps) · weight over the last len(normalized_shape) axes, as
+    torch.nn.functional.rms_norm: weight of normalized_shape; eps None is the machine epsilon
+    of x's dtype (torch.finfo(x.dtype).eps)."""
+    x = _floating(x, "rms_norm")
+    shape, axes = _last_axes(x, normalized_shape, "rms_norm")
+    eps = float(np.finfo(x.dtype).eps) if eps is None else parameter("rms_norm", "eps", eps)
+    y = x * ew.RECIPROCAL(ew.SQRT(rd.mean(x * x, axes, keepdims=True) + eps))
+    return _named(_affine(y, weight, None, shape, "rms_norm"), "rms_norm")

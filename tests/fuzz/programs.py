@@ -136,6 +136,10 @@ def _masked(x, labels, num_classes):
 ALONG = ("gather", "take_along_axis", "scatter", "scatter_add", "scatter_reduce", "index_select",
          "index_add")
 
+# ops whose slots after x are given by name (instance_norm: PyTorch's order puts running
+# statistics first)
+NAMED = {"instance_norm": ("weight", "bias"), "rms_norm": ("weight",)}
+
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
     "index_input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
@@ -178,6 +182,8 @@ GD = {
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
     "embedding": lambda w, indices, padding_idx: gd.embedding(indices, w, padding_idx),
     "group_norm": lambda x, *wb, num_groups: gd.group_norm(x, num_groups, *wb),
+    **{op: lambda x, *slots, op=op, **p: getattr(gd, op)(x, **dict(zip(NAMED[op], slots)), **p)
+       for op in NAMED},
     "random_uniform": lambda x, key: x * gd.random_uniform(key, x, x.dtype),
     "batch_norm": lambda x, *wb, running_mean, running_var, training: gd.batch_norm(
         x, running_mean, running_var, *wb, training=training),
@@ -237,6 +243,10 @@ def _code(step):
         indices = args[2] if len(args) > 2 else _literal(step.params["indices"])
         return (f"gd.sum(gd.take({args[0]}, {indices}, axis=0) * gd.expand_dims({args[1]}, 1), "
                 "axis=2)")
+    if step.op in NAMED:
+        named = [f"{k}={a}" for k, a in zip(NAMED[step.op], args[1:])]
+        kwargs = [f"{k}={_literal(v)}" for k, v in step.params.items()]
+        return f"gd.{step.op}({', '.join(args[:1] + named + kwargs)})"
     if step.op in ALONG:
         p = dict(step.params)
         key = "indices" if step.op == "take_along_axis" else "index"
@@ -1121,6 +1131,44 @@ def _group_norm(g):
     return [x, *_affine_params(g, c)], {"num_groups": groups}
 
 
+def _instance_norm(g):
+    """x (N, C, ...) of more than one spatial value (as PyTorch requires), weight and bias half
+    the time (given by name: PyTorch's order has the running statistics first)."""
+    x = g.pick(lambda s: 3 <= len(s) <= 5 and 0 not in s and math.prod(s[2:]) >= 2)
+    wb = _affine_params(g, g.shape_of(x)[1])
+    return [x, *wb], {"eps": float(g.rng.choice([1e-5, 0.5]))}
+
+
+def _local_response_norm(g):
+    """x (N, C, ...) with a window of up to two more than the channels, and parameters that make
+    the normalization matter."""
+    x = g.pick(lambda s: 3 <= len(s) <= 5)
+    size = int(g.rng.integers(1, g.shape_of(x)[1] + 3))
+    return [x], {"size": size, "alpha": float(g.rng.choice([1e-4, 0.5, 2.0])),
+                 "beta": float(g.rng.choice([0.75, 0.5, 1.5])),
+                 "k": float(g.rng.choice([1.0, 2.0]))}
+
+
+def _normalize(g):
+    """normalize over one axis or several, by a p-norm; operands positive for the p whose
+    second derivative PyTorch has as NaN at a zero element (`NAN_SECOND_AT_ZERO`); an eps of
+    0.5 clamps often (and at exactly 0.5 with the grid's values)."""
+    x = g.pick(lambda s: len(s) >= 1)
+    p = NORMS[int(g.rng.integers(len(NORMS)))]
+    if p in NAN_SECOND_AT_ZERO:
+        x = g.positive(x)
+    return [x], {"p": p, "dim": g.axis(len(g.shape_of(x)), allow_none=False),
+                 "eps": float(g.rng.choice([1e-12, 0.5]))}
+
+
+def _rms_norm(g):
+    """Over the last one or two axes, none of them empty, with a weight half the time; eps
+    None (the dtype's machine epsilon) or a number."""
+    (x,), params = _layer_norm(g)
+    weight = [g.fresh(params["normalized_shape"])] if g.rng.random() < 0.5 else []
+    return [x, *weight], {**params, "eps": None if g.rng.random() < 0.5 else 1e-3}
+
+
 def _batch_norm(g):
     """x (N, C, ...) by constant running statistics, or by the batch's (training; more than one
     value per channel, as PyTorch requires), with weight and bias half the time."""
@@ -1592,6 +1640,10 @@ PROPOSERS = {
     "scaled_dot_product_attention": _attention,
     "group_norm": _group_norm,
     "batch_norm": _batch_norm,
+    "instance_norm": _instance_norm,
+    "local_response_norm": _local_response_norm,
+    "normalize": _normalize,
+    "rms_norm": _rms_norm,
     "log_softmax": _softmax_like("log_softmax"),
     "logsumexp": _logsumexp,
     "softmax_cross_entropy": _cross_entropy,
