@@ -81,11 +81,27 @@ CASES = {
     "attention_softcap_scores": ("Attention", {"softcap": 2.0, "scale": 0.7,
                                                "qk_matmul_output_mode": 3}, 23, {
         "q": _floats(1, 2, 3, 4), "k": _floats(1, 2, 5, 4), "v": _floats(1, 2, 5, 3)}, 4),
+    # movement: crops and pads about the center, sequences reversed within their lengths
+    "center_crop_pad_odd": ("CenterCropPad", {"axes": [0, -1]}, 18, {
+        "x": _floats(6, 2, 3), "shape": np.array([3, 6])}, 1),
+    "reverse_sequence_batch_first": ("ReverseSequence", {"batch_axis": 0, "time_axis": 1}, 17, {
+        "x": _floats(3, 4, 2), "lengths": np.array([4, 1, 3])}, 1),
+    # output_shape the unpooled size: beyond it, onnxruntime reads the indices in the larger
+    # layout, where ONNX's reference (and node test) pads the unpooled result at the end
+    "max_unpool_output_shape": ("MaxUnpool", {"kernel_shape": [2, 2], "strides": [2, 2]}, 17, {
+        "x": _floats(1, 2, 2, 2), "i": np.array([[[[5, 3], [8, 15]], [[16, 22], [25, 31]]]]),
+        "out": np.array([1, 2, 4, 4])}, 1),
     "rnn_relu_bidirectional": ("RNN", {"hidden_size": 4, "direction": "bidirectional",
                                        "activations": ["Relu", "Tanh"]}, 17, {
         "x": _floats(3, 2, 5), "w": _floats(2, 4, 5), "r": _floats(2, 4, 4) * 0.5,
         "b": _floats(2, 8)}, 2),
 }
+
+
+def _integers(inputs):
+    """The integer inputs, given at import: those an operator needs then (sizes, shapes) are
+    read from them, the others stay inputs."""
+    return {k: v for k, v in inputs.items() if v.dtype.kind in "iu"}
 
 
 def _model(op, attrs, opset, inputs, outputs):
@@ -105,10 +121,11 @@ def test_form_runs_like_onnxruntime(name):
     op, attrs, opset, inputs, outputs = CASES[name]
     model = _model(op, attrs, opset, inputs, outputs)
     want = onnxruntime_run(model.SerializeToString(), inputs)
-    imported = gd.onnx.load(model)
+    imported = gd.onnx.load(model, values=_integers(inputs))
+    feeds = imported.feeds(**inputs)
     for runner in ("interpreted", "compiled"):
-        got = (gd.evaluate(list(imported.outputs), inputs) if runner == "interpreted"
-               else gd.compile(list(imported.outputs))(**inputs))
+        got = (gd.evaluate(list(imported.outputs), feeds) if runner == "interpreted"
+               else gd.compile(list(imported.outputs))(**feeds))
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert g.dtype == w.dtype and g.shape == w.shape, runner
@@ -119,12 +136,13 @@ def test_form_runs_like_onnxruntime(name):
 def test_form_gradients_match_finite_differences(name):
     op, attrs, opset, inputs, outputs = CASES[name]
     inputs = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in inputs.items()}
-    imported = gd.onnx.load(_model(op, attrs, opset, inputs, outputs))
+    imported = gd.onnx.load(_model(op, attrs, opset, inputs, outputs), values=_integers(inputs))
     probes = [RNG.standard_normal(y.shape) for y in imported.outputs]
     loss = sum(gd.sum(y * p) for y, p in zip(imported.outputs, probes))
     wrt = [x for x in imported.inputs if x.dtype == np.float64]
-    got = gd.evaluate(gd.grad(loss, wrt), inputs)
-    want = graph_numeric_grads(loss, inputs, [x.name for x in wrt])
+    feeds = imported.feeds(**inputs)
+    got = gd.evaluate(gd.grad(loss, wrt), feeds)
+    want = graph_numeric_grads(loss, feeds, [x.name for x in wrt])
     for x, g, w in zip(wrt, got, want):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7, err_msg=x.name)
 

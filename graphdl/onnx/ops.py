@@ -846,6 +846,71 @@ def _one_hot(call):
     return gd.where(hot, values[1], values[0])
 
 
+@op("CenterCropPad")
+def _center_crop_pad(call):
+    """Each axis cropped or zero-padded to its size about the center (the odd one of a crop or a
+    pad at the end)."""
+    x = call.node(0)
+    sizes = [int(n) for n in call.static(1, "shape")]
+    axes = [a % x.ndim for a in call.attr("axes", range(x.ndim))]
+    key, pairs = [slice(None)] * x.ndim, [0] * 2 * x.ndim
+    for axis, size in zip(axes, sizes):
+        have = _static_shape(call, x)[axis]
+        cut, grow = max(have - size, 0), max(size - have, 0)
+        key[axis] = slice(cut // 2, have - (cut - cut // 2))
+        k = 2 * (x.ndim - 1 - axis)  # gd.pad's pairs: the last axis first
+        pairs[k:k + 2] = grow // 2, grow - grow // 2
+    return gd.pad(x[tuple(key)], pairs)
+
+
+@op("ReverseSequence")
+def _reverse_sequence(call):
+    """Each batch entry's first `sequence_lens` steps reversed, the rest in place."""
+    x, lengths = call.node(0), gd.cast(call.node(1), "int64")
+    batch, time = call.attr("batch_axis", 1), call.attr("time_axis", 0)
+    steps = np.arange(x.shape[time]).reshape((-1,) + (1,) * (x.ndim - 1 - time))
+    lengths = gd.reshape(lengths, (-1,) + (1,) * (x.ndim - 1 - batch))
+    index = gd.where(gd.greater(lengths, steps), lengths - 1 - steps, steps)
+    return gd.take_along_axis(x, index, time)
+
+
+@op("MaxUnpool")
+def _max_unpool(call):
+    """x written at MaxPool's flat indices into zeros the size of the pooling's input (from
+    kernel, strides and pads), then zero-padded at the end to `output_shape` if given."""
+    x, indices = call.node(0), call.node(1)
+    shape, dims = _static_shape(call, x), x.ndim - 2
+    kernel = call.attr("kernel_shape")
+    stride = _window_attr(call, "strides", dims, 1)
+    pads = _window_attr(call, "pads", 2 * dims, 0)
+    inferred = shape[:2] + tuple((n - 1) * s - pads[i] - pads[dims + i] + k for i, (n, s, k)
+                                 in enumerate(zip(shape[2:], stride, kernel)))
+    zeros = np.zeros(math.prod(inferred), x.dtype)
+    y = gd.reshape(gd.scatter(zeros, 0, gd.reshape(indices, (-1,)), gd.reshape(x, (-1,))),
+                   inferred)
+    if not call.has(2):
+        return y
+    out = tuple(int(n) for n in call.static(2, "output_shape"))
+    if len(out) != x.ndim or any(o < i for o, i in zip(out, inferred)):
+        call.malformed(f"output_shape {list(out)} is smaller than the unpooled {inferred}")
+    return gd.pad(y, [n for o, i in zip(out[::-1], inferred[::-1]) for n in (0, o - i)])
+
+
+def _window(call, terms):
+    """A window of `size` (known at import) points, Σ_k terms[k]·cos(2πkn/N), N the size if
+    periodic, else the size − 1, in `output_datatype`."""
+    size = int(np.asarray(call.static(0, "size")).reshape(()))
+    length = size if call.attr("periodic", 1) else size - 1
+    n = np.arange(size)
+    w = sum(c * np.cos(2 * np.pi * k * n / length) for k, c in enumerate(terms))
+    return w.astype(helper.tensor_dtype_to_np_dtype(call.attr("output_datatype", 1)))
+
+
+OPS["HannWindow"] = lambda call: _window(call, (0.5, -0.5))
+OPS["HammingWindow"] = lambda call: _window(call, (25 / 46, -21 / 46))
+OPS["BlackmanWindow"] = lambda call: _window(call, (0.42, -0.5, 0.08))
+
+
 # ---------------------------------------------------------------- reductions
 def _reduction(fn, axes_input_since):
     def build(call):
