@@ -244,6 +244,21 @@ def test_group_norm_matches_pytorch(runner, dtype, shape, groups, affine):
                          arrays)
 
 
+def test_group_norm_takes_a_batch_of_unknown_size():
+    """One declaration runs at every batch size (ONNX models import with a symbolic batch);
+    an unknown axis after the batch is refused, naming it."""
+    x = gd.input("acts", (None, 4, 3), "float64")
+    w, b = np.array([0.5, 1.0, 1.5, 2.0]), np.array([0.1, -0.2, 0.3, 0.0])
+    fn = gd.compile(gd.group_norm(x, 2, w, b))
+    rng = np.random.default_rng(8)
+    for batch in (1, 3):
+        x0 = rng.normal(size=(batch, 4, 3))
+        want = F.group_norm(torch.from_numpy(x0), 2, torch.from_numpy(w), torch.from_numpy(b))
+        np.testing.assert_allclose(fn(acts=x0), want.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(gd.GraphError, match=r"group_norm: 'wide'.*\(2, 4, \?\).*but the batch"):
+        gd.group_norm(gd.input("wide", (2, 4, None), "float64"), 2)
+
+
 @pytest.mark.parametrize("runner", runner_params())
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("training", [False, True])

@@ -253,8 +253,12 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if not isinstance(num_groups, (int, np.integer)) or num_groups < 1 or c % num_groups:
         raise GraphError(f"group_norm: {describe(x)} has {c} channels, which num_groups "
                          f"{num_groups!r} does not divide")
-    grouped = mv.reshape(x, (x.shape[0], int(num_groups), -1))
-    y = mv.reshape(_standardized(grouped, 2, eps), x.shape)
+    rest = x.shape[1:]
+    if None in rest:  # the batch alone may be unknown: one reshape's -1
+        raise GraphError(f"group_norm: {describe(x)} of shape {format_shape(x.shape)} needs "
+                         f"every axis but the batch known")
+    grouped = mv.reshape(x, (-1, int(num_groups), math.prod(rest) // int(num_groups)))
+    y = mv.reshape(_standardized(grouped, 2, eps), (-1, *rest))
     return _named(_affine(y, weight, bias, (c,), "group_norm", axis=1), "group_norm")
 
 

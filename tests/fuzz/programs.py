@@ -137,8 +137,9 @@ ALONG = ("gather", "take_along_axis", "scatter", "scatter_add", "scatter_reduce"
          "index_add")
 
 # ops whose slots after x are given by name (instance_norm: PyTorch's order puts running
-# statistics first)
-NAMED = {"instance_norm": ("weight", "bias"), "rms_norm": ("weight",)}
+# statistics first; group_norm and batch_norm: their weight and bias follow other arguments)
+NAMED = {"instance_norm": ("weight", "bias"), "rms_norm": ("weight",),
+         "group_norm": ("weight", "bias"), "batch_norm": ("weight", "bias")}
 
 GD = {
     "input": lambda name, value: gd.input(name, value.shape, value.dtype.name),
@@ -181,12 +182,9 @@ GD = {
     "wsum": lambda a, weights: gd.sum(a * gd.constant(weights)),
     "l2": lambda *ps, lam: gd.l2(*ps, lam=lam),
     "embedding": lambda w, indices, padding_idx: gd.embedding(indices, w, padding_idx),
-    "group_norm": lambda x, *wb, num_groups: gd.group_norm(x, num_groups, *wb),
     **{op: lambda x, *slots, op=op, **p: getattr(gd, op)(x, **dict(zip(NAMED[op], slots)), **p)
        for op in NAMED},
     "random_uniform": lambda x, key: x * gd.random_uniform(key, x, x.dtype),
-    "batch_norm": lambda x, *wb, running_mean, running_var, training: gd.batch_norm(
-        x, running_mean, running_var, *wb, training=training),
     "floor_divide": lambda a, b: a // b,
     "remainder": lambda a, b: a % b,
     "power": lambda a, b: a ** b,
@@ -243,6 +241,9 @@ def _code(step):
         indices = args[2] if len(args) > 2 else _literal(step.params["indices"])
         return (f"gd.sum(gd.take({args[0]}, {indices}, axis=0) * gd.expand_dims({args[1]}, 1), "
                 "axis=2)")
+    if step.op == "embedding":  # the table is the step's first argument, gd's second
+        indices = args[1] if len(args) > 1 else _literal(step.params["indices"])
+        return f"gd.embedding({indices}, {args[0]}, {step.params['padding_idx']!r})"
     if step.op in NAMED:
         named = [f"{k}={a}" for k, a in zip(NAMED[step.op], args[1:])]
         kwargs = [f"{k}={_literal(v)}" for k, v in step.params.items()]

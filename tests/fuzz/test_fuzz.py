@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
+from tests.helpers import only
 
 from . import backends, programs, runner, sizes, threads
 
@@ -196,3 +197,33 @@ def test_generator_feeds_take_indices_and_class_labels_as_int64_inputs():
                          "nll_loss", "cross_entropy", "gather", "take_along_axis", "index_select",
                          "index_add", "scatter", "scatter_add", "scatter_reduce",
                          "advanced_index"}
+
+
+def _program_with(op, tries=40):
+    """A program holding `op` (drawn from its proposer after one or two fresh inputs)."""
+    for seed in range(tries):
+        g = programs.Generator(SEED + seed)
+        for _ in range(1 + seed % 2):
+            g.fresh(g.shape())
+        try:
+            g.add(op, *programs.PROPOSERS[op](g))
+        except (programs.NoSlot, RuntimeError, IndexError):
+            continue
+        g.finish()
+        return programs.Program(g.seed, g.steps)
+    return None
+
+
+@pytest.mark.parametrize("op", sorted(programs.PROPOSERS))
+def test_every_reproducer_builds_the_program_it_prints(op):
+    """A failure's reproducer (`Program.code`) is graphdl source a user pastes: for each op,
+    it runs and computes what the fuzzer's own graph computed."""
+    program = _program_with(op)
+    if program is None:
+        pytest.skip(f"{op}: its proposer found no slot in 40 seeds")
+    scope = {}
+    exec(program.code(), scope)  # noqa: S102 (the fuzzer's own generated source)
+    printed, built = scope[f"v{len(program.steps) - 1}"], programs.build(program)[-1]
+    got = gd.evaluate(printed, only(scope["feeds"], [printed]))
+    want = gd.evaluate(built, only(program.feeds(), [built]))
+    np.testing.assert_array_equal(got, want)
