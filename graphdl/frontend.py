@@ -1,14 +1,15 @@
 """The declaration API's operators: Python arithmetic on nodes builds nodes.
 
-Python numbers mix with nodes on either side and are weakly typed, as in NumPy 2
-(`x * 2.0` stays float32). `==` keeps its identity meaning (nodes are dict keys); use
-`gd.equal` / `gd.not_equal` for elementwise comparison. `& | ^ ~ << >>` are the bitwise
-ops, as PyTorch's (on bools, `&` `|` `^` `~` are logical).
+Python numbers mix with nodes on either side and are weakly typed, as in NumPy 2 (`x * 2.0`
+stays float32); so do NumPy arrays (`bias + x` is a node, the array a constant). `==` keeps its
+identity meaning (nodes are dict keys); use `gd.equal` / `gd.not_equal` for elementwise
+comparison. `& | ^ ~ << >>` are the bitwise ops, as PyTorch's (on bools, `&` `|` `^` `~` are
+logical).
 """
 
 from __future__ import annotations
 
-from graphdl.ir import Node
+from graphdl.ir import Node, describe
 from graphdl.ops import elementwise as ew
 from graphdl.ops import logic as lg
 from graphdl.ops import matmul as mm
@@ -57,6 +58,19 @@ _OPERATORS = {
 
 for _name, _fn in _OPERATORS.items():
     setattr(Node, _name, _fn)
+
+
+def _no_array(node, dtype=None, copy=None):
+    raise TypeError(f"{describe(node)} is a symbolic graph node, not an array: its value comes "
+                    f"from gd.evaluate or a compiled function")
+
+
+# An array on the left (`array + node`, `array < node`) would otherwise apply the operator per
+# element, silently making an object array of scalar nodes; with NumPy's ufuncs declined it
+# calls the node's reflected operator. Anything else that asks a node for its array (np.asarray,
+# np.where) is an error, not an object array.
+Node.__array_ufunc__ = None
+Node.__array__ = _no_array
 
 Node.T = property(lambda self: mv.transpose(self))
 Node.reshape = lambda self, *shape: mv.reshape(self, shape[0] if len(shape) == 1 else shape)

@@ -3,6 +3,8 @@ an axis of a 0-d array, `clip` with lo > hi, an integer array to a float power."
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,23 @@ def test_integer_to_a_negative_integer_power_is_still_refused():
     """NumPy raises 'Integers to negative integer powers are not allowed'."""
     with pytest.raises(gd.GraphError, match="'i'.*int32"):
         gd.input("i", (3,), "int32") ** -1
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "truediv", "matmul", "lt", "ge", "pow"])
+def test_an_array_on_the_left_of_a_node_builds_a_node(op):
+    """`array <op> node` is the node's reflected operator with the array as a constant, as
+    NumPy's `array <op> array` (not an object array of per-element nodes)."""
+    a = np.array([[1.5, 2.0], [0.5, 3.0]])
+    y = getattr(operator, op)(a, gd.input("x", (2, 2), "float64"))
+    assert isinstance(y, gd.Node)
+    x0 = np.array([[2.0, 0.5], [1.0, 4.0]])
+    np.testing.assert_array_equal(_both_ways(y, {"x": x0}), getattr(operator, op)(a, x0))
+
+
+def test_asking_a_node_for_its_array_is_an_error_naming_it():
+    x = gd.input("x", (2,), "float64")
+    for convert in (np.asarray, lambda v: np.where(np.ones(2, bool), v, 0.0)):
+        with pytest.raises(TypeError, match="'x' is a symbolic graph node"):
+            convert(x)
+    with pytest.raises(TypeError, match="does not support ufuncs"):  # gd.exp is the node's
+        np.exp(x)
