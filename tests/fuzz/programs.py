@@ -779,6 +779,8 @@ def _scatter_reduce(g):
     args, params = _scatter(g)
     params["reduce"] = str(g.rng.choice(["sum", "mean", "prod"]))
     params["include_self"] = bool(g.rng.random() < 0.5)
+    if params["reduce"] == "prod" and int((g.values[args[1]] == 0).sum()) > 1:
+        params["reduce"] = "sum"  # PyTorch has no double backward of a product of two zeros
     return args, params
 
 
