@@ -209,6 +209,7 @@ from graphdl.ops.reduce import (
     var,
 )
 from graphdl.ops.resample import adaptive_avg_pool2d, adaptive_max_pool2d, interpolate, unfold
+from graphdl.ops.sampling import affine_grid, grid_sample
 from graphdl.ops.scan import cummax, cummin, cumprod, cumsum, logcumsumexp
 from graphdl.ops.sorting import argsort, sort, topk
 
@@ -262,6 +263,7 @@ __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "affine_grid",
     "all",
     "allreduce",
     "amax",
@@ -339,6 +341,7 @@ __all__ = [
     "grad",
     "greater",
     "greater_equal",
+    "grid_sample",
     "group_norm",
     "hardsigmoid",
     "hardswish",

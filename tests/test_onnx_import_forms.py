@@ -91,6 +91,12 @@ CASES = {
     "max_unpool_output_shape": ("MaxUnpool", {"kernel_shape": [2, 2], "strides": [2, 2]}, 17, {
         "x": _floats(1, 2, 2, 2), "i": np.array([[[[5, 3], [8, 15]], [[16, 22], [25, 31]]]]),
         "out": np.array([1, 2, 4, 4])}, 1),
+    # sampling: a volume read trilinearly with reflection; an affine grid
+    "grid_sample_3d_reflection": ("GridSample", {"mode": "linear", "padding_mode": "reflection",
+                                                 "align_corners": 1}, 22, {
+        "x": _floats(1, 2, 3, 4, 2), "grid": _floats(1, 2, 2, 3, 3) * 0.9}, 1),
+    "affine_grid_2d": ("AffineGrid", {}, 20, {"theta": _floats(2, 2, 3),
+                                              "size": np.array([2, 1, 3, 4])}, 1),
     "rnn_relu_bidirectional": ("RNN", {"hidden_size": 4, "direction": "bidirectional",
                                        "activations": ["Relu", "Tanh"]}, 17, {
         "x": _floats(3, 2, 5), "w": _floats(2, 4, 5), "r": _floats(2, 4, 4) * 0.5,

@@ -180,6 +180,8 @@ def _composite_examples():
         "instance_norm": gd.sum(gd.instance_norm(seq, weight=np.ones(2), bias=np.zeros(2)) ** 2),
         "local_response_norm": gd.sum(gd.local_response_norm(seq, 2, alpha=1.0) * 2.0),
         "normalize": gd.sum(gd.normalize(v) * t),
+        "grid_sample": gd.sum(gd.grid_sample(img, gd.stack([v, t], -1)[None]) * 2.0),
+        "affine_grid": gd.sum(gd.affine_grid(gd.reshape(v, (1, 2, 3)), (1, 1, 2, 2)) * 2.0),
         "rms_norm": gd.sum(gd.rms_norm(v, 3, np.ones(3)) * t),
         "conv1d": gd.sum(gd.conv1d(seq, np.ones((3, 2, 2)), np.ones(3)) * 2.0),
         "conv3d": gd.sum(gd.conv3d(vol, np.ones((3, 2, 2, 2, 2)), np.ones(3), padding=1) * 2.0),

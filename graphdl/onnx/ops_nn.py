@@ -251,3 +251,21 @@ def _attention_parts(q, k, v, bias, softcap, mode):
         dead = gd.equal(gd.max(bias, -1, keepdims=True), -np.inf)
         weights = gd.where(dead, gd.zeros_like(weights), weights)
     return gd.matmul(weights, v), {0: scores, 1: scores, 2: biased, 3: weights}[mode]
+
+
+# ---------------------------------------------------------------- sampling
+@op("GridSample")
+def _grid_sample(call):
+    """grid_sample: ONNX's linear and cubic (opset 20) are bilinear and bicubic."""
+    mode = {"linear": "bilinear", "cubic": "bicubic"}.get(call.attr("mode", "bilinear"),
+                                                         call.attr("mode", "bilinear"))
+    if mode == "bicubic":
+        call.refuse("cubic sampling is not supported (graphdl's grid_sample: linear, nearest)")
+    return gd.grid_sample(call.node(0), call.node(1), mode, call.attr("padding_mode", "zeros"),
+                          bool(call.attr("align_corners", 0)))
+
+
+@op("AffineGrid")
+def _affine_grid(call):
+    size = [int(n) for n in call.static(1, "size")]
+    return gd.affine_grid(call.node(0), size, bool(call.attr("align_corners", 0)))

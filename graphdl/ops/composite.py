@@ -494,7 +494,7 @@ def clip(x, lo=None, hi=None):
     if lo is not None:
         out = clamp_min(out, lo)
     if hi is not None:
-        out = _clamp_side(out, float(hi), ew.LESS_EQUAL, ew.GREATER)
+        out = clamp_max(out, hi)
     return _named(out, "clip")
 
 
@@ -502,6 +502,11 @@ def clamp_min(x, lo):
     """x raised to lo where below it, unnamed (a part of other composites): clip's lower side,
     PyTorch's clamp_min (the gradient at lo and above, none below; NaN stays NaN)."""
     return _clamp_side(x, float(lo), ew.GREATER_EQUAL, ew.LESS)
+
+
+def clamp_max(x, hi):
+    """x lowered to hi where above it, unnamed: clip's upper side, PyTorch's clamp_max."""
+    return _clamp_side(x, float(hi), ew.LESS_EQUAL, ew.GREATER)
 
 
 def _clamp_side(x, bound, keeps, passes):

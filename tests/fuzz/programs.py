@@ -1451,6 +1451,32 @@ def _pixel_unshuffle(g):
     return [g.fresh(shape)], {"downscale_factor": r}
 
 
+def _grid_sample(g):
+    """An image (N, C, H, W) or volume read at a grid of points: an affine_grid's output of
+    the right shape if the program has one, else fresh points (many beyond ±1: the paddings);
+    every mode, padding and corner alignment."""
+    grid = g.pick_or_none(lambda s: len(s) in (4, 5) and s[-1] == len(s) - 2)
+    if grid is None:
+        k = 2 if g.rng.random() < 0.7 else 3
+        grid = g.fresh((int(g.rng.integers(1, 3)), *g.rng.integers(1, 4, k), k))
+    n, k = g.shape_of(grid)[0], g.shape_of(grid)[-1]
+    image = g.pick_or_none(lambda s: len(s) == k + 2 and s[0] == n)
+    if image is None:
+        image = g.fresh((n, int(g.rng.integers(1, 3)), *g.rng.integers(1, 5, k)))
+    return [image, grid], {"mode": str(g.rng.choice(["bilinear", "nearest"])),
+                           "padding_mode": str(g.rng.choice(["zeros", "border", "reflection"])),
+                           "align_corners": bool(g.rng.random() < 0.5)}
+
+
+def _affine_grid(g):
+    """The grid of a fresh (N, 2, 3) or (N, 3, 4) theta over an output of 1 to 4 points a side
+    (2 to 4 with align_corners: PyTorch warns that a side of 1 is no intended use there)."""
+    k = 2 if g.rng.random() < 0.7 else 3
+    n, corners = int(g.rng.integers(1, 3)), bool(g.rng.random() < 0.5)
+    size = (n, int(g.rng.integers(1, 3)), *(int(d) for d in g.rng.integers(1 + corners, 5, k)))
+    return [g.fresh((n, k, k + 1))], {"size": size, "align_corners": corners}
+
+
 def _repeat_interleave(g):
     x = g.pick(lambda s: len(s) <= 3)
     ndim = len(g.shape_of(x))
@@ -1595,6 +1621,8 @@ PROPOSERS = {
     "repeat_interleave": _repeat_interleave,
     "pixel_shuffle": _pixel_shuffle,
     "pixel_unshuffle": _pixel_unshuffle,
+    "grid_sample": _grid_sample,
+    "affine_grid": _affine_grid,
     "tril": _triangle,
     "triu": _triangle,
     "pad": _pad,

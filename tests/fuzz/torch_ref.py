@@ -366,6 +366,8 @@ TORCH = {
     "pixel_shuffle": lambda x, upscale_factor: _pixels(F.pixel_shuffle, x, upscale_factor),
     "pixel_unshuffle": lambda x, downscale_factor: _pixels(F.pixel_unshuffle, x,
                                                            downscale_factor),
+    "grid_sample": F.grid_sample,
+    "affine_grid": lambda theta, size, align_corners: F.affine_grid(theta, size, align_corners),
     "tile": lambda x, reps=None, dims=None: torch.tile(x, _given(reps, dims)),
     "repeat": lambda x, sizes: x.repeat(*sizes),
     "repeat_interleave": lambda x, repeats, axis=None, dim=None: torch.repeat_interleave(
