@@ -131,3 +131,68 @@ def onnxruntime_run(model_bytes, feeds):
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
+
+
+# ---------------------------------------------------------------- two derivatives against PyTorch
+# float64: to the last digits; float32: its rounding of every step, against PyTorch's float64
+TWICE_TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (2e-4, 2e-5)}
+
+
+def loss_weights(shape, seed):
+    """Fixed weights in [0.5, 1.5] (three decimals) of a loss Σ w·(...) over `shape`."""
+    return np.round(np.random.default_rng(seed).uniform(0.5, 1.5, shape), 3).reshape(shape)
+
+
+def _torch_twice(fn, arrays):
+    """PyTorch float64: f, the gradients of Σ w1·f² and the gradients of Σ w2·(those)."""
+    import torch
+
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    w1 = torch.tensor(loss_weights(tuple(y.shape), 1))
+    gs = torch.autograd.grad((w1 * y * y).sum(), ts, create_graph=True)
+    total = sum((torch.tensor(loss_weights(np.shape(a), 2 + k)) * g).sum()
+                for k, (a, g) in enumerate(zip(arrays, gs)))
+    hs = torch.autograd.grad(total, ts)
+    return [y.detach().numpy(), *(g.detach().numpy() for g in gs), *(h.numpy() for h in hs)]
+
+
+def _graph_twice(fn, arrays, dtype, prefix):
+    """(inputs, [f, its gradients, their gradients]) in graphdl, as `_torch_twice` has them."""
+    xs = [gd.input(f"{prefix}_{k}", np.shape(a), dtype) for k, a in enumerate(arrays)]
+    y = fn(*xs)
+    gs = gd.grad(gd.sum(gd.constant(loss_weights(y.shape, 1).astype(dtype)) * y * y), xs)
+    total = sum(gd.sum(gd.constant(loss_weights(np.shape(a), 2 + k).astype(dtype)) * g)
+                for k, (a, g) in enumerate(zip(arrays, gs)))
+    return xs, [y, *gs, *gd.grad(total, xs)]
+
+
+def twice_against_torch(cases, runner, dtype):
+    """What differs from PyTorch, in words, of `cases` (name -> (graphdl function, PyTorch
+    function, the arguments' float64 values, each differentiated)): the value and the first
+    and second derivatives of Σ w·f² to every argument, every case in one graph (one compilation
+    per backend and dtype), on `runner`, with no fallback to a reference implementation."""
+    import warnings
+
+    from graphdl.facets import FallbackWarning
+
+    graphs = {name: _graph_twice(fn, arrays, dtype, f"a{k}")
+              for k, (name, (fn, _, arrays)) in enumerate(cases.items())}
+    outputs = [node for _, nodes in graphs.values() for node in nodes]
+    feeds = {x.name: np.asarray(a, dtype) for name, (xs, _) in graphs.items()
+             for x, a in zip(xs, cases[name][2])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
+        values = run_on(runner, outputs, feeds)
+    rtol, atol = TWICE_TOLERANCE[dtype]
+    problems, start = [], 0
+    for name, (_, nodes) in graphs.items():
+        got, start = values[start:start + len(nodes)], start + len(nodes)
+        n = len(cases[name][2])
+        labels = ["value", *(f"d/d arg {k}" for k in range(n)),
+                  *(f"d²/d arg {k}" for k in range(n))]
+        for label, a, b in zip(labels, got, _torch_twice(cases[name][1], cases[name][2])):
+            scale = max(1.0, float(np.abs(b).max(initial=0)))
+            problems += mismatches(name, [label], [a], [b.astype(dtype)], dtype, rtol,
+                                   atol * scale)
+    return problems

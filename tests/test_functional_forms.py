@@ -7,15 +7,12 @@ one gate per composite in a drawing."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.facets import FallbackWarning
 from graphdl.ops.composite import COMPOSITES
-from tests.helpers import mismatches, run_on, runner_params
+from tests.helpers import loss_weights, runner_params, twice_against_torch
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -77,64 +74,10 @@ CASES = {
                               [_normal((2, 3, 4), 29) * 0.5]),
 }
 
-# float64: to the last digits; float32: its rounding of every step, against float64
-TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (2e-4, 2e-5)}
-
-
-def _weights(shape, seed):
-    return np.round(np.random.default_rng(seed).uniform(0.5, 1.5, shape), 3).reshape(shape)
-
-
-def _reference(name):
-    """PyTorch float64: f, and the gradients of Σ w1·f² and of Σ w2·(those gradients)."""
-    _, fn, arrays = CASES[name]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    w1 = torch.tensor(_weights(tuple(y.shape), 1))
-    gs = torch.autograd.grad((w1 * y * y).sum(), ts, create_graph=True)
-    total = sum((torch.tensor(_weights(np.shape(a), 2 + k)) * g).sum() for k, (a, g) in
-                enumerate(zip(arrays, gs)))
-    hs = torch.autograd.grad(total, ts)
-    return [y.detach().numpy(), *(g.detach().numpy() for g in gs), *(h.numpy() for h in hs)]
-
-
-def _graph(name, dtype):
-    """(inputs, [f, its gradients, their gradients]), as `_reference` computes them."""
-    fn, _, arrays = CASES[name]
-    case = list(CASES).index(name)
-    xs = [gd.input(f"a{case}_{k}", np.shape(a), dtype) for k, a in enumerate(arrays)]
-    y = fn(*xs)
-    w1 = gd.constant(_weights(y.shape, 1).astype(dtype))
-    gs = gd.grad(gd.sum(w1 * y * y), xs)
-    total = sum(gd.sum(gd.constant(_weights(np.shape(a), 2 + k).astype(dtype)) * g)
-                for k, (a, g) in enumerate(zip(arrays, gs)))
-    return xs, [y, *gs, *gd.grad(total, xs)]
-
-
-def _labels(name):
-    n = len(CASES[name][2])
-    return ["value", *(f"d/d arg {k}" for k in range(n)), *(f"d²/d arg {k}" for k in range(n))]
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("runner", runner_params())
 def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
-    """Every case in one graph (one compilation per backend and dtype)."""
-    graphs = {name: _graph(name, dtype) for name in CASES}
-    outputs = [node for _, nodes in graphs.values() for node in nodes]
-    feeds = {x.name: np.asarray(a, dtype) for name, (xs, _) in graphs.items()
-             for x, a in zip(xs, CASES[name][2])}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        values = run_on(runner, outputs, feeds)
-    rtol, atol = TOLERANCE[dtype]
-    problems, start = [], 0
-    for name, (_, nodes) in graphs.items():
-        got, start = values[start:start + len(nodes)], start + len(nodes)
-        for label, a, b in zip(_labels(name), got, _reference(name)):
-            scale = max(1.0, float(np.abs(b).max(initial=0)))
-            problems += mismatches(name, [label], [a], [b.astype(dtype)], dtype, rtol,
-                                   atol * scale)
+    problems = twice_against_torch(CASES, runner, dtype)
     assert not problems, "\n".join(problems)
 
 
@@ -166,18 +109,18 @@ def test_normalize_of_a_zero_vector_is_zero_with_gradient_g_over_eps():
     got, want = {}, {}
     for p in (2.0, 1.0):
         y = gd.normalize(x, p, eps=0.5)
-        (g,) = gd.grad(gd.sum(y * y * _weights(x0.shape, 1)), [x])
-        got[p] = gd.evaluate([y, g, *gd.grad(gd.sum(g * _weights(x0.shape, 2)), [x])], x=x0)
+        (g,) = gd.grad(gd.sum(y * y * loss_weights(x0.shape, 1)), [x])
+        got[p] = gd.evaluate([y, g, *gd.grad(gd.sum(g * loss_weights(x0.shape, 2)), [x])], x=x0)
         t = torch.tensor(x0, requires_grad=True)
         yt = F.normalize(t, p, eps=0.5)
-        (gt,) = torch.autograd.grad((yt * yt * torch.tensor(_weights(x0.shape, 1))).sum(), t,
+        (gt,) = torch.autograd.grad((yt * yt * torch.tensor(loss_weights(x0.shape, 1))).sum(), t,
                                     create_graph=True)
-        (ht,) = torch.autograd.grad((gt * torch.tensor(_weights(x0.shape, 2))).sum(), t)
+        (ht,) = torch.autograd.grad((gt * torch.tensor(loss_weights(x0.shape, 2))).sum(), t)
         want[p] = [a.detach().numpy() for a in (yt, gt, ht)]
         for a, b in zip(got[p][:2], want[p][:2]):
             np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
     np.testing.assert_array_equal(got[2.0][0][0], 0.0)
-    row = 2 * _weights(x0.shape, 1)[0] * _weights(x0.shape, 2)[0] / 0.25  # of Σ w1·(x/eps)²
+    row = 2 * loss_weights(x0.shape, 1)[0] * loss_weights(x0.shape, 2)[0] / 0.25  # of Σ w1·(x/eps)²
     np.testing.assert_allclose(got[2.0][2][0], row, rtol=1e-14)
     np.testing.assert_allclose(got[1.0][2], want[1.0][2], rtol=1e-13)
     assert np.isnan(want[2.0][2][0]).all()

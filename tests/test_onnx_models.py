@@ -83,6 +83,23 @@ def _check_gradients(imported, feeds, inputs, outputs, model, min_params):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=node.name)
 
 
+def _check_like_pytorch(model, x, data, min_params):
+    """The file imported: its outputs at x against PyTorch, onnxruntime and graphdl's
+    re-export; the gradients to x (and to the parameters keeping their names) against
+    autograd."""
+    imported = gd.onnx.load(data)
+
+    def outputs(y):
+        return list(y) if isinstance(y, tuple) else [y]
+
+    with torch.no_grad():
+        expected = [o.numpy() for o in outputs(model(x))]
+    _check_values(imported, data, imported.feeds(x=x.numpy()), expected, rtol=1e-4)
+    x = x.clone().requires_grad_()
+    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], outputs(model(x)),
+                     model, min_params)
+
+
 # ---------------------------------------------------------------- transformer decoder
 class Decoder(torch.nn.Module):
     """One decoder layer under a causal tgt_mask: built in forward with torch.triu, or a
@@ -266,13 +283,7 @@ def test_dynamo_export_with_attention_runs_and_differentiates_like_pytorch():
         data = torch.onnx.export(model, (x,), dynamo=True, opset_version=23,
                                  verbose=False).model_proto.SerializeToString()
     assert "Attention" in {n.op_type for n in onnx.load_from_string(data).graph.node}
-    imported = gd.onnx.load(data)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected], rtol=1e-4)
-    x = x.clone().requires_grad_()
-    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
-                     min_params=0)
+    _check_like_pytorch(model, x, data, min_params=0)
 
 
 # ---------------------------------------------------------------- activations, norms, losses
@@ -303,13 +314,7 @@ def test_activation_and_normalization_zoo_runs_and_differentiates_like_pytorch()
     ops = {node.op_type for node in onnx.load_from_string(data).graph.node}
     assert {"PRelu", "Split", "Elu", "Selu", "InstanceNormalization", "HardSwish", "HardSigmoid",
             "Celu", "Gelu", "DepthToSpace"} <= ops
-    imported = gd.onnx.load(data)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    _check_values(imported, data, imported.feeds(x=x.numpy()), [expected], rtol=1e-4)
-    x = x.clone().requires_grad_()
-    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], [model(x)], model,
-                     min_params=4)  # PReLU's and GroupNorm's weights are reshaped: renamed
+    _check_like_pytorch(model, x, data, min_params=4)  # PReLU's, GroupNorm's weights: renamed
 
 
 class Losses(torch.nn.Module):
@@ -369,14 +374,8 @@ def test_recurrent_layer_runs_and_differentiates_like_pytorch(kind):
     data = _export(model, (x,), ["x"])
     operator = {"lstm": "LSTM", "gru": "GRU", "rnn_relu": "RNN"}[kind]
     assert operator in {n.op_type for n in onnx.load_from_string(data).graph.node}
-    imported = gd.onnx.load(data)
-    with torch.no_grad():
-        expected = [o.numpy() for o in model(x)]
-    _check_values(imported, data, imported.feeds(x=x.numpy()), expected, rtol=1e-4)
-    x = x.clone().requires_grad_()
     # only the input's gradient: the exporter reorders the gates into new, unnamed weights
-    _check_gradients(imported, imported.feeds(x=x.detach().numpy()), [x], list(model(x)), model,
-                     min_params=0)
+    _check_like_pytorch(model, x, data, min_params=0)
 
 
 # ---------------------------------------------------------------- torchvision

@@ -8,14 +8,12 @@ refusals; one gate each in a drawing and a narration."""
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import pytest
 
 import graphdl as gd
-from graphdl.facets import FallbackWarning
-from tests.helpers import graph_numeric_grads, mismatches, run_on, runner_params
+from tests.helpers import graph_numeric_grads, loss_weights, runner_params, twice_against_torch
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -47,60 +45,10 @@ CASES.update({
         [IMAGE, THETA]),
 })
 
-TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (2e-4, 2e-5)}
-
-
-def _weights(shape, seed):
-    return np.round(np.random.default_rng(seed).uniform(0.5, 1.5, shape), 3).reshape(shape)
-
-
-def _reference(name):
-    """PyTorch float64: f, the gradients of Σ w1·f² and the gradients of Σ w2·(those)."""
-    _, fn, arrays = CASES[name]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    w1 = torch.tensor(_weights(tuple(y.shape), 1))
-    gs = torch.autograd.grad((w1 * y * y).sum(), ts, create_graph=True)
-    total = sum((torch.tensor(_weights(np.shape(a), 2 + k)) * g).sum()
-                for k, (a, g) in enumerate(zip(arrays, gs)))
-    hs = torch.autograd.grad(total, ts)
-    return [y.detach().numpy(), *(g.detach().numpy() for g in gs), *(h.numpy() for h in hs)]
-
-
-def _graph(name, dtype):
-    """(inputs, [f, its gradients, their gradients]), as `_reference` computes them."""
-    fn, _, arrays = CASES[name]
-    case = list(CASES).index(name)
-    xs = [gd.input(f"a{case}_{k}", np.shape(a), dtype) for k, a in enumerate(arrays)]
-    y = fn(*xs)
-    gs = gd.grad(gd.sum(gd.constant(_weights(y.shape, 1).astype(dtype)) * y * y), xs)
-    total = sum(gd.sum(gd.constant(_weights(np.shape(a), 2 + k).astype(dtype)) * g)
-                for k, (a, g) in enumerate(zip(arrays, gs)))
-    return xs, [y, *gs, *gd.grad(total, xs)]
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("runner", runner_params())
 def test_value_and_two_derivatives_equal_pytorchs(runner, dtype):
-    """Every case in one graph (one compilation per backend and dtype)."""
-    graphs = {name: _graph(name, dtype) for name in CASES}
-    outputs = [node for _, nodes in graphs.values() for node in nodes]
-    feeds = {x.name: np.asarray(a, dtype) for name, (xs, _) in graphs.items()
-             for x, a in zip(xs, CASES[name][2])}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        values = run_on(runner, outputs, feeds)
-    rtol, atol = TOLERANCE[dtype]
-    problems, start = [], 0
-    for name, (_, nodes) in graphs.items():
-        got, start = values[start:start + len(nodes)], start + len(nodes)
-        n = len(CASES[name][2])
-        labels = ["value", *(f"d/d arg {k}" for k in range(n)),
-                  *(f"d²/d arg {k}" for k in range(n))]
-        for label, a, b in zip(labels, got, _reference(name)):
-            scale = max(1.0, float(np.abs(b).max(initial=0)))
-            problems += mismatches(name, [label], [a], [b.astype(dtype)], dtype, rtol,
-                                   atol * scale)
+    problems = twice_against_torch(CASES, runner, dtype)
     assert not problems, "\n".join(problems)
 
 
@@ -111,8 +59,8 @@ def test_bilinear_second_derivatives_match_finite_differences(padding):
     second derivatives are not zero."""
     x, g = gd.input("x", IMAGE.shape, "float64"), gd.input("g", GRID.shape, "float64")
     y = gd.grid_sample(x, g, "bilinear", padding)
-    (dg,) = gd.grad(gd.sum(gd.constant(_weights(y.shape, 1)) * y * y), [g])
-    total = gd.sum(gd.constant(_weights(GRID.shape, 2)) * dg)
+    (dg,) = gd.grad(gd.sum(gd.constant(loss_weights(y.shape, 1)) * y * y), [g])
+    total = gd.sum(gd.constant(loss_weights(GRID.shape, 2)) * dg)
     feeds = {"x": IMAGE, "g": GRID}
     got = gd.evaluate(gd.grad(total, [x, g]), feeds)
     want = graph_numeric_grads(total, feeds, ["x", "g"], eps=1e-6)

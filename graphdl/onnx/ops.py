@@ -794,35 +794,25 @@ def _split(call):
     return tuple(x[(slice(None),) * axis + (slice(end - n, end),)] for n, end in zip(sizes, ends))
 
 
-def _blocks(call, what):
-    """The input (N, C, H, W) and the block size b of DepthToSpace/SpaceToDepth, C (N, C, H, W)
-    known."""
+def _depth_space(call, what, crd, dcr):
+    """DepthToSpace / SpaceToDepth of an (N, C, H, W) input of known C, H, W: in CRD mode
+    `crd` (pixel_shuffle / pixel_unshuffle); in DCR (the default, the channels block-major) a
+    reshape, transpose and reshape, `dcr(b, c, h, w)` giving their (shape, axes, shape)."""
     x, b = call.node(0), call.attr("blocksize")
     if x.ndim != 4 or None in x.shape[1:]:
         call.refuse(f"{what} takes an (N, C, H, W) input of known C, H, W; got {x.shape}")
-    return x, b
-
-
-@op("DepthToSpace")
-def _depth_to_space(call):
-    """CRD mode is pixel_shuffle; DCR (the default) reads the channels block-major."""
-    x, b = _blocks(call, "DepthToSpace")
     if call.attr("mode", "DCR") == "CRD":
-        return gd.pixel_shuffle(x, b)
-    c, h, w = x.shape[1:]
-    blocks = gd.reshape(x, (-1, b, b, c // (b * b), h, w))
-    return gd.reshape(gd.transpose(blocks, (0, 3, 4, 1, 5, 2)), (-1, c // (b * b), h * b, w * b))
+        return crd(x, b)
+    split, axes, out = dcr(b, *x.shape[1:])
+    return gd.reshape(gd.transpose(gd.reshape(x, split), axes), out)
 
 
-@op("SpaceToDepth")
-def _space_to_depth(call):
-    """CRD mode is pixel_unshuffle; DCR (the default) writes the channels block-major."""
-    x, b = _blocks(call, "SpaceToDepth")
-    if call.attr("mode", "DCR") == "CRD":
-        return gd.pixel_unshuffle(x, b)
-    c, h, w = x.shape[1:]
-    blocks = gd.reshape(x, (-1, c, h // b, b, w // b, b))
-    return gd.reshape(gd.transpose(blocks, (0, 3, 5, 1, 2, 4)), (-1, c * b * b, h // b, w // b))
+OPS["DepthToSpace"] = lambda call: _depth_space(
+    call, "DepthToSpace", gd.pixel_shuffle, lambda b, c, h, w: (
+        (-1, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2), (-1, c // (b * b), h * b, w * b)))
+OPS["SpaceToDepth"] = lambda call: _depth_space(
+    call, "SpaceToDepth", gd.pixel_unshuffle, lambda b, c, h, w: (
+        (-1, c, h // b, b, w // b, b), (0, 3, 5, 1, 2, 4), (-1, c * b * b, h // b, w // b)))
 
 
 @op("EyeLike")
