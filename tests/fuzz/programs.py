@@ -294,6 +294,9 @@ def _literal(value):
 
 
 # ---------------------------------------------------------------- the generator
+MISSES = 500  # proposals in a row that found no slot, before `grow` adds a fresh input
+
+
 class NoSlot(Exception):
     """No value of the program fits the op drawn: draw another."""
 
@@ -316,14 +319,22 @@ class Generator:
         return Program(self.seed, self.steps)
 
     def grow(self, n_ops):
-        """Random ops until the program has `n_ops` steps."""
+        """Random ops until the program has `n_ops` steps. Where none fits (a program without
+        values, and a PROPOSERS cut down to ops that need one: a focused run), after MISSES
+        tries a fresh input is added."""
+        misses = 0
         while len(self.steps) < n_ops:
             op = str(self.rng.choice(list(PROPOSERS)))
             mark = len(self.steps)
             try:
                 self.add(op, *PROPOSERS[op](self))
+                misses = 0
             except (NoSlot, RuntimeError, IndexError):  # or PyTorch refuses it (max of empty)
                 del self.steps[mark:], self.values[mark:]
+                misses += 1
+                if misses == MISSES:
+                    self.fresh(self.shape())
+                    misses = 0
 
     # -- helpers the proposers use
     def add(self, op, args, params=None):
