@@ -63,6 +63,7 @@ from graphdl.ops.conv_forms import (
     conv_transpose1d,
     conv_transpose2d,
     conv_transpose3d,
+    fold,
 )
 from graphdl.ops.einsum import einsum
 from graphdl.ops.elementwise import ABS as abs  # gd.abs, as gd.max and gd.sum: not builtins
@@ -335,6 +336,7 @@ __all__ = [
     "floor",
     "floor_divide",
     "fmod",
+    "fold",
     "gather",
     "gelu",
     "glu",

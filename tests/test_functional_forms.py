@@ -1,9 +1,9 @@
-"""PyTorch's prelu, softmin and normalizations (normalize, instance_norm, local_response_norm,
-rms_norm), composites of graphdl's ops, against torch.nn.functional: the value and the first and
-second derivatives of Σ w·f(...)² with respect to every argument, in float64 and float32, on
-the interpreter, compiled NumPy and the CUDA backend's kernels on the CPU, with no fallback to
-a reference implementation. Then the edges (prelu at 0), PyTorch's spellings, the refusals and
-one gate per composite in a drawing."""
+"""PyTorch's prelu, softmin, normalizations (normalize, instance_norm, local_response_norm,
+rms_norm) and fold (col2im), composites of graphdl's ops, against torch.nn.functional: the value
+and the first and second derivatives of Σ w·f(...)² with respect to every argument, in float64
+and float32, on the interpreter, compiled NumPy and the CUDA backend's kernels on the CPU, with
+no fallback to a reference implementation. Then the edges (prelu at 0), PyTorch's spellings, the
+refusals and one gate per composite in a drawing."""
 
 from __future__ import annotations
 
@@ -72,6 +72,13 @@ CASES = {
     "rms_norm((3, 4)), eps": (lambda x: gd.rms_norm(x, (3, 4), eps=0.5),
                               lambda t: F.rms_norm(t, (3, 4), eps=0.5),
                               [_normal((2, 3, 4), 29) * 0.5]),
+    # blocks of 2×3 overlapping, strided, padded and dilated; one of 2×2 tiling, unbatched
+    "fold((5, 7), (2, 3), dilation (1, 2), padding (1, 0), stride (2, 1))": (
+        lambda x: gd.fold(x, (5, 7), (2, 3), (1, 2), (1, 0), (2, 1)),
+        lambda t: F.fold(t, (5, 7), (2, 3), (1, 2), (1, 0), (2, 1)), [_normal((2, 18, 9), 30)]),
+    "fold((4, 4), 2, stride 2), unbatched": (lambda x: gd.fold(x, (4, 4), 2, stride=2),
+                                             lambda t: F.fold(t, (4, 4), 2, stride=2),
+                                             [_normal((8, 4), 31)]),
 }
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -201,6 +208,10 @@ def test_softmin_takes_axis_or_dim():
     (lambda x: gd.rms_norm(x, 5, np.ones(3, "float32")),
      r"rms_norm: weight .* has shape \(3,\), not \(5,\)"),
     (lambda x: gd.rms_norm(x, 5, eps=[1e-5]), r"rms_norm: eps must be a number"),
+    (lambda x: gd.fold(x, (3, 3), 2), (r"fold of 'x': of shape \(2, 3, 5\), expected C·4 rows "
+                                       r"\(kernel \(2, 2\)\) and 2·2 blocks")),
+    (lambda x: gd.fold(x, (3, 5), (3, 1), stride=0), "fold of 'x': stride must be positive"),
+    (lambda x: gd.fold(x, (3, 5), (3, 1), padding=-1), "fold of 'x': padding must be non-negative"),
 ])
 def test_bad_arguments_are_refused_naming_the_input(call, message):
     with pytest.raises(gd.GraphError, match=message):
@@ -214,6 +225,7 @@ def test_bad_arguments_are_refused_naming_the_input(call, message):
     ("instance_norm", lambda x: gd.instance_norm(x, weight=np.full(3, 2.0))),
     ("local_response_norm", lambda x: gd.local_response_norm(x, 2, alpha=1.0)),
     ("rms_norm", lambda x: gd.rms_norm(x, (3, 4), np.ones((3, 4)))),
+    ("fold", lambda x: gd.fold(x, (3, 4), (3, 1))),
 ])
 def test_each_is_drawn_as_one_gate(name, build):
     x = gd.input("x", (2, 3, 4), "float64")

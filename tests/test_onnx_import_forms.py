@@ -97,6 +97,10 @@ CASES = {
         "x": _floats(1, 2, 3, 4, 2), "grid": _floats(1, 2, 2, 3, 3) * 0.9}, 1),
     "affine_grid_2d": ("AffineGrid", {}, 20, {"theta": _floats(2, 2, 3),
                                               "size": np.array([2, 1, 3, 4])}, 1),
+    "col2im_asymmetric_pads": ("Col2Im", {"dilations": [1, 2], "pads": [1, 0, 0, 1],
+                                          "strides": [2, 1]}, 18, {
+        "x": _floats(2, 6, 4), "image_shape": np.array([4, 5]),
+        "block_shape": np.array([2, 3])}, 1),
     "rnn_relu_bidirectional": ("RNN", {"hidden_size": 4, "direction": "bidirectional",
                                        "activations": ["Relu", "Tanh"]}, 17, {
         "x": _floats(3, 2, 5), "w": _floats(2, 4, 5), "r": _floats(2, 4, 4) * 0.5,

@@ -180,6 +180,7 @@ def _composite_examples():
         "instance_norm": gd.sum(gd.instance_norm(seq, weight=np.ones(2), bias=np.zeros(2)) ** 2),
         "local_response_norm": gd.sum(gd.local_response_norm(seq, 2, alpha=1.0) * 2.0),
         "normalize": gd.sum(gd.normalize(v) * t),
+        "fold": gd.sum(gd.fold(v, (2, 3), (2, 1)) ** 2),
         "grid_sample": gd.sum(gd.grid_sample(img, gd.stack([v, t], -1)[None]) * 2.0),
         "affine_grid": gd.sum(gd.affine_grid(gd.reshape(v, (1, 2, 3)), (1, 1, 2, 2)) * 2.0),
         "rms_norm": gd.sum(gd.rms_norm(v, 3, np.ones(3)) * t),

@@ -426,6 +426,19 @@ def _lp_pool(call):
     return _unlift(call, gd.sqrt(sums) if p == 2 else sums if p == 1 else sums ** (1 / p))
 
 
+@op("Col2Im")
+def _col2im(call):
+    """fold: 2-D images only; ONNX's pads give each side (begins, then ends)."""
+    size = tuple(int(n) for n in call.static(1, "image_shape"))
+    kernel = tuple(int(n) for n in call.static(2, "block_shape"))
+    if len(size) != 2 or len(kernel) != 2:
+        call.refuse(f"only 2-D images are supported; image_shape {list(size)}")
+    pads = tuple(call.attr("pads", (0, 0, 0, 0)))
+    return conv_forms.folded(call.node(0), size, kernel, tuple(call.attr("dilations", (1, 1))),
+                             (pads[0], pads[2], pads[1], pads[3]),
+                             tuple(call.attr("strides", (1, 1))), call.where)
+
+
 @op("GlobalAveragePool")
 def _global_avg_pool(call):
     x = call.node(0)

@@ -24,14 +24,17 @@ Each is a composite, drawn as one gate (Conv1d, Conv3d, ConvTranspose2d, ConvTra
 
 from __future__ import annotations
 
+import math
 import numbers
+
+import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.ir import describe, format_shape
 from graphdl.ops import conv, leaf
 from graphdl.ops import elementwise as ew
 from graphdl.ops import movement as mv
-from graphdl.ops.composite import _named, composite
+from graphdl.ops.composite import _floating, _named, composite
 
 _BIAS_RULE = "dL/db = Σ g over the batch and positions"
 
@@ -191,6 +194,52 @@ def conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     y = transposed3d(x, w, stride, padding6(padding, what), output_padding, groups, dilation,
                      what)
     return _named(conv.add_bias(y, bias, y.shape[1], what), "conv_transpose3d")
+
+
+@composite("fold", "Fold",
+           "dL/dx = g's blocks read back (unfold: each block's window of g, the adjoint of the "
+           "sum)", (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE, mv.RESHAPE), arity=None)
+def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """torch.nn.functional.fold (col2im): x (N, C·kH·kW, L) or (C·kH·kW, L) holds the values of
+    the L sliding blocks of an (N, C, H, W) output of `output_size`, block (i, j) over rows
+    i·stride − padding + a·dilation (a < kH) and likewise columns; overlapping values add."""
+    x = _floating(x, "fold")
+    what = f"fold of {describe(x)}"
+    size = conv._pair(output_size, what, "output_size", 1)
+    kernel = conv._pair(kernel_size, what, "kernel_size", 1)
+    padding = conv._pair(padding, what, "padding", 0)
+    y = folded(x, size, kernel, conv._pair(dilation, what, "dilation", 1),
+               (padding[0], padding[0], padding[1], padding[1]),
+               conv._pair(stride, what, "stride", 1), what)
+    return _named(y, "fold")
+
+
+def folded(x, size, kernel, dilation, sides, stride, what):
+    """fold's sum with `sides` (top, bottom, left, right) of padding, as ONNX's Col2Im has them:
+    a transposed convolution of the blocks (as an image of them) with one-hot kernels grouped by
+    channel, so its gradient (the blocks read back) and both backends' kernels are
+    conv2d_input_grad's."""
+    if x.ndim not in (2, 3) or None in x.shape[-2:]:
+        raise GraphError(f"{what}: expected (N, C·kH·kW, L) or (C·kH·kW, L) with those two "
+                         f"known, got {format_shape(x.shape)}")
+    taps = kernel[0] * kernel[1]
+    blocks = [(n + sides[2 * a] + sides[2 * a + 1] - dilation[a] * (kernel[a] - 1) - 1)
+              // stride[a] + 1 for a, n in enumerate(size)]
+    rows, count = x.shape[-2:]
+    if rows % taps or min(blocks) < 1 or math.prod(blocks) != count:
+        raise GraphError(f"{what}: of shape {format_shape(x.shape)}, expected C·{taps} rows "
+                         f"(kernel {kernel}) and {max(blocks[0], 0)}·{max(blocks[1], 0)} blocks "
+                         f"(output {size}, dilation {dilation}, padding {sides}, stride "
+                         f"{stride})")
+    channels = rows // taps
+    onehot = np.zeros((rows, 1, *kernel), x.dtype)
+    tap = np.arange(rows) % taps
+    onehot[np.arange(rows), 0, tap // kernel[1], tap % kernel[1]] = 1
+    covered = [(b - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1 - sides[2 * a]
+               - sides[2 * a + 1] for a, b in enumerate(blocks)]
+    y = transposed(mv.reshape(x, (-1, rows, *blocks)), leaf.constant(onehot), stride, sides,
+                   tuple(n - c for n, c in zip(size, covered)), channels, dilation, what)
+    return y if x.ndim == 3 else mv.reshape(y, y.shape[1:])
 
 
 def transposed3d(x, w, stride, padding, output_padding, groups, dilation, what):

@@ -1488,6 +1488,27 @@ def _affine_grid(g):
     return [g.fresh((n, k, k + 1))], {"size": size, "align_corners": corners}
 
 
+def _fold(g):
+    """fold's blocks of a fresh (N, C·kH·kW, L) or (C·kH·kW, L): kernel, dilation, padding and
+    stride drawn per axis (blocks overlap, tile or leave gaps), the output size from the blocks
+    plus a remainder below the stride that no block reaches."""
+    kernel, dilation, padding, stride, size, blocks = [], [], [], [], [], []
+    for _ in range(2):
+        k, d, s = (int(v) for v in g.rng.integers(1, 4, 3))
+        p, b = int(g.rng.integers(0, 2)), int(g.rng.integers(1, 4))
+        out = (b - 1) * s + d * (k - 1) + 1 - 2 * p + int(g.rng.integers(0, s))
+        if out < 1:
+            raise NoSlot
+        for values, v in zip((kernel, dilation, padding, stride, size, blocks),
+                             (k, d, p, s, out, b)):
+            values.append(v)
+    rows = int(g.rng.integers(1, 3)) * kernel[0] * kernel[1]
+    lead = () if g.rng.random() < 0.3 else (int(g.rng.integers(1, 3)),)
+    return [g.fresh((*lead, rows, blocks[0] * blocks[1]))], {
+        "output_size": tuple(size), "kernel_size": tuple(kernel), "dilation": tuple(dilation),
+        "padding": tuple(padding), "stride": tuple(stride)}
+
+
 def _repeat_interleave(g):
     x = g.pick(lambda s: len(s) <= 3)
     ndim = len(g.shape_of(x))
@@ -1633,6 +1654,7 @@ PROPOSERS = {
     "pixel_shuffle": _pixel_shuffle,
     "pixel_unshuffle": _pixel_unshuffle,
     "grid_sample": _grid_sample,
+    "fold": _fold,
     "affine_grid": _affine_grid,
     "tril": _triangle,
     "triu": _triangle,

@@ -367,6 +367,7 @@ TORCH = {
     "pixel_unshuffle": lambda x, downscale_factor: _pixels(F.pixel_unshuffle, x,
                                                            downscale_factor),
     "grid_sample": F.grid_sample,
+    "fold": F.fold,
     "affine_grid": lambda theta, size, align_corners: F.affine_grid(theta, size, align_corners),
     "tile": lambda x, reps=None, dims=None: torch.tile(x, _given(reps, dims)),
     "repeat": lambda x, sizes: x.repeat(*sizes),
