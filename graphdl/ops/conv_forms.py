@@ -197,8 +197,8 @@ def conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
 
 
 @composite("fold", "Fold",
-           "dL/dx = g's blocks read back (unfold: each block's window of g, the adjoint of the "
-           "sum)", (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE, mv.RESHAPE), arity=None)
+           "dL/dx = g's blocks read back (unfold: each block's window of g)",
+           (conv.CONV2D_INPUT_GRAD, ew.ADD, mv.UNSLICE, mv.RESHAPE), arity=None)
 def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """torch.nn.functional.fold (col2im): x (N, C·kH·kW, L) or (C·kH·kW, L) holds the values of
     the L sliding blocks of an (N, C, H, W) output of `output_size`, block (i, j) over rows
