@@ -82,10 +82,8 @@ def _channels(call, x):
 
 @op("InstanceNormalization")
 def _instance_norm(call):
-    """Each channel of each sample over its spatial axes: group_norm with a group per channel."""
-    x = call.node(0)
-    return gd.group_norm(x, _channels(call, x), call.node(1), call.node(2),
-                         call.attr("epsilon", 1e-5))
+    return gd.instance_norm(call.node(0), weight=call.node(1), bias=call.node(2),
+                            eps=call.attr("epsilon", 1e-5))
 
 
 @op("GroupNormalization")

@@ -67,14 +67,12 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     out_points = math.prod(grid.shape[1:-1])
     total = None
     for indices, weight in taps:
-        inside = None
-        for i, n in zip(indices, spatial):  # a tap outside the input reads 0 (any padding)
+        inside = position = None  # a tap outside the input reads 0 (any padding)
+        for d, (i, n) in enumerate(zip(indices, spatial)):
             ok = lg.LOGICAL_AND(ew.GREATER_EQUAL(i, 0), ew.LESS_EQUAL(i, n - 1))
             inside = ok if inside is None else lg.LOGICAL_AND(inside, ok)
-        position = None
-        for d, i in enumerate(indices):
+            safe = ew.cast(ew.MINIMUM(ew.MAXIMUM(i, 0), n - 1), "int64")
             stride = math.prod(spatial[d + 1:])
-            safe = ew.cast(ew.MINIMUM(ew.MAXIMUM(i, 0), spatial[d] - 1), "int64")
             term = safe * stride if stride > 1 else safe
             position = term if position is None else position + term
         position = mv.reshape(position, (-1, 1, out_points))
