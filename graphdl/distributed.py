@@ -15,6 +15,8 @@ every collective is the identity: nothing here imports torch until `init()` join
 No hangs: every collective waits at most `timeout` seconds (`init(timeout=)`); when one fails,
 the error says which collective it was, this worker's rank, and the ranks that never reached it
 (each failing rank leaves a mark in the group's store; a dead or stuck rank leaves none).
+`allreduce_start` starts an allreduce and returns at once, for callers that compute on while it
+travels; its `wait()` is bounded the same way.
 """
 
 from __future__ import annotations
@@ -339,16 +341,59 @@ def _device_collective(torch, flat):
 def _collective(what, start):
     """Run the collective `start(torch.distributed)` returns (its async work), waiting at most
     the timeout; a failure raises CollectiveError naming the ranks that never reached it."""
-    dist = _dist()
-    _state["calls"] += 1
-    call = _state["calls"]
-    timeout = datetime.timedelta(seconds=_state["timeout"])
-    try:
-        start(dist).wait(timeout)
-    except RuntimeError as error:
-        raise CollectiveError(f"rank {dist.get_rank()}: {what} #{call} failed within "
-                              f"{_state['timeout']:g} s; {_absent(dist, call)} "
-                              f"({str(error).splitlines()[0][:200]})") from error
+    _Pending(what, start).wait()
+
+
+class _Pending:
+    """A collective under way: `start(torch.distributed)` returned its async work."""
+
+    def __init__(self, what, start, then=None):
+        _state["calls"] += 1
+        self.what, self.call, self.then = what, _state["calls"], then
+        self.work = None if _dist() is None else start(_dist())
+
+    def ready(self):
+        """Whether it is done (or failed: `wait` then raises), without waiting."""
+        return self.work is None or self.work.is_completed()
+
+    def wait(self):
+        """Wait for it, at most the timeout; a failure raises CollectiveError naming the ranks
+        that never reached it. Returns `then()`."""
+        if self.work is not None:
+            work, self.work = self.work, None
+            try:
+                work.wait(datetime.timedelta(seconds=_state["timeout"]))
+            except RuntimeError as error:
+                dist = _dist()
+                raise CollectiveError(
+                    f"rank {dist.get_rank()}: {self.what} #{self.call} failed within "
+                    f"{_state['timeout']:g} s; {_absent(dist, self.call)} "
+                    f"({str(error).splitlines()[0][:200]})") from error
+        return None if self.then is None else self.then()
+
+
+def allreduce_start(x, op="sum"):
+    """`allreduce_array(x, op, out=x)` started, not waited for: returns at once a handle whose
+    `ready()` says, without waiting, whether the sum has arrived and whose `wait()` waits for
+    it (at most the timeout, as every collective) and returns x, reduced in place. Leave x
+    alone until then; the caller computes on meanwhile (word2vec's rounds train on while the
+    rows travel). x: a C-contiguous NumPy array. With one worker x comes back as it is."""
+    if op not in ("sum", "mean"):
+        raise ValueError(f"allreduce_start: op must be 'sum' or 'mean', got {op!r}")
+    if not (isinstance(x, np.ndarray) and x.flags.c_contiguous):
+        raise ValueError("allreduce_start: x must be a C-contiguous NumPy array")
+
+    def then():
+        if op == "mean":
+            np.divide(x, world_size(), out=x)
+        return x
+
+    if _dist() is None:
+        return _Pending("allreduce", None, lambda: x)
+    import torch
+
+    return _Pending("allreduce", lambda d: d.all_reduce(torch.from_numpy(x.reshape(-1)),
+                                                         async_op=True), then)
 
 
 def _absent(dist, call):

@@ -126,13 +126,17 @@ def main(rank, world, rendezvous, out, scenario):
 
 def reduced_into_out(rank):
     """allreduce_array(..., out=): x itself reduced in place and returned; another out
-    written (a weighted mean too), x left as it was."""
+    written (a weighted mean too), x left as it was; allreduce_start: its array, reduced in
+    place, returned by its wait."""
     x = np.arange(3.0) + rank
     returned = gdd.allreduce_array(x, "sum", out=x)
     y, out = np.full(2, 1.0 + rank), np.empty(2)
     mean = gdd.allreduce_array(y, "mean", weight=rank + 1, out=out)
+    z = np.arange(4.0).reshape(2, 2) * (rank + 1)
+    travelling = gdd.allreduce_start(z, "mean")
+    started = travelling.wait()
     return {"out-x": x, "out-x-returned": returned is x, "out-y": y, "out-mean": out,
-            "out-mean-returned": mean is out}
+            "out-mean-returned": mean is out, "start-mean": z, "start-returned": started is z}
 
 
 def failed_peer(rank, scenario):
@@ -145,7 +149,9 @@ def failed_peer(rank, scenario):
         time.sleep(60)  # the test ends it first
         sys.exit(4)
     start = time.monotonic()
-    try:
+    try:  # a killed peer is found by a started collective's wait too
+        if scenario == "killed":
+            gdd.allreduce_start(np.ones(3)).wait()
         gdd.allreduce_array(np.ones(3), "sum")
     except gdd.CollectiveError as error:
         return {"message": str(error), "seconds": time.monotonic() - start}

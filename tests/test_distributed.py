@@ -78,6 +78,18 @@ def test_one_workers_allreduce_array_copies_into_out_and_checks_it():
             gdd.allreduce_array(x, "sum", out=bad)
 
 
+def test_one_workers_started_allreduce_has_arrived_and_is_x():
+    x = np.arange(6.0).reshape(2, 3)
+    for op in ("sum", "mean"):
+        travelling = gdd.allreduce_start(x, op)
+        assert travelling.ready() and travelling.wait() is x
+        np.testing.assert_array_equal(x, np.arange(6.0).reshape(2, 3))
+    with pytest.raises(ValueError, match="op must be 'sum' or 'mean', got 'max'"):
+        gdd.allreduce_start(x, "max")
+    with pytest.raises(ValueError, match="C-contiguous NumPy array"):
+        gdd.allreduce_start(x.T)
+
+
 def test_the_generated_code_shows_the_collective():
     x = gd.input("x", (2, 3), "float32")
     source = gd.compile(gd.allreduce(x * 2, weight=5.0)).source
@@ -266,11 +278,13 @@ def test_two_workers_step_as_one_with_the_whole_batch(pairs, run):
         _close(rank0[key], value, run[1])
 
 
-def test_allreduce_array_reduces_into_out_or_x_itself(pairs):
+def test_allreduce_array_and_start_reduce_in_place(pairs):
     for report in (pairs["train"], pairs["train-1"]):
         np.testing.assert_array_equal(report["out-x"], [1.0, 3.0, 5.0])  # [0 1 2] + [1 2 3]
         np.testing.assert_allclose(report["out-mean"], [5 / 3] * 2, rtol=1e-15)  # (1·1 + 2·2)/3
         assert report["out-x-returned"] and report["out-mean-returned"]
+        np.testing.assert_array_equal(report["start-mean"], [[0.0, 1.5], [3.0, 4.5]])
+        assert report["start-returned"]
     np.testing.assert_array_equal(pairs["train"]["out-y"], [1.0, 1.0])  # not written
 
 

@@ -1,10 +1,11 @@
 """word2vec across processes that share no memory (examples/word2vec/distributed.py): the
 round (its averaged rows the mean, its added-up rows the start plus every change, the other
-rows untouched, the done flags), hierarchical softmax's hot rows, the schedule of rounds on
-ranks with unequal steps per epoch (ranks as threads, a barrier as the collective: a rank
-calling one collective more or less than another breaks it), one rank being the one-process
-run bit for bit, and two gloo processes on the smoke corpus ending with bit-identical
-replicas."""
+rows untouched, the done flags), a round landing after the ranks trained on (their steps
+kept), hierarchical softmax's hot rows, the schedule of rounds on ranks with unequal steps per
+epoch (ranks as threads, their collective a sum that waits for every rank's call: a rank
+calling one collective more or less than another breaks it), when rounds are sent and land,
+one rank being the one-process run bit for bit, and two gloo processes on the smoke corpus
+ending with bit-identical replicas."""
 
 from __future__ import annotations
 
@@ -33,20 +34,36 @@ def tables(rng, vocab=7, dim=3):
             "W_out": rng.standard_normal((vocab - 1, dim)).astype(np.float32)}
 
 
+def changed(rng, replicas):
+    """Each replica's every row moved its own way (a rank's steps)."""
+    for t in (t for tables in replicas for t in tables.values()):
+        t += rng.standard_normal(t.shape).astype(t.dtype)
+
+
+PARTS = [("W_in", slice(0, 3), "mean"), ("W_out", slice(4, 6), "mean"),
+         ("W_in", slice(3, 5), "add")]
+
+
+def exact_round(ranks, done):
+    """`Replica.round` of every rank, made from one thread: all send, then all land."""
+    for r in ranks:
+        r.send(PARTS, done)
+    return [r.land(exact=True) for r in ranks]
+
+
 def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(rng):
     """Two replicas from equal tables, each changed its own way: "mean" rows become the mean,
     "add" rows the start plus both changes, the other rows stay each replica's own."""
     start = tables(rng)
     a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
-    ranks = [Replica(a, None, 2), Replica(b, None, 2)]
-    for t in (*a.values(), *b.values()):
-        t += rng.standard_normal(t.shape).astype(t.dtype)
+    group = Group(2)
+    ranks = [Replica(a, group.start(0), 2), Replica(b, group.start(1), 2)]
+    changed(rng, (a, b))
     before = {name: (a[name].copy(), b[name].copy()) for name in a}
-    parts = [("W_in", slice(0, 3), "mean"), ("W_out", slice(4, 6), "mean"),
-             ("W_in", slice(3, 5), "add")]
-    summed = ranks[0].pack(parts, True) + ranks[1].pack(parts, False)
-    assert [r.unpack(summed, parts) for r in ranks] == [False, False]  # one rank not done
-    for name, rows, how in parts:
+    ranks[0].send(PARTS, True)
+    ranks[1].send(PARTS, False)
+    assert [r.land(exact=True) for r in ranks] == [False, False]  # one rank not done
+    for name, rows, how in PARTS:
         np.testing.assert_array_equal(a[name][rows], b[name][rows])
         mine, theirs = (before[name][k][rows].astype(np.float64) for k in (0, 1))
         want = (mine + theirs) / 2 if how == "mean" else mine + theirs - start[name][rows]
@@ -54,13 +71,44 @@ def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(
     for name, untouched in (("W_in", slice(5, None)), ("W_out", slice(0, 4))):
         np.testing.assert_array_equal(a[name][untouched], before[name][0][untouched])
         np.testing.assert_array_equal(b[name][untouched], before[name][1][untouched])
-    summed = ranks[0].pack(parts, True) + ranks[1].pack(parts, True)
-    assert [r.unpack(summed, parts) for r in ranks] == [True, True]
+    assert exact_round(ranks, True) == [True, True]
     # an "add" part's next round adds the changes since this one, not since the start
     a["W_in"][3:5] += 1
-    summed = ranks[0].pack(parts, False) + ranks[1].pack(parts, False)
-    ranks[0].unpack(summed, parts)
+    for r in ranks:
+        r.send(PARTS, False)
+    ranks[0].land(exact=True)
     np.testing.assert_array_equal(a["W_in"][3:5], b["W_in"][3:5] + 1)
+
+
+def test_a_round_that_travelled_while_the_ranks_trained_keeps_their_steps(rng):
+    """Rows that moved between sending and landing: each lands at the combined value plus its
+    own steps since it sent, and the next round adds those steps too."""
+    start = tables(rng)
+    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
+    group = Group(2)
+    ranks = [Replica(a, group.start(0), 2), Replica(b, group.start(1), 2)]
+    changed(rng, (a, b))
+    sent = {name: (a[name].copy(), b[name].copy()) for name in a}
+    for r in ranks:
+        r.send(PARTS, False)
+    changed(rng, (a, b))  # trained on while the round travelled
+    moved = {name: (a[name] - sent[name][0], b[name] - sent[name][1]) for name in a}
+    assert all(r.ready() for r in ranks)
+    for r in ranks:
+        r.land()
+    for name, rows, how in PARTS:
+        mine, theirs = (sent[name][k][rows].astype(np.float64) for k in (0, 1))
+        combined = (mine + theirs) / 2 if how == "mean" else mine + theirs - start[name][rows]
+        for k, replica in enumerate((a, b)):
+            np.testing.assert_allclose(replica[name][rows], combined + moved[name][k][rows],
+                                       rtol=1e-5, atol=1e-5)
+    assert exact_round(ranks, True) == [True, True]
+    for name, rows, _ in PARTS:
+        np.testing.assert_array_equal(a[name][rows], b[name][rows])
+    # the add rows: the start plus every step of both ranks, the ones taken meanwhile too
+    steps = sum(sent["W_in"][k] - start["W_in"] + moved["W_in"][k] for k in (0, 1))
+    np.testing.assert_allclose(a["W_in"][3:5], (start["W_in"] + steps)[3:5], rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_hierarchical_softmaxs_hot_rows_are_its_most_visited_inner_nodes():
@@ -79,62 +127,72 @@ def test_hierarchical_softmaxs_hot_rows_are_its_most_visited_inner_nodes():
     assert ns == {"W_in": slice(0, 7), "W_out": slice(0, 7)}  # K past the vocabulary: all
 
 
-class Threads:
-    """Ranks as threads; `reduce(rank)` is their collective: each call waits for every rank's
-    call and returns the sum of their buffers (a different buffer size fails the sum, a call
-    the others do not make times the barrier out)."""
+class Group:
+    """Ranks' collective, as torch.distributed's started allreduce: `start(rank)` is rank's
+    `start(buffer)`; the n-th call of every rank is one sum, `ready()` once every rank has
+    made it, and `wait()` waits for that (10 s at most: a call the others never make fails)
+    and sums the buffers, in rank order, into the caller's (a different size fails)."""
 
     def __init__(self, world):
-        self.barrier = threading.Barrier(world, timeout=10)
-        self.buffers, self.calls = [None] * world, [0] * world
+        self.world, self.calls = world, [0] * world
+        self.sent: dict[int, dict[int, np.ndarray]] = {}
+        self.changed = threading.Condition()
 
-    def reduce(self, rank):
+    def start(self, rank):
         def collective(buffer):
-            self.buffers[rank] = buffer.copy()
-            self.calls[rank] += 1
-            self.barrier.wait()
-            total = np.sum(np.stack(self.buffers), axis=0)
-            self.barrier.wait()
-            return total
+            with self.changed:
+                call, self.calls[rank] = self.calls[rank], self.calls[rank] + 1
+                self.sent.setdefault(call, {})[rank] = buffer.copy()
+                self.changed.notify_all()
+            return SimpleNamespace(ready=lambda: self.arrived(call),
+                                   wait=lambda: self.wait(call, buffer))
         return collective
+
+    def arrived(self, call):
+        return len(self.sent[call]) == self.world
+
+    def wait(self, call, buffer):
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.arrived(call), timeout=10):
+                raise TimeoutError(f"collective #{call}: only ranks {sorted(self.sent[call])}")
+            buffer[...] = np.sum([self.sent[call][r] for r in range(self.world)], axis=0)
+        return buffer
 
 
 @pytest.mark.parametrize(("steps", "every", "most"), [
-    ([[5, 1, 4], [2, 6, 4]], 2, None),  # unequal epochs, the last rounds of each differ
-    ([[1, 5, 2], [3, 0, 4]], 1, None),  # an epoch without a batch on rank 1
-    ([[9, 3], [2, 7]], None, None),  # by time: rank r's clock runs r + 1 times as fast
-    ([[9, 3], [2, 7]], None, 3),  # by time, or after 3 steps where that comes first
-    ([[3, 3], [3, 3], [0, 1]], 2, None),  # three ranks
-], ids=["unequal", "empty-epoch", "timed", "timed-at-most", "three"])
+    ([10, 12], 2, None),  # unequal shares: the last rounds of each differ
+    ([8, 0], 1, None),  # a share without a batch
+    ([12, 9], None, None),  # by time: rank r's clock runs r + 1 times as fast
+    ([12, 9], None, 3),  # by time, or after 3 steps where that comes first
+    ([6, 6, 1], 2, None),  # three ranks
+], ids=["unequal", "no-batch", "timed", "timed-at-most", "three"])
 @pytest.mark.parametrize("full_every", [None, 2], ids=["hot-rounds", "every-2nd-round-full"])
 def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, most,
                                                                      full_every):
-    """Also with every 2nd round combining every row: a rank waiting at its epoch's end must
-    make the full rounds where the others make them (their buffers differ in size)."""
-    group, world = Threads(len(steps)), len(steps)
+    """Also with every 2nd round combining every row: a rank waiting at the end must make the
+    full rounds where the others make them (their buffers differ in size)."""
+    group, world = Group(len(steps)), len(steps)
     model_of_nine = declare("sg", "hs", Shape(9, 3, 4), huffman(np.arange(9, 0, -1)))
-    ends, errors = [None] * world, []
+    ends, errors, sent = [None] * world, [], [0] * world
 
     def rank(r):
         try:
             rng = np.random.default_rng(r)
             mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
-            replica = Replica(mine, group.reduce(r), world)
+            replica = Replica(mine, group.start(r), world)
             hot, end = round_parts(model_of_nine, 3, 1)
             ticks = itertools.count(0, r + 1)
-            schedule = Schedule(replica, hot, end, epochs=len(steps[r]), every=every,
-                                interval=4, most=most, full_every=full_every,
-                                clock=lambda: next(ticks))
-            for epoch, count in enumerate(steps[r]):
-                for _ in range(count):
-                    schedule.before(SimpleNamespace(epoch=epoch))
-                    for t in mine.values():  # the step: this rank's own change of every row
-                        t += rng.standard_normal(t.shape).astype(t.dtype)
+            schedule = Schedule(replica, hot, end, every=every, interval=4, most=most,
+                                full_every=full_every, clock=lambda: next(ticks))
+            for _ in range(steps[r]):
+                schedule.before(None)
+                for t in mine.values():  # the step: this rank's own change of every row
+                    t += rng.standard_normal(t.shape).astype(t.dtype)
+            sent[r] = replica.rounds
             schedule.finish()
             ends[r] = mine
         except Exception as error:  # noqa: BLE001 - reported by the test
             errors.append(error)
-            group.barrier.abort()
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
     for t in threads:
@@ -143,29 +201,39 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
         t.join()
     assert not errors, errors
     assert len(set(group.calls)) == 1, group.calls
-    assert group.calls[0] > 2 * len(steps[0])  # rounds within the epochs, not at their ends only
+    assert max(sent) >= 2  # rounds while the ranks trained, not at the end only
     for r in range(1, world):
         for name in ends[0]:
             np.testing.assert_array_equal(ends[r][name], ends[0][name])
 
 
-@pytest.mark.parametrize(("every", "most", "rounds_after"), [
-    (None, None, [4, 8, 12]),  # a step takes 0.03 s: 0.1 s has passed after 4 of them
-    (None, 3, [3, 6, 9, 12]),  # at most 3 steps apart
-    (5, None, [5, 10]),  # every 5 steps, whatever the time
-], ids=["every-0.1-s", "at-most-3-steps", "every-5-steps"])
-def test_a_round_comes_once_the_interval_has_passed_or_after_most_steps(every, most,
-                                                                        rounds_after):
-    """The time between rounds is counted from the end of the last one: a round (here 0.05 s)
-    is not training."""
-    steps, rounds_at = [0], []
-    replica = SimpleNamespace(rounds=0, round=lambda parts, done: rounds_at.append(steps[0]))
-    schedule = Schedule(replica, [], [], epochs=1, every=every, interval=0.1, most=most,
-                        full_every=None, clock=lambda: 0.03 * steps[0] + 0.05 * len(rounds_at))
-    for _ in range(13):
+@pytest.mark.parametrize(("every", "most", "travel", "sent", "landed"), [
+    (None, None, 1, [4, 9], [5, 10]),  # 0.1 s after landing; lands the step after it arrives
+    (None, None, 9, [4, 12], [8]),  # not arrived 0.1 s after sending: waited for
+    (None, 3, 1, [3, 6, 9, 12], [4, 7, 10]),  # at most 3 steps after the last was sent
+    (5, None, 9, [5, 10], [6, 11]),  # every 5 steps; lands at the next, arrived or not
+], ids=["every-0.1-s", "overdue", "at-most-3-steps", "every-5-steps"])
+def test_a_round_is_sent_once_due_and_lands_once_arrived_or_overdue(every, most, travel, sent,
+                                                                    landed):
+    """A step takes 0.03 s; a round arrives `travel` steps after it was sent. The interval is
+    counted from the last landing: the next round leaves with this rank's steps since."""
+    step, log = [0], {"sent": [], "landed": []}
+
+    def send(parts, done):
+        replica.travelling = step[0]
+        log["sent"].append(step[0])
+
+    def land():
+        replica.travelling = None
+        log["landed"].append(step[0])
+
+    replica = SimpleNamespace(rounds=0, travelling=None, send=send, land=land,
+                              ready=lambda: step[0] - replica.travelling >= travel)
+    schedule = Schedule(replica, [], [], every=every, interval=0.1, most=most, full_every=None,
+                        clock=lambda: 0.03 * step[0])
+    for step[0] in range(13):
         schedule.before(SimpleNamespace(epoch=0))
-        steps[0] += 1
-    assert rounds_at == rounds_after
+    assert log == {"sent": sent, "landed": landed}
 
 
 def test_one_rank_trains_as_one_process_bit_for_bit(rng):

@@ -7,7 +7,7 @@ decay over its share and random draws from seed + rank + 1, as the shared-memory
 The shares are cut to equal expected rows (`batches.expected_rows`), not equal words:
 subsampling and short lines make the same words different numbers of rows, and cut by words
 the 6.2M-word corpus's shares were 2.0 % apart at 2 ranks and 15 % at 4; whichever ran out
-first waited at every epoch's end. Cut by rows: 0.02 % and 0.10 %.
+first waited for the others. Cut by rows: 0.02 % and 0.10 %.
 
 The replicas drift apart; rounds bring them back together:
 - every ~`INTERVAL` s (0.1 s, pWord2Vec's sync period) the K hottest rows of each table
@@ -20,7 +20,11 @@ The replicas drift apart; rounds bring them back together:
   row combined at the epochs' ends only, each rank's copy of the rare words drifted for a
   whole epoch (analogies: 2 ranks 13.03 %, 4 ranks 8.37 %, one process 14.71 %); with these
   rounds, 14.30 % and 12.24 % (docs/RESULTS.md);
-- at the end of each epoch every row, so that the replicas end bit-identical.
+- at the end every row, so that the replicas end bit-identical. Not at each epoch's end: a
+  rank goes on into its next epoch, and only the last end waits for the slowest rank. (Ranks
+  waiting for each other at every epoch's end waited for that epoch's slowest: 2.6 s an
+  epoch at 2 ranks on a 66 s epoch, docs/RESULTS.md; ranks running unevenly fast in one epoch
+  may catch up in the next.)
 
 How rows combine. pWord2Vec averages them. Averaging N replicas divides every rank's change by
 N: word2vec's loss is a sum (each occurrence moves its rows by lr times its own gradient), so
@@ -39,27 +43,34 @@ M = 128 was measured on the 6.2M-word corpus (docs/RESULTS.md; one process: 14.7
 13.79 %. The more ranks add their changes up, the more rows overshoot; 128 keeps both counts
 within a point of one process. Rounds were every 32 (4 ranks) and 54 (2 ranks) steps.
 
-One collective per round: `gdd.allreduce_array` sums one float32 buffer holding the rows (the
+One collective per round: `gdd.allreduce_start` sums one float32 buffer holding the rows (the
 averaged ones' values, the others' changes) and a done flag, in place; the sums come back
-identical on every rank, and so do the rows made from them. Ranks must call the same
-collectives in the same order, or the group hangs (until the timeout); they agree
-- on WHEN, by counting rounds: a rank joins the next round once `INTERVAL` seconds have
-  passed since the last one ended (`Schedule`), or after ROUND_ROWS / (ranks × batch) steps:
-  the added-up changes are those of ranks × steps × batch rows computed from tables up to a
-  round old, and past ~2^17 rows they overshot (4 ranks, a round every 54 steps: analogies
-  0.60 % where 30 steps gave 1.38 %). The ranks leave a round together and so reach the next
-  within about a step of each other, however much each trained in between. (A fixed number of
-  steps between rounds, agreed from the first steps' time, kept the others waiting for
-  whichever rank the scheduler or its batch thread had slowed: 12 s of a 164 s run at 2
-  ranks, against 3–4 s; docs/RESULTS.md.) `every` (`--sync-every`) fixes the steps instead,
-  for a repeatable run;
-- on the epoch's end: a rank whose share of the epoch is done keeps joining the rounds with its
-  flag raised, training nothing, until a round's flags add up to the number of ranks; then
-  every rank combines every row (a second collective) and starts the next epoch. A share
-  without a batch in an epoch joins all the same.
-With one rank every collective is the identity: the run is the one-process run, bit for bit.
-Memory: the tables three times (the replica, the base of its added-up rows, the buffer of
-a round of every row).
+identical on every rank. A round travels while the rank trains on: it is sent, the steps go on,
+and it lands before the first step after it has arrived, each row moving by the combined value
+less what this rank sent, so that the steps taken meanwhile are kept (and go out, as changes,
+with the next round). A rank that reaches a round before the others then trains instead of
+waiting for them: waiting in each round, the ranks lost 3–4 s of a 130 s run at 2 ranks, on
+top of the rounds' own time (docs/RESULTS.md). A round that has not arrived by the time the
+next is due is waited for. Ranks must call the same collectives in the same order, or the
+group hangs (until the timeout); they agree
+- on WHEN, by counting rounds: a rank sends the next round once `INTERVAL` seconds have
+  passed since the last one landed (`Schedule`), or ROUND_ROWS / (ranks × batch) steps after
+  it sent the last: the added-up changes are those of ranks × steps × batch rows computed from
+  tables up to a round old, and past ~2^17 rows they overshot (4 ranks, a round every 54
+  steps: analogies 0.60 % where 30 steps gave 1.38 %). The ranks' rounds land at about the
+  same time, so they send the next within about a step of each other, however much each
+  trained in between. (A fixed number of steps between rounds, agreed from the first steps'
+  time, kept the others waiting for whichever rank the scheduler or its batch thread had
+  slowed: 12 s of a 164 s run at 2 ranks; docs/RESULTS.md.) `every` (`--sync-every`) fixes
+  the steps instead, each round landing at the step after it was sent, for a repeatable run;
+- on the end: a rank whose share of every epoch is done lands its round and keeps joining
+  the rounds with its flag raised, training nothing (they land as they are sent), until a
+  round's flags add up to the number of ranks; then every rank combines every row (a second
+  collective, landed as sent: every row of every replica the same bits). A share without a
+  batch joins all the same.
+With one rank there are no rounds: the run is the one-process run, bit for bit.
+Memory: the tables four times (the replica, the base of its added-up rows, a round of every
+row's buffer and what this rank sent in it).
 """
 
 from __future__ import annotations
@@ -92,56 +103,83 @@ def hot_rows(model: Model, rows: int) -> dict[str, slice]:
 
 
 class Replica:
-    """This rank's tables and the round that combines rows of them with the other ranks'.
+    """This rank's tables and the rounds that combine rows of them with the other ranks'.
     A round takes parts (table, rows, how): "mean" parts become the mean over the ranks;
     "add" parts become their values at the last round that took them plus every rank's change
-    since (kept in `base`). `reduce(buffer)` returns the element-wise sum over the ranks of
-    their buffers (a collective, called by every rank at once; it may sum in place). Each kind
-    of round packs into a buffer of its own, kept: a round of every row is tens of MB, and a
-    fresh one each time cost more than its transfer."""
+    since (kept in `base`). `start(buffer)` starts the collective that sums the ranks' buffers
+    in place and returns at once: a handle with `ready()` (arrived, without waiting) and
+    `wait()` (the summed buffer). Each kind of round packs into a buffer of its own, kept: a
+    round of every row is tens of MB, and a fresh one each time cost more than its transfer.
 
-    def __init__(self, tables: dict[str, np.ndarray], reduce: Callable, world: int):
-        self.tables, self.reduce, self.world = tables, reduce, world
+    A round travels while the rank trains on (`send`, then `land` once it has arrived): each
+    row then moves by the combined value less what this rank sent, keeping the steps it took
+    meanwhile. `round` sends and lands at once, as every rank's rows stand: the rows come out
+    exactly the combined values, the same bits on every rank."""
+
+    def __init__(self, tables: dict[str, np.ndarray], start: Callable, world: int):
+        self.tables, self.start, self.world = tables, start, world
         self.base = {name: t.copy() for name, t in tables.items()}
-        self.buffers: dict[tuple, np.ndarray] = {}
+        self.buffers: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self.travelling = None  # (the collective, its parts, what this rank sent)
         self.rounds, self.seconds = 0, 0.0  # for the report: rounds made, time spent in them
 
     def round(self, parts: list[tuple[str, slice, str]], done: bool) -> bool:
-        """Combine `parts` over the ranks; whether every rank said `done`. One rank keeps its
-        rows as they are (base + change would round them)."""
+        """Combine `parts` over the ranks now; whether every rank said `done`. One rank keeps
+        its rows as they are (base + change would round them)."""
         if self.world == 1:
             return done
-        start = time.perf_counter()
-        every_rank_done = self.unpack(self.reduce(self.pack(parts, done)), parts)
-        self.rounds += 1
-        self.seconds += time.perf_counter() - start
-        return every_rank_done
+        self.send(parts, done)
+        return self.land(exact=True)
 
-    def pack(self, parts: list[tuple[str, slice, str]], done: bool) -> np.ndarray:
-        """The parts' buffer: the "mean" rows' values, the "add" rows' changes, the flag."""
+    def send(self, parts: list[tuple[str, slice, str]], done: bool) -> None:
+        """Start a round of `parts` (none with one rank): the "mean" rows' values, the "add"
+        rows' changes, the flag."""
+        if self.world == 1:
+            return
+        clock = time.perf_counter()
         key = tuple((name, rows.start, rows.stop, how) for name, rows, how in parts)
         if key not in self.buffers:
-            size = sum(self.tables[name][rows].size for name, rows, _ in parts)
-            self.buffers[key] = np.empty(size + 1, self.tables[parts[0][0]].dtype)
-        buffer = self.buffers[key]
+            size = sum(self.tables[name][rows].size for name, rows, _ in parts) + 1
+            dtype = self.tables[parts[0][0]].dtype
+            self.buffers[key] = np.empty(size, dtype), np.empty(size, dtype)
+        buffer, sent = self.buffers[key]
         for name, rows, how, table, mine in self.views(buffer, parts):
             if how == "add":
                 np.subtract(table, self.base[name][rows], out=mine)
             else:
                 mine[...] = table
         buffer[-1] = done
-        return buffer
+        sent[...] = buffer
+        self.travelling = self.start(buffer), parts, sent
+        self.rounds += 1
+        self.seconds += time.perf_counter() - clock
 
-    def unpack(self, summed: np.ndarray, parts: list[tuple[str, slice, str]]) -> bool:
-        """The parts := the sums' means, or base + the sums; whether the done flags add up to
-        every rank."""
-        for name, rows, how, table, total in self.views(summed, parts):
+    def ready(self) -> bool:
+        """Whether the round under way has arrived (without waiting)."""
+        return self.travelling is not None and self.travelling[0].ready()
+
+    def land(self, exact: bool = False) -> bool:
+        """Wait for the round under way and apply it: the "mean" parts := the mean of the ranks'
+        values, the "add" parts := base + the sum of the changes, each plus this rank's steps
+        since it sent (none with `exact`: then the rows are those values themselves, bit for
+        bit); whether the done flags add up to every rank."""
+        clock = time.perf_counter()
+        (collective, parts, sent), self.travelling = self.travelling, None
+        summed = collective.wait()
+        for (name, rows, how, table, total), (*_, mine) in zip(
+                self.views(summed, parts), self.views(sent, parts), strict=True):
             if how == "add":
                 base = self.base[name][rows]
                 np.add(base, total, out=base)
-                table[...] = base
-            else:
+                if exact:
+                    table[...] = base
+                else:
+                    table += np.subtract(total, mine, out=mine)
+            elif exact:
                 np.divide(total, self.world, out=table)
+            else:
+                table += np.subtract(np.divide(total, self.world, out=total), mine, out=mine)
+        self.seconds += time.perf_counter() - clock
         return bool(summed[-1] == self.world)
 
     def views(self, buffer: np.ndarray, parts: list[tuple[str, slice, str]]):
@@ -154,9 +192,9 @@ class Replica:
 
 
 def round_parts(model: Model, rows: int, mean_rows: int) -> tuple[list, list]:
-    """(a round's parts, an epoch end's parts) as (table, rows, how) for `Replica.round`: every
-    round, each table's `mean_rows` hottest rows averaged and the rest of its `rows` hottest
-    added up; at an epoch's end, those and every other row added up."""
+    """(a round's parts, a full round's parts) as (table, rows, how) for `Replica.round`:
+    every round, each table's `mean_rows` hottest rows averaged and the rest of its `rows`
+    hottest added up; in a full round, those and every other row added up."""
     hot, hottest = hot_rows(model, rows), hot_rows(model, min(mean_rows, rows))
     every, rest = [], []
     for name, where in hot.items():
@@ -175,50 +213,61 @@ def _outside(outer: slice, inner: slice) -> list[slice]:
 
 class Schedule:
     """When the rounds come (see the module's docstring): `before(batch)` is called before each
-    batch (`Model.run`'s hook), `finish()` after the last one. A round comes once `interval`
-    seconds of `clock` have passed since the last one ended, or after `most` steps; with
-    `every`, after every `every` steps instead (the same steps in every run: repeatable)."""
+    batch (`Model.run`'s hook), `finish()` after the last one. A round is sent once `interval`
+    seconds of `clock` have passed since the last one landed, or `most` steps after the last
+    was sent; with `every`, every `every` steps instead. It lands before the first step after
+    it has arrived, or when the next is due (waiting for it); with `every`, before the step
+    after it was sent: the same rounds at the same steps in every run (repeatable)."""
 
-    def __init__(self, replica: Replica, hot: list, end: list, epochs: int,
-                 every: int | None = None, interval: float = INTERVAL, most: int | None = None,
+    def __init__(self, replica: Replica, hot: list, end: list, every: int | None = None,
+                 interval: float = INTERVAL, most: int | None = None,
                  full_every: int | None = FULL_EVERY, clock: Callable = time.perf_counter):
-        self.replica, self.hot, self.end, self.epochs = replica, hot, end, epochs
+        self.replica, self.hot, self.end = replica, hot, end
         self.every, self.interval, self.most = every, interval, most
         self.full_every, self.clock = full_every, clock
-        self.epoch, self.since, self.last = 0, 0, clock()  # steps and time since the last round
+        self.since = 0  # steps since the last round was sent
+        self.sent = self.landed = clock()
 
-    def before(self, batch) -> None:
-        while self.epoch < batch.epoch:
-            self.end_epoch()
-        if self.due():
-            self.periodic(done=False)
+    def before(self, _batch) -> None:
+        if self.replica.travelling is not None and (self.replica.ready() or self.overdue()):
+            self.land()
+        if self.replica.travelling is None and self.due(self.landed):
+            self.replica.send(self.parts(), done=False)
+            self.since, self.sent = 0, self.clock()
         self.since += 1
 
     def finish(self) -> None:
-        while self.epoch < self.epochs:
-            self.end_epoch()
+        """Join the rounds until every rank is done with its share, then combine every row.
+        These rounds land as they are sent: this rank has nothing left to train meanwhile."""
+        if self.replica.travelling is not None:
+            self.land()
+        while not self.replica.round(self.parts(), done=True):
+            pass
+        self.replica.round(self.end, done=True)
 
-    def due(self) -> bool:
+    def due(self, start: float) -> bool:
+        """Whether `interval` has passed since `start` or `most` steps since the last round
+        was sent; with `every`, whether it is `every` steps since."""
         if self.every is not None:
             return self.since == self.every
         return (self.most is not None and self.since >= self.most
-                or self.clock() - self.last >= self.interval)
+                or self.clock() - start >= self.interval)
 
-    def end_epoch(self) -> None:
-        """Join the rounds until every rank is done with the epoch, then combine every row."""
-        while not self.periodic(done=True):
-            pass
-        self.replica.round(self.end, done=True)
-        self.epoch += 1
-        self.since, self.last = 0, self.clock()
+    def overdue(self) -> bool:
+        """Whether the round under way must land now, waiting for it if it has not arrived:
+        with `every`, at the step after it was sent; else once it has travelled as long as
+        rounds are apart (a rank that never joins it is then found within the timeout)."""
+        return self.every is not None or self.due(self.sent)
 
-    def periodic(self, done: bool) -> bool:
-        """A round between epoch ends: the hot rows, or every row each `full_every`-th round
-        (the same on every rank: they count the same rounds)."""
+    def land(self) -> None:
+        self.replica.land()
+        self.landed = self.clock()
+
+    def parts(self) -> list:
+        """The next round's parts: the hot rows, or every row each `full_every`-th round (the
+        same on every rank: they count the same rounds)."""
         full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
-        every_rank_done = self.replica.round(self.end if full else self.hot, done)
-        self.since, self.last = 0, self.clock()
-        return every_rank_done
+        return self.end if full else self.hot
 
 
 def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epochs: int,
@@ -235,10 +284,9 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     stream = model.stream(part, counts, epochs=epochs, window=window, sample=sample,
                           negative=negative, seed=seed + me + 1)
     hot = hot_rows(model, rows)
-    replica = Replica(tables, lambda buffer: gdd.allreduce_array(buffer, "sum", out=buffer),
-                      world)
+    replica = Replica(tables, lambda buffer: gdd.allreduce_start(buffer, "sum"), world)
     most = max(1, ROUND_ROWS // (world * model.shape.batch))
-    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), epochs, every, most=most)
+    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), every, most=most)
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
     schedule.finish()
     words, dropped = gdd.allreduce_array(np.array([words, dropped], np.float64), "sum")
@@ -247,6 +295,6 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     k = hot["W_in"].stop - hot["W_in"].start
     when = f"{every} steps" if every else f"{INTERVAL:g} s (at most {most} steps)"
     line = (f"{world} ranks: {replica.rounds:,} rounds, one every {when}, combined the {k:,} "
-            f"hottest rows of each table, every {FULL_EVERY}th round and each epoch's end every "
-            f"row; {replica.seconds:.1f} s in them on rank {me}")
+            f"hottest rows of each table, every {FULL_EVERY}th round and at the end every row; "
+            f"{replica.seconds:.1f} s in them on rank {me}")
     return int(words), losses, int(dropped), line
