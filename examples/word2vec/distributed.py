@@ -21,10 +21,10 @@ The replicas drift apart; rounds bring them back together:
   whole epoch (analogies: 2 ranks 13.03 %, 4 ranks 8.37 %, one process 14.71 %); with these
   rounds, 14.30 % and 12.24 % (docs/RESULTS.md);
 - at the end every row, so that the replicas end bit-identical. Not at each epoch's end: a
-  rank goes on into its next epoch, and only the last end waits for the slowest rank. (Ranks
-  waiting for each other at every epoch's end waited for that epoch's slowest: 2.6 s an
-  epoch at 2 ranks on a 66 s epoch, docs/RESULTS.md; ranks running unevenly fast in one epoch
-  may catch up in the next.)
+  rank goes on into its next epoch, and only the last end waits for the slowest rank. (Waiting
+  for each other at every epoch's end, 2 ranks spent 20.7 and 31.8 s of 331 and 307 s runs in
+  rounds, mostly there; without, 22.3 s on the rank that finished first and 15.3 s on the
+  other, of 278 s: a rank slowed in one epoch may catch up in the next. docs/RESULTS.md.)
 
 How rows combine. pWord2Vec averages them. Averaging N replicas divides every rank's change by
 N: word2vec's loss is a sum (each occurrence moves its rows by lr times its own gradient), so

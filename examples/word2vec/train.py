@@ -10,7 +10,7 @@ gensim's Lee corpus alone with tiny settings, in seconds.
 `--workers N` runs N processes on this machine. They share the tables in shared memory and race
 (Hogwild, `parallel`); with `--distributed` they share no memory: each trains its own replica
 on its share of the lines and the replicas are combined over torch.distributed (gloo), the most
-frequent rows every ~0.1 s and all rows at each epoch's end (`distributed`; `--sync-rows`).
+frequent rows every ~0.1 s and all rows every ~1 s and at the end (`distributed`; `--sync-rows`).
 `--distributed` starts the N workers itself under torchrun (`gdd.launch`); under torchrun or Ray
 Train across machines (their environment gives the workers), `--workers` is not needed:
 
@@ -207,7 +207,7 @@ def parse(argv=None) -> argparse.Namespace:
                    help="the workers share no memory: torch.distributed ranks (started here by "
                         "torchrun, or by torchrun/Ray across machines), each training its "
                         "replica on its share of the lines; replicas combined every ~0.1 s "
-                        "(the --sync-rows most frequent rows) and at each epoch's end (all)")
+                        "(the --sync-rows most frequent rows), every ~1 s and at the end (all)")
     p.add_argument("--sync-rows", type=int, default=distributed.ROWS,
                    help="--distributed: rows of each table combined every ~0.1 s (K); "
                         f"default {distributed.ROWS:,}")
