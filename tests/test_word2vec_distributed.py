@@ -44,6 +44,18 @@ PARTS = [("W_in", slice(0, 3), "mean"), ("W_out", slice(4, 6), "mean"),
          ("W_in", slice(3, 5), "add")]
 
 
+def two_changed_replicas(rng):
+    """Two ranks' Replicas of equal tables, on one `Group`, each table then changed its own
+    way: (the tables at the start, the two ranks' tables, their Replicas, a copy of both as
+    changed)."""
+    start = tables(rng)
+    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
+    group = Group(2)
+    ranks = [Replica(a, group.start(0), 2), Replica(b, group.start(1), 2)]
+    changed(rng, (a, b))
+    return start, a, b, ranks, {name: (a[name].copy(), b[name].copy()) for name in a}
+
+
 def exact_round(ranks, done):
     """`Replica.round` of every rank, made from one thread: all send, then all land."""
     for r in ranks:
@@ -54,12 +66,7 @@ def exact_round(ranks, done):
 def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(rng):
     """Two replicas from equal tables, each changed its own way: "mean" rows become the mean,
     "add" rows the start plus both changes, the other rows stay each replica's own."""
-    start = tables(rng)
-    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
-    group = Group(2)
-    ranks = [Replica(a, group.start(0), 2), Replica(b, group.start(1), 2)]
-    changed(rng, (a, b))
-    before = {name: (a[name].copy(), b[name].copy()) for name in a}
+    start, a, b, ranks, before = two_changed_replicas(rng)
     ranks[0].send(PARTS, True)
     ranks[1].send(PARTS, False)
     assert [r.land(exact=True) for r in ranks] == [False, False]  # one rank not done
@@ -83,12 +90,7 @@ def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(
 def test_a_round_that_travelled_while_the_ranks_trained_keeps_their_steps(rng):
     """Rows that moved between sending and landing: each lands at the combined value plus its
     own steps since it sent, and the next round adds those steps too."""
-    start = tables(rng)
-    a, b = ({name: t.copy() for name, t in start.items()} for _ in range(2))
-    group = Group(2)
-    ranks = [Replica(a, group.start(0), 2), Replica(b, group.start(1), 2)]
-    changed(rng, (a, b))
-    sent = {name: (a[name].copy(), b[name].copy()) for name in a}
+    start, a, b, ranks, sent = two_changed_replicas(rng)
     for r in ranks:
         r.send(PARTS, False)
     changed(rng, (a, b))  # trained on while the round travelled
