@@ -350,7 +350,8 @@ class _Pending:
     def __init__(self, what, start, then=None):
         _state["calls"] += 1
         self.what, self.call, self.then = what, _state["calls"], then
-        self.work = None if _dist() is None else start(_dist())
+        dist = _dist()
+        self.work = None if dist is None else start(dist)
 
     def ready(self):
         """Whether it is done (or failed: `wait` then raises), without waiting."""
@@ -383,17 +384,17 @@ def allreduce_start(x, op="sum"):
     if not (isinstance(x, np.ndarray) and x.flags.c_contiguous):
         raise ValueError("allreduce_start: x must be a C-contiguous NumPy array")
 
+    def start(dist):
+        import torch  # loaded already: a group is up
+
+        return dist.all_reduce(torch.from_numpy(x.reshape(-1)), async_op=True)
+
     def then():
         if op == "mean":
             np.divide(x, world_size(), out=x)
         return x
 
-    if _dist() is None:
-        return _Pending("allreduce", None, lambda: x)
-    import torch
-
-    return _Pending("allreduce", lambda d: d.all_reduce(torch.from_numpy(x.reshape(-1)),
-                                                         async_op=True), then)
+    return _Pending("allreduce", start, then)
 
 
 def _absent(dist, call):
