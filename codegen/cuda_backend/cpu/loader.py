@@ -163,7 +163,9 @@ def find_kernels(source):
     text = _blank(source)
     kernels = {}
     for m in _KERNEL.finditer(text):
-        before = re.split(r"[;{}]", text[:m.start()])[-1]
+        # the declaration's own text: from the last statement or block boundary (rfind, not a
+        # split of everything before: a module has thousands of kernels)
+        before = text[max(text.rfind(c, 0, m.start()) for c in ";{}") + 1:m.start()]
         params = text[m.end():_closing_paren(text, m.end())]
         names = tuple((n.group(1) if (n := _NAMED_PARAM.match(p)) else "")
                       for p in _split_top_level(params))
@@ -177,10 +179,13 @@ def _rewrite_shared(source):
     GDL_SHARED_FIRST_USE of its variables, and `extern __shared__ T name[];` becomes a pointer
     into the dynamic shared memory. The blanked text gives positions; line numbers are kept."""
     text, pieces, last = _blank(source), [], 0
+    depth, counted = 0, 0  # brace depth at `counted`, moved on incrementally (linear time)
     for m in _SHARED.finditer(text):
         end = text.index(";", m.end())
         declaration = text[m.end():end]
-        if text.count("{", 0, m.start()) == text.count("}", 0, m.start()):
+        depth += text.count("{", counted, m.start()) - text.count("}", counted, m.start())
+        counted = m.start()
+        if depth == 0:
             raise ValueError(f"__shared__{declaration} at file scope: the CPU launcher needs "
                              "shared memory declared inside the function that uses it")
         if m.group(1):
@@ -198,10 +203,12 @@ def _rewrite_shared(source):
     return "".join(pieces) + source[last:]
 
 
-def translate(source, name_expressions=()):
+def translate(source, name_expressions=(), kernels=None):
     """The C++ text g++ compiles: dynamic shared memory rewritten, then one launch entry per
-    non-template kernel and per name expression. Returns (text, {kernel name: symbol})."""
-    symbols = {name: name for name, k in find_kernels(source).items() if not k.template}
+    non-template kernel and per name expression. Returns (text, {kernel name: symbol}).
+    `kernels`: `find_kernels(source)`, where the caller has it already."""
+    kernels = find_kernels(source) if kernels is None else kernels
+    symbols = {name: name for name, k in kernels.items() if not k.template}
     symbols.update({expr: f"gdl_expr_{i}" for i, expr in enumerate(name_expressions)})
     exports = "".join(f"\nGDL_CPU_EXPORT({sym}, {expr})" for expr, sym in symbols.items())
     return _rewrite_shared(source) + "\n" + exports + "\n", symbols
@@ -278,7 +285,7 @@ class CpuRawModule:
             raise ValueError(f"guard_bytes must be >= 0, got {guard_bytes}")
         self.guard_bytes = -(-guard_bytes // 64) * 64
         self.kernels = find_kernels(code)
-        text, self._symbols = translate(code, tuple(name_expressions))
+        text, self._symbols = translate(code, tuple(name_expressions), self.kernels)
         self.path = build(text, tuple(options))
         if self.path not in _libraries:
             # PyDLL keeps the GIL through a launch: a library's scheduler serves one at a time.
