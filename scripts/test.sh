@@ -55,14 +55,16 @@ optional "Fashion-MNIST ($fmnist)" dataset-fashion-mnist \
     "$([ "$fmnist" != none ] && [ -f "$fmnist/train-images-idx3-ubyte.gz" ] && echo 1 || echo 0)"
 
 failed=()
-stage() {  # stage NAME COMMAND...: run it, remember NAME if it fails
-    local name="$1"
+timings=()
+stage() {  # stage NAME COMMAND...: run it, remember NAME if it fails, and how long it took
+    local name="$1" began=$SECONDS
     shift
     echo "== $name"
     if ! "$@"; then
         echo "== FAILED: $name" >&2
         failed+=("$name")
     fi
+    timings+=("$(printf '%5d s  %s' $((SECONDS - began)) "$name")")
 }
 start=$SECONDS
 
@@ -107,6 +109,9 @@ else
 fi
 
 tier=$([ "$quick" = 1 ] && echo quick || echo full)
+echo "== time per stage, longest first"
+printf '%s\n' "${timings[@]}" | sort -rn
+
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "== scripts/test.sh ($tier): ${#failed[@]} stage(s) FAILED in $((SECONDS - start)) s:" >&2
     printf '   %s\n' "${failed[@]}" >&2
