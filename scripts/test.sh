@@ -56,15 +56,45 @@ optional "Fashion-MNIST ($fmnist)" dataset-fashion-mnist \
 
 failed=()
 timings=()
-stage() {  # stage NAME COMMAND...: run it, remember NAME if it fails, and how long it took
-    local name="$1" began=$SECONDS
+record() {  # record NAME STATUS SECONDS
+    if [ "$2" != 0 ]; then
+        echo "== FAILED: $1" >&2
+        failed+=("$1")
+    fi
+    timings+=("$(printf '%5d s  %s' "$3" "$1")")
+}
+stage() {  # stage NAME COMMAND...: run it here, its output as it comes
+    local name="$1" began=$SECONDS status=0
     shift
     echo "== $name"
-    if ! "$@"; then
-        echo "== FAILED: $name" >&2
-        failed+=("$name")
-    fi
-    timings+=("$(printf '%5d s  %s' $((SECONDS - began)) "$name")")
+    "$@" || status=$?
+    record "$name" "$status" $((SECONDS - began))
+}
+# The smoke runs are mostly one process each: they run side by side, one per core, each into
+# its own log; `smoke_results` prints the logs in the order the runs were started.
+lanes=$(nproc 2>/dev/null || echo 1)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+smoke_names=()
+smoke() {  # smoke NAME COMMAND...: start it once a core is free
+    local k=${#smoke_names[@]}
+    smoke_names+=("$1")
+    shift
+    while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do
+        wait -n || true
+    done
+    (began=$SECONDS; status=0; "$@" >"$logs/$k.log" 2>&1 || status=$?
+     echo "$status $((SECONDS - began))" >"$logs/$k.done") &
+}
+smoke_results() {
+    wait
+    local k status took
+    for k in "${!smoke_names[@]}"; do
+        echo "== ${smoke_names[$k]}"
+        cat "$logs/$k.log"
+        read -r status took <"$logs/$k.done"
+        record "${smoke_names[$k]}" "$status" "$took"
+    done
 }
 start=$SECONDS
 
@@ -74,38 +104,41 @@ if [ "$quick" = 1 ]; then
 else
     stage "pytest (full)" python -m pytest tests -n auto -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
 
+    echo "== the smoke runs, $lanes at a time (each one's output follows when all are done)"
+    # The CUDA backend's kernels on the CPU (no GPU needed), as on a GPU: the CNN examples and
+    # the transformer, the longest runs, first. Detection and the transformer take 10 steps,
+    # not their smoke runs' 30 and 20: a step through the kernels on the CPU takes seconds.
+    if command -v g++ >/dev/null; then
+        for run in "examples/detection.py --steps 10" "examples/char_transformer.py --steps 10" \
+                   examples/alexnet.py examples/localization.py examples/lenet_fashion_mnist.py; do
+            # shellcheck disable=SC2086
+            smoke "smoke: $run --backend cuda --device cpu" \
+                env GRAPHDL_SMOKE=1 python $run --backend cuda --device cpu
+        done
+    else
+        echo "== skipped: the examples with --backend cuda --device cpu (g++ is missing)"
+    fi
     shopt -s nullglob
     for f in examples/*.py; do
-        stage "smoke: $f" env GRAPHDL_SMOKE=1 python "$f"
+        smoke "smoke: $f" env GRAPHDL_SMOKE=1 python "$f"
     done
     # data-parallel: two processes by torchrun, gloo (~10 s, mostly importing torch)
-    stage "smoke: examples/lenet_fashion_mnist.py --workers 2" \
+    smoke "smoke: examples/lenet_fashion_mnist.py --workers 2" \
         env GRAPHDL_SMOKE=1 python examples/lenet_fashion_mnist.py --workers 2
     for model in "--model sg --loss ns" "--model cbow --loss hs" \
                  "--model sg --loss ns --workers 2" \
                  "--model sg --loss hs --workers 2 --distributed"; do
         # shellcheck disable=SC2086
-        stage "smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)" \
+        smoke "smoke: python -m examples.word2vec.train --smoke $model (the Lee corpus)" \
             python -m examples.word2vec.train --smoke --no-progress $model
     done
-    stage "smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)" \
+    smoke "smoke: benchmarks/word2vec.py --smoke (every trainer and the step profile, seconds)" \
         env PYTHONPATH=. python benchmarks/word2vec.py --smoke
-    stage "smoke: benchmarks/char_transformer.py --smoke (graphdl against PyTorch, seconds)" \
+    smoke "smoke: benchmarks/char_transformer.py --smoke (graphdl against PyTorch, seconds)" \
         env PYTHONPATH=. python benchmarks/char_transformer.py --smoke
-    stage "smoke: benchmarks/distributed.py --quick (two gloo workers against DDP, seconds)" \
+    smoke "smoke: benchmarks/distributed.py --quick (two gloo workers against DDP, seconds)" \
         env PYTHONPATH=. python benchmarks/distributed.py --quick
-
-    # The CUDA backend's kernels on the CPU (no GPU needed): the CNN examples and the
-    # transformer (~50 s: its CUDA module is built with g++), as on a GPU.
-    if command -v g++ >/dev/null; then
-        for f in examples/lenet_fashion_mnist.py examples/alexnet.py examples/localization.py \
-                 examples/detection.py examples/char_transformer.py; do
-            stage "smoke: $f --backend cuda --device cpu" \
-                env GRAPHDL_SMOKE=1 python "$f" --backend cuda --device cpu
-        done
-    else
-        echo "== skipped: the examples with --backend cuda --device cpu (g++ is missing)"
-    fi
+    smoke_results
 fi
 
 tier=$([ "$quick" = 1 ] && echo quick || echo full)
