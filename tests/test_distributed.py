@@ -30,6 +30,9 @@ from tests import distributed_worker as worker
 from tests.helpers import run_on, runner_params
 
 ROOT = Path(__file__).resolve().parent.parent
+# one pytest-xdist worker runs this file (scripts/test.sh: --dist loadgroup), so that its
+# module fixture starts its processes once, not once per worker
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 # ---------------------------------------------------------------- one worker
