@@ -567,6 +567,22 @@ def test_built_module_is_cached_by_source(tmp_path, monkeypatch):
 
 
 @needs_gxx
+def test_builds_load_the_precompiled_header(tmp_path, monkeypatch):
+    """The header's precompiled form is made once in the cache, and g++ takes it (it prints
+    '!' before a precompiled header it uses, under -H) with the build's own flags."""
+    monkeypatch.setenv(loader.CACHE_ENV, str(tmp_path))
+    load('extern "C" __global__ void seven(int* y) { y[threadIdx.x] = 7; }')
+    (precompiled,) = tmp_path.glob("header-*/cuda_cpu.h.gch")
+    source = tmp_path / "empty.cu"
+    source.write_text("")
+    done = subprocess.run(["g++", *loader.FLAGS, "-H", "-I", str(loader.INCLUDE_DIR), "-include",
+                           str(precompiled.with_suffix("")), "-x", "c++", str(source), "-o",
+                           str(tmp_path / "empty.so")], check=True, capture_output=True,
+                          text=True)
+    assert f"! {precompiled}" in done.stderr, done.stderr[:2000]
+
+
+@needs_gxx
 def test_compiler_error_is_reported_with_its_message():
     with pytest.raises(BuildError, match="(?s)g\\+\\+ could not compile.*undeclared_name"):
         load('extern "C" __global__ void broken(float* y) { y[0] = undeclared_name; }')

@@ -241,7 +241,7 @@ def build(text, options=()) -> Path:
     source_file = library.with_suffix(".cu")
     _write_atomically(source_file, text.encode())
     # options may define macros the header reads (-DGDL_CPU_UCONTEXT): then the header is parsed
-    header = _precompiled_header(compiler) if not options else HEADER
+    header = _precompiled_header(compiler, directory) if not options else HEADER
     done = _compile([compiler, *FLAGS, "-I", str(INCLUDE_DIR), "-include", str(header), *options,
                      "-x", "c++", str(source_file)], library)
     if done.returncode:
@@ -251,13 +251,13 @@ def build(text, options=()) -> Path:
 
 
 @functools.cache
-def _precompiled_header(compiler) -> Path:
+def _precompiled_header(compiler, directory) -> Path:
     """The header to include: a copy beside its precompiled form, which g++ loads instead of
     parsing the header again (0.4 s of the ~1 s build of a typical module). Built once per
     header, flags and compiler, in the cache; where g++ cannot make it, the header itself."""
     version = subprocess.run([compiler, "--version"], check=False, capture_output=True).stdout
     key = hashlib.sha256(_build_inputs() + version).hexdigest()[:16]
-    copy = cache_dir() / f"header-{key}" / HEADER.name
+    copy = directory / f"header-{key}" / HEADER.name
     precompiled = copy.with_name(copy.name + ".gch")
     if not precompiled.exists():
         copy.parent.mkdir(parents=True, exist_ok=True)
