@@ -100,10 +100,10 @@ start=$SECONDS
 
 if [ "$quick" = 1 ]; then
     stage "pytest (quick tier: -m 'not slow')" \
-        python -m pytest tests -n auto --dist loadgroup -m "not slow" -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
+        python -m pytest tests -n auto -m "not slow" -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
 else
     stage "pytest (full)" \
-        python -m pytest tests -n auto --dist loadgroup -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
+        python -m pytest tests -n auto -rfEs ${pytest_args[@]+"${pytest_args[@]}"}
 
     echo "== the smoke runs, $lanes at a time (each one's output follows when all are done)"
     # The CUDA backend's kernels on the CPU (no GPU needed), as on a GPU: the CNN examples and

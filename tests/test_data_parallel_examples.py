@@ -15,9 +15,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# one pytest-xdist worker runs this file (scripts/test.sh: --dist loadgroup), so that its
-# module fixture starts its processes once, not once per worker
-pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

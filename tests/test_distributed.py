@@ -13,6 +13,7 @@ Ray Train run that grows from one worker to two when a node joins ends where it 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -30,9 +31,6 @@ from tests import distributed_worker as worker
 from tests.helpers import run_on, runner_params
 
 ROOT = Path(__file__).resolve().parent.parent
-# one pytest-xdist worker runs this file (scripts/test.sh: --dist loadgroup), so that its
-# module fixture starts its processes once, not once per worker
-pytestmark = pytest.mark.xdist_group(__name__)
 
 
 # ---------------------------------------------------------------- one worker
@@ -214,13 +212,33 @@ def test_onnx_exports_one_workers_allreduce_the_identity():
 PAIRS = ("train", "killed", "half")  # after training, rank 1 of "train" hangs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pairs(tmp_path_factory):
-    """{scenario: rank 0's results, "train-1": rank 1's, torchrun job: its results}: every
-    process started at once (importing torch dominates); each rank 1 that failed on purpose
-    is ended here."""
+    """{scenario: rank 0's results, "train-1": rank 1's, torchrun job: its results}. The
+    processes run once a session: the first pytest-xdist worker to get here starts them, under
+    a lock the others wait on, and every worker reads their results (each worker running
+    them cost a minute of CI)."""
     pytest.importorskip("torch")
-    root = tmp_path_factory.mktemp("distributed")
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # the session's directory, above each worker's own
+    root = shared / "distributed"
+    with open(shared / "distributed.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "ran").exists():
+            _run_pairs(root)
+            (root / "ran").touch()
+    results = {name: _load(root / f"{name}-0.npz") for name in ("whole", "died", *PAIRS)}
+    results["train-1"] = _load(root / "train-1.npz")  # saved before rank 0 ended it
+    results["half"] = root / "half"  # where "half" checkpoints
+    results["rank 1 died"] = (root / "died" / "rank 1 died").exists()
+    return results
+
+
+def _run_pairs(root):
+    """Every process started at once (importing torch dominates); each rank 1 that failed on
+    purpose is ended here."""
+    root.mkdir()
     commands = {}
     # standalone: torchrun binds a free port itself, no race for one; the uninterrupted job is
     # started by the script itself (gdd.launch), the other under torchrun's command line
@@ -239,24 +257,17 @@ def pairs(tmp_path_factory):
         with open(root / f"{name}-{rank}.log", "w") as log:
             procs[name, rank] = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT,
                                                  stdout=log, stderr=subprocess.STDOUT)
-    results = {}
     try:
         for (name, rank), proc in procs.items():
-            if name == "train" and rank == 1:  # it hangs: ended below
-                results["train-1"] = _load(root / "train-1.npz")  # saved before rank 0 ended
-            elif rank == 0:
+            if rank == 0:  # a rank 1 that hangs ("train") is ended below
                 proc.wait(timeout=180)
                 log = (root / f"{name}-0.log").read_text()[-3000:]
                 assert proc.returncode == 0, log
-                results[name] = _load(root / f"{name}-0.npz")
-        results["half"] = root / "half"  # where "half" checkpoints
-        results["rank 1 died"] = (root / "died" / "rank 1 died").exists()
     finally:
         for proc in procs.values():  # SIGTERM: torchrun passes it to its workers
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
-    return results
 
 
 def _load(path):

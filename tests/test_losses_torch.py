@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from tests.helpers import run_on, runner_params
+from tests.helpers import mismatches, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -119,8 +119,8 @@ def _torch(fn, arrays, dtype, probe, second=None):
     return out
 
 
-def _graph(fn, arrays, dtype, probe, second=None):
-    xs = [gd.input(f"a{k}", a.shape, dtype) for k, a in enumerate(arrays)]
+def _graph(fn, arrays, dtype, probe, second=None, prefix="a"):
+    xs = [gd.input(f"{prefix}{k}", a.shape, dtype) for k, a in enumerate(arrays)]
     y = fn(gd, *xs)
     grads = gd.grad(gd.sum(y * gd.constant(probe.astype(dtype))), xs)
     outputs = [y, *grads]
@@ -128,23 +128,30 @@ def _graph(fn, arrays, dtype, probe, second=None):
         z = gd.sum(gd.stack([gd.sum(g * gd.constant(s.astype(dtype)))
                              for g, s in zip(grads, second)]))
         outputs += gd.grad(z, xs)
-    return outputs, {f"a{k}": a.astype(dtype) for k, a in enumerate(arrays)}
+    return outputs, {f"{prefix}{k}": a.astype(dtype) for k, a in enumerate(arrays)}
 
 
 @pytest.mark.parametrize("runner", runner_params())
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_values_and_gradients_match_pytorch(case, dtype, runner):
-    fn, arrays, _ = CASES[case]
-    shape = fn(F, *[torch.tensor(a) for a in arrays]).shape
-    probe = np.random.default_rng(len(case)).uniform(0.5, 1.5, tuple(shape))
-    expected = _torch(fn, arrays, dtype, probe)
-    outputs, feeds = _graph(fn, arrays, dtype, probe)
-    got = run_on(runner, outputs, feeds)
-    np.testing.assert_allclose(got[0], expected[0], **TOL[dtype], err_msg=f"{case} value")
-    assert np.asarray(got[0]).dtype == np.dtype(dtype)
-    for k, (g, e) in enumerate(zip(got[1:], expected[1])):
-        np.testing.assert_allclose(g, e, **TOL[dtype], err_msg=f"{case} grad {k}")
+def test_values_and_gradients_match_pytorch(dtype, runner):
+    """Every case's value and gradients, all in one graph: one compilation per backend and
+    dtype (one per case took 140 s of CI's kernel builds)."""
+    outputs, feeds, expected = [], {}, {}
+    for k, case in enumerate(sorted(CASES)):
+        fn, arrays, _ = CASES[case]
+        shape = fn(F, *[torch.tensor(a) for a in arrays]).shape
+        probe = np.random.default_rng(len(case)).uniform(0.5, 1.5, tuple(shape))
+        value, grads = _torch(fn, arrays, dtype, probe)
+        expected[case] = [value, *grads]
+        nodes, case_feeds = _graph(fn, arrays, dtype, probe, prefix=f"c{k}_a")
+        outputs += nodes
+        feeds.update(case_feeds)
+    got, problems = iter(run_on(runner, outputs, feeds)), []
+    for case, want in expected.items():
+        labels = ["value", *(f"grad {k}" for k in range(len(want) - 1))]
+        problems += mismatches(case, labels, [next(got) for _ in want], want, dtype,
+                               TOL[dtype]["rtol"], TOL[dtype]["atol"])
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("case", sorted(c for c, (_, _, smooth) in CASES.items() if smooth))
