@@ -113,6 +113,20 @@ def run_on(runner, outputs, feeds):
     return gd.compile(outputs, **RUNNERS[runner])(**feeds)
 
 
+def run_cases(runner, cases):
+    """{label: (the case's outputs computed the `runner` way, its wanted values)} for `cases`
+    {label: (outputs, feeds, wanted values)}, all in one graph: one compilation per runner,
+    not one per case (a kernel build each on the CUDA backend). Inputs must be named apart."""
+    outputs = [node for nodes, _, _ in cases.values() for node in nodes]
+    feeds = {name: value for _, case_feeds, _ in cases.values()
+             for name, value in case_feeds.items()}
+    assert len(feeds) == sum(len(case_feeds) for _, case_feeds, _ in cases.values()), \
+        "two cases name an input alike"
+    values = iter(run_on(runner, outputs, feeds))
+    return {label: ([next(values) for _ in nodes], want)
+            for label, (nodes, _, want) in cases.items()}
+
+
 def mismatches(name, labels, got, want, dtype, rtol, atol):
     """What of `got` (values named by `labels`) differs from PyTorch's `want` in dtype, shape
     or value, in words, for one failure listing every case."""

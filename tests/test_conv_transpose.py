@@ -9,7 +9,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.errors import GraphError
-from tests.helpers import run_on, runner_params
+from tests.helpers import mismatches, run_cases, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -75,8 +75,9 @@ def _bias_size(name, w_shape, kwargs):
     return w_shape[1] * kwargs.get("groups", 1) if "transpose" in name else w_shape[0]
 
 
-def _case(name, x_shape, w_shape, kwargs, dtype, seed=0):
-    """Outputs y, dL/dx, dL/dw, dL/db for L = Σ y·probe, their feeds and PyTorch's values."""
+def _case(name, x_shape, w_shape, kwargs, dtype, seed=0, prefix=""):
+    """Outputs y, dL/dx, dL/dw, dL/db for L = Σ y·probe, their feeds and PyTorch's values; the
+    inputs are named x, w, b after `prefix`."""
     ours, theirs, _ = FUNCTIONS[name]
     rng = np.random.default_rng(seed)
     b_shape = (_bias_size(name, w_shape, kwargs),)
@@ -85,21 +86,25 @@ def _case(name, x_shape, w_shape, kwargs, dtype, seed=0):
     yt = theirs(xt, wt, bt, **kwargs)
     probe = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     grads = torch.autograd.grad((yt * torch.tensor(probe)).sum(), [xt, wt, bt])
-    x, w, b = (gd.input(n, s, dtype) for n, s in zip("xwb", (x_shape, w_shape, b_shape)))
+    x, w, b = (gd.input(prefix + n, s, dtype) for n, s in zip("xwb", (x_shape, w_shape, b_shape)))
     y = ours(x, w, b, **kwargs)
     outputs = [y, *gd.grad(gd.sum(y * probe), [x, w, b])]
     want = [yt.detach().numpy(), *(g.numpy() for g in grads)]
-    return outputs, {"x": x0, "w": w0, "b": b0}, want
+    return outputs, {prefix + "x": x0, prefix + "w": w0, prefix + "b": b0}, want
 
 
 @pytest.mark.parametrize("runner", runner_params())
-@pytest.mark.parametrize("name,x_shape,w_shape,kwargs", CASES + PHASED)
-def test_values_and_gradients_match_pytorch(runner, name, x_shape, w_shape, kwargs):
-    outputs, feeds, want = _case(name, x_shape, w_shape, kwargs, "float64")
-    got = run_on(runner, outputs, feeds)
-    for a, b in zip(got, want):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+def test_values_and_gradients_match_pytorch(runner):
+    """Every case in one graph (one kernel build, not one per case)."""
+    cases = {f"{name} x{x_shape} w{w_shape} {kwargs}":
+             _case(name, x_shape, w_shape, kwargs, "float64", prefix=f"c{k}_")
+             for k, (name, x_shape, w_shape, kwargs) in enumerate(CASES + PHASED)}
+    problems = []
+    for label, (got, want) in run_cases(runner, cases).items():
+        for what, a, b in zip(("y", "dL/dx", "dL/dw", "dL/db"), got, want):
+            problems += mismatches(label, [what], [a], [b], "float64", 1e-10,
+                                   1e-10 * np.abs(b).max())
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("runner", runner_params())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphdl as gd
-from tests.helpers import mismatches, run_on, runner_params
+from tests.helpers import mismatches, run_cases, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -136,21 +136,18 @@ def _graph(fn, arrays, dtype, probe, second=None, prefix="a"):
 def test_values_and_gradients_match_pytorch(dtype, runner):
     """Every case's value and gradients, all in one graph: one compilation per backend and
     dtype (one per case took 140 s of CI's kernel builds)."""
-    outputs, feeds, expected = [], {}, {}
+    cases = {}
     for k, case in enumerate(sorted(CASES)):
         fn, arrays, _ = CASES[case]
         shape = fn(F, *[torch.tensor(a) for a in arrays]).shape
         probe = np.random.default_rng(len(case)).uniform(0.5, 1.5, tuple(shape))
         value, grads = _torch(fn, arrays, dtype, probe)
-        expected[case] = [value, *grads]
-        nodes, case_feeds = _graph(fn, arrays, dtype, probe, prefix=f"c{k}_a")
-        outputs += nodes
-        feeds.update(case_feeds)
-    got, problems = iter(run_on(runner, outputs, feeds)), []
-    for case, want in expected.items():
+        cases[case] = (*_graph(fn, arrays, dtype, probe, prefix=f"c{k}_a"), [value, *grads])
+    problems = []
+    for case, (got, want) in run_cases(runner, cases).items():
         labels = ["value", *(f"grad {k}" for k in range(len(want) - 1))]
-        problems += mismatches(case, labels, [next(got) for _ in want], want, dtype,
-                               TOL[dtype]["rtol"], TOL[dtype]["atol"])
+        problems += mismatches(case, labels, got, want, dtype, TOL[dtype]["rtol"],
+                               TOL[dtype]["atol"])
     assert not problems, "\n".join(problems)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.errors import GraphError
-from tests.helpers import run_on, runner_params
+from tests.helpers import mismatches, run_cases, run_on, runner_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -52,9 +52,9 @@ POOLS = [("max_pool3d", shape, kwargs) for shape, kwargs in CASES3D + MAX_ONLY] 
 EACH = [("max_pool1d", *CASES1D[1]), ("avg_pool1d", *CASES1D[1]),
         ("max_pool3d", *CASES3D[1]), ("avg_pool3d", *CASES3D[1])]
 
-def _case(name, shape, kwargs, dtype="float64", seed=0):
-    """y and dL/dx for L = Σ y·probe, the feeds, and PyTorch's values; max pooling reads a grid
-    of four values, so its windows hold ties."""
+def _case(name, shape, kwargs, dtype="float64", seed=0, prefix=""):
+    """y and dL/dx for L = Σ y·probe, the feeds, and PyTorch's values (the input named x after
+    `prefix`); max pooling reads a grid of four values, so its windows hold ties."""
     rng = np.random.default_rng(seed)
     x0 = (rng.choice([-1.0, 0.0, 0.5, 1.0], size=shape) if "max" in name
           else rng.standard_normal(shape)).astype(dtype)
@@ -62,18 +62,21 @@ def _case(name, shape, kwargs, dtype="float64", seed=0):
     yt = getattr(F, name)(xt, **kwargs)
     probe = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     (gt,) = torch.autograd.grad(yt, [xt], torch.tensor(probe))
-    x = gd.input("x", shape, dtype)
+    x = gd.input(prefix + "x", shape, dtype)
     y = getattr(gd, name)(x, **kwargs)
-    return [y, gd.grad(gd.sum(y * probe), x)], {"x": x0}, [yt.detach().numpy(), gt.numpy()]
+    return ([y, gd.grad(gd.sum(y * probe), x)], {prefix + "x": x0},
+            [yt.detach().numpy(), gt.numpy()])
 
 
 @pytest.mark.parametrize("runner", runner_params())
-@pytest.mark.parametrize("name,shape,kwargs", POOLS)
-def test_values_and_gradients_match_pytorch(runner, name, shape, kwargs):
-    outputs, feeds, want = _case(name, shape, kwargs)
-    for got, expected in zip(run_on(runner, outputs, feeds), want):
-        assert got.shape == expected.shape and got.dtype == expected.dtype
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+def test_values_and_gradients_match_pytorch(runner):
+    """Every case in one graph (one kernel build, not one per case)."""
+    cases = {f"{name} {shape} {kwargs}": _case(name, shape, kwargs, prefix=f"c{k}_")
+             for k, (name, shape, kwargs) in enumerate(POOLS)}
+    problems = []
+    for label, (got, want) in run_cases(runner, cases).items():
+        problems += mismatches(label, ["y", "dL/dx"], got, want, "float64", 1e-12, 1e-12)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("name,shape,kwargs", EACH)
