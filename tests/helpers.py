@@ -190,22 +190,21 @@ def twice_against_torch(cases, runner, dtype):
 
     from graphdl.facets import FallbackWarning
 
-    graphs = {name: _graph_twice(fn, arrays, dtype, f"a{k}")
-              for k, (name, (fn, _, arrays)) in enumerate(cases.items())}
-    outputs = [node for _, nodes in graphs.values() for node in nodes]
-    feeds = {x.name: np.asarray(a, dtype) for name, (xs, _) in graphs.items()
-             for x, a in zip(xs, cases[name][2])}
+    graphs = {}
+    for k, (name, (fn, torch_fn, arrays)) in enumerate(cases.items()):
+        xs, nodes = _graph_twice(fn, arrays, dtype, f"a{k}")
+        feeds = {x.name: np.asarray(a, dtype) for x, a in zip(xs, arrays)}
+        graphs[name] = nodes, feeds, _torch_twice(torch_fn, arrays)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # every part has its backend's kernel
-        values = run_on(runner, outputs, feeds)
+        results = run_cases(runner, graphs)
     rtol, atol = TWICE_TOLERANCE[dtype]
-    problems, start = [], 0
-    for name, (_, nodes) in graphs.items():
-        got, start = values[start:start + len(nodes)], start + len(nodes)
+    problems = []
+    for name, (got, want) in results.items():
         n = len(cases[name][2])
         labels = ["value", *(f"d/d arg {k}" for k in range(n)),
                   *(f"d²/d arg {k}" for k in range(n))]
-        for label, a, b in zip(labels, got, _torch_twice(cases[name][1], cases[name][2])):
+        for label, a, b in zip(labels, got, want):
             scale = max(1.0, float(np.abs(b).max(initial=0)))
             problems += mismatches(name, [label], [a], [b.astype(dtype)], dtype, rtol,
                                    atol * scale)
