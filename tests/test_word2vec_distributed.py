@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from examples.word2vec.distributed import Replica, Schedule, Touched, hot_rows, round_parts
+from examples.word2vec.distributed import Replica, Schedule, hot_rows, round_parts
 from examples.word2vec.model import Shape, declare
 from examples.word2vec.train import train
 from examples.word2vec.vocab import huffman
@@ -41,7 +41,7 @@ def changed(rng, replicas):
 
 
 PARTS = [("W_in", slice(0, 3), "mean"), ("W_out", slice(4, 6), "mean"),
-         ("W_in", slice(3, 5), "add"), ("W_out", np.array([0, 2]), "add")]  # rows as numbers
+         ("W_in", slice(3, 5), "add")]
 
 
 def two_changed_replicas(rng):
@@ -75,7 +75,7 @@ def test_a_round_averages_its_mean_parts_adds_its_add_parts_and_leaves_the_rest(
         mine, theirs = (before[name][k][rows].astype(np.float64) for k in (0, 1))
         want = (mine + theirs) / 2 if how == "mean" else mine + theirs - start[name][rows]
         np.testing.assert_allclose(a[name][rows], want, rtol=1e-5, atol=1e-6)
-    for name, untouched in (("W_in", slice(5, None)), ("W_out", [1, 3])):
+    for name, untouched in (("W_in", slice(5, None)), ("W_out", slice(0, 4))):
         np.testing.assert_array_equal(a[name][untouched], before[name][0][untouched])
         np.testing.assert_array_equal(b[name][untouched], before[name][1][untouched])
     assert exact_round(ranks, True) == [True, True]
@@ -168,40 +168,28 @@ class Group:
     ([12, 9], None, 3),  # by time, or after 3 steps where that comes first
     ([6, 6, 1], 2, None),  # three ranks
 ], ids=["unequal", "no-batch", "timed", "timed-at-most", "three"])
-@pytest.mark.parametrize(("full_every", "sparse"), [(None, False), (2, False), (2, True)],
-                         ids=["hot-rounds", "every-2nd-round-full", "full-of-touched-rows"])
+@pytest.mark.parametrize("full_every", [None, 2], ids=["hot-rounds", "every-2nd-round-full"])
 def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, most,
-                                                                     full_every, sparse):
+                                                                     full_every):
     """Also with every 2nd round combining every row: a rank waiting at the end must make the
-    full rounds where the others make them (their buffers differ in size); and with those
-    rounds taking the rows of W_in that a rank touched (each step moves 3 of its rows, all of
-    W_out's). No step is lost or counted twice: every row that is added up (all but the
-    averaged hottest) ends at its start plus every rank's steps."""
+    full rounds where the others make them (their buffers differ in size)."""
     group, world = Group(len(steps)), len(steps)
     model_of_nine = declare("sg", "hs", Shape(9, 3, 4), huffman(np.arange(9, 0, -1)))
-    hot, end = round_parts(model_of_nine, 3, 1)
-    start = tables(np.random.default_rng(0), vocab=9)
     ends, errors, sent = [None] * world, [], [0] * world
-    moved = [{name: np.zeros(t.shape) for name, t in start.items()} for _ in range(world)]
 
     def rank(r):
         try:
             rng = np.random.default_rng(r)
-            mine = {name: t.copy() for name, t in start.items()}  # equal at the start
+            mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
             replica = Replica(mine, group.start(r), world)
-            touched = Touched("W_in", 9, slice(0, 3), lambda batch: batch.centers)
+            hot, end = round_parts(model_of_nine, 3, 1)
             ticks = itertools.count(0, r + 1)
             schedule = Schedule(replica, hot, end, every=every, interval=4, most=most,
-                                full_every=full_every, touched=touched if sparse else None,
-                                clock=lambda: next(ticks))
+                                full_every=full_every, clock=lambda: next(ticks))
             for _ in range(steps[r]):
-                rows = np.sort(rng.choice(9, 3, replace=False)) if sparse else slice(None)
-                schedule.before(SimpleNamespace(centers=rows))
-                for name, t in mine.items():  # the step: this rank's own change of its rows
-                    where = rows if name == "W_in" else slice(None)
-                    change = rng.standard_normal(t[where].shape).astype(t.dtype)
-                    t[where] += change
-                    moved[r][name][where] += change
+                schedule.before(None)
+                for t in mine.values():  # the step: this rank's own change of every row
+                    t += rng.standard_normal(t.shape).astype(t.dtype)
             sent[r] = replica.rounds
             schedule.finish()
             ends[r] = mine
@@ -219,48 +207,6 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
     for r in range(1, world):
         for name in ends[0]:
             np.testing.assert_array_equal(ends[r][name], ends[0][name])
-    for name, added in (("W_in", slice(1, None)), ("W_out", slice(0, 7))):
-        steps_of_all = start[name][added] + sum(m[name][added] for m in moved)
-        np.testing.assert_allclose(ends[0][name][added], steps_of_all, rtol=1e-4, atol=1e-4)
-
-
-def test_full_rounds_take_the_rows_of_w_in_that_any_rank_touched():
-    """full_every 3, a round each step: rounds 2 and 5 carry this rank's marks of W_in (the
-    rows its steps touched since the last marks went); rounds 3 and 6 take the rows that any
-    rank marked, outside the hot ones, and every other row of W_out."""
-    model = declare("sg", "ns", Shape(9, 3, 4))
-    hot, end = round_parts(model, 3, 1)
-    theirs = np.zeros(9)
-    theirs[[2, 7]] = 1  # the other rank's marks: one hot row, one not
-    rounds = []
-
-    def send(parts, done, marks):
-        replica.rounds += 1
-        replica.travelling = [marks]
-        rounds.append((parts, None if marks is None else np.flatnonzero(marks).tolist()))
-
-    def land(exact):
-        marks = replica.travelling[0]
-        replica.marks = None if marks is None else marks + theirs
-        replica.travelling = None
-        return True
-
-    replica = SimpleNamespace(rounds=0, travelling=None, marks=None, send=send, land=land,
-                              ready=lambda: True, world=2, round=lambda *_, **__: True)
-    touched = Touched("W_in", 9, slice(0, 3), lambda batch: batch.centers)
-    schedule = Schedule(replica, hot, end, every=1, full_every=3, touched=touched)
-    for centers in ([0, 4], [5], [4, 8], [6], [3], [1], [4]):
-        schedule.before(SimpleNamespace(centers=np.array(centers)))
-    schedule.finish()
-    rest_of_w_out = [("W_out", slice(3, 9), "add")]
-    # the last round is the end's first: every rank done, it lands as sent
-    assert [marks for _, marks in rounds] == [None, [0, 4, 5], None, None, [3, 4, 6, 8], None,
-                                              None]
-    assert all(rounds[k][0] == hot for k in (0, 1, 3, 4, 6))
-    for full, rows in ((rounds[2][0], [4, 5, 7]), (rounds[5][0], [3, 4, 6, 7, 8])):
-        assert full[:len(hot)] == hot and full[len(hot):-1] == rest_of_w_out
-        name, taken, how = full[-1]
-        assert (name, how) == ("W_in", "add") and taken.tolist() == rows
 
 
 @pytest.mark.parametrize(("every", "most", "travel", "sent", "landed"), [
@@ -275,15 +221,15 @@ def test_a_round_is_sent_once_due_and_lands_once_arrived_or_overdue(every, most,
     counted from the last landing: the next round leaves with this rank's steps since."""
     step, log = [0], {"sent": [], "landed": []}
 
-    def send(parts, done, marks):
+    def send(parts, done):
         replica.travelling = step[0]
         log["sent"].append(step[0])
 
-    def land(exact):
+    def land():
         replica.travelling = None
         log["landed"].append(step[0])
 
-    replica = SimpleNamespace(rounds=0, travelling=None, marks=None, send=send, land=land,
+    replica = SimpleNamespace(rounds=0, travelling=None, send=send, land=land,
                               ready=lambda: step[0] - replica.travelling >= travel)
     schedule = Schedule(replica, [], [], every=every, interval=0.1, most=most, full_every=None,
                         clock=lambda: 0.03 * step[0])

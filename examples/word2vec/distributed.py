@@ -19,11 +19,7 @@ The replicas drift apart; rounds bring them back together:
 - every `FULL_EVERY`-th round (~1 s) every row instead: on the 6.2M-word corpus, with every
   row combined at the epochs' ends only, each rank's copy of the rare words drifted for a
   whole epoch (analogies: 2 ranks 13.03 %, 4 ranks 8.37 %, one process 14.71 %); with these
-  rounds, 14.30 % and 12.24 % (docs/RESULTS.md). Of W_in, the rows of the words some rank
-  trained on since (`Touched`) and no others: a second of training touches nearly every row
-  of W_out (the negatives are drawn over the whole vocabulary) but only ~20 % of W_in's rows
-  outside the hot ones on that corpus, and a row left out keeps its change for a later
-  round. The ranks learn which rows from the round before, which carries each rank's marks;
+  rounds, 14.30 % and 12.24 % (docs/RESULTS.md);
 - at the end every row, so that the replicas end bit-identical. Not at each epoch's end: a
   rank goes on into its next epoch, and only the last end waits for the slowest rank. (Waiting
   for each other at every epoch's end, 2 ranks spent 20.7 and 31.8 s of 331 and 307 s runs in
@@ -79,7 +75,6 @@ row's buffer and what this rank sent in it).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -109,58 +104,53 @@ def hot_rows(model: Model, rows: int) -> dict[str, slice]:
 
 class Replica:
     """This rank's tables and the rounds that combine rows of them with the other ranks'.
-    A round takes parts (table, rows, how), rows a slice or an array of row numbers: "mean"
-    parts become the mean over the ranks; "add" parts become their values at the last round
-    that took them plus every rank's change since (kept in `base`). `start(buffer)` starts the
-    collective that sums the ranks' buffers in place and returns at once: a handle with
-    `ready()` (arrived, without waiting) and `wait()` (the summed buffer). The rounds pack into
-    the front of one buffer, grown to the largest round yet: a round of every row is tens of
-    MB, and a fresh one each time cost more than its transfer.
+    A round takes parts (table, rows, how): "mean" parts become the mean over the ranks;
+    "add" parts become their values at the last round that took them plus every rank's change
+    since (kept in `base`). `start(buffer)` starts the collective that sums the ranks' buffers
+    in place and returns at once: a handle with `ready()` (arrived, without waiting) and
+    `wait()` (the summed buffer). Each kind of round packs into a buffer of its own, kept: a
+    round of every row is tens of MB, and a fresh one each time cost more than its transfer.
 
     A round travels while the rank trains on (`send`, then `land` once it has arrived): each
     row then moves by the combined value less what this rank sent, keeping the steps it took
     meanwhile. `round` sends and lands at once, as every rank's rows stand: the rows come out
-    exactly the combined values, the same bits on every rank. A round may also carry `marks`,
-    an array summed as it is (`self.marks` once landed)."""
+    exactly the combined values, the same bits on every rank."""
 
     def __init__(self, tables: dict[str, np.ndarray], start: Callable, world: int):
         self.tables, self.start, self.world = tables, start, world
         self.base = {name: t.copy() for name, t in tables.items()}
-        self.dtype = next(iter(tables.values())).dtype
-        self.buffer, self.sent = np.empty(0, self.dtype), np.empty(0, self.dtype)
-        self.travelling = None  # (the collective, its parts, what this rank sent, marks' size)
-        self.marks = None  # the marks of the last round landed, summed; None if it had none
+        self.buffers: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self.travelling = None  # (the collective, its parts, what this rank sent)
         self.rounds, self.seconds = 0, 0.0  # for the report: rounds made, time spent in them
 
-    def round(self, parts: list[tuple], done: bool, marks: np.ndarray | None = None) -> bool:
+    def round(self, parts: list[tuple[str, slice, str]], done: bool) -> bool:
         """Combine `parts` over the ranks now; whether every rank said `done`. One rank keeps
         its rows as they are (base + change would round them)."""
         if self.world == 1:
             return done
-        self.send(parts, done, marks)
+        self.send(parts, done)
         return self.land(exact=True)
 
-    def send(self, parts: list[tuple], done: bool, marks: np.ndarray | None = None) -> None:
+    def send(self, parts: list[tuple[str, slice, str]], done: bool) -> None:
         """Start a round of `parts` (none with one rank): the "mean" rows' values, the "add"
-        rows' changes, the marks, the flag."""
+        rows' changes, the flag."""
         if self.world == 1:
             return
         clock = time.perf_counter()
-        extra = 0 if marks is None else marks.size
-        size = sum(math.prod(self.shape(name, rows)) for name, rows, _ in parts) + extra + 1
-        if size > self.buffer.size:
-            self.buffer, self.sent = np.empty(size, self.dtype), np.empty(size, self.dtype)
-        buffer, sent = self.buffer[:size], self.sent[:size]
-        for name, rows, how, mine in self.views(buffer, parts):
+        key = tuple((name, rows.start, rows.stop, how) for name, rows, how in parts)
+        if key not in self.buffers:
+            size = sum(self.tables[name][rows].size for name, rows, _ in parts) + 1
+            dtype = self.tables[parts[0][0]].dtype
+            self.buffers[key] = np.empty(size, dtype), np.empty(size, dtype)
+        buffer, sent = self.buffers[key]
+        for name, rows, how, table, mine in self.views(buffer, parts):
             if how == "add":
-                np.subtract(self.tables[name][rows], self.base[name][rows], out=mine)
+                np.subtract(table, self.base[name][rows], out=mine)
             else:
-                mine[...] = self.tables[name][rows]
-        if marks is not None:
-            buffer[size - 1 - extra:-1] = marks
+                mine[...] = table
         buffer[-1] = done
         sent[...] = buffer
-        self.travelling = self.start(buffer), parts, sent, extra
+        self.travelling = self.start(buffer), parts, sent
         self.rounds += 1
         self.seconds += time.perf_counter() - clock
 
@@ -174,46 +164,31 @@ class Replica:
         since it sent (none with `exact`: then the rows are those values themselves, bit for
         bit); whether the done flags add up to every rank."""
         clock = time.perf_counter()
-        (collective, parts, sent, extra), self.travelling = self.travelling, None
+        (collective, parts, sent), self.travelling = self.travelling, None
         summed = collective.wait()
-        for (name, rows, how, total), (*_, mine) in zip(
+        for (name, rows, how, table, total), (*_, mine) in zip(
                 self.views(summed, parts), self.views(sent, parts), strict=True):
             if how == "add":
-                _add(self.base[name], rows, total)
+                base = self.base[name][rows]
+                np.add(base, total, out=base)
+                if exact:
+                    table[...] = base
+                else:
+                    table += np.subtract(total, mine, out=mine)
+            elif exact:
+                np.divide(total, self.world, out=table)
             else:
-                np.divide(total, self.world, out=total)
-            if exact:
-                self.tables[name][rows] = self.base[name][rows] if how == "add" else total
-            else:
-                _add(self.tables[name], rows, np.subtract(total, mine, out=mine))
-        self.marks = summed[summed.size - 1 - extra:-1].copy() if extra else None
+                table += np.subtract(np.divide(total, self.world, out=total), mine, out=mine)
         self.seconds += time.perf_counter() - clock
         return bool(summed[-1] == self.world)
 
-    def views(self, buffer: np.ndarray, parts: list[tuple]):
-        """(table, rows, how, their place in `buffer`, shaped as the rows) for each part."""
+    def views(self, buffer: np.ndarray, parts: list[tuple[str, slice, str]]):
+        """(table, rows, how, the rows of the table, their place in `buffer`) for each part."""
         offset = 0
         for name, rows, how in parts:
-            shape = self.shape(name, rows)
-            size = shape[0] * shape[1]
-            yield name, rows, how, buffer[offset:offset + size].reshape(shape)
-            offset += size
-
-    def shape(self, name: str, rows: slice | np.ndarray) -> tuple[int, int]:
-        """The shape of table `name`'s `rows` (without gathering them)."""
-        table = self.tables[name]
-        count = len(range(*rows.indices(len(table)))) if isinstance(rows, slice) else len(rows)
-        return count, table.shape[1]
-
-
-def _add(table: np.ndarray, rows: slice | np.ndarray, change: np.ndarray) -> None:
-    """table[rows] += change: in place on a slice's view (`table[s] += x` would then copy the
-    rows back onto themselves), gathered and scattered for row numbers (distinct ones)."""
-    if isinstance(rows, slice):
-        view = table[rows]
-        view += change
-    else:
-        table[rows] += change
+            table = self.tables[name][rows]
+            yield name, rows, how, table, buffer[offset:offset + table.size].reshape(table.shape)
+            offset += table.size
 
 
 def round_parts(model: Model, rows: int, mean_rows: int) -> tuple[list, list]:
@@ -236,78 +211,38 @@ def _outside(outer: slice, inner: slice) -> list[slice]:
             if hi > lo]
 
 
-class Touched:
-    """The rows of one table that the steps touch, for the full rounds: they take those of its
-    rows outside `hot` (which every round takes) that any rank touched, not all of them.
-    `mark(batch)` before each step notes its rows (`rows_of(batch)`); `take()` hands this
-    rank's marks to a round and clears them; `arrived(summed)` learns from that round, summed
-    over the ranks, which rows anyone touched; `parts()` are the next full round's parts for
-    this table. A row touched after the marks went keeps its change (table - base) and is
-    marked for the next full round; the end's round takes every row."""
-
-    def __init__(self, table: str, size: int, hot: slice, rows_of: Callable):
-        self.table, self.hot, self.rows_of = table, hot, rows_of
-        self.mine = np.zeros(size, bool)
-        self.anyone = np.zeros(0, np.int64)
-        self.learnt = self.found = 0  # for the report: marks arrived, rows they named in all
-
-    def mark(self, batch) -> None:
-        self.mine[self.rows_of(batch)] = True
-
-    def take(self) -> np.ndarray:
-        marks, self.mine = self.mine, np.zeros_like(self.mine)
-        return marks
-
-    def arrived(self, summed: np.ndarray) -> None:
-        rows = np.flatnonzero(summed)
-        self.anyone = rows[(rows < self.hot.start) | (rows >= self.hot.stop)]
-        self.learnt, self.found = self.learnt + 1, self.found + len(self.anyone)
-
-    def parts(self) -> list:
-        return [(self.table, self.anyone, "add")] if len(self.anyone) else []
-
-
 class Schedule:
     """When the rounds come (see the module's docstring): `before(batch)` is called before each
     batch (`Model.run`'s hook), `finish()` after the last one. A round is sent once `interval`
     seconds of `clock` have passed since the last one landed, or `most` steps after the last
     was sent; with `every`, every `every` steps instead. It lands before the first step after
     it has arrived, or when the next is due (waiting for it); with `every`, before the step
-    after it was sent: the same rounds at the same steps in every run (repeatable).
-    Every `full_every`-th round is a full one: `end`'s parts (the hot ones, then the rest), of
-    `touched`'s table only the rows it names; the round before it carries `touched`'s marks."""
+    after it was sent: the same rounds at the same steps in every run (repeatable)."""
 
     def __init__(self, replica: Replica, hot: list, end: list, every: int | None = None,
                  interval: float = INTERVAL, most: int | None = None,
-                 full_every: int | None = FULL_EVERY, touched: Touched | None = None,
-                 clock: Callable = time.perf_counter):
-        self.replica, self.hot, self.end, self.touched = replica, hot, end, touched
+                 full_every: int | None = FULL_EVERY, clock: Callable = time.perf_counter):
+        self.replica, self.hot, self.end = replica, hot, end
         self.every, self.interval, self.most = every, interval, most
         self.full_every, self.clock = full_every, clock
         self.since = 0  # steps since the last round was sent
         self.sent = self.landed = clock()
 
-    def before(self, batch) -> None:
+    def before(self, _batch) -> None:
         if self.replica.travelling is not None and (self.replica.ready() or self.overdue()):
             self.land()
         if self.replica.travelling is None and self.due(self.landed):
-            self.send(done=False)
+            self.replica.send(self.parts(), done=False)
             self.since, self.sent = 0, self.clock()
         self.since += 1
-        if self.touched is not None:
-            self.touched.mark(batch)
 
     def finish(self) -> None:
         """Join the rounds until every rank is done with its share, then combine every row.
         These rounds land as they are sent: this rank has nothing left to train meanwhile."""
-        if self.replica.world == 1:
-            return
         if self.replica.travelling is not None:
             self.land()
-        while True:
-            self.send(done=True)
-            if self.land(exact=True):
-                break
+        while not self.replica.round(self.parts(), done=True):
+            pass
         self.replica.round(self.end, done=True)
 
     def due(self, start: float) -> bool:
@@ -324,30 +259,15 @@ class Schedule:
         rounds are apart (a rank that never joins it is then found within the timeout)."""
         return self.every is not None or self.due(self.sent)
 
-    def send(self, done: bool) -> None:
-        """Send the next round: the hot rows, or every `full_every`-th round the full one (the
-        same on every rank: they count the same rounds)."""
-        number = self.replica.rounds + 1
-        full = self.full_every and number % self.full_every == 0
-        marks = (self.touched is not None and self.full_every
-                 and (number + 1) % self.full_every == 0)
-        self.replica.send(self.full() if full else self.hot, done,
-                          self.touched.take() if marks else None)
-
-    def land(self, exact: bool = False) -> bool:
-        """Land the round under way (`Replica.land`); whether every rank is done."""
-        done = self.replica.land(exact)
-        if self.replica.marks is not None:
-            self.touched.arrived(self.replica.marks)
+    def land(self) -> None:
+        self.replica.land()
         self.landed = self.clock()
-        return done
 
-    def full(self) -> list:
-        if self.touched is None:
-            return self.end
-        rest = self.end[len(self.hot):]
-        return (self.hot + [part for part in rest if part[0] != self.touched.table]
-                + self.touched.parts())
+    def parts(self) -> list:
+        """The next round's parts: the hot rows, or every row each `full_every`-th round (the
+        same on every rank: they count the same rounds)."""
+        full = self.full_every and (self.replica.rounds + 1) % self.full_every == 0
+        return self.end if full else self.hot
 
 
 def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epochs: int,
@@ -366,9 +286,7 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
     hot = hot_rows(model, rows)
     replica = Replica(tables, lambda buffer: gdd.allreduce_start(buffer, "sum"), world)
     most = max(1, ROUND_ROWS // (world * model.shape.batch))
-    touched = Touched("W_in", model.shape.vocab, hot["W_in"], _input_rows(model))
-    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), every, most=most,
-                        touched=touched)
+    schedule = Schedule(replica, *round_parts(model, rows, mean_rows), every, most=most)
     words, losses, dropped = model.run(step, tables, stream, report, before=schedule.before)
     schedule.finish()
     words, dropped = gdd.allreduce_array(np.array([words, dropped], np.float64), "sum")
@@ -376,15 +294,7 @@ def train(model: Model, step, counts: np.ndarray, corpus, tables: dict, *, epoch
         return int(words), losses, int(dropped), "1 rank: no rounds (the one-process run)"
     k = hot["W_in"].stop - hot["W_in"].start
     when = f"{every} steps" if every else f"{INTERVAL:g} s (at most {most} steps)"
-    rest = (model.shape.vocab - k) * max(touched.learnt, 1)
     line = (f"{world} ranks: {replica.rounds:,} rounds, one every {when}, combined the {k:,} "
-            f"hottest rows of each table; every {FULL_EVERY}th round W_out's every row and the "
-            f"other rows of W_in that a rank touched ({touched.found / rest:.0%} of them), at the "
-            f"end every row; {replica.seconds:.1f} s in them on rank {me}")
+            f"hottest rows of each table, every {FULL_EVERY}th round and at the end every row; "
+            f"{replica.seconds:.1f} s in them on rank {me}")
     return int(words), losses, int(dropped), line
-
-
-def _input_rows(model: Model) -> Callable:
-    """The rows of W_in a batch's step moves: skip-gram's centers, CBOW's contexts (padded with
-    row 0, one of the hot rows)."""
-    return (lambda batch: batch.centers) if model.kind == "sg" else (lambda batch: batch.contexts)
