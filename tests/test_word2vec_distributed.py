@@ -172,15 +172,19 @@ class Group:
 def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, every, most,
                                                                      full_every):
     """Also with every 2nd round combining every row: a rank waiting at the end must make the
-    full rounds where the others make them (their buffers differ in size)."""
+    full rounds where the others make them (their buffers differ in size). No step is lost or
+    counted twice: every row that is added up (all but the averaged hottest) ends at its start
+    plus every rank's steps."""
     group, world = Group(len(steps)), len(steps)
     model_of_nine = declare("sg", "hs", Shape(9, 3, 4), huffman(np.arange(9, 0, -1)))
+    start = tables(np.random.default_rng(0), vocab=9)
     ends, errors, sent = [None] * world, [], [0] * world
+    moved = [{name: np.zeros(t.shape) for name, t in start.items()} for _ in range(world)]
 
     def rank(r):
         try:
             rng = np.random.default_rng(r)
-            mine = tables(np.random.default_rng(0), vocab=9)  # equal at the start
+            mine = {name: t.copy() for name, t in start.items()}  # equal at the start
             replica = Replica(mine, group.start(r), world)
             hot, end = round_parts(model_of_nine, 3, 1)
             ticks = itertools.count(0, r + 1)
@@ -188,8 +192,10 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
                                 full_every=full_every, clock=lambda: next(ticks))
             for _ in range(steps[r]):
                 schedule.before(None)
-                for t in mine.values():  # the step: this rank's own change of every row
-                    t += rng.standard_normal(t.shape).astype(t.dtype)
+                for name, t in mine.items():  # the step: this rank's own change of every row
+                    change = rng.standard_normal(t.shape).astype(t.dtype)
+                    t += change
+                    moved[r][name] += change
             sent[r] = replica.rounds
             schedule.finish()
             ends[r] = mine
@@ -207,6 +213,9 @@ def test_ranks_with_unequal_steps_make_the_same_rounds_and_end_equal(steps, ever
     for r in range(1, world):
         for name in ends[0]:
             np.testing.assert_array_equal(ends[r][name], ends[0][name])
+    for name, added in (("W_in", slice(1, None)), ("W_out", slice(0, 7))):  # all but M = 1
+        steps_of_all = start[name][added] + sum(m[name][added] for m in moved)
+        np.testing.assert_allclose(ends[0][name][added], steps_of_all, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("every", "most", "travel", "sent", "landed"), [
